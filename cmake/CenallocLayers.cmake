@@ -1,0 +1,15 @@
+# SPDX-License-Identifier: MIT
+# cenalloc_layer(NAME [DEPENDS layer...]): an object library from src/NAME/*.cpp.
+set(CENALLOC_LAYERS "")
+function(cenalloc_layer name)
+  cmake_parse_arguments(L "" "" "DEPENDS" ${ARGN})
+  file(GLOB sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/${name}/*.cpp)
+  if(NOT sources)
+    set(sources ${PROJECT_SOURCE_DIR}/cmake/empty.cpp)
+  endif()
+  add_library(cenalloc_${name} OBJECT ${sources})
+  target_include_directories(cenalloc_${name} PUBLIC ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src)
+  target_compile_options(cenalloc_${name} PRIVATE ${CENALLOC_WARNINGS})
+  target_link_libraries(cenalloc_${name} PUBLIC fmt::fmt yaml-cpp nlohmann_json::nlohmann_json)
+  set(CENALLOC_LAYERS ${CENALLOC_LAYERS} ${name} PARENT_SCOPE)
+endfunction()

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+// Heaps: named allocators of backing storage with declared properties and statistics.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <cenalloc/platform.h>
+#include <cenalloc/result.h>
+#include <cenalloc/storage_types.h>
+
+namespace cenalloc {
+
+enum class HeapKind {
+    System,   ///< pages from general memory, scattered
+    Cma,      ///< a contiguous pool (reusable reserved memory)
+    Carveout, ///< memory reserved for devices only
+};
+
+const char* heapKindName(HeapKind kind);
+
+/// What a heap promises about every buffer it hands out. Matching a device
+/// against a heap uses only these (see alloc/match).
+struct HeapProperties {
+    std::string name;
+    HeapKind kind = HeapKind::System;
+    std::string description;
+    /// Every chunk lies in [lowestAddress, highestAddress].
+    uint64_t lowestAddress = 0;
+    uint64_t highestAddress = UINT64_MAX;
+    /// Every buffer is one physically contiguous chunk.
+    bool contiguous = false;
+    /// CPU mappings are cached (false: write-combined/uncached).
+    bool cached = true;
+    /// Largest and smallest chunk the heap produces.
+    uint64_t maxChunkSize = 4096;
+    uint64_t minChunkSize = 4096;
+    /// Alignment of every chunk's start address.
+    uint64_t chunkAlignment = 4096;
+    /// Kinds of memory the heap's storage is (see DmaConstraints::accessBits).
+    uint64_t accessBits = kAllAccess;
+    /// Bytes the heap can hand out in total.
+    uint64_t capacity = 0;
+    /// Heap flags this heap defines; any other bit is EINVAL (the kernel
+    /// defines none today).
+    uint64_t validHeapFlags = 0;
+};
+
+/// Live statistics of one heap.
+struct HeapStats {
+    uint64_t liveBuffers = 0;
+    uint64_t liveBytes = 0;
+    /// Highest liveBytes since creation or the last resetWatermark().
+    uint64_t watermarkBytes = 0;
+    uint64_t failedAllocations = 0;
+    uint64_t totalAllocations = 0;
+};
+
+/// What the storage of one allocation must meet beyond the heap's own
+/// properties: the attached devices' address limit and alignment.
+struct StorageLimits {
+    uint64_t highestAddress = UINT64_MAX; ///< inclusive
+    uint64_t alignment = 4096;
+    /// Largest chunk wanted (a device that takes at most N-byte segments
+    /// without an IOMMU gains nothing from bigger ones). 0 = heap's choice.
+    uint64_t maxChunkSize = 0;
+};
+
+class Heap;
+
+/// The physical storage of one buffer: chunks from one heap, returned to it
+/// when the Storage is destroyed. Move-only.
+///
+/// Ownership: keeps its heap alive (shared_ptr).
+class Storage {
+public:
+    Storage() = default;
+    Storage(std::shared_ptr<Heap> heap, std::vector<PhysChunk> chunks, uint64_t size);
+    Storage(Storage&&) noexcept = default;
+    Storage& operator=(Storage&& other) noexcept;
+    Storage(const Storage&) = delete;
+    Storage& operator=(const Storage&) = delete;
+    ~Storage() { reset(); }
+
+    bool empty() const { return heap_ == nullptr; }
+    const std::vector<PhysChunk>& chunks() const { return chunks_; }
+    /// Bytes of storage (page-aligned length of the buffer).
+    uint64_t size() const { return size_; }
+    Heap* heap() const { return heap_.get(); }
+    /// Give the chunks back to the heap now.
+    void reset();
+
+private:
+    std::shared_ptr<Heap> heap_;
+    std::vector<PhysChunk> chunks_;
+    uint64_t size_ = 0;
+};
+
+/// A named allocator of backing storage (the exporter side of a dma-heap).
+///
+/// Ops a backend implements:
+///  - allocateChunks (mandatory): chunks totalling exactly @p length bytes
+///    that meet the heap's properties and @p limits. @p length is non-zero
+///    and page-aligned: the caller validated it (allocation requests are
+///    validated once, at the boundary, never again in a backend). On failure
+///    nothing may remain allocated; ENOMEM for exhaustion.
+///  - freeChunks (mandatory): take back chunks allocateChunks returned.
+/// Both may be called concurrently; a backend serialises its own state.
+///
+/// Thread safety: all public methods are safe to call concurrently.
+class Heap : public std::enable_shared_from_this<Heap> {
+public:
+    explicit Heap(HeapProperties properties) : properties_(std::move(properties)) {}
+    virtual ~Heap() = default;
+    Heap(const Heap&) = delete;
+    Heap& operator=(const Heap&) = delete;
+
+    const HeapProperties& properties() const { return properties_; }
+    const std::string& name() const { return properties_.name; }
+
+    /// Storage for @p length bytes (non-zero, page-aligned). Updates the
+    /// statistics; a failure counts in failedAllocations and changes nothing
+    /// else. Errors: ENOMEM (exhausted or no memory inside @p limits).
+    Result<Storage> allocate(uint64_t length, const StorageLimits& limits = {});
+
+    HeapStats stats() const;
+    void resetWatermark();
+    /// Bytes still free in the heap's memory (shared with other heaps for the
+    /// system heaps).
+    virtual uint64_t freeBytes() const = 0;
+
+protected:
+    virtual Result<std::vector<PhysChunk>> allocateChunks(uint64_t length, const StorageLimits& limits) = 0;
+    virtual void freeChunks(std::span<const PhysChunk> chunks) = 0;
+
+private:
+    friend class Storage;
+    void release(std::span<const PhysChunk> chunks, uint64_t size);
+
+    HeapProperties properties_;
+    mutable std::mutex statsMutex_;
+    HeapStats stats_; // guarded by statsMutex_
+};
+
+} // namespace cenalloc

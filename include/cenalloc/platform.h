@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: MIT
+// The platform model: memory banks, reserved regions, IOMMUs and DMA devices.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <cenalloc/result.h>
+
+namespace cenalloc {
+
+inline constexpr uint64_t kNoLimit = UINT64_MAX;
+/// What Linux assumes when a driver sets no dma_parms (dma_get_max_seg_size).
+inline constexpr uint64_t kDefaultMaxSegmentSize = 64 * 1024;
+/// Every access bit set: the device reaches every kind of memory.
+inline constexpr uint64_t kAllAccess = UINT64_MAX;
+
+/// A device's DMA limits, as Linux spreads them over dma_mask,
+/// coherent_dma_mask and dma_parms (shared/DESIGN.md sections 1 and 2).
+struct DmaConstraints {
+    /// Highest address bits the device drives for streaming DMA; 0 is invalid.
+    uint64_t dmaMask = kNoLimit;
+    /// The same for coherent (dma_alloc_coherent) memory.
+    uint64_t coherentDmaMask = kNoLimit;
+    /// Largest scatter-gather segment the device takes, in bytes.
+    uint64_t maxSegmentSize = kDefaultMaxSegmentSize;
+    /// A segment may not cross an address where (addr & ~mask) changes.
+    uint64_t segmentBoundaryMask = kNoLimit;
+    /// Most segments per mapping; 0 = unlimited, 1 = contiguous only.
+    uint32_t maxSegmentCount = 0;
+    /// Required alignment of the buffer's DMA address (power of two).
+    uint64_t alignment = 4096;
+    /// The device needs physically contiguous memory (implied by maxSegmentCount == 1).
+    bool contiguous = false;
+    /// The device snoops CPU caches; false means cache maintenance is needed.
+    bool coherent = true;
+    /// Opaque platform bits: kinds of memory the device can reach (secure,
+    /// a particular bank port, ...). A heap serves the device only when the
+    /// heap's bits and these share at least one bit.
+    uint64_t accessBits = kAllAccess;
+
+    /// Contiguity is required, by the flag or by a one-segment limit.
+    bool needsContiguous() const { return contiguous || maxSegmentCount == 1; }
+    bool operator==(const DmaConstraints&) const = default;
+};
+
+/// A bank of RAM in the physical address space.
+struct MemoryBank {
+    std::string name;
+    uint64_t base = 0;
+    uint64_t size = 0;
+    uint64_t end() const { return base + size; }
+};
+
+enum class RegionKind {
+    Cma,      ///< a reusable contiguous pool ("shared-dma-pool", reusable)
+    Carveout, ///< memory set aside for devices only
+};
+
+/// Memory reserved out of a bank at boot.
+struct ReservedRegion {
+    std::string name;
+    RegionKind kind = RegionKind::Cma;
+    uint64_t base = 0;
+    uint64_t size = 0;
+    /// Not in the kernel's linear map: the CPU can map it only uncached.
+    bool noMap = false;
+    /// The default CMA pool ("linux,cma-default").
+    bool isDefault = false;
+    /// Access bits of the memory (see DmaConstraints::accessBits).
+    uint64_t accessBits = kAllAccess;
+    uint64_t end() const { return base + size; }
+};
+
+/// An IOMMU: devices behind one share an I/O virtual address space.
+struct Iommu {
+    std::string name;
+    uint64_t pageSize = 4096;
+    uint64_t apertureBase = 0;
+    uint64_t apertureSize = uint64_t{1} << 32;
+};
+
+/// A DMA master.
+struct Device {
+    std::string name;
+    std::string description;
+    DmaConstraints constraints;
+    /// Name of the IOMMU the device sits behind, if any.
+    std::optional<std::string> iommu;
+};
+
+/// The machine model. Plain data: every loader returns one that has passed
+/// validatePlatform().
+struct Platform {
+    std::string name;
+    std::string description;
+    /// Where the description came from (file path or "<builtin>").
+    std::string source;
+    std::vector<MemoryBank> memory;
+    std::vector<ReservedRegion> regions;
+    std::vector<Iommu> iommus;
+    std::vector<Device> devices;
+
+    const Device* findDevice(std::string_view name) const;
+    const Iommu* findIommu(std::string_view name) const;
+    const ReservedRegion* findRegion(std::string_view name) const;
+    uint64_t totalMemory() const;
+    /// Highest RAM address + 1.
+    uint64_t memoryEnd() const;
+};
+
+/// Check the model's invariants: non-empty names, no duplicates, banks and
+/// regions non-overlapping, regions inside a bank, page-aligned, masks
+/// non-zero, IOMMU references resolvable. Errors: EINVAL naming the problem.
+Result<void> validatePlatform(const Platform& platform);
+
+/// Parse a YAML platform description. @p sourceName prefixes every error
+/// message together with the line: "board.yaml:12: unknown key 'dma_msk'".
+Result<Platform> parsePlatformYaml(std::string_view text, std::string_view sourceName);
+
+/// Read and parse a YAML file. Errors: ENOENT etc. for an unreadable file,
+/// EINVAL for a bad description.
+Result<Platform> loadPlatformFile(const std::filesystem::path& path);
+
+/// The platform compiled into the library, used when none is given.
+const Platform& defaultPlatform();
+
+/// The YAML text of the built-in platform.
+std::string_view defaultPlatformYaml();
+
+} // namespace cenalloc
