@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: MIT
+cmake_minimum_required(VERSION 3.25)
 # Fails when a file in src/<layer>/ includes a private header of a higher layer.
 set(order base platform memory iommu heaps core alloc service report)
 # Layers that sit side by side may not include each other either.

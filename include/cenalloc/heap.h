@@ -81,7 +81,8 @@ class Storage {
 public:
     Storage() = default;
     Storage(std::shared_ptr<Heap> heap, std::vector<PhysChunk> chunks, uint64_t size);
-    Storage(Storage&&) noexcept = default;
+    /// Takes @p other's chunks; @p other is left empty with size 0.
+    Storage(Storage&& other) noexcept;
     Storage& operator=(Storage&& other) noexcept;
     Storage(const Storage&) = delete;
     Storage& operator=(const Storage&) = delete;

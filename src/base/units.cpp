@@ -43,10 +43,15 @@ Result<uint64_t> parseSize(std::string_view text) {
     if (i == 0)
         return Error(EINVAL, fmt::format("'{}' is not a size (expected e.g. 4096, 0x1000, 64K, 256M, 4G)", text));
 
+    std::string_view rest = s.substr(i);
+    while (!rest.empty() && std::isspace(static_cast<unsigned char>(rest.front())))
+        rest.remove_prefix(1); // "64 K" reads like "64K"
     std::string suffix;
-    for (char c : s.substr(i))
-        if (!std::isspace(static_cast<unsigned char>(c)))
-            suffix += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    for (char c : rest) {
+        if (std::isspace(static_cast<unsigned char>(c)))
+            return Error(EINVAL, fmt::format("'{}' is not a size: space inside the suffix", text));
+        suffix += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
     unsigned shift = 0;
     if (suffix.empty() || suffix == "B")
         shift = 0;

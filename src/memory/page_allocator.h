@@ -39,11 +39,17 @@ public:
 
     uint64_t totalBytes() const { return totalBytes_; }
     uint64_t freeBytes() const { return freeBytes_; }
+    /// Free bytes inside @p limit. Costs O(log n) per order plus the number of
+    /// free blocks inside the limit, so prefer freeBytes() when the limit
+    /// covers everything.
+    uint64_t freeBytesIn(const AddressLimit& limit) const;
     /// Number of free blocks of each order (like /proc/buddyinfo).
     std::array<uint64_t, kMaxOrder + 1> freeBlocks() const;
 
 private:
     void insertFree(uint64_t address, unsigned order);
+    // True when any byte of the block overlaps free memory (a double free).
+    bool overlapsFree(uint64_t address, unsigned order) const;
 
     // free_[k] holds the base addresses of the free blocks of order k.
     std::array<std::set<uint64_t>, kMaxOrder + 1> free_;

@@ -14,6 +14,10 @@
 
 namespace cenalloc {
 
+/// The general-purpose memory of @p platform: every bank minus the reserved
+/// regions inside it, sorted by address, touching spans not joined.
+std::vector<PhysChunk> generalMemorySpans(const Platform& platform);
+
 /// General-purpose page memory of a platform: one buddy allocator per bank,
 /// covering the bank except its reserved regions (those belong to CMA and
 /// carveout heaps).
@@ -30,6 +34,10 @@ public:
 
     uint64_t totalBytes() const;
     uint64_t freeBytes() const;
+    /// Free bytes inside @p limit (the part of each free block that lies in
+    /// it). Cheap for banks wholly inside or outside the limit; a bank the
+    /// limit cuts costs a walk over its free blocks inside the limit.
+    uint64_t freeBytes(const AddressLimit& limit) const;
     /// Lowest and highest+1 address of general-purpose memory.
     uint64_t lowestAddress() const { return lowest_; }
     uint64_t endAddress() const { return end_; }

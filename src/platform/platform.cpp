@@ -86,6 +86,12 @@ Result<void> validatePlatform(const Platform& p) {
             return invalid(fmt::format("reserved region '{}' wraps around the address space", r.name));
         if (r.accessBits == 0)
             return invalid(fmt::format("reserved region '{}' has access bits 0: no device could use it", r.name));
+        // Linux refuses "reusable" together with "no-map": CMA pages go back
+        // to the page allocator, so they must be in the linear map.
+        if (r.kind == RegionKind::Cma && r.noMap)
+            return invalid(fmt::format("reserved region '{}': a cma pool cannot be no_map", r.name));
+        if (r.kind != RegionKind::Cma && r.isDefault)
+            return invalid(fmt::format("reserved region '{}': only a cma pool can be the default", r.name));
         bool inside = std::any_of(p.memory.begin(), p.memory.end(),
                                   [&](const MemoryBank& b) { return r.base >= b.base && r.end() <= b.end(); });
         if (!inside)
@@ -124,6 +130,13 @@ Result<void> validatePlatform(const Platform& p) {
             return invalid(fmt::format("device '{}': dma_mask of 0 lets it reach no memory", d.name));
         if (c.coherentDmaMask == 0)
             return invalid(fmt::format("device '{}': coherent_dma_mask of 0 lets it reach no memory", d.name));
+        // Masks are DMA_BIT_MASK(n): the address limit arithmetic everywhere
+        // relies on mask + 1 being a power of two.
+        if (c.dmaMask != kNoLimit && !isPowerOfTwo(c.dmaMask + 1))
+            return invalid(fmt::format("device '{}': dma_mask {:#x} is not of the form 2^n-1", d.name, c.dmaMask));
+        if (c.coherentDmaMask != kNoLimit && !isPowerOfTwo(c.coherentDmaMask + 1))
+            return invalid(fmt::format("device '{}': coherent_dma_mask {:#x} is not of the form 2^n-1", d.name,
+                                       c.coherentDmaMask));
         if (c.maxSegmentSize < kPageSize)
             return invalid(fmt::format("device '{}': max_segment_size {} is below the page size", d.name,
                                        c.maxSegmentSize));

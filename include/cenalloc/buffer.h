@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: MIT
+// Buffers (the dma-buf), their exporter ops, attachments, device mappings and CPU access.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <cenalloc/heap.h>
+#include <cenalloc/result.h>
+#include <cenalloc/storage_types.h>
+#include <cenalloc/unique_fd.h>
+
+namespace cenalloc {
+
+class Buffer;
+class BufferRegistry;
+class DmaDevice;
+class IommuDomain;
+struct AttachmentState;
+struct IovaMapping;
+
+/// DMA_BUF_NAME_LEN: names are at most 31 bytes plus the terminator.
+inline constexpr size_t kBufferNameMax = 31;
+
+/// Direction of a device mapping, as Linux's enum dma_data_direction.
+enum class DmaDirection {
+    Bidirectional = 0,
+    ToDevice = 1,   ///< the device reads memory
+    FromDevice = 2, ///< the device writes memory
+};
+const char* dmaDirectionName(DmaDirection direction);
+
+/// CPU access directions, with the values of DMA_BUF_SYNC_READ/WRITE.
+enum SyncFlags : uint32_t {
+    kSyncRead = 1,
+    kSyncWrite = 2,
+    kSyncReadWrite = 3,
+};
+
+/// One DMA segment as the device sees it: a device (bus or IOVA) address.
+struct SgEntry {
+    uint64_t dmaAddress = 0;
+    uint64_t length = 0;
+    bool operator==(const SgEntry&) const = default;
+};
+using SgTable = std::vector<SgEntry>;
+
+/// The exporter ops of a buffer (the dma_buf_ops of cenalloc).
+///
+/// Every op is called with the buffer's lock held, so an op sees a stable
+/// attachment list and storage; an op must not call the buffer's public
+/// methods (they lock), only the *Locked() accessors meant for exporters.
+///  - attach (mandatory): accept or refuse @p device joining the buffer's
+///    users. Refusal leaves the buffer unchanged. EBUSY when storage exists
+///    and cannot serve the device; EINVAL when the device set would become
+///    unsatisfiable.
+///  - detach (optional): the device has left; the attachment list no longer
+///    contains it.
+///  - ensureStorage (mandatory): make storage exist (first map or first CPU
+///    access of a deferred buffer). A no-op for buffers born with storage.
+///    ENOMEM on exhaustion with nothing allocated.
+///  - release (optional): the last reference is gone; storage is freed by
+///    the buffer right after.
+///  - describe (optional): a line for bufinfo about the exporter's state.
+class BufferOps {
+public:
+    virtual ~BufferOps() = default;
+    virtual const char* name() const = 0;
+    virtual Result<void> attach(Buffer& buffer, const DmaDevice& device) = 0;
+    virtual void detach(Buffer& buffer, const DmaDevice& device) { (void)buffer, (void)device; }
+    virtual Result<void> ensureStorage(Buffer& buffer) = 0;
+    virtual void release(Buffer& buffer) { (void)buffer; }
+    virtual std::string describe(const Buffer& buffer) const {
+        (void)buffer;
+        return {};
+    }
+};
+
+/// One device mapping as bufinfo shows it.
+struct MappingInfo {
+    std::string device;
+    DmaDirection direction = DmaDirection::Bidirectional;
+    /// IOMMU domain name, empty for direct (physical) mappings.
+    std::string domain;
+    SgTable segments;
+};
+
+/// A bufinfo line: what /sys/kernel/debug/dma_buf/bufinfo shows, and more.
+struct BufferInfo {
+    uint64_t id = 0;
+    uint64_t size = 0;
+    uint32_t fdFlags = 0;
+    std::string exporter;
+    std::string name;
+    uint64_t inode = 0;
+    /// Holders of the buffer object in this process (handles, mappings).
+    long references = 0;
+    bool hasStorage = false;
+    std::string heap;
+    std::vector<PhysChunk> chunks;
+    std::vector<std::string> attachedDevices;
+    std::vector<MappingInfo> mappings;
+    uint32_t cpuAccessDepth = 0;
+    uint64_t cacheMaintenanceOps = 0;
+    uint64_t syncViolations = 0;
+    std::string exporterState;
+};
+
+/// A device's link to a buffer (dma_buf_attach). Detaches on destruction.
+/// Does not keep the buffer alive: if the buffer is released first, the
+/// registry records the bug and the attachment becomes inert (ENODEV).
+///
+/// Move-only. Thread safety: use one Attachment from one thread at a time.
+class Attachment {
+public:
+    Attachment() = default;
+    Attachment(Attachment&&) noexcept = default;
+    Attachment& operator=(Attachment&& other) noexcept;
+    ~Attachment() { detach(); }
+
+    bool attached() const { return state_ != nullptr; }
+    const DmaDevice& device() const;
+    /// Detach now; idempotent.
+    void detach();
+
+    class Mapping;
+    /// Map the buffer for the device (dma_buf_map_attachment). Allocates the
+    /// storage of a deferred buffer on first use. The returned table obeys
+    /// the device's limits or the call fails: ERANGE/EINVAL with the limit
+    /// that was broken, ENOMEM for exhausted memory or IOVA space, ENODEV
+    /// when the buffer is gone.
+    Result<Mapping> map(DmaDirection direction);
+
+private:
+    friend class Buffer;
+    Attachment(std::weak_ptr<Buffer> buffer, std::shared_ptr<AttachmentState> state);
+    std::weak_ptr<Buffer> buffer_;
+    std::shared_ptr<AttachmentState> state_;
+};
+
+/// A mapped sg table (dma_buf_map_attachment's result). Unmaps exactly what
+/// was mapped on destruction. Move-only.
+class Attachment::Mapping {
+public:
+    Mapping() = default;
+    Mapping(Mapping&&) noexcept = default;
+    Mapping& operator=(Mapping&& other) noexcept;
+    ~Mapping() { unmap(); }
+
+    const SgTable& segments() const;
+    DmaDirection direction() const;
+    bool mapped() const { return record_ != nullptr; }
+    void unmap();
+
+    struct Record;
+
+private:
+    friend class Attachment;
+    friend class Buffer;
+    explicit Mapping(std::shared_ptr<Record> record) : record_(std::move(record)) {}
+    std::shared_ptr<Record> record_;
+};
+
+/// A CPU mapping of the buffer's memory (mmap of the dma-buf fd).
+/// Keeps the buffer alive. Move-only.
+class BufferMapping {
+public:
+    BufferMapping() = default;
+    BufferMapping(BufferMapping&& other) noexcept;
+    BufferMapping& operator=(BufferMapping&& other) noexcept;
+    ~BufferMapping();
+
+    void* data() const { return data_; }
+    std::byte* bytes() const { return static_cast<std::byte*>(data_); }
+    size_t size() const { return size_; }
+
+private:
+    friend class Buffer;
+    BufferMapping(std::shared_ptr<Buffer> buffer, void* data, size_t size)
+        : buffer_(std::move(buffer)), data_(data), size_(size) {}
+    std::shared_ptr<Buffer> buffer_;
+    void* data_ = nullptr;
+    size_t size_ = 0;
+};
+
+/// begin_cpu_access/end_cpu_access as an RAII bracket (like
+/// DMA_BUF_IOCTL_SYNC START/END). Keeps the buffer alive. Move-only.
+class CpuAccessGuard {
+public:
+    CpuAccessGuard() = default;
+    CpuAccessGuard(CpuAccessGuard&& other) noexcept = default;
+    CpuAccessGuard& operator=(CpuAccessGuard&& other) noexcept;
+    ~CpuAccessGuard() { end(); }
+    /// End the access now; idempotent.
+    void end();
+
+private:
+    friend class Buffer;
+    CpuAccessGuard(std::shared_ptr<Buffer> buffer, uint32_t flags) : buffer_(std::move(buffer)), flags_(flags) {}
+    std::shared_ptr<Buffer> buffer_;
+    uint32_t flags_ = 0;
+};
+
+/// The shared buffer object (a dma-buf): a fixed size, a sealed memfd that
+/// holds its bytes, an exporter, attachments, and storage in the simulated
+/// physical address space that may arrive late.
+///
+/// Ownership: shared (std::shared_ptr). It lives while any handle, CPU
+/// mapping or CPU-access guard lives.
+/// Thread safety: all public methods may be called concurrently.
+class Buffer : public std::enable_shared_from_this<Buffer> {
+public:
+    struct Params {
+        uint64_t size = 0; ///< page-aligned, non-zero (validated by the caller)
+        uint32_t fdFlags = 0;
+        std::string name;
+        std::unique_ptr<BufferOps> ops;
+        Storage storage; ///< empty for deferred buffers
+        std::shared_ptr<BufferRegistry> registry;
+    };
+    /// Create the memfd and the buffer. Errors: those of createSealedMemfd,
+    /// EINVAL for a name over kBufferNameMax bytes.
+    static Result<std::shared_ptr<Buffer>> create(Params params);
+    ~Buffer();
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+
+    uint64_t id() const { return id_; }
+    uint64_t size() const { return size_; }
+    uint32_t fdFlags() const { return fdFlags_; }
+    const char* exporterName() const { return ops_->name(); }
+    /// The memfd holding the bytes; valid while the buffer lives.
+    BorrowedFd fd() const { return memfd_.borrow(); }
+    /// A new fd for the same buffer (to send to another process).
+    /// @p flags: O_CLOEXEC or 0. Errors: EINVAL for other flags, errno of fcntl.
+    Result<UniqueFd> dupFd(int flags = 0x80000 /* O_CLOEXEC */) const;
+
+    std::string name() const;
+    /// DMA_BUF_SET_NAME: at most kBufferNameMax bytes, else EINVAL.
+    Result<void> setName(std::string_view name);
+
+    bool hasStorage() const;
+    /// Snapshot of the storage's chunks (empty when deferred and unallocated).
+    std::vector<PhysChunk> chunks() const;
+    /// Name of the heap the storage came from, or empty.
+    std::string heapName() const;
+
+    /// Attach @p device (it must outlive the attachment). The exporter may
+    /// refuse: EBUSY (storage exists and cannot serve the device), EINVAL
+    /// (the device set would be unsatisfiable); a refusal changes nothing.
+    Result<Attachment> attach(const DmaDevice& device);
+
+    /// Map the bytes for the CPU. Counts as CPU access for deferred storage.
+    Result<BufferMapping> mmap(int prot = 0x3 /* PROT_READ | PROT_WRITE */);
+
+    /// DMA_BUF_IOCTL_SYNC START. @p flags: kSyncRead/kSyncWrite, at least one,
+    /// no other bits (EINVAL).
+    Result<CpuAccessGuard> beginCpuAccess(uint32_t flags);
+
+    BufferInfo info() const;
+
+    // --- for exporters (BufferOps), called with the buffer's lock held ---
+    /// Devices attached now, in attach order.
+    std::vector<const DmaDevice*> attachedDevicesLocked() const;
+    bool hasStorageLocked() const { return !storage_.empty(); }
+    const Storage& storageLocked() const { return storage_; }
+    void setStorageLocked(Storage storage) { storage_ = std::move(storage); }
+    BufferOps& opsLocked() { return *ops_; }
+
+private:
+    friend class Attachment;
+    friend class CpuAccessGuard;
+    friend struct AttachmentState;
+    friend class DmaDevice;
+    Buffer(Params params, UniqueFd memfd, uint64_t inode);
+    void detachLocked(AttachmentState& state);
+    Result<Attachment::Mapping> mapAttachment(const std::shared_ptr<AttachmentState>& state, DmaDirection direction);
+    void endCpuAccess(uint32_t flags);
+    bool anyNonCoherentLocked() const;
+    void noteDeviceAccess();
+
+    const uint64_t id_;
+    const uint64_t size_;
+    const uint32_t fdFlags_;
+    const uint64_t inode_;
+    UniqueFd memfd_;
+    std::shared_ptr<BufferRegistry> registry_;
+
+    mutable std::mutex mutex_;
+    std::unique_ptr<BufferOps> ops_;                          // guarded by mutex_
+    std::string name_;                                         // guarded by mutex_
+    Storage storage_;                                          // guarded by mutex_
+    std::vector<std::shared_ptr<AttachmentState>> attachments_; // guarded by mutex_
+    uint32_t cpuAccessDepth_ = 0;                              // guarded by mutex_
+    uint64_t cacheMaintenanceOps_ = 0;                         // guarded by mutex_
+    uint64_t syncViolations_ = 0;                              // guarded by mutex_
+    std::vector<std::shared_ptr<IommuDomain>> domainsUsed_;    // guarded by mutex_
+};
+
+} // namespace cenalloc

@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT
+// The constraint algebra: merging devices' DMA limits into one immutable ConstraintSet.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <cenalloc/heap.h>
+#include <cenalloc/platform.h>
+#include <cenalloc/result.h>
+
+namespace cenalloc {
+
+/// How a constraint's value reads (what a printer or a JSON writer needs).
+enum class ConstraintValueKind {
+    Mask,  ///< an address or boundary mask
+    Bytes, ///< a size in bytes; kNoLimit means none
+    Count, ///< a count; 0 means unlimited
+    Flag,  ///< a boolean, 0 or 1
+    Bits,  ///< an opaque bit set
+};
+
+/// One kind of constraint and the one rule that merges it: a row of the
+/// table constraintRules() returns. Adding a kind of constraint to
+/// DmaConstraints means adding one row; everything that merges, prints,
+/// tests for the unconstrained value or for unsatisfiability walks the table.
+///
+/// Every merge is commutative, associative and idempotent, and the
+/// unconstrained value is its identity (tests/alloc check each row).
+struct ConstraintRule {
+    /// The name used in platform descriptions and JSON: "dma_mask".
+    std::string_view name;
+    /// How the merge combines two values, in words: "and", "min", ...
+    std::string_view merge;
+    ConstraintValueKind kind;
+    /// The field's value (a flag reads 0 or 1).
+    uint64_t (*get)(const DmaConstraints& c);
+    /// Merge @p other's value of this kind into @p into.
+    void (*combine)(DmaConstraints& into, const DmaConstraints& other);
+    /// Set the value that constrains nothing (the identity of combine).
+    void (*relax)(DmaConstraints& c);
+    /// The value for people: "0x00000000ffffffff (32-bit)", "64 KiB", "unlimited".
+    std::string (*print)(const DmaConstraints& c);
+    /// True when the value is absorbing: no memory at all could meet it
+    /// (a mask of 0, no access bit left). Null for kinds where every value
+    /// can be met by some memory.
+    bool (*unsatisfiable)(const DmaConstraints& c);
+};
+
+/// The merge table, one row per DmaConstraints field, in declaration order.
+std::span<const ConstraintRule> constraintRules();
+
+/// The row called @p name, or nullptr.
+const ConstraintRule* findConstraintRule(std::string_view name);
+
+/// The constraints of a device that constrains nothing: the identity of
+/// mergeConstraints. (Not DmaConstraints{}, whose defaults are what Linux
+/// assumes for a device without dma_parms, e.g. 64 KiB segments.)
+const DmaConstraints& unconstrained();
+
+/// The intersection of @p a and @p b: every row's merge applied.
+DmaConstraints mergeConstraints(const DmaConstraints& a, const DmaConstraints& b);
+
+/// The first row whose value in @p c is absorbing, or nullptr.
+const ConstraintRule* unsatisfiableRule(const DmaConstraints& c);
+
+/// Highest address a DMA with @p c may use (inclusive): the lower of the
+/// streaming and the coherent mask, as Linux's dma_capable() compares
+/// against the mask, not bitwise. A shared buffer must satisfy both: the
+/// exporter may allocate it coherently, importers map it for streaming DMA.
+uint64_t addressLimit(const DmaConstraints& c);
+
+/// "32-bit mask" for masks of the form 2^n-1, "address limit 0x..." otherwise.
+std::string describeMask(uint64_t mask);
+
+/// The IOVA side of one IOMMU: the merged limits of every device of the set
+/// that sits behind it, which must hold for the buffer's I/O virtual
+/// addresses rather than its physical ones.
+struct IovaSpace {
+    /// Name of the IOMMU (Iommu::name).
+    std::string iommu;
+    /// The IOMMU's page size: the IOVA granule.
+    uint64_t pageSize = 4096;
+    /// The IOMMU's aperture, inclusive at both ends.
+    uint64_t apertureBase = 0;
+    uint64_t apertureLast = 0;
+    /// The devices' limits merged with the same table as physical ones, in
+    /// IOVA space. `contiguous` is always met there (an IOVA range is
+    /// contiguous); masks, segment size, count and boundary still apply.
+    DmaConstraints limits;
+
+    /// The part of the aperture the devices' masks reach: [apertureBase, windowLast()].
+    uint64_t windowLast() const;
+    /// The masks reach no address of the aperture.
+    bool windowEmpty() const;
+    /// Bytes in the window, saturated at UINT64_MAX; 0 when empty.
+    uint64_t windowSize() const;
+    bool operator==(const IovaSpace&) const = default;
+};
+
+/// The merged DMA limits of a set of devices: an immutable value.
+///
+/// It has two parts. physical() is what the buffer's memory itself must
+/// meet: merged over what every device contributes physically. A device
+/// without an IOMMU contributes all its limits; a device behind an IOMMU
+/// contributes only its coherency, its access bits and the IOMMU page size
+/// as the alignment (the granule the IOMMU maps), and nothing else: no
+/// contiguity, no physical address limit, no segment limits, since the IOMMU
+/// can gather any pages into one I/O virtual range. iovaSpaces() holds, per
+/// IOMMU, the merged limits of the devices behind it, checked in IOVA space
+/// (a device that takes 2 segments of 64 KiB cannot take 1 MiB even behind
+/// an IOMMU). Devices behind the same IOMMU share one IOVA space.
+///
+/// Merging is commutative, associative and idempotent, with the empty set
+/// (no devices) as identity, so a set does not depend on the order devices
+/// joined it. The IOVA spaces are kept sorted by IOMMU name.
+class ConstraintSet {
+public:
+    /// The set of no devices: constrains nothing.
+    ConstraintSet();
+
+    /// The set of one device. Errors: EINVAL when the device names an IOMMU
+    /// @p platform does not have.
+    static Result<ConstraintSet> forDevice(const Device& device, const Platform& platform);
+
+    /// This set with @p device added; this set is unchanged. O(IOMMUs).
+    /// Errors: as forDevice().
+    Result<ConstraintSet> merge(const Device& device, const Platform& platform) const;
+    /// The intersection of two sets.
+    ConstraintSet merge(const ConstraintSet& other) const;
+
+    /// What the buffer's memory must meet.
+    const DmaConstraints& physical() const { return physical_; }
+    /// One entry per IOMMU some device of the set sits behind, by name.
+    std::span<const IovaSpace> iovaSpaces() const { return iova_; }
+    /// Highest physical address the buffer may use (inclusive).
+    uint64_t addressLimit() const { return cenalloc::addressLimit(physical_); }
+    /// Every device snoops the CPU caches.
+    bool coherent() const { return physical_.coherent; }
+    /// No memory at all could meet the set, whatever the heaps: an
+    /// absorbing value (mask 0, no common access bit) or an IOVA space whose
+    /// masks reach none of its aperture.
+    bool unsatisfiable() const;
+    /// Why unsatisfiable() holds, in words; empty when it does not.
+    std::string unsatisfiableReason() const;
+
+    bool operator==(const ConstraintSet&) const = default;
+
+private:
+    DmaConstraints physical_;
+    std::vector<IovaSpace> iova_; // sorted by iommu name
+};
+
+/// The set for people, one "name: value" line per constraint kind, then
+/// each IOVA space ("iommu gpu-smmu: ..." and its limits, indented).
+std::string describe(const ConstraintSet& set);
+
+/// What a heap must be asked for when it allocates for @p set: the
+/// physical address limit, the alignment, and, when segments are limited
+/// to N bytes, no chunks larger than N (the devices gain nothing from them).
+StorageLimits storageLimits(const ConstraintSet& set);
+
+} // namespace cenalloc

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: MIT
+// Context: one platform's heaps, devices and IOMMU domains, and the allocation API.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <cenalloc/buffer.h>
+#include <cenalloc/device.h>
+#include <cenalloc/explain.h>
+#include <cenalloc/heap.h>
+#include <cenalloc/iommu.h>
+#include <cenalloc/platform.h>
+#include <cenalloc/result.h>
+
+namespace cenalloc {
+
+class BufferRegistry;
+class PhysicalMemory;
+struct AllocatorState;
+
+/// Everything cenalloc knows about one machine, in this process (the
+/// embedded default; the service runs one for every client): the platform
+/// model, its simulated physical memory, heaps, IOMMU domains and devices,
+/// and the registry of live buffers.
+///
+/// Ownership: buffers may outlive the context (their storage keeps its heap
+/// alive); devices and attachments may not.
+/// Thread safety: all methods may be called concurrently.
+class Context {
+public:
+    /// A context for @p platform (which must pass validatePlatform()).
+    /// Errors: EINVAL for an invalid platform.
+    static Result<std::unique_ptr<Context>> create(const Platform& platform = defaultPlatform());
+    ~Context();
+    Context(const Context&) = delete;
+    Context& operator=(const Context&) = delete;
+
+    const Platform& platform() const;
+
+    /// Heaps in registration order (system heaps first, then one per region).
+    const std::vector<std::shared_ptr<Heap>>& heaps() const;
+    /// The heap called @p name, or nullptr.
+    std::shared_ptr<Heap> findHeap(std::string_view name) const;
+    /// The heaps' properties, parallel to heaps().
+    std::span<const HeapProperties> heapProperties() const;
+
+    /// Devices in platform order.
+    const std::vector<std::unique_ptr<DmaDevice>>& devices() const;
+    /// The device called @p name. Errors: ENOENT naming the known devices.
+    Result<const DmaDevice*> device(std::string_view name) const;
+
+    /// Counters of every IOMMU domain, in platform order.
+    std::vector<IommuDomainStats> domainStats() const;
+    /// Live mappings of the domain of IOMMU @p iommu (empty for an unknown name).
+    std::vector<IommuMappingInfo> domainMappings(std::string_view iommu) const;
+
+    /// Allocate now from @p heap (the dma-heap way: DMA_HEAP_IOCTL_ALLOC).
+    /// Validated like the kernel: EINVAL for a zero length, a length that
+    /// overflows when page-aligned, fd flags outside O_CLOEXEC|O_ACCMODE,
+    /// undefined heap flags; ENOENT for an unknown heap; ENOMEM when the heap
+    /// is exhausted (statistics and memory unchanged but failedAllocations).
+    /// The memory is zero-filled.
+    Result<std::shared_ptr<Buffer>> allocate(std::string_view heap, uint64_t length,
+                                             uint32_t fdFlags = 02000002 /* O_CLOEXEC | O_RDWR */,
+                                             uint64_t heapFlags = 0);
+
+    /// A deferred buffer (the cenalloc exporter): an fd now, storage at the
+    /// first map or CPU access, from the best heap for the devices attached
+    /// by then. Each attach is checked at once against the devices already
+    /// attached. @p cpuAccess is the caller's hint for cached vs uncached.
+    /// Errors: EINVAL for a zero or overflowing size or a name over 31 bytes.
+    Result<std::shared_ptr<Buffer>> create(uint64_t size, std::string_view name = {},
+                                           CpuAccess cpuAccess = CpuAccess::Rare);
+
+    /// Why @p devices sharing a buffer of @p size can or cannot be served, by
+    /// which heap, and which device should allocate. See cenalloc::explain.
+    Result<Explanation> explain(std::span<const std::string> devices, uint64_t size,
+                                CpuAccess cpuAccess = CpuAccess::Rare) const;
+
+    /// A bufinfo line per live buffer, by id.
+    std::vector<BufferInfo> bufinfo() const;
+    size_t liveBuffers() const;
+    /// Lifetime bugs seen (buffers released with devices attached, ...).
+    std::vector<std::string> lifetimeBugs() const;
+
+private:
+    Context() = default;
+    std::shared_ptr<AllocatorState> state_;
+    std::shared_ptr<BufferRegistry> registry_;
+    std::vector<std::unique_ptr<DmaDevice>> devices_;
+};
+
+} // namespace cenalloc

@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: MIT
+// Context: builds a platform's memory, heaps, domains and devices; the allocation entry points.
+#include <cenalloc/context.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include <cenalloc/units.h>
+
+#include "alloc/allocator_state.h"
+#include "alloc/deferred_exporter.h"
+#include "core/heap_exporter.h"
+#include "core/registry.h"
+#include "heaps/platform_heaps.h"
+
+namespace cenalloc {
+
+Result<std::unique_ptr<Context>> Context::create(const Platform& platform) {
+    if (auto ok = validatePlatform(platform); !ok)
+        return ok.error().withContext(fmt::format("platform '{}'", platform.name));
+    auto state = std::make_shared<AllocatorState>();
+    state->platform = platform;
+    state->memory = std::make_shared<PhysicalMemory>(state->platform);
+    auto heaps = createPlatformHeaps(state->platform, state->memory);
+    if (!heaps)
+        return heaps.error();
+    for (auto& heap : *heaps) {
+        state->heapProperties.push_back(heap->properties());
+        if (auto ok = state->heaps.add(std::move(heap)); !ok)
+            return ok.error();
+    }
+    for (const Iommu& iommu : state->platform.iommus)
+        state->domains.push_back(std::make_shared<IommuDomain>(iommu));
+
+    std::unique_ptr<Context> context(new Context());
+    for (const Device& d : state->platform.devices) {
+        std::shared_ptr<IommuDomain> domain;
+        if (d.iommu) {
+            auto it = std::find_if(state->domains.begin(), state->domains.end(),
+                                   [&](const auto& dom) { return dom->name() == *d.iommu; });
+            domain = *it; // validatePlatform guarantees the IOMMU exists
+        }
+        context->devices_.push_back(std::make_unique<DmaDevice>(d, std::move(domain)));
+    }
+    context->state_ = std::move(state);
+    context->registry_ = std::make_shared<BufferRegistry>();
+    return context;
+}
+
+Context::~Context() = default;
+
+const Platform& Context::platform() const { return state_->platform; }
+const std::vector<std::shared_ptr<Heap>>& Context::heaps() const { return state_->heaps.heaps(); }
+std::shared_ptr<Heap> Context::findHeap(std::string_view name) const { return state_->heaps.find(name); }
+std::span<const HeapProperties> Context::heapProperties() const { return state_->heapProperties; }
+const std::vector<std::unique_ptr<DmaDevice>>& Context::devices() const { return devices_; }
+
+Result<const DmaDevice*> Context::device(std::string_view name) const {
+    for (const auto& d : devices_)
+        if (d->name() == name)
+            return d.get();
+    std::string known;
+    for (const auto& d : devices_)
+        known += (known.empty() ? "" : ", ") + d->name();
+    return Error(ENOENT, fmt::format("no device '{}' on platform '{}' (devices: {})", name, state_->platform.name,
+                                     known.empty() ? "none" : known));
+}
+
+std::vector<IommuDomainStats> Context::domainStats() const {
+    std::vector<IommuDomainStats> out;
+    for (const auto& domain : state_->domains)
+        out.push_back(domain->stats());
+    return out;
+}
+
+std::vector<IommuMappingInfo> Context::domainMappings(std::string_view iommu) const {
+    for (const auto& domain : state_->domains)
+        if (domain->name() == iommu)
+            return domain->mappings();
+    return {};
+}
+
+Result<std::shared_ptr<Buffer>> Context::allocate(std::string_view heapName, uint64_t length, uint32_t fdFlags,
+                                                  uint64_t heapFlags) {
+    std::shared_ptr<Heap> heap = state_->heaps.find(heapName);
+    if (!heap)
+        return Error(ENOENT, fmt::format("no heap '{}'", heapName));
+    // The one place requests are validated; heaps never re-check.
+    auto aligned = validateHeapRequest(heap->properties(), length, fdFlags, heapFlags);
+    if (!aligned)
+        return aligned.error().withContext(fmt::format("allocating from heap '{}'", heapName));
+    auto storage = heap->allocate(*aligned);
+    if (!storage)
+        return storage.error().withContext(
+            fmt::format("allocating {} from heap '{}'", formatSize(*aligned), heapName));
+    Buffer::Params params;
+    params.size = *aligned;
+    params.fdFlags = fdFlags;
+    params.ops = makeHeapExporter(heap->name());
+    params.storage = std::move(*storage);
+    params.registry = registry_;
+    return Buffer::create(std::move(params));
+}
+
+Result<std::shared_ptr<Buffer>> Context::create(uint64_t size, std::string_view name, CpuAccess cpuAccess) {
+    if (size == 0)
+        return Error(EINVAL, "size is 0");
+    auto aligned = alignUpChecked(size, kPageSize);
+    if (!aligned)
+        return Error(EINVAL, fmt::format("size {} overflows when rounded up to a page", size));
+    Buffer::Params params;
+    params.size = *aligned;
+    params.fdFlags = 02000002; // O_CLOEXEC | O_RDWR
+    params.name = std::string(name);
+    params.ops = makeDeferredExporter(state_, *aligned, cpuAccess);
+    params.registry = registry_;
+    return Buffer::create(std::move(params));
+}
+
+Result<Explanation> Context::explain(std::span<const std::string> devices, uint64_t size,
+                                     CpuAccess cpuAccess) const {
+    return cenalloc::explain(state_->platform, state_->heapProperties, devices, size, cpuAccess);
+}
+
+std::vector<BufferInfo> Context::bufinfo() const {
+    std::vector<BufferInfo> out;
+    auto buffers = registry_->buffers();
+    for (const auto& buffer : buffers)
+        out.push_back(buffer->info());
+    // The references counted include ours from buffers(): take it off.
+    for (BufferInfo& info : out)
+        info.references = std::max(0L, info.references - 1);
+    return out;
+}
+
+size_t Context::liveBuffers() const { return registry_->liveCount(); }
+std::vector<std::string> Context::lifetimeBugs() const { return registry_->bugs(); }
+
+} // namespace cenalloc

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT
+// Deferred allocation: attach checks, storage at first use, the best heap for the set.
+#include "alloc/deferred_exporter.h"
+
+#include <algorithm>
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include <cenalloc/constraints.h>
+#include <cenalloc/device.h>
+#include <cenalloc/units.h>
+
+#include "core/sg_build.h"
+
+namespace cenalloc {
+
+namespace {
+
+class DeferredExporter final : public BufferOps {
+public:
+    DeferredExporter(std::shared_ptr<const AllocatorState> state, uint64_t size, CpuAccess cpuAccess)
+        : state_(std::move(state)), size_(size), cpuAccess_(cpuAccess) {}
+
+    const char* name() const override { return "cenalloc"; }
+
+    Result<void> attach(Buffer& buffer, const DmaDevice& device) override {
+        if (buffer.hasStorageLocked()) {
+            // Storage is fixed now (migration is not supported yet): the
+            // device joins only if this storage already serves it.
+            if (auto ok = checkStorageForDevice(buffer.storageLocked(), device); !ok)
+                return Error(EBUSY, fmt::format("storage already allocated from heap '{}' cannot serve '{}': {}",
+                                                buffer.storageLocked().heap()->name(), device.name(),
+                                                ok.error().message()));
+            if (auto merged = attached_.merge(device.description(), state_->platform))
+                attached_ = std::move(*merged);
+            return {};
+        }
+        auto merged = checkAttach(attached_, device.description(), state_->platform, state_->heapProperties, size_);
+        if (!merged)
+            return merged.error();
+        attached_ = std::move(*merged);
+        return {};
+    }
+
+    void detach(Buffer& buffer, const DmaDevice& device) override {
+        (void)device;
+        // Recompute over the devices that remain: merging is order-free, so
+        // this equals the set the remaining devices would have built.
+        ConstraintSet set;
+        for (const DmaDevice* d : buffer.attachedDevicesLocked())
+            if (auto merged = set.merge(d->description(), state_->platform))
+                set = std::move(*merged);
+        attached_ = std::move(set);
+    }
+
+    Result<void> ensureStorage(Buffer& buffer) override {
+        if (buffer.hasStorageLocked())
+            return {};
+        std::vector<const HeapProperties*> candidates;
+        candidates.reserve(state_->heapProperties.size());
+        for (const HeapProperties& p : state_->heapProperties)
+            candidates.push_back(&p);
+        // Best heap first; when it is exhausted, the next best that serves
+        // the set, so a full CMA pool does not fail an allocation a
+        // carveout could serve.
+        std::optional<Error> firstFailure;
+        while (!candidates.empty()) {
+            auto chosen = chooseHeap(attached_, candidates, size_, cpuAccess_);
+            if (!chosen)
+                return firstFailure ? *firstFailure : chosen.error();
+            std::shared_ptr<Heap> heap = state_->heaps.find((*chosen)->name);
+            auto storage = heap->allocate(size_, storageLimits(attached_));
+            if (storage) {
+                buffer.setStorageLocked(std::move(*storage));
+                chosenHeap_ = heap->name();
+                return {};
+            }
+            if (!firstFailure)
+                firstFailure = storage.error().withContext(fmt::format("heap '{}'", heap->name()));
+            std::erase(candidates, *chosen);
+        }
+        return *firstFailure;
+    }
+
+    std::string describe(const Buffer& buffer) const override {
+        (void)buffer;
+        if (chosenHeap_.empty())
+            return fmt::format("deferred, cpu access {}, no storage yet", cpuAccessName(cpuAccess_));
+        return fmt::format("deferred, cpu access {}, allocated from '{}'", cpuAccessName(cpuAccess_), chosenHeap_);
+    }
+
+private:
+    std::shared_ptr<const AllocatorState> state_;
+    const uint64_t size_;
+    const CpuAccess cpuAccess_;
+    // Guarded by the buffer's lock (every op runs under it).
+    ConstraintSet attached_;
+    std::string chosenHeap_;
+};
+
+} // namespace
+
+std::unique_ptr<BufferOps> makeDeferredExporter(std::shared_ptr<const AllocatorState> state, uint64_t size,
+                                                CpuAccess cpuAccess) {
+    return std::make_unique<DeferredExporter>(std::move(state), size, cpuAccess);
+}
+
+} // namespace cenalloc

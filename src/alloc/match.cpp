@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: MIT
+// Heap matching: the refusal rules in order, and the words for each refusal.
+#include "alloc/match.h"
+
+#include <algorithm>
+#include <bit>
+
+#include <fmt/format.h>
+
+#include <cenalloc/units.h>
+
+namespace cenalloc {
+
+namespace {
+
+using Values = std::array<uint64_t, 7>;
+using U128 = unsigned __int128;
+
+uint64_t ceilDiv(U128 a, U128 b) {
+    const U128 q = a / b + (a % b != 0 ? 1 : 0);
+    return q > UINT64_MAX ? UINT64_MAX : static_cast<uint64_t>(q);
+}
+
+uint64_t saturate(U128 v) {
+    return v > UINT64_MAX ? UINT64_MAX : static_cast<uint64_t>(v);
+}
+
+// The boundary window a mask defines: segments may not cross a multiple of
+// it. Masks are 2^n-1 (validatePlatform); anything else is rounded down to
+// the power of two below, which only makes the count more conservative.
+// 0 means no boundary.
+uint64_t boundaryWindow(uint64_t boundaryMask) {
+    if (boundaryMask == kNoLimit)
+        return 0;
+    return std::bit_floor(boundaryMask + 1);
+}
+
+// Words that change with the subject: "the device needs" / "the devices need".
+struct Words {
+    const char* who;
+    const char* whose;
+    const char* needs;
+    const char* accepts;
+    const char* reaches;
+};
+
+constexpr Words kDevice = {"the device", "the device's", "needs", "accepts", "reaches"};
+constexpr Words kDevices = {"the devices", "the devices'", "need", "accept", "reach"};
+
+const Words& words(Subject s) {
+    return s == Subject::Device ? kDevice : kDevices;
+}
+
+std::string bits(uint64_t v) {
+    return v == kAllAccess ? std::string("all") : fmt::format("{:#x}", v);
+}
+
+// ", each at most 64 KiB and none crossing a 1 MiB boundary": the shape of
+// the segments a device takes, empty when unrestricted.
+std::string segmentShape(uint64_t maxSegmentSize, uint64_t boundaryMask) {
+    const uint64_t window = boundaryWindow(boundaryMask);
+    std::string out;
+    if (maxSegmentSize != kNoLimit)
+        out = fmt::format(" of up to {}", formatSize(maxSegmentSize));
+    if (window != 0)
+        out += fmt::format("{} not crossing a {} boundary", out.empty() ? "" : ",", formatSize(window));
+    return out;
+}
+
+// Rule 1: the memory must be of a kind the devices reach.
+bool refusesAccess(const MatchInput& in, HeapVerdict& out) {
+    const uint64_t device = in.set.physical().accessBits;
+    if ((in.heap.accessBits & device) != 0)
+        return false;
+    out = VerdictAccess::refuse(Refusal::AccessBits, in.subject, {in.heap.accessBits, device});
+    return true;
+}
+
+// Rule 2: the address limit. A heap asked for storage honours the limit
+// (StorageLimits::highestAddress), so what matters is whether enough of
+// its memory lies below it, not whether all of it does.
+bool refusesAddress(const MatchInput& in, HeapVerdict& out) {
+    const uint64_t limit = in.set.addressLimit();
+    const HeapProperties& h = in.heap;
+    if (h.lowestAddress > limit) {
+        out = VerdictAccess::refuse(Refusal::AboveAddressLimit, in.subject, {h.lowestAddress, limit});
+        return true;
+    }
+    if (limit >= h.highestAddress)
+        return false; // the limit cuts nothing: rule 6 judges the capacity
+    // The heap's memory below the limit is at most the address span below
+    // it (the heap's range may have holes, so this is an upper bound: a
+    // heap refused here could never serve the buffer).
+    const uint64_t reach = std::min(h.capacity, saturate(U128(limit) - h.lowestAddress + 1));
+    if (reach >= in.size)
+        return false;
+    out = VerdictAccess::refuse(Refusal::BelowLimitCapacity, in.subject, {reach, in.size, limit});
+    return true;
+}
+
+// Rule 3: contiguity (by the flag or a one-segment limit).
+bool refusesContiguity(const MatchInput& in, HeapVerdict& out) {
+    if (!in.set.physical().needsContiguous() || in.heap.contiguous)
+        return false;
+    out = VerdictAccess::refuse(Refusal::NotContiguous, in.subject, {in.heap.minChunkSize});
+    return true;
+}
+
+// Rule 4: segments, without an IOMMU. A contiguous heap's one chunk starts
+// at a multiple of its chunk alignment; the devices' own alignment is not
+// counted on, so that a tighter set never looks better than a looser one.
+bool refusesSegments(const MatchInput& in, HeapVerdict& out) {
+    const DmaConstraints& c = in.set.physical();
+    if (c.maxSegmentCount == 0)
+        return false;
+    const HeapProperties& h = in.heap;
+    const uint64_t worst = h.contiguous
+                               ? contiguousSegments(in.size, c.maxSegmentSize, c.segmentBoundaryMask, h.chunkAlignment)
+                               : scatteredSegments(in.size, h.minChunkSize, c.maxSegmentSize, c.segmentBoundaryMask);
+    if (worst <= c.maxSegmentCount)
+        return false;
+    out = VerdictAccess::refuse(Refusal::TooManySegments, in.subject,
+                                {h.contiguous ? 1u : 0u, in.size, worst, c.maxSegmentCount, c.maxSegmentSize,
+                                 c.segmentBoundaryMask, h.minChunkSize});
+    return true;
+}
+
+// Rule 5: alignment. A contiguous heap places its one chunk where asked
+// (StorageLimits::alignment); a scattered heap's first chunk is only as
+// aligned as its chunks are. An alignment of 0 (an lcm that overflowed)
+// no address meets.
+bool refusesAlignment(const MatchInput& in, HeapVerdict& out) {
+    const uint64_t need = in.set.physical().alignment;
+    if (need != 0 && (in.heap.contiguous || need <= in.heap.chunkAlignment))
+        return false;
+    out = VerdictAccess::refuse(Refusal::Alignment, in.subject, {in.heap.chunkAlignment, need});
+    return true;
+}
+
+// Rule 6: size.
+bool refusesCapacity(const MatchInput& in, HeapVerdict& out) {
+    if (in.size <= in.heap.capacity)
+        return false;
+    out = VerdictAccess::refuse(Refusal::Capacity, in.subject, {in.size, in.heap.capacity});
+    return true;
+}
+
+// Rule 7: IOVA space. The IOMMU maps the buffer's pages into one I/O
+// virtual range of whole IOMMU pages, placed at a multiple of the page
+// size, inside the window the devices behind it reach. The range is
+// contiguous, so "contiguous" is met; segment limits still split it.
+bool refusesIova(const MatchInput& in, HeapVerdict& out) {
+    for (const IovaSpace& s : in.set.iovaSpaces()) {
+        const uint64_t length = alignUpChecked(in.size, s.pageSize).value_or(UINT64_MAX);
+        const uint64_t window = s.windowSize();
+        if (s.windowEmpty() || window < length) {
+            out = VerdictAccess::refuse(Refusal::IovaWindow, in.subject,
+                                        {window, length, addressLimit(s.limits), s.apertureBase}, s.iommu);
+            return true;
+        }
+        const DmaConstraints& c = s.limits;
+        if (c.maxSegmentCount == 0)
+            continue;
+        const uint64_t worst = contiguousSegments(length, c.maxSegmentSize, c.segmentBoundaryMask, s.pageSize);
+        if (worst > c.maxSegmentCount) {
+            out = VerdictAccess::refuse(
+                Refusal::IovaSegments, in.subject,
+                {0, length, worst, c.maxSegmentCount, c.maxSegmentSize, c.segmentBoundaryMask, 0}, s.iommu);
+            return true;
+        }
+    }
+    return false;
+}
+
+// The order of matchHeap()'s documentation; the first refusal is the verdict.
+constexpr std::array<MatchRule, 7> kMatchRules = {{
+    {"access", refusesAccess},
+    {"address", refusesAddress},
+    {"contiguity", refusesContiguity},
+    {"segments", refusesSegments},
+    {"alignment", refusesAlignment},
+    {"capacity", refusesCapacity},
+    {"iova", refusesIova},
+}};
+
+} // namespace
+
+std::span<const MatchRule> matchRules() {
+    return kMatchRules;
+}
+
+HeapVerdict VerdictAccess::refuse(Refusal refusal, Subject subject, std::array<uint64_t, 7> values, std::string iommu) {
+    HeapVerdict v;
+    v.refusal_ = refusal;
+    v.subject_ = subject;
+    v.values_ = values;
+    v.iommu_ = std::move(iommu);
+    return v;
+}
+
+uint64_t contiguousSegments(uint64_t size, uint64_t maxSegmentSize, uint64_t boundaryMask, uint64_t startAlignment) {
+    if (size == 0)
+        return 0;
+    if (maxSegmentSize == 0)
+        return UINT64_MAX;
+    const U128 m = maxSegmentSize;
+    const uint64_t b = boundaryWindow(boundaryMask);
+    if (b == 0)
+        return ceilDiv(size, m);
+    // The range covers K whole boundary windows plus t bytes when it starts
+    // on a boundary; each whole window splits into ceil(B/M) segments.
+    const U128 perWindow = ceilDiv(b, m);
+    const U128 k = size / b;
+    const U128 t = size % b;
+    if (startAlignment != 0 && startAlignment % b == 0)
+        return saturate(k * perWindow + ceilDiv(t, m));
+    // Otherwise it starts f bytes before a boundary and ends r bytes after
+    // one, with f + r = t (K whole windows between) or f + r = t + B (K - 1).
+    // ceil(f/M) + ceil(r/M) <= ceil((f+r)/M) + 1 bounds both cases.
+    U128 worst = 0;
+    if (t > 0)
+        worst = k * perWindow + ceilDiv(t, m) + 1;
+    if (k > 0)
+        worst = std::max(worst, (k - 1) * perWindow + ceilDiv(t + b, m) + 1);
+    return saturate(worst);
+}
+
+uint64_t scatteredSegments(uint64_t size, uint64_t minChunkSize, uint64_t maxSegmentSize, uint64_t boundaryMask) {
+    if (size == 0)
+        return 0;
+    uint64_t unit = std::min(std::max<uint64_t>(minChunkSize, 1), maxSegmentSize);
+    if (const uint64_t b = boundaryWindow(boundaryMask); b != 0)
+        unit = std::min(unit, b);
+    if (unit == 0)
+        return UINT64_MAX;
+    return ceilDiv(size, unit);
+}
+
+HeapVerdict matchHeap(const HeapProperties& heap, const ConstraintSet& set, uint64_t size, Subject subject) {
+    const MatchInput in{heap, set, size, subject};
+    HeapVerdict verdict;
+    for (const MatchRule& rule : kMatchRules)
+        if (rule.refuses(in, verdict))
+            return verdict;
+    return verdict;
+}
+
+const char* refusalName(Refusal refusal) {
+    switch (refusal) {
+    case Refusal::None: return "none";
+    case Refusal::AccessBits: return "access-bits";
+    case Refusal::AboveAddressLimit: return "above-address-limit";
+    case Refusal::BelowLimitCapacity: return "below-limit-capacity";
+    case Refusal::NotContiguous: return "not-contiguous";
+    case Refusal::TooManySegments: return "too-many-segments";
+    case Refusal::Alignment: return "alignment";
+    case Refusal::Capacity: return "capacity";
+    case Refusal::IovaWindow: return "iova-window";
+    case Refusal::IovaSegments: return "iova-segments";
+    }
+    return "unknown";
+}
+
+std::string HeapVerdict::reason() const {
+    const Words& w = words(subject_);
+    const Values& v = values_;
+    switch (refusal_) {
+    case Refusal::None: return {};
+    case Refusal::AccessBits:
+        if (v[1] == 0)
+            return fmt::format("{} access bits have no bit in common: together they reach no memory", w.whose);
+        return fmt::format("heap memory has access bits {}; {} {} only {}", bits(v[0]), w.who, w.reaches, bits(v[1]));
+    case Refusal::AboveAddressLimit:
+        return fmt::format("memory starts at {:#x}, above {} {}", v[0], w.whose, describeMask(v[1]));
+    case Refusal::BelowLimitCapacity:
+        return fmt::format("only {} of the heap lies below {} {}, less than the {} buffer", formatSize(v[0]), w.whose,
+                           describeMask(v[2]), formatSize(v[1]));
+    case Refusal::NotContiguous:
+        return fmt::format("chunks can be as small as {} but {} {} one contiguous buffer", formatSize(v[0]), w.who,
+                           w.needs);
+    case Refusal::TooManySegments:
+        if (v[0] != 0)
+            return fmt::format("one {} chunk can split into {} segments{} but {} {} at most {}", formatSize(v[1]), v[2],
+                               segmentShape(v[4], v[5]), w.who, w.accepts, v[3]);
+        return fmt::format("a {} buffer can take {} segments (chunks can be as small as {}) but {} {} at most {} "
+                           "segments{}",
+                           formatSize(v[1]), v[2], formatSize(v[6]), w.who, w.accepts, v[3], segmentShape(v[4], v[5]));
+    case Refusal::Alignment:
+        if (v[1] == 0)
+            return fmt::format("{} alignments have no common multiple", w.whose);
+        return fmt::format("chunks are aligned to {} but {} {} {} alignment", formatSize(v[0]), w.who, w.needs,
+                           formatSize(v[1]));
+    case Refusal::Capacity:
+        return fmt::format("buffer of {} exceeds the heap's {}", formatSize(v[0]), formatSize(v[1]));
+    case Refusal::IovaWindow:
+        if (v[0] == 0)
+            return fmt::format("behind {}, {} {} reaches none of the aperture starting at {:#x}", iommu_, w.whose,
+                               describeMask(v[2]), v[3]);
+        return fmt::format("behind {}, the I/O virtual window {} {} holds {}, less than the {} buffer", iommu_, w.who,
+                           w.reaches, formatSize(v[0]), formatSize(v[1]));
+    case Refusal::IovaSegments:
+        return fmt::format("behind {}, the buffer's one {} I/O virtual range can split into {} segments{} but {} {} "
+                           "at most {}",
+                           iommu_, formatSize(v[1]), v[2], segmentShape(v[4], v[5]), w.who, w.accepts, v[3]);
+    }
+    return {};
+}
+
+} // namespace cenalloc

@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: MIT
+// Buffer life, attachments, device mappings and CPU access.
+#include <cenalloc/buffer.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <fmt/format.h>
+
+#include <cenalloc/device.h>
+#include <cenalloc/memfd.h>
+#include <cenalloc/units.h>
+
+#include "core/registry.h"
+#include "core/sg_build.h"
+#include "iommu/iommu_domain.h"
+
+namespace cenalloc {
+
+/// A device's attachment, owned jointly by the buffer's list and the
+/// Attachment handle. Its members are guarded by the buffer's mutex.
+struct AttachmentState {
+    const DmaDevice* device = nullptr;
+    uint64_t id = 0;
+    bool detached = false;
+    std::vector<std::shared_ptr<Attachment::Mapping::Record>> mappings;
+};
+
+/// One live device mapping. Members are guarded by the buffer's mutex.
+struct Attachment::Mapping::Record {
+    std::weak_ptr<Buffer> buffer;
+    std::shared_ptr<AttachmentState> attachment;
+    uint64_t id = 0;
+    DmaDirection direction = DmaDirection::Bidirectional;
+    SgTable segments;
+    std::shared_ptr<IommuDomain> domain; // null for a direct mapping; outlives iova
+    IommuDomain::MappingRef iova;
+    bool live = true;
+};
+
+namespace {
+
+std::atomic<uint64_t> gNextBufferId{1};
+std::atomic<uint64_t> gNextAttachmentId{1};
+std::atomic<uint64_t> gNextMappingId{1};
+
+// Undo one mapping: the device loses it, the IOMMU domain gets its use
+// back (the IOVA mapping stays cached). Called with the buffer lock held.
+void teardownLocked(Attachment::Mapping::Record& record) {
+    if (!record.live)
+        return;
+    record.live = false;
+    record.attachment->device->removeMapping(record.id);
+    // Ends this use; the IOVA mapping stays in the domain's cache.
+    record.iova.reset();
+}
+
+} // namespace
+
+const char* dmaDirectionName(DmaDirection direction) {
+    switch (direction) {
+    case DmaDirection::Bidirectional: return "bidirectional";
+    case DmaDirection::ToDevice: return "to-device";
+    case DmaDirection::FromDevice: return "from-device";
+    }
+    return "?";
+}
+
+// ---------------------------------------------------------------- Buffer
+
+Result<std::shared_ptr<Buffer>> Buffer::create(Params params) {
+    if (params.name.size() > kBufferNameMax)
+        return Error(EINVAL, fmt::format("buffer name of {} bytes is longer than {}", params.name.size(),
+                                         kBufferNameMax));
+    auto memfd = createSealedMemfd("cenalloc", params.size);
+    if (!memfd)
+        return memfd.error();
+    struct stat st {};
+    if (::fstat(memfd->get(), &st) != 0)
+        return Error(errno, fmt::format("fstat of a new memfd: {}", std::strerror(errno)));
+    std::shared_ptr<Buffer> buffer(new Buffer(std::move(params), std::move(*memfd), st.st_ino));
+    if (buffer->registry_)
+        buffer->registry_->add(buffer);
+    return buffer;
+}
+
+Buffer::Buffer(Params params, UniqueFd memfd, uint64_t inode)
+    : id_(gNextBufferId.fetch_add(1)), size_(params.size), fdFlags_(params.fdFlags), inode_(inode),
+      memfd_(std::move(memfd)), registry_(std::move(params.registry)), ops_(std::move(params.ops)),
+      name_(std::move(params.name)), storage_(std::move(params.storage)) {}
+
+Buffer::~Buffer() {
+    // No lock: nobody else can reach a buffer whose last reference is gone.
+    if (!attachments_.empty() && registry_)
+        registry_->reportBug(fmt::format("buffer {} ('{}') released with {} device(s) still attached", id_, name_,
+                                         attachments_.size()));
+    for (auto& state : attachments_) {
+        for (auto& record : state->mappings)
+            teardownLocked(*record);
+        state->mappings.clear();
+        state->detached = true;
+    }
+    attachments_.clear();
+    ops_->release(*this);
+    // Cached IOVA mappings die with the buffer.
+    for (auto& domain : domainsUsed_)
+        if (size_t orphaned = domain->releaseBuffer(id_); orphaned && registry_)
+            registry_->reportBug(fmt::format("buffer {} released with {} IOVA mapping(s) in use in '{}'", id_,
+                                             orphaned, domain->name()));
+    storage_.reset();
+    if (registry_)
+        registry_->remove(id_);
+}
+
+Result<UniqueFd> Buffer::dupFd(int flags) const {
+    if (flags & ~O_CLOEXEC)
+        return Error(EINVAL, fmt::format("fd flags {:#x}: only O_CLOEXEC is allowed", flags));
+    int fd = ::fcntl(memfd_.get(), (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+    if (fd < 0)
+        return Error(errno, fmt::format("duplicating buffer fd: {}", std::strerror(errno)));
+    return UniqueFd(fd);
+}
+
+std::string Buffer::name() const {
+    std::lock_guard lock(mutex_);
+    return name_;
+}
+
+Result<void> Buffer::setName(std::string_view name) {
+    if (name.size() > kBufferNameMax)
+        return Error(EINVAL, fmt::format("buffer name of {} bytes is longer than {}", name.size(), kBufferNameMax));
+    std::lock_guard lock(mutex_);
+    name_ = std::string(name);
+    return {};
+}
+
+bool Buffer::hasStorage() const {
+    std::lock_guard lock(mutex_);
+    return !storage_.empty();
+}
+
+std::vector<PhysChunk> Buffer::chunks() const {
+    std::lock_guard lock(mutex_);
+    return storage_.chunks();
+}
+
+std::string Buffer::heapName() const {
+    std::lock_guard lock(mutex_);
+    return storage_.empty() ? std::string() : storage_.heap()->name();
+}
+
+std::vector<const DmaDevice*> Buffer::attachedDevicesLocked() const {
+    std::vector<const DmaDevice*> devices;
+    devices.reserve(attachments_.size());
+    for (const auto& state : attachments_)
+        devices.push_back(state->device);
+    return devices;
+}
+
+bool Buffer::anyNonCoherentLocked() const {
+    return std::any_of(attachments_.begin(), attachments_.end(),
+                       [](const auto& s) { return !s->device->constraints().coherent; });
+}
+
+Result<Attachment> Buffer::attach(const DmaDevice& device) {
+    std::lock_guard lock(mutex_);
+    if (auto ok = ops_->attach(*this, device); !ok)
+        return ok.error().withContext(fmt::format("attaching '{}' to buffer {}", device.name(), id_));
+    auto state = std::make_shared<AttachmentState>();
+    state->device = &device;
+    state->id = gNextAttachmentId.fetch_add(1);
+    attachments_.push_back(state);
+    return Attachment(weak_from_this(), std::move(state));
+}
+
+void Buffer::detachLocked(AttachmentState& state) {
+    if (state.detached)
+        return;
+    if (!state.mappings.empty() && registry_)
+        registry_->reportBug(fmt::format("device '{}' detached from buffer {} with {} mapping(s) still live",
+                                         state.device->name(), id_, state.mappings.size()));
+    for (auto& record : state.mappings)
+        teardownLocked(*record);
+    state.mappings.clear();
+    state.detached = true;
+    std::erase_if(attachments_, [&](const auto& s) { return s.get() == &state; });
+    ops_->detach(*this, *state.device);
+}
+
+Result<Attachment::Mapping> Buffer::mapAttachment(const std::shared_ptr<AttachmentState>& state,
+                                                  DmaDirection direction) {
+    std::lock_guard lock(mutex_);
+    if (state->detached)
+        return Error(ENODEV, "the attachment was detached");
+    if (auto ok = ops_->ensureStorage(*this); !ok)
+        return ok.error().withContext(fmt::format("allocating storage of buffer {}", id_));
+    const DmaDevice& device = *state->device;
+    const DmaConstraints& c = device.constraints();
+
+    auto record = std::make_shared<Attachment::Mapping::Record>();
+    record->buffer = weak_from_this();
+    record->attachment = state;
+    record->id = gNextMappingId.fetch_add(1);
+    record->direction = direction;
+
+    if ((storage_.heap()->properties().accessBits & c.accessBits) == 0)
+        return Error(EINVAL, fmt::format("'{}' cannot reach the memory of heap '{}'", device.name(),
+                                         storage_.heap()->name()));
+    if (IommuDomain* domain = device.domain()) {
+        uint64_t limit = iovaLimit(c, domain->apertureBase(), domain->apertureSize());
+        auto iova = domain->mapBuffer(id_, storage_.chunks(), limit);
+        if (!iova)
+            return iova.error().withContext(fmt::format("mapping buffer {} for '{}'", id_, device.name()));
+        auto table = splitForDevice((*iova)->iova, (*iova)->size, c);
+        if (!table) {
+            iova->reset();
+            return table.error().withContext(fmt::format("mapping buffer {} for '{}'", id_, device.name()));
+        }
+        // The IOVA range covers whole IOMMU pages; the device sees the buffer's bytes only.
+        uint64_t excess = (*iova)->size - size_;
+        while (excess > 0 && !table->empty()) {
+            uint64_t cut = std::min(excess, table->back().length);
+            table->back().length -= cut;
+            excess -= cut;
+            if (table->back().length == 0)
+                table->pop_back();
+        }
+        record->segments = std::move(*table);
+        record->domain = device.sharedDomain();
+        record->iova = std::move(*iova);
+        if (std::find(domainsUsed_.begin(), domainsUsed_.end(), record->domain) == domainsUsed_.end())
+            domainsUsed_.push_back(record->domain);
+    } else {
+        auto table = buildDirectSgTable(storage_.chunks(), c);
+        if (!table)
+            return table.error().withContext(fmt::format("mapping buffer {} for '{}'", id_, device.name()));
+        record->segments = std::move(*table);
+    }
+    device.addMapping(record->id, weak_from_this(), direction, record->segments, storage_.chunks());
+    // Mapping for a non-coherent device is where dma_map_sg cleans the CPU cache.
+    if (!c.coherent && storage_.heap()->properties().cached)
+        ++cacheMaintenanceOps_;
+    state->mappings.push_back(record);
+    return Attachment::Mapping(std::move(record));
+}
+
+Result<BufferMapping> Buffer::mmap(int prot) {
+    {
+        std::lock_guard lock(mutex_);
+        if (auto ok = ops_->ensureStorage(*this); !ok)
+            return ok.error().withContext(fmt::format("allocating storage of buffer {}", id_));
+    }
+    void* data = ::mmap(nullptr, size_, prot, MAP_SHARED, memfd_.get(), 0);
+    if (data == MAP_FAILED)
+        return Error(errno, fmt::format("mmap of buffer {}: {}", id_, std::strerror(errno)));
+    return BufferMapping(shared_from_this(), data, size_);
+}
+
+Result<CpuAccessGuard> Buffer::beginCpuAccess(uint32_t flags) {
+    if (flags == 0 || (flags & ~uint32_t{kSyncReadWrite}))
+        return Error(EINVAL, fmt::format("sync flags {:#x}: need read and/or write and nothing else", flags));
+    std::lock_guard lock(mutex_);
+    if (auto ok = ops_->ensureStorage(*this); !ok)
+        return ok.error().withContext(fmt::format("allocating storage of buffer {}", id_));
+    ++cpuAccessDepth_;
+    // begin_cpu_access(READ) on cached memory shared with a non-coherent
+    // device is where the kernel invalidates the CPU cache.
+    if ((flags & kSyncRead) && storage_.heap()->properties().cached && anyNonCoherentLocked())
+        ++cacheMaintenanceOps_;
+    return CpuAccessGuard(shared_from_this(), flags);
+}
+
+void Buffer::endCpuAccess(uint32_t flags) {
+    std::lock_guard lock(mutex_);
+    if (cpuAccessDepth_ > 0)
+        --cpuAccessDepth_;
+    // end_cpu_access(WRITE): clean CPU caches so a non-coherent device sees the data.
+    if ((flags & kSyncWrite) && storage_.heap()->properties().cached && anyNonCoherentLocked())
+        ++cacheMaintenanceOps_;
+}
+
+BufferInfo Buffer::info() const {
+    BufferInfo info;
+    info.id = id_;
+    info.size = size_;
+    info.fdFlags = fdFlags_;
+    info.inode = inode_;
+    // use_count counts our caller's reference too when reached through the
+    // registry; it is a hint for debugging, like bufinfo's file count.
+    info.references = weak_from_this().use_count();
+    std::lock_guard lock(mutex_);
+    info.exporter = ops_->name();
+    info.name = name_;
+    info.hasStorage = !storage_.empty();
+    if (info.hasStorage) {
+        info.heap = storage_.heap()->name();
+        info.chunks = storage_.chunks();
+    }
+    for (const auto& state : attachments_) {
+        info.attachedDevices.push_back(state->device->name());
+        for (const auto& record : state->mappings)
+            info.mappings.push_back({state->device->name(), record->direction,
+                                     record->domain ? record->domain->name() : std::string(), record->segments});
+    }
+    info.cpuAccessDepth = cpuAccessDepth_;
+    info.cacheMaintenanceOps = cacheMaintenanceOps_;
+    info.syncViolations = syncViolations_;
+    info.exporterState = ops_->describe(*this);
+    return info;
+}
+
+void Buffer::noteDeviceAccess() {
+    std::lock_guard lock(mutex_);
+    // A device touching memory while the CPU holds it open (between begin
+    // and end of CPU access) is a missing sync on non-coherent hardware.
+    if (cpuAccessDepth_ > 0)
+        ++syncViolations_;
+}
+
+// ------------------------------------------------------------ Attachment
+
+Attachment::Attachment(std::weak_ptr<Buffer> buffer, std::shared_ptr<AttachmentState> state)
+    : buffer_(std::move(buffer)), state_(std::move(state)) {}
+
+Attachment& Attachment::operator=(Attachment&& other) noexcept {
+    if (this != &other) {
+        detach();
+        buffer_ = std::move(other.buffer_);
+        state_ = std::move(other.state_);
+    }
+    return *this;
+}
+
+const DmaDevice& Attachment::device() const { return *state_->device; }
+
+void Attachment::detach() {
+    if (!state_)
+        return;
+    if (auto buffer = buffer_.lock()) {
+        std::lock_guard lock(buffer->mutex_);
+        buffer->detachLocked(*state_);
+    }
+    state_.reset();
+    buffer_.reset();
+}
+
+Result<Attachment::Mapping> Attachment::map(DmaDirection direction) {
+    if (!state_)
+        return Error(ENODEV, "the attachment is detached");
+    auto buffer = buffer_.lock();
+    if (!buffer)
+        return Error(ENODEV, "the buffer was released");
+    return buffer->mapAttachment(state_, direction);
+}
+
+// --------------------------------------------------------------- Mapping
+
+Attachment::Mapping& Attachment::Mapping::operator=(Mapping&& other) noexcept {
+    if (this != &other) {
+        unmap();
+        record_ = std::move(other.record_);
+    }
+    return *this;
+}
+
+const SgTable& Attachment::Mapping::segments() const { return record_->segments; }
+DmaDirection Attachment::Mapping::direction() const { return record_->direction; }
+
+void Attachment::Mapping::unmap() {
+    if (!record_)
+        return;
+    if (auto buffer = record_->buffer.lock()) {
+        std::lock_guard lock(buffer->mutex_);
+        teardownLocked(*record_);
+        std::erase(record_->attachment->mappings, record_);
+    }
+    record_.reset();
+}
+
+// --------------------------------------------------- CPU access, mmap
+
+CpuAccessGuard& CpuAccessGuard::operator=(CpuAccessGuard&& other) noexcept {
+    if (this != &other) {
+        end();
+        buffer_ = std::move(other.buffer_);
+        flags_ = other.flags_;
+    }
+    return *this;
+}
+
+void CpuAccessGuard::end() {
+    if (!buffer_)
+        return;
+    buffer_->endCpuAccess(flags_);
+    buffer_.reset();
+}
+
+BufferMapping::BufferMapping(BufferMapping&& other) noexcept
+    : buffer_(std::move(other.buffer_)), data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)) {}
+
+BufferMapping& BufferMapping::operator=(BufferMapping&& other) noexcept {
+    if (this != &other) {
+        if (data_)
+            ::munmap(data_, size_);
+        buffer_ = std::move(other.buffer_);
+        data_ = std::exchange(other.data_, nullptr);
+        size_ = std::exchange(other.size_, 0);
+    }
+    return *this;
+}
+
+BufferMapping::~BufferMapping() {
+    if (data_)
+        ::munmap(data_, size_);
+}
+
+} // namespace cenalloc

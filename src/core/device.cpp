@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: MIT
+// The device model: DMA through the mappings a device holds, faulting like hardware.
+#include <cenalloc/device.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cenalloc/units.h>
+
+#include "iommu/iommu_domain.h"
+
+namespace cenalloc {
+
+namespace {
+// Bounded histories: enough to report and classify recent faults.
+constexpr size_t kFaultHistory = 64;
+constexpr size_t kUnmapHistory = 64;
+} // namespace
+
+/// One segment of a mapping the device holds, with what is needed to reach
+/// the buffer's bytes. Immutable once added.
+struct DmaDevice::ActiveSegment {
+    uint64_t mappingId = 0;
+    uint64_t start = 0;
+    uint64_t end = 0; // exclusive
+    DmaDirection direction = DmaDirection::Bidirectional;
+    std::weak_ptr<Buffer> buffer;
+    // Storage chunks with the buffer offset each one starts at, shared by
+    // every segment of one mapping.
+    std::shared_ptr<const std::vector<std::pair<PhysChunk, uint64_t>>> chunks;
+};
+
+const char* dmaFaultKindName(DmaFaultKind kind) {
+    switch (kind) {
+    case DmaFaultKind::Unmapped: return "unmapped";
+    case DmaFaultKind::AfterUnmap: return "after-unmap";
+    case DmaFaultKind::BeyondSegment: return "beyond-segment";
+    case DmaFaultKind::WrongDirection: return "wrong-direction";
+    case DmaFaultKind::Translation: return "translation";
+    }
+    return "?";
+}
+
+DmaDevice::DmaDevice(Device description, std::shared_ptr<IommuDomain> domain)
+    : desc_(std::move(description)), domain_(std::move(domain)) {}
+
+DmaDevice::~DmaDevice() = default;
+
+void DmaDevice::addMapping(uint64_t mappingId, std::weak_ptr<Buffer> buffer, DmaDirection direction,
+                           const SgTable& segments, std::vector<PhysChunk> chunks) const {
+    auto table = std::make_shared<std::vector<std::pair<PhysChunk, uint64_t>>>();
+    uint64_t offset = 0;
+    for (const PhysChunk& c : chunks) {
+        table->push_back({c, offset});
+        offset += c.size;
+    }
+    std::lock_guard lock(mutex_);
+    for (const SgEntry& s : segments) {
+        auto seg = std::make_shared<ActiveSegment>();
+        seg->mappingId = mappingId;
+        seg->start = s.dmaAddress;
+        seg->end = s.dmaAddress + s.length;
+        seg->direction = direction;
+        seg->buffer = buffer;
+        seg->chunks = table;
+        active_.push_back(std::move(seg));
+    }
+}
+
+void DmaDevice::removeMapping(uint64_t mappingId) const {
+    std::lock_guard lock(mutex_);
+    for (const auto& seg : active_) {
+        if (seg->mappingId != mappingId)
+            continue;
+        if (recentlyUnmapped_.size() == kUnmapHistory)
+            recentlyUnmapped_.pop_front();
+        recentlyUnmapped_.push_back({seg->start, seg->end - seg->start});
+    }
+    std::erase_if(active_, [&](const auto& seg) { return seg->mappingId == mappingId; });
+}
+
+size_t DmaDevice::activeMappingCount() const {
+    std::lock_guard lock(mutex_);
+    std::vector<uint64_t> ids;
+    for (const auto& seg : active_)
+        ids.push_back(seg->mappingId);
+    std::sort(ids.begin(), ids.end());
+    return static_cast<size_t>(std::unique(ids.begin(), ids.end()) - ids.begin());
+}
+
+uint64_t DmaDevice::faultCount() const {
+    std::lock_guard lock(mutex_);
+    return faultCount_;
+}
+
+std::vector<DmaFault> DmaDevice::recentFaults() const {
+    std::lock_guard lock(mutex_);
+    return {faults_.begin(), faults_.end()};
+}
+
+Error DmaDevice::fault(DmaFaultKind kind, uint64_t address, uint64_t length, bool write, std::string message) const {
+    // Called with mutex_ held; the domain's lock nests inside the device's.
+    ++faultCount_;
+    if (domain_)
+        domain_->recordFault();
+    if (faults_.size() == kFaultHistory)
+        faults_.pop_front();
+    std::string text = fmt::format("dma fault: device '{}' {} {} at {}: {}", desc_.name, write ? "write" : "read",
+                                   formatSize(length), formatAddress(address), message);
+    faults_.push_back({desc_.name, address, length, write, kind, text});
+    return Error(kind == DmaFaultKind::WrongDirection ? EPERM : EFAULT, std::move(text));
+}
+
+Result<void> DmaDevice::write(uint64_t dmaAddress, std::span<const std::byte> data) const {
+    // transfer() never writes through the pointer for a device write.
+    return transfer(dmaAddress, const_cast<std::byte*>(data.data()), data.size(), true);
+}
+
+Result<void> DmaDevice::read(uint64_t dmaAddress, std::span<std::byte> out) const {
+    return transfer(dmaAddress, out.data(), out.size(), false);
+}
+
+Result<void> DmaDevice::transfer(uint64_t dmaAddress, std::byte* data, uint64_t length, bool write) const {
+    if (length == 0)
+        return {};
+    std::shared_ptr<ActiveSegment> seg;
+    std::vector<std::pair<uint64_t, uint64_t>> pieces; // (memfd offset, length)
+    {
+        std::lock_guard lock(mutex_);
+        // A device holds few mappings; a linear scan keeps add/remove trivial.
+        for (const auto& s : active_)
+            if (dmaAddress >= s->start && dmaAddress < s->end) {
+                seg = s;
+                break;
+            }
+        if (!seg) {
+            bool stale = std::any_of(recentlyUnmapped_.begin(), recentlyUnmapped_.end(), [&](const SgEntry& e) {
+                return dmaAddress >= e.dmaAddress && dmaAddress - e.dmaAddress < e.length;
+            });
+            if (stale)
+                return fault(DmaFaultKind::AfterUnmap, dmaAddress, length, write, "the mapping was unmapped");
+            return fault(DmaFaultKind::Unmapped, dmaAddress, length, write, "no mapping of this device covers it");
+        }
+        if (length > seg->end - dmaAddress)
+            return fault(DmaFaultKind::BeyondSegment, dmaAddress, length, write,
+                         fmt::format("the segment ends at {}", formatAddress(seg->end)));
+        bool allowed = seg->direction == DmaDirection::Bidirectional ||
+                       (write ? seg->direction == DmaDirection::FromDevice : seg->direction == DmaDirection::ToDevice);
+        if (!allowed)
+            return fault(DmaFaultKind::WrongDirection, dmaAddress, length, write,
+                         fmt::format("the mapping is {}", dmaDirectionName(seg->direction)));
+
+        // Translate page by page (through the IOMMU when there is one) into
+        // physical addresses, then into offsets of the buffer's memfd.
+        const auto& chunks = *seg->chunks;
+        uint64_t addr = dmaAddress;
+        uint64_t left = length;
+        while (left > 0) {
+            uint64_t pageLeft = kPageSize - (addr % kPageSize);
+            uint64_t step = std::min(left, pageLeft);
+            uint64_t phys = addr;
+            if (domain_) {
+                auto translated = domain_->translate(addr);
+                if (!translated)
+                    return fault(DmaFaultKind::Translation, addr, step, write, translated.error().message());
+                phys = *translated;
+            }
+            auto it = std::upper_bound(chunks.begin(), chunks.end(), phys,
+                                       [](uint64_t p, const auto& entry) { return p < entry.first.address; });
+            if (it == chunks.begin() || phys >= std::prev(it)->first.end())
+                return fault(DmaFaultKind::Translation, addr, step, write,
+                             fmt::format("physical address {} is not the buffer's memory", formatAddress(phys)));
+            --it;
+            uint64_t offset = it->second + (phys - it->first.address);
+            step = std::min(step, it->first.end() - phys);
+            if (!pieces.empty() && pieces.back().first + pieces.back().second == offset)
+                pieces.back().second += step;
+            else
+                pieces.push_back({offset, step});
+            addr += step;
+            left -= step;
+        }
+    }
+    auto buffer = seg->buffer.lock();
+    if (!buffer) {
+        std::lock_guard lock(mutex_);
+        return fault(DmaFaultKind::AfterUnmap, dmaAddress, length, write, "the buffer was released");
+    }
+    buffer->noteDeviceAccess();
+    int fd = buffer->fd().get();
+    std::byte* cursor = data;
+    for (auto [offset, len] : pieces) {
+        uint64_t done = 0;
+        while (done < len) {
+            ssize_t n = write ? ::pwrite(fd, cursor + done, len - done, static_cast<off_t>(offset + done))
+                              : ::pread(fd, cursor + done, len - done, static_cast<off_t>(offset + done));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                return Error(n < 0 ? errno : EIO, fmt::format("device '{}' dma to the buffer's memory: {}",
+                                                              desc_.name, n < 0 ? std::strerror(errno) : "short"));
+            done += static_cast<uint64_t>(n);
+        }
+        cursor += len;
+    }
+    return {};
+}
+
+} // namespace cenalloc

@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: MIT
+// Building every heap of a platform, in registration order.
+#include "heaps/platform_heaps.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include "heaps/contiguous_heap.h"
+#include "heaps/system_heap.h"
+
+namespace cenalloc {
+
+std::vector<HeapProperties> platformHeapProperties(const Platform& platform) {
+    std::vector<HeapProperties> heaps = systemHeapProperties(platform);
+    for (const ReservedRegion& r : platform.regions)
+        heaps.push_back(contiguousHeapProperties(r));
+    return heaps;
+}
+
+Result<std::vector<std::shared_ptr<Heap>>> createPlatformHeaps(const Platform& platform,
+                                                               std::shared_ptr<PhysicalMemory> memory) {
+    assert(memory);
+    std::vector<HeapProperties> system = systemHeapProperties(platform);
+    // Region names are unique (validatePlatform), but nothing stops a region
+    // being called "system"; two heaps of one name could not both be found.
+    for (const ReservedRegion& r : platform.regions)
+        if (std::any_of(system.begin(), system.end(), [&](const HeapProperties& p) { return p.name == r.name; }))
+            return Error(EINVAL, fmt::format("reserved region '{}' has the name of a system heap", r.name));
+
+    std::vector<std::shared_ptr<Heap>> heaps;
+    for (HeapProperties& p : system)
+        heaps.push_back(createSystemHeap(std::move(p), memory));
+    for (const ReservedRegion& r : platform.regions)
+        heaps.push_back(createContiguousHeap(r));
+    return heaps;
+}
+
+} // namespace cenalloc
