@@ -131,15 +131,23 @@ struct HeapExplanation {
     HeapVerdict combined;
 };
 
+/// Why one heap refuses the devices of a Conflict.
+struct ConflictRefusal {
+    std::string heap;
+    /// The device the heap refuses on its own, or empty when the heap
+    /// serves each of the devices alone and refuses only their combination.
+    std::string device;
+    std::string reason;
+};
+
 /// A smallest set of devices no heap serves.
 struct Conflict {
     /// Sorted by name.
     std::vector<std::string> devices;
-    /// Every heap and the first reason it refuses these devices: a device's
-    /// own reason when the heap refuses one of them alone ("'dev': reason"),
-    /// else the reason for the devices together.
-    std::vector<std::pair<std::string, std::string>> heaps;
-    /// One line: "no heap serves 'a' and 'b' together: heap 'x' refuses ...".
+    /// Every heap, in the order given, and the first reason it refuses these devices.
+    std::vector<ConflictRefusal> heaps;
+    /// One line: "no heap serves 'a' and 'b' together: heap 'x' refuses 'a': ...;
+    /// heap 'y' refuses them together: ...".
     std::string reason;
 };
 

@@ -22,7 +22,7 @@ struct AllocatorState {
     Platform platform;
     std::shared_ptr<PhysicalMemory> memory;
     HeapRegistry heaps;
-    std::vector<HeapProperties> heapProperties; // parallel to heaps.heaps()
+    std::vector<HeapProperties> heapProperties;        // parallel to heaps.heaps()
     std::vector<std::shared_ptr<IommuDomain>> domains; // parallel to platform.iommus
 };
 

@@ -51,11 +51,21 @@ Result<std::unique_ptr<Context>> Context::create(const Platform& platform) {
 
 Context::~Context() = default;
 
-const Platform& Context::platform() const { return state_->platform; }
-const std::vector<std::shared_ptr<Heap>>& Context::heaps() const { return state_->heaps.heaps(); }
-std::shared_ptr<Heap> Context::findHeap(std::string_view name) const { return state_->heaps.find(name); }
-std::span<const HeapProperties> Context::heapProperties() const { return state_->heapProperties; }
-const std::vector<std::unique_ptr<DmaDevice>>& Context::devices() const { return devices_; }
+const Platform& Context::platform() const {
+    return state_->platform;
+}
+const std::vector<std::shared_ptr<Heap>>& Context::heaps() const {
+    return state_->heaps.heaps();
+}
+std::shared_ptr<Heap> Context::findHeap(std::string_view name) const {
+    return state_->heaps.find(name);
+}
+std::span<const HeapProperties> Context::heapProperties() const {
+    return state_->heapProperties;
+}
+const std::vector<std::unique_ptr<DmaDevice>>& Context::devices() const {
+    return devices_;
+}
 
 Result<const DmaDevice*> Context::device(std::string_view name) const {
     for (const auto& d : devices_)
@@ -93,8 +103,7 @@ Result<std::shared_ptr<Buffer>> Context::allocate(std::string_view heapName, uin
         return aligned.error().withContext(fmt::format("allocating from heap '{}'", heapName));
     auto storage = heap->allocate(*aligned);
     if (!storage)
-        return storage.error().withContext(
-            fmt::format("allocating {} from heap '{}'", formatSize(*aligned), heapName));
+        return storage.error().withContext(fmt::format("allocating {} from heap '{}'", formatSize(*aligned), heapName));
     Buffer::Params params;
     params.size = *aligned;
     params.fdFlags = fdFlags;
@@ -119,8 +128,7 @@ Result<std::shared_ptr<Buffer>> Context::create(uint64_t size, std::string_view 
     return Buffer::create(std::move(params));
 }
 
-Result<Explanation> Context::explain(std::span<const std::string> devices, uint64_t size,
-                                     CpuAccess cpuAccess) const {
+Result<Explanation> Context::explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) const {
     return cenalloc::explain(state_->platform, state_->heapProperties, devices, size, cpuAccess);
 }
 
@@ -135,7 +143,11 @@ std::vector<BufferInfo> Context::bufinfo() const {
     return out;
 }
 
-size_t Context::liveBuffers() const { return registry_->liveCount(); }
-std::vector<std::string> Context::lifetimeBugs() const { return registry_->bugs(); }
+size_t Context::liveBuffers() const {
+    return registry_->liveCount();
+}
+std::vector<std::string> Context::lifetimeBugs() const {
+    return registry_->bugs();
+}
 
 } // namespace cenalloc

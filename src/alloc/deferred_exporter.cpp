@@ -29,9 +29,9 @@ public:
             // Storage is fixed now (migration is not supported yet): the
             // device joins only if this storage already serves it.
             if (auto ok = checkStorageForDevice(buffer.storageLocked(), device); !ok)
-                return Error(EBUSY, fmt::format("storage already allocated from heap '{}' cannot serve '{}': {}",
-                                                buffer.storageLocked().heap()->name(), device.name(),
-                                                ok.error().message()));
+                return Error(EBUSY,
+                             fmt::format("storage already allocated from heap '{}' cannot serve '{}': {}",
+                                         buffer.storageLocked().heap()->name(), device.name(), ok.error().message()));
             if (auto merged = attached_.merge(device.description(), state_->platform))
                 attached_ = std::move(*merged);
             return {};

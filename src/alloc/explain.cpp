@@ -255,21 +255,29 @@ struct Solver {
         }
         const Subject subject = found.size() == 1 ? Subject::Device : Subject::Devices;
         for (const HeapProperties& h : heaps) {
-            std::string why;
-            for (size_t d : found)
-                if (found.size() > 1)
+            ConflictRefusal r{h.name, {}, {}};
+            if (found.size() == 1) {
+                r.device = names[found[0]];
+                r.reason = matchHeap(h, merged, size, subject).reason();
+            } else {
+                for (size_t d : found)
                     if (HeapVerdict v = matchHeap(h, singles[d], size, Subject::Device); !v.accepted()) {
-                        why = fmt::format("'{}': {}", names[d], v.reason());
+                        r.device = names[d];
+                        r.reason = v.reason();
                         break;
                     }
-            if (why.empty())
-                why = matchHeap(h, merged, size, subject).reason();
-            c.heaps.emplace_back(h.name, std::move(why));
+                if (r.device.empty())
+                    r.reason = matchHeap(h, merged, size, subject).reason();
+            }
+            c.heaps.push_back(std::move(r));
         }
 
         std::string heapsText;
-        for (const auto& [heap, why] : c.heaps)
-            heapsText += fmt::format("{}heap '{}' refuses {}", heapsText.empty() ? "" : "; ", heap, why);
+        for (const ConflictRefusal& r : c.heaps)
+            heapsText += fmt::format("{}heap '{}' refuses {}: {}", heapsText.empty() ? "" : "; ", r.heap,
+                                     r.device.empty() ? std::string(found.empty() ? "the buffer" : "them together")
+                                                      : inQuotes(r.device),
+                                     r.reason);
         if (c.heaps.empty())
             heapsText = "there are no heaps";
         if (n == 0)

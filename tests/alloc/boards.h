@@ -14,7 +14,9 @@
 
 namespace cenalloc::test {
 
-constexpr uint64_t bitMask(int bits) { return bits >= 64 ? kNoLimit : (uint64_t{1} << bits) - 1; }
+constexpr uint64_t bitMask(int bits) {
+    return bits >= 64 ? kNoLimit : (uint64_t{1} << bits) - 1;
+}
 
 struct DeviceSpec {
     std::string name;
@@ -24,7 +26,7 @@ struct DeviceSpec {
     bool contiguous = false;
     bool coherent = true;
     uint64_t accessBits = kAllAccess;
-    std::optional<std::string> iommu;
+    std::optional<std::string> iommu = std::nullopt;
     uint64_t boundaryMask = kNoLimit;
     uint64_t alignment = 4096;
 };

@@ -65,9 +65,9 @@ TEST(ConstraintRules, OneRowPerFieldInDeclarationOrder) {
     std::vector<std::string> names;
     for (const ConstraintRule& r : constraintRules())
         names.emplace_back(r.name);
-    EXPECT_EQ(names, (std::vector<std::string>{"dma_mask", "coherent_dma_mask", "max_segment_size",
-                                               "segment_boundary_mask", "max_segment_count", "alignment", "contiguous",
-                                               "coherent", "access_bits"}));
+    EXPECT_EQ(names,
+              (std::vector<std::string>{"dma_mask", "coherent_dma_mask", "max_segment_size", "segment_boundary_mask",
+                                        "max_segment_count", "alignment", "contiguous", "coherent", "access_bits"}));
     EXPECT_EQ(findConstraintRule("alignment"), &constraintRules()[5]);
     EXPECT_EQ(findConstraintRule("dma_msk"), nullptr);
 }
@@ -132,7 +132,7 @@ const RowCase kRowCases[] = {
     {"max_segment_count", 16, 1, 1},
     {"max_segment_count", 0, 0, 0},
     {"alignment", 4 * KiB, 1 * MiB, 1 * MiB},
-    {"alignment", 6, 4, 12}, // lcm, not max, when not powers of two
+    {"alignment", 6, 4, 12},                // lcm, not max, when not powers of two
     {"alignment", uint64_t{1} << 63, 3, 0}, // an lcm that does not fit: absorbing
     {"contiguous", 0, 1, 1},
     {"contiguous", 0, 0, 0},
@@ -155,8 +155,9 @@ TEST(ConstraintRules, EachRowMergesByItsRule) {
         EXPECT_EQ(rule->get(m), rc.merged);
         // The other rows stay unconstrained: a row touches only its field.
         for (const ConstraintRule& other : constraintRules())
-            if (&other != rule)
+            if (&other != rule) {
                 EXPECT_EQ(other.get(m), other.get(unconstrained())) << other.name;
+            }
     }
 }
 

@@ -51,21 +51,54 @@ struct Scenario {
 
 std::vector<Scenario> scenarios() {
     return {
-        {"pi: display + camera need the cma pool below 1 GiB", test::piBoard(), {"hvs", "unicam"}, CpuAccess::Rare,
-         "linux,cma", "hvs"},
-        {"pi: ethernet alone, cpu often: the cached system heap", test::piBoard(), {"genet"}, CpuAccess::Often,
-         "system", "genet"},
-        {"phone: gpu + isp, cpu often: the system heap", test::phoneBoard(), {"gpu", "isp"}, CpuAccess::Often, "system",
+        {"pi: display + camera need the cma pool below 1 GiB",
+         test::piBoard(),
+         {"hvs", "unicam"},
+         CpuAccess::Rare,
+         "linux,cma",
+         "hvs"},
+        {"pi: ethernet alone, cpu often: the cached system heap",
+         test::piBoard(),
+         {"genet"},
+         CpuAccess::Often,
+         "system",
+         "genet"},
+        {"phone: gpu + isp, cpu often: the system heap",
+         test::phoneBoard(),
+         {"gpu", "isp"},
+         CpuAccess::Often,
+         "system",
          "isp"},
-        {"phone: gpu + isp, cpu rarely: the uncached system heap (the isp is not coherent)", test::phoneBoard(),
-         {"gpu", "isp"}, CpuAccess::Rare, "system-uncached", "isp"},
-        {"phone: gpu + isp + display move to contiguous memory", test::phoneBoard(), {"gpu", "isp", "display"},
-         CpuAccess::Often, "linux,cma", "display"},
-        {"phone: gpu + isp + display, cpu none", test::phoneBoard(), {"gpu", "isp", "display"}, CpuAccess::None,
-         "linux,cma", "display"},
-        {"pc: the 32-bit capture card forces the dma32 heap", test::pcBoard(), {"capture", "gpu"}, CpuAccess::Rare,
-         "system-dma32", "capture"},
-        {"pc: gpu + nvme take the system heap", test::pcBoard(), {"gpu", "nvme"}, CpuAccess::Rare, "system", "nvme"},
+        {"phone: gpu + isp, cpu rarely: the uncached system heap (the isp is not coherent)",
+         test::phoneBoard(),
+         {"gpu", "isp"},
+         CpuAccess::Rare,
+         "system-uncached",
+         "isp"},
+        {"phone: gpu + isp + display move to contiguous memory",
+         test::phoneBoard(),
+         {"gpu", "isp", "display"},
+         CpuAccess::Often,
+         "linux,cma",
+         "display"},
+        {"phone: gpu + isp + display, cpu none",
+         test::phoneBoard(),
+         {"gpu", "isp", "display"},
+         CpuAccess::None,
+         "linux,cma",
+         "display"},
+        {"pc: the 32-bit capture card forces the dma32 heap",
+         test::pcBoard(),
+         {"capture", "gpu"},
+         CpuAccess::Rare,
+         "system-dma32",
+         "capture"},
+        {"pc: gpu + nvme take the system heap; the gpu's 44-bit mask is the tighter",
+         test::pcBoard(),
+         {"gpu", "nvme"},
+         CpuAccess::Rare,
+         "system",
+         "gpu"},
     };
 }
 
@@ -188,8 +221,8 @@ TEST(Explain, PcCaptureCardKeepsTheSystemHeapButRanksDma32First) {
     const std::vector<HeapProperties> heaps = boardHeaps(p);
     const Explanation e = explainOk(p, heaps, {"capture", "gpu"}, kFrame, CpuAccess::Rare);
     // Scattered pages below 4 GiB from the wide heap would do too; dma32 ranks first.
-    EXPECT_EQ(e.ranking, (std::vector<std::string>{"system-dma32", "system-uncached-dma32", "system",
-                                                   "system-uncached"}));
+    EXPECT_EQ(e.ranking,
+              (std::vector<std::string>{"system-dma32", "system-uncached-dma32", "system", "system-uncached"}));
     EXPECT_TRUE(e.preferCached);
     EXPECT_EQ(e.cachePolicy, "cached: every device is coherent");
     EXPECT_EQ(e.allocatingReason, "'capture' alone would choose 'system-dma32' too");
@@ -235,8 +268,11 @@ TEST(Explain, NoDeviceAllocatesWhenNoOwnPreferenceWorks) {
 Platform securePhone() {
     Platform p = test::phoneBoard();
     p.devices.push_back(makeDevice({.name = "secure-dsp", .maskBits = 32, .accessBits = 0x2}));
-    p.devices.push_back(makeDevice({.name = "dma-a", .maskBits = 40}));
-    p.devices.push_back(makeDevice({.name = "dma-b", .maskBits = 36, .coherent = false}));
+    // Harmless: any memory, segments of any size (the 64 KiB default would
+    // clash with the display's one segment).
+    p.devices.push_back(makeDevice({.name = "dma-a", .maskBits = 40, .maxSegmentSize = 0xffffffff}));
+    p.devices.push_back(
+        makeDevice({.name = "dma-b", .maskBits = 36, .maxSegmentSize = 0xffffffff, .coherent = false}));
     return p;
 }
 
@@ -260,17 +296,21 @@ TEST(Explain, ConflictNamesExactlyTheTwoDevicesThatClash) {
 
     const Explanation e = explainOk(p, heaps, devices, kFrame, CpuAccess::Rare);
     // Every heap says why, naming the device it refuses alone when there is one.
-    for (const auto& [heap, why] : e.conflict->heaps) {
-        SCOPED_TRACE(heap);
-        EXPECT_FALSE(why.empty());
+    for (size_t i = 0; i < heaps.size(); ++i) {
+        SCOPED_TRACE(heaps[i].name);
+        EXPECT_EQ(e.conflict->heaps[i].heap, heaps[i].name);
+        EXPECT_FALSE(e.conflict->heaps[i].reason.empty());
     }
     const auto secure = std::find_if(e.conflict->heaps.begin(), e.conflict->heaps.end(),
-                                     [](const auto& h) { return h.first == "vpu-secure"; });
+                                     [](const ConflictRefusal& r) { return r.heap == "vpu-secure"; });
     ASSERT_NE(secure, e.conflict->heaps.end());
-    EXPECT_EQ(secure->second, "'display': heap memory has access bits 0x2; the device reaches only 0x1");
+    EXPECT_EQ(secure->device, "display");
+    EXPECT_EQ(secure->reason, "heap memory has access bits 0x2; the device reaches only 0x1");
     const auto cma = std::find_if(e.conflict->heaps.begin(), e.conflict->heaps.end(),
-                                  [](const auto& h) { return h.first == "linux,cma"; });
-    EXPECT_EQ(cma->second, "the devices' access bits have no bit in common: together they reach no memory");
+                                  [](const ConflictRefusal& r) { return r.heap == "linux,cma"; });
+    ASSERT_NE(cma, e.conflict->heaps.end());
+    EXPECT_EQ(cma->device, "");
+    EXPECT_EQ(cma->reason, "the devices' access bits have no bit in common: together they reach no memory");
     EXPECT_EQ(e.conflict->reason.rfind("no heap serves 'display' and 'secure-dsp' together: heap 'system' refuses "
                                        "'display': chunks can be as small as 4 KiB",
                                        0),
@@ -301,8 +341,8 @@ TEST(Explain, ConflictOfThreeWhenEveryPairCanShare) {
     const Explanation e = explainOk(p, boardHeaps(p), deviceNames(p), kFrame, CpuAccess::Rare);
     ASSERT_TRUE(e.conflict);
     EXPECT_EQ(e.conflict->devices, (std::vector<std::string>{"d0", "d1", "d2"}));
-    EXPECT_EQ(e.conflict->reason.rfind("no heap serves 'd0', 'd1' and 'd2' together: heap 'system' refuses the "
-                                       "devices' access bits have no bit in common",
+    EXPECT_EQ(e.conflict->reason.rfind("no heap serves 'd0', 'd1' and 'd2' together: heap 'system' refuses them "
+                                       "together: the devices' access bits have no bit in common",
                                        0),
               0u)
         << e.conflict->reason;
@@ -327,30 +367,34 @@ TEST(Explain, SingleDeviceNoHeapServes) {
     const Explanation e = explainOk(p, heaps, {"gpu", "odd"}, kFrame, CpuAccess::Rare);
     ASSERT_TRUE(e.conflict);
     EXPECT_EQ(e.conflict->devices, std::vector<std::string>{"odd"});
-    EXPECT_EQ(e.conflict->reason.rfind("no heap serves 'odd': heap 'system' refuses heap memory has access bits 0x1; "
-                                       "the device reaches only 0x100",
+    EXPECT_EQ(e.conflict->reason.rfind("no heap serves 'odd': heap 'system' refuses 'odd': heap memory has access "
+                                       "bits 0x1; the device reaches only 0x100",
                                        0),
               0u)
         << e.conflict->reason;
 }
 
 TEST(Explain, DevicesThatOnlyClashTogetherGetACombinedReason) {
-    // One takes at most 16 segments, the other only 4 KiB ones: fine apart,
-    // a 1 MiB buffer needs 256 segments together.
-    Platform p = test::pcBoard();
+    // One takes at most 16 segments, the other only 4 KiB ones: a contiguous
+    // pool serves each alone, but its one 1 MiB chunk splits into 256
+    // segments for both together.
+    Platform p = twoPoolBoard();
     p.devices = {makeDevice({.name = "few", .maxSegmentSize = 0xffffffff, .maxSegmentCount = 16}),
                  makeDevice({.name = "small", .maxSegmentSize = 4096})};
     const std::vector<HeapProperties> heaps = boardHeaps(p);
     const Explanation e = explainOk(p, heaps, {"few", "small"}, 1 * MiB, CpuAccess::Rare);
     EXPECT_FALSE(e.satisfiable);
-    const HeapExplanation& system = heapIn(e, "system");
-    EXPECT_TRUE(system.devices[0].accepted());
-    EXPECT_TRUE(system.devices[1].accepted());
-    EXPECT_FALSE(system.accepted);
-    EXPECT_EQ(system.combined.reason(), "a 1 MiB buffer can take 256 segments (chunks can be as small as 4 KiB) but "
-                                        "the devices accept at most 16 segments of up to 4 KiB");
+    const HeapExplanation& pool = heapIn(e, "cma-low");
+    EXPECT_TRUE(pool.devices[0].accepted());
+    EXPECT_TRUE(pool.devices[1].accepted());
+    EXPECT_FALSE(pool.accepted);
+    EXPECT_EQ(pool.combined.reason(),
+              "one 1 MiB chunk can split into 256 segments of up to 4 KiB but the devices accept at most 16");
+    // The system heap refuses "few" alone already: its pages may be scattered.
+    EXPECT_EQ(heapIn(e, "system").devices[0].refusal(), Refusal::TooManySegments);
     ASSERT_TRUE(e.conflict);
     EXPECT_EQ(e.conflict->devices, (std::vector<std::string>{"few", "small"}));
+    EXPECT_EQ(e.conflict->heaps[0].device, "few");
 }
 
 TEST(Explain, NoDevicesGetsTheBestHeapAndNoAllocatingDevice) {
@@ -425,8 +469,8 @@ TEST(ChooseHeap, NamesEveryHeapWhenNoneServes) {
     EXPECT_EQ(h.error().code(), EINVAL);
     for (const HeapProperties& hp : heaps)
         EXPECT_NE(h.error().message().find(fmt::format("heap '{}': ", hp.name)), std::string::npos) << hp.name;
-    Result<const HeapProperties*> none = chooseHeap(ConstraintSet(), std::span<const HeapProperties>(), kFrame,
-                                                    CpuAccess::Rare);
+    Result<const HeapProperties*> none =
+        chooseHeap(ConstraintSet(), std::span<const HeapProperties>(), kFrame, CpuAccess::Rare);
     ASSERT_FALSE(none);
     EXPECT_NE(none.error().message().find("there are no heaps"), std::string::npos);
     Result<const HeapProperties*> zero = chooseHeap(ConstraintSet(), heaps, 0, CpuAccess::Rare);
@@ -466,8 +510,8 @@ TEST(CheckAttach, NamesTheDeviceWhenAHeapRefusesItAlone) {
     const std::vector<HeapProperties> heaps = boardHeaps(p);
     Result<ConstraintSet> r = checkAttach(ConstraintSet(), *p.findDevice("tiny"), p, heaps, kFrame);
     ASSERT_FALSE(r);
-    EXPECT_NE(r.error().message().find("heap 'system' refuses 'tiny': only 0 B of the heap lies below the device's "
-                                       "16-bit mask, less than the 8 MiB buffer"),
+    EXPECT_NE(r.error().message().find("heap 'system' refuses 'tiny': memory starts at 0x100000, above the device's "
+                                       "16-bit mask"),
               std::string::npos)
         << r.error().message();
 }

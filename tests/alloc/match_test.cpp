@@ -110,8 +110,8 @@ std::vector<MatchCase> matchCases() {
          Subject::Device, Refusal::NotContiguous,
          "chunks can be as small as 4 KiB but the device needs one contiguous buffer"},
         {"scattered heap for a one-segment device", systemHeap(),
-         setOf({{.name = "a", .maxSegmentCount = 1}, {.name = "b"}}), 1 * MiB, Subject::Devices,
-         Refusal::NotContiguous, "chunks can be as small as 4 KiB but the devices need one contiguous buffer"},
+         setOf({{.name = "a", .maxSegmentCount = 1}, {.name = "b"}}), 1 * MiB, Subject::Devices, Refusal::NotContiguous,
+         "chunks can be as small as 4 KiB but the devices need one contiguous buffer"},
         {"scattered heap, too many segments", systemHeap(),
          setOf({{.name = "d", .maxSegmentSize = 64 * KiB, .maxSegmentCount = 16}}), 1 * MiB, Subject::Device,
          Refusal::TooManySegments,
@@ -132,9 +132,8 @@ std::vector<MatchCase> matchCases() {
         {"boundary-aligned contiguous heap", cmaAligned,
          setOf({{.name = "d", .maxSegmentSize = kNoLimit, .maxSegmentCount = 16, .boundaryMask = 0xffff}}), 1 * MiB,
          Subject::Device, Refusal::None, ""},
-        {"scattered heap aligned less than needed", systemHeap(), setOf({{.name = "d", .alignment = 1 * MiB}}),
-         1 * MiB, Subject::Device, Refusal::Alignment,
-         "chunks are aligned to 4 KiB but the device needs 1 MiB alignment"},
+        {"scattered heap aligned less than needed", systemHeap(), setOf({{.name = "d", .alignment = 1 * MiB}}), 1 * MiB,
+         Subject::Device, Refusal::Alignment, "chunks are aligned to 4 KiB but the device needs 1 MiB alignment"},
         {"contiguous heap honours alignment", cmaHeap(), setOf({{.name = "d", .alignment = 1 * MiB}}), 1 * MiB,
          Subject::Device, Refusal::None, ""},
         {"buffer larger than the heap", cmaHeap(), setOf({{.name = "d"}}), 512 * MiB, Subject::Device,
@@ -147,14 +146,18 @@ std::vector<MatchCase> matchCases() {
         {"iova range within the segment limits", systemHeap(),
          setOf({{.name = "d", .maxSegmentSize = 64 * KiB, .maxSegmentCount = 2, .iommu = "camera-smmu"}}), 128 * KiB,
          Subject::Device, Refusal::None, ""},
-        {"iova window smaller than the buffer", systemHeap(), setOf({{.name = "d", .iommu = "small-smmu"}}),
-         512 * MiB, Subject::Device, Refusal::IovaWindow,
+        {"iova window smaller than the buffer", systemHeap(), setOf({{.name = "d", .iommu = "small-smmu"}}), 512 * MiB,
+         Subject::Device, Refusal::IovaWindow,
          "behind small-smmu, the I/O virtual window the device reaches holds 256 MiB, less than the 512 MiB buffer"},
         {"mask below the iova aperture", systemHeap(), setOf({{.name = "d", .maskBits = 32, .iommu = "high-smmu"}}),
          4 * KiB, Subject::Device, Refusal::IovaWindow,
          "behind high-smmu, the device's 32-bit mask reaches none of the aperture starting at 0x100000000"},
         {"contiguous device behind an iommu takes scattered pages", systemHeap(),
-         setOf({{.name = "d", .maskBits = 32, .maxSegmentSize = 0xffffffff, .maxSegmentCount = 1, .contiguous = true,
+         setOf({{.name = "d",
+                 .maskBits = 32,
+                 .maxSegmentSize = 0xffffffff,
+                 .maxSegmentCount = 1,
+                 .contiguous = true,
                  .iommu = "camera-smmu"}}),
          8 * MiB, Subject::Device, Refusal::None, ""},
     };
@@ -205,6 +208,7 @@ TEST(MatchHeap, RulesAreCheckedInOrder) {
     h.accessBits = kAllAccess;
     EXPECT_EQ(matchHeap(h, set, 8 * MiB).refusal(), Refusal::AboveAddressLimit);
     h.lowestAddress = 0x80000000;
+    h.highestAddress = 0x80000000 + 4 * MiB - 1;
     EXPECT_EQ(matchHeap(h, set, 8 * MiB).refusal(), Refusal::NotContiguous);
     h.contiguous = true;
     EXPECT_EQ(matchHeap(h, set, 8 * MiB).refusal(), Refusal::Capacity);
@@ -286,8 +290,9 @@ TEST(SegmentArithmetic, ContiguousBoundIsExactOrOneAbove) {
                     const uint64_t bound = contiguousSegments(size, maxSegment, window - 1, align);
                     ASSERT_GE(bound, exact);
                     ASSERT_LE(bound, exact + 1);
-                    if (align % window == 0)
+                    if (align % window == 0) {
                         ASSERT_EQ(bound, exact);
+                    }
                 }
 }
 

@@ -69,17 +69,35 @@ struct PolicyCase {
 
 TEST(Ranking, PolicyCases) {
     const PolicyCase cases[] = {
-        {"coherent devices get cached memory", true, CpuAccess::None, kNoLimit,
+        {"coherent devices get cached memory",
+         true,
+         CpuAccess::None,
+         kNoLimit,
          {"system", "system-uncached", "system-dma32", "system-uncached-dma32", "cma", "carveout"}},
-        {"non-coherent device, cpu rarely: uncached", false, CpuAccess::Rare, kNoLimit,
+        {"non-coherent device, cpu rarely: uncached",
+         false,
+         CpuAccess::Rare,
+         kNoLimit,
          {"system-uncached", "system", "system-uncached-dma32", "system-dma32", "cma", "carveout"}},
-        {"non-coherent device, no cpu access: uncached", false, CpuAccess::None, kNoLimit,
+        {"non-coherent device, no cpu access: uncached",
+         false,
+         CpuAccess::None,
+         kNoLimit,
          {"system-uncached", "system", "system-uncached-dma32", "system-dma32", "cma", "carveout"}},
-        {"non-coherent device, cpu often: cached", false, CpuAccess::Often, kNoLimit,
+        {"non-coherent device, cpu often: cached",
+         false,
+         CpuAccess::Often,
+         kNoLimit,
          {"system", "system-uncached", "system-dma32", "system-uncached-dma32", "cma", "carveout"}},
-        {"32-bit limit: the heaps the devices reach entirely first", true, CpuAccess::Often, 0xffffffff,
+        {"32-bit limit: the heaps the devices reach entirely first",
+         true,
+         CpuAccess::Often,
+         0xffffffff,
          {"system-dma32", "system-uncached-dma32", "system", "system-uncached", "cma", "carveout"}},
-        {"32-bit limit, non-coherent and rare", false, CpuAccess::Rare, 0xffffffff,
+        {"32-bit limit, non-coherent and rare",
+         false,
+         CpuAccess::Rare,
+         0xffffffff,
          {"system-uncached-dma32", "system-dma32", "system-uncached", "system", "cma", "carveout"}},
     };
     for (const PolicyCase& c : cases) {
@@ -118,12 +136,13 @@ TEST(Ranking, DoesNotDependOnTheOrderOfHeaps) {
             ptrs.push_back(&h);
         ASSERT_EQ(bestHeap(ptrs, context)->name, expected.front());
         ++permutations;
-    } while (std::next_permutation(hs.begin(), hs.end(),
-                                   [](const auto& a, const auto& b) { return a.name < b.name; }));
+    } while (std::next_permutation(hs.begin(), hs.end(), [](const auto& a, const auto& b) { return a.name < b.name; }));
     EXPECT_EQ(permutations, 720);
 }
 
-TEST(Ranking, BestOfNothingIsNull) { EXPECT_EQ(bestHeap({}, RankingContext{}), nullptr); }
+TEST(Ranking, BestOfNothingIsNull) {
+    EXPECT_EQ(bestHeap({}, RankingContext{}), nullptr);
+}
 
 TEST(Ranking, ContextComesFromTheSet) {
     Platform p = test::pcBoard();

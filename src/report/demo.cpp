@@ -1,0 +1,355 @@
+// SPDX-License-Identifier: MIT
+// `cenalloc demo`: an in-process tour that allocates, shares, maps, moves data and checks it.
+#include <algorithm>
+#include <cstring>
+#include <sys/mman.h>
+
+#include <fmt/format.h>
+
+#include <cenalloc/units.h>
+
+#include "report/report.h"
+
+namespace cenalloc {
+
+namespace {
+
+using nlohmann::json;
+
+/// Collects the demo's narrative and checks, in text and JSON.
+class Narrator {
+public:
+    void section(const std::string& title) {
+        text_ += fmt::format("\n== {}\n", title);
+        current_ = title;
+    }
+    void say(const std::string& line) {
+        text_ += "  " + line + "\n";
+        steps_.push_back({{"section", current_}, {"note", line}});
+    }
+    void check(bool ok, const std::string& what) {
+        text_ += fmt::format("  [{}] {}\n", ok ? "ok" : "FAIL", what);
+        steps_.push_back({{"section", current_}, {"check", what}, {"ok", ok}});
+        ok_ = ok_ && ok;
+    }
+    void raw(const std::string& block) { text_ += block; }
+    std::string& text() { return text_; }
+    json& steps() { return steps_; }
+    bool ok() const { return ok_; }
+
+private:
+    std::string text_;
+    std::string current_;
+    json steps_ = json::array();
+    bool ok_ = true;
+};
+
+uint8_t patternByte(uint64_t offset, uint64_t seed) { return static_cast<uint8_t>((offset * 131 + seed * 17) >> 3); }
+
+void fillPattern(const BufferMapping& m, uint64_t seed) {
+    auto* p = static_cast<uint8_t*>(m.data());
+    for (size_t i = 0; i < m.size(); ++i)
+        p[i] = patternByte(i, seed);
+}
+
+bool hasPattern(const BufferMapping& m, uint64_t seed) {
+    const auto* p = static_cast<const uint8_t*>(m.data());
+    for (size_t i = 0; i < m.size(); ++i)
+        if (p[i] != patternByte(i, seed))
+            return false;
+    return true;
+}
+
+/// A copy engine: @p reader fetches @p size bytes through its segments and
+/// @p writer stores them through its own, the way a 2D blitter or a codec
+/// moves a frame between buffers. Every byte goes through the device model.
+Result<void> dmaCopy(const DmaDevice& reader, const SgTable& from, const DmaDevice& writer, const SgTable& to,
+                     uint64_t size) {
+    std::vector<std::byte> staging;
+    size_t fi = 0, ti = 0;
+    uint64_t fo = 0, to_ = 0, done = 0;
+    while (done < size) {
+        if (fi >= from.size() || ti >= to.size())
+            return Error(EINVAL, "segment tables shorter than the buffer");
+        uint64_t step = std::min({from[fi].length - fo, to[ti].length - to_, size - done, uint64_t{256} * KiB});
+        staging.resize(step);
+        if (auto r = reader.read(from[fi].dmaAddress + fo, staging); !r)
+            return r.error();
+        if (auto w = writer.write(to[ti].dmaAddress + to_, staging); !w)
+            return w.error();
+        done += step;
+        fo += step;
+        to_ += step;
+        if (fo == from[fi].length) {
+            ++fi;
+            fo = 0;
+        }
+        if (to_ == to[ti].length) {
+            ++ti;
+            to_ = 0;
+        }
+    }
+    return {};
+}
+
+struct Live {
+    std::vector<Attachment::Mapping> mappings;
+    std::vector<Attachment> attachments;
+    std::vector<std::shared_ptr<Buffer>> buffers;
+    void clear() {
+        mappings.clear();
+        attachments.clear();
+        buffers.clear();
+    }
+};
+
+} // namespace
+
+Result<DemoReport> runDemo(const Platform& platform) {
+    auto created = Context::create(platform);
+    if (!created)
+        return created.error();
+    Context& ctx = **created;
+    Narrator n;
+    Live live;
+
+    n.raw(fmt::format("cenalloc demo on platform '{}': {} of memory, {} heaps, {} devices, {} iommus\n",
+                      platform.name, formatSize(platform.totalMemory()), ctx.heaps().size(), ctx.devices().size(),
+                      platform.iommus.size()));
+
+    std::vector<HeapStats> baseline;
+    for (const auto& heap : ctx.heaps())
+        baseline.push_back(heap->stats());
+    std::vector<IommuDomainStats> domainBaseline = ctx.domainStats();
+
+    // 1. Every heap hands out zero-filled memory the CPU can fill.
+    n.section("1. eager allocation from every heap (the dma-heap way)");
+    std::vector<std::shared_ptr<Buffer>> sources;
+    std::vector<uint64_t> seeds; // the pattern each source was filled with
+    for (size_t i = 0; i < ctx.heaps().size(); ++i) {
+        const auto& heap = ctx.heaps()[i];
+        uint64_t size = std::max(kPageSize, std::min(MiB, heap->properties().capacity / 4 / kPageSize * kPageSize));
+        auto buffer = ctx.allocate(heap->name(), size);
+        if (!buffer) {
+            n.say(fmt::format("{}: {}", heap->name(), buffer.error().toString()));
+            continue;
+        }
+        (void)(*buffer)->setName(fmt::format("src:{}", heap->name()).substr(0, kBufferNameMax));
+        auto map = (*buffer)->mmap();
+        if (!map) {
+            n.check(false, fmt::format("mmap of buffer from '{}': {}", heap->name(), map.error().toString()));
+            continue;
+        }
+        bool zero = std::all_of(map->bytes(), map->bytes() + map->size(), [](std::byte b) { return b == std::byte{0}; });
+        fillPattern(*map, i);
+        n.check(zero, fmt::format("{:<22} {} in {} chunk(s) at {}, zero-filled, then filled by the cpu", heap->name(),
+                                  formatSize(size), (*buffer)->chunks().size(),
+                                  formatAddress((*buffer)->chunks().front().address)));
+        sources.push_back(*buffer);
+        seeds.push_back(i);
+    }
+
+    // 2. Devices move the data: one reads each source through its mapping,
+    // another writes a deferred destination through its own.
+    n.section("2. device-to-device copies through the DMA model");
+    for (size_t i = 0; i < sources.size(); ++i) {
+        const auto& src = sources[i];
+        const DmaDevice* reader = nullptr;
+        Attachment readerAtt;
+        for (const auto& d : ctx.devices()) {
+            auto att = src->attach(*d);
+            if (att) {
+                reader = d.get();
+                readerAtt = std::move(*att);
+                break;
+            }
+        }
+        if (!reader) {
+            n.say(fmt::format("{}: no device of this platform can use it", src->heapName()));
+            continue;
+        }
+        auto dst = ctx.create(src->size(), fmt::format("dst:{}", src->heapName()).substr(0, kBufferNameMax));
+        if (!dst) {
+            n.check(false, fmt::format("create destination: {}", dst.error().toString()));
+            continue;
+        }
+        const DmaDevice* writer = nullptr;
+        Attachment writerAtt;
+        for (const auto& d : ctx.devices()) {
+            if (d.get() == reader && ctx.devices().size() > 1)
+                continue;
+            auto att = (*dst)->attach(*d);
+            if (att) {
+                writer = d.get();
+                writerAtt = std::move(*att);
+                break;
+            }
+        }
+        if (!writer) {
+            n.check(false, "no device can write the destination");
+            continue;
+        }
+        auto from = readerAtt.map(DmaDirection::ToDevice);
+        auto to = writerAtt.map(DmaDirection::FromDevice);
+        if (!from || !to) {
+            n.check(false, fmt::format("map: {}", !from ? from.error().toString() : to.error().toString()));
+            continue;
+        }
+        auto copied = dmaCopy(*reader, from->segments(), *writer, to->segments(), src->size());
+        auto check = (*dst)->mmap(PROT_READ);
+        bool same = copied && check && hasPattern(*check, seeds[i]);
+        n.check(same, fmt::format("{} reads '{}' ({} segment{}{}), {} writes it to '{}' ({} segment{}{})",
+                                  reader->name(), src->name(), from->segments().size(),
+                                  from->segments().size() == 1 ? "" : "s", reader->domain() ? ", via iommu" : "",
+                                  writer->name(), (*dst)->heapName(), to->segments().size(),
+                                  to->segments().size() == 1 ? "" : "s", writer->domain() ? ", via iommu" : ""));
+        if (!copied)
+            n.say(copied.error().toString());
+        live.mappings.push_back(std::move(*from));
+        live.mappings.push_back(std::move(*to));
+        live.attachments.push_back(std::move(readerAtt));
+        live.attachments.push_back(std::move(writerAtt));
+        live.buffers.push_back(*dst);
+    }
+
+    // 3. The question cenalloc exists for: which heap, and who allocates?
+    n.section("3. deferred allocation: the first device's preference would fail");
+    std::optional<std::pair<std::string, std::string>> pair;
+    std::string aloneHeap, togetherHeap;
+    const uint64_t sharedSize = 4 * MiB;
+    for (const auto& a : ctx.devices()) {
+        for (const auto& b : ctx.devices()) {
+            if (a == b)
+                continue;
+            std::vector<std::string> one{a->name()}, two{a->name(), b->name()};
+            auto alone = ctx.explain(one, sharedSize);
+            auto together = ctx.explain(two, sharedSize);
+            if (alone && together && alone->heap && together->heap && *alone->heap != *together->heap) {
+                // Only interesting when the first device's heap cannot serve the second.
+                auto it = std::find_if(together->heaps.begin(), together->heaps.end(),
+                                       [&](const HeapExplanation& h) { return h.name == *alone->heap; });
+                if (it != together->heaps.end() && !it->accepted) {
+                    pair = {a->name(), b->name()};
+                    aloneHeap = *alone->heap;
+                    togetherHeap = *together->heap;
+                    break;
+                }
+            }
+        }
+        if (pair)
+            break;
+    }
+    if (!pair) {
+        n.say("no two devices of this platform disagree about the heap; nothing to show");
+    } else {
+        const auto& [first, second] = *pair;
+        const DmaDevice* a = *ctx.device(first);
+        const DmaDevice* b = *ctx.device(second);
+        n.say(fmt::format("alone, '{}' would allocate from '{}'; '{}' cannot use that memory", first, aloneHeap,
+                          second));
+        std::vector<std::string> names{first, second};
+        auto e = ctx.explain(names, sharedSize);
+        n.say(fmt::format("explain: heap '{}', allocating device: {}", togetherHeap,
+                          e && e->allocatingDevice ? *e->allocatingDevice : "none (cenalloc allocates)"));
+
+        // The dma-heap way: the first device picks its heap and allocates now.
+        auto eager = ctx.allocate(aloneHeap, sharedSize);
+        if (eager) {
+            auto att = (*eager)->attach(*a);
+            auto late = (*eager)->attach(*b);
+            n.check(att && !late && late.error().code() == EBUSY,
+                    fmt::format("eager from '{}': '{}' attaches, '{}' is refused: {}", aloneHeap, first, second,
+                                late ? "accepted?!" : late.error().toString()));
+        }
+        // The cenalloc way: both attach first, storage comes at first map.
+        for (bool reversed : {false, true}) {
+            auto buffer = ctx.create(sharedSize, reversed ? "shared:reversed" : "shared");
+            if (!buffer) {
+                n.check(false, buffer.error().toString());
+                continue;
+            }
+            const DmaDevice* x = reversed ? b : a;
+            const DmaDevice* y = reversed ? a : b;
+            auto ax = (*buffer)->attach(*x);
+            auto ay = (*buffer)->attach(*y);
+            if (!ax || !ay) {
+                n.check(false, (!ax ? ax.error() : ay.error()).toString());
+                continue;
+            }
+            bool before = (*buffer)->hasStorage();
+            auto mx = ax->map(DmaDirection::Bidirectional);
+            auto my = ay->map(DmaDirection::Bidirectional);
+            n.check(!before && mx && my && (*buffer)->heapName() == togetherHeap,
+                    fmt::format("deferred, attach order {} then {}: no storage until the first map, then '{}', "
+                                "mapped by both ({} and {} segments)",
+                                x->name(), y->name(), (*buffer)->heapName(), mx ? mx->segments().size() : 0,
+                                my ? my->segments().size() : 0));
+            if (mx)
+                live.mappings.push_back(std::move(*mx));
+            if (my)
+                live.mappings.push_back(std::move(*my));
+            live.attachments.push_back(std::move(*ax));
+            live.attachments.push_back(std::move(*ay));
+            live.buffers.push_back(*buffer);
+        }
+    }
+
+    // 4. Bad DMA faults where hardware would, and changes nothing.
+    n.section("4. a device writing through a read-only mapping faults");
+    if (!sources.empty()) {
+        const auto& src = sources.front();
+        for (const auto& d : ctx.devices()) {
+            auto att = src->attach(*d);
+            if (!att)
+                continue;
+            auto m = att->map(DmaDirection::ToDevice);
+            if (!m)
+                continue;
+            std::vector<std::byte> junk(64, std::byte{0xee});
+            auto w = d->write(m->segments().front().dmaAddress, junk);
+            auto view = src->mmap(PROT_READ);
+            n.check(!w && w.error().code() == EPERM && view && hasPattern(*view, seeds.front()),
+                    fmt::format("{}", w ? "write succeeded?!" : w.error().message()));
+            n.check(d->faultCount() >= 1, fmt::format("fault recorded against '{}'", d->name()));
+            break;
+        }
+    }
+
+    // 5. What a user debugging this would look at.
+    n.section("5. bufinfo, heap statistics and iommu domains");
+    auto info = ctx.bufinfo();
+    n.raw(renderBufinfo(info));
+    n.raw("\n" + renderHeaps(ctx));
+    if (!ctx.domainStats().empty())
+        n.raw("\n" + renderDomains(ctx.domainStats()));
+    json bufinfo = bufinfoJson(info);
+    json heaps = heapsJson(ctx);
+    json domains = domainsJson(ctx.domainStats());
+
+    // 6. Dropping the last references releases everything.
+    n.section("6. release");
+    live.clear();
+    sources.clear();
+    bool statsBack = true;
+    for (size_t i = 0; i < ctx.heaps().size(); ++i) {
+        HeapStats s = ctx.heaps()[i]->stats();
+        statsBack = statsBack && s.liveBuffers == baseline[i].liveBuffers && s.liveBytes == baseline[i].liveBytes;
+    }
+    n.check(statsBack && ctx.liveBuffers() == 0, "every heap back to its baseline, no live buffers");
+    bool iovaBack = true;
+    auto after = ctx.domainStats();
+    for (size_t i = 0; i < after.size(); ++i)
+        iovaBack = iovaBack && after[i].usedIovaBytes == domainBaseline[i].usedIovaBytes;
+    n.check(iovaBack, "every iommu domain's IOVA space back to its baseline");
+    n.check(ctx.lifetimeBugs().empty(), "no lifetime bugs recorded");
+
+    n.raw(fmt::format("\n{}\n", n.ok() ? "demo ok" : "demo FAILED"));
+    DemoReport report;
+    report.ok = n.ok();
+    report.text = std::move(n.text());
+    report.json = {{"platform", platform.name}, {"steps", n.steps()}, {"bufinfo", bufinfo["buffers"]},
+                   {"heaps", heaps["heaps"]},   {"domains", domains["domains"]}, {"ok", report.ok}};
+    return report;
+}
+
+} // namespace cenalloc

@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: MIT
+// Text and JSON renderings of platforms, heaps, bufinfo, IOMMU domains and explanations.
+#include "report/report.h"
+
+#include <fmt/format.h>
+
+#include <cenalloc/constraints.h>
+#include <cenalloc/units.h>
+
+#include "report/table.h"
+
+namespace cenalloc {
+
+namespace {
+
+using nlohmann::json;
+
+std::string hex(uint64_t v) { return fmt::format("{:#x}", v); }
+
+std::string maskText(uint64_t mask) { return mask == kNoLimit ? "none" : describeMask(mask); }
+
+std::string limitText(uint64_t value) { return value == kNoLimit ? "none" : formatSize(value); }
+
+json constraintsJson(const DmaConstraints& c) {
+    json j;
+    for (const ConstraintRule& rule : constraintRules()) {
+        uint64_t v = rule.get(c);
+        if (rule.kind == ConstraintValueKind::Flag)
+            j[std::string(rule.name)] = v != 0;
+        else
+            j[std::string(rule.name)] = v;
+    }
+    return j;
+}
+
+} // namespace
+
+// ------------------------------------------------------------- platform
+
+json platformJson(const Platform& p) {
+    json j;
+    j["name"] = p.name;
+    j["description"] = p.description;
+    j["source"] = p.source;
+    j["memory"] = json::array();
+    for (const MemoryBank& b : p.memory)
+        j["memory"].push_back({{"name", b.name}, {"base", b.base}, {"size", b.size}});
+    j["regions"] = json::array();
+    for (const ReservedRegion& r : p.regions)
+        j["regions"].push_back({{"name", r.name},
+                                {"kind", r.kind == RegionKind::Cma ? "cma" : "carveout"},
+                                {"base", r.base},
+                                {"size", r.size},
+                                {"no_map", r.noMap},
+                                {"default", r.isDefault},
+                                {"access_bits", r.accessBits}});
+    j["iommus"] = json::array();
+    for (const Iommu& m : p.iommus)
+        j["iommus"].push_back({{"name", m.name},
+                               {"page_size", m.pageSize},
+                               {"aperture_base", m.apertureBase},
+                               {"aperture_size", m.apertureSize}});
+    j["devices"] = json::array();
+    for (const Device& d : p.devices) {
+        json dj{{"name", d.name}, {"description", d.description}, {"constraints", constraintsJson(d.constraints)}};
+        dj["iommu"] = d.iommu ? json(*d.iommu) : json(nullptr);
+        j["devices"].push_back(std::move(dj));
+    }
+    return j;
+}
+
+std::string renderPlatform(const Platform& p) {
+    std::string out = fmt::format("platform {}  ({})\n", p.name, p.source);
+    if (!p.description.empty())
+        out += fmt::format("  {}\n", p.description);
+    out += fmt::format("\nmemory: {} in {} bank(s)\n", formatSize(p.totalMemory()), p.memory.size());
+    TextTable banks({"bank", "base", "end", "size"});
+    for (const MemoryBank& b : p.memory)
+        banks.addRow({b.name, formatAddress(b.base), formatAddress(b.end()), formatSize(b.size)});
+    out += banks.render();
+    if (!p.regions.empty()) {
+        out += "\nreserved regions:\n";
+        TextTable t({"region", "kind", "base", "size", "flags"});
+        for (const ReservedRegion& r : p.regions) {
+            std::string flags;
+            if (r.isDefault)
+                flags += "default ";
+            if (r.noMap)
+                flags += "no-map ";
+            if (r.accessBits != kAllAccess)
+                flags += fmt::format("access={:#x}", r.accessBits);
+            t.addRow({r.name, r.kind == RegionKind::Cma ? "cma" : "carveout", formatAddress(r.base),
+                      formatSize(r.size), flags});
+        }
+        out += t.render();
+    }
+    if (!p.iommus.empty()) {
+        out += "\niommus:\n";
+        TextTable t({"iommu", "page", "aperture"});
+        for (const Iommu& m : p.iommus)
+            t.addRow({m.name, formatSize(m.pageSize),
+                      fmt::format("{} + {}", formatAddress(m.apertureBase), formatSize(m.apertureSize))});
+        out += t.render();
+    }
+    out += "\ndevices:\n";
+    TextTable t({"device", "iommu", "dma mask", "max seg", "segs", "boundary", "align", "contig", "coherent"});
+    for (const Device& d : p.devices) {
+        const DmaConstraints& c = d.constraints;
+        t.addRow({d.name, d.iommu.value_or("-"), maskText(c.dmaMask), limitText(c.maxSegmentSize),
+                  c.maxSegmentCount ? std::to_string(c.maxSegmentCount) : "any", maskText(c.segmentBoundaryMask),
+                  formatSize(c.alignment), c.needsContiguous() ? "yes" : "no", c.coherent ? "yes" : "no"});
+    }
+    out += t.render();
+    return out;
+}
+
+// ---------------------------------------------------------------- heaps
+
+json heapPropertiesJson(const HeapProperties& h) {
+    return {{"kind", heapKindName(h.kind)},
+            {"description", h.description},
+            {"lowest_address", h.lowestAddress},
+            {"highest_address", h.highestAddress},
+            {"contiguous", h.contiguous},
+            {"cached", h.cached},
+            {"max_chunk_size", h.maxChunkSize},
+            {"min_chunk_size", h.minChunkSize},
+            {"chunk_alignment", h.chunkAlignment},
+            {"access_bits", h.accessBits},
+            {"capacity", h.capacity},
+            {"valid_heap_flags", h.validHeapFlags}};
+}
+
+json heapStatsJson(const HeapStats& s) {
+    return {{"live_buffers", s.liveBuffers},
+            {"live_bytes", s.liveBytes},
+            {"watermark_bytes", s.watermarkBytes},
+            {"failed_allocations", s.failedAllocations},
+            {"total_allocations", s.totalAllocations}};
+}
+
+json heapsJson(const Context& context) {
+    json heaps = json::array();
+    for (const auto& heap : context.heaps()) {
+        json s = heapStatsJson(heap->stats());
+        s["free_bytes"] = heap->freeBytes();
+        heaps.push_back({{"name", heap->name()}, {"properties", heapPropertiesJson(heap->properties())}, {"stats", s}});
+    }
+    return {{"platform", context.platform().name}, {"heaps", heaps}};
+}
+
+std::string renderHeaps(const Context& context) {
+    TextTable t({"heap", "kind", "range", "contig", "cached", "capacity", "free", "live", "live bytes", "watermark",
+                 "failed"});
+    for (const auto& heap : context.heaps()) {
+        const HeapProperties& p = heap->properties();
+        HeapStats s = heap->stats();
+        t.addRow({p.name, heapKindName(p.kind),
+                  p.capacity ? fmt::format("{}..{}", hex(p.lowestAddress), hex(p.highestAddress)) : "-",
+                  p.contiguous ? "yes" : "no", p.cached ? "yes" : "no", formatSize(p.capacity),
+                  formatSize(heap->freeBytes()), std::to_string(s.liveBuffers), formatSize(s.liveBytes),
+                  formatSize(s.watermarkBytes), std::to_string(s.failedAllocations)});
+    }
+    return fmt::format("heaps of platform {}:\n", context.platform().name) + t.render();
+}
+
+// -------------------------------------------------------------- bufinfo
+
+json bufinfoJson(const std::vector<BufferInfo>& buffers) {
+    json list = json::array();
+    for (const BufferInfo& b : buffers) {
+        json chunks = json::array();
+        for (const PhysChunk& c : b.chunks)
+            chunks.push_back({{"address", c.address}, {"size", c.size}});
+        json mappings = json::array();
+        for (const MappingInfo& m : b.mappings) {
+            json segs = json::array();
+            for (const SgEntry& s : m.segments)
+                segs.push_back({{"dma_address", s.dmaAddress}, {"length", s.length}});
+            mappings.push_back({{"device", m.device},
+                                {"direction", dmaDirectionName(m.direction)},
+                                {"domain", m.domain.empty() ? json(nullptr) : json(m.domain)},
+                                {"segment_count", m.segments.size()},
+                                {"segments", segs}});
+        }
+        list.push_back({{"id", b.id},
+                        {"size", b.size},
+                        {"flags", b.fdFlags},
+                        {"exporter", b.exporter},
+                        {"name", b.name},
+                        {"inode", b.inode},
+                        {"references", b.references},
+                        {"has_storage", b.hasStorage},
+                        {"heap", b.heap.empty() ? json(nullptr) : json(b.heap)},
+                        {"chunk_count", b.chunks.size()},
+                        {"chunks", chunks},
+                        {"attached_devices", b.attachedDevices},
+                        {"mappings", mappings},
+                        {"cpu_access_depth", b.cpuAccessDepth},
+                        {"cache_maintenance_ops", b.cacheMaintenanceOps},
+                        {"sync_violations", b.syncViolations},
+                        {"exporter_state", b.exporterState}});
+    }
+    return {{"buffers", list}};
+}
+
+std::string renderBufinfo(const std::vector<BufferInfo>& buffers) {
+    uint64_t total = 0;
+    for (const BufferInfo& b : buffers)
+        total += b.size;
+    std::string out = fmt::format("dma-buf objects: {} buffers, {}\n", buffers.size(), formatSize(total));
+    TextTable t({"id", "size", "flags", "exporter", "name", "ino", "refs", "storage", "attached"});
+    for (const BufferInfo& b : buffers) {
+        std::string storage = b.hasStorage ? fmt::format("{} ({} chunk{})", b.heap, b.chunks.size(),
+                                                         b.chunks.size() == 1 ? "" : "s")
+                                           : "deferred";
+        std::string attached;
+        for (const std::string& d : b.attachedDevices)
+            attached += (attached.empty() ? "" : ",") + d;
+        t.addRow({std::to_string(b.id), formatSize(b.size), fmt::format("{:08o}", b.fdFlags), b.exporter,
+                  b.name.empty() ? "-" : b.name, std::to_string(b.inode), std::to_string(b.references), storage,
+                  attached.empty() ? "-" : attached});
+    }
+    out += t.render();
+    bool anyMapping = false;
+    TextTable m({"buffer", "device", "direction", "via", "segments", "first segment"});
+    for (const BufferInfo& b : buffers)
+        for (const MappingInfo& mi : b.mappings) {
+            anyMapping = true;
+            std::string first = mi.segments.empty()
+                                    ? "-"
+                                    : fmt::format("{} + {}", formatAddress(mi.segments.front().dmaAddress),
+                                                  formatSize(mi.segments.front().length));
+            m.addRow({std::to_string(b.id), mi.device, dmaDirectionName(mi.direction),
+                      mi.domain.empty() ? "direct" : "iommu " + mi.domain, std::to_string(mi.segments.size()), first});
+        }
+    if (anyMapping)
+        out += "\nmappings:\n" + m.render();
+    return out;
+}
+
+// -------------------------------------------------------------- domains
+
+json domainsJson(const std::vector<IommuDomainStats>& domains) {
+    json list = json::array();
+    for (const IommuDomainStats& d : domains)
+        list.push_back({{"name", d.name},
+                        {"page_size", d.pageSize},
+                        {"aperture_base", d.apertureBase},
+                        {"aperture_size", d.apertureSize},
+                        {"hits", d.hits},
+                        {"misses", d.misses},
+                        {"evictions", d.evictions},
+                        {"faults", d.faults},
+                        {"used_iova_bytes", d.usedIovaBytes},
+                        {"mapped_bytes", d.mappedBytes},
+                        {"mapping_count", d.mappingCount},
+                        {"in_use_count", d.inUseCount}});
+    return {{"domains", list}};
+}
+
+std::string renderDomains(const std::vector<IommuDomainStats>& domains) {
+    TextTable t({"domain", "hits", "misses", "evictions", "faults", "mappings", "in use", "iova used"});
+    for (const IommuDomainStats& d : domains)
+        t.addRow({d.name, std::to_string(d.hits), std::to_string(d.misses), std::to_string(d.evictions),
+                  std::to_string(d.faults), std::to_string(d.mappingCount), std::to_string(d.inUseCount),
+                  formatSize(d.usedIovaBytes)});
+    return "iommu domains:\n" + t.render();
+}
+
+// -------------------------------------------------------------- explain
+
+json constraintSetJson(const ConstraintSet& set) {
+    json j = constraintsJson(set.physical());
+    j["address_limit"] = set.addressLimit();
+    j["unsatisfiable"] = set.unsatisfiable();
+    if (set.unsatisfiable())
+        j["unsatisfiable_reason"] = set.unsatisfiableReason();
+    j["iova_spaces"] = json::array();
+    for (const IovaSpace& s : set.iovaSpaces())
+        j["iova_spaces"].push_back({{"iommu", s.iommu},
+                                    {"page_size", s.pageSize},
+                                    {"aperture_base", s.apertureBase},
+                                    {"window_last", s.windowLast()},
+                                    {"limits", constraintsJson(s.limits)}});
+    return j;
+}
+
+json explanationJson(const Explanation& e) {
+    json heaps = json::array();
+    for (const HeapExplanation& h : e.heaps) {
+        json reasons = json::object();
+        for (size_t i = 0; i < h.devices.size() && i < e.devices.size(); ++i)
+            if (!h.devices[i].accepted())
+                reasons[e.devices[i]] = h.devices[i].reason();
+        json hj{{"name", h.name}, {"accepted", h.accepted}, {"reasons", reasons}};
+        if (!h.combined.accepted()) {
+            hj["combined_reason"] = h.combined.reason();
+            hj["refusal"] = refusalName(h.combined.refusal());
+        }
+        heaps.push_back(std::move(hj));
+    }
+    json j{{"devices", e.devices},
+           {"size", e.size},
+           {"cpu_access", cpuAccessName(e.cpuAccess)},
+           {"satisfiable", e.satisfiable},
+           {"heap", e.heap ? json(*e.heap) : json(nullptr)},
+           {"ranking", e.ranking},
+           {"prefer_cached", e.preferCached},
+           {"cache_policy", e.cachePolicy},
+           {"allocating_device", e.allocatingDevice ? json(*e.allocatingDevice) : json(nullptr)},
+           {"allocating_reason", e.allocatingReason},
+           {"constraints", constraintSetJson(e.constraints)},
+           {"heaps", heaps}};
+    if (e.conflict) {
+        json hs = json::array();
+        for (const ConflictRefusal& r : e.conflict->heaps)
+            hs.push_back(json{{"heap", r.heap},
+                              {"device", r.device.empty() ? json(nullptr) : json(r.device)},
+                              {"reason", r.reason}});
+        j["conflict"] = {{"devices", e.conflict->devices}, {"reason", e.conflict->reason}, {"heaps", hs}};
+    } else {
+        j["conflict"] = nullptr;
+    }
+    return j;
+}
+
+std::string renderExplanation(const Explanation& e) {
+    std::string devices;
+    for (const std::string& d : e.devices)
+        devices += (devices.empty() ? "" : ", ") + d;
+    std::string out = fmt::format("buffer of {} shared by {} (cpu access: {})\n\n", formatSize(e.size), devices,
+                                  cpuAccessName(e.cpuAccess));
+    out += "merged constraints:\n";
+    std::string described = describe(e.constraints);
+    size_t start = 0;
+    while (start < described.size()) {
+        size_t end = described.find('\n', start);
+        if (end == std::string::npos)
+            end = described.size();
+        out += "  " + described.substr(start, end - start) + "\n";
+        start = end + 1;
+    }
+    out += "\nheaps:\n";
+    for (const HeapExplanation& h : e.heaps) {
+        if (h.accepted) {
+            out += fmt::format("  {:<24} accepted\n", h.name);
+            continue;
+        }
+        bool anyDevice = false;
+        for (size_t i = 0; i < h.devices.size() && i < e.devices.size(); ++i)
+            if (!h.devices[i].accepted()) {
+                out += fmt::format("  {:<24} refused for {}: {}\n", anyDevice ? "" : h.name, e.devices[i],
+                                   h.devices[i].reason());
+                anyDevice = true;
+            }
+        if (!anyDevice)
+            out += fmt::format("  {:<24} refused for the devices together: {}\n", h.name, h.combined.reason());
+    }
+    out += "\n";
+    if (e.satisfiable) {
+        out += fmt::format("chosen heap:       {}\n", *e.heap);
+        if (e.ranking.size() > 1) {
+            std::string rest;
+            for (size_t i = 1; i < e.ranking.size(); ++i)
+                rest += (rest.empty() ? "" : ", ") + e.ranking[i];
+            out += fmt::format("then:              {}\n", rest);
+        }
+        out += fmt::format("cache policy:      {}\n", e.cachePolicy);
+        out += fmt::format("allocating device: {} ({})\n", e.allocatingDevice.value_or("none"), e.allocatingReason);
+    } else {
+        out += "unsatisfiable: no heap serves every device\n";
+        if (e.conflict)
+            out += fmt::format("conflict:          {}\n", e.conflict->reason);
+    }
+    return out;
+}
+
+} // namespace cenalloc
