@@ -104,9 +104,9 @@ void setPairCounters(benchmark::State& state, int64_t devices, int64_t heaps) {
     state.counters["devices"] = static_cast<double>(devices);
     state.counters["heaps"] = static_cast<double>(heaps);
     // Seconds per device-heap pair, printed with an SI prefix ("25n" = 25 ns).
-    state.counters["per_pair"] = benchmark::Counter(static_cast<double>(devices * heaps),
-                                                    benchmark::Counter::kIsIterationInvariantRate |
-                                                        benchmark::Counter::kInvert);
+    state.counters["per_pair"] =
+        benchmark::Counter(static_cast<double>(devices * heaps),
+                           benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
 // The whole explanation: every (heap, device) verdict, the merged set, the
@@ -149,9 +149,8 @@ void BM_AttachCheck(benchmark::State& state) {
         benchmark::DoNotOptimize(next);
     }
     setPairCounters(state, devices, static_cast<int64_t>(heaps.size()));
-    state.counters["per_heap"] = benchmark::Counter(static_cast<double>(heaps.size()),
-                                                    benchmark::Counter::kIsIterationInvariantRate |
-                                                        benchmark::Counter::kInvert);
+    state.counters["per_heap"] = benchmark::Counter(
+        static_cast<double>(heaps.size()), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
 // Baseline for the attach check: re-merge every attached device from

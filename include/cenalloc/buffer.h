@@ -277,7 +277,7 @@ private:
     friend class CpuAccessGuard;
     friend struct AttachmentState;
     friend class DmaDevice;
-    Buffer(Params params, UniqueFd memfd, uint64_t inode);
+    Buffer(Params params, UniqueFd memfd);
     void detachLocked(AttachmentState& state);
     Result<Attachment::Mapping> mapAttachment(const std::shared_ptr<AttachmentState>& state, DmaDirection direction);
     void endCpuAccess(uint32_t flags);
@@ -287,7 +287,6 @@ private:
     const uint64_t id_;
     const uint64_t size_;
     const uint32_t fdFlags_;
-    const uint64_t inode_;
     UniqueFd memfd_;
     std::shared_ptr<BufferRegistry> registry_;
 

@@ -131,6 +131,9 @@ public:
     Result<ConstraintSet> merge(const Device& device, const Platform& platform) const;
     /// The intersection of two sets.
     ConstraintSet merge(const ConstraintSet& other) const;
+    /// The intersection of all of @p sets (the empty set for none), built in
+    /// one pass rather than by a copy per merge.
+    static ConstraintSet intersect(std::span<const ConstraintSet> sets);
 
     /// What the buffer's memory must meet.
     const DmaConstraints& physical() const { return physical_; }

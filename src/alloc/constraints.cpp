@@ -262,6 +262,15 @@ ConstraintSet ConstraintSet::merge(const ConstraintSet& other) const {
     return out;
 }
 
+ConstraintSet ConstraintSet::intersect(std::span<const ConstraintSet> sets) {
+    ConstraintSet out;
+    for (const ConstraintSet& s : sets) {
+        out.physical_ = mergeConstraints(out.physical_, s.physical_);
+        mergeSpaces(out.iova_, s.iova_);
+    }
+    return out;
+}
+
 bool ConstraintSet::unsatisfiable() const {
     if (unsatisfiableRule(physical_))
         return true;

@@ -302,21 +302,24 @@ Result<Explanation> explainDevices(const Platform& platform, std::span<const Hea
     s.names.reserve(devices.size());
     s.singles.reserve(devices.size());
     for (const Device* d : devices) {
-        if (std::find(s.names.begin(), s.names.end(), d->name) != s.names.end())
-            return Error(EINVAL, fmt::format("device '{}' is listed twice", d->name));
         Result<ConstraintSet> one = ConstraintSet::forDevice(*d, platform);
         if (!one)
             return one.error();
         s.names.push_back(d->name);
         s.singles.push_back(std::move(*one));
     }
+    if (s.names.size() > 1) {
+        std::vector<std::string_view> sorted(s.names.begin(), s.names.end());
+        std::sort(sorted.begin(), sorted.end());
+        if (auto twice = std::adjacent_find(sorted.begin(), sorted.end()); twice != sorted.end())
+            return Error(EINVAL, fmt::format("device '{}' is listed twice", *twice));
+    }
 
     Explanation e;
     e.devices = s.names;
     e.size = s.size;
     e.cpuAccess = cpuAccess;
-    for (const ConstraintSet& one : s.singles)
-        e.constraints = e.constraints.merge(one);
+    e.constraints = ConstraintSet::intersect(s.singles);
 
     // Every (heap, device) verdict, plus each heap's verdict for the whole
     // set. Verdicts carry numbers, not text: nothing here formats a string.
@@ -403,18 +406,26 @@ Result<Explanation> explain(const Platform& platform, std::span<const HeapProper
 
 Result<Explanation> explain(const Platform& platform, std::span<const HeapProperties> heaps,
                             std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) {
+    // Platform::findDevice() scans; with many devices a sorted index keeps
+    // resolving the names O(n log n).
+    std::vector<const Device*> byName;
+    byName.reserve(platform.devices.size());
+    for (const Device& d : platform.devices)
+        byName.push_back(&d);
+    std::sort(byName.begin(), byName.end(), [](const Device* a, const Device* b) { return a->name < b->name; });
     std::vector<const Device*> resolved;
     resolved.reserve(devices.size());
     for (const std::string& name : devices) {
-        const Device* d = platform.findDevice(name);
-        if (!d) {
+        auto it = std::lower_bound(byName.begin(), byName.end(), name,
+                                   [](const Device* d, const std::string& n) { return d->name < n; });
+        if (it == byName.end() || (*it)->name != name) {
             std::vector<std::string> known;
             for (const Device& k : platform.devices)
                 known.push_back(k.name);
             return Error(ENOENT, fmt::format("platform '{}' has no device '{}' (it has {})", platform.name, name,
                                              known.empty() ? std::string("none") : listNames(known)));
         }
-        resolved.push_back(d);
+        resolved.push_back(*it);
     }
     return explainDevices(platform, heaps, resolved, size, cpuAccess);
 }

@@ -80,17 +80,14 @@ Result<std::shared_ptr<Buffer>> Buffer::create(Params params) {
     auto memfd = createSealedMemfd("cenalloc", params.size);
     if (!memfd)
         return memfd.error();
-    struct stat st {};
-    if (::fstat(memfd->get(), &st) != 0)
-        return Error(errno, fmt::format("fstat of a new memfd: {}", std::strerror(errno)));
-    std::shared_ptr<Buffer> buffer(new Buffer(std::move(params), std::move(*memfd), st.st_ino));
+    std::shared_ptr<Buffer> buffer(new Buffer(std::move(params), std::move(*memfd)));
     if (buffer->registry_)
         buffer->registry_->add(buffer);
     return buffer;
 }
 
-Buffer::Buffer(Params params, UniqueFd memfd, uint64_t inode)
-    : id_(gNextBufferId.fetch_add(1)), size_(params.size), fdFlags_(params.fdFlags), inode_(inode),
+Buffer::Buffer(Params params, UniqueFd memfd)
+    : id_(gNextBufferId.fetch_add(1)), size_(params.size), fdFlags_(params.fdFlags),
       memfd_(std::move(memfd)), registry_(std::move(params.registry)), ops_(std::move(params.ops)),
       name_(std::move(params.name)), storage_(std::move(params.storage)) {}
 
@@ -289,7 +286,10 @@ BufferInfo Buffer::info() const {
     info.id = id_;
     info.size = size_;
     info.fdFlags = fdFlags_;
-    info.inode = inode_;
+    // Looked up here rather than at creation: an fstat per allocation
+    // costs more than everything else cenalloc adds to a memfd.
+    struct stat st {};
+    info.inode = ::fstat(memfd_.get(), &st) == 0 ? st.st_ino : 0;
     // use_count counts our caller's reference too when reached through the
     // registry; it is a hint for debugging, like bufinfo's file count.
     info.references = weak_from_this().use_count();

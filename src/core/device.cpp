@@ -58,6 +58,10 @@ void DmaDevice::addMapping(uint64_t mappingId, std::weak_ptr<Buffer> buffer, Dma
         table->push_back({c, offset});
         offset += c.size;
     }
+    // transfer() looks chunks up by physical address; heaps hand chunks out
+    // in any address order (the system heap goes top-down), so sort them.
+    std::sort(table->begin(), table->end(),
+              [](const auto& a, const auto& b) { return a.first.address < b.first.address; });
     std::lock_guard lock(mutex_);
     for (const SgEntry& s : segments) {
         auto seg = std::make_shared<ActiveSegment>();
@@ -132,11 +136,26 @@ Result<void> DmaDevice::transfer(uint64_t dmaAddress, std::byte* data, uint64_t 
     {
         std::lock_guard lock(mutex_);
         // A device holds few mappings; a linear scan keeps add/remove trivial.
-        for (const auto& s : active_)
-            if (dmaAddress >= s->start && dmaAddress < s->end) {
+        // Several of its mappings can cover one address (the same buffer
+        // mapped twice, or a shared IOVA mapping): the transfer is allowed
+        // when one of them holds the whole range in the right direction, and
+        // otherwise faults the way the closest candidate says.
+        auto permits = [&](const ActiveSegment& s) {
+            return s.direction == DmaDirection::Bidirectional ||
+                   (write ? s.direction == DmaDirection::FromDevice : s.direction == DmaDirection::ToDevice);
+        };
+        int best = -1; // 0: covers the start, 1: and the whole length, 2: and allows the direction
+        for (const auto& s : active_) {
+            if (dmaAddress < s->start || dmaAddress >= s->end)
+                continue;
+            int rank = length > s->end - dmaAddress ? 0 : (permits(*s) ? 2 : 1);
+            if (rank > best) {
+                best = rank;
                 seg = s;
-                break;
             }
+            if (best == 2)
+                break;
+        }
         if (!seg) {
             bool stale = std::any_of(recentlyUnmapped_.begin(), recentlyUnmapped_.end(), [&](const SgEntry& e) {
                 return dmaAddress >= e.dmaAddress && dmaAddress - e.dmaAddress < e.length;
@@ -148,9 +167,7 @@ Result<void> DmaDevice::transfer(uint64_t dmaAddress, std::byte* data, uint64_t 
         if (length > seg->end - dmaAddress)
             return fault(DmaFaultKind::BeyondSegment, dmaAddress, length, write,
                          fmt::format("the segment ends at {}", formatAddress(seg->end)));
-        bool allowed = seg->direction == DmaDirection::Bidirectional ||
-                       (write ? seg->direction == DmaDirection::FromDevice : seg->direction == DmaDirection::ToDevice);
-        if (!allowed)
+        if (!permits(*seg))
             return fault(DmaFaultKind::WrongDirection, dmaAddress, length, write,
                          fmt::format("the mapping is {}", dmaDirectionName(seg->direction)));
 

@@ -56,34 +56,27 @@ protected:
                 ++first;
 
         std::vector<PhysChunk> chunks;
+        chunks.reserve(length / orderSize(kOrders[first]) + kOrders.size());
         uint64_t remaining = length;
-        while (remaining > 0) {
-            // The largest block that fits what is left. Once an order has
-            // failed (or was too big for what is left) it is not tried again
-            // for this buffer: as in Linux's system heap, a failed high-order
-            // attempt is expensive and likely to fail again, so the remaining
-            // chunks come from the order that worked ("never grow again").
-            bool got = false;
-            for (size_t i = first; i < kOrders.size(); ++i) {
-                const uint64_t size = orderSize(kOrders[i]);
-                if (size > remaining)
-                    continue;
-                Result<uint64_t> address = memory_->allocatePages(kOrders[i], limit);
-                if (!address)
-                    continue;
-                chunks.push_back({*address, size});
-                remaining -= size;
-                first = i;
-                got = true;
-                break;
-            }
-            if (!got) {
-                // Nothing may remain allocated after a failure.
-                giveBack(chunks);
-                return Error(ENOMEM, fmt::format("heap '{}' cannot allocate {} below {}: {} free, {} still missing",
-                                                 name(), formatSize(length), formatAddress(limit.highest),
-                                                 formatSize(memory_->freeBytes(limit)), formatSize(remaining)));
-            }
+        // The largest blocks that fit what is left, as many as fit, under
+        // one lock. Once an order has failed (or is too big for what is
+        // left) it is not tried again for this buffer: as in Linux's system
+        // heap, a failed high-order attempt is expensive and likely to fail
+        // again, so the rest comes from smaller orders ("never grow again").
+        for (size_t i = first; i < kOrders.size() && remaining > 0; ++i) {
+            const uint64_t size = orderSize(kOrders[i]);
+            if (size > remaining)
+                continue;
+            const size_t wanted = remaining / size;
+            const size_t got = memory_->allocatePagesBulk(kOrders[i], wanted, limit, chunks);
+            remaining -= got * size;
+        }
+        if (remaining > 0) {
+            // Nothing may remain allocated after a failure.
+            giveBack(chunks);
+            return Error(ENOMEM, fmt::format("heap '{}' cannot allocate {} below {}: {} free, {} still missing",
+                                             name(), formatSize(length), formatAddress(limit.highest),
+                                             formatSize(memory_->freeBytes(limit)), formatSize(remaining)));
         }
         return chunks;
     }
@@ -92,16 +85,7 @@ protected:
 
 private:
     void giveBack(std::span<const PhysChunk> chunks) {
-        for (const PhysChunk& c : chunks)
-            memory_->freePages(c.address, orderOf(c.size));
-    }
-
-    static unsigned orderOf(uint64_t size) {
-        for (unsigned order : kOrders)
-            if (orderSize(order) == size)
-                return order;
-        assert(false && "system heap chunk of a size it never hands out");
-        return 0;
+        memory_->freePagesBulk(chunks);
     }
 
     std::shared_ptr<PhysicalMemory> memory_;

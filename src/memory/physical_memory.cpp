@@ -3,6 +3,7 @@
 #include "memory/physical_memory.h"
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cerrno>
 
@@ -63,7 +64,7 @@ PhysicalMemory::PhysicalMemory(const Platform& platform) {
             end_ = std::max(end_, s.end());
             any = true;
         }
-        banks_.push_back(Bank{bank.base, bank.end(), PageAllocator(spans)});
+        banks_.push_back(Bank{bank.base, bank.end(), PageAllocator(spans), {}});
     }
     // Highest bank first: like Linux preferring ZONE_NORMAL over ZONE_DMA32,
     // keep low memory for the devices that can reach nothing else.
@@ -72,26 +73,108 @@ PhysicalMemory::PhysicalMemory(const Platform& platform) {
 
 Result<uint64_t> PhysicalMemory::allocatePages(unsigned order, const AddressLimit& limit) {
     std::lock_guard lock(mutex_);
+    return allocateLocked(order, limit);
+}
+
+size_t PhysicalMemory::allocatePagesBulk(unsigned order, size_t count, const AddressLimit& limit,
+                                         std::vector<PhysChunk>& out) {
+    std::lock_guard lock(mutex_);
+    size_t done = 0;
+    for (; done < count; ++done) {
+        Result<uint64_t> address = allocateLocked(order, limit);
+        if (!address)
+            break;
+        out.push_back({*address, kPageSize << order});
+    }
+    return done;
+}
+
+void PhysicalMemory::freePagesBulk(std::span<const PhysChunk> chunks) {
+    std::lock_guard lock(mutex_);
+    for (const PhysChunk& c : chunks) {
+        unsigned order = static_cast<unsigned>(std::countr_zero(c.size / kPageSize));
+        assert(c.size == kPageSize << order);
+        freeLocked(c.address, order);
+    }
+}
+
+Result<uint64_t> PhysicalMemory::allocateLocked(unsigned order, const AddressLimit& limit) {
+    // A block larger than any cached one is exactly what unmerged cached
+    // pages break up: merge them back before looking.
+    if (order > kMaxCachedOrder && cachedBytes_ != 0)
+        drainCacheLocked();
+    Result<uint64_t> address = allocateFromBanksLocked(order, limit, true);
+    if (address || cachedBytes_ == 0)
+        return address;
+    // Cached blocks may be what is missing (unmerged buddies, or blocks
+    // inside the limit): merge them back and try once more.
+    drainCacheLocked();
+    return allocateFromBanksLocked(order, limit, false);
+}
+
+Result<uint64_t> PhysicalMemory::allocateFromBanksLocked(unsigned order, const AddressLimit& limit, bool useCache) {
+    const uint64_t blockSize = kPageSize << order;
     for (Bank& bank : banks_) {
         if (bank.end <= limit.lowest || bank.base > limit.highest)
             continue;
+        if (useCache && order <= kMaxCachedOrder) {
+            // Only the most recent block is tried: scanning for one inside
+            // the limit would make the fast path slow; the buddies find any other.
+            std::vector<uint64_t>& cached = bank.cache[order];
+            if (!cached.empty() && limit.admits(cached.back(), blockSize)) {
+                uint64_t address = cached.back();
+                cached.pop_back();
+                cachedBytes_ -= blockSize;
+                return address;
+            }
+        }
         Result<uint64_t> address = bank.pages.allocate(order, limit);
         if (address)
             return address;
     }
-    return Error(ENOMEM, fmt::format("no free {} block of pages in [{}, {}]", formatSize(kPageSize << order),
+    return Error(ENOMEM, fmt::format("no free {} block of pages in [{}, {}]", formatSize(blockSize),
                                      formatAddress(limit.lowest), formatAddress(limit.highest)));
 }
 
 void PhysicalMemory::freePages(uint64_t address, unsigned order) {
     std::lock_guard lock(mutex_);
+    freeLocked(address, order);
+}
+
+void PhysicalMemory::freeLocked(uint64_t address, unsigned order) {
+    const uint64_t blockSize = kPageSize << order;
     for (Bank& bank : banks_) {
         if (address >= bank.base && address < bank.end) {
-            bank.pages.free(address, order);
+            if (order <= kMaxCachedOrder && cachedBytes_ + blockSize <= kMaxCachedBytes) {
+                bank.cache[order].push_back(address);
+                cachedBytes_ += blockSize;
+            } else {
+                bank.pages.free(address, order);
+            }
             return;
         }
     }
     assert(false && "freePages: address outside every bank");
+}
+
+void PhysicalMemory::drainCacheLocked() {
+    for (Bank& bank : banks_)
+        for (unsigned order = 0; order <= kMaxCachedOrder; ++order) {
+            for (uint64_t address : bank.cache[order])
+                bank.pages.free(address, order);
+            bank.cache[order].clear();
+        }
+    cachedBytes_ = 0;
+}
+
+void PhysicalMemory::drainCache() {
+    std::lock_guard lock(mutex_);
+    drainCacheLocked();
+}
+
+uint64_t PhysicalMemory::cachedBytes() const {
+    std::lock_guard lock(mutex_);
+    return cachedBytes_;
 }
 
 uint64_t PhysicalMemory::totalBytes() const {
@@ -104,7 +187,7 @@ uint64_t PhysicalMemory::totalBytes() const {
 
 uint64_t PhysicalMemory::freeBytes() const {
     std::lock_guard lock(mutex_);
-    uint64_t free = 0;
+    uint64_t free = cachedBytes_;
     for (const Bank& bank : banks_)
         free += bank.pages.freeBytes();
     return free;
@@ -121,6 +204,11 @@ uint64_t PhysicalMemory::freeBytes(const AddressLimit& limit) const {
         else
             free += bank.pages.freeBytesIn(limit);
     }
+    for (const Bank& bank : banks_)
+        for (unsigned order = 0; order <= kMaxCachedOrder; ++order)
+            for (uint64_t address : bank.cache[order])
+                if (limit.admits(address, kPageSize << order))
+                    free += kPageSize << order;
     return free;
 }
 

@@ -319,9 +319,12 @@ Result<DemoReport> runDemo(const Platform& platform) {
     n.section("5. bufinfo, heap statistics and iommu domains");
     auto info = ctx.bufinfo();
     n.raw(renderBufinfo(info));
-    n.raw("\n" + renderHeaps(ctx));
-    if (!ctx.domainStats().empty())
-        n.raw("\n" + renderDomains(ctx.domainStats()));
+    n.raw("\n");
+    n.raw(renderHeaps(ctx));
+    if (!ctx.domainStats().empty()) {
+        n.raw("\n");
+        n.raw(renderDomains(ctx.domainStats()));
+    }
     json bufinfo = bufinfoJson(info);
     json heaps = heapsJson(ctx);
     json domains = domainsJson(ctx.domainStats());

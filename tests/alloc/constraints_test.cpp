@@ -416,6 +416,12 @@ TEST(ConstraintSet, MergeDoesNotDependOnOrder) {
     EXPECT_EQ(ab.merge(cd), *first);
     EXPECT_EQ(first->merge(*first), *first);
     EXPECT_EQ(first->merge(ConstraintSet()), *first);
+    // intersect() is the same fold in one pass.
+    std::vector<ConstraintSet> singles;
+    for (const Device& d : devices)
+        singles.push_back(*ConstraintSet::forDevice(d, p));
+    EXPECT_EQ(ConstraintSet::intersect(singles), *first);
+    EXPECT_EQ(ConstraintSet::intersect({}), ConstraintSet());
 }
 
 TEST(ConstraintSet, UnknownIommuIsEinvalAndLeavesTheSetAlone) {

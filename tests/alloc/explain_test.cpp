@@ -271,8 +271,7 @@ Platform securePhone() {
     // Harmless: any memory, segments of any size (the 64 KiB default would
     // clash with the display's one segment).
     p.devices.push_back(makeDevice({.name = "dma-a", .maskBits = 40, .maxSegmentSize = 0xffffffff}));
-    p.devices.push_back(
-        makeDevice({.name = "dma-b", .maskBits = 36, .maxSegmentSize = 0xffffffff, .coherent = false}));
+    p.devices.push_back(makeDevice({.name = "dma-b", .maskBits = 36, .maxSegmentSize = 0xffffffff, .coherent = false}));
     return p;
 }
 

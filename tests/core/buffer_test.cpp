@@ -21,7 +21,9 @@ namespace {
 
 using test::CoreBoard;
 
-HeapStats statsOf(const CoreBoard& board, std::string_view heap) { return board.heap(heap)->stats(); }
+HeapStats statsOf(const CoreBoard& board, std::string_view heap) {
+    return board.heap(heap)->stats();
+}
 
 TEST(Buffer, SizeIsFixedByASealedMemfd) {
     CoreBoard board;
