@@ -291,14 +291,14 @@ private:
     std::shared_ptr<BufferRegistry> registry_;
 
     mutable std::mutex mutex_;
-    std::unique_ptr<BufferOps> ops_;                          // guarded by mutex_
-    std::string name_;                                         // guarded by mutex_
-    Storage storage_;                                          // guarded by mutex_
+    std::unique_ptr<BufferOps> ops_;                            // guarded by mutex_
+    std::string name_;                                          // guarded by mutex_
+    Storage storage_;                                           // guarded by mutex_
     std::vector<std::shared_ptr<AttachmentState>> attachments_; // guarded by mutex_
-    uint32_t cpuAccessDepth_ = 0;                              // guarded by mutex_
-    uint64_t cacheMaintenanceOps_ = 0;                         // guarded by mutex_
-    uint64_t syncViolations_ = 0;                              // guarded by mutex_
-    std::vector<std::shared_ptr<IommuDomain>> domainsUsed_;    // guarded by mutex_
+    uint32_t cpuAccessDepth_ = 0;                               // guarded by mutex_
+    uint64_t cacheMaintenanceOps_ = 0;                          // guarded by mutex_
+    uint64_t syncViolations_ = 0;                               // guarded by mutex_
+    std::vector<std::shared_ptr<IommuDomain>> domainsUsed_;     // guarded by mutex_
 };
 
 } // namespace cenalloc

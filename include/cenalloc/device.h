@@ -88,9 +88,9 @@ private:
     // shared read-only by attachments, its mappings and faults are its own.
     mutable std::mutex mutex_;
     mutable std::vector<std::shared_ptr<ActiveSegment>> active_; // guarded by mutex_
-    mutable std::deque<SgEntry> recentlyUnmapped_;                // guarded by mutex_
-    mutable std::deque<DmaFault> faults_;                         // guarded by mutex_
-    mutable uint64_t faultCount_ = 0;                             // guarded by mutex_
+    mutable std::deque<SgEntry> recentlyUnmapped_;               // guarded by mutex_
+    mutable std::deque<DmaFault> faults_;                        // guarded by mutex_
+    mutable uint64_t faultCount_ = 0;                            // guarded by mutex_
 };
 
 } // namespace cenalloc

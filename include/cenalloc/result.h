@@ -34,8 +34,7 @@ private:
 std::string errnoName(int code);
 
 /// A value of type T or an Error. Shaped like std::expected so it can become one.
-template <typename T>
-class [[nodiscard]] Result {
+template <typename T> class [[nodiscard]] Result {
 public:
     Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
     Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}
@@ -71,8 +70,7 @@ private:
 };
 
 /// Success or an Error.
-template <>
-class [[nodiscard]] Result<void> {
+template <> class [[nodiscard]] Result<void> {
 public:
     Result() = default;
     Result(Error error) : error_(std::move(error)), failed_(true) {}

@@ -51,6 +51,8 @@ private:
     int fd_ = -1;
 };
 
-inline BorrowedFd UniqueFd::borrow() const { return BorrowedFd(fd_); }
+inline BorrowedFd UniqueFd::borrow() const {
+    return BorrowedFd(fd_);
+}
 
 } // namespace cenalloc

@@ -36,7 +36,9 @@ constexpr std::optional<uint64_t> alignUpChecked(uint64_t value, uint64_t align)
     return (value + mask) & ~mask;
 }
 
-constexpr bool isPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+constexpr bool isPowerOfTwo(uint64_t v) {
+    return v != 0 && (v & (v - 1)) == 0;
+}
 
 /// Number of address bits a mask covers: 0xffffffff -> 32; 0 -> 0.
 int maskBits(uint64_t mask);

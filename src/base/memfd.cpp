@@ -28,7 +28,8 @@ Result<UniqueFd> createSealedMemfd(const char* name, uint64_t size) {
         int e = errno;
         // ftruncate reports a size beyond RLIMIT_FSIZE or tmpfs limits as
         // EFBIG/EINVAL; to a buffer user that is simply memory exhaustion.
-        return Error(e == EFBIG || e == EINVAL ? ENOMEM : e, fmt::format("ftruncate to {} bytes: {}", size, std::strerror(e)));
+        return Error(e == EFBIG || e == EINVAL ? ENOMEM : e,
+                     fmt::format("ftruncate to {} bytes: {}", size, std::strerror(e)));
     }
     // Seal before the fd leaves this function: from here on nobody can resize
     // the buffer under a peer's mapping (which would SIGBUS the peer), and

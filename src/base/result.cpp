@@ -32,6 +32,8 @@ std::string errnoName(int code) {
     }
 }
 
-std::string Error::toString() const { return fmt::format("{} ({})", message_, errnoName(code_)); }
+std::string Error::toString() const {
+    return fmt::format("{} ({})", message_, errnoName(code_));
+}
 
 } // namespace cenalloc

@@ -88,7 +88,9 @@ std::string formatSize(uint64_t bytes) {
     return fmt::format("{:.1f} {}", static_cast<double>(bytes) / static_cast<double>(scale), kUnits[unit]);
 }
 
-std::string formatAddress(uint64_t address) { return fmt::format("{:#018x}", address); }
+std::string formatAddress(uint64_t address) {
+    return fmt::format("{:#018x}", address);
+}
 
 int maskBits(uint64_t mask) {
     int bits = 0;

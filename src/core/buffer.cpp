@@ -75,8 +75,8 @@ const char* dmaDirectionName(DmaDirection direction) {
 
 Result<std::shared_ptr<Buffer>> Buffer::create(Params params) {
     if (params.name.size() > kBufferNameMax)
-        return Error(EINVAL, fmt::format("buffer name of {} bytes is longer than {}", params.name.size(),
-                                         kBufferNameMax));
+        return Error(EINVAL,
+                     fmt::format("buffer name of {} bytes is longer than {}", params.name.size(), kBufferNameMax));
     auto memfd = createSealedMemfd("cenalloc", params.size);
     if (!memfd)
         return memfd.error();
@@ -87,15 +87,15 @@ Result<std::shared_ptr<Buffer>> Buffer::create(Params params) {
 }
 
 Buffer::Buffer(Params params, UniqueFd memfd)
-    : id_(gNextBufferId.fetch_add(1)), size_(params.size), fdFlags_(params.fdFlags),
-      memfd_(std::move(memfd)), registry_(std::move(params.registry)), ops_(std::move(params.ops)),
-      name_(std::move(params.name)), storage_(std::move(params.storage)) {}
+    : id_(gNextBufferId.fetch_add(1)), size_(params.size), fdFlags_(params.fdFlags), memfd_(std::move(memfd)),
+      registry_(std::move(params.registry)), ops_(std::move(params.ops)), name_(std::move(params.name)),
+      storage_(std::move(params.storage)) {}
 
 Buffer::~Buffer() {
     // No lock: nobody else can reach a buffer whose last reference is gone.
     if (!attachments_.empty() && registry_)
-        registry_->reportBug(fmt::format("buffer {} ('{}') released with {} device(s) still attached", id_, name_,
-                                         attachments_.size()));
+        registry_->reportBug(
+            fmt::format("buffer {} ('{}') released with {} device(s) still attached", id_, name_, attachments_.size()));
     for (auto& state : attachments_) {
         for (auto& record : state->mappings)
             teardownLocked(*record);
@@ -107,8 +107,8 @@ Buffer::~Buffer() {
     // Cached IOVA mappings die with the buffer.
     for (auto& domain : domainsUsed_)
         if (size_t orphaned = domain->releaseBuffer(id_); orphaned && registry_)
-            registry_->reportBug(fmt::format("buffer {} released with {} IOVA mapping(s) in use in '{}'", id_,
-                                             orphaned, domain->name()));
+            registry_->reportBug(fmt::format("buffer {} released with {} IOVA mapping(s) in use in '{}'", id_, orphaned,
+                                             domain->name()));
     storage_.reset();
     if (registry_)
         registry_->remove(id_);
@@ -206,8 +206,8 @@ Result<Attachment::Mapping> Buffer::mapAttachment(const std::shared_ptr<Attachme
     record->direction = direction;
 
     if ((storage_.heap()->properties().accessBits & c.accessBits) == 0)
-        return Error(EINVAL, fmt::format("'{}' cannot reach the memory of heap '{}'", device.name(),
-                                         storage_.heap()->name()));
+        return Error(EINVAL,
+                     fmt::format("'{}' cannot reach the memory of heap '{}'", device.name(), storage_.heap()->name()));
     if (IommuDomain* domain = device.domain()) {
         uint64_t limit = iovaLimit(c, domain->apertureBase(), domain->apertureSize());
         auto iova = domain->mapBuffer(id_, storage_.chunks(), limit);
@@ -336,7 +336,9 @@ Attachment& Attachment::operator=(Attachment&& other) noexcept {
     return *this;
 }
 
-const DmaDevice& Attachment::device() const { return *state_->device; }
+const DmaDevice& Attachment::device() const {
+    return *state_->device;
+}
 
 void Attachment::detach() {
     if (!state_)
@@ -368,8 +370,12 @@ Attachment::Mapping& Attachment::Mapping::operator=(Mapping&& other) noexcept {
     return *this;
 }
 
-const SgTable& Attachment::Mapping::segments() const { return record_->segments; }
-DmaDirection Attachment::Mapping::direction() const { return record_->direction; }
+const SgTable& Attachment::Mapping::segments() const {
+    return record_->segments;
+}
+DmaDirection Attachment::Mapping::direction() const {
+    return record_->direction;
+}
 
 void Attachment::Mapping::unmap() {
     if (!record_)

@@ -218,8 +218,8 @@ Result<void> DmaDevice::transfer(uint64_t dmaAddress, std::byte* data, uint64_t 
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0)
-                return Error(n < 0 ? errno : EIO, fmt::format("device '{}' dma to the buffer's memory: {}",
-                                                              desc_.name, n < 0 ? std::strerror(errno) : "short"));
+                return Error(n < 0 ? errno : EIO, fmt::format("device '{}' dma to the buffer's memory: {}", desc_.name,
+                                                              n < 0 ? std::strerror(errno) : "short"));
             done += static_cast<uint64_t>(n);
         }
         cursor += len;

@@ -18,8 +18,7 @@ inline constexpr uint32_t kValidFdFlags = 02000000 /* O_CLOEXEC */ | 03 /* O_ACC
 /// the kernel's DMA_HEAP_IOCTL_ALLOC: zero length, a length that overflows
 /// when page-aligned, fd flags outside O_CLOEXEC|O_ACCMODE and heap flags the
 /// heap does not define are all EINVAL. Returns the page-aligned length.
-Result<uint64_t> validateHeapRequest(const HeapProperties& heap, uint64_t length, uint32_t fdFlags,
-                                     uint64_t heapFlags);
+Result<uint64_t> validateHeapRequest(const HeapProperties& heap, uint64_t length, uint32_t fdFlags, uint64_t heapFlags);
 
 /// Ops for a buffer born with storage from @p heapName (the dma-heap way).
 /// Attach checks that the existing storage serves the device (EBUSY if not).

@@ -19,9 +19,9 @@ Result<SgTable> splitForDevice(uint64_t address, uint64_t length, const DmaConst
     for (const DmaSegment& s : splitSegments(address, length, c.maxSegmentSize, c.segmentBoundaryMask))
         table.push_back({s.address, s.length});
     if (c.maxSegmentCount != 0 && table.size() > c.maxSegmentCount)
-        return Error(EINVAL, fmt::format("{} needs {} segments of at most {} but the device takes at most {}",
-                                         formatSize(length), table.size(), formatSize(c.maxSegmentSize),
-                                         c.maxSegmentCount));
+        return Error(EINVAL,
+                     fmt::format("{} needs {} segments of at most {} but the device takes at most {}",
+                                 formatSize(length), table.size(), formatSize(c.maxSegmentSize), c.maxSegmentCount));
     return table;
 }
 

@@ -74,8 +74,8 @@ protected:
         if (remaining > 0) {
             // Nothing may remain allocated after a failure.
             giveBack(chunks);
-            return Error(ENOMEM, fmt::format("heap '{}' cannot allocate {} below {}: {} free, {} still missing",
-                                             name(), formatSize(length), formatAddress(limit.highest),
+            return Error(ENOMEM, fmt::format("heap '{}' cannot allocate {} below {}: {} free, {} still missing", name(),
+                                             formatSize(length), formatAddress(limit.highest),
                                              formatSize(memory_->freeBytes(limit)), formatSize(remaining)));
         }
         return chunks;
@@ -84,9 +84,7 @@ protected:
     void freeChunks(std::span<const PhysChunk> chunks) override { giveBack(chunks); }
 
 private:
-    void giveBack(std::span<const PhysChunk> chunks) {
-        memory_->freePagesBulk(chunks);
-    }
+    void giveBack(std::span<const PhysChunk> chunks) { memory_->freePagesBulk(chunks); }
 
     std::shared_ptr<PhysicalMemory> memory_;
 };

@@ -80,7 +80,7 @@ private:
         std::array<std::vector<uint64_t>, kMaxCachedOrder + 1> cache;
     };
     mutable std::mutex mutex_;
-    std::vector<Bank> banks_; // guarded by mutex_; sorted by descending base
+    std::vector<Bank> banks_;  // guarded by mutex_; sorted by descending base
     uint64_t cachedBytes_ = 0; // guarded by mutex_: the sum over the banks' caches
     uint64_t lowest_ = 0;
     uint64_t end_ = 0;

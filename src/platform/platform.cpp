@@ -43,7 +43,9 @@ uint64_t Platform::memoryEnd() const {
 
 namespace {
 
-Error invalid(std::string message) { return Error(EINVAL, std::move(message)); }
+Error invalid(std::string message) {
+    return Error(EINVAL, std::move(message));
+}
 
 bool overlaps(uint64_t aBase, uint64_t aSize, uint64_t bBase, uint64_t bSize) {
     return aBase < bBase + bSize && bBase < aBase + aSize;
@@ -112,8 +114,8 @@ Result<void> validatePlatform(const Platform& p) {
         if (!names.insert("iommu:" + m.name).second)
             return invalid(fmt::format("iommu '{}' is defined twice", m.name));
         if (!isPowerOfTwo(m.pageSize) || m.pageSize < 4096)
-            return invalid(fmt::format("iommu '{}': page size {} is not a power of two of at least 4096", m.name,
-                                       m.pageSize));
+            return invalid(
+                fmt::format("iommu '{}': page size {} is not a power of two of at least 4096", m.name, m.pageSize));
         if (m.apertureSize == 0 || m.apertureBase % m.pageSize || m.apertureSize % m.pageSize)
             return invalid(fmt::format("iommu '{}': aperture must be non-empty and page-aligned", m.name));
         if (m.apertureBase > UINT64_MAX - m.apertureSize + 1)
@@ -138,8 +140,8 @@ Result<void> validatePlatform(const Platform& p) {
             return invalid(fmt::format("device '{}': coherent_dma_mask {:#x} is not of the form 2^n-1", d.name,
                                        c.coherentDmaMask));
         if (c.maxSegmentSize < kPageSize)
-            return invalid(fmt::format("device '{}': max_segment_size {} is below the page size", d.name,
-                                       c.maxSegmentSize));
+            return invalid(
+                fmt::format("device '{}': max_segment_size {} is below the page size", d.name, c.maxSegmentSize));
         if (c.segmentBoundaryMask < kPageSize - 1)
             return invalid(fmt::format("device '{}': segment_boundary_mask {:#x} is smaller than a page", d.name,
                                        c.segmentBoundaryMask));

@@ -15,11 +15,17 @@ namespace {
 
 using nlohmann::json;
 
-std::string hex(uint64_t v) { return fmt::format("{:#x}", v); }
+std::string hex(uint64_t v) {
+    return fmt::format("{:#x}", v);
+}
 
-std::string maskText(uint64_t mask) { return mask == kNoLimit ? "none" : describeMask(mask); }
+std::string maskText(uint64_t mask) {
+    return mask == kNoLimit ? "none" : describeMask(mask);
+}
 
-std::string limitText(uint64_t value) { return value == kNoLimit ? "none" : formatSize(value); }
+std::string limitText(uint64_t value) {
+    return value == kNoLimit ? "none" : formatSize(value);
+}
 
 json constraintsJson(const DmaConstraints& c) {
     json j;
@@ -89,8 +95,8 @@ std::string renderPlatform(const Platform& p) {
                 flags += "no-map ";
             if (r.accessBits != kAllAccess)
                 flags += fmt::format("access={:#x}", r.accessBits);
-            t.addRow({r.name, r.kind == RegionKind::Cma ? "cma" : "carveout", formatAddress(r.base),
-                      formatSize(r.size), flags});
+            t.addRow({r.name, r.kind == RegionKind::Cma ? "cma" : "carveout", formatAddress(r.base), formatSize(r.size),
+                      flags});
         }
         out += t.render();
     }
@@ -150,8 +156,8 @@ json heapsJson(const Context& context) {
 }
 
 std::string renderHeaps(const Context& context) {
-    TextTable t({"heap", "kind", "range", "contig", "cached", "capacity", "free", "live", "live bytes", "watermark",
-                 "failed"});
+    TextTable t(
+        {"heap", "kind", "range", "contig", "cached", "capacity", "free", "live", "live bytes", "watermark", "failed"});
     for (const auto& heap : context.heaps()) {
         const HeapProperties& p = heap->properties();
         HeapStats s = heap->stats();
@@ -211,9 +217,9 @@ std::string renderBufinfo(const std::vector<BufferInfo>& buffers) {
     std::string out = fmt::format("dma-buf objects: {} buffers, {}\n", buffers.size(), formatSize(total));
     TextTable t({"id", "size", "flags", "exporter", "name", "ino", "refs", "storage", "attached"});
     for (const BufferInfo& b : buffers) {
-        std::string storage = b.hasStorage ? fmt::format("{} ({} chunk{})", b.heap, b.chunks.size(),
-                                                         b.chunks.size() == 1 ? "" : "s")
-                                           : "deferred";
+        std::string storage =
+            b.hasStorage ? fmt::format("{} ({} chunk{})", b.heap, b.chunks.size(), b.chunks.size() == 1 ? "" : "s")
+                         : "deferred";
         std::string attached;
         for (const std::string& d : b.attachedDevices)
             attached += (attached.empty() ? "" : ",") + d;
@@ -315,9 +321,8 @@ json explanationJson(const Explanation& e) {
     if (e.conflict) {
         json hs = json::array();
         for (const ConflictRefusal& r : e.conflict->heaps)
-            hs.push_back(json{{"heap", r.heap},
-                              {"device", r.device.empty() ? json(nullptr) : json(r.device)},
-                              {"reason", r.reason}});
+            hs.push_back(json{
+                {"heap", r.heap}, {"device", r.device.empty() ? json(nullptr) : json(r.device)}, {"reason", r.reason}});
         j["conflict"] = {{"devices", e.conflict->devices}, {"reason", e.conflict->reason}, {"heaps", hs}};
     } else {
         j["conflict"] = nullptr;

@@ -64,6 +64,7 @@ TEST(ParseSize, RejectsWhatIsNotASize) {
         {"abc", EINVAL},
         {"K", EINVAL},
         {"12Q", EINVAL},
+        {"4 G B", EINVAL},
         {"12KQ", EINVAL},
         {"0x10K", EINVAL},
         {"0x", EINVAL},

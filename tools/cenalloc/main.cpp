@@ -32,7 +32,9 @@ Result<Platform> loadPlatform(const std::string& path) {
     return cenalloc::loadPlatformFile(path);
 }
 
-void print(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
+void print(const nlohmann::json& j) {
+    std::cout << j.dump(2) << "\n";
+}
 
 } // namespace
 

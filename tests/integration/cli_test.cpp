@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: MIT
+// End-to-end tests of the cenalloc CLI: real process, real output, JSON as a stable interface.
+#include <array>
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace {
+
+struct CliRun {
+    int exitCode = -1;
+    std::string out;
+};
+
+// Runs the CLI with @p args (stderr folded into stdout) and collects its output.
+CliRun cli(const std::string& args) {
+    CliRun r;
+    std::string command = std::string(CENALLOC_CLI) + " " + args + " 2>&1";
+    FILE* pipe = ::popen(command.c_str(), "r");
+    if (!pipe)
+        return r;
+    std::array<char, 4096> buf{};
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0)
+        r.out.append(buf.data(), n);
+    int status = ::pclose(pipe);
+    r.exitCode = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+}
+
+std::string example(const char* name) { return std::string(CENALLOC_SOURCE_DIR) + "/examples/platforms/" + name; }
+
+const char* const kPlatforms[] = {"", "phone-soc.yaml", "rpi4.yaml", "pc-x86.yaml"};
+
+std::string platformArg(const char* name) { return *name ? " --platform " + example(name) : std::string(); }
+
+TEST(Cli, DemoPassesOnEveryPlatform) {
+    for (const char* p : kPlatforms) {
+        SCOPED_TRACE(*p ? p : "builtin");
+        CliRun r = cli("demo" + platformArg(p));
+        EXPECT_EQ(r.exitCode, 0) << r.out;
+        EXPECT_NE(r.out.find("demo ok"), std::string::npos) << r.out;
+        EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+        // The bufinfo table and the heap statistics are part of the tour.
+        EXPECT_NE(r.out.find("dma-buf objects:"), std::string::npos);
+        EXPECT_NE(r.out.find("heaps of platform"), std::string::npos);
+    }
+}
+
+TEST(Cli, DemoJsonReportsEveryCheck) {
+    CliRun r = cli("demo --json");
+    ASSERT_EQ(r.exitCode, 0) << r.out;
+    auto j = nlohmann::json::parse(r.out);
+    EXPECT_TRUE(j["ok"].get<bool>());
+    size_t checks = 0;
+    for (const auto& step : j["steps"])
+        if (step.contains("check")) {
+            ++checks;
+            EXPECT_TRUE(step["ok"].get<bool>()) << step.dump();
+        }
+    EXPECT_GE(checks, 10u);
+    EXPECT_FALSE(j["bufinfo"].empty());
+}
+
+TEST(Cli, HeapsJsonHasTheDocumentedShape) {
+    for (const char* p : kPlatforms) {
+        SCOPED_TRACE(*p ? p : "builtin");
+        CliRun r = cli("heaps --json" + platformArg(p));
+        ASSERT_EQ(r.exitCode, 0) << r.out;
+        auto j = nlohmann::json::parse(r.out);
+        ASSERT_TRUE(j["heaps"].is_array());
+        ASSERT_FALSE(j["heaps"].empty());
+        EXPECT_EQ(j["heaps"][0]["name"], "system");
+        for (const auto& h : j["heaps"]) {
+            EXPECT_TRUE(h["name"].is_string());
+            EXPECT_TRUE(h["properties"].is_object());
+            for (const char* key : {"live_buffers", "live_bytes", "watermark_bytes", "failed_allocations"})
+                EXPECT_EQ(h["stats"][key], 0) << key;
+        }
+    }
+}
+
+TEST(Cli, PlatformShowJsonHasTheDocumentedShape) {
+    CliRun r = cli("platform show --json --platform " + example("phone-soc.yaml"));
+    ASSERT_EQ(r.exitCode, 0) << r.out;
+    auto j = nlohmann::json::parse(r.out);
+    for (const char* key : {"memory", "regions", "iommus", "devices"})
+        EXPECT_TRUE(j[key].is_array()) << key;
+    for (const auto& d : j["devices"])
+        EXPECT_TRUE(d["name"].is_string());
+    EXPECT_EQ(j["name"], "phone-soc");
+}
+
+TEST(Cli, ExplainJsonNamesHeapAndAllocatingDevice) {
+    CliRun r = cli("explain --devices hvs,unicam --size 8M --json --platform " + example("rpi4.yaml"));
+    ASSERT_EQ(r.exitCode, 0) << r.out;
+    auto j = nlohmann::json::parse(r.out);
+    EXPECT_TRUE(j["satisfiable"].get<bool>());
+    EXPECT_EQ(j["heap"], "linux,cma");
+    EXPECT_TRUE(j["allocating_device"].is_string());
+    EXPECT_TRUE(j["constraints"].is_object());
+    for (const auto& h : j["heaps"]) {
+        EXPECT_TRUE(h.contains("name") && h.contains("accepted") && h.contains("reasons"));
+        if (h["name"] == "system")
+            EXPECT_FALSE(h["accepted"].get<bool>());
+    }
+    EXPECT_TRUE(j["conflict"].is_null());
+}
+
+TEST(Cli, ExplainUnsatisfiableExitsTwoAndNamesTheConflict) {
+    // On the built-in platform only the codec reaches the secure carveout, and a
+    // buffer the display (one contiguous segment, 32-bit) and the camera (64
+    // segments of 64 KiB) share cannot exceed 4 MiB.
+    CliRun r = cli("explain --devices display,camera,gpu --size 8M --json");
+    EXPECT_EQ(r.exitCode, 2) << r.out;
+    auto j = nlohmann::json::parse(r.out);
+    EXPECT_FALSE(j["satisfiable"].get<bool>());
+    EXPECT_TRUE(j["heap"].is_null());
+    ASSERT_TRUE(j["conflict"].is_object());
+    EXPECT_EQ(j["conflict"]["devices"], nlohmann::json::array({"camera"}));
+}
+
+TEST(Cli, BadInputIsAnErrorWithAMessage) {
+    CliRun unknownDevice = cli("explain --devices nosuch");
+    EXPECT_EQ(unknownDevice.exitCode, 1);
+    EXPECT_NE(unknownDevice.out.find("nosuch"), std::string::npos) << unknownDevice.out;
+    EXPECT_NE(unknownDevice.out.find("ENOENT"), std::string::npos) << unknownDevice.out;
+
+    CliRun badSize = cli("explain --devices gpu --size 12Q");
+    EXPECT_EQ(badSize.exitCode, 1);
+    EXPECT_NE(badSize.out.find("--size"), std::string::npos) << badSize.out;
+
+    CliRun badCpu = cli("explain --devices gpu --cpu-access sometimes");
+    EXPECT_EQ(badCpu.exitCode, 1);
+    EXPECT_NE(badCpu.out.find("--cpu-access"), std::string::npos) << badCpu.out;
+}
+
+TEST(Cli, BadPlatformFileNamesFileAndLine) {
+    std::string path = std::string(CENALLOC_BINARY_DIR) + "/bad-platform.yaml";
+    FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("name: bad\nmemory:\n  - name: ram\n    base: 0\n    size: 1G\n    colour: blue\n", f);
+    std::fclose(f);
+    CliRun r = cli("platform show --platform " + path);
+    EXPECT_EQ(r.exitCode, 1);
+    EXPECT_NE(r.out.find("bad-platform.yaml:6"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("colour"), std::string::npos) << r.out;
+}
+
+} // namespace
