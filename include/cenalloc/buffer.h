@@ -124,6 +124,7 @@ public:
     ~Attachment() { detach(); }
 
     bool attached() const { return state_ != nullptr; }
+    /// The attached device. Precondition: attached().
     const DmaDevice& device() const;
     /// Detach now; idempotent.
     void detach();
@@ -152,9 +153,13 @@ public:
     Mapping& operator=(Mapping&& other) noexcept;
     ~Mapping() { unmap(); }
 
+    /// The DMA segments. Precondition: this handle was not unmapped or
+    /// moved from (the table stays readable after a forced teardown).
     const SgTable& segments() const;
     DmaDirection direction() const;
-    bool mapped() const { return record_ != nullptr; }
+    /// Still mapped: not unmapped, and not torn down by a detach or the
+    /// buffer's release.
+    bool mapped() const;
     void unmap();
 
     struct Record;

@@ -64,7 +64,9 @@ public:
     /// overflows when page-aligned, fd flags outside O_CLOEXEC|O_ACCMODE,
     /// undefined heap flags; ENOENT for an unknown heap; ENOMEM when the heap
     /// is exhausted (statistics and memory unchanged but failedAllocations).
-    /// The memory is zero-filled.
+    /// The memory is zero-filled. As in the kernel, O_ACCMODE bits are
+    /// accepted but do not restrict the buffer (dma-heap buffers are always
+    /// read-write); O_CLOEXEC is what dupFd() applies by default.
     Result<std::shared_ptr<Buffer>> allocate(std::string_view heap, uint64_t length,
                                              uint32_t fdFlags = 02000002 /* O_CLOEXEC | O_RDWR */,
                                              uint64_t heapFlags = 0);

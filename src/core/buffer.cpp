@@ -3,6 +3,7 @@
 #include <cenalloc/buffer.h>
 
 #include <algorithm>
+#include <cassert>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -337,6 +338,7 @@ Attachment& Attachment::operator=(Attachment&& other) noexcept {
 }
 
 const DmaDevice& Attachment::device() const {
+    assert(state_ && "Attachment::device() on a detached attachment");
     return *state_->device;
 }
 
@@ -371,10 +373,23 @@ Attachment::Mapping& Attachment::Mapping::operator=(Mapping&& other) noexcept {
 }
 
 const SgTable& Attachment::Mapping::segments() const {
+    assert(record_ && "Mapping::segments() on an unmapped mapping");
     return record_->segments;
 }
+
 DmaDirection Attachment::Mapping::direction() const {
+    assert(record_ && "Mapping::direction() on an unmapped mapping");
     return record_->direction;
+}
+
+bool Attachment::Mapping::mapped() const {
+    if (!record_)
+        return false;
+    auto buffer = record_->buffer.lock();
+    if (!buffer)
+        return false; // torn down with the buffer
+    std::lock_guard lock(buffer->mutex_);
+    return record_->live;
 }
 
 void Attachment::Mapping::unmap() {

@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 #include <sys/stat.h>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -439,6 +440,64 @@ TEST(ContextDomains, IspAndCodecShareOneIovaMapping) {
     std::vector<std::byte> out(64 * KiB);
     ASSERT_TRUE(deviceOf(*context, "codec").read(iova, out));
     EXPECT_EQ(out, data);
+}
+
+TEST(Context, ConcurrentUsersLeaveEverythingAtBaseline) {
+    auto context = makeContext();
+    ASSERT_TRUE(context);
+    const Snapshot before = Snapshot::take(*context);
+    const std::vector<IommuDomainStats> domainsBefore = context->domainStats();
+    constexpr int kThreads = 4;
+    constexpr int kRounds = 25;
+    std::vector<int> failures(kThreads, 0);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+            // Each thread pairs an IOMMU device with one that is not, and
+            // moves data between them; every thread shares the heaps and the
+            // media-smmu domain with the others.
+            const char* pairs[][2] = {{"gpu", "display"}, {"isp", "display"}, {"codec", "usb"}, {"isp", "camera"}};
+            const std::vector<std::byte> data(4 * KiB, std::byte(static_cast<unsigned char>(t + 1)));
+            for (int round = 0; round < kRounds; ++round) {
+                auto buffer = context->create(256 * KiB);
+                if (!buffer) {
+                    ++failures[t];
+                    continue;
+                }
+                auto a = (*buffer)->attach(deviceOf(*context, pairs[t][0]));
+                auto b = (*buffer)->attach(deviceOf(*context, pairs[t][1]));
+                if (!a || !b) {
+                    ++failures[t];
+                    continue;
+                }
+                auto ma = a->map(DmaDirection::FromDevice);
+                auto mb = b->map(DmaDirection::ToDevice);
+                std::vector<std::byte> out(4 * KiB);
+                if (!ma || !mb || !a->device().write(ma->segments().front().dmaAddress, data) ||
+                    !b->device().read(mb->segments().front().dmaAddress, out) || out != data)
+                    ++failures[t];
+            }
+        });
+    }
+    for (std::thread& thread : threads)
+        thread.join();
+    EXPECT_EQ(failures, std::vector<int>(kThreads, 0));
+    const Snapshot after = Snapshot::take(*context);
+    EXPECT_EQ(after.liveBuffers, 0u);
+    for (size_t i = 0; i < context->heaps().size(); ++i) {
+        SCOPED_TRACE(context->heaps()[i]->name());
+        EXPECT_EQ(after.stats[i].liveBuffers, before.stats[i].liveBuffers);
+        EXPECT_EQ(after.stats[i].liveBytes, before.stats[i].liveBytes);
+        EXPECT_EQ(after.freeBytes[i], before.freeBytes[i]);
+    }
+    const std::vector<IommuDomainStats> domainsAfter = context->domainStats();
+    for (size_t i = 0; i < domainsAfter.size(); ++i) {
+        SCOPED_TRACE(domainsAfter[i].name);
+        EXPECT_EQ(domainsAfter[i].usedIovaBytes, domainsBefore[i].usedIovaBytes);
+        EXPECT_EQ(domainsAfter[i].mappingCount, 0u);
+        EXPECT_EQ(domainsAfter[i].faults, 0u);
+    }
+    EXPECT_TRUE(context->lifetimeBugs().empty());
 }
 
 } // namespace

@@ -151,7 +151,7 @@ TEST(Deferred, StorageArrivesAtFirstUseFromTheBestHeapForTheAttachedSet) {
         {"first mmap, gpu + display", FirstUse::Mmap, {"gpu", "display"}},
         {"first cpu access, gpu + display", FirstUse::CpuAccess, {"gpu", "display"}},
         {"first map, gpu + isp", FirstUse::Map, {"gpu", "isp"}},
-        {"first mmap, usb + camera", FirstUse::Mmap, {"usb", "camera"}},
+        {"first mmap, usb + isp", FirstUse::Mmap, {"usb", "isp"}},
         {"first cpu access, codec", FirstUse::CpuAccess, {"codec"}},
     };
     for (const Case& c : cases) {
@@ -400,12 +400,16 @@ TEST(Deferred, LateAttachToStorageThatServesTheDeviceSucceeds) {
     ASSERT_EQ((*buffer)->heapName(), "linux,cma");
     // Contiguous memory below 4 GiB serves every device of the platform but
     // the secure-only ones; none of these asked for it.
+    std::vector<Attachment> attachments;
+    std::vector<Attachment::Mapping> mappings;
     for (const char* name : {"usb", "camera", "gpu", "isp", "codec"}) {
         SCOPED_TRACE(name);
         auto late = (*buffer)->attach(deviceOf(*context, name));
         ASSERT_TRUE(late) << late.error().toString();
         auto m = late->map(DmaDirection::Bidirectional);
-        EXPECT_TRUE(m) << m.error().toString();
+        ASSERT_TRUE(m) << m.error().toString();
+        attachments.push_back(std::move(*late));
+        mappings.push_back(std::move(*m));
     }
     EXPECT_EQ((*buffer)->info().attachedDevices.size(), 6u);
 }

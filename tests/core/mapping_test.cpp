@@ -219,6 +219,24 @@ TEST(DirectMapping, DisplayTakesOnlyOneContiguousPiece) {
     EXPECT_EQ(display.activeMappingCount(), 1u);
 }
 
+TEST(Attachment, SecureMemoryServesOnlyDevicesWithItsAccessBits) {
+    CoreBoard board;
+    auto buffer = board.allocate("vpu-carveout", 1 * MiB);
+    ASSERT_TRUE(buffer);
+    for (const char* name : {"gpu", "isp", "display", "usb"}) {
+        SCOPED_TRACE(name);
+        auto refused = (*buffer)->attach(board.device(name));
+        ASSERT_FALSE(refused);
+        EXPECT_EQ(refused.error().code(), EBUSY);
+        EXPECT_TRUE(contains(refused.error().message(), "access bits")) << refused.error().message();
+    }
+    auto codec = (*buffer)->attach(board.device("codec"));
+    ASSERT_TRUE(codec) << codec.error().toString();
+    auto mapping = codec->map(DmaDirection::FromDevice);
+    ASSERT_TRUE(mapping) << mapping.error().toString();
+    EXPECT_EQ((*buffer)->info().attachedDevices, std::vector<std::string>{"codec"});
+}
+
 TEST(DirectMapping, UnmapTakesBackExactlyWhatMapGave) {
     CoreBoard board;
     const DmaDevice& camera = board.device("camera");
@@ -280,7 +298,9 @@ TEST(Attachment, DetachingWithALiveMappingIsReportedAndUnmaps) {
     ASSERT_TRUE(attachment);
     auto mapping = attachment->map(DmaDirection::Bidirectional);
     ASSERT_TRUE(mapping);
+    EXPECT_TRUE(mapping->mapped());
     attachment->detach();
+    EXPECT_FALSE(mapping->mapped());
     EXPECT_EQ(usb.activeMappingCount(), 0u);
     EXPECT_TRUE((*buffer)->info().mappings.empty());
     ASSERT_EQ(board.registry()->bugs().size(), 1u);

@@ -31,11 +31,15 @@ CliRun cli(const std::string& args) {
     return r;
 }
 
-std::string example(const char* name) { return std::string(CENALLOC_SOURCE_DIR) + "/examples/platforms/" + name; }
+std::string example(const char* name) {
+    return std::string(CENALLOC_SOURCE_DIR) + "/examples/platforms/" + name;
+}
 
 const char* const kPlatforms[] = {"", "phone-soc.yaml", "rpi4.yaml", "pc-x86.yaml"};
 
-std::string platformArg(const char* name) { return *name ? " --platform " + example(name) : std::string(); }
+std::string platformArg(const char* name) {
+    return *name ? " --platform " + example(name) : std::string();
+}
 
 TEST(Cli, DemoPassesOnEveryPlatform) {
     for (const char* p : kPlatforms) {
