@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: MIT
+// Session: the fd-based API every client uses, in-process or through cenallocd.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <cenalloc/buffer.h>
+#include <cenalloc/explain.h>
+#include <cenalloc/heap.h>
+#include <cenalloc/iommu.h>
+#include <cenalloc/platform.h>
+#include <cenalloc/result.h>
+#include <cenalloc/unique_fd.h>
+
+namespace cenalloc {
+
+/// One heap as a session lists it.
+struct HeapInfo {
+    std::string name;
+    HeapProperties properties;
+    HeapStats stats;
+    uint64_t freeBytes = 0;
+};
+
+/// A device mapping handed to a client: its segment table and the handle
+/// that unmaps it.
+struct SessionMapping {
+    uint64_t id = 0; ///< names the mapping in unmap(); meaningful to this session only
+    DmaDirection direction = DmaDirection::Bidirectional;
+    SgTable segments;
+};
+
+/// Statistics of the whole allocator.
+struct AllocatorStats {
+    std::vector<HeapInfo> heaps;
+    std::vector<IommuDomainStats> domains;
+    uint64_t liveBuffers = 0;
+    std::vector<std::string> lifetimeBugs;
+};
+
+/// The API of a client of cenalloc, with buffers named by file descriptor
+/// as the kernel's dma-buf uapi names them. The same interface is served
+/// in-process (Session::local, the embedded default, no daemon) and by
+/// cenallocd (Session::connect): a program switches by how it creates its
+/// session.
+///
+/// Buffers are named by an fd the caller holds (never by a guessable id):
+/// an operation on an fd that is not a cenalloc buffer fails with EBADF
+/// (not a buffer of this allocator) or EBADF/EINVAL. Attachments and
+/// mappings are named by ids that are meaningful to this session only;
+/// closing the session detaches and unmaps everything it holds.
+///
+/// A buffer lives while any fd or memory mapping of it exists in any
+/// process; release() only drops this session's own claims on it.
+///
+/// Errors: every failure is an errno and a message, as in-process.
+/// Thread safety: all methods may be called concurrently.
+class Session {
+public:
+    virtual ~Session() = default;
+
+    /// An in-process session over its own Context for @p platform.
+    static Result<std::unique_ptr<Session>> local(const Platform& platform = defaultPlatform());
+    /// A session with the cenallocd listening on @p socketPath
+    /// (defaultSocketPath() when empty). Errors: ENOENT/ECONNREFUSED when no
+    /// daemon listens, EPROTO for a daemon speaking another protocol.
+    static Result<std::unique_ptr<Session>> connect(const std::string& socketPath = {});
+    /// $XDG_RUNTIME_DIR/cenalloc.sock, or /run/cenalloc/cenalloc.sock for root
+    /// and when XDG_RUNTIME_DIR is unset.
+    static std::string defaultSocketPath();
+
+    /// "in-process" or "cenallocd at PATH (protocol N)".
+    virtual std::string describe() const = 0;
+
+    virtual Result<std::vector<HeapInfo>> heaps() = 0;
+    /// DMA_HEAP_IOCTL_ALLOC: same validation as Context::allocate.
+    /// Returns the buffer's fd (with O_CLOEXEC when @p fdFlags has it).
+    virtual Result<UniqueFd> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags = 02000002,
+                                      uint64_t heapFlags = 0) = 0;
+    /// A deferred buffer (Context::create).
+    virtual Result<UniqueFd> create(uint64_t size, std::string_view name = {},
+                                    CpuAccess cpuAccess = CpuAccess::Rare) = 0;
+    /// Tell the allocator this session uses @p buffer, received from
+    /// elsewhere (another process). Importing the same buffer through any
+    /// fd yields the same id. Errors: EBADF when @p buffer is not one of
+    /// this allocator's buffers.
+    virtual Result<uint64_t> import(BorrowedFd buffer) = 0;
+    /// This session no longer uses @p buffer: detach and unmap what it holds
+    /// of it. The buffer itself lives while any fd or mapping of it lives.
+    virtual Result<void> release(BorrowedFd buffer) = 0;
+
+    /// Attach @p device; the id names the attachment in detach() and map().
+    virtual Result<uint64_t> attach(BorrowedFd buffer, std::string_view device) = 0;
+    virtual Result<void> detach(uint64_t attachment) = 0;
+    virtual Result<SessionMapping> map(uint64_t attachment, DmaDirection direction) = 0;
+    virtual Result<void> unmap(uint64_t mapping) = 0;
+
+    /// DMA_BUF_IOCTL_SYNC START / END.
+    virtual Result<void> beginCpuAccess(BorrowedFd buffer, uint32_t flags) = 0;
+    virtual Result<void> endCpuAccess(BorrowedFd buffer, uint32_t flags) = 0;
+    /// DMA_BUF_SET_NAME.
+    virtual Result<void> setName(BorrowedFd buffer, std::string_view name) = 0;
+
+    /// bufinfo of every live buffer (cenallocd: every buffer on the machine
+    /// the caller may see).
+    virtual Result<std::vector<BufferInfo>> bufinfo() = 0;
+    /// Statistics; @p resetWatermark resets every heap's high-water mark first.
+    virtual Result<AllocatorStats> stats(bool resetWatermark = false) = 0;
+    virtual Result<Explanation> explain(std::span<const std::string> devices, uint64_t size,
+                                        CpuAccess cpuAccess = CpuAccess::Rare) = 0;
+};
+
+} // namespace cenalloc
