@@ -108,8 +108,9 @@ TEST(Cli, ExplainJsonNamesHeapAndAllocatingDevice) {
     EXPECT_TRUE(j["constraints"].is_object());
     for (const auto& h : j["heaps"]) {
         EXPECT_TRUE(h.contains("name") && h.contains("accepted") && h.contains("reasons"));
-        if (h["name"] == "system")
+        if (h["name"] == "system") {
             EXPECT_FALSE(h["accepted"].get<bool>());
+        }
     }
     EXPECT_TRUE(j["conflict"].is_null());
 }
