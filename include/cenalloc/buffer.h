@@ -239,11 +239,26 @@ public:
     uint64_t size() const { return size_; }
     uint32_t fdFlags() const { return fdFlags_; }
     const char* exporterName() const { return ops_->name(); }
-    /// The memfd holding the bytes; valid while the buffer lives.
+    /// The memfd holding the bytes; valid while the buffer lives, unless
+    /// surrenderFd() gave it away (then invalid).
     BorrowedFd fd() const { return memfd_.borrow(); }
     /// A new fd for the same buffer (to send to another process).
-    /// @p flags: O_CLOEXEC or 0. Errors: EINVAL for other flags, errno of fcntl.
+    /// @p flags: O_CLOEXEC or 0. Errors: EINVAL for other flags, EBADF after
+    /// surrenderFd(), errno of fcntl.
     Result<UniqueFd> dupFd(int flags = 0x80000 /* O_CLOEXEC */) const;
+    /// Give the memfd away, keeping no fd of the buffer in this object: the
+    /// service hands the fd to its client so that only the kernel counts who
+    /// still holds the buffer (the last close or munmap anywhere frees it).
+    /// Afterwards fd() is invalid, dupFd() and mmap() fail with EBADF, device
+    /// DMA through a mapping fails with EBADF, and info() reports the inode
+    /// remembered here. Attach, map and CPU access brackets keep working.
+    /// Errors: EBADF when the fd was surrendered already, errno of fstat.
+    /// Thread safety: call it before fd(), dupFd() or mmap() can run
+    /// concurrently (the service calls it right after creating the buffer);
+    /// info() may run concurrently.
+    Result<UniqueFd> surrenderFd();
+    /// True once surrenderFd() succeeded.
+    bool fdSurrendered() const;
 
     std::string name() const;
     /// DMA_BUF_SET_NAME: at most kBufferNameMax bytes, else EINVAL.
@@ -292,7 +307,7 @@ private:
     const uint64_t id_;
     const uint64_t size_;
     const uint32_t fdFlags_;
-    UniqueFd memfd_;
+    UniqueFd memfd_; // written only by surrenderFd(), under mutex_
     std::shared_ptr<BufferRegistry> registry_;
 
     mutable std::mutex mutex_;
@@ -303,6 +318,7 @@ private:
     uint32_t cpuAccessDepth_ = 0;                               // guarded by mutex_
     uint64_t cacheMaintenanceOps_ = 0;                          // guarded by mutex_
     uint64_t syncViolations_ = 0;                               // guarded by mutex_
+    uint64_t surrenderedInode_ = 0;                             // guarded by mutex_; 0 = fd still owned
     std::vector<std::shared_ptr<IommuDomain>> domainsUsed_;     // guarded by mutex_
 };
 

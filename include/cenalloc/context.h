@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -78,6 +79,17 @@ public:
     /// Errors: EINVAL for a zero or overflowing size or a name over 31 bytes.
     Result<std::shared_ptr<Buffer>> create(uint64_t size, std::string_view name = {},
                                            CpuAccess cpuAccess = CpuAccess::Rare);
+
+    /// Which heaps a buffer may take its storage from (the service's
+    /// per-client access control): true allows @p heap.
+    using HeapFilter = std::function<bool(const HeapProperties& heap)>;
+    /// create() for a buffer whose storage may come only from the heaps
+    /// @p allowHeap accepts: its attach checks and its heap choice see those
+    /// heaps only, as if the platform had no others (an attach that only a
+    /// refused heap could serve fails with EINVAL, naming only allowed
+    /// heaps). An empty filter allows every heap. Errors: as create().
+    Result<std::shared_ptr<Buffer>> create(uint64_t size, std::string_view name, CpuAccess cpuAccess,
+                                           const HeapFilter& allowHeap);
 
     /// Why @p devices sharing a buffer of @p size can or cannot be served, by
     /// which heap, and which device should allocate. See cenalloc::explain.

@@ -114,6 +114,11 @@ Result<std::shared_ptr<Buffer>> Context::allocate(std::string_view heapName, uin
 }
 
 Result<std::shared_ptr<Buffer>> Context::create(uint64_t size, std::string_view name, CpuAccess cpuAccess) {
+    return create(size, name, cpuAccess, HeapFilter());
+}
+
+Result<std::shared_ptr<Buffer>> Context::create(uint64_t size, std::string_view name, CpuAccess cpuAccess,
+                                                const HeapFilter& allowHeap) {
     if (size == 0)
         return Error(EINVAL, "size is 0");
     auto aligned = alignUpChecked(size, kPageSize);
@@ -123,7 +128,12 @@ Result<std::shared_ptr<Buffer>> Context::create(uint64_t size, std::string_view 
     params.size = *aligned;
     params.fdFlags = 02000002; // O_CLOEXEC | O_RDWR
     params.name = std::string(name);
-    params.ops = makeDeferredExporter(state_, *aligned, cpuAccess);
+    std::vector<const HeapProperties*> heaps;
+    heaps.reserve(state_->heapProperties.size());
+    for (const HeapProperties& p : state_->heapProperties)
+        if (!allowHeap || allowHeap(p))
+            heaps.push_back(&p);
+    params.ops = makeDeferredExporter(state_, *aligned, cpuAccess, std::move(heaps));
     params.registry = registry_;
     return Buffer::create(std::move(params));
 }

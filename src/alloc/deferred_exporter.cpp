@@ -19,8 +19,9 @@ namespace {
 
 class DeferredExporter final : public BufferOps {
 public:
-    DeferredExporter(std::shared_ptr<const AllocatorState> state, uint64_t size, CpuAccess cpuAccess)
-        : state_(std::move(state)), size_(size), cpuAccess_(cpuAccess) {}
+    DeferredExporter(std::shared_ptr<const AllocatorState> state, uint64_t size, CpuAccess cpuAccess,
+                     std::vector<const HeapProperties*> heaps)
+        : state_(std::move(state)), size_(size), cpuAccess_(cpuAccess), heaps_(std::move(heaps)) {}
 
     const char* name() const override { return "cenalloc"; }
 
@@ -36,7 +37,7 @@ public:
                 attached_ = std::move(*merged);
             return {};
         }
-        auto merged = checkAttach(attached_, device.description(), state_->platform, state_->heapProperties, size_);
+        auto merged = checkAttach(attached_, device.description(), state_->platform, heaps_, size_);
         if (!merged)
             return merged.error();
         attached_ = std::move(*merged);
@@ -57,10 +58,9 @@ public:
     Result<void> ensureStorage(Buffer& buffer) override {
         if (buffer.hasStorageLocked())
             return {};
-        std::vector<const HeapProperties*> candidates;
-        candidates.reserve(state_->heapProperties.size());
-        for (const HeapProperties& p : state_->heapProperties)
-            candidates.push_back(&p);
+        if (heaps_.empty())
+            return Error(EACCES, "the buffer may use no heap (its creator is allowed none)");
+        std::vector<const HeapProperties*> candidates = heaps_;
         // Best heap first; when it is exhausted, the next best that serves
         // the set, so a full CMA pool does not fail an allocation a
         // carveout could serve.
@@ -94,6 +94,7 @@ private:
     std::shared_ptr<const AllocatorState> state_;
     const uint64_t size_;
     const CpuAccess cpuAccess_;
+    const std::vector<const HeapProperties*> heaps_; // the heaps this buffer may use, into state_
     // Guarded by the buffer's lock (every op runs under it).
     ConstraintSet attached_;
     std::string chosenHeap_;
@@ -103,7 +104,16 @@ private:
 
 std::unique_ptr<BufferOps> makeDeferredExporter(std::shared_ptr<const AllocatorState> state, uint64_t size,
                                                 CpuAccess cpuAccess) {
-    return std::make_unique<DeferredExporter>(std::move(state), size, cpuAccess);
+    std::vector<const HeapProperties*> heaps;
+    heaps.reserve(state->heapProperties.size());
+    for (const HeapProperties& p : state->heapProperties)
+        heaps.push_back(&p);
+    return makeDeferredExporter(std::move(state), size, cpuAccess, std::move(heaps));
+}
+
+std::unique_ptr<BufferOps> makeDeferredExporter(std::shared_ptr<const AllocatorState> state, uint64_t size,
+                                                CpuAccess cpuAccess, std::vector<const HeapProperties*> heaps) {
+    return std::make_unique<DeferredExporter>(std::move(state), size, cpuAccess, std::move(heaps));
 }
 
 } // namespace cenalloc

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include <cenalloc/buffer.h>
 #include <cenalloc/explain.h>
@@ -17,5 +18,9 @@ namespace cenalloc {
 /// allocates from the best heap for the devices attached then.
 std::unique_ptr<BufferOps> makeDeferredExporter(std::shared_ptr<const AllocatorState> state, uint64_t size,
                                                 CpuAccess cpuAccess);
+/// The same, choosing only among @p heaps (pointers into
+/// state->heapProperties): the others are invisible to the buffer.
+std::unique_ptr<BufferOps> makeDeferredExporter(std::shared_ptr<const AllocatorState> state, uint64_t size,
+                                                CpuAccess cpuAccess, std::vector<const HeapProperties*> heaps);
 
 } // namespace cenalloc

@@ -23,6 +23,11 @@ std::string errnoName(int code) {
     case EDQUOT: return "EDQUOT";
     case EBADF: return "EBADF";
     case EIO: return "EIO";
+    case ENODATA: return "ENODATA";
+    case ENOTTY: return "ENOTTY";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case EAGAIN: return "EAGAIN";
+    case ESRCH: return "ESRCH";
     case ERANGE: return "ERANGE";
     case EOVERFLOW: return "EOVERFLOW";
     case ENOTSUP: return "ENOTSUP";

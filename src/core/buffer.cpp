@@ -118,10 +118,29 @@ Buffer::~Buffer() {
 Result<UniqueFd> Buffer::dupFd(int flags) const {
     if (flags & ~O_CLOEXEC)
         return Error(EINVAL, fmt::format("fd flags {:#x}: only O_CLOEXEC is allowed", flags));
+    if (!memfd_.valid())
+        return Error(EBADF, fmt::format("buffer {} gave its fd away", id_));
     int fd = ::fcntl(memfd_.get(), (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
     if (fd < 0)
         return Error(errno, fmt::format("duplicating buffer fd: {}", std::strerror(errno)));
     return UniqueFd(fd);
+}
+
+Result<UniqueFd> Buffer::surrenderFd() {
+    std::lock_guard lock(mutex_);
+    if (!memfd_.valid())
+        return Error(EBADF, fmt::format("buffer {} gave its fd away already", id_));
+    struct stat st {};
+    if (::fstat(memfd_.get(), &st) != 0)
+        return Error(errno, fmt::format("stat of buffer {}: {}", id_, std::strerror(errno)));
+    // Never 0 for a memfd: 0 is what "still owned" reads as.
+    surrenderedInode_ = st.st_ino;
+    return std::move(memfd_);
+}
+
+bool Buffer::fdSurrendered() const {
+    std::lock_guard lock(mutex_);
+    return !memfd_.valid();
 }
 
 std::string Buffer::name() const {
@@ -253,6 +272,8 @@ Result<BufferMapping> Buffer::mmap(int prot) {
         if (auto ok = ops_->ensureStorage(*this); !ok)
             return ok.error().withContext(fmt::format("allocating storage of buffer {}", id_));
     }
+    if (!memfd_.valid())
+        return Error(EBADF, fmt::format("buffer {} gave its fd away: map the fd instead", id_));
     void* data = ::mmap(nullptr, size_, prot, MAP_SHARED, memfd_.get(), 0);
     if (data == MAP_FAILED)
         return Error(errno, fmt::format("mmap of buffer {}: {}", id_, std::strerror(errno)));
@@ -287,14 +308,18 @@ BufferInfo Buffer::info() const {
     info.id = id_;
     info.size = size_;
     info.fdFlags = fdFlags_;
-    // Looked up here rather than at creation: an fstat per allocation
-    // costs more than everything else cenalloc adds to a memfd.
-    struct stat st {};
-    info.inode = ::fstat(memfd_.get(), &st) == 0 ? st.st_ino : 0;
     // use_count counts our caller's reference too when reached through the
     // registry; it is a hint for debugging, like bufinfo's file count.
     info.references = weak_from_this().use_count();
     std::lock_guard lock(mutex_);
+    // Looked up here rather than at creation: an fstat per allocation
+    // costs more than everything else cenalloc adds to a memfd. Under the
+    // lock because surrenderFd() may take the fd away concurrently.
+    struct stat st {};
+    if (memfd_.valid())
+        info.inode = ::fstat(memfd_.get(), &st) == 0 ? st.st_ino : 0;
+    else
+        info.inode = surrenderedInode_;
     info.exporter = ops_->name();
     info.name = name_;
     info.hasStorage = !storage_.empty();

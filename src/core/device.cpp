@@ -209,6 +209,8 @@ Result<void> DmaDevice::transfer(uint64_t dmaAddress, std::byte* data, uint64_t 
     }
     buffer->noteDeviceAccess();
     int fd = buffer->fd().get();
+    if (fd < 0) // the service gave the memfd to its client: the bytes are out of reach here
+        return Error(EBADF, fmt::format("device '{}' dma: buffer {} gave its fd away", desc_.name, buffer->id()));
     std::byte* cursor = data;
     for (auto [offset, len] : pieces) {
         uint64_t done = 0;

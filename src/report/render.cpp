@@ -145,29 +145,44 @@ json heapStatsJson(const HeapStats& s) {
             {"total_allocations", s.totalAllocations}};
 }
 
-json heapsJson(const Context& context) {
-    json heaps = json::array();
-    for (const auto& heap : context.heaps()) {
-        json s = heapStatsJson(heap->stats());
-        s["free_bytes"] = heap->freeBytes();
-        heaps.push_back({{"name", heap->name()}, {"properties", heapPropertiesJson(heap->properties())}, {"stats", s}});
-    }
-    return {{"platform", context.platform().name}, {"heaps", heaps}};
+std::vector<HeapInfo> heapInfos(const Context& context) {
+    std::vector<HeapInfo> out;
+    for (const auto& heap : context.heaps())
+        out.push_back({heap->name(), heap->properties(), heap->stats(), heap->freeBytes()});
+    return out;
 }
 
-std::string renderHeaps(const Context& context) {
+json heapsJson(const std::string& platform, const std::vector<HeapInfo>& heaps) {
+    json list = json::array();
+    for (const HeapInfo& heap : heaps) {
+        json s = heapStatsJson(heap.stats);
+        s["free_bytes"] = heap.freeBytes;
+        list.push_back({{"name", heap.name}, {"properties", heapPropertiesJson(heap.properties)}, {"stats", s}});
+    }
+    return {{"platform", platform}, {"heaps", list}};
+}
+
+std::string renderHeaps(const std::string& platform, const std::vector<HeapInfo>& heaps) {
     TextTable t(
         {"heap", "kind", "range", "contig", "cached", "capacity", "free", "live", "live bytes", "watermark", "failed"});
-    for (const auto& heap : context.heaps()) {
-        const HeapProperties& p = heap->properties();
-        HeapStats s = heap->stats();
+    for (const HeapInfo& heap : heaps) {
+        const HeapProperties& p = heap.properties;
+        const HeapStats& s = heap.stats;
         t.addRow({p.name, heapKindName(p.kind),
                   p.capacity ? fmt::format("{}..{}", hex(p.lowestAddress), hex(p.highestAddress)) : "-",
                   p.contiguous ? "yes" : "no", p.cached ? "yes" : "no", formatSize(p.capacity),
-                  formatSize(heap->freeBytes()), std::to_string(s.liveBuffers), formatSize(s.liveBytes),
+                  formatSize(heap.freeBytes), std::to_string(s.liveBuffers), formatSize(s.liveBytes),
                   formatSize(s.watermarkBytes), std::to_string(s.failedAllocations)});
     }
-    return fmt::format("heaps of platform {}:\n", context.platform().name) + t.render();
+    return fmt::format("heaps of platform {}:\n", platform) + t.render();
+}
+
+json heapsJson(const Context& context) {
+    return heapsJson(context.platform().name, heapInfos(context));
+}
+
+std::string renderHeaps(const Context& context) {
+    return renderHeaps(context.platform().name, heapInfos(context));
 }
 
 // -------------------------------------------------------------- bufinfo

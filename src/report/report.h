@@ -12,6 +12,7 @@
 #include <cenalloc/explain.h>
 #include <cenalloc/iommu.h>
 #include <cenalloc/platform.h>
+#include <cenalloc/session.h>
 
 namespace cenalloc {
 
@@ -22,7 +23,11 @@ std::string renderPlatform(const Platform& platform);
 
 nlohmann::json heapPropertiesJson(const HeapProperties& properties);
 nlohmann::json heapStatsJson(const HeapStats& stats);
-/// {"heaps": [{"name", "properties", "stats"}, ...]}
+/// The heaps of @p context as a session lists them.
+std::vector<HeapInfo> heapInfos(const Context& context);
+/// {"platform", "heaps": [{"name", "properties", "stats"}, ...]}
+nlohmann::json heapsJson(const std::string& platform, const std::vector<HeapInfo>& heaps);
+std::string renderHeaps(const std::string& platform, const std::vector<HeapInfo>& heaps);
 nlohmann::json heapsJson(const Context& context);
 std::string renderHeaps(const Context& context);
 

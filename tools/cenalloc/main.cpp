@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cenalloc/context.h>
+#include <cenalloc/platform_sources.h>
 #include <cenalloc/units.h>
 
 #include "report/report.h"
@@ -26,13 +27,20 @@ int fail(const Error& error) {
     return kExitError;
 }
 
-Result<Platform> loadPlatform(const std::string& path) {
-    if (path.empty())
-        return cenalloc::defaultPlatform();
-    return cenalloc::loadPlatformFile(path);
+// What the platform loader noted (device tree warnings, what --host could
+// and could not learn): under "notes" in JSON objects, on stderr otherwise.
+std::vector<std::string> notes;
+
+void printNotes() {
+    for (const std::string& note : notes)
+        std::cerr << "cenalloc: note: " << note << "\n";
 }
 
-void print(const nlohmann::json& j) {
+void print(nlohmann::json j) {
+    if (!notes.empty() && j.is_object())
+        j["notes"] = notes;
+    else
+        printNotes();
     std::cout << j.dump(2) << "\n";
 }
 
@@ -41,11 +49,15 @@ void print(const nlohmann::json& j) {
 int main(int argc, char** argv) {
     CLI::App app{"cenalloc: constraint-aware device-memory allocation and sharing"};
     app.require_subcommand(1);
-    std::string platformPath;
+    cenalloc::PlatformSource source;
     bool json = false;
     auto addCommon = [&](CLI::App* cmd) {
-        cmd->add_option("--platform", platformPath, "platform description (YAML); default: the built-in one")
+        cmd->add_option("--platform", source.yamlPath, "platform description (YAML); default: the built-in one")
             ->check(CLI::ExistingFile);
+        cmd->add_option("--dtb", source.dtbPath, "a flattened device tree (.dtb) instead")->check(CLI::ExistingFile);
+        cmd->add_option("--overlay", source.overlayPath, "board overlay (YAML) for --dtb or --host")
+            ->check(CLI::ExistingFile);
+        cmd->add_flag("--host", source.host, "the running host (/sys, /proc, /dev) instead");
         cmd->add_flag("--json", json, "machine-readable output");
     };
 
@@ -72,7 +84,9 @@ int main(int argc, char** argv) {
 
     CLI11_PARSE(app, argc, argv);
 
-    auto platform = loadPlatform(platformPath);
+    auto platform = cenalloc::loadPlatformSource(source, &notes);
+    if (!json || !platform)
+        printNotes();
     if (!platform)
         return fail(platform.error());
 

@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: MIT
+// Allocation+free through the dma-heap shim against the Session API it serves, in-process and via cenallocd.
+//
+// Pairs to compare in the same run (the shim's overhead is the ratio):
+//   Direct/<mode>    Session::allocate() + close: what a cenalloc client pays
+//   Shim/<mode>      DMA_HEAP_IOCTL_ALLOC through DmaHeapEmulator + close:
+//                    what an unmodified dma-heap program pays under the shim
+//   Preloaded/local  the same through libcenalloc-dmaheap.so's exported
+//                    ioctl() (dlopen), i.e. including the interposition
+// with <mode> in-process or cenallocd (started by this program on a private
+// socket). Baselines: a raw sealed memfd, and the kernel's system heap when
+// the host has /dev/dma_heap/system.
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <linux/dma-heap.h>
+#include <memory>
+#include <poll.h>
+#include <string>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <benchmark/benchmark.h>
+
+#include <cenalloc/session.h>
+#include <cenalloc/units.h>
+
+#include "shim/emulator.h"
+
+namespace {
+
+using cenalloc::KiB;
+using cenalloc::MiB;
+using cenalloc::Session;
+using cenalloc::shim::DmaHeapEmulator;
+using cenalloc::shim::ShimOptions;
+
+/// cenallocd on a private socket for the whole run, started on first use.
+class Daemon {
+public:
+    static Daemon& instance() {
+        static Daemon daemon;
+        return daemon;
+    }
+    bool ready() const { return ready_; }
+    const std::string& socket() const { return socket_; }
+    const std::string& why() const { return why_; }
+
+    ~Daemon() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGTERM);
+            ::waitpid(pid_, nullptr, 0);
+        }
+        ::unlink(notify_.c_str());
+    }
+
+private:
+    Daemon() {
+        const std::string base = "/tmp/cenalloc-compat-bench-" + std::to_string(::getpid());
+        socket_ = base + ".sock";
+        notify_ = base + ".notify";
+        int notify = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::strncpy(addr.sun_path, notify_.c_str(), sizeof addr.sun_path - 1);
+        if (notify < 0 || ::bind(notify, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+            why_ = std::string("notify socket: ") + std::strerror(errno);
+            return;
+        }
+        std::string notifyVar = "NOTIFY_SOCKET=" + notify_;
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::putenv(notifyVar.data());
+            ::execl(CENALLOCD, CENALLOCD, "--socket", socket_.c_str(), "--log-level", "error", nullptr);
+            _exit(127);
+        }
+        pollfd p{notify, POLLIN, 0};
+        char buffer[64] = {};
+        if (::poll(&p, 1, 30000) == 1 && ::recv(notify, buffer, sizeof buffer - 1, 0) > 0 &&
+            std::string(buffer) == "READY=1")
+            ready_ = true;
+        else
+            why_ = "cenallocd did not get ready";
+        ::close(notify);
+    }
+
+    std::string socket_;
+    std::string notify_;
+    std::string why_;
+    pid_t pid_ = -1;
+    bool ready_ = false;
+};
+
+/// A session of the benchmark's mode: 0 in-process, 1 cenallocd.
+std::shared_ptr<Session> makeSession(benchmark::State& state, int mode) {
+    if (mode == 0) {
+        auto local = Session::local();
+        if (!local) {
+            state.SkipWithError(local.error().toString().c_str());
+            return nullptr;
+        }
+        return std::shared_ptr<Session>(std::move(*local));
+    }
+    Daemon& daemon = Daemon::instance();
+    if (!daemon.ready()) {
+        state.SkipWithError(daemon.why().c_str());
+        return nullptr;
+    }
+    auto remote = Session::connect(daemon.socket());
+    if (!remote) {
+        state.SkipWithError(remote.error().toString().c_str());
+        return nullptr;
+    }
+    return std::shared_ptr<Session>(std::move(*remote));
+}
+
+void setCounters(benchmark::State& state, size_t size) {
+    state.SetItemsProcessed(state.iterations());
+    state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(size));
+}
+
+void BM_Direct(benchmark::State& state) {
+    const size_t size = static_cast<size_t>(state.range(0));
+    auto session = makeSession(state, static_cast<int>(state.range(1)));
+    if (!session)
+        return;
+    for (auto _ : state) {
+        auto fd = session->allocate("system", size);
+        if (!fd) {
+            state.SkipWithError(fd.error().toString().c_str());
+            break;
+        }
+        benchmark::DoNotOptimize(fd->get());
+    }
+    setCounters(state, size);
+}
+
+void BM_Shim(benchmark::State& state) {
+    const size_t size = static_cast<size_t>(state.range(0));
+    auto session = makeSession(state, static_cast<int>(state.range(1)));
+    if (!session)
+        return;
+    ShimOptions options;
+    options.kernelHeapDir = "/nonexistent/dma_heap"; // serve "system" even on a host with kernel heaps
+    auto emulator = DmaHeapEmulator::create(session, options, cenalloc::shim::nextLibc());
+    if (!emulator) {
+        state.SkipWithError(emulator.error().toString().c_str());
+        return;
+    }
+    auto heap = (*emulator)->open(AT_FDCWD, "/dev/dma_heap/system", O_RDWR | O_CLOEXEC, 0);
+    if (!heap || *heap < 0) {
+        state.SkipWithError("opening /dev/dma_heap/system");
+        return;
+    }
+    for (auto _ : state) {
+        dma_heap_allocation_data data{size, 0, O_RDWR | O_CLOEXEC, 0};
+        auto ret = (*emulator)->ioctl(*heap, DMA_HEAP_IOCTL_ALLOC, &data);
+        if (!ret || *ret != 0) {
+            state.SkipWithError(std::strerror(errno));
+            break;
+        }
+        ::close(static_cast<int>(data.fd));
+    }
+    ::close(*heap);
+    setCounters(state, size);
+}
+
+/// The exported entry points of libcenalloc-dmaheap.so, loaded once.
+struct Preloaded {
+    int (*open)(const char*, int, ...) = nullptr;
+    int (*ioctl)(int, unsigned long, ...) = nullptr;
+    std::string why;
+    static const Preloaded& instance() {
+        static const Preloaded loaded = [] {
+            Preloaded p;
+            ::setenv("CENALLOC_SHIM_MODE", "local", 1);
+            void* handle = ::dlopen(CENALLOC_SHIM_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+            if (!handle) {
+                p.why = ::dlerror();
+                return p;
+            }
+            p.open = reinterpret_cast<int (*)(const char*, int, ...)>(::dlsym(handle, "open"));
+            p.ioctl = reinterpret_cast<int (*)(int, unsigned long, ...)>(::dlsym(handle, "ioctl"));
+            if (!p.open || !p.ioctl)
+                p.why = "the shim exports no open/ioctl";
+            return p;
+        }();
+        return loaded;
+    }
+};
+
+void BM_Preloaded(benchmark::State& state) {
+    const size_t size = static_cast<size_t>(state.range(0));
+    const Preloaded& shim = Preloaded::instance();
+    if (!shim.why.empty()) {
+        state.SkipWithError(shim.why.c_str());
+        return;
+    }
+    int heap = shim.open("/dev/dma_heap/system", O_RDWR | O_CLOEXEC);
+    if (heap < 0) {
+        state.SkipWithError("the shim cannot open /dev/dma_heap/system");
+        return;
+    }
+    for (auto _ : state) {
+        dma_heap_allocation_data data{size, 0, O_RDWR | O_CLOEXEC, 0};
+        if (shim.ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &data) != 0) {
+            state.SkipWithError(std::strerror(errno));
+            break;
+        }
+        ::close(static_cast<int>(data.fd));
+    }
+    ::close(heap);
+    setCounters(state, size);
+}
+
+// The baseline: what a buffer costs with no allocator at all.
+void BM_RawMemfd(benchmark::State& state) {
+    const size_t size = static_cast<size_t>(state.range(0));
+    for (auto _ : state) {
+        int fd = ::memfd_create("raw", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(size)) != 0 ||
+            ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+            state.SkipWithError("memfd");
+            break;
+        }
+        ::close(fd);
+    }
+    setCounters(state, size);
+}
+
+// The kernel's system heap, where the host has one.
+void BM_KernelHeap(benchmark::State& state) {
+    const size_t size = static_cast<size_t>(state.range(0));
+    int heap = ::open("/dev/dma_heap/system", O_RDWR | O_CLOEXEC);
+    if (heap < 0) {
+        state.SkipWithError("no /dev/dma_heap/system on this host");
+        return;
+    }
+    for (auto _ : state) {
+        dma_heap_allocation_data data{size, 0, O_RDWR | O_CLOEXEC, 0};
+        if (::ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &data) != 0) {
+            state.SkipWithError(std::strerror(errno));
+            break;
+        }
+        ::close(static_cast<int>(data.fd));
+    }
+    ::close(heap);
+    setCounters(state, size);
+}
+
+void modes(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"size", "daemon"});
+    for (int64_t mode : {0, 1})
+        for (int64_t size : {int64_t{4 * KiB}, int64_t{1 * MiB}})
+            b->Args({size, mode});
+}
+
+void sizes(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"size"});
+    b->Arg(4 * KiB)->Arg(1 * MiB);
+}
+
+BENCHMARK(BM_Direct)->Apply(modes);
+BENCHMARK(BM_Shim)->Apply(modes);
+BENCHMARK(BM_Preloaded)->Apply(sizes);
+BENCHMARK(BM_RawMemfd)->Apply(sizes);
+BENCHMARK(BM_KernelHeap)->Apply(sizes);
+
+} // namespace
+
+BENCHMARK_MAIN();

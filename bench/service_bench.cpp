@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: MIT
+// Allocate+free through cenallocd vs in-process (Session::local) vs a raw sealed memfd; daemon latency and throughput.
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include <cenalloc/memfd.h>
+#include <cenalloc/session.h>
+#include <cenalloc/units.h>
+
+#include "service/server.h"
+
+namespace {
+
+using namespace cenalloc;
+
+// The daemon runs in its own process, as in deployment: forked before any
+// benchmark thread exists, handed a listening socket (as systemd would), so
+// clients can connect at once.
+std::string gSocketPath;
+pid_t gDaemon = -1;
+
+bool startDaemon() {
+    gSocketPath = "/tmp/cenalloc-bench-" + std::to_string(::getpid()) + ".sock";
+    ::unlink(gSocketPath.c_str());
+    UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, gSocketPath.c_str(), gSocketPath.size() + 1);
+    if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(listener.get(), 64) != 0)
+        return false;
+    gDaemon = ::fork();
+    if (gDaemon == 0) {
+        ServerOptions options;
+        options.listenFd = std::move(listener);
+        auto server = Server::create(defaultPlatform(), std::move(options));
+        if (!server)
+            _exit(1);
+        _exit((*server)->run() ? 0 : 1);
+    }
+    return gDaemon > 0;
+}
+
+void stopDaemon() {
+    if (gDaemon > 0) {
+        ::kill(gDaemon, SIGTERM);
+        ::waitpid(gDaemon, nullptr, 0);
+    }
+    ::unlink(gSocketPath.c_str());
+}
+
+constexpr const char* kHeap = "system";
+
+void BM_RawMemfd(benchmark::State& state) {
+    const uint64_t size = static_cast<uint64_t>(state.range(0));
+    for (auto _ : state) {
+        auto fd = createSealedMemfd("bench", size);
+        if (!fd) {
+            state.SkipWithError(fd.error().toString().c_str());
+            return;
+        }
+        benchmark::DoNotOptimize(fd->get());
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+
+void BM_InProcess(benchmark::State& state) {
+    const uint64_t size = static_cast<uint64_t>(state.range(0));
+    auto session = Session::local();
+    if (!session) {
+        state.SkipWithError(session.error().toString().c_str());
+        return;
+    }
+    for (auto _ : state) {
+        // Freed when the fd closes; the session notices at its next call.
+        auto fd = (*session)->allocate(kHeap, size);
+        if (!fd) {
+            state.SkipWithError(fd.error().toString().c_str());
+            return;
+        }
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+
+void BM_Daemon(benchmark::State& state) {
+    const uint64_t size = static_cast<uint64_t>(state.range(0));
+    auto session = Session::connect(gSocketPath);
+    if (!session) {
+        state.SkipWithError(session.error().toString().c_str());
+        return;
+    }
+    std::vector<double> micros;
+    micros.reserve(1 << 16);
+    for (auto _ : state) {
+        auto start = std::chrono::steady_clock::now();
+        auto fd = (*session)->allocate(kHeap, size);
+        if (!fd) {
+            state.SkipWithError(fd.error().toString().c_str());
+            return;
+        }
+        fd->reset(); // the free: the daemon learns it from inotify
+        auto end = std::chrono::steady_clock::now();
+        if (micros.size() < micros.capacity())
+            micros.push_back(std::chrono::duration<double, std::micro>(end - start).count());
+    }
+    state.SetItemsProcessed(state.iterations());
+    if (!micros.empty()) {
+        std::sort(micros.begin(), micros.end());
+        state.counters["p50_us"] = micros[micros.size() / 2];
+        state.counters["p99_us"] = micros[micros.size() * 99 / 100];
+    }
+}
+
+// Throughput with N clients, each its own connection (and, in the daemon,
+// its own thread); items_per_second is the total over all clients.
+void BM_DaemonClients(benchmark::State& state) {
+    const uint64_t size = static_cast<uint64_t>(state.range(0));
+    auto session = Session::connect(gSocketPath);
+    if (!session) {
+        state.SkipWithError(session.error().toString().c_str());
+        return;
+    }
+    for (auto _ : state) {
+        auto fd = (*session)->allocate(kHeap, size);
+        if (!fd) {
+            state.SkipWithError(fd.error().toString().c_str());
+            return;
+        }
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+
+BENCHMARK(BM_RawMemfd)->Arg(4 * KiB)->Arg(1 * MiB);
+BENCHMARK(BM_InProcess)->Arg(4 * KiB)->Arg(1 * MiB);
+BENCHMARK(BM_Daemon)->Arg(4 * KiB)->Arg(1 * MiB);
+BENCHMARK(BM_DaemonClients)->Arg(4 * KiB)->Threads(1)->Threads(4)->Threads(8)->UseRealTime();
+
+} // namespace
+
+int main(int argc, char** argv) {
+    if (!startDaemon()) {
+        std::fprintf(stderr, "service_bench: cannot start the daemon: %s\n", std::strerror(errno));
+        return 1;
+    }
+    benchmark::Initialize(&argc, argv);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    stopDaemon();
+    return 0;
+}

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/* The C11 API of cenalloc: sessions, buffers as fds, attachments and mappings. */
+#ifndef CENALLOC_C_CENALLOC_H
+#define CENALLOC_C_CENALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Conventions.
+ *  - Every function that can fail returns 0 on success or a negative errno
+ *    (-EINVAL, -ENOMEM, -EBUSY, ...). No C++ exception ever crosses this API.
+ *  - cenalloc_last_error() returns a short message about the calling thread's
+ *    most recent failure ("" after a success), valid until its next call.
+ *  - Buffers are file descriptors. Fds returned through out-parameters belong
+ *    to the caller, who closes them with close(2).
+ *  - A session is not bound to a thread; its functions may be called
+ *    concurrently.
+ */
+
+/** An open session with cenalloc: in-process or with cenallocd. */
+typedef struct cenalloc_session cenalloc_session;
+
+/** DMA_BUF_SYNC_READ / DMA_BUF_SYNC_WRITE. */
+enum {
+    CENALLOC_SYNC_READ = 1,
+    CENALLOC_SYNC_WRITE = 2,
+};
+
+/** enum dma_data_direction. */
+typedef enum {
+    CENALLOC_DMA_BIDIRECTIONAL = 0,
+    CENALLOC_DMA_TO_DEVICE = 1,
+    CENALLOC_DMA_FROM_DEVICE = 2,
+} cenalloc_dma_direction;
+
+/** How often the CPU touches a buffer (cached vs uncached memory). */
+typedef enum {
+    CENALLOC_CPU_ACCESS_NONE = 0,
+    CENALLOC_CPU_ACCESS_RARE = 1,
+    CENALLOC_CPU_ACCESS_OFTEN = 2,
+} cenalloc_cpu_access;
+
+/** Longest heap or device name the structs below carry, with its NUL. */
+#define CENALLOC_NAME_MAX 64
+
+/** One DMA segment as the device sees it. */
+typedef struct {
+    uint64_t dma_address;
+    uint64_t length;
+} cenalloc_sg_entry;
+
+/** One heap: its properties and statistics. */
+typedef struct {
+    char name[CENALLOC_NAME_MAX];
+    uint64_t capacity;
+    uint64_t free_bytes;
+    uint64_t live_buffers;
+    uint64_t live_bytes;
+    uint64_t watermark_bytes;
+    uint64_t failed_allocations;
+    uint64_t lowest_address;
+    uint64_t highest_address;
+    int contiguous; /**< 1 when every buffer is one contiguous chunk */
+    int cached;     /**< 1 when CPU mappings are cached */
+} cenalloc_heap_info;
+
+/** What cenalloc_explain() found. */
+typedef struct {
+    int satisfiable;                           /**< 1 when some heap serves every device */
+    char heap[CENALLOC_NAME_MAX];              /**< the chosen heap, "" when unsatisfiable */
+    char allocating_device[CENALLOC_NAME_MAX]; /**< "" when cenalloc must allocate */
+} cenalloc_explanation;
+
+/** The message of the calling thread's last failure, or "". */
+const char* cenalloc_last_error(void);
+
+/**
+ * Open an in-process session on the platform described by the YAML file
+ * @p platform_path, or on the built-in platform when it is NULL.
+ */
+int cenalloc_session_open_local(const char* platform_path, cenalloc_session** out);
+
+/**
+ * Connect to cenallocd at @p socket_path (NULL: the default socket).
+ * -ENOENT or -ECONNREFUSED when no daemon listens.
+ */
+int cenalloc_session_connect(const char* socket_path, cenalloc_session** out);
+
+/** Close a session: detach and unmap everything it holds. NULL is a no-op. */
+void cenalloc_session_close(cenalloc_session* session);
+
+/** Number of heaps, for cenalloc_get_heap(). */
+int cenalloc_heap_count(cenalloc_session* session, size_t* count);
+
+/** Heap number @p index (a fresh snapshot). -ERANGE past the last heap. */
+int cenalloc_get_heap(cenalloc_session* session, size_t index, cenalloc_heap_info* out);
+
+/**
+ * Allocate @p length bytes from @p heap now (DMA_HEAP_IOCTL_ALLOC):
+ * -EINVAL for 0 or overflowing lengths, fd flags other than
+ * O_CLOEXEC|O_ACCMODE and undefined heap flags; -ENOENT for an unknown heap;
+ * -ENOMEM when the heap is exhausted. The new fd is stored in *out_fd.
+ */
+int cenalloc_alloc(cenalloc_session* session, const char* heap, uint64_t length, uint32_t fd_flags, uint64_t heap_flags,
+                   int* out_fd);
+
+/** A deferred buffer: storage comes at the first map or CPU access. */
+int cenalloc_create(cenalloc_session* session, uint64_t size, const char* name, cenalloc_cpu_access cpu_access,
+                    int* out_fd);
+
+/** Use a buffer fd received from elsewhere; *out_id names the buffer. */
+int cenalloc_import(cenalloc_session* session, int buffer_fd, uint64_t* out_id);
+
+/** This session no longer uses the buffer (its fds stay the caller's). */
+int cenalloc_release(cenalloc_session* session, int buffer_fd);
+
+/** Attach @p device; -EBUSY when existing storage cannot serve it. */
+int cenalloc_attach(cenalloc_session* session, int buffer_fd, const char* device, uint64_t* out_attachment);
+
+int cenalloc_detach(cenalloc_session* session, uint64_t attachment);
+
+/**
+ * Map an attachment. Up to @p capacity segments are copied to @p entries;
+ * *count receives the number of segments of the mapping (which may be more
+ * than @p capacity: the mapping exists either way). *out_mapping names it.
+ */
+int cenalloc_map(cenalloc_session* session, uint64_t attachment, cenalloc_dma_direction direction,
+                 cenalloc_sg_entry* entries, size_t capacity, size_t* count, uint64_t* out_mapping);
+
+int cenalloc_unmap(cenalloc_session* session, uint64_t mapping);
+
+/** DMA_BUF_IOCTL_SYNC START/END; flags from CENALLOC_SYNC_*. */
+int cenalloc_begin_cpu_access(cenalloc_session* session, int buffer_fd, uint32_t flags);
+int cenalloc_end_cpu_access(cenalloc_session* session, int buffer_fd, uint32_t flags);
+
+/** DMA_BUF_SET_NAME: at most 31 bytes, else -EINVAL. */
+int cenalloc_set_name(cenalloc_session* session, int buffer_fd, const char* name);
+
+/** Which heap serves @p count devices sharing @p size bytes, and who allocates. */
+int cenalloc_explain(cenalloc_session* session, const char* const* devices, size_t count, uint64_t size,
+                     cenalloc_cpu_access cpu_access, cenalloc_explanation* out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CENALLOC_C_CENALLOC_H */

@@ -1,0 +1,1260 @@
+// SPDX-License-Identifier: MIT
+// The device tree loader: memory, reserved memory, DMA windows, IOMMUs and DMA masters from a .dtb.
+//
+// Every rule follows what Linux 6.1 does with the same blob, except where a
+// comment says otherwise:
+//
+// Memory (early_init_dt_scan_memory): root children with device_type
+// "memory" that are available; `linux,usable-memory` before `reg`; root
+// #address-cells/#size-cells; each entry one bank, trimmed inward to pages
+// (early_init_dt_add_memory_arch); zero sizes skipped. Overlapping entries
+// are merged. Many device trees leave /memory for the bootloader to fill
+// (size 0 or no node): then an overlay must give the RAM, nothing is guessed.
+//
+// Reserved memory (fdt_scan_reserved_mem, fdt_init_reserved_mem): ignored
+// whole when /reserved-memory lacks `ranges` or its cells differ from the
+// root's, as the kernel does. /memreserve/ entries and every `reg` entry of
+// an available child are reserved first; children with `size` are then
+// placed in tree order, each top-down (memblock's default) in the first
+// `alloc-ranges` entry with room (anywhere without one), aligned to
+// `alignment`, and for CMA to 2 MiB (CMA_MIN_ALIGNMENT_BYTES: a pageblock
+// of order 9 on arm64 with 4 KiB pages), avoiding everything reserved
+// before. What becomes what:
+//   shared-dma-pool + reusable        -> CMA pool (must be 2 MiB aligned and
+//                                        not no-map, as rmem_cma_setup demands)
+//   shared-dma-pool without reusable  -> carveout (dma_declare_coherent_memory)
+//   other no-map region that a master -> carveout reachable by those masters
+//     names in memory-region             only (a private access bit)
+//   anything else                     -> firmware's memory: cut out of the
+//                                        banks, as the page allocator never
+//                                        sees it
+// A pool a master names in memory-region is that master's (the kernel hands
+// it to that device only): it gets a private access bit too, unless it is
+// the default CMA pool. We do not know where the bootloader put the kernel
+// image, initrd and the blob itself; top-down placement rarely meets them.
+// The kernel's cma= (overlay cma_size) adds a default pool placed as
+// dma_contiguous_reserve does: top-down below arm64_dma_phys_limit, the
+// DMA zone limit of_dma_get_max_cpu_address() derives from the lowest
+// dma-ranges in the tree (at most 4 GiB above the start of RAM); like the
+// kernel, it replaces a linux,cma-default node.
+//
+// DMA windows (of_dma_configure_id, of_dma_get_range): a device's reachable
+// addresses start as its driver's mask, [0, mask], in its own bus's address
+// space, and are carried through the dma-ranges of every ancestor up to the
+// root: an entry maps child bus addresses onto the parent bus, addresses
+// outside every entry are lost, an empty dma-ranges maps 1:1, and a missing
+// one does not constrain (of_translate_one treats it as 1:1). The kernel
+// takes the window's size only from the nearest non-empty dma-ranges and
+// translates just its start through the levels above; cenalloc narrows at
+// every level, which is what the hardware does and gives the same answer
+// whenever the upper levels do not cut the window. A PCI host bridge's own
+// dma-ranges apply to it (it stands for the functions behind it).
+//
+// Masks: cenalloc models DMA addresses as physical ones and masks of the
+// form 2^n-1, so a window becomes the largest n for which every byte of RAM
+// below 2^n is reachable (kernel: bus_dma_limit + dma_range_map). A window
+// that does not start at 0 is fine when no RAM lies below it; a 3 GiB
+// window rounds down to 2 GiB (never up: the mask must not promise memory
+// the device cannot reach). When the window maps addresses 1:1 the
+// driver's mask is kept as well (it matters when RAM ends below it). A
+// device whose mask would reach no RAM is skipped with a warning. Behind an
+// IOMMU the same is done in the device's own address space (the IOVAs it
+// emits), without RAM.
+//
+// IOMMUs (of_iommu_configure): `iommus` (phandle + #iommu-cells each) or,
+// for PCI host bridges, `iommu-map`; devices naming the same IOMMU node
+// share one I/O virtual address space. A disabled IOMMU leaves its devices
+// doing direct DMA (of_iommu_xlate returns NO_IOMMU); an unresolvable
+// phandle does too, with a warning. The aperture runs from the first page
+// (iommu-dma never hands out IOVA 0) to the input size of the IOMMU type
+// (compat_table.cpp), 4 KiB pages.
+//
+// Coherency (of_dma_is_coherent): `dma-coherent` or `dma-noncoherent` on
+// the node or its nearest ancestor having one; non-coherent otherwise (the
+// arm64 default).
+//
+// Names: the node's label from __symbols__ when there is one; otherwise the
+// node name without unit address when unique among the devices, with it
+// when that is unique, the path otherwise. Commas become dots so that names
+// survive `--devices a,b`.
+#include <cenalloc/platform_sources.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <map>
+#include <set>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cenalloc/unique_fd.h>
+#include <cenalloc/units.h>
+
+#include "platform/compat_table.h"
+#include "platform/dt_tree.h"
+#include "platform/overlay_apply.h"
+
+namespace cenalloc {
+
+namespace {
+
+constexpr uint64_t kCmaMinAlignment = 2 * MiB;
+constexpr unsigned kDefaultDriverMaskBits = 32;
+// A window is cut into pieces by the entries of each level; real trees
+// have a handful. A blob that multiplies them beyond this is refused for
+// that device rather than allowed to grow without bound.
+constexpr size_t kMaxWindowPieces = 256;
+constexpr uint64_t kGeneralAccess = 1;
+constexpr off_t kMaxBlobSize = 16 * MiB;
+
+uint64_t maskOfBits(unsigned bits) {
+    return bits >= 64 ? kNoLimit : (uint64_t{1} << bits) - 1;
+}
+
+// Inclusive interval.
+struct Interval {
+    uint64_t first = 0;
+    uint64_t last = 0;
+};
+
+// Part of a device's DMA window: device addresses [dev, dev + extent] reach
+// bus (finally CPU) addresses [addr, addr + extent].
+struct Piece {
+    uint64_t dev = 0;
+    uint64_t addr = 0;
+    uint64_t extent = 0;
+};
+
+// [first, last] minus the sorted, disjoint @p holes.
+std::vector<Interval> subtract(Interval whole, const std::vector<Interval>& holes) {
+    std::vector<Interval> out;
+    uint64_t cursor = whole.first;
+    bool done = false;
+    for (const Interval& h : holes) {
+        if (h.last < cursor || h.first > whole.last)
+            continue;
+        if (h.first > cursor)
+            out.push_back({cursor, h.first - 1});
+        if (h.last >= whole.last) {
+            done = true;
+            break;
+        }
+        cursor = h.last + 1;
+    }
+    if (!done && cursor <= whole.last)
+        out.push_back({cursor, whole.last});
+    return out;
+}
+
+// Sort and merge overlapping or touching intervals.
+std::vector<Interval> normalise(std::vector<Interval> v) {
+    std::sort(v.begin(), v.end(), [](const Interval& a, const Interval& b) { return a.first < b.first; });
+    std::vector<Interval> out;
+    for (const Interval& i : v) {
+        if (!out.empty() && (i.first <= out.back().last || i.first == out.back().last + 1)) {
+            out.back().last = std::max(out.back().last, i.last);
+            continue;
+        }
+        out.push_back(i);
+    }
+    return out;
+}
+
+// [first, last] lies inside the union of the normalised @p set.
+bool covered(const std::vector<Interval>& set, uint64_t first, uint64_t last) {
+    for (const Interval& i : set)
+        if (i.first <= first && first <= i.last)
+            return last <= i.last;
+    return false;
+}
+
+std::string cleanName(std::string_view name) {
+    std::string out(name);
+    std::replace(out.begin(), out.end(), ',', '.');
+    return out;
+}
+
+struct RamBank {
+    std::string name;
+    Interval range;
+    /// Named "ram-<base>" by the loader: pieces are named by their own base.
+    bool autoName = false;
+};
+
+enum class RegionUse {
+    Cma,
+    Carveout,
+    Hole,
+};
+
+struct ReservedNode {
+    int node = -1;
+    std::string name;
+    bool placed = false; // has an address (static, or dynamic and placed)
+    uint64_t base = 0;
+    uint64_t size = 0;
+    bool noMap = false;
+    bool reusable = false;
+    bool pool = false; // shared-dma-pool
+    bool isDefault = false;
+    RegionUse use = RegionUse::Hole;
+    uint64_t accessBits = kAllAccess;
+};
+
+struct Master {
+    int node = -1;
+    std::vector<std::string_view> compatibles;
+    const CompatEntry* compat = nullptr;
+    const OverlayDevice* overlayCompat = nullptr;
+    DeviceClass cls = DeviceClass::Other;
+    int iommuNode = -1;
+    std::vector<int> memoryRegions;
+    std::string name;
+    bool kept = true;
+};
+
+class Interpreter {
+public:
+    Interpreter(const DtTree& tree, std::string_view source, const Overlay* overlay, std::vector<std::string>* warnings)
+        : tree_(tree), source_(source), overlay_(overlay), warnings_(warnings) {}
+
+    Result<Platform> run();
+
+private:
+    void warn(std::string message) {
+        if (warnings_)
+            warnings_->push_back(std::move(message));
+    }
+
+    std::vector<std::string_view> compatibles(int node) const {
+        const DtProperty* p = tree_.node(node).find("compatible");
+        return p ? dtStrings(p->value) : std::vector<std::string_view>{};
+    }
+    bool isPciBus(int node) const {
+        std::optional<std::string_view> type = dtString(tree_.node(node).find("device_type"));
+        if (!type)
+            return false;
+        auto types = masterBusDeviceTypes();
+        return std::find(types.begin(), types.end(), *type) != types.end();
+    }
+
+    Result<std::vector<RamBank>> readMemory();
+    void readLabels();
+    void findMasters();
+    void resolveIommus(Master& m);
+    void readReservedMemory();
+    void placeDynamic(ReservedNode& r, uint64_t size, uint64_t align, const std::vector<Interval>& ranges);
+    std::optional<uint64_t> placeTopDown(uint64_t size, uint64_t align, Interval range) const;
+    void classifyRegions();
+    void addCmdlineCma();
+    std::vector<MemoryBank> buildBanks(const std::vector<Interval>& holes) const;
+    uint64_t dmaZoneLimit();
+    std::optional<std::vector<Piece>> window(int start, uint64_t driverMask, const std::string& who,
+                                             bool quiet = false);
+    std::optional<uint64_t> windowMask(const Master& m, uint64_t driverMask, const std::vector<MemoryBank>& banks);
+    bool coherent(int node) const;
+    void nameMasters();
+    std::vector<MemoryBank> settleRegions();
+    void describe(Platform& platform) const;
+    std::optional<DmaConstraints> constraintsOf(const Master& m, const std::vector<MemoryBank>& banks,
+                                                const std::map<int, uint64_t>& regionBits);
+    std::map<int, std::string> buildIommus(Platform& platform);
+    std::string nameOf(int node, const std::map<std::string, int>& baseCounts,
+                       const std::map<std::string, int>& fullCounts) const;
+    const OverlayDevice* overlayFor(const std::vector<std::string_view>& compatibles) const;
+
+    const DtTree& tree_;
+    std::string_view source_;
+    const Overlay* overlay_;
+    std::vector<std::string>* warnings_;
+
+    std::vector<RamBank> ram_;
+    std::vector<Interval> reserved_; // everything memblock would have reserved, for placement
+    std::vector<Interval> holes_;    // reserved memory that is not a heap
+    std::vector<ReservedNode> regions_;
+    std::vector<Master> masters_;
+    std::map<int, std::string> labels_; // node -> label
+    std::set<const OverlayDevice*> overlayUsed_;
+    bool reservedMemoryIgnored_ = false;
+    std::map<int, int> disabledIommus_; // IOMMU node -> masters naming it
+};
+
+Result<std::vector<RamBank>> Interpreter::readMemory() {
+    std::vector<RamBank> banks;
+    if (overlay_ && !overlay_->memory.empty()) {
+        for (const MemoryBank& b : overlay_->memory)
+            banks.push_back({b.name, {b.base, b.end() - 1}, false});
+        std::sort(banks.begin(), banks.end(),
+                  [](const RamBank& a, const RamBank& b) { return a.range.first < b.range.first; });
+        return banks;
+    }
+    std::optional<int> ac = tree_.addressCells(0), sc = tree_.sizeCells(0);
+    if (!ac || !sc)
+        return Error(EINVAL, fmt::format("{}: the root's #address-cells or #size-cells is malformed", source_));
+    std::vector<Interval> found;
+    int nodes = 0;
+    for (int child : tree_.node(0).children) {
+        const DtNode& n = tree_.node(child);
+        std::optional<std::string_view> type = dtString(n.find("device_type"));
+        if (!type || *type != "memory" || !tree_.available(child))
+            continue;
+        ++nodes;
+        const DtProperty* reg = n.find("linux,usable-memory");
+        if (!reg)
+            reg = n.find("reg");
+        if (!reg)
+            continue;
+        size_t stride = static_cast<size_t>(*ac + *sc);
+        size_t cells = dtCellCount(reg->value);
+        if (stride == 0 || cells % stride != 0)
+            warn(fmt::format("{}: reg is not a whole number of (address, size) entries; the rest is ignored",
+                             tree_.path(child)));
+        for (size_t i = 0; stride != 0 && i + stride <= cells; i += stride) {
+            std::optional<uint64_t> base = dtNumber(reg->value, i, *ac);
+            std::optional<uint64_t> size = dtNumber(reg->value, i + static_cast<size_t>(*ac), *sc);
+            if (!base || !size) {
+                warn(fmt::format("{}: a memory range beyond 64 bits is ignored", tree_.path(child)));
+                continue;
+            }
+            if (*size == 0)
+                continue;
+            // early_init_dt_add_memory_arch: trim to whole pages.
+            uint64_t last = *base > UINT64_MAX - (*size - 1) ? UINT64_MAX : *base + (*size - 1);
+            std::optional<uint64_t> first = alignUpChecked(*base, kPageSize);
+            uint64_t end = (last == UINT64_MAX ? UINT64_MAX - kPageSize + 1 : (last + 1)) & ~(kPageSize - 1);
+            if (!first || *first >= end)
+                continue;
+            found.push_back({*first, end - 1});
+        }
+    }
+    // Keep separate entries separate (a bank each) unless they overlap.
+    std::sort(found.begin(), found.end(), [](const Interval& a, const Interval& b) { return a.first < b.first; });
+    std::vector<Interval> merged;
+    for (const Interval& i : found) {
+        if (!merged.empty() && i.first <= merged.back().last) {
+            merged.back().last = std::max(merged.back().last, i.last);
+            continue;
+        }
+        merged.push_back(i);
+    }
+    for (const Interval& i : merged)
+        banks.push_back({fmt::format("ram-{:x}", i.first), i, true});
+    if (banks.empty())
+        return Error(ENODATA,
+                     fmt::format("{}: no ram: {} (the bootloader fills it in); give the banks in an overlay's memory "
+                                 "list",
+                                 source_,
+                                 nodes == 0 ? "no available node has device_type \"memory\""
+                                            : "the memory nodes have no range of non-zero size"));
+    return banks;
+}
+
+void Interpreter::readLabels() {
+    int symbols = tree_.child(0, "__symbols__");
+    if (symbols < 0)
+        return;
+    for (const DtProperty& p : tree_.node(symbols).properties) {
+        std::optional<std::string_view> path = dtString(&p);
+        if (!path)
+            continue;
+        int node = tree_.byPath(*path);
+        if (node > 0)
+            labels_.emplace(node, std::string(p.name));
+    }
+}
+
+const OverlayDevice* Interpreter::overlayFor(const std::vector<std::string_view>& compatibles) const {
+    if (!overlay_)
+        return nullptr;
+    for (std::string_view c : compatibles)
+        for (const OverlayDevice& d : overlay_->devices)
+            if (!d.compatible.empty() && d.compatible == c)
+                return &d;
+    return nullptr;
+}
+
+void Interpreter::findMasters() {
+    // Top-level subtrees that hold no devices (compat_table.cpp).
+    std::vector<char> excluded(tree_.nodes().size(), 0);
+    for (int child : tree_.node(0).children) {
+        std::string path = "/" + std::string(tree_.node(child).name);
+        std::string_view base = std::string_view(path).substr(0, path.find('@'));
+        for (std::string_view root : nonDeviceRoots())
+            if (base == root)
+                excluded[static_cast<size_t>(child)] = 1;
+    }
+    auto buses = busCompatibles();
+    for (size_t i = 1; i < tree_.nodes().size(); ++i) {
+        int index = static_cast<int>(i);
+        const DtNode& n = tree_.node(index);
+        if (n.parent >= 0 && excluded[static_cast<size_t>(n.parent)])
+            excluded[i] = 1;
+        if (excluded[i] || !tree_.available(index) || n.has("#iommu-cells"))
+            continue;
+        Master m;
+        m.node = index;
+        m.compatibles = compatibles(index);
+        m.overlayCompat = overlayFor(m.compatibles);
+        if (m.overlayCompat)
+            overlayUsed_.insert(m.overlayCompat);
+        if (m.overlayCompat && m.overlayCompat->master == false)
+            continue;
+        bool isBus = std::any_of(m.compatibles.begin(), m.compatibles.end(), [&](std::string_view c) {
+            return std::find(buses.begin(), buses.end(), c) != buses.end();
+        });
+        bool hasReg = n.has("reg");
+        m.compat = findCompat(m.compatibles);
+        bool master = m.overlayCompat && m.overlayCompat->master == true;
+        for (const MasterProperty& rule : masterProperties())
+            master = master || (n.has(rule.property) && (!rule.onDeviceOnly || (hasReg && !isBus)));
+        if (hasReg && !isBus) {
+            master = master || m.compat != nullptr;
+            // A PCI function described below a PCI bus (not itself a bridge).
+            if (n.parent > 0 && isPciBus(n.parent) && !isPciBus(index)) {
+                master = true;
+                if (!m.compat)
+                    m.cls = DeviceClass::PciFunction;
+            }
+        }
+        if (!master)
+            continue;
+        if (m.compat)
+            m.cls = m.compat->cls;
+        if (const DtProperty* regions = n.find("memory-region"))
+            for (size_t c = 0; c < dtCellCount(regions->value); ++c) {
+                int target = tree_.byPhandle(*dtCell(regions->value, c));
+                if (target < 0)
+                    warn(fmt::format("{}: memory-region names an unknown phandle {:#x}", tree_.path(index),
+                                     *dtCell(regions->value, c)));
+                else
+                    m.memoryRegions.push_back(target);
+            }
+        resolveIommus(m);
+        masters_.push_back(std::move(m));
+    }
+    for (auto [iommu, count] : disabledIommus_)
+        warn(fmt::format("{}: this IOMMU is disabled, so the devices naming it ({}) do direct DMA, as the kernel "
+                         "lets them",
+                         tree_.path(iommu), count));
+}
+
+void Interpreter::resolveIommus(Master& m) {
+    const DtNode& n = tree_.node(m.node);
+    std::string path = tree_.path(m.node);
+    std::vector<int> found;
+    // iommus: <phandle specifier> with #iommu-cells specifier cells each.
+    // iommu-map: <rid-base phandle iommu-base length>, always 4 cells
+    // (of_map_id refuses anything else).
+    auto parse = [&](const DtProperty* p, bool map) {
+        size_t cells = dtCellCount(p->value);
+        size_t i = 0;
+        while (i + (map ? 3 : 0) < cells) {
+            uint32_t phandle = *dtCell(p->value, map ? i + 1 : i);
+            int target = tree_.byPhandle(phandle);
+            if (target < 0) {
+                warn(fmt::format("{}: {} names an unknown phandle {:#x}; the device does direct DMA", path, p->name,
+                                 phandle));
+                return false;
+            }
+            size_t stride = 4;
+            if (!map) {
+                std::optional<uint32_t> specifier = dtU32(tree_.node(target).find("#iommu-cells"));
+                if (!specifier || *specifier > 16) {
+                    warn(fmt::format("{}: {} names {}, which has no usable #iommu-cells; the device does direct DMA",
+                                     path, p->name, tree_.path(target)));
+                    return false;
+                }
+                stride = 1 + *specifier;
+            }
+            if (std::find(found.begin(), found.end(), target) == found.end())
+                found.push_back(target);
+            i += stride;
+        }
+        return true;
+    };
+    bool ok = true;
+    if (const DtProperty* p = n.find("iommus"))
+        ok = parse(p, false);
+    else if (const DtProperty* map = n.find("iommu-map"))
+        ok = parse(map, true);
+    if (!ok || found.empty())
+        return;
+    if (found.size() > 1)
+        warn(fmt::format("{}: sits behind {} IOMMUs; cenalloc models the first, {}", path, found.size(),
+                         tree_.path(found.front())));
+    int iommu = found.front();
+    if (!tree_.available(iommu)) {
+        ++disabledIommus_[iommu];
+        return;
+    }
+    m.iommuNode = iommu;
+}
+
+void Interpreter::readReservedMemory() {
+    for (const DtMemReserve& r : tree_.memReserve()) {
+        if (r.size == 0)
+            continue;
+        uint64_t last = r.address > UINT64_MAX - (r.size - 1) ? UINT64_MAX : r.address + (r.size - 1);
+        reserved_.push_back({r.address, last});
+        holes_.push_back({r.address, last});
+    }
+    int rm = tree_.child(0, "reserved-memory");
+    if (rm < 0)
+        return;
+    const DtNode& parent = tree_.node(rm);
+    std::optional<uint32_t> ac = dtU32(parent.find("#address-cells")), sc = dtU32(parent.find("#size-cells"));
+    std::optional<int> rootAc = tree_.addressCells(0), rootSc = tree_.sizeCells(0);
+    if (!ac || !sc || !rootAc || !rootSc || static_cast<int>(*ac) != *rootAc || static_cast<int>(*sc) != *rootSc ||
+        !parent.has("ranges")) {
+        reservedMemoryIgnored_ = true;
+        warn("/reserved-memory is ignored: it needs `ranges` and the root's #address-cells and #size-cells (the "
+             "kernel ignores it too)");
+        return;
+    }
+    int aCells = *rootAc, sCells = *rootSc;
+
+    // Static regions first: the kernel reserves every reg before placing
+    // any dynamic region.
+    std::vector<std::pair<size_t, int>> dynamic; // index in regions_, node
+    for (int child : parent.children) {
+        if (!tree_.available(child))
+            continue;
+        const DtNode& n = tree_.node(child);
+        ReservedNode r;
+        r.node = child;
+        r.name = std::string(n.name);
+        r.noMap = n.has("no-map");
+        r.reusable = n.has("reusable");
+        std::vector<std::string_view> compat = compatibles(child);
+        r.pool = std::find(compat.begin(), compat.end(), "shared-dma-pool") != compat.end();
+        r.isDefault = n.has("linux,cma-default");
+        std::string path = tree_.path(child);
+        if (const DtProperty* reg = n.find("reg")) {
+            size_t stride = static_cast<size_t>(aCells + sCells);
+            size_t cells = dtCellCount(reg->value);
+            bool first = true;
+            for (size_t i = 0; stride != 0 && i + stride <= cells; i += stride) {
+                std::optional<uint64_t> base = dtNumber(reg->value, i, aCells);
+                std::optional<uint64_t> size = dtNumber(reg->value, i + static_cast<size_t>(aCells), sCells);
+                if (!base || !size) {
+                    warn(fmt::format("{}: a range beyond 64 bits is ignored", path));
+                    continue;
+                }
+                if (*size == 0) {
+                    first = false;
+                    continue;
+                }
+                uint64_t last = *base > UINT64_MAX - (*size - 1) ? UINT64_MAX : *base + (*size - 1);
+                reserved_.push_back({*base, last});
+                if (last == UINT64_MAX) {
+                    warn(fmt::format("{}: reaches the end of the 64-bit space; ignored", path));
+                    first = false;
+                    continue;
+                }
+                // Only the first entry describes the region (the kernel
+                // saves only the first); the others are just reserved.
+                if (first) {
+                    r.placed = true;
+                    r.base = *base;
+                    r.size = last - *base + 1;
+                } else {
+                    holes_.push_back({*base, last});
+                }
+                first = false;
+            }
+            if (r.placed) {
+                regions_.push_back(std::move(r));
+                continue;
+            }
+        }
+        if (n.has("size")) {
+            regions_.push_back(std::move(r));
+            dynamic.emplace_back(regions_.size() - 1, child);
+            continue;
+        }
+        if (!n.has("reg"))
+            warn(fmt::format("{}: has neither reg nor size; ignored", path));
+    }
+
+    for (auto [index, child] : dynamic) {
+        ReservedNode& r = regions_[index];
+        const DtNode& n = tree_.node(child);
+        std::string path = tree_.path(child);
+        const DtProperty* sizeProperty = n.find("size");
+        std::optional<uint64_t> size;
+        if (dtCellCount(sizeProperty->value) * 4 == sizeProperty->value.size() &&
+            static_cast<int>(dtCellCount(sizeProperty->value)) == sCells)
+            size = dtNumber(sizeProperty->value, 0, sCells);
+        if (!size || *size == 0) {
+            warn(fmt::format("{}: size must be {} cells and non-zero (as the kernel demands); ignored", path, sCells));
+            continue;
+        }
+        uint64_t align = kPageSize;
+        if (const DtProperty* a = n.find("alignment")) {
+            // The kernel reads alignment with the root's #address-cells.
+            std::optional<uint64_t> value = dtNumber(a->value, 0, aCells);
+            if (!value || static_cast<int>(dtCellCount(a->value)) != aCells) {
+                warn(fmt::format("{}: alignment must be {} cells; ignored", path, aCells));
+                continue;
+            }
+            if (*value != 0 && !isPowerOfTwo(*value)) {
+                warn(fmt::format("{}: alignment {:#x} is not a power of two; ignored", path, *value));
+                continue;
+            }
+            align = std::max(align, *value);
+        }
+        if (r.pool && r.reusable && !r.noMap)
+            align = std::max(align, kCmaMinAlignment);
+        std::vector<Interval> ranges;
+        if (const DtProperty* a = n.find("alloc-ranges")) {
+            size_t stride = static_cast<size_t>(aCells + sCells);
+            for (size_t i = 0; stride != 0 && i + stride <= dtCellCount(a->value); i += stride) {
+                std::optional<uint64_t> start = dtNumber(a->value, i, aCells);
+                std::optional<uint64_t> length = dtNumber(a->value, i + static_cast<size_t>(aCells), sCells);
+                if (!start || !length || *length == 0)
+                    continue;
+                uint64_t last = *start > UINT64_MAX - (*length - 1) ? UINT64_MAX : *start + (*length - 1);
+                ranges.push_back({*start, last});
+            }
+            if (ranges.empty()) {
+                warn(fmt::format("{}: alloc-ranges has no usable entry; ignored", path));
+                continue;
+            }
+        } else {
+            ranges.push_back({0, UINT64_MAX});
+        }
+        placeDynamic(r, *size, align, ranges);
+    }
+}
+
+// memblock's top-down search (__memblock_find_range_top_down) in RAM not
+// reserved yet, within @p range.
+std::optional<uint64_t> Interpreter::placeTopDown(uint64_t size, uint64_t align, Interval range) const {
+    std::vector<Interval> taken = normalise(reserved_);
+    for (auto bank = ram_.rbegin(); bank != ram_.rend(); ++bank) {
+        std::vector<Interval> free = subtract(bank->range, taken);
+        for (auto it = free.rbegin(); it != free.rend(); ++it) {
+            uint64_t first = std::max(it->first, range.first);
+            uint64_t last = std::min(it->last, range.last);
+            if (first > last || last - first < size - 1)
+                continue;
+            uint64_t candidate = (last - (size - 1)) & ~(align - 1);
+            if (candidate >= first)
+                return candidate;
+        }
+    }
+    return std::nullopt;
+}
+
+void Interpreter::placeDynamic(ReservedNode& r, uint64_t size, uint64_t align, const std::vector<Interval>& ranges) {
+    for (const Interval& range : ranges) {
+        if (std::optional<uint64_t> base = placeTopDown(size, align, range)) {
+            r.placed = true;
+            r.base = *base;
+            r.size = size;
+            reserved_.push_back({*base, *base + size - 1});
+            return;
+        }
+    }
+    warn(fmt::format("{}: no free RAM for {} aligned to {} in its alloc-ranges; the kernel could not place it "
+                     "either, so it is skipped",
+                     tree_.path(r.node), formatSize(size), formatSize(align)));
+}
+
+void Interpreter::classifyRegions() {
+    // Which masters name each region, and a private access bit per region
+    // that belongs to some masters only.
+    std::map<int, std::vector<Master*>> users;
+    for (Master& m : masters_)
+        for (int region : m.memoryRegions)
+            users[region].push_back(&m);
+    unsigned nextBit = 1;
+    auto privateBit = [&](ReservedNode& r) {
+        unsigned bit = nextBit < 63 ? nextBit++ : 63;
+        if (bit == 63 && nextBit == 63) {
+            warn("more than 62 private reserved regions: the rest share one access bit");
+            ++nextBit;
+        }
+        r.accessBits = uint64_t{1} << bit;
+    };
+    bool cmdline = overlay_ && overlay_->cmaSize;
+    for (ReservedNode& r : regions_) {
+        if (!r.placed)
+            continue;
+        std::string path = tree_.path(r.node);
+        bool used = users.count(r.node) != 0;
+        if (r.pool && r.reusable) {
+            if (r.noMap) {
+                warn(fmt::format("{}: reusable and no-map together are refused by the kernel; its memory is "
+                                 "reserved, not a pool",
+                                 path));
+                r.use = RegionUse::Hole;
+            } else if (r.base % kCmaMinAlignment || r.size % kCmaMinAlignment) {
+                warn(fmt::format("{}: a CMA pool must be aligned to {} (rmem_cma_setup refuses it); its memory is "
+                                 "reserved, not a pool",
+                                 path, formatSize(kCmaMinAlignment)));
+                r.use = RegionUse::Hole;
+            } else if (r.isDefault && cmdline) {
+                warn(fmt::format("{}: replaced by the overlay's cma_size, as cma= on the command line replaces it "
+                                 "(its memory stays reserved)",
+                                 path));
+                r.use = RegionUse::Hole;
+            } else {
+                r.use = RegionUse::Cma;
+                if (used && !r.isDefault)
+                    privateBit(r);
+            }
+        } else if (r.pool) {
+            r.use = RegionUse::Carveout;
+            if (used)
+                privateBit(r);
+        } else if (r.noMap && used) {
+            r.use = RegionUse::Carveout;
+            privateBit(r);
+        } else {
+            r.use = RegionUse::Hole;
+        }
+        if (r.use == RegionUse::Carveout) {
+            // The model works in pages: keep the region's whole pages, the
+            // partial ones at its edges stay reserved.
+            uint64_t end = r.base + r.size;
+            std::optional<uint64_t> first = alignUpChecked(r.base, kPageSize);
+            uint64_t pageEnd = end & ~(kPageSize - 1);
+            if (!first || *first >= pageEnd) {
+                warn(fmt::format("{}: smaller than a page once aligned; its memory is reserved, not a heap", path));
+                r.use = RegionUse::Hole;
+            } else if (*first != r.base || pageEnd != end) {
+                warn(fmt::format("{}: trimmed to whole pages", path));
+                if (*first != r.base)
+                    holes_.push_back({r.base, *first - 1});
+                if (pageEnd != end)
+                    holes_.push_back({pageEnd, end - 1});
+                r.base = *first;
+                r.size = pageEnd - *first;
+            }
+        }
+        if (r.use == RegionUse::Hole)
+            holes_.push_back({r.base, r.base + (r.size - 1)});
+    }
+}
+
+// of_dma_get_max_cpu_address over the whole tree, then the arm64 DMA zone:
+// min(32, fls64(that)) bits above the start of RAM, at most the end of RAM.
+uint64_t Interpreter::dmaZoneLimit() {
+    uint64_t maxCpu = UINT64_MAX;
+    for (size_t i = 1; i < tree_.nodes().size(); ++i) {
+        int index = static_cast<int>(i);
+        const DtProperty* p = tree_.node(index).find("dma-ranges");
+        if (!p || p->value.empty() || !tree_.available(index))
+            continue;
+        // Every address below this bus, carried to the CPU (the kernel
+        // translates each range's CPU address with of_translate_dma_address).
+        std::optional<std::vector<Piece>> pieces = window(index, kNoLimit, tree_.path(index), true);
+        if (!pieces || pieces->empty())
+            continue;
+        uint64_t end = 0;
+        for (const Piece& piece : *pieces)
+            end = std::max(end, piece.addr + piece.extent);
+        maxCpu = std::min(maxCpu, end);
+    }
+    unsigned bits = 64 - static_cast<unsigned>(__builtin_clzll(maxCpu | 1));
+    bits = std::min(bits, 32u);
+    uint64_t ramStart = ram_.front().range.first, ramLast = ram_.back().range.last;
+    uint64_t offset = ramStart & ~maskOfBits(bits);
+    uint64_t limit = offset > UINT64_MAX - maskOfBits(bits) ? UINT64_MAX : offset + maskOfBits(bits);
+    return std::min(limit, ramLast);
+}
+
+void Interpreter::addCmdlineCma() {
+    // cma_declare_contiguous_nid rounds the size up to the alignment.
+    std::optional<uint64_t> size = alignUpChecked(*overlay_->cmaSize, kCmaMinAlignment);
+    if (!size) {
+        warn("overlay cma_size is too large; no default CMA pool");
+        return;
+    }
+    uint64_t limit = dmaZoneLimit();
+    std::optional<uint64_t> base = placeTopDown(*size, kCmaMinAlignment, {0, limit});
+    if (!base) {
+        warn(fmt::format("overlay cma_size {}: no free RAM for it below {:#x}; no default CMA pool", formatSize(*size),
+                         limit + 1));
+        return;
+    }
+    std::string name = "linux,cma";
+    auto taken = [&] {
+        return std::any_of(regions_.begin(), regions_.end(),
+                           [&](const ReservedNode& r) { return r.use != RegionUse::Hole && r.name == name; });
+    };
+    for (int n = 1; taken(); ++n)
+        name = fmt::format("linux,cma-{}", n);
+    ReservedNode r;
+    r.name = name;
+    r.placed = true;
+    r.base = *base;
+    r.size = *size;
+    r.pool = r.reusable = r.isDefault = true;
+    r.use = RegionUse::Cma;
+    reserved_.push_back({*base, *base + *size - 1});
+    regions_.push_back(std::move(r));
+}
+
+std::vector<MemoryBank> Interpreter::buildBanks(const std::vector<Interval>& holes) const {
+    // Holes are cut at page granularity, rounded outward: a partial page
+    // reserved is a page the page allocator never gets.
+    std::vector<Interval> rounded;
+    for (const Interval& h : holes) {
+        uint64_t first = h.first & ~(kPageSize - 1);
+        uint64_t last = h.last | (kPageSize - 1);
+        rounded.push_back({first, last});
+    }
+    rounded = normalise(rounded);
+    std::vector<MemoryBank> banks;
+    for (const RamBank& bank : ram_) {
+        std::vector<Interval> pieces = subtract(bank.range, rounded);
+        for (const Interval& p : pieces) {
+            MemoryBank b;
+            if (bank.autoName)
+                b.name = fmt::format("ram-{:x}", p.first);
+            else if (pieces.size() == 1 && p.first == bank.range.first)
+                b.name = bank.name;
+            else
+                b.name = fmt::format("{}-{:x}", bank.name, p.first);
+            b.base = p.first;
+            b.size = p.last - p.first + 1;
+            banks.push_back(std::move(b));
+        }
+    }
+    return banks;
+}
+
+std::optional<std::vector<Piece>> Interpreter::window(int start, uint64_t driverMask, const std::string& who,
+                                                      bool quiet) {
+    auto say = [&](std::string message) {
+        if (!quiet)
+            warn(std::move(message));
+    };
+    std::vector<Piece> pieces{{0, 0, driverMask}};
+    for (int bus = start; bus > 0 && !pieces.empty(); bus = tree_.node(bus).parent) {
+        const DtProperty* p = tree_.node(bus).find("dma-ranges");
+        if (!p || p->value.empty())
+            continue; // no constraint, or 1:1
+        std::optional<int> childCells = tree_.addressCells(bus), sizeCells = tree_.sizeCells(bus);
+        std::optional<int> parentCells = tree_.addressCells(tree_.node(bus).parent);
+        if (!childCells || !parentCells || !sizeCells) {
+            say(fmt::format("{}: skipped: the cells of {} are malformed, so its dma-ranges cannot be read", who,
+                            tree_.path(bus)));
+            return std::nullopt;
+        }
+        // PCI child addresses carry a phys.hi cell of flags before the address.
+        int skip = isPciBus(bus) && *childCells == 3 ? 1 : 0;
+        size_t stride = static_cast<size_t>(*childCells + *parentCells + *sizeCells);
+        size_t cells = dtCellCount(p->value);
+        if (stride == 0 || cells % stride != 0)
+            say(fmt::format("{}: dma-ranges of {} is not a whole number of entries; the rest is ignored", who,
+                            tree_.path(bus)));
+        std::vector<Piece> next;
+        for (size_t c = 0; stride != 0 && c + stride <= cells; c += stride) {
+            std::optional<uint64_t> child = dtNumber(p->value, c + static_cast<size_t>(skip), *childCells - skip);
+            std::optional<uint64_t> parent = dtNumber(p->value, c + static_cast<size_t>(*childCells), *parentCells);
+            std::optional<uint64_t> size =
+                dtNumber(p->value, c + static_cast<size_t>(*childCells + *parentCells), *sizeCells);
+            if (!child || !parent || !size || *size == 0)
+                continue;
+            uint64_t childLast = *child > UINT64_MAX - (*size - 1) ? UINT64_MAX : *child + (*size - 1);
+            for (const Piece& piece : pieces) {
+                uint64_t lo = std::max(piece.addr, *child);
+                uint64_t hi = std::min(piece.addr + piece.extent, childLast);
+                if (lo > hi)
+                    continue;
+                uint64_t extent = hi - lo;
+                uint64_t mapped = *parent + (lo - *child);
+                if (mapped < *parent || mapped > UINT64_MAX - extent)
+                    continue; // wraps the parent's address space: nothing real there
+                next.push_back({piece.dev + (lo - piece.addr), mapped, extent});
+                if (next.size() > kMaxWindowPieces) {
+                    say(fmt::format("{}: skipped: the dma-ranges above it split its window into more than {} "
+                                    "pieces",
+                                    who, kMaxWindowPieces));
+                    return std::nullopt;
+                }
+            }
+        }
+        pieces = std::move(next);
+    }
+    return pieces;
+}
+
+std::optional<uint64_t> Interpreter::windowMask(const Master& m, uint64_t driverMask,
+                                                const std::vector<MemoryBank>& banks) {
+    std::string who = tree_.path(m.node);
+    int start = isPciBus(m.node) ? m.node : tree_.node(m.node).parent;
+    std::optional<std::vector<Piece>> pieces = window(start, driverMask, who);
+    if (!pieces)
+        return std::nullopt;
+    std::vector<Interval> reach;
+    uint64_t highest = 0;
+    for (const Piece& p : *pieces) {
+        uint64_t first = m.iommuNode >= 0 ? p.dev : p.addr;
+        reach.push_back({first, first + p.extent});
+        highest = std::max(highest, first + p.extent);
+    }
+    reach = normalise(reach);
+    // The smallest mask covering every reachable address: what the window
+    // itself allows (the kernel's bus_dma_limit, as a mask).
+    uint64_t cover = highest == 0 ? 0 : maskOfBits(64 - static_cast<unsigned>(__builtin_clzll(highest)));
+    for (unsigned bits = 64; bits >= 12; --bits) {
+        uint64_t mask = maskOfBits(bits);
+        bool ok = true;
+        if (m.iommuNode >= 0) {
+            ok = covered(reach, 0, mask);
+        } else {
+            bool reachesRam = false;
+            for (const MemoryBank& b : banks) {
+                if (b.base > mask)
+                    continue;
+                uint64_t last = std::min(b.end() - 1, mask);
+                if (!covered(reach, b.base, last)) {
+                    ok = false;
+                    break;
+                }
+                reachesRam = true;
+            }
+            ok = ok && reachesRam;
+        }
+        if (ok)
+            return std::min(mask, cover);
+    }
+    if (m.iommuNode >= 0)
+        warn(fmt::format("{}: skipped: its DMA window does not start with a page at address 0", who));
+    else
+        warn(fmt::format("{}: skipped: its DMA window cannot be expressed as a mask that reaches RAM (a mask limits "
+                         "addresses from above only)",
+                         who));
+    return std::nullopt;
+}
+
+bool Interpreter::coherent(int node) const {
+    for (int n = node; n >= 0; n = tree_.node(n).parent) {
+        if (tree_.node(n).has("dma-coherent"))
+            return true;
+        if (tree_.node(n).has("dma-noncoherent"))
+            return false;
+    }
+    return false;
+}
+
+std::string Interpreter::nameOf(int node, const std::map<std::string, int>& baseCounts,
+                                const std::map<std::string, int>& fullCounts) const {
+    auto label = labels_.find(node);
+    if (label != labels_.end())
+        return cleanName(label->second);
+    const DtNode& n = tree_.node(node);
+    std::string base(n.baseName()), full(n.name);
+    if (baseCounts.at(base) == 1)
+        return cleanName(base);
+    if (fullCounts.at(full) == 1)
+        return cleanName(full);
+    return cleanName(tree_.path(node));
+}
+
+void Interpreter::nameMasters() {
+    std::map<std::string, int> baseCounts, fullCounts;
+    for (const Master& m : masters_) {
+        if (!m.kept)
+            continue;
+        ++baseCounts[std::string(tree_.node(m.node).baseName())];
+        ++fullCounts[std::string(tree_.node(m.node).name)];
+    }
+    std::map<std::string, int> used;
+    for (Master& m : masters_)
+        if (m.kept) {
+            m.name = nameOf(m.node, baseCounts, fullCounts);
+            ++used[m.name];
+        }
+    // A label may equal another device's node name: fall back to paths.
+    for (Master& m : masters_)
+        if (m.kept && used[m.name] > 1)
+            m.name = cleanName(tree_.path(m.node));
+}
+
+std::vector<MemoryBank> Interpreter::settleRegions() {
+    // Regions overlapping one kept before them, or not inside one bank once
+    // the holes are cut, are reserved memory but not heaps.
+    std::vector<ReservedNode*> kept;
+    for (ReservedNode& r : regions_)
+        if (r.placed && r.use != RegionUse::Hole)
+            kept.push_back(&r);
+    std::sort(kept.begin(), kept.end(), [](const ReservedNode* a, const ReservedNode* b) { return a->base < b->base; });
+    // Kept regions are disjoint and sorted, so the last one kept ends highest.
+    const ReservedNode* previous = nullptr;
+    for (ReservedNode* r : kept) {
+        if (previous && r->base < previous->base + previous->size) {
+            warn(fmt::format("{}: overlaps {}; its memory is reserved, not a heap", r->name, previous->name));
+            r->use = RegionUse::Hole;
+            holes_.push_back({r->base, r->base + r->size - 1});
+            continue;
+        }
+        previous = r;
+    }
+    std::vector<MemoryBank> banks;
+    for (bool changed = true; changed;) {
+        changed = false;
+        // Memory reserved twice (a /memreserve/ or a dropped region inside a
+        // pool) stays the pool's: only what lies outside kept regions is cut.
+        std::vector<Interval> keptRanges;
+        for (const ReservedNode* r : kept)
+            if (r->use != RegionUse::Hole)
+                keptRanges.push_back({r->base, r->base + r->size - 1});
+        keptRanges = normalise(keptRanges);
+        std::vector<Interval> holes;
+        for (const Interval& h : holes_)
+            for (const Interval& piece : subtract(h, keptRanges))
+                holes.push_back(piece);
+        banks = buildBanks(holes);
+        for (ReservedNode* r : kept) {
+            if (r->use == RegionUse::Hole)
+                continue;
+            bool inside = std::any_of(banks.begin(), banks.end(), [&](const MemoryBank& b) {
+                return r->base >= b.base && r->base + r->size <= b.end();
+            });
+            if (!inside) {
+                warn(fmt::format("{} ({:#x}..{:#x}): not inside one RAM bank; not a heap", r->name, r->base,
+                                 r->base + r->size));
+                r->use = RegionUse::Hole;
+                holes_.push_back({r->base, r->base + r->size - 1});
+                changed = true;
+            }
+        }
+    }
+    return banks;
+}
+
+void Interpreter::describe(Platform& platform) const {
+    platform.source = std::string(source_);
+    std::string file = std::filesystem::path(std::string(source_)).filename().string();
+    std::vector<std::string_view> rootCompat = compatibles(0);
+    std::optional<std::string_view> model = dtString(tree_.node(0).find("model"));
+    if (overlay_ && overlay_->name)
+        platform.name = *overlay_->name;
+    else if (!rootCompat.empty() && !rootCompat.front().empty())
+        platform.name = std::string(rootCompat.front());
+    else
+        platform.name = std::filesystem::path(std::string(source_)).stem().string();
+    if (platform.name.empty())
+        platform.name = "device-tree";
+    if (overlay_ && overlay_->description)
+        platform.description = *overlay_->description;
+    else
+        platform.description = fmt::format("{} (device tree {})", model ? std::string(*model) : platform.name, file);
+}
+
+std::optional<DmaConstraints> Interpreter::constraintsOf(const Master& m, const std::vector<MemoryBank>& banks,
+                                                         const std::map<int, uint64_t>& regionBits) {
+    DmaConstraints c;
+    const CompatEntry* e = m.compat;
+    unsigned bits = e && e->dmaMaskBits ? e->dmaMaskBits : kDefaultDriverMaskBits;
+    uint64_t driverMask = maskOfBits(bits), driverCoherent = driverMask;
+    if (e && e->maxSegmentSize)
+        c.maxSegmentSize = e->maxSegmentSize;
+    if (e)
+        c.maxSegmentCount = e->maxSegmentCount;
+    if (e && e->alignment)
+        c.alignment = e->alignment;
+    c.coherent = coherent(m.node);
+    // General memory, plus the private bit of every pool the device names.
+    c.accessBits = kGeneralAccess;
+    for (int region : m.memoryRegions) {
+        auto it = regionBits.find(region);
+        if (it != regionBits.end() && it->second != kAllAccess)
+            c.accessBits |= it->second;
+    }
+    if (const OverlayDevice* o = m.overlayCompat) {
+        // What the driver asks, before the bus windows narrow it.
+        if (o->dmaMask)
+            driverMask = driverCoherent = *o->dmaMask;
+        if (o->coherentDmaMask)
+            driverCoherent = *o->coherentDmaMask;
+        Device d;
+        d.constraints = c;
+        OverlayDevice rest = *o;
+        rest.dmaMask.reset();
+        rest.coherentDmaMask.reset();
+        rest.description.reset();
+        applyOverlayEntry(rest, d);
+        c = d.constraints;
+    }
+    std::optional<uint64_t> mask = windowMask(m, driverMask, banks);
+    std::optional<uint64_t> coherentMask = driverCoherent == driverMask ? mask : windowMask(m, driverCoherent, banks);
+    if (!mask || !coherentMask)
+        return std::nullopt;
+    c.dmaMask = *mask;
+    c.coherentDmaMask = *coherentMask;
+    return c;
+}
+
+std::map<int, std::string> Interpreter::buildIommus(Platform& platform) {
+    std::vector<int> nodes;
+    for (const Master& m : masters_)
+        if (m.kept && m.iommuNode >= 0 && std::find(nodes.begin(), nodes.end(), m.iommuNode) == nodes.end())
+            nodes.push_back(m.iommuNode);
+    std::map<std::string, int> baseCounts, fullCounts;
+    for (int n : nodes) {
+        ++baseCounts[std::string(tree_.node(n).baseName())];
+        ++fullCounts[std::string(tree_.node(n).name)];
+    }
+    std::map<int, std::string> names;
+    std::set<std::string> taken;
+    for (int n : nodes) {
+        std::string name = nameOf(n, baseCounts, fullCounts);
+        if (!taken.insert(name).second) {
+            name = cleanName(tree_.path(n));
+            taken.insert(name);
+        }
+        names[n] = name;
+        bool known = false;
+        std::vector<std::string_view> compat = compatibles(n);
+        uint8_t inputBits = iommuInputBits(compat, &known);
+        if (!known)
+            warn(fmt::format("{}: an IOMMU of a type cenalloc does not know ({}); its aperture is taken as 32 bits",
+                             tree_.path(n), compat.empty() ? std::string_view("no compatible") : compat.front()));
+        Iommu iommu;
+        iommu.name = name;
+        iommu.pageSize = kPageSize;
+        iommu.apertureBase = kPageSize;
+        iommu.apertureSize = maskOfBits(inputBits) + 1 - kPageSize;
+        platform.iommus.push_back(std::move(iommu));
+    }
+    return names;
+}
+
+Result<Platform> Interpreter::run() {
+    Result<std::vector<RamBank>> ram = readMemory();
+    if (!ram)
+        return ram.error();
+    ram_ = std::move(*ram);
+    readLabels();
+    findMasters();
+    readReservedMemory();
+    classifyRegions();
+    if (overlay_ && overlay_->cmaSize)
+        addCmdlineCma();
+    std::vector<MemoryBank> banks = settleRegions();
+    if (banks.empty())
+        return Error(ENODATA, fmt::format("{}: no ram left once the reserved memory is taken out", source_));
+
+    Platform platform;
+    describe(platform);
+    platform.memory = banks;
+    std::map<int, uint64_t> regionBits;
+    for (const ReservedNode& r : regions_) {
+        if (!r.placed || r.use == RegionUse::Hole)
+            continue;
+        ReservedRegion region;
+        region.name = r.name;
+        region.kind = r.use == RegionUse::Cma ? RegionKind::Cma : RegionKind::Carveout;
+        region.base = r.base;
+        region.size = r.size;
+        region.noMap = r.use == RegionUse::Carveout && r.noMap;
+        region.isDefault = r.use == RegionUse::Cma && r.isDefault;
+        region.accessBits = r.accessBits;
+        platform.regions.push_back(std::move(region));
+        if (r.node >= 0)
+            regionBits[r.node] = r.accessBits;
+    }
+    bool anyCma = std::any_of(platform.regions.begin(), platform.regions.end(),
+                              [](const ReservedRegion& r) { return r.kind == RegionKind::Cma; });
+    if (!anyCma && !reservedMemoryIgnored_)
+        warn("no CMA pool in the device tree: the kernel's default pool then comes from cma= or "
+             "CONFIG_CMA_SIZE_MBYTES; give cma_size in an overlay to model it");
+
+    // Devices: constraints first (a device that reaches no RAM is dropped
+    // before names are chosen), then names and IOMMUs, then the overlay's
+    // name entries, which are final.
+    std::map<const Master*, DmaConstraints> constraints;
+    for (Master& m : masters_) {
+        std::optional<DmaConstraints> c = constraintsOf(m, banks, regionBits);
+        if (c)
+            constraints[&m] = *c;
+        else
+            m.kept = false;
+    }
+    nameMasters();
+    std::map<int, std::string> iommuNames = buildIommus(platform);
+    for (Master& m : masters_) {
+        if (!m.kept)
+            continue;
+        Device d;
+        d.name = m.name;
+        d.constraints = constraints[&m];
+        std::string compat = m.compatibles.empty() ? std::string("no compatible") : std::string(m.compatibles.front());
+        d.description = fmt::format("{} {} at {}", deviceClassName(m.cls), compat, tree_.path(m.node));
+        if (m.iommuNode >= 0)
+            d.iommu = iommuNames[m.iommuNode];
+        if (overlay_) {
+            for (const OverlayDevice& o : overlay_->devices) {
+                if (o.name.empty() || o.name != d.name)
+                    continue;
+                overlayUsed_.insert(&o);
+                if (o.master == false)
+                    m.kept = false;
+                else
+                    applyOverlayEntry(o, d);
+            }
+        }
+        if (m.kept)
+            platform.devices.push_back(std::move(d));
+    }
+    if (overlay_)
+        for (const OverlayDevice& o : overlay_->devices)
+            if (!overlayUsed_.count(&o))
+                warn(fmt::format("{}: the entry for {} '{}' matches no device", overlay_->source,
+                                 o.name.empty() ? "compatible" : "device", o.name.empty() ? o.compatible : o.name));
+
+    if (Result<void> valid = validatePlatform(platform); !valid)
+        return valid.error().withContext(std::string(source_));
+    return platform;
+}
+
+} // namespace
+
+Result<Platform> loadDeviceTree(std::span<const std::byte> blob, std::string_view sourceName, const Overlay* overlay,
+                                std::vector<std::string>* warnings) {
+    Result<DtTree> tree = DtTree::parse(blob, sourceName);
+    if (!tree)
+        return tree.error();
+    Interpreter interpreter(*tree, sourceName, overlay, warnings);
+    return interpreter.run();
+}
+
+Result<Platform> loadDeviceTreeFile(const std::filesystem::path& path, const Overlay* overlay,
+                                    std::vector<std::string>* warnings) {
+    std::string name = path.string();
+    UniqueFd fd(::open(name.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid())
+        return Error(errno, fmt::format("cannot open '{}': {}", name, std::strerror(errno)));
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0)
+        return Error(errno, fmt::format("cannot stat '{}': {}", name, std::strerror(errno)));
+    if (S_ISDIR(st.st_mode))
+        return Error(EISDIR, fmt::format("cannot read '{}': {}", name, std::strerror(EISDIR)));
+    std::vector<std::byte> blob;
+    std::byte buffer[65536];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return Error(errno, fmt::format("cannot read '{}': {}", name, std::strerror(errno)));
+        if (n == 0)
+            break;
+        if (blob.size() + static_cast<size_t>(n) > static_cast<size_t>(kMaxBlobSize))
+            return Error(EFBIG, fmt::format("'{}' is too large for a device tree blob (at most {})", name,
+                                            formatSize(static_cast<uint64_t>(kMaxBlobSize))));
+        blob.insert(blob.end(), buffer, buffer + n);
+    }
+    return loadDeviceTree(blob, name, overlay, warnings);
+}
+
+} // namespace cenalloc

@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: MIT
+// The C11 API: a thin shell over Session that turns Results into negative errnos.
+#include <cenalloc/c/cenalloc.h>
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include <cenalloc/session.h>
+
+struct cenalloc_session {
+    std::unique_ptr<cenalloc::Session> session;
+};
+
+namespace {
+
+thread_local std::string tLastError;
+
+int succeed() {
+    tLastError.clear();
+    return 0;
+}
+
+int failWith(const cenalloc::Error& error) {
+    tLastError = error.message();
+    return -error.code();
+}
+
+int failWith(int code, const char* message) {
+    tLastError = message;
+    return -code;
+}
+
+void copyName(char (&out)[CENALLOC_NAME_MAX], const std::string& name) {
+    std::strncpy(out, name.c_str(), CENALLOC_NAME_MAX - 1);
+    out[CENALLOC_NAME_MAX - 1] = '\0';
+}
+
+// Runs @p body, turning the only exceptions that can arise here (allocation
+// failures inside the standard library) into -ENOMEM: nothing may unwind
+// into C callers.
+template <typename F> int guarded(F&& body) {
+    try {
+        return body();
+    } catch (const std::bad_alloc&) {
+        return failWith(ENOMEM, "out of memory");
+    } catch (...) {
+        return failWith(EIO, "internal error");
+    }
+}
+
+cenalloc::CpuAccess toCpuAccess(cenalloc_cpu_access access) {
+    switch (access) {
+    case CENALLOC_CPU_ACCESS_NONE: return cenalloc::CpuAccess::None;
+    case CENALLOC_CPU_ACCESS_OFTEN: return cenalloc::CpuAccess::Often;
+    case CENALLOC_CPU_ACCESS_RARE: break;
+    }
+    return cenalloc::CpuAccess::Rare;
+}
+
+bool validCpuAccess(int access) {
+    return access >= CENALLOC_CPU_ACCESS_NONE && access <= CENALLOC_CPU_ACCESS_OFTEN;
+}
+
+int openWith(cenalloc::Result<std::unique_ptr<cenalloc::Session>> opened, cenalloc_session** out) {
+    if (!opened)
+        return failWith(opened.error());
+    *out = new cenalloc_session{std::move(*opened)};
+    return succeed();
+}
+
+} // namespace
+
+extern "C" {
+
+const char* cenalloc_last_error(void) {
+    return tLastError.c_str();
+}
+
+int cenalloc_session_open_local(const char* platform_path, cenalloc_session** out) {
+    if (!out)
+        return failWith(EINVAL, "out is NULL");
+    *out = nullptr;
+    return guarded([&] {
+        if (!platform_path)
+            return openWith(cenalloc::Session::local(), out);
+        auto platform = cenalloc::loadPlatformFile(platform_path);
+        if (!platform)
+            return failWith(platform.error());
+        return openWith(cenalloc::Session::local(*platform), out);
+    });
+}
+
+int cenalloc_session_connect(const char* socket_path, cenalloc_session** out) {
+    if (!out)
+        return failWith(EINVAL, "out is NULL");
+    *out = nullptr;
+    return guarded([&] { return openWith(cenalloc::Session::connect(socket_path ? socket_path : ""), out); });
+}
+
+void cenalloc_session_close(cenalloc_session* session) {
+    delete session;
+}
+
+int cenalloc_heap_count(cenalloc_session* session, size_t* count) {
+    if (!session || !count)
+        return failWith(EINVAL, "session or count is NULL");
+    return guarded([&] {
+        auto heaps = session->session->heaps();
+        if (!heaps)
+            return failWith(heaps.error());
+        *count = heaps->size();
+        return succeed();
+    });
+}
+
+int cenalloc_get_heap(cenalloc_session* session, size_t index, cenalloc_heap_info* out) {
+    if (!session || !out)
+        return failWith(EINVAL, "session or out is NULL");
+    return guarded([&] {
+        auto heaps = session->session->heaps();
+        if (!heaps)
+            return failWith(heaps.error());
+        if (index >= heaps->size())
+            return failWith(ERANGE, "no heap with that index");
+        const cenalloc::HeapInfo& h = (*heaps)[index];
+        *out = cenalloc_heap_info{};
+        copyName(out->name, h.name);
+        out->capacity = h.properties.capacity;
+        out->free_bytes = h.freeBytes;
+        out->live_buffers = h.stats.liveBuffers;
+        out->live_bytes = h.stats.liveBytes;
+        out->watermark_bytes = h.stats.watermarkBytes;
+        out->failed_allocations = h.stats.failedAllocations;
+        out->lowest_address = h.properties.lowestAddress;
+        out->highest_address = h.properties.highestAddress;
+        out->contiguous = h.properties.contiguous ? 1 : 0;
+        out->cached = h.properties.cached ? 1 : 0;
+        return succeed();
+    });
+}
+
+int cenalloc_alloc(cenalloc_session* session, const char* heap, uint64_t length, uint32_t fd_flags, uint64_t heap_flags,
+                   int* out_fd) {
+    if (!session || !heap || !out_fd)
+        return failWith(EINVAL, "session, heap or out_fd is NULL");
+    return guarded([&] {
+        auto fd = session->session->allocate(heap, length, fd_flags, heap_flags);
+        if (!fd)
+            return failWith(fd.error());
+        *out_fd = fd->release();
+        return succeed();
+    });
+}
+
+int cenalloc_create(cenalloc_session* session, uint64_t size, const char* name, cenalloc_cpu_access cpu_access,
+                    int* out_fd) {
+    if (!session || !out_fd)
+        return failWith(EINVAL, "session or out_fd is NULL");
+    if (!validCpuAccess(cpu_access))
+        return failWith(EINVAL, "unknown cpu access hint");
+    return guarded([&] {
+        auto fd = session->session->create(size, name ? name : "", toCpuAccess(cpu_access));
+        if (!fd)
+            return failWith(fd.error());
+        *out_fd = fd->release();
+        return succeed();
+    });
+}
+
+int cenalloc_import(cenalloc_session* session, int buffer_fd, uint64_t* out_id) {
+    if (!session || !out_id)
+        return failWith(EINVAL, "session or out_id is NULL");
+    return guarded([&] {
+        auto id = session->session->import(cenalloc::BorrowedFd(buffer_fd));
+        if (!id)
+            return failWith(id.error());
+        *out_id = *id;
+        return succeed();
+    });
+}
+
+int cenalloc_release(cenalloc_session* session, int buffer_fd) {
+    if (!session)
+        return failWith(EINVAL, "session is NULL");
+    return guarded([&] {
+        auto r = session->session->release(cenalloc::BorrowedFd(buffer_fd));
+        return r ? succeed() : failWith(r.error());
+    });
+}
+
+int cenalloc_attach(cenalloc_session* session, int buffer_fd, const char* device, uint64_t* out_attachment) {
+    if (!session || !device || !out_attachment)
+        return failWith(EINVAL, "session, device or out_attachment is NULL");
+    return guarded([&] {
+        auto id = session->session->attach(cenalloc::BorrowedFd(buffer_fd), device);
+        if (!id)
+            return failWith(id.error());
+        *out_attachment = *id;
+        return succeed();
+    });
+}
+
+int cenalloc_detach(cenalloc_session* session, uint64_t attachment) {
+    if (!session)
+        return failWith(EINVAL, "session is NULL");
+    return guarded([&] {
+        auto r = session->session->detach(attachment);
+        return r ? succeed() : failWith(r.error());
+    });
+}
+
+int cenalloc_map(cenalloc_session* session, uint64_t attachment, cenalloc_dma_direction direction,
+                 cenalloc_sg_entry* entries, size_t capacity, size_t* count, uint64_t* out_mapping) {
+    if (!session || !count || !out_mapping || (capacity > 0 && !entries))
+        return failWith(EINVAL, "session, count, out_mapping or entries is NULL");
+    if (direction < CENALLOC_DMA_BIDIRECTIONAL || direction > CENALLOC_DMA_FROM_DEVICE)
+        return failWith(EINVAL, "unknown dma direction");
+    return guarded([&] {
+        auto mapping = session->session->map(attachment, static_cast<cenalloc::DmaDirection>(direction));
+        if (!mapping)
+            return failWith(mapping.error());
+        const cenalloc::SgTable& segments = mapping->segments;
+        for (size_t i = 0; i < segments.size() && i < capacity; ++i)
+            entries[i] = {segments[i].dmaAddress, segments[i].length};
+        *count = segments.size();
+        *out_mapping = mapping->id;
+        return succeed();
+    });
+}
+
+int cenalloc_unmap(cenalloc_session* session, uint64_t mapping) {
+    if (!session)
+        return failWith(EINVAL, "session is NULL");
+    return guarded([&] {
+        auto r = session->session->unmap(mapping);
+        return r ? succeed() : failWith(r.error());
+    });
+}
+
+int cenalloc_begin_cpu_access(cenalloc_session* session, int buffer_fd, uint32_t flags) {
+    if (!session)
+        return failWith(EINVAL, "session is NULL");
+    return guarded([&] {
+        auto r = session->session->beginCpuAccess(cenalloc::BorrowedFd(buffer_fd), flags);
+        return r ? succeed() : failWith(r.error());
+    });
+}
+
+int cenalloc_end_cpu_access(cenalloc_session* session, int buffer_fd, uint32_t flags) {
+    if (!session)
+        return failWith(EINVAL, "session is NULL");
+    return guarded([&] {
+        auto r = session->session->endCpuAccess(cenalloc::BorrowedFd(buffer_fd), flags);
+        return r ? succeed() : failWith(r.error());
+    });
+}
+
+int cenalloc_set_name(cenalloc_session* session, int buffer_fd, const char* name) {
+    if (!session || !name)
+        return failWith(EINVAL, "session or name is NULL");
+    return guarded([&] {
+        auto r = session->session->setName(cenalloc::BorrowedFd(buffer_fd), name);
+        return r ? succeed() : failWith(r.error());
+    });
+}
+
+int cenalloc_explain(cenalloc_session* session, const char* const* devices, size_t count, uint64_t size,
+                     cenalloc_cpu_access cpu_access, cenalloc_explanation* out) {
+    if (!session || !out || (count > 0 && !devices))
+        return failWith(EINVAL, "session, devices or out is NULL");
+    if (!validCpuAccess(cpu_access))
+        return failWith(EINVAL, "unknown cpu access hint");
+    return guarded([&] {
+        std::vector<std::string> names;
+        for (size_t i = 0; i < count; ++i) {
+            if (!devices[i])
+                return failWith(EINVAL, "a device name is NULL");
+            names.emplace_back(devices[i]);
+        }
+        auto e = session->session->explain(names, size, toCpuAccess(cpu_access));
+        if (!e)
+            return failWith(e.error());
+        *out = cenalloc_explanation{};
+        out->satisfiable = e->satisfiable ? 1 : 0;
+        copyName(out->heap, e->heap.value_or(""));
+        copyName(out->allocating_device, e->allocatingDevice.value_or(""));
+        return succeed();
+    });
+}
+
+} // extern "C"

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: MIT
+// The cenallocd configuration: client limits, quotas and per-heap access control, loaded from YAML.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <cenalloc/platform.h>
+#include <cenalloc/result.h>
+
+namespace cenalloc {
+
+/// A peer as SO_PEERCRED / SO_PEERGROUPS identify it.
+struct Credentials {
+    int32_t pid = 0;
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+    /// Supplementary groups (the primary gid need not be among them).
+    std::vector<uint32_t> groups;
+
+    bool inGroup(uint32_t group) const;
+};
+
+inline constexpr uint64_t kUnlimited = UINT64_MAX;
+
+/// What the buffers charged to one uid may add up to.
+struct Quota {
+    uint64_t bytes = kUnlimited;
+    uint64_t buffers = kUnlimited;
+    bool operator==(const Quota&) const = default;
+};
+
+/// A quota for the clients a uid or a gid names.
+struct QuotaRule {
+    std::optional<uint32_t> uid;
+    std::optional<uint32_t> gid;
+    Quota quota;
+    int line = 0; ///< where the rule is, for messages
+};
+
+/// Who may allocate from a heap. A heap without an entry is open to all.
+struct HeapAccess {
+    std::string heap;
+    std::vector<uint32_t> uids;
+    std::vector<uint32_t> gids;
+    int line = 0;
+};
+
+/// The daemon's configuration. The defaults (no file) are: 256 clients, 64
+/// per uid, no quota, every heap open.
+struct ServiceConfig {
+    size_t maxClients = 256;
+    size_t maxClientsPerUid = 64;
+    /// The quota of a uid no rule names.
+    Quota defaultQuota;
+    /// In file order; the first rule naming the uid, or a group of the
+    /// client, applies.
+    std::vector<QuotaRule> quotas;
+    std::vector<HeapAccess> heaps;
+    /// The file it came from, for messages ("<defaults>" without one).
+    std::string source = "<defaults>";
+
+    /// The quota that applies to @p peer.
+    Quota quotaFor(const Credentials& peer) const;
+    /// May @p peer allocate from @p heap?
+    bool allows(std::string_view heap, const Credentials& peer) const;
+};
+
+/// Parse a YAML configuration (docs/protocol.md shows the schema). Every
+/// error names "<source>:<line>:". Errors: EINVAL.
+Result<ServiceConfig> parseServiceConfig(std::string_view text, std::string_view sourceName);
+/// Read and parse a configuration file. Errors: errno of open/read, EINVAL.
+Result<ServiceConfig> loadServiceConfig(const std::filesystem::path& path);
+/// Check that every heap the configuration names exists on @p platform.
+/// Errors: EINVAL "<source>:<line>: no heap 'x' on platform 'y' (heaps: ...)".
+Result<void> checkServiceConfig(const ServiceConfig& config, const Platform& platform,
+                                std::span<const std::string> heapNames);
+
+} // namespace cenalloc

@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: MIT
+// Request decoding, validation and dispatch: one received datagram in, one reply out.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include <cenalloc/unique_fd.h>
+
+#include "service/protocol.h"
+#include "service/service.h"
+#include "service/socket_io.h"
+
+namespace cenalloc {
+
+/// A reply ready to be sent.
+struct Reply {
+    wire::MessageHeader header; ///< payloadSize and flags are set per fragment by replyDatagrams()
+    /// ReplyPrefix, the message, and on success the op's body.
+    std::vector<std::byte> payload;
+    /// The buffer fd an Allocate or Create reply carries (invalid otherwise).
+    UniqueFd fd;
+};
+
+/// Validate @p request (header, payload size, fd count, reserved fields and
+/// flags, the op's payload struct) and run it for @p client. Every
+/// validation failure is EINVAL with a message saying what was wrong; every
+/// fd that arrived with the request is closed by the time this returns
+/// (the service keeps none). Never fails otherwise: errors are replies.
+Reply handleRequest(ServiceClient& client, Datagram request);
+
+/// An error reply for @p op (used by the daemon to refuse a connection).
+Reply errorReply(wire::Op op, uint32_t sequence, const Error& error);
+
+/// The datagrams that carry @p reply: one, or fragments of at most
+/// wire::kMaxFragmentSize bytes each, all but the last flagged kFlagMore.
+/// The fd goes with the first.
+std::vector<std::vector<std::byte>> replyDatagrams(const Reply& reply);
+
+} // namespace cenalloc

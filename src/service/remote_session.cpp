@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: MIT
+// Session::connect: the client library speaking the cenallocd protocol.
+#include <cenalloc/session.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <mutex>
+#include <optional>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "service/protocol.h"
+#include "service/socket_io.h"
+
+namespace cenalloc {
+
+using namespace wire;
+
+namespace {
+
+/// A reply's body and the fd it carried.
+struct Response {
+    std::vector<std::byte> body;
+    UniqueFd fd;
+};
+
+class RemoteSession final : public Session {
+public:
+    RemoteSession(UniqueFd socket, std::string path) : socket_(std::move(socket)), path_(std::move(path)) {}
+
+    Result<void> handshake() {
+        auto r = call(Op::Handshake, HandshakeRequest{kVersion, kVersion, 0});
+        if (!r) {
+            if (r.error().code() == EPROTONOSUPPORT)
+                return Error(EPROTO, r.error().message());
+            return r.error();
+        }
+        Reader reader(r->body);
+        auto reply = reader.get<HandshakeReply>();
+        if (!reply)
+            return Error(EPROTO, reply.error().message());
+        if (reply->version != kVersion)
+            return Error(EPROTO, fmt::format("the daemon answered with protocol version {}", reply->version));
+        version_ = reply->version;
+        return {};
+    }
+
+    std::string describe() const override { return fmt::format("cenallocd at {} (protocol {})", path_, version_); }
+
+    Result<std::vector<HeapInfo>> heaps() override {
+        auto r = call(Op::ListHeaps, nullptr);
+        if (!r)
+            return r.error();
+        Reader reader(r->body);
+        return decodeHeaps(reader);
+    }
+
+    Result<UniqueFd> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags, uint64_t heapFlags) override {
+        AllocateRequest req{};
+        req.length = length;
+        req.heapFlags = heapFlags;
+        req.fdFlags = fdFlags;
+        if (auto ok = putName(req.heap, sizeof req.heap, heap); !ok)
+            return ok.error().code() == ENAMETOOLONG ? Error(ENOENT, fmt::format("no heap '{}'", heap)) : ok.error();
+        return bufferFd(call(Op::Allocate, req), fdFlags);
+    }
+
+    Result<UniqueFd> create(uint64_t size, std::string_view name, CpuAccess cpuAccess) override {
+        CreateRequest req{};
+        req.size = size;
+        req.cpuAccess = static_cast<uint32_t>(cpuAccess);
+        if (name.size() > kBufferNameMax)
+            return Error(EINVAL, fmt::format("buffer name of {} bytes is longer than {}", name.size(), kBufferNameMax));
+        if (auto ok = putName(req.name, sizeof req.name, name); !ok)
+            return ok.error();
+        return bufferFd(call(Op::Create, req), O_CLOEXEC);
+    }
+
+    Result<uint64_t> import(BorrowedFd buffer) override { return idOf(call(Op::Import, nullptr, buffer)); }
+    Result<void> release(BorrowedFd buffer) override { return done(call(Op::Release, nullptr, buffer)); }
+
+    Result<uint64_t> attach(BorrowedFd buffer, std::string_view device) override {
+        AttachRequest req{};
+        if (auto ok = putName(req.device, sizeof req.device, device); !ok)
+            return ok.error().code() == ENAMETOOLONG ? Error(ENOENT, fmt::format("no device '{}'", device))
+                                                     : ok.error();
+        return idOf(call(Op::Attach, req, buffer));
+    }
+    Result<void> detach(uint64_t attachment) override { return done(call(Op::Detach, IdRequest{attachment})); }
+
+    Result<SessionMapping> map(uint64_t attachment, DmaDirection direction) override {
+        auto r = call(Op::Map, MapRequest{attachment, static_cast<uint32_t>(direction), 0});
+        if (!r)
+            return r.error();
+        Reader reader(r->body);
+        return decodeMapping(reader);
+    }
+    Result<void> unmap(uint64_t mapping) override { return done(call(Op::Unmap, IdRequest{mapping})); }
+
+    Result<void> beginCpuAccess(BorrowedFd buffer, uint32_t flags) override {
+        return done(call(Op::BeginCpuAccess, SyncRequest{flags, 0}, buffer));
+    }
+    Result<void> endCpuAccess(BorrowedFd buffer, uint32_t flags) override {
+        return done(call(Op::EndCpuAccess, SyncRequest{flags, 0}, buffer));
+    }
+    Result<void> setName(BorrowedFd buffer, std::string_view name) override {
+        if (name.size() > kBufferNameMax)
+            return Error(EINVAL, fmt::format("buffer name of {} bytes is longer than {}", name.size(), kBufferNameMax));
+        SetNameRequest req{};
+        if (auto ok = putName(req.name, sizeof req.name, name); !ok)
+            return ok.error();
+        return done(call(Op::SetName, req, buffer));
+    }
+
+    Result<std::vector<BufferInfo>> bufinfo() override {
+        auto r = call(Op::Bufinfo, nullptr);
+        if (!r)
+            return r.error();
+        Reader reader(r->body);
+        return decodeBufinfo(reader);
+    }
+
+    Result<AllocatorStats> stats(bool resetWatermark) override {
+        auto r = call(Op::Stats, StatsRequest{resetWatermark ? kStatsResetWatermark : 0, 0});
+        if (!r)
+            return r.error();
+        Reader reader(r->body);
+        return decodeStats(reader);
+    }
+
+    Result<Explanation> explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) override {
+        // explain() is pure over the platform and the heaps' properties:
+        // computed here over the daemon's own (fetched once, they never
+        // change while it runs) it is the answer the daemon would give.
+        std::lock_guard lock(platformMutex_);
+        if (!platform_) {
+            auto r = call(Op::Platform, nullptr);
+            if (!r)
+                return r.error();
+            Reader reader(r->body);
+            auto body = decodePlatform(reader);
+            if (!body)
+                return body.error();
+            platform_ = std::move(*body);
+        }
+        return cenalloc::explain(platform_->platform, platform_->heaps, devices, size, cpuAccess);
+    }
+
+private:
+    template <typename T> Result<Response> call(Op op, const T& request, BorrowedFd fd = {}) {
+        Writer w;
+        if constexpr (!std::is_same_v<T, std::nullptr_t>)
+            w.put(request);
+        return transact(op, w.bytes(), fd);
+    }
+
+    Result<Response> transact(Op op, const std::vector<std::byte>& payload, BorrowedFd fd) {
+        std::lock_guard lock(mutex_);
+        if (fd.get() < 0 && opTakesFd(op))
+            return Error(EBADF, fmt::format("fd {} is not open", fd.get()));
+        uint32_t sequence = ++sequence_;
+        MessageHeader h = makeHeader(op, static_cast<uint32_t>(payload.size()), fd.valid() ? 1 : 0, sequence);
+        std::vector<std::byte> message(sizeof h + payload.size());
+        std::memcpy(message.data(), &h, sizeof h);
+        if (!payload.empty())
+            std::memcpy(message.data() + sizeof h, payload.data(), payload.size());
+        int raw = fd.get();
+        auto sent = sendDatagram(socket_, message, fd.valid() ? std::span<const int>(&raw, 1) : std::span<const int>());
+        if (!sent) {
+            // A daemon that refused us said why before hanging up.
+            bool transport = false;
+            auto why = receive(op, sequence, MSG_DONTWAIT, &transport);
+            if (!why && !transport)
+                return why.error();
+            return Error(ECONNRESET,
+                         fmt::format("cenallocd at {} closed the connection ({})", path_, sent.error().message()));
+        }
+        return receive(op, sequence, 0);
+    }
+
+    /// The reply to request @p sequence. @p transport, when given, tells
+    /// whether a failure was the socket's (nothing received) rather than
+    /// the daemon's answer.
+    Result<Response> receive(Op op, uint32_t sequence, int flags, bool* transport = nullptr) {
+        Response out;
+        std::vector<std::byte> payload;
+        int error = 0;
+        for (;;) {
+            auto dg = receiveDatagram(socket_, kMaxFragmentSize, flags);
+            if (!dg && dg.error().code() == ECONNRESET && payload.empty())
+                // A daemon that refuses a client replies and closes before
+                // reading the request; the kernel then reports the reset
+                // ahead of the reply still queued here. It is read next.
+                dg = receiveDatagram(socket_, kMaxFragmentSize, flags | MSG_DONTWAIT);
+            if (!dg) {
+                if (transport)
+                    *transport = true;
+                if (dg.error().code() == ECONNRESET)
+                    return Error(ECONNRESET, fmt::format("cenallocd at {} closed the connection", path_));
+                return dg.error();
+            }
+            MessageHeader h{};
+            if (dg->bytes.size() < sizeof h || dg->wireSize > kMaxFragmentSize || dg->controlTruncated ||
+                dg->foreignControl)
+                return Error(EPROTO, "malformed reply from cenallocd");
+            std::memcpy(&h, dg->bytes.data(), sizeof h);
+            if (h.magic != kMagic || h.version != kVersion)
+                return Error(EPROTO,
+                             fmt::format("the peer at {} does not speak cenalloc protocol {}", path_, kVersion));
+            // Sequence 0 is the refusal a daemon sends before hanging up.
+            bool refusal = h.sequence == 0 && h.error != 0;
+            if (!refusal && (h.opcode != static_cast<uint16_t>(op) || h.sequence != sequence))
+                return Error(EPROTO, fmt::format("reply for {} #{} while waiting for {} #{}", opName(h.opcode),
+                                                 h.sequence, opName(static_cast<uint16_t>(op)), sequence));
+            if (h.payloadSize != dg->bytes.size() - sizeof h || h.fdCount != dg->fds.size() ||
+                (h.flags & ~kValidReplyFlags) || h.reserved != 0 || h.error < 0)
+                return Error(EPROTO, "malformed reply header from cenallocd");
+            payload.insert(payload.end(), dg->bytes.begin() + sizeof h, dg->bytes.end());
+            for (UniqueFd& fd : dg->fds) {
+                if (out.fd.valid())
+                    return Error(EPROTO, "a reply carried more than one fd");
+                out.fd = std::move(fd);
+            }
+            error = h.error;
+            if (!(h.flags & kFlagMore))
+                break;
+            flags = 0; // the rest of a fragmented reply is on its way
+        }
+        Reader reader(payload);
+        auto prefix = reader.get<ReplyPrefix>();
+        if (!prefix)
+            return prefix.error();
+        auto message = reader.getString(prefix->messageLength);
+        if (!message)
+            return message.error();
+        if (error != 0)
+            return Error(error, *message);
+        size_t consumed = payload.size() - reader.remaining();
+        out.body.assign(payload.begin() + static_cast<std::ptrdiff_t>(consumed), payload.end());
+        return out;
+    }
+
+    Result<UniqueFd> bufferFd(Result<Response> r, uint32_t fdFlags) {
+        if (!r)
+            return r.error();
+        if (!r->fd.valid())
+            return Error(EPROTO, "the daemon's reply carried no buffer fd");
+        return applyFdFlags(std::move(r->fd), fdFlags);
+    }
+
+    static Result<uint64_t> idOf(Result<Response> r) {
+        if (!r)
+            return r.error();
+        Reader reader(r->body);
+        auto id = reader.get<IdReply>();
+        if (!id)
+            return id.error();
+        return id->id;
+    }
+
+    static Result<void> done(Result<Response> r) {
+        if (!r)
+            return r.error();
+        return {};
+    }
+
+    UniqueFd socket_;
+    const std::string path_;
+    uint16_t version_ = kVersion;
+
+    std::mutex mutex_;                     // one request in flight per session
+    uint32_t sequence_ = 0;                // guarded by mutex_
+    std::mutex platformMutex_;             // taken before mutex_, never after
+    std::optional<PlatformBody> platform_; // guarded by platformMutex_
+};
+
+} // namespace
+
+std::string Session::defaultSocketPath() {
+    const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+    if (::getuid() == 0 || runtime == nullptr || *runtime == '\0')
+        return "/run/cenalloc/cenalloc.sock";
+    return fmt::format("{}/cenalloc.sock", runtime);
+}
+
+Result<std::unique_ptr<Session>> Session::connect(const std::string& socketPath) {
+    std::string path = socketPath.empty() ? defaultSocketPath() : socketPath;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path)
+        return Error(ENAMETOOLONG,
+                     fmt::format("socket path '{}' is longer than {} bytes", path, sizeof addr.sun_path - 1));
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    if (!fd.valid())
+        return Error(errno, fmt::format("socket: {}", std::strerror(errno)));
+    int rc;
+    do {
+        rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0)
+        return Error(errno, fmt::format("no cenallocd at {}: {}", path, std::strerror(errno)));
+    auto session = std::make_unique<RemoteSession>(std::move(fd), path);
+    if (auto ok = session->handshake(); !ok)
+        return ok.error();
+    return std::unique_ptr<Session>(std::move(session));
+}
+
+} // namespace cenalloc

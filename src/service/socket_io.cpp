@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: MIT
+// recvmsg/sendmsg with SCM_RIGHTS: every received fd owned at once, O_CLOEXEC, never leaked.
+#include "service/socket_io.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <fmt/format.h>
+
+namespace cenalloc {
+
+namespace {
+
+// Room for a few more fds than any message may carry, so that a sender
+// attaching too many is told "fd count mismatch" rather than losing them
+// silently; anything beyond sets MSG_CTRUNC and the kernel closes the rest.
+constexpr size_t kControlFds = 8;
+
+} // namespace
+
+Result<Datagram> receiveDatagram(BorrowedFd socket, size_t maxSize, int flags) {
+    Datagram dg;
+    dg.bytes.resize(maxSize);
+    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kControlFds)];
+    iovec iov{dg.bytes.data(), dg.bytes.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n;
+    do {
+        // MSG_TRUNC: return the datagram's real length even when it was cut.
+        n = ::recvmsg(socket.get(), &msg, MSG_CMSG_CLOEXEC | MSG_TRUNC | flags);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return Error(errno, fmt::format("receiving: {}", std::strerror(errno)));
+    // Take ownership of every fd before looking at anything else.
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < count; ++i) {
+                int fd;
+                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                dg.fds.emplace_back(fd);
+            }
+        } else {
+            dg.foreignControl = true;
+        }
+    }
+    dg.controlTruncated = msg.msg_flags & MSG_CTRUNC;
+    if (n == 0 && dg.fds.empty())
+        return Error(ECONNRESET, "the peer closed the connection");
+    dg.wireSize = static_cast<size_t>(n);
+    dg.bytes.resize(std::min(dg.wireSize, maxSize));
+    return dg;
+}
+
+Result<void> sendDatagram(BorrowedFd socket, std::span<const std::byte> bytes, std::span<const int> fds) {
+    iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kControlFds)];
+    if (!fds.empty()) {
+        if (fds.size() > kControlFds)
+            return Error(EINVAL, fmt::format("{} fds in one message, at most {}", fds.size(), kControlFds));
+        msg.msg_control = control;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    ssize_t n;
+    do {
+        n = ::sendmsg(socket.get(), &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return Error(errno, fmt::format("sending: {}", std::strerror(errno)));
+    if (static_cast<size_t>(n) != bytes.size())
+        return Error(EIO, fmt::format("sent {} of {} bytes", n, bytes.size()));
+    return {};
+}
+
+Result<UniqueFd> applyFdFlags(UniqueFd fd, uint32_t fdFlags) {
+    if (fdFlags & O_CLOEXEC)
+        return fd;
+    if (::fcntl(fd.get(), F_SETFD, 0) != 0)
+        return Error(errno, fmt::format("clearing FD_CLOEXEC: {}", std::strerror(errno)));
+    return fd;
+}
+
+} // namespace cenalloc

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+// InodeWatcher: inotify on /proc/self/fd/N, IN_DELETE_SELF/IN_IGNORED, overflow recovery through fdinfo.
+#include "service/tracker.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fcntl.h>
+#include <string>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace cenalloc {
+
+Result<InodeKey> inodeOf(BorrowedFd fd) {
+    struct stat st {};
+    if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0)
+        return Error(EBADF, fmt::format("fd {} is not open", fd.get()));
+    if (!S_ISREG(st.st_mode))
+        return Error(EBADF, fmt::format("fd {} is not a cenalloc buffer (not a regular file)", fd.get()));
+    return InodeKey{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+}
+
+Result<InodeWatcher> InodeWatcher::create() {
+    UniqueFd fd(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    if (!fd.valid())
+        return Error(errno, fmt::format("inotify_init1: {}", std::strerror(errno)));
+    return InodeWatcher(std::move(fd));
+}
+
+Result<int> InodeWatcher::watch(BorrowedFd fd) const {
+    // The magic link resolves to the memfd's own dentry, which has no path
+    // to open by name; watching it takes no reference to the file.
+    std::string path = fmt::format("/proc/self/fd/{}", fd.get());
+    int wd = ::inotify_add_watch(fd_.get(), path.c_str(), IN_DELETE_SELF);
+    if (wd < 0)
+        return Error(errno, fmt::format("watching buffer inode: inotify_add_watch: {}{}", std::strerror(errno),
+                                        errno == ENOSPC ? " (fs.inotify.max_user_watches reached)" : ""));
+    return wd;
+}
+
+Result<std::vector<int>> InodeWatcher::readGone(bool& overflowed) {
+    overflowed = false;
+    std::vector<int> gone;
+    alignas(struct inotify_event) char buffer[16 * 1024];
+    for (;;) {
+        ssize_t n = ::read(fd_.get(), buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        if (n < 0)
+            return Error(errno, fmt::format("reading inotify events: {}", std::strerror(errno)));
+        if (n == 0)
+            break;
+        for (char* p = buffer; p < buffer + n;) {
+            inotify_event event;
+            std::memcpy(&event, p, sizeof event);
+            if (event.mask & IN_Q_OVERFLOW)
+                overflowed = true;
+            // IN_DELETE_SELF comes first, then IN_IGNORED as the watch goes;
+            // either means gone, and the caller forgets a wd once.
+            else if (event.mask & (IN_DELETE_SELF | IN_IGNORED))
+                gone.push_back(event.wd);
+            p += sizeof(inotify_event) + event.len;
+        }
+    }
+    return gone;
+}
+
+Result<std::set<int>> InodeWatcher::liveWatches() const {
+    std::string path = fmt::format("/proc/self/fdinfo/{}", fd_.get());
+    UniqueFd info(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!info.valid())
+        return Error(errno, fmt::format("opening {}: {}", path, std::strerror(errno)));
+    std::string text;
+    char chunk[65536];
+    for (;;) {
+        ssize_t n = ::read(info.get(), chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return Error(errno, fmt::format("reading {}: {}", path, std::strerror(errno)));
+        if (n == 0)
+            break;
+        text.append(chunk, static_cast<size_t>(n));
+    }
+    // One line per watch: "inotify wd:1a ino:... sdev:... mask:..." (wd in hex).
+    std::set<int> live;
+    constexpr std::string_view kPrefix = "inotify wd:";
+    for (size_t at = text.find(kPrefix); at != std::string::npos; at = text.find(kPrefix, at + 1)) {
+        const char* begin = text.data() + at + kPrefix.size();
+        const char* end = text.data() + text.size();
+        int wd = 0;
+        auto [ptr, ec] = std::from_chars(begin, end, wd, 16);
+        if (ec == std::errc())
+            live.insert(wd);
+    }
+    return live;
+}
+
+} // namespace cenalloc

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: MIT
+// InodeWatcher: learns from the kernel when the last fd or mapping of a memfd anywhere is gone.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <vector>
+
+#include <cenalloc/result.h>
+#include <cenalloc/unique_fd.h>
+
+namespace cenalloc {
+
+/// Which file a buffer fd names: what fstat() says, the key by which the
+/// service recognises its buffers in any fd a client sends.
+struct InodeKey {
+    uint64_t device = 0;
+    uint64_t inode = 0;
+    auto operator<=>(const InodeKey&) const = default;
+};
+
+/// The (st_dev, st_ino) of @p fd. Errors: EBADF for a closed fd, EBADF for
+/// an fd that is not a regular file (no buffer is anything else).
+Result<InodeKey> inodeOf(BorrowedFd fd);
+
+/// Watches memfd inodes with inotify. A memfd's inode has no name, so the
+/// kernel reports IN_DELETE_SELF (then IN_IGNORED) for it exactly when its
+/// last reference anywhere is gone: the last fd in any process, the last
+/// memory mapping, an fd in flight in a socket. The watcher holds no
+/// reference of its own, so it observes the buffer's life without
+/// prolonging it. Events are queued by the kernel in the context of the
+/// task dropping the last reference, before that close(), munmap() or exit
+/// completes: reading them afterwards is race-free.
+///
+/// Thread safety: watch() may be called concurrently with anything (one
+/// syscall); the owner serialises readGone() and liveWatches().
+class InodeWatcher {
+public:
+    /// Errors: errno of inotify_init1 (EMFILE when the per-user instance
+    /// limit is reached).
+    static Result<InodeWatcher> create();
+
+    /// The inotify fd (non-blocking): readable when an inode went away.
+    BorrowedFd fd() const { return fd_.borrow(); }
+
+    /// Start watching the inode @p fd (an fd of this process) names.
+    /// Returns the watch descriptor, which names it in readGone().
+    /// Errors: ENOSPC when fs.inotify.max_user_watches is reached, errno of
+    /// inotify_add_watch otherwise.
+    Result<int> watch(BorrowedFd fd) const;
+
+    /// Watch descriptors whose inode is gone, from the events queued now
+    /// (never blocks). When the kernel's queue overflowed, events were lost:
+    /// @p overflowed is set and the caller must ask liveWatches() which of
+    /// its watches remain. Errors: errno of read().
+    Result<std::vector<int>> readGone(bool& overflowed);
+
+    /// The watch descriptors the kernel still holds, read from
+    /// /proc/self/fdinfo: the recovery after an overflow.
+    Result<std::set<int>> liveWatches() const;
+
+private:
+    explicit InodeWatcher(UniqueFd fd) : fd_(std::move(fd)) {}
+    UniqueFd fd_;
+};
+
+} // namespace cenalloc

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+/* The C API used from C11: every call, its errors, and no leaked fds. */
+#define _GNU_SOURCE /* fcntl F_DUPFD_CLOEXEC, mmap, readdir with -std=c11 */
+#include <cenalloc/c/cenalloc.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static int failures;
+static int checks;
+
+#define CHECK(cond)                                                                                                    \
+    do {                                                                                                               \
+        ++checks;                                                                                                      \
+        if (!(cond)) {                                                                                                 \
+            ++failures;                                                                                                \
+            fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond,                   \
+                    cenalloc_last_error());                                                                            \
+        }                                                                                                              \
+    } while (0)
+
+static int countFds(void) {
+    DIR* dir = opendir("/proc/self/fd");
+    int n = 0;
+    if (!dir)
+        return -1;
+    while (readdir(dir))
+        ++n;
+    closedir(dir);
+    return n;
+}
+
+static int findHeap(cenalloc_session* s, const char* name, cenalloc_heap_info* out) {
+    size_t count = 0;
+    if (cenalloc_heap_count(s, &count) != 0)
+        return -1;
+    for (size_t i = 0; i < count; ++i)
+        if (cenalloc_get_heap(s, i, out) == 0 && strcmp(out->name, name) == 0)
+            return 0;
+    return -1;
+}
+
+int main(void) {
+    const int fdsBefore = countFds();
+    cenalloc_session* s = NULL;
+    CHECK(cenalloc_session_open_local(NULL, NULL) == -EINVAL);
+    CHECK(cenalloc_session_open_local("/nonexistent/platform.yaml", &s) == -ENOENT);
+    CHECK(s == NULL);
+    CHECK(strlen(cenalloc_last_error()) > 0);
+    CHECK(cenalloc_session_open_local(NULL, &s) == 0);
+    if (!s)
+        return 1;
+
+    cenalloc_heap_info before;
+    CHECK(findHeap(s, "system", &before) == 0);
+    CHECK(before.contiguous == 0 && before.cached == 1);
+    size_t heaps = 0;
+    CHECK(cenalloc_heap_count(s, &heaps) == 0 && heaps >= 2);
+    cenalloc_heap_info ignored;
+    CHECK(cenalloc_get_heap(s, heaps, &ignored) == -ERANGE);
+
+    /* Validation, as DMA_HEAP_IOCTL_ALLOC does it. */
+    int fd = -1;
+    CHECK(cenalloc_alloc(s, "system", 0, O_CLOEXEC | O_RDWR, 0, &fd) == -EINVAL);
+    CHECK(cenalloc_alloc(s, "system", UINT64_MAX, O_CLOEXEC | O_RDWR, 0, &fd) == -EINVAL);
+    CHECK(cenalloc_alloc(s, "system", 4096, O_NONBLOCK, 0, &fd) == -EINVAL);
+    CHECK(cenalloc_alloc(s, "system", 4096, O_CLOEXEC, 1, &fd) == -EINVAL);
+    CHECK(cenalloc_alloc(s, "no-such-heap", 4096, O_CLOEXEC, 0, &fd) == -ENOENT);
+    CHECK(cenalloc_alloc(s, "linux,cma", (uint64_t)1 << 40, O_CLOEXEC, 0, &fd) == -ENOMEM);
+    CHECK(fd == -1);
+
+    /* An eager buffer: zero-filled, writable, nameable, syncable. */
+    CHECK(cenalloc_alloc(s, "system", 65536, O_CLOEXEC | O_RDWR, 0, &fd) == 0);
+    CHECK(fd >= 0);
+    CHECK((fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+    unsigned char* p = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(p != MAP_FAILED);
+    if (p != MAP_FAILED) {
+        int zero = 1;
+        for (size_t i = 0; i < 65536; ++i)
+            zero = zero && p[i] == 0;
+        CHECK(zero);
+        CHECK(cenalloc_begin_cpu_access(s, fd, CENALLOC_SYNC_WRITE) == 0);
+        memset(p, 0xab, 65536);
+        CHECK(cenalloc_end_cpu_access(s, fd, CENALLOC_SYNC_WRITE) == 0);
+        munmap(p, 65536);
+    }
+    CHECK(cenalloc_begin_cpu_access(s, fd, 0) == -EINVAL);
+    CHECK(cenalloc_begin_cpu_access(s, fd, 4) == -EINVAL);
+    CHECK(cenalloc_set_name(s, fd, "c-frame") == 0);
+    CHECK(cenalloc_set_name(s, fd, "0123456789012345678901234567890123") == -EINVAL);
+
+    /* Attach, map, unmap, detach. */
+    uint64_t attachment = 0, mapping = 0;
+    CHECK(cenalloc_attach(s, fd, "gpu", &attachment) == 0);
+    CHECK(cenalloc_attach(s, fd, "no-such-device", &attachment) == -ENOENT);
+    cenalloc_sg_entry entries[4];
+    size_t count = 0;
+    CHECK(cenalloc_map(s, attachment, CENALLOC_DMA_TO_DEVICE, entries, 4, &count, &mapping) == 0);
+    CHECK(count >= 1);
+    uint64_t total = 0;
+    for (size_t i = 0; i < count && i < 4; ++i)
+        total += entries[i].length;
+    CHECK(count > 4 || total == 65536);
+    CHECK(cenalloc_map(s, attachment, (cenalloc_dma_direction)7, entries, 4, &count, &mapping) == -EINVAL);
+    CHECK(cenalloc_unmap(s, mapping) == 0);
+    CHECK(cenalloc_detach(s, attachment) == 0);
+    CHECK(cenalloc_detach(s, attachment) != 0);
+
+    /* A deferred buffer the display and the gpu share: contiguous memory. */
+    int shared = -1;
+    CHECK(cenalloc_create(s, 1 << 20, "shared", CENALLOC_CPU_ACCESS_RARE, &shared) == 0);
+    uint64_t a1 = 0, a2 = 0, m1 = 0;
+    CHECK(cenalloc_attach(s, shared, "gpu", &a1) == 0);
+    CHECK(cenalloc_attach(s, shared, "display", &a2) == 0);
+    CHECK(cenalloc_map(s, a2, CENALLOC_DMA_TO_DEVICE, entries, 4, &count, &m1) == 0);
+    CHECK(count == 1 && entries[0].length == (1u << 20));
+
+    /* Import of our own buffer through another fd names the same buffer. */
+    uint64_t id1 = 0, id2 = 0;
+    int dup = fcntl(shared, F_DUPFD_CLOEXEC, 0);
+    CHECK(cenalloc_import(s, shared, &id1) == 0);
+    CHECK(cenalloc_import(s, dup, &id2) == 0);
+    CHECK(id1 == id2);
+    int notOurs = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    CHECK(cenalloc_import(s, notOurs, &id2) < 0);
+    close(notOurs);
+    close(dup);
+
+    cenalloc_explanation e;
+    const char* devices[] = {"gpu", "display"};
+    CHECK(cenalloc_explain(s, devices, 2, 1 << 20, CENALLOC_CPU_ACCESS_RARE, &e) == 0);
+    CHECK(e.satisfiable == 1);
+    CHECK(strcmp(e.heap, "linux,cma") == 0);
+    CHECK(strcmp(e.allocating_device, "display") == 0);
+    const char* unknown[] = {"gpu", "nope"};
+    CHECK(cenalloc_explain(s, unknown, 2, 4096, CENALLOC_CPU_ACCESS_RARE, &e) == -ENOENT);
+
+    CHECK(cenalloc_unmap(s, m1) == 0);
+    CHECK(cenalloc_release(s, shared) == 0);
+    close(shared);
+    close(fd);
+
+    /* Everything back to where it was. */
+    cenalloc_heap_info after;
+    CHECK(findHeap(s, "system", &after) == 0);
+    CHECK(after.live_buffers == before.live_buffers);
+    CHECK(after.live_bytes == before.live_bytes);
+    cenalloc_session_close(s);
+    cenalloc_session_close(NULL);
+    CHECK(countFds() == fdsBefore);
+
+    printf("%d passed, %d failed\n", checks - failures, failures);
+    return failures == 0 ? 0 : 1;
+}

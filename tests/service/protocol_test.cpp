@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: MIT
+// Tests of the wire encoding: struct sizes, round trips, the zero-extension rule, names, truncated replies.
+#include "service/protocol.h"
+
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <cenalloc/context.h>
+#include <cenalloc/explain.h>
+
+namespace cenalloc::wire {
+namespace {
+
+TEST(Protocol, HeaderAndRequestsHaveTheDocumentedSizes) {
+    EXPECT_EQ(sizeof(MessageHeader), 32u);
+    EXPECT_EQ(sizeof(AllocateRequest), 88u);
+    EXPECT_EQ(sizeof(CreateRequest), 48u);
+    EXPECT_EQ(sizeof(MapRequest), 16u);
+    EXPECT_EQ(offsetof(MessageHeader, payloadSize), 8u);
+    EXPECT_EQ(offsetof(MessageHeader, fdCount), 12u);
+    EXPECT_EQ(offsetof(MessageHeader, error), 20u);
+    EXPECT_EQ(offsetof(AllocateRequest, heap), 24u);
+}
+
+TEST(Protocol, AShorterPayloadIsZeroExtendedALongerOneOnlyWithZeros) {
+    MapRequest full{7, 2, 0};
+    std::vector<std::byte> bytes(sizeof full);
+    std::memcpy(bytes.data(), &full, sizeof full);
+
+    auto shorter = decodePayload<MapRequest>(std::span(bytes).first(8)); // an older client: attachment only
+    ASSERT_TRUE(shorter);
+    EXPECT_EQ(shorter->attachment, 7u);
+    EXPECT_EQ(shorter->direction, 0u);
+    EXPECT_EQ(shorter->reserved, 0u);
+
+    auto none = decodePayload<MapRequest>({});
+    ASSERT_TRUE(none);
+    EXPECT_EQ(none->attachment, 0u);
+
+    bytes.resize(sizeof full + 16, std::byte{0}); // a newer client, fields unused
+    auto longer = decodePayload<MapRequest>(bytes);
+    ASSERT_TRUE(longer);
+    EXPECT_EQ(longer->direction, 2u);
+
+    for (size_t i = sizeof full; i < bytes.size(); ++i) {
+        SCOPED_TRACE(i);
+        auto copy = bytes;
+        copy[i] = std::byte{1};
+        auto bad = decodePayload<MapRequest>(copy);
+        ASSERT_FALSE(bad);
+        EXPECT_EQ(bad.error().code(), EINVAL);
+    }
+    EXPECT_TRUE(checkEmptyPayload(std::vector<std::byte>(8)));
+    EXPECT_EQ(checkEmptyPayload(std::vector<std::byte>{std::byte{0}, std::byte{3}}).error().code(), EINVAL);
+}
+
+TEST(Protocol, NameFieldsAreNulPaddedAndRefuseJunkAfterTheNul) {
+    char field[8];
+    ASSERT_TRUE(putName(field, sizeof field, "gpu"));
+    auto name = getName(field, sizeof field, "x");
+    ASSERT_TRUE(name);
+    EXPECT_EQ(*name, "gpu");
+    ASSERT_TRUE(putName(field, sizeof field, "12345678")); // fills the field: no NUL needed
+    EXPECT_EQ(*getName(field, sizeof field, "x"), "12345678");
+    EXPECT_EQ(putName(field, sizeof field, "123456789").error().code(), ENAMETOOLONG);
+    EXPECT_EQ(putName(field, sizeof field, std::string_view("a\0b", 3)).error().code(), EINVAL);
+    ASSERT_TRUE(putName(field, sizeof field, "gpu"));
+    field[6] = 'x';
+    EXPECT_EQ(getName(field, sizeof field, "x").error().code(), EINVAL);
+}
+
+std::vector<HeapInfo> someHeaps() {
+    HeapInfo a;
+    a.name = "system";
+    a.properties.name = "system";
+    a.properties.description = "pages from anywhere";
+    a.properties.kind = HeapKind::System;
+    a.properties.lowestAddress = 0x40000000;
+    a.properties.highestAddress = 0x8ffffffff;
+    a.properties.maxChunkSize = 1 << 20;
+    a.properties.capacity = 1ull << 32;
+    a.properties.cached = true;
+    a.stats = {3, 12288, 65536, 1, 9};
+    a.freeBytes = 12345;
+    HeapInfo b;
+    b.name = "linux,cma";
+    b.properties.name = "linux,cma";
+    b.properties.kind = HeapKind::Cma;
+    b.properties.contiguous = true;
+    b.properties.cached = false;
+    b.properties.validHeapFlags = 0x5;
+    return {a, b};
+}
+
+void expectSameHeaps(const std::vector<HeapInfo>& a, const std::vector<HeapInfo>& b) {
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+        SCOPED_TRACE(a[i].name);
+        EXPECT_EQ(a[i].name, b[i].name);
+        const HeapProperties &p = a[i].properties, &q = b[i].properties;
+        EXPECT_EQ(p.name, q.name);
+        EXPECT_EQ(p.description, q.description);
+        EXPECT_EQ(p.kind, q.kind);
+        EXPECT_EQ(p.lowestAddress, q.lowestAddress);
+        EXPECT_EQ(p.highestAddress, q.highestAddress);
+        EXPECT_EQ(p.contiguous, q.contiguous);
+        EXPECT_EQ(p.cached, q.cached);
+        EXPECT_EQ(p.maxChunkSize, q.maxChunkSize);
+        EXPECT_EQ(p.minChunkSize, q.minChunkSize);
+        EXPECT_EQ(p.chunkAlignment, q.chunkAlignment);
+        EXPECT_EQ(p.accessBits, q.accessBits);
+        EXPECT_EQ(p.capacity, q.capacity);
+        EXPECT_EQ(p.validHeapFlags, q.validHeapFlags);
+        EXPECT_EQ(a[i].stats.liveBuffers, b[i].stats.liveBuffers);
+        EXPECT_EQ(a[i].stats.liveBytes, b[i].stats.liveBytes);
+        EXPECT_EQ(a[i].stats.watermarkBytes, b[i].stats.watermarkBytes);
+        EXPECT_EQ(a[i].stats.failedAllocations, b[i].stats.failedAllocations);
+        EXPECT_EQ(a[i].stats.totalAllocations, b[i].stats.totalAllocations);
+        EXPECT_EQ(a[i].freeBytes, b[i].freeBytes);
+    }
+}
+
+TEST(Protocol, StatsRoundTrip) {
+    AllocatorStats stats;
+    stats.heaps = someHeaps();
+    IommuDomainStats d;
+    d.name = "gpu-smmu";
+    d.pageSize = 4096;
+    d.apertureBase = 0x100000;
+    d.apertureSize = 0xfff00000;
+    d.hits = 1, d.misses = 2, d.evictions = 3, d.faults = 4, d.usedIovaBytes = 5, d.cachedIovaBytes = 6;
+    d.mappedBytes = 7, d.mappingCount = 8, d.inUseCount = 9;
+    stats.domains = {d};
+    stats.liveBuffers = 42;
+    stats.lifetimeBugs = {"buffer 3 released with 1 device(s) still attached", ""};
+    Writer w;
+    encodeStats(w, stats);
+    EXPECT_EQ(w.bytes().size() % 8, 0u);
+    Reader r(w.bytes());
+    auto back = decodeStats(r);
+    ASSERT_TRUE(back) << back.error().toString();
+    expectSameHeaps(back->heaps, stats.heaps);
+    ASSERT_EQ(back->domains.size(), 1u);
+    const IommuDomainStats& e = back->domains[0];
+    EXPECT_EQ(e.name, "gpu-smmu");
+    EXPECT_EQ(
+        std::vector<uint64_t>({e.pageSize, e.apertureBase, e.apertureSize, e.hits, e.misses, e.evictions, e.faults,
+                               e.usedIovaBytes, e.cachedIovaBytes, e.mappedBytes, e.mappingCount, e.inUseCount}),
+        std::vector<uint64_t>({4096, 0x100000, 0xfff00000, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+    EXPECT_EQ(back->liveBuffers, 42u);
+    EXPECT_EQ(back->lifetimeBugs, stats.lifetimeBugs);
+    EXPECT_EQ(r.remaining(), 0u);
+}
+
+std::vector<BufferInfo> someBuffers() {
+    BufferInfo b;
+    b.id = 7;
+    b.size = 8192;
+    b.fdFlags = 02000002;
+    b.exporter = "system";
+    b.name = "frame";
+    b.inode = 991;
+    b.references = 2;
+    b.hasStorage = true;
+    b.heap = "system";
+    b.chunks = {{0x40000000, 4096}, {0x40010000, 4096}};
+    b.attachedDevices = {"gpu", "display"};
+    b.mappings = {{"gpu", DmaDirection::ToDevice, "gpu-smmu", {{0x100000, 8192}}},
+                  {"display", DmaDirection::FromDevice, "", {{0x40000000, 4096}, {0x40010000, 4096}}}};
+    b.cpuAccessDepth = 1;
+    b.cacheMaintenanceOps = 5;
+    b.syncViolations = 1;
+    b.exporterState = "deferred, cpu access rare";
+    BufferInfo empty;
+    empty.id = 8;
+    return {b, empty};
+}
+
+TEST(Protocol, BufinfoRoundTrip) {
+    auto buffers = someBuffers();
+    Writer w;
+    encodeBufinfo(w, buffers);
+    Reader r(w.bytes());
+    auto back = decodeBufinfo(r);
+    ASSERT_TRUE(back) << back.error().toString();
+    ASSERT_EQ(back->size(), 2u);
+    const BufferInfo &a = buffers[0], &b = (*back)[0];
+    EXPECT_EQ(b.id, a.id);
+    EXPECT_EQ(b.size, a.size);
+    EXPECT_EQ(b.fdFlags, a.fdFlags);
+    EXPECT_EQ(b.exporter, a.exporter);
+    EXPECT_EQ(b.name, a.name);
+    EXPECT_EQ(b.inode, a.inode);
+    EXPECT_EQ(b.references, a.references);
+    EXPECT_EQ(b.hasStorage, a.hasStorage);
+    EXPECT_EQ(b.heap, a.heap);
+    EXPECT_EQ(b.chunks, a.chunks);
+    EXPECT_EQ(b.attachedDevices, a.attachedDevices);
+    ASSERT_EQ(b.mappings.size(), 2u);
+    for (size_t i = 0; i < 2; ++i) {
+        EXPECT_EQ(b.mappings[i].device, a.mappings[i].device);
+        EXPECT_EQ(b.mappings[i].direction, a.mappings[i].direction);
+        EXPECT_EQ(b.mappings[i].domain, a.mappings[i].domain);
+        EXPECT_EQ(b.mappings[i].segments, a.mappings[i].segments);
+    }
+    EXPECT_EQ(b.cpuAccessDepth, a.cpuAccessDepth);
+    EXPECT_EQ(b.cacheMaintenanceOps, a.cacheMaintenanceOps);
+    EXPECT_EQ(b.syncViolations, a.syncViolations);
+    EXPECT_EQ(b.exporterState, a.exporterState);
+    EXPECT_EQ((*back)[1].id, 8u);
+    EXPECT_FALSE((*back)[1].hasStorage);
+}
+
+TEST(Protocol, EveryTruncationOfAReplyIsEprotoNeverACrash) {
+    Writer w;
+    encodeBufinfo(w, someBuffers());
+    const auto& bytes = w.bytes();
+    for (size_t n = 0; n < bytes.size(); ++n) {
+        SCOPED_TRACE(n);
+        Reader r(std::span<const std::byte>(bytes).first(n));
+        auto back = decodeBufinfo(r);
+        ASSERT_FALSE(back);
+        EXPECT_EQ(back.error().code(), EPROTO);
+    }
+}
+
+TEST(Protocol, AHugeCountIsRefusedBeforeAllocating) {
+    Writer w;
+    w.put(ListHeader{0xffffffff, 0});
+    Reader r(w.bytes());
+    auto back = decodeBufinfo(r);
+    ASSERT_FALSE(back);
+    EXPECT_EQ(back.error().code(), EPROTO);
+}
+
+TEST(Protocol, MappingRoundTripAndBadDirection) {
+    SessionMapping m{3, DmaDirection::FromDevice, {{0x1000, 4096}, {0x9000, 8192}}};
+    Writer w;
+    encodeMapping(w, m);
+    Reader r(w.bytes());
+    auto back = decodeMapping(r);
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->id, 3u);
+    EXPECT_EQ(back->direction, DmaDirection::FromDevice);
+    EXPECT_EQ(back->segments, m.segments);
+    w.bytes()[8] = std::byte{3}; // direction 3 does not exist
+    Reader bad(w.bytes());
+    EXPECT_EQ(decodeMapping(bad).error().code(), EPROTO);
+}
+
+TEST(Protocol, PlatformRoundTripGivesTheSameExplanations) {
+    auto context = Context::create();
+    ASSERT_TRUE(context);
+    const Platform& platform = (*context)->platform();
+    Writer w;
+    encodePlatform(w, platform, (*context)->heapProperties());
+    Reader r(w.bytes());
+    auto back = decodePlatform(r);
+    ASSERT_TRUE(back) << back.error().toString();
+    EXPECT_EQ(r.remaining(), 0u);
+    EXPECT_EQ(back->platform.name, platform.name);
+    EXPECT_EQ(back->platform.description, platform.description);
+    EXPECT_EQ(back->platform.source, platform.source);
+    ASSERT_EQ(back->platform.devices.size(), platform.devices.size());
+    for (size_t i = 0; i < platform.devices.size(); ++i) {
+        SCOPED_TRACE(platform.devices[i].name);
+        EXPECT_EQ(back->platform.devices[i].name, platform.devices[i].name);
+        EXPECT_EQ(back->platform.devices[i].description, platform.devices[i].description);
+        EXPECT_EQ(back->platform.devices[i].iommu, platform.devices[i].iommu);
+        EXPECT_EQ(back->platform.devices[i].constraints, platform.devices[i].constraints);
+    }
+    ASSERT_EQ(back->platform.regions.size(), platform.regions.size());
+    for (size_t i = 0; i < platform.regions.size(); ++i) {
+        EXPECT_EQ(back->platform.regions[i].name, platform.regions[i].name);
+        EXPECT_EQ(back->platform.regions[i].kind, platform.regions[i].kind);
+        EXPECT_EQ(back->platform.regions[i].noMap, platform.regions[i].noMap);
+        EXPECT_EQ(back->platform.regions[i].isDefault, platform.regions[i].isDefault);
+        EXPECT_EQ(back->platform.regions[i].accessBits, platform.regions[i].accessBits);
+    }
+    ASSERT_EQ(back->platform.iommus.size(), platform.iommus.size());
+    ASSERT_EQ(back->platform.memory.size(), platform.memory.size());
+    EXPECT_TRUE(validatePlatform(back->platform));
+    ASSERT_EQ(back->heaps.size(), (*context)->heapProperties().size());
+
+    // explain() is pure: over the decoded copy it must say exactly what it says over the original.
+    const std::vector<std::vector<std::string>> sets = {
+        {"gpu"}, {"gpu", "display"}, {"display", "codec"}, {"camera", "isp", "usb"}, {"codec"}};
+    for (const auto& devices : sets) {
+        for (CpuAccess cpu : {CpuAccess::None, CpuAccess::Often}) {
+            SCOPED_TRACE(devices.size());
+            auto a = explain(platform, (*context)->heapProperties(), devices, 8 << 20, cpu);
+            auto b = explain(back->platform, back->heaps, devices, 8 << 20, cpu);
+            ASSERT_TRUE(a);
+            ASSERT_TRUE(b);
+            EXPECT_EQ(a->satisfiable, b->satisfiable);
+            EXPECT_EQ(a->heap, b->heap);
+            EXPECT_EQ(a->ranking, b->ranking);
+            EXPECT_EQ(a->allocatingDevice, b->allocatingDevice);
+            EXPECT_EQ(a->allocatingReason, b->allocatingReason);
+            EXPECT_EQ(a->cachePolicy, b->cachePolicy);
+            EXPECT_EQ(a->constraints, b->constraints);
+            ASSERT_EQ(a->heaps.size(), b->heaps.size());
+            for (size_t i = 0; i < a->heaps.size(); ++i) {
+                EXPECT_EQ(a->heaps[i].accepted, b->heaps[i].accepted);
+                EXPECT_EQ(a->heaps[i].combined.reason(), b->heaps[i].combined.reason());
+            }
+            EXPECT_EQ(a->conflict.has_value(), b->conflict.has_value());
+            if (a->conflict && b->conflict) {
+                EXPECT_EQ(a->conflict->reason, b->conflict->reason);
+            }
+        }
+    }
+}
+
+TEST(Protocol, HeapsRoundTrip) {
+    auto heaps = someHeaps();
+    Writer w;
+    encodeHeaps(w, heaps);
+    Reader r(w.bytes());
+    auto back = decodeHeaps(r);
+    ASSERT_TRUE(back);
+    expectSameHeaps(*back, heaps);
+}
+
+} // namespace
+} // namespace cenalloc::wire

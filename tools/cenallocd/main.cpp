@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+// cenallocd: the allocator daemon. Parses arguments, sets up signals and logging, runs the library's Server.
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cenalloc/platform.h>
+#include <cenalloc/session.h>
+
+#include "service/config.h"
+#include "service/server.h"
+
+namespace {
+
+using cenalloc::LogLevel;
+
+// journald reads a "<N>" prefix as the syslog priority of a line written
+// to stderr; JOURNAL_STREAM says stderr is connected to the journal.
+bool stderrIsJournal() {
+    const char* stream = std::getenv("JOURNAL_STREAM");
+    if (!stream)
+        return false;
+    struct stat st {};
+    if (::fstat(STDERR_FILENO, &st) != 0)
+        return false;
+    return fmt::format("{}:{}", st.st_dev, st.st_ino) == stream;
+}
+
+int syslogPriority(LogLevel level) {
+    switch (level) {
+    case LogLevel::Error: return 3;
+    case LogLevel::Warning: return 4;
+    case LogLevel::Info: return 6;
+    case LogLevel::Debug: return 7;
+    }
+    return 6;
+}
+
+int fail(const cenalloc::Error& error) {
+    std::cerr << "cenallocd: error: " << error.toString() << "\n";
+    return 1;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"cenallocd: the cenalloc allocator service"};
+    std::string platformPath;
+    std::string socketPath;
+    std::string configPath;
+    std::string logLevelText = "info";
+    app.add_option("--platform", platformPath, "platform description (YAML); default: the built-in one")
+        ->check(CLI::ExistingFile);
+    app.add_option("--socket", socketPath,
+                   fmt::format("socket to listen on (default {})", cenalloc::Session::defaultSocketPath()));
+    app.add_option("--config", configPath, "configuration (YAML): quotas, heap access, client limits");
+    app.add_option("--log-level", logLevelText, "error, warning, info or debug")->capture_default_str();
+    CLI11_PARSE(app, argc, argv);
+
+    auto level = cenalloc::parseLogLevel(logLevelText);
+    if (!level)
+        return fail(level.error().withContext("--log-level"));
+
+    // Blocked before any thread exists so that every thread inherits the
+    // mask and only the signalfd sees SIGTERM/SIGINT.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0)
+        return fail(cenalloc::Error(errno, fmt::format("sigprocmask: {}", std::strerror(errno))));
+    cenalloc::UniqueFd signalFd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!signalFd.valid())
+        return fail(cenalloc::Error(errno, fmt::format("signalfd: {}", std::strerror(errno))));
+    std::signal(SIGPIPE, SIG_IGN);
+
+    auto platform = platformPath.empty() ? cenalloc::Result<cenalloc::Platform>(cenalloc::defaultPlatform())
+                                         : cenalloc::loadPlatformFile(platformPath);
+    if (!platform)
+        return fail(platform.error());
+    cenalloc::ServerOptions options;
+    if (!configPath.empty()) {
+        auto config = cenalloc::loadServiceConfig(configPath);
+        if (!config)
+            return fail(config.error());
+        options.config = std::move(*config);
+    }
+    auto inherited = cenalloc::listenFdFromSystemd();
+    if (!inherited)
+        return fail(inherited.error());
+    options.listenFd = std::move(*inherited);
+    options.socketPath = socketPath;
+    options.logLevel = *level;
+    options.stopFd = signalFd.borrow();
+    const bool journal = stderrIsJournal();
+    options.log = [journal](LogLevel lvl, const std::string& message) {
+        std::string line = journal ? fmt::format("<{}>{}\n", syslogPriority(lvl), message)
+                                   : fmt::format("cenallocd: {}: {}\n", cenalloc::logLevelName(lvl), message);
+        // One write per line so that lines of concurrent threads never interleave.
+        [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
+    };
+
+    auto server = cenalloc::Server::create(*platform, std::move(options));
+    if (!server)
+        return fail(server.error());
+    // Type=notify units start their dependents once we listen.
+    if (auto ok = cenalloc::notifySystemd("READY=1"); !ok)
+        std::cerr << "cenallocd: warning: " << ok.error().toString() << "\n";
+    auto ran = (*server)->run();
+    (void)cenalloc::notifySystemd("STOPPING=1");
+    if (!ran)
+        return fail(ran.error());
+    return 0;
+}
