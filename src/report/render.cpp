@@ -2,6 +2,10 @@
 // Text and JSON renderings of platforms, heaps, bufinfo, IOMMU domains and explanations.
 #include "report/report.h"
 
+#include <cerrno>
+#include <cstring>
+#include <sys/stat.h>
+
 #include <fmt/format.h>
 
 #include <cenalloc/constraints.h>
@@ -159,7 +163,7 @@ json heapsJson(const std::string& platform, const std::vector<HeapInfo>& heaps) 
         s["free_bytes"] = heap.freeBytes;
         list.push_back({{"name", heap.name}, {"properties", heapPropertiesJson(heap.properties)}, {"stats", s}});
     }
-    return {{"platform", platform}, {"heaps", list}};
+    return {{"source", platform}, {"heaps", list}};
 }
 
 std::string renderHeaps(const std::string& platform, const std::vector<HeapInfo>& heaps) {
@@ -174,7 +178,7 @@ std::string renderHeaps(const std::string& platform, const std::vector<HeapInfo>
                   formatSize(heap.freeBytes), std::to_string(s.liveBuffers), formatSize(s.liveBytes),
                   formatSize(s.watermarkBytes), std::to_string(s.failedAllocations)});
     }
-    return fmt::format("heaps of platform {}:\n", platform) + t.render();
+    return fmt::format("heaps of {}:\n", platform) + t.render();
 }
 
 json heapsJson(const Context& context) {
@@ -182,7 +186,7 @@ json heapsJson(const Context& context) {
 }
 
 std::string renderHeaps(const Context& context) {
-    return renderHeaps(context.platform().name, heapInfos(context));
+    return renderHeaps("platform " + context.platform().name, heapInfos(context));
 }
 
 // -------------------------------------------------------------- bufinfo
@@ -260,6 +264,19 @@ std::string renderBufinfo(const std::vector<BufferInfo>& buffers) {
     return out;
 }
 
+Result<BufferInfo> describeBuffer(Session& session, BorrowedFd fd) {
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0)
+        return Error(errno, fmt::format("fstat of buffer fd: {}", std::strerror(errno)));
+    auto buffers = session.bufinfo();
+    if (!buffers)
+        return buffers.error();
+    for (BufferInfo& info : *buffers)
+        if (info.inode == st.st_ino)
+            return std::move(info);
+    return Error(ENOENT, "the buffer is not in bufinfo");
+}
+
 // -------------------------------------------------------------- domains
 
 json domainsJson(const std::vector<IommuDomainStats>& domains) {
@@ -287,6 +304,40 @@ std::string renderDomains(const std::vector<IommuDomainStats>& domains) {
                   std::to_string(d.faults), std::to_string(d.mappingCount), std::to_string(d.inUseCount),
                   formatSize(d.usedIovaBytes)});
     return "iommu domains:\n" + t.render();
+}
+
+json statsJson(const AllocatorStats& stats) {
+    json heaps = json::array();
+    for (const HeapInfo& heap : stats.heaps) {
+        json s = heapStatsJson(heap.stats);
+        s["free_bytes"] = heap.freeBytes;
+        heaps.push_back({{"name", heap.name}, {"stats", s}});
+    }
+    return {{"heaps", heaps},
+            {"domains", domainsJson(stats.domains)["domains"]},
+            {"live_buffers", stats.liveBuffers},
+            {"lifetime_bugs", stats.lifetimeBugs}};
+}
+
+std::string renderStats(const std::string& where, const AllocatorStats& stats) {
+    std::string out = fmt::format("cenalloc statistics ({}): {} live buffer{}\n\n", where, stats.liveBuffers,
+                                  stats.liveBuffers == 1 ? "" : "s");
+    TextTable t({"heap", "live", "live bytes", "watermark", "failed", "allocations", "free"});
+    for (const HeapInfo& heap : stats.heaps)
+        t.addRow({heap.name, std::to_string(heap.stats.liveBuffers), formatSize(heap.stats.liveBytes),
+                  formatSize(heap.stats.watermarkBytes), std::to_string(heap.stats.failedAllocations),
+                  std::to_string(heap.stats.totalAllocations), formatSize(heap.freeBytes)});
+    out += t.render();
+    if (!stats.domains.empty()) {
+        out += "\n";
+        out += renderDomains(stats.domains);
+    }
+    if (!stats.lifetimeBugs.empty()) {
+        out += "\nlifetime bugs:\n";
+        for (const std::string& bug : stats.lifetimeBugs)
+            out += "  " + bug + "\n";
+    }
+    return out;
 }
 
 // -------------------------------------------------------------- explain

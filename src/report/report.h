@@ -32,10 +32,17 @@ nlohmann::json heapsJson(const Context& context);
 std::string renderHeaps(const Context& context);
 
 nlohmann::json bufinfoJson(const std::vector<BufferInfo>& buffers);
+/// The bufinfo line of the buffer @p fd names, as @p session sees it.
+/// Errors: those of Session::bufinfo; ENOENT when the buffer is not listed.
+Result<BufferInfo> describeBuffer(Session& session, BorrowedFd fd);
 std::string renderBufinfo(const std::vector<BufferInfo>& buffers);
 
 nlohmann::json domainsJson(const std::vector<IommuDomainStats>& domains);
 std::string renderDomains(const std::vector<IommuDomainStats>& domains);
+
+/// {"heaps", "domains", "live_buffers", "lifetime_bugs"}
+nlohmann::json statsJson(const AllocatorStats& stats);
+std::string renderStats(const std::string& where, const AllocatorStats& stats);
 
 nlohmann::json constraintSetJson(const ConstraintSet& set);
 nlohmann::json explanationJson(const Explanation& explanation);

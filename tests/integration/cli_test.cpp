@@ -3,7 +3,13 @@
 #include <array>
 #include <cstdio>
 #include <string>
+#include <csignal>
+#include <fcntl.h>
+#include <cstdlib>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -154,5 +160,114 @@ TEST(Cli, BadPlatformFileNamesFileAndLine) {
     EXPECT_NE(r.out.find("bad-platform.yaml:6"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("colour"), std::string::npos) << r.out;
 }
+
+TEST(Cli, AllocBufinfoAndStatsInProcess) {
+    CliRun alloc = cli("alloc --heap linux,cma --size 3M --name frame --json");
+    ASSERT_EQ(alloc.exitCode, 0) << alloc.out;
+    auto j = nlohmann::json::parse(alloc.out);
+    EXPECT_EQ(j["size"], 3 * 1024 * 1024);
+    EXPECT_EQ(j["heap"], "linux,cma");
+    EXPECT_EQ(j["name"], "frame");
+    EXPECT_EQ(j["chunk_count"], 1);
+
+    CliRun bad = cli("alloc --heap system --size 0");
+    EXPECT_EQ(bad.exitCode, 1);
+    EXPECT_NE(bad.out.find("EINVAL"), std::string::npos) << bad.out;
+    CliRun missing = cli("alloc --heap nosuch --size 4K");
+    EXPECT_EQ(missing.exitCode, 1);
+    EXPECT_NE(missing.out.find("ENOENT"), std::string::npos) << missing.out;
+
+    CliRun stats = cli("stats --json");
+    ASSERT_EQ(stats.exitCode, 0) << stats.out;
+    auto sj = nlohmann::json::parse(stats.out);
+    EXPECT_EQ(sj["live_buffers"], 0);
+    EXPECT_TRUE(sj["heaps"].is_array());
+    EXPECT_TRUE(sj["domains"].is_array());
+}
+
+#ifdef CENALLOCD
+/// A cenallocd on a private socket. The test binds and listens itself and
+/// hands the socket over as systemd socket activation does, so the daemon
+/// is reachable the moment it is spawned: no waiting, no sleeping.
+class Daemon {
+public:
+    Daemon() {
+        path_ = std::string(CENALLOC_BINARY_DIR) + "/cli-test-" + std::to_string(::getpid()) + ".sock";
+        ::unlink(path_.c_str());
+        int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0); // the protocol's socket type
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
+        if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 16) != 0)
+            return;
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            // The daemon finds the socket at fd 3 (SD_LISTEN_FDS_START); dup2
+            // clears FD_CLOEXEC on the copy, fcntl when it already is fd 3.
+            if (fd == 3)
+                ::fcntl(fd, F_SETFD, 0);
+            else
+                ::dup2(fd, 3);
+            std::string pid = std::to_string(::getpid());
+            ::setenv("LISTEN_FDS", "1", 1);
+            ::setenv("LISTEN_PID", pid.c_str(), 1);
+            ::execl(CENALLOCD, CENALLOCD, "--log-level", "error", static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+        ::close(fd);
+    }
+    ~Daemon() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGTERM);
+            int status = 0;
+            ::waitpid(pid_, &status, 0);
+        }
+        ::unlink(path_.c_str());
+    }
+    bool running() const { return pid_ > 0; }
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+    pid_t pid_ = -1;
+};
+
+TEST(Cli, CommandsTalkToTheDaemonWithSocket) {
+    Daemon daemon;
+    ASSERT_TRUE(daemon.running());
+    const std::string socket = " --socket " + daemon.path();
+
+    CliRun heaps = cli("heaps --json" + socket);
+    ASSERT_EQ(heaps.exitCode, 0) << heaps.out;
+    auto hj = nlohmann::json::parse(heaps.out);
+    EXPECT_NE(hj["source"].get<std::string>().find("cenallocd"), std::string::npos);
+    EXPECT_EQ(hj["heaps"][0]["name"], "system");
+
+    CliRun alloc = cli("alloc --heap system --size 1M --name via-daemon --json" + socket);
+    ASSERT_EQ(alloc.exitCode, 0) << alloc.out;
+    EXPECT_EQ(nlohmann::json::parse(alloc.out)["name"], "via-daemon");
+
+    // The allocating process has exited, so its only fd is gone: the daemon
+    // released the buffer, and the statistics are back at zero with the
+    // watermark remembering it.
+    CliRun stats = cli("stats --json" + socket);
+    ASSERT_EQ(stats.exitCode, 0) << stats.out;
+    auto sj = nlohmann::json::parse(stats.out);
+    EXPECT_EQ(sj["live_buffers"], 0);
+    EXPECT_EQ(sj["heaps"][0]["stats"]["live_bytes"], 0);
+    EXPECT_EQ(sj["heaps"][0]["stats"]["watermark_bytes"], 1024 * 1024);
+
+    CliRun reset = cli("stats --reset-watermark --json" + socket);
+    ASSERT_EQ(reset.exitCode, 0) << reset.out;
+    EXPECT_EQ(nlohmann::json::parse(reset.out)["heaps"][0]["stats"]["watermark_bytes"], 0);
+
+    CliRun explain = cli("explain --devices gpu,display --json" + socket);
+    ASSERT_EQ(explain.exitCode, 0) << explain.out;
+    EXPECT_EQ(nlohmann::json::parse(explain.out)["heap"], "linux,cma");
+
+    CliRun nobody = cli("heaps --socket " + daemon.path() + ".missing");
+    EXPECT_EQ(nobody.exitCode, 1);
+}
+#endif
 
 } // namespace

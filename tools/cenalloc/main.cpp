@@ -8,10 +8,12 @@
 #include <CLI/CLI.hpp>
 
 #include <cenalloc/context.h>
+#include <cenalloc/session.h>
 #include <cenalloc/platform_sources.h>
 #include <cenalloc/units.h>
 
 #include "report/report.h"
+#include "report/session_choice.h"
 
 namespace {
 
@@ -66,14 +68,43 @@ int main(int argc, char** argv) {
     CLI::App* showCmd = platformCmd->add_subcommand("show", "show the validated platform model");
     addCommon(showCmd);
 
+    std::string socketPath;
+    auto addSocket = [&](CLI::App* cmd) {
+        cmd->add_option("--socket", socketPath,
+                        "talk to cenallocd at this socket (default: the daemon when one "
+                        "answers at the default socket, else in-process)");
+    };
+
     CLI::App* heapsCmd = app.add_subcommand("heaps", "heaps with their properties and statistics");
     addCommon(heapsCmd);
+    addSocket(heapsCmd);
+
+    CLI::App* allocCmd = app.add_subcommand("alloc", "allocate a buffer from a heap and show it");
+    addCommon(allocCmd);
+    addSocket(allocCmd);
+    std::string heapName;
+    std::string allocSizeText;
+    std::string bufferName;
+    allocCmd->add_option("--heap", heapName, "heap to allocate from")->required();
+    allocCmd->add_option("--size", allocSizeText, "length (4096, 0x1000, 64K, 8M, ...)")->required();
+    allocCmd->add_option("--name", bufferName, "buffer name (at most 31 bytes)");
+
+    CLI::App* bufinfoCmd = app.add_subcommand("bufinfo", "live buffers, their attachments and mappings");
+    addCommon(bufinfoCmd);
+    addSocket(bufinfoCmd);
+
+    CLI::App* statsCmd = app.add_subcommand("stats", "heap, IOMMU and lifetime statistics");
+    addCommon(statsCmd);
+    addSocket(statsCmd);
+    bool resetWatermark = false;
+    statsCmd->add_flag("--reset-watermark", resetWatermark, "reset every heap's high-water mark first");
 
     CLI::App* demoCmd = app.add_subcommand("demo", "run the in-process demo scenario");
     addCommon(demoCmd);
 
     CLI::App* explainCmd = app.add_subcommand("explain", "which heap serves a set of devices, and who allocates");
     addCommon(explainCmd);
+    addSocket(explainCmd);
     std::vector<std::string> devices;
     std::string sizeText = "4M";
     std::string cpuText = "rare";
@@ -83,6 +114,82 @@ int main(int argc, char** argv) {
         ->capture_default_str();
 
     CLI11_PARSE(app, argc, argv);
+
+    // Commands about buffers and heaps run in a session: the daemon's when
+    // one answers (or --socket names one), else in-process.
+    if (heapsCmd->parsed() || allocCmd->parsed() || bufinfoCmd->parsed() || statsCmd->parsed() ||
+        explainCmd->parsed()) {
+        auto session = cenalloc::openSession({socketPath, source}, &notes);
+        if (!json || !session)
+            printNotes();
+        if (!session)
+            return fail(session.error());
+        cenalloc::Session& s = **session;
+
+        if (heapsCmd->parsed()) {
+            auto heaps = s.heaps();
+            if (!heaps)
+                return fail(heaps.error());
+            if (json)
+                print(cenalloc::heapsJson(s.describe(), *heaps));
+            else
+                std::cout << cenalloc::renderHeaps(s.describe(), *heaps);
+            return 0;
+        }
+        if (allocCmd->parsed()) {
+            auto size = cenalloc::parseSize(allocSizeText);
+            if (!size)
+                return fail(size.error().withContext("--size"));
+            auto fd = s.allocate(heapName, *size);
+            if (!fd)
+                return fail(fd.error());
+            if (!bufferName.empty())
+                if (auto named = s.setName(*fd, bufferName); !named)
+                    return fail(named.error());
+            auto info = cenalloc::describeBuffer(s, *fd);
+            if (!info)
+                return fail(info.error());
+            if (json)
+                print(cenalloc::bufinfoJson({*info})["buffers"][0]);
+            else
+                std::cout << cenalloc::renderBufinfo({*info});
+            return 0;
+        }
+        if (bufinfoCmd->parsed()) {
+            auto buffers = s.bufinfo();
+            if (!buffers)
+                return fail(buffers.error());
+            if (json)
+                print(cenalloc::bufinfoJson(*buffers));
+            else
+                std::cout << cenalloc::renderBufinfo(*buffers);
+            return 0;
+        }
+        if (statsCmd->parsed()) {
+            auto stats = s.stats(resetWatermark);
+            if (!stats)
+                return fail(stats.error());
+            if (json)
+                print(cenalloc::statsJson(*stats));
+            else
+                std::cout << cenalloc::renderStats(s.describe(), *stats);
+            return 0;
+        }
+        auto size = cenalloc::parseSize(sizeText);
+        if (!size)
+            return fail(size.error().withContext("--size"));
+        auto cpu = cenalloc::parseCpuAccess(cpuText);
+        if (!cpu)
+            return fail(cpu.error().withContext("--cpu-access"));
+        auto explanation = s.explain(devices, *size, *cpu);
+        if (!explanation)
+            return fail(explanation.error());
+        if (json)
+            print(cenalloc::explanationJson(*explanation));
+        else
+            std::cout << cenalloc::renderExplanation(*explanation);
+        return explanation->satisfiable ? 0 : kExitUnsatisfiable;
+    }
 
     auto platform = cenalloc::loadPlatformSource(source, &notes);
     if (!json || !platform)
@@ -97,16 +204,6 @@ int main(int argc, char** argv) {
             std::cout << cenalloc::renderPlatform(*platform);
         return 0;
     }
-    if (heapsCmd->parsed()) {
-        auto context = cenalloc::Context::create(*platform);
-        if (!context)
-            return fail(context.error());
-        if (json)
-            print(cenalloc::heapsJson(**context));
-        else
-            std::cout << cenalloc::renderHeaps(**context);
-        return 0;
-    }
     if (demoCmd->parsed()) {
         auto report = cenalloc::runDemo(*platform);
         if (!report)
@@ -116,25 +213,6 @@ int main(int argc, char** argv) {
         else
             std::cout << report->text;
         return report->ok ? 0 : kExitError;
-    }
-    if (explainCmd->parsed()) {
-        auto size = cenalloc::parseSize(sizeText);
-        if (!size)
-            return fail(size.error().withContext("--size"));
-        auto cpu = cenalloc::parseCpuAccess(cpuText);
-        if (!cpu)
-            return fail(cpu.error().withContext("--cpu-access"));
-        auto context = cenalloc::Context::create(*platform);
-        if (!context)
-            return fail(context.error());
-        auto explanation = (*context)->explain(devices, *size, *cpu);
-        if (!explanation)
-            return fail(explanation.error());
-        if (json)
-            print(cenalloc::explanationJson(*explanation));
-        else
-            std::cout << cenalloc::renderExplanation(*explanation);
-        return explanation->satisfiable ? 0 : kExitUnsatisfiable;
     }
     return 0;
 }
