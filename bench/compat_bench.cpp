@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Allocation+free through the dma-heap shim against the Session API it serves, in-process and via cenallocd.
 //
-// Pairs to compare in the same run (the shim's overhead is the ratio):
+// Pairs to compare in the same run (the shim's overhead is the ratio;
+// Overhead/<mode> measures it interleaved, which a busy host needs):
 //   Direct/<mode>    Session::allocate() + close: what a cenalloc client pays
 //   Shim/<mode>      DMA_HEAP_IOCTL_ALLOC through DmaHeapEmulator + close:
 //                    what an unmodified dma-heap program pays under the shim
@@ -11,6 +12,7 @@
 // socket). Baselines: a raw sealed memfd, and the kernel's system heap when
 // the host has /dev/dma_heap/system.
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -172,6 +174,80 @@ void BM_Shim(benchmark::State& state) {
     setCounters(state, size);
 }
 
+/// Direct and shim allocations interleaved in one loop over one session,
+/// alternating which goes first, so that both see the same machine (a loaded
+/// CI host makes separate runs differ by more than the overhead). Counters:
+/// direct_ns and shim_ns per allocation+free, overhead_pct of the shim.
+void BM_Overhead(benchmark::State& state) {
+    const size_t size = static_cast<size_t>(state.range(0));
+    // One session for both, so that the only difference is the shim's path
+    // (two daemon connections are served by threads the scheduler places
+    // differently, which on a busy host varies by more than 2x).
+    auto direct = makeSession(state, static_cast<int>(state.range(1)));
+    if (!direct)
+        return;
+    ShimOptions options;
+    options.kernelHeapDir = "/nonexistent/dma_heap";
+    auto emulator = DmaHeapEmulator::create(direct, options, cenalloc::shim::nextLibc());
+    if (!emulator) {
+        state.SkipWithError(emulator.error().toString().c_str());
+        return;
+    }
+    auto heap = (*emulator)->open(AT_FDCWD, "/dev/dma_heap/system", O_RDWR | O_CLOEXEC, 0);
+    if (!heap || *heap < 0) {
+        state.SkipWithError("opening /dev/dma_heap/system");
+        return;
+    }
+    using Clock = std::chrono::steady_clock;
+    Clock::duration directTime{}, shimTime{};
+    bool shimFirst = false;
+    auto viaSession = [&] {
+        auto start = Clock::now();
+        bool ok;
+        {
+            auto fd = direct->allocate("system", size);
+            ok = fd.has_value();
+        } // the buffer's fd closes here, inside the timed region
+        directTime += Clock::now() - start;
+        return ok;
+    };
+    auto viaShim = [&] {
+        auto start = Clock::now();
+        dma_heap_allocation_data data{size, 0, O_RDWR | O_CLOEXEC, 0};
+        auto ret = (*emulator)->ioctl(*heap, DMA_HEAP_IOCTL_ALLOC, &data);
+        bool ok = ret && *ret == 0;
+        if (ok)
+            ::close(static_cast<int>(data.fd));
+        shimTime += Clock::now() - start;
+        return ok;
+    };
+    // Blocks of each kind rather than single calls: one call warms the
+    // caches for the next, which single interleaved calls would charge
+    // unevenly.
+    constexpr int kBlock = 16;
+    auto block = [&](const auto& one) {
+        for (int i = 0; i < kBlock; ++i)
+            if (!one())
+                return false;
+        return true;
+    };
+    for (auto _ : state) {
+        bool ok = shimFirst ? (block(viaShim) && block(viaSession)) : (block(viaSession) && block(viaShim));
+        if (!ok) {
+            state.SkipWithError("allocation failed");
+            break;
+        }
+        shimFirst = !shimFirst;
+    }
+    ::close(*heap);
+    const double n = static_cast<double>(state.iterations()) * kBlock;
+    const double directNs = std::chrono::duration<double, std::nano>(directTime).count() / n;
+    const double shimNs = std::chrono::duration<double, std::nano>(shimTime).count() / n;
+    state.counters["direct_ns"] = directNs;
+    state.counters["shim_ns"] = shimNs;
+    state.counters["overhead_pct"] = 100.0 * (shimNs - directNs) / directNs;
+}
+
 /// The exported entry points of libcenalloc-dmaheap.so, loaded once.
 struct Preloaded {
     int (*open)(const char*, int, ...) = nullptr;
@@ -269,6 +345,7 @@ void sizes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_Direct)->Apply(modes);
 BENCHMARK(BM_Shim)->Apply(modes);
+BENCHMARK(BM_Overhead)->Apply(modes);
 BENCHMARK(BM_Preloaded)->Apply(sizes);
 BENCHMARK(BM_RawMemfd)->Apply(sizes);
 BENCHMARK(BM_KernelHeap)->Apply(sizes);

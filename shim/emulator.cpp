@@ -116,10 +116,15 @@ struct DmaHeapEmulator::Heap {
     UniqueFd anchor; // an empty memfd: every heap fd is a new open file of it
     dev_t dev = 0;
     ino_t ino = 0;
+    // O_PATH opens get files of a second memfd, so that an ioctl can tell
+    // them by inode alone (libc then refuses them, EBADF, as the kernel does).
+    UniqueFd pathAnchor;
+    dev_t pathDev = 0;
+    ino_t pathIno = 0;
 };
 
 struct DmaHeapEmulator::FdKind {
-    enum Kind { Other, HeapFd, Directory, KernelDirectory, Unlinked };
+    enum Kind { Other, HeapFd, HeapPathFd, Directory, KernelDirectory, Unlinked };
     Kind kind = Other;
     const Heap* heap = nullptr;
     struct stat st {};
@@ -188,12 +193,18 @@ Result<void> DmaHeapEmulator::setUp(std::shared_ptr<Session> session) {
         heap->name = info.name;
         heap->index = index;
         heap->anchor.reset(::memfd_create(fmt::format("cenalloc-dma-heap:{}", info.name).c_str(), MFD_CLOEXEC));
-        if (!heap->anchor.valid())
+        heap->pathAnchor.reset(
+            ::memfd_create(fmt::format("cenalloc-dma-heap-path:{}", info.name).c_str(), MFD_CLOEXEC));
+        if (!heap->anchor.valid() || !heap->pathAnchor.valid())
             return Error(errno, fmt::format("memfd_create for heap '{}': {}", info.name, std::strerror(errno)));
         if (libc_.fstat(heap->anchor.get(), &st) != 0)
             return Error(errno, fmt::format("fstat: {}", std::strerror(errno)));
         heap->dev = st.st_dev;
         heap->ino = st.st_ino;
+        if (libc_.fstat(heap->pathAnchor.get(), &st) != 0)
+            return Error(errno, fmt::format("fstat: {}", std::strerror(errno)));
+        heap->pathDev = st.st_dev;
+        heap->pathIno = st.st_ino;
         heaps_.push_back(std::move(heap));
     }
 
@@ -266,6 +277,11 @@ DmaHeapEmulator::FdKind DmaHeapEmulator::kindOf(int fd) const {
                 k.heap = heap.get();
                 return k;
             }
+            if (heap->pathDev == k.st.st_dev && heap->pathIno == k.st.st_ino) {
+                k.kind = FdKind::HeapPathFd;
+                k.heap = heap.get();
+                return k;
+            }
         }
         // Buffers are memfds, and a memfd has no name: no link to it exists.
         if (k.st.st_nlink == 0)
@@ -335,19 +351,22 @@ int DmaHeapEmulator::openHeap(const Heap& heap, int flags, bool trailingSlash) {
         return fail(ENOTDIR);
     // A new open file of the anchor: its own access mode and status flags.
     // Creation and truncation flags must not reach the memfd.
-    int keep = (flags & O_PATH) ? (O_PATH | (flags & O_CLOEXEC))
-                                : (flags & (O_ACCMODE | O_CLOEXEC | O_NONBLOCK | O_APPEND | O_NOCTTY));
+    const bool pathOnly = flags & O_PATH;
+    const UniqueFd& anchor = pathOnly ? heap.pathAnchor : heap.anchor;
+    int keep = pathOnly ? (O_PATH | (flags & O_CLOEXEC))
+                        : (flags & (O_ACCMODE | O_CLOEXEC | O_NONBLOCK | O_APPEND | O_NOCTTY));
     const int saved = errno;
-    int fd = libc_.open(procFdPath(heap.anchor.get()).c_str(), keep);
+    int fd = libc_.open(procFdPath(anchor.get()).c_str(), keep);
     if (fd < 0) // no /proc: share the anchor's open file instead
-        fd = ::fcntl(heap.anchor.get(), (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+        fd = ::fcntl(anchor.get(), (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
     if (fd < 0)
         return -1;
     // A program that closed every fd it did not know (closefrom) closed the
     // anchor too, and its number may now name another file: never hand that
     // out as a heap.
     struct stat st {};
-    if (libc_.fstat(fd, &st) != 0 || st.st_dev != heap.dev || st.st_ino != heap.ino) {
+    if (libc_.fstat(fd, &st) != 0 || st.st_dev != (pathOnly ? heap.pathDev : heap.dev) ||
+        st.st_ino != (pathOnly ? heap.pathIno : heap.ino)) {
         ::close(fd);
         return fail(ENODEV);
     }
@@ -385,13 +404,6 @@ int DmaHeapEmulator::heapIoctl(const Heap& heap, int fd, unsigned long request, 
     // The VFS answers these for every file before a driver sees the call.
     if (request == FIOCLEX || request == FIONCLEX || request == FIONBIO || request == FIOASYNC)
         return libc_.ioctl(fd, request, arg);
-    int status;
-    {
-        ErrnoGuard keepErrno;
-        status = ::fcntl(fd, F_GETFL);
-    }
-    if (status >= 0 && (status & O_PATH))
-        return fail(EBADF); // an O_PATH fd has no file operations
     // dma_heap_ioctl(): copy in, zero-extend, allocate, copy back.
     HeapIoctlShape shape = heapIoctlShape(request);
     if (!shape.known)
@@ -593,7 +605,7 @@ void DmaHeapEmulator::directoryStat(struct stat* out) const {
 std::optional<int> DmaHeapEmulator::stat(int dirfd, const char* path, struct stat* out, int flags) {
     if ((flags & AT_EMPTY_PATH) && path && *path == '\0') {
         FdKind k = kindOf(dirfd);
-        if (k.kind == FdKind::HeapFd) {
+        if (k.kind == FdKind::HeapFd || k.kind == FdKind::HeapPathFd) {
             heapStat(*k.heap, out);
             return 0;
         }
@@ -650,7 +662,8 @@ std::optional<int> DmaHeapEmulator::statx(int dirfd, const char* path, int flags
 void DmaHeapEmulator::fixFstat(int fd, struct stat* st) {
     (void)fd;
     for (const auto& heap : heaps_) {
-        if (heap->dev == st->st_dev && heap->ino == st->st_ino) {
+        if ((heap->dev == st->st_dev && heap->ino == st->st_ino) ||
+            (heap->pathDev == st->st_dev && heap->pathIno == st->st_ino)) {
             heapStat(*heap, st);
             return;
         }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -52,9 +53,41 @@ Copy copyWithVm(void* local, const void* remote, size_t size, bool toRemote) {
     return Copy::Unsupported;
 }
 
+/// The highest address of the calling thread's stack, found once per thread.
+uintptr_t stackTop() {
+    thread_local uintptr_t top = [] {
+        pthread_attr_t attr;
+        uintptr_t found = 0;
+        if (::pthread_getattr_np(::pthread_self(), &attr) == 0) {
+            void* base = nullptr;
+            size_t size = 0;
+            if (::pthread_attr_getstack(&attr, &base, &size) == 0)
+                found = reinterpret_cast<uintptr_t>(base) + size;
+            ::pthread_attr_destroy(&attr);
+        }
+        return found;
+    }();
+    return top;
+}
+
+/// True when [@p p, @p p + @p size) lies in the caller's frames: between
+/// this function's frame and the top of the thread's stack, memory that is
+/// mapped and writable by construction. The usual ioctl argument (a struct
+/// on the caller's stack) is copied there without a system call.
+__attribute__((noinline)) bool onCallersStack(const void* p, size_t size) {
+    const auto begin = reinterpret_cast<uintptr_t>(p);
+    const auto frame = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+    const uintptr_t top = stackTop();
+    return begin > frame && top != 0 && begin < top && size <= top - begin;
+}
+
 } // namespace
 
 bool copyFromUser(void* to, const void* from, size_t size) {
+    if (size > 0 && onCallersStack(from, size)) {
+        std::memcpy(to, from, size);
+        return true;
+    }
     switch (copyWithVm(to, from, size, false)) {
     case Copy::Ok: return true;
     case Copy::Fault: return false;
@@ -69,6 +102,10 @@ bool copyFromUser(void* to, const void* from, size_t size) {
 }
 
 bool copyToUser(void* to, const void* from, size_t size) {
+    if (size > 0 && onCallersStack(to, size)) {
+        std::memcpy(to, from, size);
+        return true;
+    }
     switch (copyWithVm(const_cast<void*>(from), to, size, true)) {
     case Copy::Ok: return true;
     case Copy::Fault: return false;
