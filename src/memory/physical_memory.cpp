@@ -80,6 +80,23 @@ size_t PhysicalMemory::allocatePagesBulk(unsigned order, size_t count, const Add
                                          std::vector<PhysChunk>& out) {
     std::lock_guard lock(mutex_);
     size_t done = 0;
+    const uint64_t blockSize = kPageSize << order;
+    if (order <= kMaxCachedOrder) {
+        // Fast path: recycled blocks of the preferred (highest) bank, taken
+        // straight off its cache while they meet the limit.
+        for (Bank& bank : banks_) {
+            if (bank.end <= limit.lowest || bank.base > limit.highest)
+                continue;
+            std::vector<uint64_t>& cached = bank.cache[order];
+            while (done < count && !cached.empty() && limit.admits(cached.back(), blockSize)) {
+                out.push_back({cached.back(), blockSize});
+                cached.pop_back();
+                cachedBytes_ -= blockSize;
+                ++done;
+            }
+            break; // lower banks only after the buddies of this one: the slow path below
+        }
+    }
     for (; done < count; ++done) {
         Result<uint64_t> address = allocateLocked(order, limit);
         if (!address)
