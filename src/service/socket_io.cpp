@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <memory>
 #include <sys/socket.h>
 
 #include <fmt/format.h>
@@ -22,9 +23,17 @@ constexpr size_t kControlFds = 8;
 
 Result<Datagram> receiveDatagram(BorrowedFd socket, size_t maxSize, int flags) {
     Datagram dg;
-    dg.bytes.resize(maxSize);
+    // Received into a per-thread buffer that is never cleared, then copied
+    // at its real length: zero-filling maxSize bytes (64 KiB for a reply)
+    // per message would cost more than the message.
+    thread_local std::unique_ptr<std::byte[]> scratch;
+    thread_local size_t scratchSize = 0;
+    if (scratchSize < maxSize) {
+        scratch.reset(new std::byte[maxSize]);
+        scratchSize = maxSize;
+    }
     alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kControlFds)];
-    iovec iov{dg.bytes.data(), dg.bytes.size()};
+    iovec iov{scratch.get(), maxSize};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -54,7 +63,7 @@ Result<Datagram> receiveDatagram(BorrowedFd socket, size_t maxSize, int flags) {
     if (n == 0 && dg.fds.empty())
         return Error(ECONNRESET, "the peer closed the connection");
     dg.wireSize = static_cast<size_t>(n);
-    dg.bytes.resize(std::min(dg.wireSize, maxSize));
+    dg.bytes.assign(scratch.get(), scratch.get() + std::min(dg.wireSize, maxSize));
     return dg;
 }
 

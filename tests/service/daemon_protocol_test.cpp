@@ -12,6 +12,7 @@
 
 #include <cenalloc/memfd.h>
 #include <cenalloc/session.h>
+#include <cenalloc/units.h>
 
 #include "service/helpers.h"
 #include "service/protocol.h"
@@ -448,6 +449,52 @@ TEST(DaemonConnect, DescribeNamesTheSocketAndTheProtocol) {
     auto session = daemon.connect();
     ASSERT_NE(session, nullptr);
     EXPECT_EQ(session->describe(), fmt::format("cenallocd at {} (protocol 1)", daemon.path()));
+}
+
+} // namespace
+} // namespace cenalloc
+
+namespace cenalloc {
+namespace {
+
+TEST(DaemonExplain, IsTheExplanationTheDaemonsOwnPlatformGives) {
+    auto platform = loadPlatformFile(CENALLOC_SOURCE_DIR "/examples/platforms/rpi4.yaml");
+    ASSERT_TRUE(platform) << platform.error().toString();
+    test::InProcessDaemon daemon({}, *platform);
+    auto remote = daemon.connect();
+    ASSERT_NE(remote, nullptr);
+    auto local = Session::local(*platform);
+    ASSERT_TRUE(local);
+    auto heaps = remote->heaps();
+    ASSERT_TRUE(heaps);
+    EXPECT_NE(test::findHeap(*heaps, "linux,cma"), nullptr);
+    std::vector<std::vector<std::string>> sets;
+    for (const Device& a : platform->devices) {
+        sets.push_back({a.name});
+        for (const Device& b : platform->devices)
+            if (a.name < b.name)
+                sets.push_back({a.name, b.name});
+    }
+    for (const auto& devices : sets) {
+        SCOPED_TRACE(devices.size() == 1 ? devices[0] : devices[0] + "+" + devices[1]);
+        auto a = remote->explain(devices, 8 * MiB, CpuAccess::Rare);
+        auto b = (*local)->explain(devices, 8 * MiB, CpuAccess::Rare);
+        ASSERT_EQ(a.has_value(), b.has_value());
+        if (!a)
+            continue;
+        EXPECT_EQ(a->satisfiable, b->satisfiable);
+        EXPECT_EQ(a->heap, b->heap);
+        EXPECT_EQ(a->ranking, b->ranking);
+        EXPECT_EQ(a->allocatingDevice, b->allocatingDevice);
+        EXPECT_EQ(a->allocatingReason, b->allocatingReason);
+        EXPECT_EQ(a->constraints, b->constraints);
+        ASSERT_EQ(a->heaps.size(), b->heaps.size());
+        for (size_t i = 0; i < a->heaps.size(); ++i)
+            EXPECT_EQ(a->heaps[i].combined.reason(), b->heaps[i].combined.reason());
+    }
+    auto unknown = remote->explain(std::vector<std::string>{"no-such-device"}, 4096, CpuAccess::Rare);
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error().code(), ENOENT);
 }
 
 } // namespace

@@ -419,3 +419,40 @@ TEST(SocketActivation, AnythingButOneListeningSeqpacketSocketIsRefused) {
 
 } // namespace
 } // namespace cenalloc
+
+namespace cenalloc {
+namespace {
+
+TEST(DaemonStartup, ABadConfigurationIsRefusedNamingFileAndLine) {
+    std::string config = test::testSocketPath("config") + ".yaml";
+    FILE* f = std::fopen(config.c_str(), "w");
+    std::fputs("quota:\n  bytes: 1M\nheaps:\n  - name: no-such-heap\n", f);
+    std::fclose(f);
+    int err[2];
+    ASSERT_EQ(::pipe2(err, O_CLOEXEC), 0);
+    std::string socket = test::testSocketPath("never");
+    pid_t pid = spawn([&] {
+        ::dup2(err[1], 2);
+        std::vector<std::string> a = {CENALLOCD, "--config", config, "--socket", socket};
+        std::vector<char*> v;
+        for (auto& x : a)
+            v.push_back(x.data());
+        v.push_back(nullptr);
+        ::execv(v[0], v.data());
+        return 127;
+    });
+    ::close(err[1]);
+    std::string output;
+    char buf[512];
+    for (ssize_t n; (n = ::read(err[0], buf, sizeof buf)) > 0;)
+        output.append(buf, static_cast<size_t>(n));
+    ::close(err[0]);
+    EXPECT_EQ(waitFor(pid), 1);
+    EXPECT_NE(output.find(config + ":4: no heap 'no-such-heap' on platform 'cenalloc-reference'"), std::string::npos)
+        << output;
+    EXPECT_NE(::access(socket.c_str(), F_OK), 0);
+    ::unlink(config.c_str());
+}
+
+} // namespace
+} // namespace cenalloc
