@@ -56,6 +56,9 @@ struct Service::ClientState {
 
 namespace {
 
+// Open begin_cpu_access brackets one session may hold on one buffer.
+constexpr size_t kMaxOpenCpuAccess = 1024;
+
 // Allocations between two reaps when nothing else asks for one.
 constexpr uint64_t kReapEvery = 32;
 
@@ -563,10 +566,16 @@ Result<void> ServiceClient::beginCpuAccess(BorrowedFd fd, uint32_t flags) {
     auto entry = s.entryForFdLocked(*key, fd.get());
     if (!entry)
         return entry.error();
+    auto& brackets = s.claimLocked(**client, **entry).cpuAccess;
+    // Each open bracket costs the daemon memory: a client that only ever
+    // begins must hit a limit, not exhaust the service.
+    if (brackets.size() >= kMaxOpenCpuAccess)
+        return Error(EBUSY, fmt::format("{} cpu accesses are already open on buffer {} in this session",
+                                        brackets.size(), (*entry)->buffer->id()));
     auto guard = (*entry)->buffer->beginCpuAccess(flags);
     if (!guard)
         return guard.error();
-    s.claimLocked(**client, **entry).cpuAccess.emplace_back(flags, std::move(*guard));
+    brackets.emplace_back(flags, std::move(*guard));
     return {};
 }
 

@@ -289,6 +289,23 @@ TEST(LocalSession, CpuAccessBracketsNestAndEndMustMatchABegin) {
     EXPECT_EQ(depth(), 0u);
 }
 
+TEST(LocalSession, OpenCpuAccessBracketsAreBounded) {
+    auto session = makeLocal();
+    auto fd = session->allocate("system", 4096);
+    ASSERT_TRUE(fd);
+    // A client that only ever begins must hit a limit, not grow the allocator.
+    size_t begun = 0;
+    Result<void> r;
+    while ((r = session->beginCpuAccess(*fd, kSyncRead)) && begun < 100000)
+        ++begun;
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), EBUSY);
+    EXPECT_EQ(begun, 1024u);
+    // Ending one makes room for one more.
+    ASSERT_TRUE(session->endCpuAccess(*fd, kSyncRead));
+    EXPECT_TRUE(session->beginCpuAccess(*fd, kSyncRead));
+}
+
 TEST(LocalSession, SetNameShowsInBufinfoAndIsLimitedLikeDmaBuf) {
     auto session = makeLocal();
     auto fd = session->allocate("system", 4096);
