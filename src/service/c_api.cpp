@@ -53,7 +53,7 @@ template <typename F> int guarded(F&& body) {
     }
 }
 
-cenalloc::CpuAccess toCpuAccess(cenalloc_cpu_access access) {
+cenalloc::CpuAccess toCpuAccess(int access) {
     switch (access) {
     case CENALLOC_CPU_ACCESS_NONE: return cenalloc::CpuAccess::None;
     case CENALLOC_CPU_ACCESS_OFTEN: return cenalloc::CpuAccess::Often;
@@ -157,8 +157,7 @@ int cenalloc_alloc(cenalloc_session* session, const char* heap, uint64_t length,
     });
 }
 
-int cenalloc_create(cenalloc_session* session, uint64_t size, const char* name, cenalloc_cpu_access cpu_access,
-                    int* out_fd) {
+int cenalloc_create(cenalloc_session* session, uint64_t size, const char* name, int cpu_access, int* out_fd) {
     if (!session || !out_fd)
         return failWith(EINVAL, "session or out_fd is NULL");
     if (!validCpuAccess(cpu_access))
@@ -214,8 +213,8 @@ int cenalloc_detach(cenalloc_session* session, uint64_t attachment) {
     });
 }
 
-int cenalloc_map(cenalloc_session* session, uint64_t attachment, cenalloc_dma_direction direction,
-                 cenalloc_sg_entry* entries, size_t capacity, size_t* count, uint64_t* out_mapping) {
+int cenalloc_map(cenalloc_session* session, uint64_t attachment, int direction, cenalloc_sg_entry* entries,
+                 size_t capacity, size_t* count, uint64_t* out_mapping) {
     if (!session || !count || !out_mapping || (capacity > 0 && !entries))
         return failWith(EINVAL, "session, count, out_mapping or entries is NULL");
     if (direction < CENALLOC_DMA_BIDIRECTIONAL || direction > CENALLOC_DMA_FROM_DEVICE)
@@ -269,8 +268,8 @@ int cenalloc_set_name(cenalloc_session* session, int buffer_fd, const char* name
     });
 }
 
-int cenalloc_explain(cenalloc_session* session, const char* const* devices, size_t count, uint64_t size,
-                     cenalloc_cpu_access cpu_access, cenalloc_explanation* out) {
+int cenalloc_explain(cenalloc_session* session, const char* const* devices, size_t count, uint64_t size, int cpu_access,
+                     cenalloc_explanation* out) {
     if (!session || !out || (count > 0 && !devices))
         return failWith(EINVAL, "session, devices or out is NULL");
     if (!validCpuAccess(cpu_access))

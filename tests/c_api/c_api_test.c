@@ -108,13 +108,15 @@ int main(void) {
     for (size_t i = 0; i < count && i < 4; ++i)
         total += entries[i].length;
     CHECK(count > 4 || total == 65536);
-    CHECK(cenalloc_map(s, attachment, (cenalloc_dma_direction)7, entries, 4, &count, &mapping) == -EINVAL);
+    CHECK(cenalloc_map(s, attachment, 7, entries, 4, &count, &mapping) == -EINVAL);
+    CHECK(cenalloc_map(s, attachment, -1, entries, 4, &count, &mapping) == -EINVAL);
     CHECK(cenalloc_unmap(s, mapping) == 0);
     CHECK(cenalloc_detach(s, attachment) == 0);
     CHECK(cenalloc_detach(s, attachment) != 0);
 
     /* A deferred buffer the display and the gpu share: contiguous memory. */
     int shared = -1;
+    CHECK(cenalloc_create(s, 1 << 20, "bad-hint", 9, &shared) == -EINVAL);
     CHECK(cenalloc_create(s, 1 << 20, "shared", CENALLOC_CPU_ACCESS_RARE, &shared) == 0);
     uint64_t a1 = 0, a2 = 0, m1 = 0;
     CHECK(cenalloc_attach(s, shared, "gpu", &a1) == 0);

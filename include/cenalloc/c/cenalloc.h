@@ -20,6 +20,9 @@ extern "C" {
  *    to the caller, who closes them with close(2).
  *  - A session is not bound to a thread; its functions may be called
  *    concurrently.
+ *  - Parameters that take a cenalloc_dma_direction or cenalloc_cpu_access
+ *    are plain ints, so that any value a caller passes is defined behaviour:
+ *    values outside the enum are -EINVAL.
  */
 
 /** An open session with cenalloc: in-process or with cenallocd. */
@@ -110,8 +113,7 @@ int cenalloc_alloc(cenalloc_session* session, const char* heap, uint64_t length,
                    int* out_fd);
 
 /** A deferred buffer: storage comes at the first map or CPU access. */
-int cenalloc_create(cenalloc_session* session, uint64_t size, const char* name, cenalloc_cpu_access cpu_access,
-                    int* out_fd);
+int cenalloc_create(cenalloc_session* session, uint64_t size, const char* name, int cpu_access, int* out_fd);
 
 /** Use a buffer fd received from elsewhere; *out_id names the buffer. */
 int cenalloc_import(cenalloc_session* session, int buffer_fd, uint64_t* out_id);
@@ -129,8 +131,8 @@ int cenalloc_detach(cenalloc_session* session, uint64_t attachment);
  * *count receives the number of segments of the mapping (which may be more
  * than @p capacity: the mapping exists either way). *out_mapping names it.
  */
-int cenalloc_map(cenalloc_session* session, uint64_t attachment, cenalloc_dma_direction direction,
-                 cenalloc_sg_entry* entries, size_t capacity, size_t* count, uint64_t* out_mapping);
+int cenalloc_map(cenalloc_session* session, uint64_t attachment, int direction, cenalloc_sg_entry* entries,
+                 size_t capacity, size_t* count, uint64_t* out_mapping);
 
 int cenalloc_unmap(cenalloc_session* session, uint64_t mapping);
 
@@ -142,8 +144,8 @@ int cenalloc_end_cpu_access(cenalloc_session* session, int buffer_fd, uint32_t f
 int cenalloc_set_name(cenalloc_session* session, int buffer_fd, const char* name);
 
 /** Which heap serves @p count devices sharing @p size bytes, and who allocates. */
-int cenalloc_explain(cenalloc_session* session, const char* const* devices, size_t count, uint64_t size,
-                     cenalloc_cpu_access cpu_access, cenalloc_explanation* out);
+int cenalloc_explain(cenalloc_session* session, const char* const* devices, size_t count, uint64_t size, int cpu_access,
+                     cenalloc_explanation* out);
 
 #ifdef __cplusplus
 }
