@@ -292,8 +292,9 @@ TEST_F(DaemonProtocol, APayloadSizeThatDisagreesWithTheMessageIsEinval) {
 }
 
 TEST_F(DaemonProtocol, AMessageShorterThanTheHeaderIsEinval) {
-    auto bytes = RawClient::message(Op::ListHeaps);
-    bytes.resize(20);
+    const auto whole = RawClient::message(Op::ListHeaps);
+    // A copy of the first 20 bytes (resize() here trips a false -Warray-bounds in GCC 12's TSan build).
+    const std::vector<std::byte> bytes(whole.begin(), whole.begin() + 20);
     expectRejected(raw_->send(bytes), EINVAL);
 }
 
