@@ -77,6 +77,7 @@
 // node name without unit address when unique among the devices, with it
 // when that is unique, the path otherwise. Commas become dots so that names
 // survive `--devices a,b`.
+#include <cenalloc/file.h>
 #include <cenalloc/platform_sources.h>
 
 #include <algorithm>
@@ -108,7 +109,7 @@ constexpr unsigned kDefaultDriverMaskBits = 32;
 // that device rather than allowed to grow without bound.
 constexpr size_t kMaxWindowPieces = 256;
 constexpr uint64_t kGeneralAccess = 1;
-constexpr off_t kMaxBlobSize = 16 * MiB;
+constexpr uint64_t kMaxBlobSize = 16 * MiB;
 
 uint64_t maskOfBits(unsigned bits) {
     return bits >= 64 ? kNoLimit : (uint64_t{1} << bits) - 1;
@@ -1230,31 +1231,11 @@ Result<Platform> loadDeviceTree(std::span<const std::byte> blob, std::string_vie
 
 Result<Platform> loadDeviceTreeFile(const std::filesystem::path& path, const Overlay* overlay,
                                     std::vector<std::string>* warnings) {
-    std::string name = path.string();
-    UniqueFd fd(::open(name.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid())
-        return Error(errno, fmt::format("cannot open '{}': {}", name, std::strerror(errno)));
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0)
-        return Error(errno, fmt::format("cannot stat '{}': {}", name, std::strerror(errno)));
-    if (S_ISDIR(st.st_mode))
-        return Error(EISDIR, fmt::format("cannot read '{}': {}", name, std::strerror(EISDIR)));
-    std::vector<std::byte> blob;
-    std::byte buffer[65536];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return Error(errno, fmt::format("cannot read '{}': {}", name, std::strerror(errno)));
-        if (n == 0)
-            break;
-        if (blob.size() + static_cast<size_t>(n) > static_cast<size_t>(kMaxBlobSize))
-            return Error(EFBIG, fmt::format("'{}' is too large for a device tree blob (at most {})", name,
-                                            formatSize(static_cast<uint64_t>(kMaxBlobSize))));
-        blob.insert(blob.end(), buffer, buffer + n);
-    }
-    return loadDeviceTree(blob, name, overlay, warnings);
+    auto text = readFileLimited(path, kMaxBlobSize, "a device tree blob");
+    if (!text)
+        return text.error();
+    auto bytes = std::as_bytes(std::span(text->data(), text->size()));
+    return loadDeviceTree(bytes, path.string(), overlay, warnings);
 }
 
 } // namespace cenalloc

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Board overlays: YAML facts a device tree lacks (RAM, cma=, driver limits), with "<source>:<line>: ..." errors.
+#include <cenalloc/file.h>
 #include <cenalloc/platform_sources.h>
 
 #include <algorithm>
@@ -43,7 +44,7 @@ constexpr std::string_view kDeviceKeys[] = {"name",
                                             "access_bits"};
 
 // Overlays are a few lines; anything this large is a mistake.
-constexpr off_t kMaxOverlaySize = 1 * MiB;
+constexpr uint64_t kMaxOverlaySize = 1 * MiB;
 
 std::string joined(std::span<const std::string_view> keys) {
     std::string out;
@@ -426,31 +427,10 @@ void applyOverlayEntry(const OverlayDevice& o, Device& d) {
 }
 
 Result<Overlay> loadOverlayFile(const std::filesystem::path& path) {
-    std::string name = path.string();
-    UniqueFd fd(::open(name.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid())
-        return Error(errno, fmt::format("cannot open '{}': {}", name, std::strerror(errno)));
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0)
-        return Error(errno, fmt::format("cannot stat '{}': {}", name, std::strerror(errno)));
-    if (S_ISDIR(st.st_mode))
-        return Error(EISDIR, fmt::format("cannot read '{}': {}", name, std::strerror(EISDIR)));
-    std::string text;
-    char buffer[16384];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return Error(errno, fmt::format("cannot read '{}': {}", name, std::strerror(errno)));
-        if (n == 0)
-            break;
-        if (text.size() + static_cast<size_t>(n) > static_cast<size_t>(kMaxOverlaySize))
-            return Error(EFBIG, fmt::format("'{}' is too large for an overlay (at most {})", name,
-                                            formatSize(static_cast<uint64_t>(kMaxOverlaySize))));
-        text.append(buffer, static_cast<size_t>(n));
-    }
-    return parseOverlayYaml(text, name);
+    auto text = readFileLimited(path, kMaxOverlaySize, "an overlay");
+    if (!text)
+        return text.error();
+    return parseOverlayYaml(*text, path.string());
 }
 
 } // namespace cenalloc

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The YAML platform loader: schema checks with "<source>:<line>: <problem>" errors.
+#include <cenalloc/file.h>
 #include <cenalloc/platform.h>
 
 #include <algorithm>
@@ -48,7 +49,7 @@ constexpr std::string_view kDeviceKeys[] = {"name",
 
 // A description is read whole; anything this large is not one (and reading
 // /dev/zero by mistake must not exhaust memory).
-constexpr off_t kMaxFileSize = 16 * MiB;
+constexpr uint64_t kMaxFileSize = 16 * MiB;
 
 const char* typeName(const YAML::Node& node) {
     switch (node.Type()) {
@@ -593,37 +594,10 @@ Result<Platform> parsePlatformYaml(std::string_view text, std::string_view sourc
 }
 
 Result<Platform> loadPlatformFile(const std::filesystem::path& path) {
-    std::string name = path.string();
-    UniqueFd fd(::open(name.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid())
-        return Error(errno, fmt::format("cannot open '{}': {}", name, std::strerror(errno)));
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0)
-        return Error(errno, fmt::format("cannot stat '{}': {}", name, std::strerror(errno)));
-    if (S_ISDIR(st.st_mode))
-        return Error(EISDIR, fmt::format("cannot read '{}': {}", name, std::strerror(EISDIR)));
-    if (S_ISREG(st.st_mode) && st.st_size > kMaxFileSize)
-        return Error(EFBIG, fmt::format("'{}' is {}, too large for a platform description (at most {})", name,
-                                        formatSize(static_cast<uint64_t>(st.st_size)),
-                                        formatSize(static_cast<uint64_t>(kMaxFileSize))));
-
-    std::string text;
-    char buffer[16384];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return Error(errno, fmt::format("cannot read '{}': {}", name, std::strerror(errno)));
-        if (n == 0)
-            break;
-        // Pipes and character devices have no size to check up front.
-        if (text.size() + static_cast<size_t>(n) > static_cast<size_t>(kMaxFileSize))
-            return Error(EFBIG, fmt::format("'{}' is too large for a platform description (at most {})", name,
-                                            formatSize(static_cast<uint64_t>(kMaxFileSize))));
-        text.append(buffer, static_cast<size_t>(n));
-    }
-    return parsePlatformYaml(text, name);
+    auto text = readFileLimited(path, kMaxFileSize, "a platform description");
+    if (!text)
+        return text.error();
+    return parsePlatformYaml(*text, path.string());
 }
 
 } // namespace cenalloc

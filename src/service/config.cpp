@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cenalloc/file.h>
 #include <cenalloc/unique_fd.h>
 #include <cenalloc/units.h>
 
@@ -46,7 +47,7 @@ bool ServiceConfig::allows(std::string_view heap, const Credentials& peer) const
 
 namespace {
 
-constexpr off_t kMaxConfigSize = 1 * MiB;
+constexpr uint64_t kMaxConfigSize = 1 * MiB;
 
 using Keys = std::initializer_list<std::string_view>;
 
@@ -272,31 +273,10 @@ Result<ServiceConfig> parseServiceConfig(std::string_view text, std::string_view
 }
 
 Result<ServiceConfig> loadServiceConfig(const std::filesystem::path& path) {
-    std::string name = path.string();
-    UniqueFd fd(::open(name.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid())
-        return Error(errno, fmt::format("cannot open '{}': {}", name, std::strerror(errno)));
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0)
-        return Error(errno, fmt::format("cannot stat '{}': {}", name, std::strerror(errno)));
-    if (S_ISDIR(st.st_mode))
-        return Error(EISDIR, fmt::format("cannot read '{}': {}", name, std::strerror(EISDIR)));
-    std::string text;
-    char buffer[16384];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return Error(errno, fmt::format("cannot read '{}': {}", name, std::strerror(errno)));
-        if (n == 0)
-            break;
-        if (text.size() + static_cast<size_t>(n) > static_cast<size_t>(kMaxConfigSize))
-            return Error(EFBIG, fmt::format("'{}' is too large for a configuration (at most {})", name,
-                                            formatSize(static_cast<uint64_t>(kMaxConfigSize))));
-        text.append(buffer, static_cast<size_t>(n));
-    }
-    return parseServiceConfig(text, name);
+    auto text = readFileLimited(path, kMaxConfigSize, "a configuration");
+    if (!text)
+        return text.error();
+    return parseServiceConfig(*text, path.string());
 }
 
 Result<void> checkServiceConfig(const ServiceConfig& config, const Platform& platform,
