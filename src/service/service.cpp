@@ -271,6 +271,17 @@ Result<Service::Entry*> Service::entryForFdLocked(const InodeKey& key, int fd) {
     return entries_.at(it->second).get();
 }
 
+Result<Service::Target> Service::targetLocked(uint64_t clientId, const InodeKey& key, int fd) {
+    reapLocked();
+    auto client = clientLocked(clientId);
+    if (!client)
+        return client.error();
+    auto entry = entryForFdLocked(key, fd);
+    if (!entry)
+        return entry.error();
+    return Target{*client, *entry};
+}
+
 Service::Claim& Service::claimLocked(ClientState& client, Entry& entry) {
     entry.holders.insert(client.id);
     return client.claims[entry.buffer->id()];
@@ -430,15 +441,12 @@ Result<uint64_t> ServiceClient::import(BorrowedFd fd) {
         return key.error();
     Service& s = *service_;
     std::lock_guard lock(s.mutex_);
-    s.reapLocked();
-    auto client = s.clientLocked(id_);
-    if (!client)
-        return client.error();
-    auto entry = s.entryForFdLocked(*key, fd.get());
-    if (!entry)
-        return entry.error();
-    s.claimLocked(**client, **entry);
-    return (*entry)->buffer->id();
+    auto target = s.targetLocked(id_, *key, fd.get());
+    if (!target)
+        return target.error();
+    auto [client, entry] = *target;
+    s.claimLocked(*client, *entry);
+    return entry->buffer->id();
 }
 
 Result<void> ServiceClient::release(BorrowedFd fd) {
@@ -447,17 +455,14 @@ Result<void> ServiceClient::release(BorrowedFd fd) {
         return key.error();
     Service& s = *service_;
     std::lock_guard lock(s.mutex_);
-    s.reapLocked();
-    auto client = s.clientLocked(id_);
-    if (!client)
-        return client.error();
-    auto entry = s.entryForFdLocked(*key, fd.get());
-    if (!entry)
-        return entry.error();
-    uint64_t id = (*entry)->buffer->id();
-    if (!(*client)->claims.contains(id))
+    auto target = s.targetLocked(id_, *key, fd.get());
+    if (!target)
+        return target.error();
+    auto [client, entry] = *target;
+    uint64_t id = entry->buffer->id();
+    if (!client->claims.contains(id))
         return Error(ENOENT, fmt::format("this session does not use buffer {}", id));
-    s.dropClaimLocked(**client, id);
+    s.dropClaimLocked(*client, id);
     return {};
 }
 
@@ -470,19 +475,16 @@ Result<uint64_t> ServiceClient::attach(BorrowedFd fd, std::string_view deviceNam
     if (!device)
         return device.error();
     std::lock_guard lock(s.mutex_);
-    s.reapLocked();
-    auto client = s.clientLocked(id_);
-    if (!client)
-        return client.error();
-    auto entry = s.entryForFdLocked(*key, fd.get());
-    if (!entry)
-        return entry.error();
-    Service::ClientState& c = **client;
-    uint64_t bufferId = (*entry)->buffer->id();
-    auto attachment = (*entry)->buffer->attach(**device);
+    auto target = s.targetLocked(id_, *key, fd.get());
+    if (!target)
+        return target.error();
+    auto [client, entry] = *target;
+    Service::ClientState& c = *client;
+    uint64_t bufferId = entry->buffer->id();
+    auto attachment = entry->buffer->attach(**device);
     if (!attachment)
         return attachment.error();
-    Service::Claim& claim = s.claimLocked(c, **entry);
+    Service::Claim& claim = s.claimLocked(c, *entry);
     uint64_t id = c.nextAttachment++;
     c.attachments.emplace(id, Service::AttachmentRecord{bufferId, std::move(*attachment), {}});
     claim.attachments.insert(id);
@@ -559,20 +561,17 @@ Result<void> ServiceClient::beginCpuAccess(BorrowedFd fd, uint32_t flags) {
         return key.error();
     Service& s = *service_;
     std::lock_guard lock(s.mutex_);
-    s.reapLocked();
-    auto client = s.clientLocked(id_);
-    if (!client)
-        return client.error();
-    auto entry = s.entryForFdLocked(*key, fd.get());
-    if (!entry)
-        return entry.error();
-    auto& brackets = s.claimLocked(**client, **entry).cpuAccess;
+    auto target = s.targetLocked(id_, *key, fd.get());
+    if (!target)
+        return target.error();
+    auto [client, entry] = *target;
+    auto& brackets = s.claimLocked(*client, *entry).cpuAccess;
     // Each open bracket costs the daemon memory: a client that only ever
     // begins must hit a limit, not exhaust the service.
     if (brackets.size() >= kMaxOpenCpuAccess)
         return Error(EBUSY, fmt::format("{} cpu accesses are already open on buffer {} in this session",
-                                        brackets.size(), (*entry)->buffer->id()));
-    auto guard = (*entry)->buffer->beginCpuAccess(flags);
+                                        brackets.size(), entry->buffer->id()));
+    auto guard = entry->buffer->beginCpuAccess(flags);
     if (!guard)
         return guard.error();
     brackets.emplace_back(flags, std::move(*guard));
@@ -587,16 +586,13 @@ Result<void> ServiceClient::endCpuAccess(BorrowedFd fd, uint32_t flags) {
         return key.error();
     Service& s = *service_;
     std::lock_guard lock(s.mutex_);
-    s.reapLocked();
-    auto client = s.clientLocked(id_);
-    if (!client)
-        return client.error();
-    auto entry = s.entryForFdLocked(*key, fd.get());
-    if (!entry)
-        return entry.error();
-    uint64_t id = (*entry)->buffer->id();
-    auto claim = (*client)->claims.find(id);
-    if (claim != (*client)->claims.end()) {
+    auto target = s.targetLocked(id_, *key, fd.get());
+    if (!target)
+        return target.error();
+    auto [client, entry] = *target;
+    uint64_t id = entry->buffer->id();
+    auto claim = client->claims.find(id);
+    if (claim != client->claims.end()) {
         auto& brackets = claim->second.cpuAccess;
         for (auto it = brackets.rbegin(); it != brackets.rend(); ++it) {
             if (it->first == flags) {
@@ -614,14 +610,11 @@ Result<void> ServiceClient::setName(BorrowedFd fd, std::string_view name) {
         return key.error();
     Service& s = *service_;
     std::lock_guard lock(s.mutex_);
-    s.reapLocked();
-    auto client = s.clientLocked(id_);
-    if (!client)
-        return client.error();
-    auto entry = s.entryForFdLocked(*key, fd.get());
-    if (!entry)
-        return entry.error();
-    return (*entry)->buffer->setName(name);
+    auto target = s.targetLocked(id_, *key, fd.get());
+    if (!target)
+        return target.error();
+    auto [client, entry] = *target;
+    return entry->buffer->setName(name);
 }
 
 Result<std::vector<BufferInfo>> ServiceClient::bufinfo() {

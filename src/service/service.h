@@ -114,6 +114,13 @@ private:
     void disconnectLocked(ClientState& client);
     Result<ClientState*> clientLocked(uint64_t id);
     Result<Entry*> entryForFdLocked(const InodeKey& key, int fd);
+    /// What an operation on a buffer fd works on: the calling client and
+    /// the buffer, after reaping buffers that died. Caller holds mutex_.
+    struct Target {
+        ClientState* client;
+        Entry* entry;
+    };
+    Result<Target> targetLocked(uint64_t clientId, const InodeKey& key, int fd);
     Claim& claimLocked(ClientState& client, Entry& entry);
     bool visibleLocked(const ClientState& client, uint64_t bufferId) const;
     Result<ServiceBuffer> adopt(uint64_t clientId, std::shared_ptr<Buffer> buffer, uint64_t charge);
