@@ -66,6 +66,10 @@ using SgTable = std::vector<SgEntry>;
 ///    ENOMEM on exhaustion with nothing allocated.
 ///  - release (optional): the last reference is gone; storage is freed by
 ///    the buffer right after.
+///  - beginCpuAccess / endCpuAccess (optional): the CPU starts or stops
+///    touching the bytes (DMA_BUF_IOCTL_SYNC START/END with @p flags, already
+///    validated); the exporter does the cache maintenance its storage needs.
+///    Storage exists when they run. A failed begin opens no bracket.
 ///  - describe (optional): a line for bufinfo about the exporter's state.
 class BufferOps {
 public:
@@ -75,6 +79,11 @@ public:
     virtual void detach(Buffer& buffer, const DmaDevice& device) { (void)buffer, (void)device; }
     virtual Result<void> ensureStorage(Buffer& buffer) = 0;
     virtual void release(Buffer& buffer) { (void)buffer; }
+    virtual Result<void> beginCpuAccess(Buffer& buffer, uint32_t flags) {
+        (void)buffer, (void)flags;
+        return {};
+    }
+    virtual void endCpuAccess(Buffer& buffer, uint32_t flags) { (void)buffer, (void)flags; }
     virtual std::string describe(const Buffer& buffer) const {
         (void)buffer;
         return {};
@@ -102,6 +111,8 @@ struct BufferInfo {
     long references = 0;
     bool hasStorage = false;
     std::string heap;
+    /// The storage is a real dma-buf of the host kernel: chunks are unknown.
+    bool inHostKernel = false;
     std::vector<PhysChunk> chunks;
     std::vector<std::string> attachedDevices;
     std::vector<MappingInfo> mappings;
@@ -211,9 +222,10 @@ private:
     uint32_t flags_ = 0;
 };
 
-/// The shared buffer object (a dma-buf): a fixed size, a sealed memfd that
-/// holds its bytes, an exporter, attachments, and storage in the simulated
-/// physical address space that may arrive late.
+/// The shared buffer object (a dma-buf): a fixed size, an fd that holds its
+/// bytes (a sealed memfd, or the real dma-buf of a host kernel heap), an
+/// exporter, attachments, and storage in the simulated physical address
+/// space that may arrive late.
 ///
 /// Ownership: shared (std::shared_ptr). It lives while any handle, CPU
 /// mapping or CPU-access guard lives.
@@ -228,8 +240,9 @@ public:
         Storage storage; ///< empty for deferred buffers
         std::shared_ptr<BufferRegistry> registry;
     };
-    /// Create the memfd and the buffer. Errors: those of createSealedMemfd,
-    /// EINVAL for a name over kBufferNameMax bytes.
+    /// Create the buffer and its fd: the storage's real dma-buf when it has
+    /// one (Storage::inHostKernel), else a new sealed memfd. Errors: those of
+    /// createSealedMemfd, EINVAL for a name over kBufferNameMax bytes.
     static Result<std::shared_ptr<Buffer>> create(Params params);
     ~Buffer();
     Buffer(const Buffer&) = delete;
@@ -239,14 +252,15 @@ public:
     uint64_t size() const { return size_; }
     uint32_t fdFlags() const { return fdFlags_; }
     const char* exporterName() const { return ops_->name(); }
-    /// The memfd holding the bytes; valid while the buffer lives, unless
-    /// surrenderFd() gave it away (then invalid).
-    BorrowedFd fd() const { return memfd_.borrow(); }
+    /// The fd holding the bytes (a memfd, or a host kernel dma-buf); valid
+    /// while the buffer lives, unless surrenderFd() gave it away (then
+    /// invalid).
+    BorrowedFd fd() const { return fd_.borrow(); }
     /// A new fd for the same buffer (to send to another process).
     /// @p flags: O_CLOEXEC or 0. Errors: EINVAL for other flags, EBADF after
     /// surrenderFd(), errno of fcntl.
     Result<UniqueFd> dupFd(int flags = 0x80000 /* O_CLOEXEC */) const;
-    /// Give the memfd away, keeping no fd of the buffer in this object: the
+    /// Give the fd away, keeping no fd of the buffer in this object: the
     /// service hands the fd to its client so that only the kernel counts who
     /// still holds the buffer (the last close or munmap anywhere frees it).
     /// Afterwards fd() is invalid, dupFd() and mmap() fail with EBADF, device
@@ -261,7 +275,9 @@ public:
     bool fdSurrendered() const;
 
     std::string name() const;
-    /// DMA_BUF_SET_NAME: at most kBufferNameMax bytes, else EINVAL.
+    /// DMA_BUF_SET_NAME: at most kBufferNameMax bytes, else EINVAL. A host
+    /// kernel dma-buf is named in the kernel too (its fdinfo shows the name)
+    /// while this object holds its fd; the kernel's errors are returned.
     Result<void> setName(std::string_view name);
 
     bool hasStorage() const;
@@ -269,6 +285,8 @@ public:
     std::vector<PhysChunk> chunks() const;
     /// Name of the heap the storage came from, or empty.
     std::string heapName() const;
+    /// The storage is a real dma-buf of the host kernel (Storage::inHostKernel).
+    bool inHostKernel() const;
 
     /// Attach @p device (it must outlive the attachment). The exporter may
     /// refuse: EBUSY (storage exists and cannot serve the device), EINVAL
@@ -279,7 +297,8 @@ public:
     Result<BufferMapping> mmap(int prot = 0x3 /* PROT_READ | PROT_WRITE */);
 
     /// DMA_BUF_IOCTL_SYNC START. @p flags: kSyncRead/kSyncWrite, at least one,
-    /// no other bits (EINVAL).
+    /// no other bits (EINVAL). For a host kernel dma-buf the kernel does the
+    /// cache maintenance (its SYNC ioctl, while this object holds the fd).
     Result<CpuAccessGuard> beginCpuAccess(uint32_t flags);
 
     BufferInfo info() const;
@@ -297,7 +316,7 @@ private:
     friend class CpuAccessGuard;
     friend struct AttachmentState;
     friend class DmaDevice;
-    Buffer(Params params, UniqueFd memfd);
+    Buffer(Params params, UniqueFd fd);
     void detachLocked(AttachmentState& state);
     Result<Attachment::Mapping> mapAttachment(const std::shared_ptr<AttachmentState>& state, DmaDirection direction);
     void endCpuAccess(uint32_t flags);
@@ -307,7 +326,7 @@ private:
     const uint64_t id_;
     const uint64_t size_;
     const uint32_t fdFlags_;
-    UniqueFd memfd_; // written only by surrenderFd(), under mutex_
+    UniqueFd fd_; // written only by surrenderFd(), under mutex_
     std::shared_ptr<BufferRegistry> registry_;
 
     mutable std::mutex mutex_;

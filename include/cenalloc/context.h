@@ -24,6 +24,16 @@ class BufferRegistry;
 class PhysicalMemory;
 struct AllocatorState;
 
+/// How a Context is built, beyond its platform.
+struct ContextOptions {
+    /// Offer each of the host kernel's dma-heaps as a heap "kernel:<name>"
+    /// (real dma-buf fds, allocated by name; see HeapKind::Kernel), when the
+    /// host has them.
+    bool kernelHeaps = true;
+    /// Where the kernel's heaps are.
+    std::string kernelHeapDir = "/dev/dma_heap";
+};
+
 /// Everything cenalloc knows about one machine, in this process (the
 /// embedded default; the service runs one for every client): the platform
 /// model, its simulated physical memory, heaps, IOMMU domains and devices,
@@ -34,21 +44,28 @@ struct AllocatorState;
 /// Thread safety: all methods may be called concurrently.
 class Context {
 public:
-    /// A context for @p platform (which must pass validatePlatform()).
-    /// Errors: EINVAL for an invalid platform.
-    static Result<std::unique_ptr<Context>> create(const Platform& platform = defaultPlatform());
+    /// A context for @p platform (which must pass validatePlatform()), with
+    /// the host kernel's heaps when @p options ask for them and the host has
+    /// them (one that cannot be opened is left out and listed in
+    /// kernelHeapProblems()). Errors: EINVAL for an invalid platform.
+    static Result<std::unique_ptr<Context>> create(const Platform& platform = defaultPlatform(),
+                                                   const ContextOptions& options = {});
     ~Context();
     Context(const Context&) = delete;
     Context& operator=(const Context&) = delete;
 
     const Platform& platform() const;
 
-    /// Heaps in registration order (system heaps first, then one per region).
+    /// Heaps in registration order (system heaps first, then one per region,
+    /// then the host kernel's).
     const std::vector<std::shared_ptr<Heap>>& heaps() const;
     /// The heap called @p name, or nullptr.
     std::shared_ptr<Heap> findHeap(std::string_view name) const;
     /// The heaps' properties, parallel to heaps().
     std::span<const HeapProperties> heapProperties() const;
+    /// Host kernel heaps that exist but are not offered, and why
+    /// ("system: Permission denied").
+    const std::vector<std::string>& kernelHeapProblems() const;
 
     /// Devices in platform order.
     const std::vector<std::unique_ptr<DmaDevice>>& devices() const;
@@ -61,6 +78,7 @@ public:
     std::vector<IommuMappingInfo> domainMappings(std::string_view iommu) const;
 
     /// Allocate now from @p heap (the dma-heap way: DMA_HEAP_IOCTL_ALLOC).
+    /// From a "kernel:<name>" heap the buffer's fd is a real dma-buf.
     /// Validated like the kernel: EINVAL for a zero length, a length that
     /// overflows when page-aligned, fd flags outside O_CLOEXEC|O_ACCMODE,
     /// undefined heap flags; ENOENT for an unknown heap; ENOMEM when the heap
@@ -107,6 +125,7 @@ private:
     std::shared_ptr<AllocatorState> state_;
     std::shared_ptr<BufferRegistry> registry_;
     std::vector<std::unique_ptr<DmaDevice>> devices_;
+    std::vector<std::string> kernelHeapProblems_;
 };
 
 } // namespace cenalloc

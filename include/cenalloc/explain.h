@@ -34,6 +34,7 @@ Result<CpuAccess> parseCpuAccess(std::string_view text);
 /// it in words. Listed in the order the rules are checked.
 enum class Refusal {
     None,               ///< accepted
+    HostKernel,         ///< a host kernel heap: where its pages lie is unknown
     AccessBits,         ///< the heap's memory is of no kind the devices reach
     AboveAddressLimit,  ///< all of the heap's memory lies above the address limit
     BelowLimitCapacity, ///< too little of the heap lies below the address limit

@@ -13,6 +13,7 @@
 #include <cenalloc/platform.h>
 #include <cenalloc/result.h>
 #include <cenalloc/storage_types.h>
+#include <cenalloc/unique_fd.h>
 
 namespace cenalloc {
 
@@ -20,6 +21,10 @@ enum class HeapKind {
     System,   ///< pages from general memory, scattered
     Cma,      ///< a contiguous pool (reusable reserved memory)
     Carveout, ///< memory reserved for devices only
+    /// A dma-heap of the host kernel (/dev/dma_heap/<name>): real dma-bufs
+    /// whose pages the kernel does not show, so no modelled device can be
+    /// matched against it or map it. Allocated from by name only.
+    Kernel,
 };
 
 const char* heapKindName(HeapKind kind);
@@ -73,14 +78,16 @@ struct StorageLimits {
 
 class Heap;
 
-/// The physical storage of one buffer: chunks from one heap, returned to it
-/// when the Storage is destroyed. Move-only.
+/// The storage of one buffer, returned to its heap when the Storage is
+/// destroyed: chunks of the modelled physical memory, or (HeapKind::Kernel)
+/// a real dma-buf the host kernel made, whose chunks are unknown. Move-only.
 ///
-/// Ownership: keeps its heap alive (shared_ptr).
+/// Ownership: keeps its heap alive (shared_ptr); owns the dma-buf fd until
+/// takeDmaBuf().
 class Storage {
 public:
     Storage() = default;
-    Storage(std::shared_ptr<Heap> heap, std::vector<PhysChunk> chunks, uint64_t size);
+    Storage(std::shared_ptr<Heap> heap, std::vector<PhysChunk> chunks, uint64_t size, UniqueFd dmaBuf = {});
     /// Takes @p other's chunks; @p other is left empty with size 0.
     Storage(Storage&& other) noexcept;
     Storage& operator=(Storage&& other) noexcept;
@@ -93,6 +100,13 @@ public:
     /// Bytes of storage (page-aligned length of the buffer).
     uint64_t size() const { return size_; }
     Heap* heap() const { return heap_.get(); }
+    /// The host kernel made this storage: its bytes are a real dma-buf and
+    /// where its pages lie is unknown (chunks() is empty).
+    bool inHostKernel() const { return inHostKernel_; }
+    /// The real dma-buf's fd, for the buffer to own (invalid afterwards and
+    /// for modelled storage). The storage still counts in its heap's
+    /// statistics until reset().
+    UniqueFd takeDmaBuf() { return std::move(dmaBuf_); }
     /// Give the chunks back to the heap now.
     void reset();
 
@@ -100,17 +114,22 @@ private:
     std::shared_ptr<Heap> heap_;
     std::vector<PhysChunk> chunks_;
     uint64_t size_ = 0;
+    UniqueFd dmaBuf_;
+    bool inHostKernel_ = false;
 };
 
 /// A named allocator of backing storage (the exporter side of a dma-heap).
 ///
 /// Ops a backend implements:
-///  - allocateChunks (mandatory): chunks totalling exactly @p length bytes
-///    that meet the heap's properties and @p limits. @p length is non-zero
-///    and page-aligned: the caller validated it (allocation requests are
-///    validated once, at the boundary, never again in a backend). On failure
-///    nothing may remain allocated; ENOMEM for exhaustion.
-///  - freeChunks (mandatory): take back chunks allocateChunks returned.
+///  - allocateBacking (mandatory): storage for exactly @p length bytes that
+///    meets the heap's properties and @p limits: chunks of the modelled
+///    memory, or for a HeapKind::Kernel heap a real dma-buf and no chunks.
+///    @p length is non-zero and page-aligned: the caller validated it
+///    (allocation requests are validated once, at the boundary, never again
+///    in a backend). On failure nothing may remain allocated; ENOMEM for
+///    exhaustion.
+///  - freeChunks (mandatory): take back chunks allocateBacking returned (a
+///    kernel heap's dma-buf is freed by the kernel when its last fd closes).
 /// Both may be called concurrently; a backend serialises its own state.
 ///
 /// Thread safety: all public methods are safe to call concurrently.
@@ -136,7 +155,12 @@ public:
     virtual uint64_t freeBytes() const = 0;
 
 protected:
-    virtual Result<std::vector<PhysChunk>> allocateChunks(uint64_t length, const StorageLimits& limits) = 0;
+    /// What allocateBacking hands out.
+    struct Backing {
+        std::vector<PhysChunk> chunks;
+        UniqueFd dmaBuf; ///< HeapKind::Kernel only
+    };
+    virtual Result<Backing> allocateBacking(uint64_t length, const StorageLimits& limits) = 0;
     virtual void freeChunks(std::span<const PhysChunk> chunks) = 0;
 
 private:

@@ -93,6 +93,21 @@ struct Device {
     std::optional<std::string> iommu;
 };
 
+/// What the platform says about one of the host kernel's dma-heaps
+/// (/dev/dma_heap/<name>) that the kernel cannot tell: used for the heap
+/// "kernel:<name>" when the host has it, ignored otherwise.
+struct KernelHeapDescription {
+    /// The kernel's name for the heap: "system", "linux,cma", "reserved".
+    std::string name;
+    std::string description;
+    /// Every buffer is physically contiguous (a CMA heap).
+    bool contiguous = false;
+    /// CPU mappings are cached.
+    bool cached = true;
+    /// Bytes the heap can hand out; 0 = unknown.
+    uint64_t size = 0;
+};
+
 /// The machine model. Plain data: every loader returns one that has passed
 /// validatePlatform().
 struct Platform {
@@ -104,10 +119,13 @@ struct Platform {
     std::vector<ReservedRegion> regions;
     std::vector<Iommu> iommus;
     std::vector<Device> devices;
+    /// Host kernel heaps described (see KernelHeapDescription).
+    std::vector<KernelHeapDescription> kernelHeaps;
 
     const Device* findDevice(std::string_view name) const;
     const Iommu* findIommu(std::string_view name) const;
     const ReservedRegion* findRegion(std::string_view name) const;
+    const KernelHeapDescription* findKernelHeap(std::string_view name) const;
     uint64_t totalMemory() const;
     /// Highest RAM address + 1.
     uint64_t memoryEnd() const;
@@ -115,7 +133,8 @@ struct Platform {
 
 /// Check the model's invariants: non-empty names, no duplicates, banks and
 /// regions non-overlapping, regions inside a bank, page-aligned, masks
-/// non-zero, IOMMU references resolvable. Errors: EINVAL naming the problem.
+/// non-zero, IOMMU references resolvable, kernel heap names usable as file
+/// names in /dev/dma_heap. Errors: EINVAL naming the problem.
 Result<void> validatePlatform(const Platform& platform);
 
 /// Parse a YAML platform description. @p sourceName prefixes every error

@@ -13,11 +13,12 @@
 #include "alloc/deferred_exporter.h"
 #include "core/heap_exporter.h"
 #include "core/registry.h"
+#include "heaps/kernel_heap.h"
 #include "heaps/platform_heaps.h"
 
 namespace cenalloc {
 
-Result<std::unique_ptr<Context>> Context::create(const Platform& platform) {
+Result<std::unique_ptr<Context>> Context::create(const Platform& platform, const ContextOptions& options) {
     if (auto ok = validatePlatform(platform); !ok)
         return ok.error().withContext(fmt::format("platform '{}'", platform.name));
     auto state = std::make_shared<AllocatorState>();
@@ -26,6 +27,14 @@ Result<std::unique_ptr<Context>> Context::create(const Platform& platform) {
     auto heaps = createPlatformHeaps(state->platform, state->memory);
     if (!heaps)
         return heaps.error();
+    std::vector<std::string> kernelHeapProblems;
+    if (options.kernelHeaps) {
+        auto kernel = openKernelHeaps(state->platform, &kernelHeapProblems, options.kernelHeapDir);
+        if (kernel)
+            heaps->insert(heaps->end(), kernel->begin(), kernel->end());
+        else // an unreadable directory hides the kernel's heaps, not the model's
+            kernelHeapProblems.push_back(kernel.error().message());
+    }
     for (auto& heap : *heaps) {
         state->heapProperties.push_back(heap->properties());
         if (auto ok = state->heaps.add(std::move(heap)); !ok)
@@ -46,6 +55,7 @@ Result<std::unique_ptr<Context>> Context::create(const Platform& platform) {
     }
     context->state_ = std::move(state);
     context->registry_ = std::make_shared<BufferRegistry>();
+    context->kernelHeapProblems_ = std::move(kernelHeapProblems);
     return context;
 }
 
@@ -62,6 +72,9 @@ std::shared_ptr<Heap> Context::findHeap(std::string_view name) const {
 }
 std::span<const HeapProperties> Context::heapProperties() const {
     return state_->heapProperties;
+}
+const std::vector<std::string>& Context::kernelHeapProblems() const {
+    return kernelHeapProblems_;
 }
 const std::vector<std::unique_ptr<DmaDevice>>& Context::devices() const {
     return devices_;

@@ -67,6 +67,16 @@ std::string segmentShape(uint64_t maxSegmentSize, uint64_t boundaryMask) {
     return out;
 }
 
+// Rule 0: a host kernel heap says nothing of where its pages lie, so no
+// device limit can be checked against it and no modelled device can map its
+// buffers. It is allocated from by name, for kernel drivers.
+bool refusesHostKernel(const MatchInput& in, HeapVerdict& out) {
+    if (in.heap.kind != HeapKind::Kernel)
+        return false;
+    out = VerdictAccess::refuse(Refusal::HostKernel, in.subject, {});
+    return true;
+}
+
 // Rule 1: the memory must be of a kind the devices reach.
 bool refusesAccess(const MatchInput& in, HeapVerdict& out) {
     const uint64_t device = in.set.physical().accessBits;
@@ -173,7 +183,8 @@ bool refusesIova(const MatchInput& in, HeapVerdict& out) {
 }
 
 // The order of matchHeap()'s documentation; the first refusal is the verdict.
-constexpr std::array<MatchRule, 7> kMatchRules = {{
+constexpr std::array<MatchRule, 8> kMatchRules = {{
+    {"placement", refusesHostKernel},
     {"access", refusesAccess},
     {"address", refusesAddress},
     {"contiguity", refusesContiguity},
@@ -248,6 +259,7 @@ HeapVerdict matchHeap(const HeapProperties& heap, const ConstraintSet& set, uint
 const char* refusalName(Refusal refusal) {
     switch (refusal) {
     case Refusal::None: return "none";
+    case Refusal::HostKernel: return "host-kernel";
     case Refusal::AccessBits: return "access-bits";
     case Refusal::AboveAddressLimit: return "above-address-limit";
     case Refusal::BelowLimitCapacity: return "below-limit-capacity";
@@ -266,6 +278,10 @@ std::string HeapVerdict::reason() const {
     const Values& v = values_;
     switch (refusal_) {
     case Refusal::None: return {};
+    case Refusal::HostKernel:
+        return fmt::format("a host kernel heap: the kernel does not say where its pages lie, so {} limits cannot be "
+                           "checked and no modelled device can map it (allocate from it by name for kernel drivers)",
+                           w.whose);
     case Refusal::AccessBits:
         if (v[1] == 0)
             return fmt::format("{} access bits have no bit in common: together they reach no memory", w.whose);

@@ -27,8 +27,9 @@ uint64_t scarcity(const HeapProperties& h, const RankingContext&) {
     case HeapKind::System: return 0;
     case HeapKind::Cma: return 1;
     case HeapKind::Carveout: return 2;
+    case HeapKind::Kernel: return 3; // never matches a device set (no placement known)
     }
-    return 3;
+    return 4;
 }
 
 // A heap that would have to honour the devices' address limit serves them

@@ -19,6 +19,7 @@
 
 #include "core/registry.h"
 #include "core/sg_build.h"
+#include "heaps/kernel_heap.h"
 #include "iommu/iommu_domain.h"
 
 namespace cenalloc {
@@ -78,17 +79,26 @@ Result<std::shared_ptr<Buffer>> Buffer::create(Params params) {
     if (params.name.size() > kBufferNameMax)
         return Error(EINVAL,
                      fmt::format("buffer name of {} bytes is longer than {}", params.name.size(), kBufferNameMax));
-    auto memfd = createSealedMemfd("cenalloc", params.size);
-    if (!memfd)
-        return memfd.error();
-    std::shared_ptr<Buffer> buffer(new Buffer(std::move(params), std::move(*memfd)));
+    UniqueFd fd;
+    if (params.storage.inHostKernel()) {
+        fd = params.storage.takeDmaBuf();
+        if (!params.name.empty())
+            if (auto named = setDmaBufName(fd.borrow(), params.name); !named)
+                return named.error();
+    } else {
+        auto memfd = createSealedMemfd("cenalloc", params.size);
+        if (!memfd)
+            return memfd.error();
+        fd = std::move(*memfd);
+    }
+    std::shared_ptr<Buffer> buffer(new Buffer(std::move(params), std::move(fd)));
     if (buffer->registry_)
         buffer->registry_->add(buffer);
     return buffer;
 }
 
-Buffer::Buffer(Params params, UniqueFd memfd)
-    : id_(gNextBufferId.fetch_add(1)), size_(params.size), fdFlags_(params.fdFlags), memfd_(std::move(memfd)),
+Buffer::Buffer(Params params, UniqueFd fd)
+    : id_(gNextBufferId.fetch_add(1)), size_(params.size), fdFlags_(params.fdFlags), fd_(std::move(fd)),
       registry_(std::move(params.registry)), ops_(std::move(params.ops)), name_(std::move(params.name)),
       storage_(std::move(params.storage)) {}
 
@@ -118,9 +128,9 @@ Buffer::~Buffer() {
 Result<UniqueFd> Buffer::dupFd(int flags) const {
     if (flags & ~O_CLOEXEC)
         return Error(EINVAL, fmt::format("fd flags {:#x}: only O_CLOEXEC is allowed", flags));
-    if (!memfd_.valid())
+    if (!fd_.valid())
         return Error(EBADF, fmt::format("buffer {} gave its fd away", id_));
-    int fd = ::fcntl(memfd_.get(), (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+    int fd = ::fcntl(fd_.get(), (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
     if (fd < 0)
         return Error(errno, fmt::format("duplicating buffer fd: {}", std::strerror(errno)));
     return UniqueFd(fd);
@@ -128,19 +138,19 @@ Result<UniqueFd> Buffer::dupFd(int flags) const {
 
 Result<UniqueFd> Buffer::surrenderFd() {
     std::lock_guard lock(mutex_);
-    if (!memfd_.valid())
+    if (!fd_.valid())
         return Error(EBADF, fmt::format("buffer {} gave its fd away already", id_));
     struct stat st {};
-    if (::fstat(memfd_.get(), &st) != 0)
+    if (::fstat(fd_.get(), &st) != 0)
         return Error(errno, fmt::format("stat of buffer {}: {}", id_, std::strerror(errno)));
     // Never 0 for a memfd: 0 is what "still owned" reads as.
     surrenderedInode_ = st.st_ino;
-    return std::move(memfd_);
+    return std::move(fd_);
 }
 
 bool Buffer::fdSurrendered() const {
     std::lock_guard lock(mutex_);
-    return !memfd_.valid();
+    return !fd_.valid();
 }
 
 std::string Buffer::name() const {
@@ -152,6 +162,11 @@ Result<void> Buffer::setName(std::string_view name) {
     if (name.size() > kBufferNameMax)
         return Error(EINVAL, fmt::format("buffer name of {} bytes is longer than {}", name.size(), kBufferNameMax));
     std::lock_guard lock(mutex_);
+    // A real dma-buf carries its name in the kernel; a refusal there leaves
+    // the old name everywhere.
+    if (storage_.inHostKernel() && fd_.valid())
+        if (auto named = setDmaBufName(fd_.borrow(), name); !named)
+            return named.error().withContext(fmt::format("naming buffer {}", id_));
     name_ = std::string(name);
     return {};
 }
@@ -169,6 +184,11 @@ std::vector<PhysChunk> Buffer::chunks() const {
 std::string Buffer::heapName() const {
     std::lock_guard lock(mutex_);
     return storage_.empty() ? std::string() : storage_.heap()->name();
+}
+
+bool Buffer::inHostKernel() const {
+    std::lock_guard lock(mutex_);
+    return storage_.inHostKernel();
 }
 
 std::vector<const DmaDevice*> Buffer::attachedDevicesLocked() const {
@@ -272,9 +292,9 @@ Result<BufferMapping> Buffer::mmap(int prot) {
         if (auto ok = ops_->ensureStorage(*this); !ok)
             return ok.error().withContext(fmt::format("allocating storage of buffer {}", id_));
     }
-    if (!memfd_.valid())
+    if (!fd_.valid())
         return Error(EBADF, fmt::format("buffer {} gave its fd away: map the fd instead", id_));
-    void* data = ::mmap(nullptr, size_, prot, MAP_SHARED, memfd_.get(), 0);
+    void* data = ::mmap(nullptr, size_, prot, MAP_SHARED, fd_.get(), 0);
     if (data == MAP_FAILED)
         return Error(errno, fmt::format("mmap of buffer {}: {}", id_, std::strerror(errno)));
     return BufferMapping(shared_from_this(), data, size_);
@@ -286,6 +306,8 @@ Result<CpuAccessGuard> Buffer::beginCpuAccess(uint32_t flags) {
     std::lock_guard lock(mutex_);
     if (auto ok = ops_->ensureStorage(*this); !ok)
         return ok.error().withContext(fmt::format("allocating storage of buffer {}", id_));
+    if (auto ok = ops_->beginCpuAccess(*this, flags); !ok)
+        return ok.error().withContext(fmt::format("CPU access to buffer {}", id_));
     ++cpuAccessDepth_;
     // begin_cpu_access(READ) on cached memory shared with a non-coherent
     // device is where the kernel invalidates the CPU cache.
@@ -298,6 +320,7 @@ void Buffer::endCpuAccess(uint32_t flags) {
     std::lock_guard lock(mutex_);
     if (cpuAccessDepth_ > 0)
         --cpuAccessDepth_;
+    ops_->endCpuAccess(*this, flags);
     // end_cpu_access(WRITE): clean CPU caches so a non-coherent device sees the data.
     if ((flags & kSyncWrite) && storage_.heap()->properties().cached && anyNonCoherentLocked())
         ++cacheMaintenanceOps_;
@@ -316,8 +339,8 @@ BufferInfo Buffer::info() const {
     // costs more than everything else cenalloc adds to a memfd. Under the
     // lock because surrenderFd() may take the fd away concurrently.
     struct stat st {};
-    if (memfd_.valid())
-        info.inode = ::fstat(memfd_.get(), &st) == 0 ? st.st_ino : 0;
+    if (fd_.valid())
+        info.inode = ::fstat(fd_.get(), &st) == 0 ? st.st_ino : 0;
     else
         info.inode = surrenderedInode_;
     info.exporter = ops_->name();
@@ -325,6 +348,7 @@ BufferInfo Buffer::info() const {
     info.hasStorage = !storage_.empty();
     if (info.hasStorage) {
         info.heap = storage_.heap()->name();
+        info.inHostKernel = storage_.inHostKernel();
         info.chunks = storage_.chunks();
     }
     for (const auto& state : attachments_) {

@@ -3,6 +3,7 @@
 #include "core/heap_exporter.h"
 
 #include <cerrno>
+#include <linux/dma-buf.h>
 
 #include <fmt/format.h>
 
@@ -10,6 +11,7 @@
 #include <cenalloc/units.h>
 
 #include "core/sg_build.h"
+#include "heaps/kernel_heap.h"
 
 namespace cenalloc {
 
@@ -35,6 +37,12 @@ public:
     const char* name() const override { return heap_.c_str(); }
 
     Result<void> attach(Buffer& buffer, const DmaDevice& device) override {
+        if (buffer.storageLocked().inHostKernel())
+            return Error(
+                EOPNOTSUPP,
+                fmt::format("heap '{}' is the host kernel's: where its pages lie is unknown, so '{}' cannot be "
+                            "checked against the buffer or map it (kernel drivers import its fd instead)",
+                            heap_, device.name()));
         if (auto ok = checkStorageForDevice(buffer.storageLocked(), device); !ok)
             return Error(EBUSY, fmt::format("the buffer's storage from heap '{}' cannot serve '{}': {}", heap_,
                                             device.name(), ok.error().message()));
@@ -44,6 +52,23 @@ public:
     Result<void> ensureStorage(Buffer& buffer) override {
         (void)buffer; // born with storage
         return {};
+    }
+
+    // A host kernel dma-buf: the kernel's exporter does the cache maintenance.
+    // Once the fd was given away its holder syncs it (the kernel keeps no
+    // brackets, so nothing is left unbalanced here).
+    Result<void> beginCpuAccess(Buffer& buffer, uint32_t flags) override {
+        if (!buffer.storageLocked().inHostKernel() || !buffer.fd().valid())
+            return {};
+        return syncDmaBuf(buffer.fd(), DMA_BUF_SYNC_START | flags);
+    }
+
+    void endCpuAccess(Buffer& buffer, uint32_t flags) override {
+        if (!buffer.storageLocked().inHostKernel() || !buffer.fd().valid())
+            return;
+        // END after a successful START cannot fail for valid flags; a kernel
+        // that disagrees changes nothing this bracket could undo.
+        (void)syncDmaBuf(buffer.fd(), DMA_BUF_SYNC_END | flags);
     }
 
 private:

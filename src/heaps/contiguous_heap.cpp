@@ -28,7 +28,7 @@ public:
     }
 
 protected:
-    Result<std::vector<PhysChunk>> allocateChunks(uint64_t length, const StorageLimits& limits) override {
+    Result<Backing> allocateBacking(uint64_t length, const StorageLimits& limits) override {
         // Devices may need their buffer aligned beyond a page (a codec's
         // 1 MiB-aligned reference frames); one contiguous range can give them
         // that, so the request's alignment is honoured, never less than a page.
@@ -39,7 +39,7 @@ protected:
         Result<uint64_t> address = ranges_.allocate(length, alignment, limit);
         if (!address)
             return address.error().withContext(fmt::format("heap '{}'", name()));
-        return std::vector<PhysChunk>{{*address, length}};
+        return Backing{{{*address, length}}, {}};
     }
 
     void freeChunks(std::span<const PhysChunk> chunks) override {

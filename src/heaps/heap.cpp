@@ -15,15 +15,18 @@ const char* heapKindName(HeapKind kind) {
     case HeapKind::System: return "system";
     case HeapKind::Cma: return "cma";
     case HeapKind::Carveout: return "carveout";
+    case HeapKind::Kernel: return "kernel";
     }
     return "unknown";
 }
 
-Storage::Storage(std::shared_ptr<Heap> heap, std::vector<PhysChunk> chunks, uint64_t size)
-    : heap_(std::move(heap)), chunks_(std::move(chunks)), size_(size) {}
+Storage::Storage(std::shared_ptr<Heap> heap, std::vector<PhysChunk> chunks, uint64_t size, UniqueFd dmaBuf)
+    : heap_(std::move(heap)), chunks_(std::move(chunks)), size_(size), dmaBuf_(std::move(dmaBuf)),
+      inHostKernel_(heap_ && heap_->properties().kind == HeapKind::Kernel) {}
 
 Storage::Storage(Storage&& other) noexcept
-    : heap_(std::move(other.heap_)), chunks_(std::exchange(other.chunks_, {})), size_(std::exchange(other.size_, 0)) {}
+    : heap_(std::move(other.heap_)), chunks_(std::exchange(other.chunks_, {})), size_(std::exchange(other.size_, 0)),
+      dmaBuf_(std::move(other.dmaBuf_)), inHostKernel_(std::exchange(other.inHostKernel_, false)) {}
 
 Storage& Storage::operator=(Storage&& other) noexcept {
     if (this != &other) {
@@ -31,6 +34,8 @@ Storage& Storage::operator=(Storage&& other) noexcept {
         heap_ = std::move(other.heap_);
         chunks_ = std::exchange(other.chunks_, {});
         size_ = std::exchange(other.size_, 0);
+        dmaBuf_ = std::move(other.dmaBuf_);
+        inHostKernel_ = std::exchange(other.inHostKernel_, false);
     }
     return *this;
 }
@@ -43,20 +48,29 @@ void Storage::reset() {
     heap->release(chunks_, size_);
     chunks_.clear();
     size_ = 0;
+    dmaBuf_.reset();
+    inHostKernel_ = false;
 }
 
 Result<Storage> Heap::allocate(uint64_t length, const StorageLimits& limits) {
     assert(length != 0 && length % kPageSize == 0);
-    Result<std::vector<PhysChunk>> chunks = allocateChunks(length, limits);
-    if (!chunks) {
+    Result<Backing> backing = allocateBacking(length, limits);
+    if (!backing) {
         std::lock_guard lock(statsMutex_);
         ++stats_.failedAllocations;
-        return chunks.error();
+        return backing.error();
     }
-    uint64_t size = 0;
-    for (const PhysChunk& c : *chunks)
-        size += c.size;
-    assert(size == length);
+    uint64_t size = length;
+#ifndef NDEBUG
+    if (properties_.kind != HeapKind::Kernel) {
+        uint64_t sum = 0;
+        for (const PhysChunk& c : backing->chunks)
+            sum += c.size;
+        assert(sum == length);
+    } else {
+        assert(backing->chunks.empty() && backing->dmaBuf.valid());
+    }
+#endif
 
     // Storage keeps the heap alive, so a heap must be owned by a shared_ptr;
     // weak_from_this() (unlike shared_from_this()) never throws.
@@ -69,7 +83,7 @@ Result<Storage> Heap::allocate(uint64_t length, const StorageLimits& limits) {
         stats_.watermarkBytes = std::max(stats_.watermarkBytes, stats_.liveBytes);
         ++stats_.totalAllocations;
     }
-    return Storage(std::move(self), std::move(*chunks), size);
+    return Storage(std::move(self), std::move(backing->chunks), size, std::move(backing->dmaBuf));
 }
 
 void Heap::release(std::span<const PhysChunk> chunks, uint64_t size) {

@@ -51,27 +51,31 @@ Result<std::vector<std::string>> listKernelHeaps(std::string_view dir) {
     return names;
 }
 
-HeapProperties kernelHeapDefaults(std::string_view kernelName) {
+HeapProperties kernelHeapProperties(std::string_view kernelName, const KernelHeapDescription* described) {
     HeapProperties p;
     p.name = kernelHeapName(kernelName);
-    p.description = fmt::format("the host kernel's dma-heap {}/{}", kKernelHeapDir, kernelName);
-    p.cached = true;
-    p.capacity = 0; // unknown
-    if (looksLikeCma(kernelName)) {
-        p.kind = HeapKind::Cma;
-        p.contiguous = true;
-        p.maxChunkSize = UINT64_MAX;
-    } else {
-        p.kind = HeapKind::System;
-        p.contiguous = false;
-        p.maxChunkSize = kPage << 8;
-    }
+    p.kind = HeapKind::Kernel;
     p.minChunkSize = kPage;
     p.chunkAlignment = kPage;
+    if (described) {
+        p.description = described->description.empty()
+                            ? fmt::format("the host kernel's dma-heap {}/{}", kKernelHeapDir, kernelName)
+                            : described->description;
+        p.contiguous = described->contiguous;
+        p.cached = described->cached;
+        p.capacity = described->size;
+    } else {
+        p.description = fmt::format("the host kernel's dma-heap {}/{}", kKernelHeapDir, kernelName);
+        p.contiguous = looksLikeCma(kernelName);
+        p.cached = true;
+        p.capacity = 0; // unknown
+    }
+    p.maxChunkSize = p.contiguous ? UINT64_MAX : kPage << 8;
     return p;
 }
 
-Result<KernelHeap> KernelHeap::open(std::string_view kernelName, HeapProperties properties, std::string_view dir) {
+Result<std::shared_ptr<KernelHeap>> KernelHeap::open(std::string_view kernelName, HeapProperties properties,
+                                                     std::string_view dir) {
     if (kernelName.empty() || kernelName.find('/') != std::string_view::npos)
         return Error(EINVAL, fmt::format("'{}' is not a heap name", kernelName));
     std::string path = fmt::format("{}/{}", dir, kernelName);
@@ -79,11 +83,11 @@ Result<KernelHeap> KernelHeap::open(std::string_view kernelName, HeapProperties 
     if (!fd.valid())
         return Error(errno, fmt::format("opening {}: {}", path, std::strerror(errno)));
     if (properties.name.empty())
-        properties = kernelHeapDefaults(kernelName);
-    return KernelHeap(std::string(kernelName), std::move(properties), std::move(fd));
+        properties = kernelHeapProperties(kernelName);
+    return std::shared_ptr<KernelHeap>(new KernelHeap(std::string(kernelName), std::move(properties), std::move(fd)));
 }
 
-Result<UniqueFd> KernelHeap::allocate(uint64_t length, uint32_t fdFlags, uint64_t heapFlags) const {
+Result<UniqueFd> KernelHeap::allocateDmaBuf(uint64_t length, uint32_t fdFlags, uint64_t heapFlags) const {
     // The boundary checks of every cenalloc heap, so that a kernel heap and a
     // modelled one refuse the same requests with the same words.
     if (length == 0)
@@ -92,7 +96,7 @@ Result<UniqueFd> KernelHeap::allocate(uint64_t length, uint32_t fdFlags, uint64_
         return Error(EINVAL, fmt::format("length {} overflows when rounded up to a page", length));
     if (fdFlags & ~kKernelValidFdFlags)
         return Error(EINVAL, fmt::format("fd flags {:#o} include bits other than O_CLOEXEC and O_ACCMODE", fdFlags));
-    if (heapFlags & ~properties_.validHeapFlags)
+    if (heapFlags & ~properties().validHeapFlags)
         return Error(EINVAL, fmt::format("heap flags {:#x} are not defined by heap '{}'", heapFlags, name()));
     dma_heap_allocation_data data{};
     data.len = length;
@@ -101,6 +105,36 @@ Result<UniqueFd> KernelHeap::allocate(uint64_t length, uint32_t fdFlags, uint64_
     if (::ioctl(fd_.get(), DMA_HEAP_IOCTL_ALLOC, &data) != 0)
         return Error(errno, fmt::format("allocating {} bytes from {}: {}", length, name(), std::strerror(errno)));
     return UniqueFd(static_cast<int>(data.fd));
+}
+
+Result<Heap::Backing> KernelHeap::allocateBacking(uint64_t length, const StorageLimits& limits) {
+    if (limits.highestAddress != UINT64_MAX || limits.alignment > kPage)
+        return Error(
+            EINVAL, fmt::format("heap '{}' takes no placement limits: the kernel decides where its pages lie", name()));
+    auto fd = allocateDmaBuf(length, O_CLOEXEC | O_RDWR, 0);
+    if (!fd)
+        return fd.error();
+    return Backing{{}, std::move(*fd)};
+}
+
+Result<std::vector<std::shared_ptr<KernelHeap>>>
+openKernelHeaps(const Platform& platform, std::vector<std::string>* skipped, std::string_view dir) {
+    auto names = listKernelHeaps(dir);
+    if (!names)
+        return names.error();
+    std::vector<std::shared_ptr<KernelHeap>> heaps;
+    for (const std::string& kernelName : *names) {
+        auto heap =
+            KernelHeap::open(kernelName, kernelHeapProperties(kernelName, platform.findKernelHeap(kernelName)), dir);
+        if (!heap) {
+            // One heap this user may not open does not hide the others.
+            if (skipped)
+                skipped->push_back(fmt::format("{}: {}", kernelName, std::strerror(heap.error().code())));
+            continue;
+        }
+        heaps.push_back(std::move(*heap));
+    }
+    return heaps;
 }
 
 Result<void> syncDmaBuf(BorrowedFd buffer, uint64_t flags) {

@@ -3,11 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <cenalloc/heap.h>
+#include <cenalloc/platform.h>
 #include <cenalloc/result.h>
 #include <cenalloc/unique_fd.h>
 
@@ -27,47 +30,65 @@ std::string kernelHeapName(std::string_view kernelName);
 /// Errors: the errno of opendir() other than ENOENT.
 Result<std::vector<std::string>> listKernelHeaps(std::string_view dir = kKernelHeapDir);
 
-/// What cenalloc assumes of a kernel heap the platform description does not
-/// describe: nothing it cannot know. The address range is unknown (so no
-/// address limit is promised), capacity unknown (0), pages are cached; a
-/// heap named like a CMA pool ("linux,cma", "reserved", "*cma*") hands out
-/// one contiguous chunk, any other one scattered pages of up to 1 MiB (the
-/// system heap's orders 8, 4 and 0).
-HeapProperties kernelHeapDefaults(std::string_view kernelName);
+/// The properties of the heap "kernel:<@p kernelName>": what @p described
+/// says (the platform's kernel_heaps entry) or, without one, nothing
+/// cenalloc cannot know. Either way the kind is HeapKind::Kernel and the
+/// address range unknown ([0, UINT64_MAX]: no limit is promised); without a
+/// description the capacity is unknown (0), pages are cached, and a heap
+/// named like a CMA pool ("reserved", "*cma*") hands out one contiguous
+/// chunk, any other scattered pages of up to 1 MiB (the system heap's
+/// orders 8, 4 and 0).
+HeapProperties kernelHeapProperties(std::string_view kernelName, const KernelHeapDescription* described = nullptr);
 
-/// One opened kernel heap. Allocations are real dma-bufs, made by the
-/// kernel: kernel drivers can import them.
+/// One opened kernel heap: a cenalloc Heap whose storage is a real dma-buf
+/// made by the kernel (kernel drivers can import it), with no chunks.
 ///
-/// Move-only. Thread safety: all methods may be called concurrently (the
-/// kernel serialises).
-class KernelHeap {
+/// Ownership: std::shared_ptr (Storage keeps its heap alive).
+/// Thread safety: all methods may be called concurrently (the kernel
+/// serialises).
+class KernelHeap final : public Heap {
 public:
-    /// Open <@p dir>/<@p kernelName>, with @p properties (kernelHeapDefaults()
+    /// Open <@p dir>/<@p kernelName> with @p properties (kernelHeapProperties()
     /// when its name is empty). Errors: ENOENT when the host has no such heap,
     /// EACCES without permission, EINVAL for a name with '/'.
-    static Result<KernelHeap> open(std::string_view kernelName, HeapProperties properties = {},
-                                   std::string_view dir = kKernelHeapDir);
+    static Result<std::shared_ptr<KernelHeap>> open(std::string_view kernelName, HeapProperties properties = {},
+                                                    std::string_view dir = kKernelHeapDir);
 
-    /// The heap's name in cenalloc ("kernel:system").
-    const std::string& name() const { return properties_.name; }
     const std::string& kernelName() const { return kernelName_; }
-    const HeapProperties& properties() const { return properties_; }
 
-    /// DMA_HEAP_IOCTL_ALLOC. The request is validated like every cenalloc
-    /// heap's (validateHeapRequest rules: EINVAL for a zero or overflowing
+    /// DMA_HEAP_IOCTL_ALLOC, outside cenalloc's bookkeeping (the shim and
+    /// tests use it; Heap::allocate is the counted way). The request is
+    /// validated like every cenalloc heap's (EINVAL for a zero or overflowing
     /// length, fd flags beyond O_CLOEXEC|O_ACCMODE, heap flags the heap does
     /// not define) before the kernel sees it; then the kernel's errors
     /// (ENOMEM, EMFILE, ...).
-    Result<UniqueFd> allocate(uint64_t length, uint32_t fdFlags = 02000002 /* O_CLOEXEC | O_RDWR */,
-                              uint64_t heapFlags = 0) const;
+    Result<UniqueFd> allocateDmaBuf(uint64_t length, uint32_t fdFlags = 02000002 /* O_CLOEXEC | O_RDWR */,
+                                    uint64_t heapFlags = 0) const;
+
+    /// Unknown: the kernel does not say (0).
+    uint64_t freeBytes() const override { return 0; }
+
+protected:
+    /// A read-write, close-on-exec dma-buf and no chunks. The kernel takes
+    /// no placement limits: EINVAL for an address limit or an alignment
+    /// beyond a page in @p limits.
+    Result<Backing> allocateBacking(uint64_t length, const StorageLimits& limits) override;
+    void freeChunks(std::span<const PhysChunk> chunks) override { (void)chunks; }
 
 private:
     KernelHeap(std::string kernelName, HeapProperties properties, UniqueFd fd)
-        : kernelName_(std::move(kernelName)), properties_(std::move(properties)), fd_(std::move(fd)) {}
+        : Heap(std::move(properties)), kernelName_(std::move(kernelName)), fd_(std::move(fd)) {}
     std::string kernelName_;
-    HeapProperties properties_;
     UniqueFd fd_;
 };
+
+/// Every heap in @p dir as a KernelHeap, sorted by name, with the properties
+/// @p platform describes for it. A heap that cannot be opened (EACCES) is
+/// left out and said in @p skipped ("system: permission denied"); no
+/// directory means no heaps. Errors: listKernelHeaps()'s.
+Result<std::vector<std::shared_ptr<KernelHeap>>> openKernelHeaps(const Platform& platform,
+                                                                 std::vector<std::string>* skipped = nullptr,
+                                                                 std::string_view dir = kKernelHeapDir);
 
 /// DMA_BUF_IOCTL_SYNC on a real dma-buf (a kernel heap's or a udmabuf).
 /// Errors: the kernel's (EINVAL for bad flags, ENOTTY for a non-dma-buf).

@@ -43,7 +43,7 @@ public:
     }
 
 protected:
-    Result<std::vector<PhysChunk>> allocateChunks(uint64_t length, const StorageLimits& limits) override {
+    Result<Backing> allocateBacking(uint64_t length, const StorageLimits& limits) override {
         const AddressLimit limit{properties().lowestAddress,
                                  std::min(properties().highestAddress, limits.highestAddress)};
 
@@ -78,7 +78,7 @@ protected:
                                              formatSize(length), formatAddress(limit.highest),
                                              formatSize(memory_->freeBytes(limit)), formatSize(remaining)));
         }
-        return chunks;
+        return Backing{std::move(chunks), {}};
     }
 
     void freeChunks(std::span<const PhysChunk> chunks) override { giveBack(chunks); }

@@ -27,6 +27,12 @@ const ReservedRegion* Platform::findRegion(std::string_view n) const {
     return it == regions.end() ? nullptr : &*it;
 }
 
+const KernelHeapDescription* Platform::findKernelHeap(std::string_view n) const {
+    auto it = std::find_if(kernelHeaps.begin(), kernelHeaps.end(),
+                           [&](const KernelHeapDescription& k) { return k.name == n; });
+    return it == kernelHeaps.end() ? nullptr : &*it;
+}
+
 uint64_t Platform::totalMemory() const {
     uint64_t total = 0;
     for (const MemoryBank& b : memory)
@@ -154,6 +160,17 @@ Result<void> validatePlatform(const Platform& p) {
             return invalid(fmt::format("device '{}': access bits 0 let it reach no memory", d.name));
         if (d.iommu && !p.findIommu(*d.iommu))
             return invalid(fmt::format("device '{}' names unknown iommu '{}'", d.name, *d.iommu));
+    }
+
+    for (const KernelHeapDescription& k : p.kernelHeaps) {
+        // The name is a file name in /dev/dma_heap.
+        if (k.name.empty() || k.name == "." || k.name == ".." || k.name.find('/') != std::string::npos ||
+            k.name.find('\0') != std::string::npos)
+            return invalid(fmt::format("kernel heap name '{}' is not a file name in /dev/dma_heap", k.name));
+        if (!names.insert("kernel-heap:" + k.name).second)
+            return invalid(fmt::format("kernel heap '{}' is described twice", k.name));
+        if (k.size % kPageSize)
+            return invalid(fmt::format("kernel heap '{}': size {} is not page-aligned", k.name, k.size));
     }
     return {};
 }

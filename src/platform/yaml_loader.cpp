@@ -28,9 +28,11 @@ namespace {
 
 using KeyList = std::span<const std::string_view>;
 
-constexpr std::string_view kTopKeys[] = {"name", "description", "memory", "regions", "iommus", "devices"};
+constexpr std::string_view kTopKeys[] = {"name",   "description", "memory",      "regions",
+                                         "iommus", "devices",     "kernel_heaps"};
 constexpr std::string_view kBankKeys[] = {"name", "base", "size"};
 constexpr std::string_view kRegionKeys[] = {"name", "kind", "base", "size", "no_map", "default", "access_bits"};
+constexpr std::string_view kKernelHeapKeys[] = {"name", "description", "contiguous", "cached", "size"};
 constexpr std::string_view kIommuKeys[] = {"name", "page_size", "aperture_base", "aperture_size"};
 constexpr std::string_view kDeviceKeys[] = {"name",
                                             "description",
@@ -138,7 +140,7 @@ struct Fields {
 /// the whole platform is assembled (overlaps, dangling references, ...).
 struct EntryLines {
     YAML::Node memoryKey;
-    std::vector<YAML::Node> memory, regions, iommus, devices;
+    std::vector<YAML::Node> memory, regions, iommus, devices, kernelHeaps;
 };
 
 class Loader {
@@ -168,6 +170,7 @@ private:
     Result<ReservedRegion> readRegion(const YAML::Node& node, size_t index) const;
     Result<Iommu> readIommu(const YAML::Node& node, size_t index) const;
     Result<Device> readDevice(const YAML::Node& node, size_t index) const;
+    Result<KernelHeapDescription> readKernelHeap(const YAML::Node& node, size_t index) const;
     Result<void> validate(const Platform& platform, const YAML::Node& root, const EntryLines& lines) const;
 
     std::string_view source_;
@@ -443,8 +446,27 @@ Result<Device> Loader::readDevice(const YAML::Node& node, size_t index) const {
     return device;
 }
 
+Result<KernelHeapDescription> Loader::readKernelHeap(const YAML::Node& node, size_t index) const {
+    Result<Fields> f = readEntry(node, "kernel_heaps", index, "kernel heap", kKernelHeapKeys);
+    if (!f)
+        return f.error();
+    KernelHeapDescription heap;
+    if (Result<void> r = readString(*f, "name", heap.name); !r)
+        return r.error();
+    if (Result<void> r = readString(*f, "description", heap.description); !r)
+        return r.error();
+    if (Result<void> r = readBool(*f, "contiguous", heap.contiguous); !r)
+        return r.error();
+    if (Result<void> r = readBool(*f, "cached", heap.cached); !r)
+        return r.error();
+    if (Result<void> r = readSize(*f, "size", heap.size); !r)
+        return r.error();
+    return heap;
+}
+
 // The first k entries of the platform, in the order memory, regions, iommus,
-// devices (the order in which each may refer to the ones before it).
+// devices, kernel heaps (the order in which each may refer to the ones before
+// it).
 Platform prefixOf(const Platform& p, size_t k) {
     Platform out;
     out.name = p.name;
@@ -457,6 +479,7 @@ Platform prefixOf(const Platform& p, size_t k) {
     take(p.regions, out.regions);
     take(p.iommus, out.iommus);
     take(p.devices, out.devices);
+    take(p.kernelHeaps, out.kernelHeaps);
     return out;
 }
 
@@ -471,7 +494,7 @@ Result<void> Loader::validate(const Platform& p, const YAML::Node& root, const E
     if (p.memory.empty())
         return errorAt(lines.memoryKey.IsDefined() ? lines.memoryKey : root, whole.error().message());
 
-    size_t total = p.memory.size() + p.regions.size() + p.iommus.size() + p.devices.size();
+    size_t total = p.memory.size() + p.regions.size() + p.iommus.size() + p.devices.size() + p.kernelHeaps.size();
     size_t lo = 1, hi = total; // invariant: the prefix of hi entries is invalid
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -483,7 +506,8 @@ Result<void> Loader::validate(const Platform& p, const YAML::Node& root, const E
     Result<void> first = validatePlatform(prefixOf(p, lo));
     size_t index = lo - 1;
     const YAML::Node* where = nullptr;
-    for (const std::vector<YAML::Node>* section : {&lines.memory, &lines.regions, &lines.iommus, &lines.devices}) {
+    for (const std::vector<YAML::Node>* section :
+         {&lines.memory, &lines.regions, &lines.iommus, &lines.devices, &lines.kernelHeaps}) {
         if (index < section->size()) {
             where = &(*section)[index];
             break;
@@ -560,6 +584,17 @@ Result<Platform> Loader::load(const YAML::Node& root) const {
         platform.devices.push_back(std::move(*device));
     }
     lines.devices = std::move(*devices);
+
+    Result<std::vector<YAML::Node>> kernelHeaps = readList(*top, "kernel_heaps");
+    if (!kernelHeaps)
+        return kernelHeaps.error();
+    for (size_t i = 0; i < kernelHeaps->size(); ++i) {
+        Result<KernelHeapDescription> heap = readKernelHeap((*kernelHeaps)[i], i);
+        if (!heap)
+            return heap.error();
+        platform.kernelHeaps.push_back(std::move(*heap));
+    }
+    lines.kernelHeaps = std::move(*kernelHeaps);
 
     if (Result<void> r = validate(platform, root, lines); !r)
         return r.error();

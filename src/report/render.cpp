@@ -172,10 +172,12 @@ std::string renderHeaps(const std::string& platform, const std::vector<HeapInfo>
     for (const HeapInfo& heap : heaps) {
         const HeapProperties& p = heap.properties;
         const HeapStats& s = heap.stats;
+        // A host kernel heap's placement and free memory are the kernel's secret.
+        const bool known = p.kind != HeapKind::Kernel;
         t.addRow({p.name, heapKindName(p.kind),
-                  p.capacity ? fmt::format("{}..{}", hex(p.lowestAddress), hex(p.highestAddress)) : "-",
-                  p.contiguous ? "yes" : "no", p.cached ? "yes" : "no", formatSize(p.capacity),
-                  formatSize(heap.freeBytes), std::to_string(s.liveBuffers), formatSize(s.liveBytes),
+                  known && p.capacity ? fmt::format("{}..{}", hex(p.lowestAddress), hex(p.highestAddress)) : "-",
+                  p.contiguous ? "yes" : "no", p.cached ? "yes" : "no", p.capacity ? formatSize(p.capacity) : "?",
+                  known ? formatSize(heap.freeBytes) : "?", std::to_string(s.liveBuffers), formatSize(s.liveBytes),
                   formatSize(s.watermarkBytes), std::to_string(s.failedAllocations)});
     }
     return fmt::format("heaps of {}:\n", platform) + t.render();
@@ -216,6 +218,7 @@ json bufinfoJson(const std::vector<BufferInfo>& buffers) {
                         {"inode", b.inode},
                         {"references", b.references},
                         {"has_storage", b.hasStorage},
+                        {"in_host_kernel", b.inHostKernel},
                         {"heap", b.heap.empty() ? json(nullptr) : json(b.heap)},
                         {"chunk_count", b.chunks.size()},
                         {"chunks", chunks},
@@ -236,9 +239,11 @@ std::string renderBufinfo(const std::vector<BufferInfo>& buffers) {
     std::string out = fmt::format("dma-buf objects: {} buffers, {}\n", buffers.size(), formatSize(total));
     TextTable t({"id", "size", "flags", "exporter", "name", "ino", "refs", "storage", "attached"});
     for (const BufferInfo& b : buffers) {
-        std::string storage =
-            b.hasStorage ? fmt::format("{} ({} chunk{})", b.heap, b.chunks.size(), b.chunks.size() == 1 ? "" : "s")
-                         : "deferred";
+        std::string storage = "deferred";
+        if (b.hasStorage && b.inHostKernel)
+            storage = fmt::format("{} (host kernel)", b.heap);
+        else if (b.hasStorage)
+            storage = fmt::format("{} ({} chunk{})", b.heap, b.chunks.size(), b.chunks.size() == 1 ? "" : "s");
         std::string attached;
         for (const std::string& d : b.attachedDevices)
             attached += (attached.empty() ? "" : ",") + d;

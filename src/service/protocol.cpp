@@ -45,7 +45,7 @@ void encodeHeapPropertiesStrings(Writer& w, const HeapProperties& p) {
 }
 
 Result<HeapProperties> decodeHeapProperties(const WireHeapProperties& h) {
-    if (h.kind > static_cast<uint32_t>(HeapKind::Carveout))
+    if (h.kind > static_cast<uint32_t>(HeapKind::Kernel))
         return malformed(fmt::format("heap kind {}", h.kind));
     HeapProperties p;
     p.lowestAddress = h.lowestAddress;
@@ -358,7 +358,7 @@ void encodeBufinfo(Writer& w, const std::vector<BufferInfo>& buffers) {
         h.syncViolations = b.syncViolations;
         h.fdFlags = b.fdFlags;
         h.cpuAccessDepth = b.cpuAccessDepth;
-        h.flags = b.hasStorage ? kBufferHasStorage : 0;
+        h.flags = (b.hasStorage ? kBufferHasStorage : 0) | (b.inHostKernel ? kBufferInHostKernel : 0);
         h.chunkCount = static_cast<uint32_t>(b.chunks.size());
         h.deviceCount = static_cast<uint32_t>(b.attachedDevices.size());
         h.mappingCount = static_cast<uint32_t>(b.mappings.size());
@@ -412,6 +412,7 @@ Result<std::vector<BufferInfo>> decodeBufinfo(Reader& r) {
         b.fdFlags = h->fdFlags;
         b.cpuAccessDepth = h->cpuAccessDepth;
         b.hasStorage = h->flags & kBufferHasStorage;
+        b.inHostKernel = h->flags & kBufferInHostKernel;
         for (auto [length, out] :
              {std::pair{h->exporterLength, &b.exporter}, std::pair{h->nameLength, &b.name},
               std::pair{h->heapLength, &b.heap}, std::pair{h->exporterStateLength, &b.exporterState}}) {

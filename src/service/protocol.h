@@ -248,6 +248,7 @@ struct WireDomainStats {
 static_assert(sizeof(WireDomainStats) == 104);
 
 inline constexpr uint32_t kBufferHasStorage = 0x1;
+inline constexpr uint32_t kBufferInHostKernel = 0x2;
 /// Followed by the strings (exporter, name, heap, exporter state), the
 /// chunks, the attached devices' names and the mappings.
 struct WireBufferInfo {

@@ -266,6 +266,8 @@ void Server::log(LogLevel level, const std::string& message) const {
 Result<void> Server::run() {
     log(LogLevel::Info, fmt::format("serving platform '{}' on {}", service_->context().platform().name,
                                     socketPath_.empty() ? std::string("an inherited socket") : socketPath_));
+    for (const std::string& note : service_->notes())
+        log(LogLevel::Warning, note);
     for (;;) {
         epoll_event events[8];
         int n = ::epoll_wait(epoll_.get(), events, 8, -1);

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/dma-buf.h>
 
 #include <fmt/format.h>
 
@@ -13,6 +14,7 @@
 #include <cenalloc/units.h>
 
 #include "core/heap_exporter.h"
+#include "heaps/kernel_heap.h"
 
 namespace cenalloc {
 
@@ -72,10 +74,43 @@ Error gone() {
 
 Service::Service(InodeWatcher watcher) : watcher_(std::move(watcher)) {}
 
-Result<std::shared_ptr<Service>> Service::create(const Platform& platform, ServiceConfig config) {
+namespace {
+
+/// A context for the service: with the host kernel's heaps only when this
+/// kernel lets the service see their buffers end (else it could never count
+/// them free), otherwise without, saying why in @p notes.
+Result<std::unique_ptr<Context>> serviceContext(const Platform& platform, std::vector<std::string>& notes) {
     auto context = Context::create(platform);
     if (!context)
         return context.error();
+    for (const auto& heap : (*context)->heaps()) {
+        auto kernel = std::dynamic_pointer_cast<KernelHeap>(heap);
+        if (!kernel)
+            continue;
+        auto probe = kernel->allocateDmaBuf(kPageSize);
+        if (probe && InodeWatcher::kernelReportsDmaBufCloses(std::move(*probe)))
+            return context;
+        auto without = Context::create(platform, ContextOptions{.kernelHeaps = false});
+        if (!without)
+            return without.error();
+        notes.push_back(probe ? "kernel heaps are not offered: this kernel does not report the end of a dma-buf to "
+                                "inotify, so the service could not count their buffers free"
+                              : fmt::format("kernel heaps are not offered: probing {}: {}", kernel->name(),
+                                            probe.error().message()));
+        return without;
+    }
+    return context;
+}
+
+} // namespace
+
+Result<std::shared_ptr<Service>> Service::create(const Platform& platform, ServiceConfig config) {
+    std::vector<std::string> notes;
+    auto context = serviceContext(platform, notes);
+    if (!context)
+        return context.error();
+    for (const std::string& problem : (*context)->kernelHeapProblems())
+        notes.push_back(fmt::format("kernel heap left out: {}", problem));
     std::vector<std::string> heapNames;
     for (const auto& heap : (*context)->heaps())
         heapNames.push_back(heap->name());
@@ -87,6 +122,7 @@ Result<std::shared_ptr<Service>> Service::create(const Platform& platform, Servi
     std::shared_ptr<Service> service(new Service(std::move(*watcher)));
     service->context_ = std::move(*context);
     service->config_ = std::move(config);
+    service->notes_ = std::move(notes);
     return service;
 }
 
@@ -338,7 +374,7 @@ Result<ServiceBuffer> Service::adopt(uint64_t clientId, std::shared_ptr<Buffer> 
         return key.error();
     // Outside the lock: adding a watch is one syscall the kernel serialises,
     // and no event can come for it while we hold the fd.
-    auto wd = watcher_.watch(*fd);
+    auto wd = watcher_.watch(*fd, buffer->inHostKernel() ? BufferFile::DmaBuf : BufferFile::Memfd);
     if (!wd)
         return wd.error();
     std::lock_guard lock(mutex_);
@@ -571,6 +607,11 @@ Result<void> ServiceClient::beginCpuAccess(BorrowedFd fd, uint32_t flags) {
     if (brackets.size() >= kMaxOpenCpuAccess)
         return Error(EBUSY, fmt::format("{} cpu accesses are already open on buffer {} in this session",
                                         brackets.size(), entry->buffer->id()));
+    // The service holds no fd of a host kernel dma-buf: the kernel does its
+    // cache maintenance through the caller's.
+    if (entry->buffer->inHostKernel())
+        if (auto synced = syncDmaBuf(fd, DMA_BUF_SYNC_START | flags); !synced)
+            return synced.error();
     auto guard = entry->buffer->beginCpuAccess(flags);
     if (!guard)
         return guard.error();
@@ -597,6 +638,8 @@ Result<void> ServiceClient::endCpuAccess(BorrowedFd fd, uint32_t flags) {
         for (auto it = brackets.rbegin(); it != brackets.rend(); ++it) {
             if (it->first == flags) {
                 brackets.erase(std::next(it).base()); // ends the bracket
+                if (entry->buffer->inHostKernel())
+                    return syncDmaBuf(fd, DMA_BUF_SYNC_END | flags);
                 return {};
             }
         }
@@ -614,6 +657,10 @@ Result<void> ServiceClient::setName(BorrowedFd fd, std::string_view name) {
     if (!target)
         return target.error();
     auto [client, entry] = *target;
+    // A host kernel dma-buf keeps its name in the kernel too (its fdinfo).
+    if (entry->buffer->inHostKernel())
+        if (auto named = setDmaBufName(fd, name); !named)
+            return named.error();
     return entry->buffer->setName(name);
 }
 

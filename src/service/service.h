@@ -86,6 +86,9 @@ public:
 
     const Context& context() const { return *context_; }
     const ServiceConfig& config() const { return config_; }
+    /// What the operator should know of how the service was set up (kernel
+    /// heaps left out and why); the daemon logs them at start.
+    const std::vector<std::string>& notes() const { return notes_; }
     size_t clientCount() const;
     /// Buffers the service tracks (live somewhere).
     size_t trackedBuffers() const;
@@ -132,6 +135,7 @@ private:
 
     std::unique_ptr<Context> context_;
     ServiceConfig config_;
+    std::vector<std::string> notes_;
     std::function<void()> observeHook_; // set before clients connect
 
     mutable std::mutex mutex_;

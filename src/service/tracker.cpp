@@ -2,12 +2,15 @@
 // InodeWatcher: inotify on /proc/self/fd/N, IN_DELETE_SELF/IN_IGNORED, overflow recovery through fdinfo.
 #include "service/tracker.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <fcntl.h>
 #include <string>
+#include <linux/magic.h>
 #include <sys/inotify.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,12 +18,23 @@
 
 namespace cenalloc {
 
+namespace {
+
+bool isDmaBuf(BorrowedFd fd) {
+    struct statfs fs {};
+    return ::fstatfs(fd.get(), &fs) == 0 && fs.f_type == DMA_BUF_MAGIC;
+}
+
+} // namespace
+
 Result<InodeKey> inodeOf(BorrowedFd fd) {
     struct stat st {};
     if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0)
         return Error(EBADF, fmt::format("fd {} is not open", fd.get()));
-    if (!S_ISREG(st.st_mode))
-        return Error(EBADF, fmt::format("fd {} is not a cenalloc buffer (not a regular file)", fd.get()));
+    // A memfd is a regular file; a host kernel heap's buffer is a dma-buf,
+    // whose inode has no file type and lives in the dma-buf filesystem.
+    if (!S_ISREG(st.st_mode) && !isDmaBuf(fd))
+        return Error(EBADF, fmt::format("fd {} is not a cenalloc buffer (neither a memfd nor a dma-buf)", fd.get()));
     return InodeKey{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
 }
 
@@ -31,11 +45,16 @@ Result<InodeWatcher> InodeWatcher::create() {
     return InodeWatcher(std::move(fd));
 }
 
-Result<int> InodeWatcher::watch(BorrowedFd fd) const {
-    // The magic link resolves to the memfd's own dentry, which has no path
+Result<int> InodeWatcher::watch(BorrowedFd fd, BufferFile kind) const {
+    // The magic link resolves to the buffer's own dentry, which has no path
     // to open by name; watching it takes no reference to the file.
     std::string path = fmt::format("/proc/self/fd/{}", fd.get());
-    int wd = ::inotify_add_watch(fd_.get(), path.c_str(), IN_DELETE_SELF);
+    // A memfd's inode is unlinked: it reports IN_DELETE_SELF as its last
+    // reference goes. A dma-buf's inode never is, and the watch pins it, so
+    // its death is the close of its one struct file (every fd, every process
+    // and every mapping share it): IN_CLOSE, once.
+    const uint32_t mask = kind == BufferFile::Memfd ? IN_DELETE_SELF : IN_CLOSE | IN_ONESHOT;
+    int wd = ::inotify_add_watch(fd_.get(), path.c_str(), mask);
     if (wd < 0)
         return Error(errno, fmt::format("watching buffer inode: inotify_add_watch: {}{}", std::strerror(errno),
                                         errno == ENOSPC ? " (fs.inotify.max_user_watches reached)" : ""));
@@ -61,14 +80,28 @@ Result<std::vector<int>> InodeWatcher::readGone(bool& overflowed) {
             std::memcpy(&event, p, sizeof event);
             if (event.mask & IN_Q_OVERFLOW)
                 overflowed = true;
-            // IN_DELETE_SELF comes first, then IN_IGNORED as the watch goes;
-            // either means gone, and the caller forgets a wd once.
-            else if (event.mask & (IN_DELETE_SELF | IN_IGNORED))
+            // IN_DELETE_SELF (IN_CLOSE for a dma-buf) comes first, then
+            // IN_IGNORED as the watch goes; either means gone, and the caller
+            // forgets a wd once.
+            else if (event.mask & (IN_DELETE_SELF | IN_CLOSE | IN_IGNORED))
                 gone.push_back(event.wd);
             p += sizeof(inotify_event) + event.len;
         }
     }
     return gone;
+}
+
+bool InodeWatcher::kernelReportsDmaBufCloses(UniqueFd probe) {
+    auto watcher = create();
+    if (!watcher)
+        return false;
+    auto wd = watcher->watch(probe.borrow(), BufferFile::DmaBuf);
+    if (!wd)
+        return false;
+    probe.reset();
+    bool overflowed = false;
+    auto gone = watcher->readGone(overflowed);
+    return gone && std::find(gone->begin(), gone->end(), *wd) != gone->end();
 }
 
 Result<std::set<int>> InodeWatcher::liveWatches() const {

@@ -20,8 +20,15 @@ struct InodeKey {
 };
 
 /// The (st_dev, st_ino) of @p fd. Errors: EBADF for a closed fd, EBADF for
-/// an fd that is not a regular file (no buffer is anything else).
+/// an fd that is neither a regular file nor a dma-buf (no buffer is
+/// anything else).
 Result<InodeKey> inodeOf(BorrowedFd fd);
+
+/// What holds a buffer's bytes: how its end is seen.
+enum class BufferFile {
+    Memfd,  ///< a sealed memfd (the modelled heaps)
+    DmaBuf, ///< a host kernel heap's dma-buf: see watch()
+};
 
 /// Watches memfd inodes with inotify. A memfd's inode has no name, so the
 /// kernel reports IN_DELETE_SELF (then IN_IGNORED) for it exactly when its
@@ -30,7 +37,10 @@ Result<InodeKey> inodeOf(BorrowedFd fd);
 /// reference of its own, so it observes the buffer's life without
 /// prolonging it. Events are queued by the kernel in the context of the
 /// task dropping the last reference, before that close(), munmap() or exit
-/// completes: reading them afterwards is race-free.
+/// completes: reading them afterwards is race-free. A host kernel dma-buf
+/// is seen to end by the close of its file instead (see watch()), which a
+/// kernel may not report for such pseudo files: kernelReportsDmaBufCloses()
+/// asks it.
 ///
 /// Thread safety: watch() may be called concurrently with anything (one
 /// syscall); the owner serialises readGone() and liveWatches().
@@ -43,11 +53,11 @@ public:
     /// The inotify fd (non-blocking): readable when an inode went away.
     BorrowedFd fd() const { return fd_.borrow(); }
 
-    /// Start watching the inode @p fd (an fd of this process) names.
-    /// Returns the watch descriptor, which names it in readGone().
-    /// Errors: ENOSPC when fs.inotify.max_user_watches is reached, errno of
-    /// inotify_add_watch otherwise.
-    Result<int> watch(BorrowedFd fd) const;
+    /// Start watching the inode @p fd (an fd of this process, a buffer of
+    /// @p kind) names. Returns the watch descriptor, which names it in
+    /// readGone(). Errors: ENOSPC when fs.inotify.max_user_watches is
+    /// reached, errno of inotify_add_watch otherwise.
+    Result<int> watch(BorrowedFd fd, BufferFile kind = BufferFile::Memfd) const;
 
     /// Watch descriptors whose inode is gone, from the events queued now
     /// (never blocks). When the kernel's queue overflowed, events were lost:
@@ -58,6 +68,10 @@ public:
     /// The watch descriptors the kernel still holds, read from
     /// /proc/self/fdinfo: the recovery after an overflow.
     Result<std::set<int>> liveWatches() const;
+
+    /// Whether this kernel reports the end of the dma-buf @p probe (which it
+    /// closes) to a watch: the service offers kernel heaps only then.
+    static bool kernelReportsDmaBufCloses(UniqueFd probe);
 
 private:
     explicit InodeWatcher(UniqueFd fd) : fd_(std::move(fd)) {}

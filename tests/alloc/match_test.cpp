@@ -91,7 +91,13 @@ struct MatchCase {
 std::vector<MatchCase> matchCases() {
     HeapProperties cmaAligned = cmaHeap();
     cmaAligned.chunkAlignment = 64 * KiB;
+    HeapProperties kernelHeap = systemHeap();
+    kernelHeap.name = "kernel:system";
+    kernelHeap.kind = HeapKind::Kernel;
     return {
+        {"host kernel heap", kernelHeap, setOf({{.name = "d"}}), 1 * MiB, Subject::Device, Refusal::HostKernel,
+         "a host kernel heap: the kernel does not say where its pages lie, so the device's limits cannot be checked "
+         "and no modelled device can map it (allocate from it by name for kernel drivers)"},
         {"heap of another kind of memory", carveout("secure", 0xe8000000, 128 * MiB, 0x2),
          setOf({{.name = "d", .accessBits = 0x1}}), 1 * MiB, Subject::Device, Refusal::AccessBits,
          "heap memory has access bits 0x2; the device reaches only 0x1"},
@@ -177,9 +183,9 @@ TEST(MatchHeap, EveryRefusalKindIsCovered) {
     std::vector<Refusal> seen;
     for (const MatchCase& c : matchCases())
         seen.push_back(c.refusal);
-    for (Refusal r : {Refusal::None, Refusal::AccessBits, Refusal::AboveAddressLimit, Refusal::BelowLimitCapacity,
-                      Refusal::NotContiguous, Refusal::TooManySegments, Refusal::Alignment, Refusal::Capacity,
-                      Refusal::IovaWindow, Refusal::IovaSegments})
+    for (Refusal r : {Refusal::None, Refusal::HostKernel, Refusal::AccessBits, Refusal::AboveAddressLimit,
+                      Refusal::BelowLimitCapacity, Refusal::NotContiguous, Refusal::TooManySegments, Refusal::Alignment,
+                      Refusal::Capacity, Refusal::IovaWindow, Refusal::IovaSegments})
         EXPECT_NE(std::find(seen.begin(), seen.end(), r), seen.end()) << refusalName(r);
 }
 
@@ -198,8 +204,8 @@ TEST(MatchHeap, RulesAreCheckedInOrder) {
     std::vector<std::string> names;
     for (const MatchRule& r : matchRules())
         names.emplace_back(r.name);
-    EXPECT_EQ(names, (std::vector<std::string>{"access", "address", "contiguity", "segments", "alignment", "capacity",
-                                               "iova"}));
+    EXPECT_EQ(names, (std::vector<std::string>{"placement", "access", "address", "contiguity", "segments", "alignment",
+                                               "capacity", "iova"}));
     // A heap failing access, address, contiguity and capacity reports access.
     HeapProperties h = carveout("far", 0x880000000, 4 * MiB, 0x2);
     h.contiguous = false;

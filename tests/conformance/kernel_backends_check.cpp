@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 // The real kernel backends (kernel:<name> heaps, udmabuf export of sealed memfds) exercised where they exist.
 //
-// scripts/kernel-conformance runs this, statically linked, in the qemu guest
-// (whose kernel has the system heap and udmabuf) and compares its output with
-// tests/conformance/kernel_backends_expected.txt. On a host without them it
-// says so and exits 0. One deterministic line per case, as the conformance
-// program prints them.
+// scripts/kernel-conformance runs this in the qemu guest (whose kernel has
+// the system heap and udmabuf), with the shared libraries it links, and
+// compares its output with tests/conformance/kernel_backends_expected.txt. On
+// a host without them it says so and exits 0. One deterministic line per
+// case, as the conformance program prints them. It checks the backends alone,
+// then kernel:<name> heaps inside a Context and through a Session.
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -18,7 +19,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
+#include <cenalloc/context.h>
 #include <cenalloc/memfd.h>
+#include <cenalloc/session.h>
 
 #include "core/udmabuf.h"
 #include "heaps/kernel_heap.h"
@@ -42,14 +47,22 @@ template <typename T> std::string outcome(const Result<T>& r) {
     return r ? std::string("ok") : outcome(r.error());
 }
 
-/// The "name:" line the kernel prints in /proc/self/fdinfo for a dma-buf.
-std::string fdinfoName(int fd) {
+/// A "field:" line the kernel prints in /proc/self/fdinfo for a dma-buf.
+std::string fdinfoField(int fd, const std::string& field) {
     std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
     std::string line;
     while (std::getline(in, line))
-        if (line.rfind("name:", 0) == 0)
-            return line.substr(line.find_first_not_of(" \t", 5));
+        if (line.rfind(field + ":", 0) == 0)
+            return line.substr(line.find_first_not_of(" \t", field.size() + 1));
     return "(none)";
+}
+
+std::string fdinfoName(int fd) {
+    return fdinfoField(fd, "name");
+}
+
+std::string statsLine(const HeapStats& s) {
+    return fmt::format("live={} bytes={} failed={}", s.liveBuffers, s.liveBytes, s.failedAllocations);
 }
 
 unsigned char* mapFd(int fd, size_t size, int prot) {
@@ -70,17 +83,18 @@ void kernelHeaps() {
     if (names.empty())
         return;
 
-    auto heap = KernelHeap::open("system");
-    report("kernel-heap-open", heap ? heap->name() : outcome(heap.error()));
-    if (!heap)
+    auto opened = KernelHeap::open("system");
+    report("kernel-heap-open", opened ? (*opened)->name() : outcome(opened.error()));
+    if (!opened)
         return;
+    const KernelHeap* heap = opened->get();
     auto props = heap->properties();
     report("kernel-heap-defaults", std::string(props.contiguous ? "contiguous" : "scattered") +
                                        (props.cached ? " cached" : " uncached") +
                                        " max-chunk=" + std::to_string(props.maxChunkSize));
     report("kernel-heap-missing", outcome(KernelHeap::open("no-such-heap")));
 
-    auto fd = heap->allocate(1 << 20);
+    auto fd = heap->allocateDmaBuf(1 << 20);
     if (!fd) {
         report("kernel-alloc", outcome(fd.error()));
         return;
@@ -102,10 +116,10 @@ void kernelHeaps() {
     report("kernel-set-name-too-long", outcome(setDmaBufName(*fd, std::string(32, 'x'))));
     if (p)
         ::munmap(p, 1 << 20);
-    report("kernel-alloc-zero-length", outcome(heap->allocate(0)));
-    report("kernel-alloc-bad-fd-flags", outcome(heap->allocate(kPage, O_RDWR | O_NONBLOCK)));
-    report("kernel-alloc-heap-flags", outcome(heap->allocate(kPage, O_RDWR | O_CLOEXEC, 1)));
-    auto rounded = heap->allocate(5000);
+    report("kernel-alloc-zero-length", outcome(heap->allocateDmaBuf(0)));
+    report("kernel-alloc-bad-fd-flags", outcome(heap->allocateDmaBuf(kPage, O_RDWR | O_NONBLOCK)));
+    report("kernel-alloc-heap-flags", outcome(heap->allocateDmaBuf(kPage, O_RDWR | O_CLOEXEC, 1)));
+    auto rounded = heap->allocateDmaBuf(5000);
     auto roundedSize = rounded ? dmaBufSize(*rounded) : Result<uint64_t>(rounded.error());
     report("kernel-alloc-rounded",
            roundedSize ? "ok size=" + std::to_string(*roundedSize) : outcome(roundedSize.error()));
@@ -219,9 +233,98 @@ void udmabuf() {
 
 } // namespace
 
+/// The same heap as a Context offers it: "kernel:system", allocated by name.
+void contextKernelHeaps() {
+    auto created = Context::create();
+    if (!created) {
+        report("context", outcome(created.error()));
+        return;
+    }
+    Context& context = **created;
+    auto heap = context.findHeap("kernel:system");
+    report("context-kernel-heap",
+           heap ? std::string("kernel:system kind=") + heapKindName(heap->properties().kind) : std::string("missing"));
+    if (!heap)
+        return;
+    report("context-alloc-zero-length", outcome(context.allocate("kernel:system", 0)));
+    {
+        auto buffer = context.allocate("kernel:system", 5000);
+        report("context-alloc", buffer ? "ok size=" + std::to_string((*buffer)->size()) : outcome(buffer.error()));
+        if (!buffer)
+            return;
+        Buffer& b = **buffer;
+        report("context-alloc-exporter", fdinfoField(b.fd().get(), "exp_name"));
+        report("context-stats", statsLine(heap->stats()));
+        auto map = b.mmap();
+        bool zero = map.has_value();
+        for (size_t i = 0; map && i < map->size(); ++i)
+            zero &= std::to_integer<int>(map->bytes()[i]) == 0;
+        report("context-mmap-zeroed", map ? (zero ? "ok" : "dirty") : outcome(map.error()));
+        {
+            auto access = b.beginCpuAccess(kSyncWrite);
+            report("context-cpu-access", outcome(access));
+            if (map)
+                std::memset(map->data(), 0x5a, map->size());
+        }
+        report("context-set-name", outcome(b.setName("ctx-kernel")));
+        report("context-name-in-fdinfo", fdinfoName(b.fd().get()));
+        report("context-set-name-too-long", outcome(b.setName(std::string(32, 'x'))));
+        report("context-attach-device", outcome(b.attach(*context.devices().front())));
+        BufferInfo info = b.info();
+        report("context-bufinfo", fmt::format("heap={} in-host-kernel={} chunks={}", info.heap,
+                                              info.inHostKernel ? "yes" : "no", info.chunks.size()));
+        std::vector<std::string> devices{context.devices().front()->name()};
+        auto why = context.explain(devices, 1 << 20);
+        std::string verdict = "not listed";
+        for (const auto& h : why ? why->heaps : std::vector<HeapExplanation>{})
+            if (h.name == "kernel:system")
+                verdict = refusalName(h.combined.refusal());
+        report("context-explain-verdict", verdict);
+        report("context-explain-chosen", why && why->heap && *why->heap != "kernel:system" ? "a modelled heap" : "?");
+    }
+    report("context-stats-after-free", statsLine(heap->stats()));
+}
+
+/// A Session (the service's code, in-process) hands out the kernel's fd and
+/// follows its lifetime through inotify on the dma-buf inode.
+void sessionKernelHeaps() {
+    auto session = Session::local();
+    if (!session) {
+        report("session", outcome(session.error()));
+        return;
+    }
+    auto liveOf = [&]() -> std::string {
+        auto stats = (*session)->stats();
+        if (!stats)
+            return outcome(stats.error());
+        for (const HeapInfo& h : stats->heaps)
+            if (h.name == "kernel:system")
+                return statsLine(h.stats);
+        return "missing";
+    };
+    auto fd = (*session)->allocate("kernel:system", 64 * 1024);
+    report("session-alloc", outcome(fd));
+    if (!fd)
+        return;
+    report("session-alloc-exporter", fdinfoField(fd->get(), "exp_name"));
+    report("session-stats", liveOf());
+    report("session-set-name", outcome((*session)->setName(*fd, "session-kernel")));
+    report("session-name-in-fdinfo", fdinfoName(fd->get()));
+    report("session-cpu-access-begin", outcome((*session)->beginCpuAccess(*fd, kSyncRead)));
+    report("session-cpu-access-end", outcome((*session)->endCpuAccess(*fd, kSyncRead)));
+    unsigned char* p = mapFd(fd->get(), 64 * 1024, PROT_READ | PROT_WRITE);
+    fd->reset();
+    report("session-mapping-holds-it", liveOf());
+    if (p)
+        ::munmap(p, 64 * 1024);
+    report("session-freed-with-last-mapping", liveOf());
+}
+
 int main() {
     kernelHeaps();
     udmabuf();
+    contextKernelHeaps();
+    sessionKernelHeaps();
     std::printf("summary: done\n");
     return 0;
 }

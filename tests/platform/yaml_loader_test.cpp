@@ -172,6 +172,32 @@ name: reordered
     EXPECT_EQ(p->memory.at(0).size, MiB);
 }
 
+TEST(ParsePlatformYaml, ReadsKernelHeapDescriptions) {
+    auto p = parsePlatformYaml(std::string(kMinimal) + R"(kernel_heaps:
+  - name: system
+  - name: linux,cma
+    description: the default CMA pool
+    contiguous: true
+    cached: false
+    size: 256M
+)",
+                               "board.yaml");
+    ASSERT_TRUE(p) << p.error().toString();
+    ASSERT_EQ(p->kernelHeaps.size(), 2u);
+    const KernelHeapDescription& system = p->kernelHeaps[0];
+    EXPECT_EQ(system.name, "system");
+    EXPECT_FALSE(system.contiguous);
+    EXPECT_TRUE(system.cached);
+    EXPECT_EQ(system.size, 0u) << "unknown unless said";
+    const KernelHeapDescription* cma = p->findKernelHeap("linux,cma");
+    ASSERT_NE(cma, nullptr);
+    EXPECT_EQ(cma->description, "the default CMA pool");
+    EXPECT_TRUE(cma->contiguous);
+    EXPECT_FALSE(cma->cached);
+    EXPECT_EQ(cma->size, 256u << 20);
+    EXPECT_EQ(p->findKernelHeap("reserved"), nullptr);
+}
+
 TEST(ParsePlatformYaml, AcceptsBooleanSpellingsAndATrailingDocumentMarker) {
     for (const char* spelling : {"true", "True", "yes", "on"}) {
         SCOPED_TRACE(spelling);
@@ -318,6 +344,19 @@ std::vector<BadInput> badInputs() {
         {"non-scalar key", m + "? [a, b] #<\n: 1\n", {"key", "a list"}},
         {"empty text", "#<\n", {"empty"}},
         {"two documents", m + "---\nname: second #<\n", {"one yaml document"}},
+        {"unknown kernel heap key",
+         m + "kernel_heaps:\n  - name: system\n    contigous: true #<\n",
+         {"unknown key 'contigous'", "kernel heap 'system'", "contiguous, cached, size"}},
+        {"kernel heap name with a slash",
+         m + "kernel_heaps:\n  - name: ../system #<\n",
+         {"kernel heap name '../system'", "/dev/dma_heap"}},
+        {"kernel heap described twice",
+         m + "kernel_heaps:\n  - name: system\n  - name: system #<\n",
+         {"kernel heap 'system' is described twice"}},
+        {"kernel heap size not page-aligned",
+         m + "kernel_heaps:\n  - name: reserved #<\n    size: 5000\n",
+         {"kernel heap 'reserved'", "not page-aligned"}},
+        {"kernel heap without a name", m + "kernel_heaps:\n  - cached: false #<\n", {"name"}},
         {"syntax error: unterminated flow list",
          "name: x\nmemory: [ {name: a, base: 0, size: 1G}\ndevices: #<\n",
          {"yaml syntax error"}},

@@ -39,19 +39,43 @@ TEST(KernelHeaps, AreListedByNameAndNamedWithAPrefix) {
 }
 
 TEST(KernelHeaps, DefaultsPromiseNothingTheKernelDoesNotSay) {
-    HeapProperties system = kernelHeapDefaults("system");
+    HeapProperties system = kernelHeapProperties("system");
     EXPECT_EQ(system.name, "kernel:system");
-    EXPECT_EQ(system.kind, HeapKind::System);
+    EXPECT_EQ(system.kind, HeapKind::Kernel);
     EXPECT_FALSE(system.contiguous);
+    EXPECT_TRUE(system.cached);
+    EXPECT_EQ(system.capacity, 0u) << "the capacity is unknown";
     EXPECT_EQ(system.maxChunkSize, 1u << 20);
+    EXPECT_EQ(system.lowestAddress, 0u);
     EXPECT_EQ(system.highestAddress, UINT64_MAX) << "no address limit is promised";
     EXPECT_EQ(system.validHeapFlags, 0u);
     for (const char* cma : {"linux,cma", "reserved", "cma-camera"}) {
         SCOPED_TRACE(cma);
-        HeapProperties p = kernelHeapDefaults(cma);
-        EXPECT_EQ(p.kind, HeapKind::Cma);
+        HeapProperties p = kernelHeapProperties(cma);
+        EXPECT_EQ(p.kind, HeapKind::Kernel);
         EXPECT_TRUE(p.contiguous);
     }
+}
+
+TEST(KernelHeaps, ThePlatformDescriptionOverridesTheDefaults) {
+    KernelHeapDescription described{.name = "carveout",
+                                    .description = "display carveout, write-combined",
+                                    .contiguous = true,
+                                    .cached = false,
+                                    .size = 64u << 20};
+    HeapProperties p = kernelHeapProperties("carveout", &described);
+    EXPECT_EQ(p.name, "kernel:carveout");
+    EXPECT_EQ(p.kind, HeapKind::Kernel);
+    EXPECT_EQ(p.description, "display carveout, write-combined");
+    EXPECT_TRUE(p.contiguous);
+    EXPECT_FALSE(p.cached);
+    EXPECT_EQ(p.capacity, 64u << 20);
+    EXPECT_EQ(p.highestAddress, UINT64_MAX) << "a description promises no placement either";
+    described.contiguous = false;
+    described.description.clear();
+    p = kernelHeapProperties("carveout", &described);
+    EXPECT_FALSE(p.contiguous) << "the name's hint never beats the description";
+    EXPECT_EQ(p.description, "the host kernel's dma-heap /dev/dma_heap/carveout");
 }
 
 TEST(KernelHeaps, OpeningOneTheHostLacksSaysSo) {
@@ -66,8 +90,8 @@ TEST(KernelHeaps, AllocateRealDmaBufsWhereTheHostHasASystemHeap) {
     if (!heap)
         GTEST_SKIP() << "this host has no kernel system heap (" << heap.error().toString()
                      << "); scripts/kernel-conformance runs these checks in a qemu guest";
-    EXPECT_EQ(heap->name(), "kernel:system");
-    auto fd = heap->allocate(5000);
+    EXPECT_EQ((*heap)->name(), "kernel:system");
+    auto fd = (*heap)->allocateDmaBuf(5000);
     ASSERT_TRUE(fd) << fd.error().toString();
     auto size = dmaBufSize(*fd);
     ASSERT_TRUE(size);
@@ -77,9 +101,9 @@ TEST(KernelHeaps, AllocateRealDmaBufsWhereTheHostHasASystemHeap) {
     EXPECT_EQ(syncDmaBuf(*fd, 0).error().code(), EINVAL);
     EXPECT_TRUE(setDmaBufName(*fd, "kernel-heap-test"));
     EXPECT_EQ(setDmaBufName(*fd, std::string(32, 'x')).error().code(), EINVAL);
-    EXPECT_EQ(heap->allocate(0).error().code(), EINVAL);
-    EXPECT_EQ(heap->allocate(kPage, O_RDWR | O_NONBLOCK).error().code(), EINVAL);
-    EXPECT_EQ(heap->allocate(kPage, O_RDWR, 1).error().code(), EINVAL);
+    EXPECT_EQ((*heap)->allocateDmaBuf(0).error().code(), EINVAL);
+    EXPECT_EQ((*heap)->allocateDmaBuf(kPage, O_RDWR | O_NONBLOCK).error().code(), EINVAL);
+    EXPECT_EQ((*heap)->allocateDmaBuf(kPage, O_RDWR, 1).error().code(), EINVAL);
 }
 
 TEST(Udmabuf, PreconditionsAreCheckedWithTheReasonBeforeTheKernelIsAsked) {
