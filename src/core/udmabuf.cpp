@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // UDMABUF_CREATE over sealed memfds, with the kernel's preconditions checked first so failures say why.
-#include "core/udmabuf.h"
+#include <cenalloc/udmabuf.h>
 
 #include <cerrno>
 #include <cstring>
@@ -69,7 +69,10 @@ Result<UniqueFd> exportUdmabuf(BorrowedFd memfd, uint64_t offset, uint64_t size,
 
 Result<UniqueFd> exportUdmabuf(const Buffer& buffer, bool cloexec) {
     if (!buffer.fd().valid())
-        return Error(EBADF, "the buffer's memfd was handed to a client: export the client's fd");
+        return Error(EBADF, "the buffer's fd was handed to a client: export the client's fd");
+    // A host kernel heap's buffer is a dma-buf already.
+    if (buffer.inHostKernel())
+        return buffer.dupFd(cloexec ? O_CLOEXEC : 0);
     return exportUdmabuf(buffer.fd(), 0, buffer.size(), cloexec);
 }
 

@@ -25,7 +25,7 @@
 #include <cenalloc/memfd.h>
 #include <cenalloc/session.h>
 
-#include "core/udmabuf.h"
+#include <cenalloc/udmabuf.h>
 #include "heaps/kernel_heap.h"
 
 namespace {
@@ -270,6 +270,9 @@ void contextKernelHeaps() {
         report("context-name-in-fdinfo", fdinfoName(b.fd().get()));
         report("context-set-name-too-long", outcome(b.setName(std::string(32, 'x'))));
         report("context-attach-device", outcome(b.attach(*context.devices().front())));
+        auto exported = exportUdmabuf(b);
+        report("context-export-kernel-buffer",
+               exported ? "exporter=" + fdinfoField(exported->get(), "exp_name") : outcome(exported.error()));
         BufferInfo info = b.info();
         report("context-bufinfo", fmt::format("heap={} in-host-kernel={} chunks={}", info.heap,
                                               info.inHostKernel ? "yes" : "no", info.chunks.size()));
@@ -283,6 +286,12 @@ void contextKernelHeaps() {
         report("context-explain-chosen", why && why->heap && *why->heap != "kernel:system" ? "a modelled heap" : "?");
     }
     report("context-stats-after-free", statsLine(heap->stats()));
+
+    // A modelled heap's buffer becomes a real dma-buf through udmabuf.
+    auto modelled = context.allocate("system", 64 * 1024);
+    auto exported = modelled ? exportUdmabuf(**modelled) : Result<UniqueFd>(modelled.error());
+    report("context-export-system-buffer",
+           exported ? "exporter=" + fdinfoField(exported->get(), "exp_name") : outcome(exported.error()));
 }
 
 /// A Session (the service's code, in-process) hands out the kernel's fd and

@@ -12,7 +12,7 @@
 
 #include <cenalloc/memfd.h>
 
-#include "core/udmabuf.h"
+#include <cenalloc/udmabuf.h>
 #include "heaps/kernel_heap.h"
 
 namespace cenalloc {

@@ -31,9 +31,10 @@ bool udmabufAvailable(std::string_view device = kUdmabufDevice);
 Result<UniqueFd> exportUdmabuf(BorrowedFd memfd, uint64_t offset, uint64_t size, bool cloexec = true,
                                std::string_view device = kUdmabufDevice);
 
-/// exportUdmabuf() of the whole of @p buffer (its own memfd: a buffer whose
-/// fd the service surrendered has none here, EBADF; export the fd the
-/// client holds instead).
+/// A real dma-buf of the whole of @p buffer: exportUdmabuf() of its memfd,
+/// or a new fd of it when it is a host kernel heap's dma-buf already. A
+/// buffer whose fd the service surrendered has none here (EBADF): a client
+/// exports the fd it holds, with the overload above.
 Result<UniqueFd> exportUdmabuf(const Buffer& buffer, bool cloexec = true);
 
 } // namespace cenalloc
