@@ -60,7 +60,8 @@ public:
         config.source = std::string(source_);
         if (root.IsNull() || !root.IsDefined())
             return config; // an empty file: the defaults
-        auto top = fields(root, "configuration", {"max_clients", "max_clients_per_uid", "quota", "clients", "heaps"});
+        auto top = fields(root, "configuration",
+                          {"max_clients", "max_clients_per_uid", "quota", "clients", "heaps", "kernel_heaps"});
         if (!top)
             return top.error();
         if (auto v = find(*top, "max_clients")) {
@@ -74,6 +75,13 @@ public:
             if (!n)
                 return n.error();
             config.maxClientsPerUid = *n;
+        }
+        if (auto v = find(*top, "kernel_heaps")) {
+            bool offer = true;
+            if (!v->IsScalar() || !YAML::convert<bool>::decode(*v, offer))
+                return errorAt(*v, fmt::format("kernel_heaps: '{}' is not true or false",
+                                               v->IsScalar() ? v->Scalar() : std::string("a collection")));
+            config.context.kernelHeaps = offer;
         }
         if (auto v = find(*top, "quota")) {
             auto q = quota(*v, "quota");

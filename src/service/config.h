@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include <cenalloc/context.h>
 #include <cenalloc/platform.h>
 #include <cenalloc/result.h>
 
@@ -62,6 +63,9 @@ struct ServiceConfig {
     /// client, applies.
     std::vector<QuotaRule> quotas;
     std::vector<HeapAccess> heaps;
+    /// Which host kernel heaps to offer (YAML `kernel_heaps: false` turns
+    /// them off; the directory is for tests).
+    ContextOptions context;
     /// The file it came from, for messages ("<defaults>" without one).
     std::string source = "<defaults>";
 

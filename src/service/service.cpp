@@ -79,8 +79,9 @@ namespace {
 /// A context for the service: with the host kernel's heaps only when this
 /// kernel lets the service see their buffers end (else it could never count
 /// them free), otherwise without, saying why in @p notes.
-Result<std::unique_ptr<Context>> serviceContext(const Platform& platform, std::vector<std::string>& notes) {
-    auto context = Context::create(platform);
+Result<std::unique_ptr<Context>> serviceContext(const Platform& platform, const ContextOptions& options,
+                                                std::vector<std::string>& notes) {
+    auto context = Context::create(platform, options);
     if (!context)
         return context.error();
     for (const auto& heap : (*context)->heaps()) {
@@ -90,7 +91,9 @@ Result<std::unique_ptr<Context>> serviceContext(const Platform& platform, std::v
         auto probe = kernel->allocateDmaBuf(kPageSize);
         if (probe && InodeWatcher::kernelReportsDmaBufCloses(std::move(*probe)))
             return context;
-        auto without = Context::create(platform, ContextOptions{.kernelHeaps = false});
+        ContextOptions none = options;
+        none.kernelHeaps = false;
+        auto without = Context::create(platform, none);
         if (!without)
             return without.error();
         notes.push_back(probe ? "kernel heaps are not offered: this kernel does not report the end of a dma-buf to "
@@ -106,7 +109,7 @@ Result<std::unique_ptr<Context>> serviceContext(const Platform& platform, std::v
 
 Result<std::shared_ptr<Service>> Service::create(const Platform& platform, ServiceConfig config) {
     std::vector<std::string> notes;
-    auto context = serviceContext(platform, notes);
+    auto context = serviceContext(platform, config.context, notes);
     if (!context)
         return context.error();
     for (const std::string& problem : (*context)->kernelHeapProblems())

@@ -67,6 +67,19 @@ TEST(ServiceConfig, AnEmptyFileMeansTheDefaults) {
     EXPECT_EQ(config->maxClients, 256u);
     EXPECT_EQ(config->defaultQuota, Quota{});
     EXPECT_TRUE(config->heaps.empty());
+    EXPECT_TRUE(config->context.kernelHeaps) << "kernel heaps are offered where the host has them";
+}
+
+TEST(ServiceConfig, KernelHeapsCanBeTurnedOff) {
+    for (const char* off : {"false", "no", "off"}) {
+        SCOPED_TRACE(off);
+        auto config = parseServiceConfig(fmt::format("kernel_heaps: {}\n", off), "k.yaml");
+        ASSERT_TRUE(config) << config.error().toString();
+        EXPECT_FALSE(config->context.kernelHeaps);
+    }
+    auto on = parseServiceConfig("kernel_heaps: true\n", "k.yaml");
+    ASSERT_TRUE(on);
+    EXPECT_TRUE(on->context.kernelHeaps);
 }
 
 TEST(ServiceConfig, ErrorsNameTheFileAndLine) {
@@ -94,6 +107,8 @@ TEST(ServiceConfig, ErrorsNameTheFileAndLine) {
         {"heaps: [\n", "c.yaml:2:"},
         {"- 1\n- 2\n", "c.yaml:1: configuration: expected a mapping"},
         {"max_clients: 1\nmax_clients: 2\n", "c.yaml:2: configuration: key 'max_clients' is given twice"},
+        {"kernel_heaps: maybe\n", "c.yaml:1: kernel_heaps: 'maybe' is not true or false"},
+        {"kernel_heaps: [true]\n", "c.yaml:1: kernel_heaps: 'a collection' is not true or false"},
     };
     for (const Case& c : cases) {
         SCOPED_TRACE(c.yaml);
