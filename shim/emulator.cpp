@@ -184,6 +184,10 @@ Result<void> DmaHeapEmulator::setUp(std::shared_ptr<Session> session) {
         // A name the kernel could not have in a directory entry is not served.
         if (info.name.empty() || info.name.find('/') != std::string::npos || info.name == "." || info.name == "..")
             continue;
+        // cenalloc's own view of the host kernel's heaps: the program sees
+        // the kernel's /dev/dma_heap/<name> itself, never a second copy.
+        if (info.properties.kind == HeapKind::Kernel)
+            continue;
         if (kernelDir_ && !options_.overrideKernel) {
             std::string kernelPath = options_.kernelHeapDir + "/" + info.name;
             if (libc_.access(kernelPath.c_str(), F_OK) == 0)
