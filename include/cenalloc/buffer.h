@@ -244,6 +244,9 @@ public:
     /// one (Storage::inHostKernel), else a new sealed memfd. Errors: those of
     /// createSealedMemfd, EINVAL for a name over kBufferNameMax bytes.
     static Result<std::shared_ptr<Buffer>> create(Params params);
+    /// For create() only, through make_shared: PassKey is defined in buffer.cpp alone.
+    struct PassKey;
+    Buffer(PassKey, Params params, UniqueFd fd);
     ~Buffer();
     Buffer(const Buffer&) = delete;
     Buffer& operator=(const Buffer&) = delete;
@@ -316,7 +319,6 @@ private:
     friend class CpuAccessGuard;
     friend struct AttachmentState;
     friend class DmaDevice;
-    Buffer(Params params, UniqueFd fd);
     void detachLocked(AttachmentState& state);
     Result<Attachment::Mapping> mapAttachment(const std::shared_ptr<AttachmentState>& state, DmaDirection direction);
     void endCpuAccess(uint32_t flags);

@@ -2,8 +2,6 @@
 // HeapRegistry: the named, enumerable set of heaps (what /dev/dma_heap/ lists).
 #pragma once
 
-#include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,8 +35,9 @@ public:
     const std::vector<std::shared_ptr<Heap>>& heaps() const { return heaps_; }
 
 private:
+    // Looked up by a scan: a platform has a handful of heaps, and comparing
+    // their lengths first beats a tree of string compares on every allocation.
     std::vector<std::shared_ptr<Heap>> heaps_;
-    std::map<std::string, size_t, std::less<>> byName_; // name -> index in heaps_
 };
 
 } // namespace cenalloc

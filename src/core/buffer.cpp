@@ -75,6 +75,10 @@ const char* dmaDirectionName(DmaDirection direction) {
 
 // ---------------------------------------------------------------- Buffer
 
+struct Buffer::PassKey {
+    explicit PassKey() = default;
+};
+
 Result<std::shared_ptr<Buffer>> Buffer::create(Params params) {
     if (params.name.size() > kBufferNameMax)
         return Error(EINVAL,
@@ -91,13 +95,14 @@ Result<std::shared_ptr<Buffer>> Buffer::create(Params params) {
             return memfd.error();
         fd = std::move(*memfd);
     }
-    std::shared_ptr<Buffer> buffer(new Buffer(std::move(params), std::move(fd)));
+    // One allocation for the buffer and its reference counts.
+    auto buffer = std::make_shared<Buffer>(PassKey{}, std::move(params), std::move(fd));
     if (buffer->registry_)
         buffer->registry_->add(buffer);
     return buffer;
 }
 
-Buffer::Buffer(Params params, UniqueFd fd)
+Buffer::Buffer(PassKey, Params params, UniqueFd fd)
     : id_(gNextBufferId.fetch_add(1)), size_(params.size), fdFlags_(params.fdFlags), fd_(std::move(fd)),
       registry_(std::move(params.registry)), ops_(std::move(params.ops)), name_(std::move(params.name)),
       storage_(std::move(params.storage)) {}
