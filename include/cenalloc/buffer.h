@@ -15,6 +15,8 @@
 #include <cenalloc/storage_types.h>
 #include <cenalloc/unique_fd.h>
 
+struct stat;
+
 namespace cenalloc {
 
 class Buffer;
@@ -269,11 +271,13 @@ public:
     /// Afterwards fd() is invalid, dupFd() and mmap() fail with EBADF, device
     /// DMA through a mapping fails with EBADF, and info() reports the inode
     /// remembered here. Attach, map and CPU access brackets keep working.
+    /// @p stat, when not null, receives the fd's fstat() (the service keys
+    /// buffers by device and inode: one fstat serves both).
     /// Errors: EBADF when the fd was surrendered already, errno of fstat.
     /// Thread safety: call it before fd(), dupFd() or mmap() can run
     /// concurrently (the service calls it right after creating the buffer);
     /// info() may run concurrently.
-    Result<UniqueFd> surrenderFd();
+    Result<UniqueFd> surrenderFd(struct ::stat* stat = nullptr);
     /// True once surrenderFd() succeeded.
     bool fdSurrendered() const;
 

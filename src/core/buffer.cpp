@@ -141,7 +141,7 @@ Result<UniqueFd> Buffer::dupFd(int flags) const {
     return UniqueFd(fd);
 }
 
-Result<UniqueFd> Buffer::surrenderFd() {
+Result<UniqueFd> Buffer::surrenderFd(struct ::stat* stat) {
     std::lock_guard lock(mutex_);
     if (!fd_.valid())
         return Error(EBADF, fmt::format("buffer {} gave its fd away already", id_));
@@ -150,6 +150,8 @@ Result<UniqueFd> Buffer::surrenderFd() {
         return Error(errno, fmt::format("stat of buffer {}: {}", id_, std::strerror(errno)));
     // Never 0 for a memfd: 0 is what "still owned" reads as.
     surrenderedInode_ = st.st_ino;
+    if (stat)
+        *stat = st;
     return std::move(fd_);
 }
 

@@ -21,6 +21,8 @@ Reply makeReply(Op op, uint32_t sequence, int error, std::string_view message, c
     reply.header.error = error;
     message = message.substr(0, kMaxErrorMessage);
     Writer w;
+    // Sized once: prefix, message (padded to 8) and body.
+    w.bytes().reserve(sizeof(ReplyPrefix) + message.size() + 8 + body.size());
     w.put(ReplyPrefix{static_cast<uint32_t>(message.size()), 0});
     w.putBytes(message);
     reply.payload = std::move(w.bytes());
@@ -281,24 +283,51 @@ Reply handleRequest(ServiceClient& client, Datagram request) {
     return makeReply(op, sequence, 0, {}, outcome->body, std::move(outcome->fd));
 }
 
-std::vector<std::vector<std::byte>> replyDatagrams(const Reply& reply) {
-    std::vector<std::vector<std::byte>> out;
+namespace {
+
+/// Calls @p send(header, slice) for each fragment of @p reply in order
+/// until it returns false; the fd goes with the first.
+template <typename Send> void forEachFragment(const Reply& reply, Send send) {
     const size_t room = kMaxFragmentSize - sizeof(MessageHeader);
     size_t offset = 0;
+    bool first = true;
     do {
         size_t n = std::min(room, reply.payload.size() - offset);
         MessageHeader h = reply.header;
         h.payloadSize = static_cast<uint32_t>(n);
-        h.fdCount = out.empty() && reply.fd.valid() ? 1 : 0;
+        h.fdCount = first && reply.fd.valid() ? 1 : 0;
         h.flags = offset + n < reply.payload.size() ? kFlagMore : 0;
-        std::vector<std::byte> dg(sizeof h + n);
-        std::memcpy(dg.data(), &h, sizeof h);
-        if (n)
-            std::memcpy(dg.data() + sizeof h, reply.payload.data() + offset, n);
-        out.push_back(std::move(dg));
+        if (!send(h, std::span(reply.payload).subspan(offset, n)))
+            return;
+        first = false;
         offset += n;
     } while (offset < reply.payload.size());
+}
+
+} // namespace
+
+std::vector<std::vector<std::byte>> replyDatagrams(const Reply& reply) {
+    std::vector<std::vector<std::byte>> out;
+    forEachFragment(reply, [&](const MessageHeader& h, std::span<const std::byte> slice) {
+        std::vector<std::byte> dg(sizeof h + slice.size());
+        std::memcpy(dg.data(), &h, sizeof h);
+        if (!slice.empty())
+            std::memcpy(dg.data() + sizeof h, slice.data(), slice.size());
+        out.push_back(std::move(dg));
+        return true;
+    });
     return out;
+}
+
+Result<void> sendReply(BorrowedFd socket, const Reply& reply) {
+    Result<void> result;
+    forEachFragment(reply, [&](const MessageHeader& h, std::span<const std::byte> slice) {
+        int fd = reply.fd.get();
+        result = sendDatagram(socket, std::as_bytes(std::span(&h, 1)), slice,
+                              h.fdCount ? std::span<const int>(&fd, 1) : std::span<const int>());
+        return result.has_value();
+    });
+    return result;
 }
 
 } // namespace cenalloc

@@ -38,4 +38,10 @@ Reply errorReply(wire::Op op, uint32_t sequence, const Error& error);
 /// The fd goes with the first.
 std::vector<std::vector<std::byte>> replyDatagrams(const Reply& reply);
 
+/// Send @p reply on @p socket: the datagrams replyDatagrams() makes, each
+/// gathered from a header on the stack and its slice of the payload (no
+/// copies), the fd attached to the first. Errors: those of sendDatagram;
+/// fragments after a failed one are not sent.
+Result<void> sendReply(BorrowedFd socket, const Reply& reply);
+
 } // namespace cenalloc

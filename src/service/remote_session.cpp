@@ -165,12 +165,9 @@ private:
             return Error(EBADF, fmt::format("fd {} is not open", fd.get()));
         uint32_t sequence = ++sequence_;
         MessageHeader h = makeHeader(op, static_cast<uint32_t>(payload.size()), fd.valid() ? 1 : 0, sequence);
-        std::vector<std::byte> message(sizeof h + payload.size());
-        std::memcpy(message.data(), &h, sizeof h);
-        if (!payload.empty())
-            std::memcpy(message.data() + sizeof h, payload.data(), payload.size());
         int raw = fd.get();
-        auto sent = sendDatagram(socket_, message, fd.valid() ? std::span<const int>(&raw, 1) : std::span<const int>());
+        auto sent = sendDatagram(socket_, std::as_bytes(std::span(&h, 1)), payload,
+                                 fd.valid() ? std::span<const int>(&raw, 1) : std::span<const int>());
         if (!sent) {
             // A daemon that refused us said why before hanging up.
             bool transport = false;
@@ -189,6 +186,7 @@ private:
     Result<Response> receive(Op op, uint32_t sequence, int flags, bool* transport = nullptr) {
         Response out;
         std::vector<std::byte> payload;
+        size_t payloadOffset = 0; // where the payload starts in `payload`
         int error = 0;
         for (;;) {
             auto dg = receiveDatagram(socket_, kMaxFragmentSize, flags);
@@ -220,7 +218,13 @@ private:
             if (h.payloadSize != dg->bytes.size() - sizeof h || h.fdCount != dg->fds.size() ||
                 (h.flags & ~kValidReplyFlags) || h.reserved != 0 || h.error < 0)
                 return Error(EPROTO, "malformed reply header from cenallocd");
-            payload.insert(payload.end(), dg->bytes.begin() + sizeof h, dg->bytes.end());
+            if (payload.empty() && !(h.flags & kFlagMore)) {
+                // The usual single-fragment reply: keep its bytes, header and all.
+                payload = std::move(dg->bytes);
+                payloadOffset = sizeof h;
+            } else {
+                payload.insert(payload.end(), dg->bytes.begin() + sizeof h, dg->bytes.end());
+            }
             for (UniqueFd& fd : dg->fds) {
                 if (out.fd.valid())
                     return Error(EPROTO, "a reply carried more than one fd");
@@ -231,7 +235,7 @@ private:
                 break;
             flags = 0; // the rest of a fragmented reply is on its way
         }
-        Reader reader(payload);
+        Reader reader(std::span<const std::byte>(payload).subspan(payloadOffset));
         auto prefix = reader.get<ReplyPrefix>();
         if (!prefix)
             return prefix.error();

@@ -346,9 +346,7 @@ void Server::acceptAll() {
             // handshake reply.
             log(LogLevel::Warning,
                 fmt::format("refusing pid {} uid {}: {}", peer->pid, peer->uid, client.error().toString()));
-            Reply reply = errorReply(wire::Op::Handshake, 0, client.error());
-            for (const auto& dg : replyDatagrams(reply))
-                (void)sendDatagram(socket, dg);
+            (void)sendReply(socket, errorReply(wire::Op::Handshake, 0, client.error()));
             continue;
         }
         timeval timeout{options_.sendTimeoutMs / 1000, (options_.sendTimeoutMs % 1000) * 1000};
@@ -382,22 +380,12 @@ void Server::serve(Connection& c) {
             log(LogLevel::Debug, fmt::format("client {}: {}: {} ({})", c.clientId, wire::opName(reply.header.opcode),
                                              message, errnoName(reply.header.error)));
         }
-        bool sent = true;
-        bool first = true;
-        for (const auto& dg : replyDatagrams(reply)) {
-            int fd = reply.fd.get();
-            auto ok = sendDatagram(c.socket, dg,
-                                   first && reply.fd.valid() ? std::span<const int>(&fd, 1) : std::span<const int>());
-            first = false;
-            if (!ok) {
-                log(LogLevel::Debug, fmt::format("client {}: dropping: {}", c.clientId, ok.error().toString()));
-                sent = false;
-                break;
-            }
-        }
+        auto sent = sendReply(c.socket, reply);
         // reply.fd closes here: the client has its copy, the daemon keeps none.
-        if (!sent)
+        if (!sent) {
+            log(LogLevel::Debug, fmt::format("client {}: dropping: {}", c.clientId, sent.error().toString()));
             break;
+        }
     }
     c.client.reset(); // everything the client held goes now
     log(LogLevel::Debug, fmt::format("client {} disconnected", c.clientId));

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <linux/dma-buf.h>
+#include <sys/stat.h>
 
 #include <fmt/format.h>
 
@@ -369,12 +370,12 @@ void Service::unreserve(uint32_t uid, uint64_t bytes) {
 }
 
 Result<ServiceBuffer> Service::adopt(uint64_t clientId, std::shared_ptr<Buffer> buffer, uint64_t charge) {
-    auto fd = buffer->surrenderFd();
+    // One fstat for the buffer's remembered inode and our key.
+    struct stat st {};
+    auto fd = buffer->surrenderFd(&st);
     if (!fd)
         return fd.error();
-    auto key = inodeOf(*fd);
-    if (!key)
-        return key.error();
+    const InodeKey key = inodeKeyOf(st);
     // Outside the lock: adding a watch is one syscall the kernel serialises,
     // and no event can come for it while we hold the fd.
     auto wd = watcher_.watch(*fd, buffer->inHostKernel() ? BufferFile::DmaBuf : BufferFile::Memfd);
@@ -384,21 +385,21 @@ Result<ServiceBuffer> Service::adopt(uint64_t clientId, std::shared_ptr<Buffer> 
     auto client = clientLocked(clientId);
     if (!client)
         return client.error(); // the fd closes: the event for this watch names nothing
-    if (byInode_.contains(*key)) {
+    if (byInode_.contains(key)) {
         // The kernel gave this new memfd the inode number of a buffer
         // whose death is queued but not read yet: read it. Should the
         // queue have lost it, the number being reused proves it dead.
         reapLocked();
-        if (auto stale = byInode_.find(*key); stale != byInode_.end())
+        if (auto stale = byInode_.find(key); stale != byInode_.end())
             dropEntryLocked(stale->second);
     }
     auto entry = std::make_unique<Entry>();
     entry->buffer = std::move(buffer);
-    entry->key = *key;
+    entry->key = key;
     entry->watch = *wd;
     uint64_t id = entry->buffer->id();
     uint64_t size = entry->buffer->size();
-    byInode_[*key] = id;
+    byInode_[key] = id;
     byWatch_[*wd] = id;
     Entry& e = *entries_.emplace(id, std::move(entry)).first->second;
     claimLocked(**client, e);

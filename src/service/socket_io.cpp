@@ -68,10 +68,17 @@ Result<Datagram> receiveDatagram(BorrowedFd socket, size_t maxSize, int flags) {
 }
 
 Result<void> sendDatagram(BorrowedFd socket, std::span<const std::byte> bytes, std::span<const int> fds) {
-    iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
+    return sendDatagram(socket, bytes, {}, fds);
+}
+
+Result<void> sendDatagram(BorrowedFd socket, std::span<const std::byte> head, std::span<const std::byte> body,
+                          std::span<const int> fds) {
+    iovec iov[2] = {{const_cast<std::byte*>(head.data()), head.size()},
+                    {const_cast<std::byte*>(body.data()), body.size()}};
+    const size_t size = head.size() + body.size();
     msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
+    msg.msg_iov = iov;
+    msg.msg_iovlen = body.empty() ? 1 : 2;
     alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kControlFds)];
     if (!fds.empty()) {
         if (fds.size() > kControlFds)
@@ -90,8 +97,8 @@ Result<void> sendDatagram(BorrowedFd socket, std::span<const std::byte> bytes, s
     } while (n < 0 && errno == EINTR);
     if (n < 0)
         return Error(errno, fmt::format("sending: {}", std::strerror(errno)));
-    if (static_cast<size_t>(n) != bytes.size())
-        return Error(EIO, fmt::format("sent {} of {} bytes", n, bytes.size()));
+    if (static_cast<size_t>(n) != size)
+        return Error(EIO, fmt::format("sent {} of {} bytes", n, size));
     return {};
 }
 

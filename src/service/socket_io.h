@@ -37,6 +37,11 @@ Result<Datagram> receiveDatagram(BorrowedFd socket, size_t maxSize, int flags = 
 /// Errors: errno of sendmsg (EPIPE when the peer is gone, EAGAIN on timeout).
 Result<void> sendDatagram(BorrowedFd socket, std::span<const std::byte> bytes, std::span<const int> fds = {});
 
+/// The same, for a datagram made of @p head followed by @p body (one
+/// sendmsg gathering both): a header need not be copied in front of its payload.
+Result<void> sendDatagram(BorrowedFd socket, std::span<const std::byte> head, std::span<const std::byte> body,
+                          std::span<const int> fds);
+
 /// Give @p fd the close-on-exec flag @p fdFlags (O_CLOEXEC or not) asks for:
 /// the service hands out every fd with O_CLOEXEC; dropping it is the
 /// caller's explicit choice.

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <string>
+#include <string_view>
 #include <linux/magic.h>
 #include <sys/inotify.h>
 #include <sys/statfs.h>
@@ -38,6 +39,10 @@ Result<InodeKey> inodeOf(BorrowedFd fd) {
     return InodeKey{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
 }
 
+InodeKey inodeKeyOf(const struct ::stat& st) {
+    return InodeKey{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+}
+
 Result<InodeWatcher> InodeWatcher::create() {
     UniqueFd fd(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
     if (!fd.valid())
@@ -47,14 +52,21 @@ Result<InodeWatcher> InodeWatcher::create() {
 
 Result<int> InodeWatcher::watch(BorrowedFd fd, BufferFile kind) const {
     // The magic link resolves to the buffer's own dentry, which has no path
-    // to open by name; watching it takes no reference to the file.
-    std::string path = fmt::format("/proc/self/fd/{}", fd.get());
+    // to open by name; watching it takes no reference to the file. Built on
+    // the stack: this runs for every buffer the service hands out.
+    constexpr std::string_view kPrefix = "/proc/self/fd/";
+    char path[kPrefix.size() + 16];
+    std::memcpy(path, kPrefix.data(), kPrefix.size());
+    auto [end, ec] = std::to_chars(path + kPrefix.size(), path + sizeof path - 1, fd.get());
+    if (ec != std::errc())
+        return Error(EBADF, fmt::format("fd {} is not open", fd.get()));
+    *end = '\0';
     // A memfd's inode is unlinked: it reports IN_DELETE_SELF as its last
     // reference goes. A dma-buf's inode never is, and the watch pins it, so
     // its death is the close of its one struct file (every fd, every process
     // and every mapping share it): IN_CLOSE, once.
     const uint32_t mask = kind == BufferFile::Memfd ? IN_DELETE_SELF : IN_CLOSE | IN_ONESHOT;
-    int wd = ::inotify_add_watch(fd_.get(), path.c_str(), mask);
+    int wd = ::inotify_add_watch(fd_.get(), path, mask);
     if (wd < 0)
         return Error(errno, fmt::format("watching buffer inode: inotify_add_watch: {}{}", std::strerror(errno),
                                         errno == ENOSPC ? " (fs.inotify.max_user_watches reached)" : ""));

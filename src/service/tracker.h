@@ -9,6 +9,8 @@
 #include <cenalloc/result.h>
 #include <cenalloc/unique_fd.h>
 
+struct stat;
+
 namespace cenalloc {
 
 /// Which file a buffer fd names: what fstat() says, the key by which the
@@ -29,6 +31,10 @@ enum class BufferFile {
     Memfd,  ///< a sealed memfd (the modelled heaps)
     DmaBuf, ///< a host kernel heap's dma-buf: see watch()
 };
+
+/// The key of a buffer the service made itself, from the fstat() its
+/// Buffer::surrenderFd() made (a memfd or a host kernel dma-buf: no check).
+InodeKey inodeKeyOf(const struct ::stat& st);
 
 /// Watches memfd inodes with inotify. A memfd's inode has no name, so the
 /// kernel reports IN_DELETE_SELF (then IN_IGNORED) for it exactly when its

@@ -32,7 +32,8 @@ TEST(SurrenderFd, TheBufferKeepsNoFdAndFdOperationsFailCleanly) {
     ASSERT_EQ(::fstat(b.fd().get(), &before), 0);
     EXPECT_FALSE(b.fdSurrendered());
 
-    auto fd = b.surrenderFd();
+    struct stat told {};
+    auto fd = b.surrenderFd(&told);
     ASSERT_TRUE(fd) << fd.error().toString();
     EXPECT_TRUE(b.fdSurrendered());
     EXPECT_FALSE(b.fd().valid());
@@ -40,6 +41,11 @@ TEST(SurrenderFd, TheBufferKeepsNoFdAndFdOperationsFailCleanly) {
     ASSERT_EQ(::fstat(fd->get(), &st), 0);
     EXPECT_EQ(st.st_ino, before.st_ino);
     EXPECT_EQ(b.info().inode, st.st_ino) << "bufinfo still shows the inode";
+    // What it reports of the fd is the fd's own fstat.
+    EXPECT_EQ(told.st_ino, st.st_ino);
+    EXPECT_EQ(told.st_dev, st.st_dev);
+    EXPECT_EQ(told.st_mode, st.st_mode);
+    EXPECT_EQ(told.st_size, st.st_size);
     EXPECT_EQ(b.dupFd().error().code(), EBADF);
     EXPECT_EQ(b.mmap().error().code(), EBADF);
     EXPECT_EQ(b.surrenderFd().error().code(), EBADF);
@@ -106,6 +112,9 @@ TEST(InodeWatcher, InodeOfRefusesWhatCannotBeABuffer) {
     ASSERT_EQ(::fstat(memfd->get(), &st), 0);
     EXPECT_EQ(key->inode, st.st_ino);
     EXPECT_EQ(key->device, st.st_dev);
+
+    // From the fstat surrenderFd() already made: the same key.
+    EXPECT_EQ(inodeKeyOf(st), *key);
 }
 
 } // namespace
