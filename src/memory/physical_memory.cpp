@@ -87,13 +87,21 @@ size_t PhysicalMemory::allocatePagesBulk(unsigned order, size_t count, const Add
         for (Bank& bank : banks_) {
             if (bank.end <= limit.lowest || bank.base > limit.highest)
                 continue;
+            // The newest blocks first, for as long as they meet the limit;
+            // counted first, then copied in one go (a large buffer takes
+            // dozens of blocks on every allocation).
             std::vector<uint64_t>& cached = bank.cache[order];
-            while (done < count && !cached.empty() && limit.admits(cached.back(), blockSize)) {
-                out.push_back({cached.back(), blockSize});
-                cached.pop_back();
-                cachedBytes_ -= blockSize;
-                ++done;
-            }
+            const size_t available = cached.size();
+            size_t take = 0;
+            while (take < count && take < available && limit.admits(cached[available - 1 - take], blockSize))
+                ++take;
+            const size_t at = out.size();
+            out.resize(at + take);
+            for (size_t i = 0; i < take; ++i)
+                out[at + i] = PhysChunk{cached[available - 1 - i], blockSize};
+            cached.resize(available - take);
+            cachedBytes_ -= take * blockSize;
+            done = take;
             break; // lower banks only after the buddies of this one: the slow path below
         }
     }
@@ -108,10 +116,57 @@ size_t PhysicalMemory::allocatePagesBulk(unsigned order, size_t count, const Add
 
 void PhysicalMemory::freePagesBulk(std::span<const PhysChunk> chunks) {
     std::lock_guard lock(mutex_);
-    for (const PhysChunk& c : chunks) {
+    // A buffer's chunks nearly always lie in one bank and come in runs of
+    // one size: a run goes into the cache in one step, as far as it has
+    // room, the bank looked up again only when a chunk falls outside it.
+    Bank* bank = nullptr;
+    for (size_t i = 0; i < chunks.size();) {
+        const PhysChunk& c = chunks[i];
         unsigned order = static_cast<unsigned>(std::countr_zero(c.size / kPageSize));
         assert(c.size == kPageSize << order);
-        freeLocked(c.address, order);
+        if (!bank || c.address < bank->base || c.address >= bank->end)
+            bank = bankOfLocked(c.address);
+        if (!bank) {
+            ++i;
+            continue;
+        }
+        size_t run = 0;
+        if (order <= kMaxCachedOrder) {
+            const size_t room = (kMaxCachedBytes - cachedBytes_) / c.size;
+            while (i + run < chunks.size() && run < room && chunks[i + run].size == c.size &&
+                   chunks[i + run].address >= bank->base && chunks[i + run].address < bank->end)
+                ++run;
+        }
+        if (run == 0) {
+            bank->pages.free(c.address, order);
+            ++i;
+            continue;
+        }
+        std::vector<uint64_t>& cache = bank->cache[order];
+        const size_t at = cache.size();
+        cache.resize(at + run);
+        for (size_t k = 0; k < run; ++k)
+            cache[at + k] = chunks[i + k].address;
+        cachedBytes_ += run * c.size;
+        i += run;
+    }
+}
+
+PhysicalMemory::Bank* PhysicalMemory::bankOfLocked(uint64_t address) {
+    for (Bank& bank : banks_)
+        if (address >= bank.base && address < bank.end)
+            return &bank;
+    assert(false && "freePages: address outside every bank");
+    return nullptr; // an invariant broken: the block is lost rather than misfiled
+}
+
+void PhysicalMemory::freeToBankLocked(Bank& bank, uint64_t address, unsigned order) {
+    const uint64_t blockSize = kPageSize << order;
+    if (order <= kMaxCachedOrder && cachedBytes_ + blockSize <= kMaxCachedBytes) {
+        bank.cache[order].push_back(address);
+        cachedBytes_ += blockSize;
+    } else {
+        bank.pages.free(address, order);
     }
 }
 
@@ -159,19 +214,8 @@ void PhysicalMemory::freePages(uint64_t address, unsigned order) {
 }
 
 void PhysicalMemory::freeLocked(uint64_t address, unsigned order) {
-    const uint64_t blockSize = kPageSize << order;
-    for (Bank& bank : banks_) {
-        if (address >= bank.base && address < bank.end) {
-            if (order <= kMaxCachedOrder && cachedBytes_ + blockSize <= kMaxCachedBytes) {
-                bank.cache[order].push_back(address);
-                cachedBytes_ += blockSize;
-            } else {
-                bank.pages.free(address, order);
-            }
-            return;
-        }
-    }
-    assert(false && "freePages: address outside every bank");
+    if (Bank* bank = bankOfLocked(address))
+        freeToBankLocked(*bank, address, order);
 }
 
 void PhysicalMemory::drainCacheLocked() {

@@ -66,7 +66,6 @@ private:
     Result<uint64_t> allocateLocked(unsigned order, const AddressLimit& limit);
     void freeLocked(uint64_t address, unsigned order);
     Result<uint64_t> allocateFromBanksLocked(unsigned order, const AddressLimit& limit, bool useCache);
-    void freeToBankLocked(uint64_t address, unsigned order);
     void drainCacheLocked();
 
     struct Bank {
@@ -79,6 +78,11 @@ private:
         // cache never hands out low memory while a higher bank has room.
         std::array<std::vector<uint64_t>, kMaxCachedOrder + 1> cache;
     };
+    /// The bank holding @p address, which must lie in one (null if not).
+    Bank* bankOfLocked(uint64_t address);
+    /// Into @p bank's cache when it has room, else to its buddies.
+    void freeToBankLocked(Bank& bank, uint64_t address, unsigned order);
+
     mutable std::mutex mutex_;
     std::vector<Bank> banks_;  // guarded by mutex_; sorted by descending base
     uint64_t cachedBytes_ = 0; // guarded by mutex_: the sum over the banks' caches

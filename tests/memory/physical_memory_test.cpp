@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Tests of the simulated physical memory: banks minus reserved regions, bank preference, limits.
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -108,6 +110,102 @@ TEST(PhysicalMemory, HighestBankFirst) {
     Result<uint64_t> next = memory.allocatePages(PageAllocator::kMaxOrder);
     ASSERT_TRUE(next);
     EXPECT_LT(*next, kHigh);
+}
+
+TEST(PhysicalMemory, BulkFreeCachesBlocksAndBulkAllocateTakesTheNewestFirst) {
+    const Platform p = twoBanks();
+    PhysicalMemory memory(p);
+    const uint64_t total = memory.freeBytes();
+    std::vector<PhysChunk> chunks;
+    ASSERT_EQ(memory.allocatePagesBulk(4, 8, AddressLimit{}, chunks), 8u);
+    ASSERT_EQ(chunks.size(), 8u);
+    EXPECT_EQ(memory.freeBytes(), total - 8 * 64 * KiB);
+
+    memory.freePagesBulk(chunks);
+    EXPECT_EQ(memory.cachedBytes(), 8 * 64 * KiB);
+    EXPECT_EQ(memory.freeBytes(), total) << "cached blocks count as free";
+
+    // Taken back newest (last freed) first, after what `out` already holds.
+    std::vector<PhysChunk> again = {{0x1234000, kPageSize}};
+    ASSERT_EQ(memory.allocatePagesBulk(4, 5, AddressLimit{}, again), 5u);
+    ASSERT_EQ(again.size(), 6u);
+    EXPECT_EQ(again[0].address, 0x1234000u);
+    for (size_t i = 0; i < 5; ++i) {
+        SCOPED_TRACE(i);
+        EXPECT_EQ(again[1 + i].address, chunks[7 - i].address);
+        EXPECT_EQ(again[1 + i].size, 64 * KiB);
+    }
+    EXPECT_EQ(memory.cachedBytes(), 3 * 64 * KiB);
+    EXPECT_EQ(memory.freeBytes(), total - 5 * 64 * KiB);
+
+    // Asking for more than the cache holds: the rest comes from the buddies.
+    again.erase(again.begin());
+    ASSERT_EQ(memory.allocatePagesBulk(4, 5, AddressLimit{}, again), 5u);
+    EXPECT_EQ(memory.cachedBytes(), 0u);
+    EXPECT_EQ(memory.freeBytes(), total - 10 * 64 * KiB);
+    std::vector<uint64_t> addresses;
+    for (const PhysChunk& c : again)
+        addresses.push_back(c.address);
+    std::sort(addresses.begin(), addresses.end());
+    EXPECT_EQ(std::adjacent_find(addresses.begin(), addresses.end()), addresses.end()) << "no block twice";
+    memory.freePagesBulk(again);
+    EXPECT_EQ(memory.freeBytes(), total);
+}
+
+TEST(PhysicalMemory, BulkAllocateFromTheCacheStopsAtABlockOutsideTheLimit) {
+    const Platform p = twoBanks();
+    PhysicalMemory memory(p);
+    const uint64_t total = memory.freeBytes();
+    // Low-bank blocks, then high-bank blocks on top of the high bank's cache.
+    std::vector<PhysChunk> low;
+    ASSERT_EQ(memory.allocatePagesBulk(0, 3, AddressLimit{0, 0xffffffff}, low), 3u);
+    std::vector<PhysChunk> high;
+    ASSERT_EQ(memory.allocatePagesBulk(0, 3, AddressLimit{}, high), 3u);
+    for (const PhysChunk& c : high)
+        ASSERT_GE(c.address, kHigh);
+    // Free a mix in one call: each block goes to its own bank's cache.
+    std::vector<PhysChunk> mixed = {high[0], low[0], high[1], low[1], high[2], low[2]};
+    memory.freePagesBulk(mixed);
+    EXPECT_EQ(memory.cachedBytes(), 6 * kPageSize);
+    EXPECT_EQ(memory.freeBytes(), total);
+
+    // Blocks come from the top of a bank down, so a limit ending at the
+    // newest cached high block admits it and not the next one: the fast
+    // path stops there, the buddies serve the rest, all inside the limit.
+    ASSERT_LT(high[2].address, high[1].address);
+    const AddressLimit limit{0, high[2].address + kPageSize - 1};
+    std::vector<PhysChunk> out;
+    ASSERT_EQ(memory.allocatePagesBulk(0, 3, limit, out), 3u);
+    ASSERT_EQ(out.size(), 3u);
+    EXPECT_EQ(out[0].address, high[2].address);
+    for (const PhysChunk& c : out) {
+        SCOPED_TRACE(c.address);
+        EXPECT_TRUE(limit.admits(c.address, c.size));
+    }
+    EXPECT_EQ(memory.freeBytes(), total - 3 * kPageSize);
+    memory.freePagesBulk(out);
+    EXPECT_EQ(memory.freeBytes(), total);
+}
+
+TEST(PhysicalMemory, BulkFreeBeyondTheCacheLimitGoesToTheBuddies) {
+    Platform p;
+    p.name = "big";
+    p.memory = {{.name = "dram", .base = kLow, .size = 256 * MiB}};
+    ASSERT_TRUE(validatePlatform(p));
+    PhysicalMemory memory(p);
+    const uint64_t total = memory.freeBytes();
+    const size_t blocks = PhysicalMemory::kMaxCachedBytes / MiB + 8;
+    std::vector<PhysChunk> chunks;
+    ASSERT_EQ(memory.allocatePagesBulk(8, blocks, AddressLimit{}, chunks), blocks);
+    memory.freePagesBulk(chunks);
+    EXPECT_EQ(memory.cachedBytes(), PhysicalMemory::kMaxCachedBytes);
+    EXPECT_EQ(memory.freeBytes(), total);
+    memory.drainCache();
+    EXPECT_EQ(memory.cachedBytes(), 0u);
+    EXPECT_EQ(memory.freeBytes(), total);
+    // Everything merged back: the largest blocks exist again.
+    std::vector<PhysChunk> whole;
+    EXPECT_EQ(memory.allocatePagesBulk(PageAllocator::kMaxOrder, 64, AddressLimit{}, whole), 64u);
 }
 
 TEST(PhysicalMemory, LimitOutsideEveryBankIsEnomem) {
