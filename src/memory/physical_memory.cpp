@@ -93,8 +93,14 @@ size_t PhysicalMemory::allocatePagesBulk(unsigned order, size_t count, const Add
             std::vector<uint64_t>& cached = bank.cache[order];
             const size_t available = cached.size();
             size_t take = 0;
-            while (take < count && take < available && limit.admits(cached[available - 1 - take], blockSize))
-                ++take;
+            if (limit.lowest <= bank.base && bank.end - 1 <= limit.highest) {
+                // The limit spans the bank (no limit at all, usually): every
+                // block cached here meets it.
+                take = std::min(count, available);
+            } else {
+                while (take < count && take < available && limit.admits(cached[available - 1 - take], blockSize))
+                    ++take;
+            }
             const size_t at = out.size();
             out.resize(at + take);
             for (size_t i = 0; i < take; ++i)
