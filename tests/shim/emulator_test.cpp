@@ -525,6 +525,74 @@ TEST_F(EmulatorOnAKernelHost, TheListingMergesKernelAndCenallocHeapsOnce) {
     }
 }
 
+/// A local session that also lists a host kernel heap, as a session on a
+/// kernel with /dev/dma_heap does: everything else goes to the real one.
+class SessionWithAKernelHeap final : public Session {
+public:
+    explicit SessionWithAKernelHeap(std::unique_ptr<Session> inner) : inner_(std::move(inner)) {}
+    std::string describe() const override { return inner_->describe(); }
+    Result<std::vector<HeapInfo>> heaps() override {
+        auto heaps = inner_->heaps();
+        if (heaps) {
+            HeapInfo kernel;
+            kernel.name = "kernel:system";
+            kernel.properties.name = kernel.name;
+            kernel.properties.kind = HeapKind::Kernel;
+            heaps->push_back(kernel);
+        }
+        return heaps;
+    }
+    Result<UniqueFd> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags, uint64_t heapFlags) override {
+        return inner_->allocate(heap, length, fdFlags, heapFlags);
+    }
+    Result<UniqueFd> create(uint64_t size, std::string_view name, CpuAccess cpuAccess) override {
+        return inner_->create(size, name, cpuAccess);
+    }
+    Result<uint64_t> import(BorrowedFd buffer) override { return inner_->import(buffer); }
+    Result<void> release(BorrowedFd buffer) override { return inner_->release(buffer); }
+    Result<uint64_t> attach(BorrowedFd buffer, std::string_view device) override {
+        return inner_->attach(buffer, device);
+    }
+    Result<void> detach(uint64_t attachment) override { return inner_->detach(attachment); }
+    Result<SessionMapping> map(uint64_t attachment, DmaDirection direction) override {
+        return inner_->map(attachment, direction);
+    }
+    Result<void> unmap(uint64_t mapping) override { return inner_->unmap(mapping); }
+    Result<void> beginCpuAccess(BorrowedFd buffer, uint32_t flags) override {
+        return inner_->beginCpuAccess(buffer, flags);
+    }
+    Result<void> endCpuAccess(BorrowedFd buffer, uint32_t flags) override {
+        return inner_->endCpuAccess(buffer, flags);
+    }
+    Result<void> setName(BorrowedFd buffer, std::string_view name) override { return inner_->setName(buffer, name); }
+    Result<std::vector<BufferInfo>> bufinfo() override { return inner_->bufinfo(); }
+    Result<AllocatorStats> stats(bool resetWatermark) override { return inner_->stats(resetWatermark); }
+    Result<Explanation> explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) override {
+        return inner_->explain(devices, size, cpuAccess);
+    }
+
+private:
+    std::unique_ptr<Session> inner_;
+};
+
+TEST(EmulatorWithKernelHeaps, NeverServesCenallocsCopyOfAHostKernelHeap) {
+    auto local = Session::local();
+    ASSERT_TRUE(local);
+    auto session = std::make_shared<SessionWithAKernelHeap>(std::move(*local));
+    auto listed = session->heaps();
+    ASSERT_TRUE(listed);
+    ASSERT_EQ(listed->back().name, "kernel:system") << "the session lists it";
+    ShimOptions options;
+    options.kernelHeapDir = "/nonexistent/dma_heap";
+    auto emulator = DmaHeapEmulator::create(session, options, nextLibc());
+    ASSERT_TRUE(emulator) << emulator.error().toString();
+    auto names = (*emulator)->heapNames();
+    EXPECT_EQ(std::count(names.begin(), names.end(), "kernel:system"), 0);
+    EXPECT_EQ(std::count(names.begin(), names.end(), "system"), 1) << "cenalloc's own heaps are served";
+    EXPECT_FALSE((*emulator)->open(AT_FDCWD, "/dev/dma_heap/kernel:system", O_RDWR | O_CLOEXEC, 0))
+        << "not ours to open: the call goes to libc";
+}
+
 TEST(ShimOptions, TheEnvironmentChoosesTheSessionAndRefusesNonsense) {
     ::setenv("CENALLOC_SHIM_MODE", "daemon", 1);
     ::setenv("CENALLOC_SOCKET", "/run/x.sock", 1);
