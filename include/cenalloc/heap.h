@@ -102,7 +102,7 @@ public:
     Heap* heap() const { return heap_.get(); }
     /// The host kernel made this storage: its bytes are a real dma-buf and
     /// where its pages lie is unknown (chunks() is empty).
-    bool inHostKernel() const { return inHostKernel_; }
+    bool inHostKernel() const;
     /// The real dma-buf's fd, for the buffer to own (invalid afterwards and
     /// for modelled storage). The storage still counts in its heap's
     /// statistics until reset().
@@ -115,7 +115,6 @@ private:
     std::vector<PhysChunk> chunks_;
     uint64_t size_ = 0;
     UniqueFd dmaBuf_;
-    bool inHostKernel_ = false;
 };
 
 /// A named allocator of backing storage (the exporter side of a dma-heap).

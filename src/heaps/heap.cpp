@@ -21,12 +21,11 @@ const char* heapKindName(HeapKind kind) {
 }
 
 Storage::Storage(std::shared_ptr<Heap> heap, std::vector<PhysChunk> chunks, uint64_t size, UniqueFd dmaBuf)
-    : heap_(std::move(heap)), chunks_(std::move(chunks)), size_(size), dmaBuf_(std::move(dmaBuf)),
-      inHostKernel_(heap_ && heap_->properties().kind == HeapKind::Kernel) {}
+    : heap_(std::move(heap)), chunks_(std::move(chunks)), size_(size), dmaBuf_(std::move(dmaBuf)) {}
 
 Storage::Storage(Storage&& other) noexcept
     : heap_(std::move(other.heap_)), chunks_(std::exchange(other.chunks_, {})), size_(std::exchange(other.size_, 0)),
-      dmaBuf_(std::move(other.dmaBuf_)), inHostKernel_(std::exchange(other.inHostKernel_, false)) {}
+      dmaBuf_(std::move(other.dmaBuf_)) {}
 
 Storage& Storage::operator=(Storage&& other) noexcept {
     if (this != &other) {
@@ -35,9 +34,12 @@ Storage& Storage::operator=(Storage&& other) noexcept {
         chunks_ = std::exchange(other.chunks_, {});
         size_ = std::exchange(other.size_, 0);
         dmaBuf_ = std::move(other.dmaBuf_);
-        inHostKernel_ = std::exchange(other.inHostKernel_, false);
     }
     return *this;
+}
+
+bool Storage::inHostKernel() const {
+    return heap_ && heap_->properties().kind == HeapKind::Kernel;
 }
 
 void Storage::reset() {
@@ -49,7 +51,6 @@ void Storage::reset() {
     chunks_.clear();
     size_ = 0;
     dmaBuf_.reset();
-    inHostKernel_ = false;
 }
 
 Result<Storage> Heap::allocate(uint64_t length, const StorageLimits& limits) {

@@ -14,13 +14,13 @@
 
 #include <fmt/format.h>
 
+#include <cenalloc/units.h>
+
+#include "heaps/heap_request.h"
+
 namespace cenalloc {
 
 namespace {
-
-constexpr uint64_t kPage = 4096;
-// DMA_HEAP_VALID_FD_FLAGS.
-constexpr uint32_t kKernelValidFdFlags = O_CLOEXEC | O_ACCMODE;
 
 bool looksLikeCma(std::string_view name) {
     return name == "reserved" || name.find("cma") != std::string_view::npos;
@@ -55,22 +55,21 @@ HeapProperties kernelHeapProperties(std::string_view kernelName, const KernelHea
     HeapProperties p;
     p.name = kernelHeapName(kernelName);
     p.kind = HeapKind::Kernel;
-    p.minChunkSize = kPage;
-    p.chunkAlignment = kPage;
+    p.minChunkSize = kPageSize;
+    p.chunkAlignment = kPageSize;
+    p.description = fmt::format("the host kernel's dma-heap {}/{}", kKernelHeapDir, kernelName);
     if (described) {
-        p.description = described->description.empty()
-                            ? fmt::format("the host kernel's dma-heap {}/{}", kKernelHeapDir, kernelName)
-                            : described->description;
+        if (!described->description.empty())
+            p.description = described->description;
         p.contiguous = described->contiguous;
         p.cached = described->cached;
         p.capacity = described->size;
     } else {
-        p.description = fmt::format("the host kernel's dma-heap {}/{}", kKernelHeapDir, kernelName);
         p.contiguous = looksLikeCma(kernelName);
         p.cached = true;
         p.capacity = 0; // unknown
     }
-    p.maxChunkSize = p.contiguous ? UINT64_MAX : kPage << 8;
+    p.maxChunkSize = p.contiguous ? UINT64_MAX : kPageSize << 8;
     return p;
 }
 
@@ -90,14 +89,8 @@ Result<std::shared_ptr<KernelHeap>> KernelHeap::open(std::string_view kernelName
 Result<UniqueFd> KernelHeap::allocateDmaBuf(uint64_t length, uint32_t fdFlags, uint64_t heapFlags) const {
     // The boundary checks of every cenalloc heap, so that a kernel heap and a
     // modelled one refuse the same requests with the same words.
-    if (length == 0)
-        return Error(EINVAL, "length is 0");
-    if (length > UINT64_MAX - (kPage - 1))
-        return Error(EINVAL, fmt::format("length {} overflows when rounded up to a page", length));
-    if (fdFlags & ~kKernelValidFdFlags)
-        return Error(EINVAL, fmt::format("fd flags {:#o} include bits other than O_CLOEXEC and O_ACCMODE", fdFlags));
-    if (heapFlags & ~properties().validHeapFlags)
-        return Error(EINVAL, fmt::format("heap flags {:#x} are not defined by heap '{}'", heapFlags, name()));
+    if (auto valid = validateHeapRequest(properties(), length, fdFlags, heapFlags); !valid)
+        return valid.error();
     dma_heap_allocation_data data{};
     data.len = length;
     data.fd_flags = fdFlags;
@@ -108,7 +101,7 @@ Result<UniqueFd> KernelHeap::allocateDmaBuf(uint64_t length, uint32_t fdFlags, u
 }
 
 Result<Heap::Backing> KernelHeap::allocateBacking(uint64_t length, const StorageLimits& limits) {
-    if (limits.highestAddress != UINT64_MAX || limits.alignment > kPage)
+    if (limits.highestAddress != UINT64_MAX || limits.alignment > kPageSize)
         return Error(
             EINVAL, fmt::format("heap '{}' takes no placement limits: the kernel decides where its pages lie", name()));
     auto fd = allocateDmaBuf(length, O_CLOEXEC | O_RDWR, 0);

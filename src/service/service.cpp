@@ -14,8 +14,9 @@
 #include <cenalloc/device.h>
 #include <cenalloc/units.h>
 
-#include "core/heap_exporter.h"
+#include "heaps/heap_request.h"
 #include "heaps/kernel_heap.h"
+#include "service/service_context.h"
 
 namespace cenalloc {
 
@@ -75,46 +76,11 @@ Error gone() {
 
 Service::Service(InodeWatcher watcher) : watcher_(std::move(watcher)) {}
 
-namespace {
-
-/// A context for the service: with the host kernel's heaps only when this
-/// kernel lets the service see their buffers end (else it could never count
-/// them free), otherwise without, saying why in @p notes.
-Result<std::unique_ptr<Context>> serviceContext(const Platform& platform, const ContextOptions& options,
-                                                std::vector<std::string>& notes) {
-    auto context = Context::create(platform, options);
-    if (!context)
-        return context.error();
-    for (const auto& heap : (*context)->heaps()) {
-        auto kernel = std::dynamic_pointer_cast<KernelHeap>(heap);
-        if (!kernel)
-            continue;
-        auto probe = kernel->allocateDmaBuf(kPageSize);
-        if (probe && InodeWatcher::kernelReportsDmaBufCloses(std::move(*probe)))
-            return context;
-        ContextOptions none = options;
-        none.kernelHeaps = false;
-        auto without = Context::create(platform, none);
-        if (!without)
-            return without.error();
-        notes.push_back(probe ? "kernel heaps are not offered: this kernel does not report the end of a dma-buf to "
-                                "inotify, so the service could not count their buffers free"
-                              : fmt::format("kernel heaps are not offered: probing {}: {}", kernel->name(),
-                                            probe.error().message()));
-        return without;
-    }
-    return context;
-}
-
-} // namespace
-
 Result<std::shared_ptr<Service>> Service::create(const Platform& platform, ServiceConfig config) {
     std::vector<std::string> notes;
     auto context = serviceContext(platform, config.context, notes);
     if (!context)
         return context.error();
-    for (const std::string& problem : (*context)->kernelHeapProblems())
-        notes.push_back(fmt::format("kernel heap left out: {}", problem));
     std::vector<std::string> heapNames;
     for (const auto& heap : (*context)->heaps())
         heapNames.push_back(heap->name());
