@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
-#include <filesystem>
 #include <fstream>
 #include <linux/dma-buf.h>
 #include <string>
@@ -20,30 +19,12 @@
 #include <cenalloc/units.h>
 
 #include "core/test_board.h"
+#include "heaps/fake_kernel_heaps.h"
 
 namespace cenalloc {
 namespace {
 
-namespace fs = std::filesystem;
-
-/// A directory standing in for /dev/dma_heap: its entries are regular files,
-/// which open() accepts and DMA_HEAP_IOCTL_ALLOC refuses with ENOTTY, so
-/// everything up to the kernel's answer runs on any host.
-class FakeHeapDir {
-public:
-    FakeHeapDir() {
-        char templ[] = "/tmp/cenalloc-fake-dma-heap.XXXXXX";
-        EXPECT_NE(::mkdtemp(templ), nullptr);
-        path_ = templ;
-    }
-    ~FakeHeapDir() { fs::remove_all(path_); }
-    void addHeap(const std::string& name) const { std::ofstream(path_ / name).put('\0'); }
-    void addDanglingHeap(const std::string& name) const { fs::create_symlink(path_ / "nowhere", path_ / name); }
-    std::string path() const { return path_.string(); }
-
-private:
-    fs::path path_;
-};
+using test::FakeKernelHeapDir;
 
 std::unique_ptr<Context> contextWith(const std::string& kernelHeapDir, const Platform& platform = defaultPlatform()) {
     auto context = Context::create(platform, ContextOptions{.kernelHeaps = true, .kernelHeapDir = kernelHeapDir});
@@ -59,7 +40,7 @@ std::vector<std::string> heapNames(const Context& context) {
 }
 
 TEST(KernelHeapsInAContext, FollowTheModelsHeapsSortedAndPrefixed) {
-    FakeHeapDir dir;
+    FakeKernelHeapDir dir;
     dir.addHeap("system");
     dir.addHeap("linux,cma");
     auto context = contextWith(dir.path());
@@ -82,7 +63,7 @@ TEST(KernelHeapsInAContext, FollowTheModelsHeapsSortedAndPrefixed) {
 }
 
 TEST(KernelHeapsInAContext, AreLeftOutWhenAskedOrAbsent) {
-    FakeHeapDir dir;
+    FakeKernelHeapDir dir;
     dir.addHeap("system");
     auto off = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false, .kernelHeapDir = dir.path()});
     ASSERT_TRUE(off);
@@ -95,7 +76,7 @@ TEST(KernelHeapsInAContext, AreLeftOutWhenAskedOrAbsent) {
 }
 
 TEST(KernelHeapsInAContext, OneThatCannotBeOpenedIsListedAsAProblemAndHidesNoOther) {
-    FakeHeapDir dir;
+    FakeKernelHeapDir dir;
     dir.addHeap("system");
     dir.addDanglingHeap("broken");
     auto context = contextWith(dir.path());
@@ -127,7 +108,7 @@ kernel_heaps:
 )",
                                       "board.yaml");
     ASSERT_TRUE(platform) << platform.error().toString();
-    FakeHeapDir dir;
+    FakeKernelHeapDir dir;
     dir.addHeap("reserved");
     dir.addHeap("system");
     auto context = contextWith(dir.path(), *platform);
@@ -143,7 +124,7 @@ kernel_heaps:
 }
 
 TEST(KernelHeapsInAContext, AKernelRefusalCountsAsAFailureAndLeavesNothingBehind) {
-    FakeHeapDir dir;
+    FakeKernelHeapDir dir;
     dir.addHeap("system");
     auto context = contextWith(dir.path());
     ASSERT_TRUE(context);
@@ -172,7 +153,7 @@ TEST(KernelHeapsInAContext, AKernelRefusalCountsAsAFailureAndLeavesNothingBehind
 }
 
 TEST(KernelHeapsInAContext, AreNeverChosenForDevicesAndSayWhy) {
-    FakeHeapDir dir;
+    FakeKernelHeapDir dir;
     dir.addHeap("system");
     auto context = contextWith(dir.path());
     ASSERT_TRUE(context);

@@ -1,37 +1,19 @@
 // SPDX-License-Identifier: MIT
 // Tests of which host kernel heaps the service offers: only those whose buffers' end it can see, else none, said.
-#include <filesystem>
-#include <fstream>
 #include <string>
 
 #include <gtest/gtest.h>
 
 #include <cenalloc/context.h>
 
+#include "heaps/fake_kernel_heaps.h"
 #include "service/config.h"
 #include "service/service.h"
 
 namespace cenalloc {
 namespace {
 
-namespace fs = std::filesystem;
-
-/// A stand-in for /dev/dma_heap whose heaps are regular files: opened like
-/// the kernel's, refusing DMA_HEAP_IOCTL_ALLOC with ENOTTY.
-class FakeHeapDir {
-public:
-    FakeHeapDir() {
-        char templ[] = "/tmp/cenalloc-service-dma-heap.XXXXXX";
-        EXPECT_NE(::mkdtemp(templ), nullptr);
-        path_ = templ;
-        std::ofstream(path_ / "system").put('\0');
-    }
-    ~FakeHeapDir() { fs::remove_all(path_); }
-    std::string path() const { return path_.string(); }
-
-private:
-    fs::path path_;
-};
+using test::FakeKernelHeapDir;
 
 bool offers(const Service& service, const std::string& heap) {
     for (const auto& h : service.context().heaps())
@@ -41,7 +23,8 @@ bool offers(const Service& service, const std::string& heap) {
 }
 
 TEST(ServiceKernelHeaps, AHeapWhoseProbeFailsIsNotOfferedAndTheNoteSaysWhy) {
-    FakeHeapDir dir;
+    FakeKernelHeapDir dir;
+    dir.addHeap("system");
     ServiceConfig config;
     config.context.kernelHeapDir = dir.path();
     auto service = Service::create(defaultPlatform(), config);
@@ -54,7 +37,8 @@ TEST(ServiceKernelHeaps, AHeapWhoseProbeFailsIsNotOfferedAndTheNoteSaysWhy) {
 }
 
 TEST(ServiceKernelHeaps, TurnedOffMeansNoneAndNothingToSay) {
-    FakeHeapDir dir;
+    FakeKernelHeapDir dir;
+    dir.addHeap("system");
     ServiceConfig config;
     config.context.kernelHeapDir = dir.path();
     config.context.kernelHeaps = false;
