@@ -61,7 +61,8 @@ public:
         if (root.IsNull() || !root.IsDefined())
             return config; // an empty file: the defaults
         auto top = fields(root, "configuration",
-                          {"max_clients", "max_clients_per_uid", "quota", "clients", "heaps", "kernel_heaps"});
+                          {"max_clients", "max_clients_per_uid", "workers", "busy_poll_us", "quota", "clients", "heaps",
+                           "kernel_heaps"});
         if (!top)
             return top.error();
         if (auto v = find(*top, "max_clients")) {
@@ -75,6 +76,18 @@ public:
             if (!n)
                 return n.error();
             config.maxClientsPerUid = *n;
+        }
+        if (auto v = find(*top, "workers")) {
+            auto n = bounded(*v, "workers", 1, kMaxWorkers);
+            if (!n)
+                return n.error();
+            config.workers = *n;
+        }
+        if (auto v = find(*top, "busy_poll_us")) {
+            auto n = bounded(*v, "busy_poll_us", 0, kMaxBusyPollMicros);
+            if (!n)
+                return n.error();
+            config.busyPollMicros = *n;
         }
         if (auto v = find(*top, "kernel_heaps")) {
             bool offer = true;
@@ -219,6 +232,20 @@ private:
         if (ec != std::errc() || end != text.data() + text.size() || text.empty())
             return errorAt(node, fmt::format("{}: '{}' is not a number", what, text));
         return value;
+    }
+
+    // A plain number in [min, max] ("unlimited" is not one).
+    Result<uint64_t> bounded(const YAML::Node& node, std::string_view what, uint64_t min, uint64_t max) const {
+        if (node.IsScalar() && node.Scalar() == "unlimited")
+            return errorAt(node, fmt::format("{}: 'unlimited' is not a number", what));
+        auto n = number(node, what, false);
+        if (!n)
+            return n.error();
+        if (*n < min)
+            return errorAt(node, fmt::format("{}: must be at least {}", what, min));
+        if (*n > max)
+            return errorAt(node, fmt::format("{}: {} is more than {}", what, *n, max));
+        return *n;
     }
 
     Result<size_t> count(const YAML::Node& node, std::string_view what) const {

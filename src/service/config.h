@@ -28,6 +28,10 @@ struct Credentials {
 };
 
 inline constexpr uint64_t kUnlimited = UINT64_MAX;
+/// The most worker threads a configuration may ask for.
+inline constexpr size_t kMaxWorkers = 64;
+/// The longest busy-poll limit a configuration may set.
+inline constexpr uint64_t kMaxBusyPollMicros = 10'000;
 
 /// What the buffers charged to one uid may add up to.
 struct Quota {
@@ -53,10 +57,16 @@ struct HeapAccess {
 };
 
 /// The daemon's configuration. The defaults (no file) are: 256 clients, 64
-/// per uid, no quota, every heap open.
+/// per uid, one worker thread per CPU (at most 4) polling up to 50 us, no
+/// quota, every heap open.
 struct ServiceConfig {
     size_t maxClients = 256;
     size_t maxClientsPerUid = 64;
+    /// Threads serving connections; 0: one per CPU, at most 4.
+    size_t workers = 0;
+    /// The longest an idle worker polls for the next request before it
+    /// sleeps (it polls only while requests come that often; 0: never).
+    uint64_t busyPollMicros = 50;
     /// The quota of a uid no rule names.
     Quota defaultQuota;
     /// In file order; the first rule naming the uid, or a group of the

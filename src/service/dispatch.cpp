@@ -319,14 +319,18 @@ std::vector<std::vector<std::byte>> replyDatagrams(const Reply& reply) {
     return out;
 }
 
-Result<void> sendReply(BorrowedFd socket, const Reply& reply) {
+Result<void> sendReply(BorrowedFd socket, const Reply& reply, size_t* sent) {
     Result<void> result;
+    size_t count = 0;
     forEachFragment(reply, [&](const MessageHeader& h, std::span<const std::byte> slice) {
         int fd = reply.fd.get();
         result = sendDatagram(socket, std::as_bytes(std::span(&h, 1)), slice,
                               h.fdCount ? std::span<const int>(&fd, 1) : std::span<const int>());
+        count += result.has_value();
         return result.has_value();
     });
+    if (sent)
+        *sent = count;
     return result;
 }
 

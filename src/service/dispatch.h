@@ -41,7 +41,9 @@ std::vector<std::vector<std::byte>> replyDatagrams(const Reply& reply);
 /// Send @p reply on @p socket: the datagrams replyDatagrams() makes, each
 /// gathered from a header on the stack and its slice of the payload (no
 /// copies), the fd attached to the first. Errors: those of sendDatagram;
-/// fragments after a failed one are not sent.
-Result<void> sendReply(BorrowedFd socket, const Reply& reply);
+/// fragments after a failed one are not sent, and @p sent (when given)
+/// says how many went before it (EAGAIN on a non-blocking socket: the
+/// caller queues the rest, replyDatagrams() from that index).
+Result<void> sendReply(BorrowedFd socket, const Reply& reply, size_t* sent = nullptr);
 
 } // namespace cenalloc

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// Server: listening, accepting with SO_PEERCRED, a thread per connection, shutdown, socket activation.
+// Server: listening, accepting with SO_PEERCRED, epoll workers serving connections, shutdown, socket activation.
 #include "service/server.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstddef>
@@ -9,12 +10,14 @@
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <system_error>
 #include <unistd.h>
 #include <vector>
 
@@ -35,6 +38,8 @@ constexpr int kListenBacklog = 128;
 constexpr long kReapPauseNs = 10'000'000;
 // sd_listen_fds(3): passed sockets start at fd 3.
 constexpr int kSdListenFdsStart = 3;
+// Workers when the configuration does not say: one per CPU, up to this.
+constexpr size_t kMaxDefaultWorkers = 4;
 
 Error sysError(std::string_view what) {
     return Error(errno, fmt::format("{}: {}", what, std::strerror(errno)));
@@ -106,6 +111,13 @@ Result<Credentials> peerCredentials(int fd) {
         groups.resize(bytes / sizeof(gid_t));
     }
     return peer;
+}
+
+// ServiceConfig::workers, or one per CPU up to kMaxDefaultWorkers.
+size_t workerCountFor(const ServiceConfig& config) {
+    if (config.workers > 0)
+        return config.workers;
+    return std::clamp<size_t>(std::thread::hardware_concurrency(), 1, kMaxDefaultWorkers);
 }
 
 } // namespace
@@ -229,14 +241,14 @@ Result<std::unique_ptr<Server>> Server::create(const Platform& platform, ServerO
 
     server->epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
     server->stopEvent_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    server->finishedEvent_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!server->epoll_.valid() || !server->stopEvent_.valid() || !server->finishedEvent_.valid())
+    server->stopWorkers_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!server->epoll_.valid() || !server->stopEvent_.valid() || !server->stopWorkers_.valid())
         return sysError("epoll/eventfd");
     server->reapTimer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
     if (!server->reapTimer_.valid())
         return sysError("timerfd_create");
     for (int fd : {server->listen_.get(), server->service_->watcherFd().get(), server->stopEvent_.get(),
-                   server->finishedEvent_.get(), server->reapTimer_.get(), server->options_.stopFd.get()}) {
+                   server->reapTimer_.get(), server->options_.stopFd.get()}) {
         if (fd < 0)
             continue;
         epoll_event ev{};
@@ -246,6 +258,8 @@ Result<std::unique_ptr<Server>> Server::create(const Platform& platform, ServerO
         if (::epoll_ctl(server->epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
             return sysError("epoll_ctl");
     }
+    if (auto started = server->startWorkers(workerCountFor(server->options_.config)); !started)
+        return started.error();
     Server* self = server.get();
     server->service_->setObserveHook([self] { self->reapHungUp(); });
     return server;
@@ -297,10 +311,6 @@ Result<void> Server::run() {
                 ev.events = EPOLLIN | EPOLLONESHOT;
                 ev.data.fd = service_->watcherFd().get();
                 ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, ev.data.fd, &ev);
-            } else if (fd == finishedEvent_.get()) {
-                uint64_t count;
-                [[maybe_unused]] ssize_t r = ::read(fd, &count, sizeof count);
-                joinFinished();
             } else {
                 stopping = true; // stopEvent_ or options_.stopFd
             }
@@ -319,15 +329,35 @@ void Server::stop() {
 
 size_t Server::connectionCount() const {
     std::lock_guard lock(mutex_);
-    size_t n = 0;
-    for (const Connection& c : connections_)
-        n += !c.finished.load();
-    return n;
+    return connections_.size();
+}
+
+Result<void> Server::startWorkers(size_t count) {
+    for (size_t i = 0; i < count; ++i) {
+        auto worker = std::make_unique<Worker>(std::chrono::microseconds(options_.config.busyPollMicros));
+        worker->epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
+        if (!worker->epoll.valid())
+            return sysError("epoll_create1");
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.ptr = nullptr; // the stop event; every other entry is a Connection
+        if (::epoll_ctl(worker->epoll.get(), EPOLL_CTL_ADD, stopWorkers_.get(), &ev) != 0)
+            return sysError("epoll_ctl");
+        Worker& w = *worker;
+        workers_.push_back(std::move(worker));
+        try {
+            w.thread = std::thread([this, &w] { work(w); });
+        } catch (const std::system_error& e) {
+            workers_.pop_back();
+            return Error(EAGAIN, fmt::format("starting worker thread {}: {}", i, e.what()));
+        }
+    }
+    return {};
 }
 
 void Server::acceptAll() {
     for (;;) {
-        UniqueFd socket(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        UniqueFd socket(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
         if (!socket.valid()) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -343,85 +373,198 @@ void Server::acceptAll() {
         auto client = service_->connect(*peer);
         if (!client) {
             // Told why before the hang-up: the client reads it as its
-            // handshake reply.
+            // handshake reply (a new socket's buffer has room for it).
             log(LogLevel::Warning,
                 fmt::format("refusing pid {} uid {}: {}", peer->pid, peer->uid, client.error().toString()));
             (void)sendReply(socket, errorReply(wire::Op::Handshake, 0, client.error()));
             continue;
         }
-        timeval timeout{options_.sendTimeoutMs / 1000, (options_.sendTimeoutMs % 1000) * 1000};
-        ::setsockopt(socket.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
         log(LogLevel::Debug, fmt::format("client {} connected (pid {}, uid {}, gid {})", (*client)->id(), peer->pid,
                                          peer->uid, peer->gid));
-        std::lock_guard lock(mutex_);
-        Connection& c = connections_.emplace_back();
-        c.socket = std::move(socket);
-        c.clientId = (*client)->id();
-        c.client = std::move(*client);
-        c.peer = *peer;
-        c.thread = std::thread([this, &c] { serve(c); });
+        auto connection = std::make_unique<Connection>();
+        connection->socket = std::move(socket);
+        connection->clientId = (*client)->id();
+        connection->client = std::move(*client);
+        Connection& c = *connection;
+        {
+            std::lock_guard lock(mutex_);
+            c.worker = std::min_element(workers_.begin(), workers_.end(), [](const auto& a, const auto& b) {
+                           return a->connections < b->connections;
+                       })->get();
+            c.worker->connections += 1;
+            connections_.push_back(std::move(connection));
+        }
+        // From here on the connection is its worker's.
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.ptr = &c;
+        if (::epoll_ctl(c.worker->epoll.get(), EPOLL_CTL_ADD, c.socket.get(), &ev) != 0) {
+            log(LogLevel::Warning, fmt::format("client {}: epoll_ctl: {}", c.clientId, std::strerror(errno)));
+            drop(c);
+        }
     }
 }
 
-void Server::serve(Connection& c) {
+void Server::work(Worker& w) {
+    epoll_event events[64];
     for (;;) {
-        auto request = receiveDatagram(c.socket, wire::kMaxRequestSize);
-        if (!request) {
-            if (request.error().code() != ECONNRESET)
-                log(LogLevel::Debug, fmt::format("client {}: {}", c.clientId, request.error().toString()));
-            break;
+        int n = waitForWork(w, events);
+        if (n < 0 && errno != EINTR) {
+            log(LogLevel::Error, fmt::format("worker: epoll_wait: {}", std::strerror(errno)));
+            return;
         }
-        Reply reply = handleRequest(*c.client, std::move(*request));
-        if (reply.header.error != 0 && options_.logLevel >= LogLevel::Debug) {
-            wire::ReplyPrefix prefix;
-            std::memcpy(&prefix, reply.payload.data(), sizeof prefix);
-            std::string message(reinterpret_cast<const char*>(reply.payload.data() + sizeof prefix),
-                                prefix.messageLength);
-            log(LogLevel::Debug, fmt::format("client {}: {}: {} ({})", c.clientId, wire::opName(reply.header.opcode),
-                                             message, errnoName(reply.header.error)));
+        // Each ready connection once per round: one request, or the
+        // replies it was waiting to take.
+        for (int i = 0; i < n; ++i) {
+            auto* c = static_cast<Connection*>(events[i].data.ptr);
+            if (!c)
+                return; // stopping
+            bool keep = c->outbox.empty() ? serveRequest(*c) : flush(*c);
+            if (!keep)
+                drop(*c);
         }
-        auto sent = sendReply(c.socket, reply);
-        // reply.fd closes here: the client has its copy, the daemon keeps none.
-        if (!sent) {
-            log(LogLevel::Debug, fmt::format("client {}: dropping: {}", c.clientId, sent.error().toString()));
-            break;
-        }
+        if (!w.waiting.empty())
+            expireSends(w);
     }
-    c.client.reset(); // everything the client held goes now
-    log(LogLevel::Debug, fmt::format("client {} disconnected", c.clientId));
-    c.finished = true;
-    uint64_t one = 1;
-    [[maybe_unused]] ssize_t r = ::write(finishedEvent_.get(), &one, sizeof one);
 }
 
-void Server::joinFinished() {
-    std::list<Connection> done;
+int Server::waitForWork(Worker& w, std::span<epoll_event> events) {
+    using Clock = std::chrono::steady_clock;
+    const int size = static_cast<int>(events.size());
+    // Poll first, for as long as w.poll says requests have lately come
+    // (PollWindow); yielding, so that whatever else is runnable on this
+    // CPU, a client about to send perhaps, runs meanwhile.
+    const Clock::time_point start = Clock::now();
+    if (w.poll.window() > PollWindow::Duration::zero()) {
+        const Clock::time_point until = start + w.poll.window();
+        do {
+            int n = ::epoll_wait(w.epoll.get(), events.data(), size, 0);
+            if (n != 0)
+                return n;
+            ::sched_yield();
+        } while (Clock::now() < until);
+    }
+    int timeout = -1; // or until the first queued reply's deadline
+    if (!w.waiting.empty()) {
+        auto first = std::min_element(w.waiting.begin(), w.waiting.end(),
+                                      [](Connection* a, Connection* b) { return a->sendDeadline < b->sendDeadline; });
+        auto left = std::chrono::ceil<std::chrono::milliseconds>((*first)->sendDeadline - Clock::now());
+        timeout = static_cast<int>(std::max<int64_t>(0, left.count()));
+    }
+    int n = ::epoll_wait(w.epoll.get(), events.data(), size, timeout);
+    if (n > 0)
+        w.poll.missed(Clock::now() - start);
+    return n;
+}
+
+bool Server::serveRequest(Connection& c) {
+    auto request = receiveDatagram(c.socket, wire::kMaxRequestSize, MSG_DONTWAIT);
+    if (!request) {
+        if (request.error().code() == EAGAIN)
+            return true;
+        if (request.error().code() != ECONNRESET)
+            log(LogLevel::Debug, fmt::format("client {}: {}", c.clientId, request.error().toString()));
+        return false;
+    }
+    Reply reply = handleRequest(*c.client, std::move(*request));
+    if (reply.header.error != 0 && options_.logLevel >= LogLevel::Debug) {
+        wire::ReplyPrefix prefix;
+        std::memcpy(&prefix, reply.payload.data(), sizeof prefix);
+        std::string message(reinterpret_cast<const char*>(reply.payload.data() + sizeof prefix), prefix.messageLength);
+        log(LogLevel::Debug, fmt::format("client {}: {}: {} ({})", c.clientId, wire::opName(reply.header.opcode),
+                                         message, errnoName(reply.header.error)));
+    }
+    return sendOrQueue(c, std::move(reply));
+}
+
+bool Server::sendOrQueue(Connection& c, Reply reply) {
+    size_t sent = 0;
+    auto ok = sendReply(c.socket, reply, &sent);
+    // reply.fd closes on return unless queued: the client has its copy,
+    // the daemon keeps none.
+    if (ok)
+        return true;
+    if (ok.error().code() != EAGAIN) {
+        log(LogLevel::Debug, fmt::format("client {}: dropping: {}", c.clientId, ok.error().toString()));
+        return false;
+    }
+    // The client is not taking its replies: keep the rest, read nothing
+    // more from it until it has them, and give it sendTimeoutMs.
+    auto datagrams = replyDatagrams(reply);
+    for (size_t i = sent; i < datagrams.size(); ++i)
+        c.outbox.push_back({std::move(datagrams[i]), i == 0 ? std::move(reply.fd) : UniqueFd()});
+    c.sendDeadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.sendTimeoutMs);
+    c.worker->waiting.push_back(&c);
+    epoll_event ev{};
+    ev.events = EPOLLOUT;
+    ev.data.ptr = &c;
+    return ::epoll_ctl(c.worker->epoll.get(), EPOLL_CTL_MOD, c.socket.get(), &ev) == 0;
+}
+
+bool Server::flush(Connection& c) {
+    while (!c.outbox.empty()) {
+        Outgoing& next = c.outbox.front();
+        int fd = next.fd.get();
+        auto ok =
+            sendDatagram(c.socket, next.bytes, next.fd.valid() ? std::span<const int>(&fd, 1) : std::span<const int>());
+        if (!ok) {
+            if (ok.error().code() == EAGAIN)
+                return true; // EPOLLOUT again later
+            log(LogLevel::Debug, fmt::format("client {}: dropping: {}", c.clientId, ok.error().toString()));
+            return false;
+        }
+        c.outbox.pop_front();
+        // It is taking them: slowly is not never.
+        c.sendDeadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.sendTimeoutMs);
+    }
+    std::erase(c.worker->waiting, &c);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &c;
+    return ::epoll_ctl(c.worker->epoll.get(), EPOLL_CTL_MOD, c.socket.get(), &ev) == 0;
+}
+
+void Server::expireSends(Worker& w) {
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<Connection*> late;
+    for (Connection* c : w.waiting)
+        if (c->sendDeadline <= now)
+            late.push_back(c);
+    for (Connection* c : late) {
+        log(LogLevel::Debug,
+            fmt::format("client {}: dropping: it took no reply for {} ms", c->clientId, options_.sendTimeoutMs));
+        drop(*c);
+    }
+}
+
+void Server::drop(Connection& c) {
+    std::erase(c.worker->waiting, &c);
+    ::epoll_ctl(c.worker->epoll.get(), EPOLL_CTL_DEL, c.socket.get(), nullptr);
+    std::unique_ptr<Connection> gone;
     {
         std::lock_guard lock(mutex_);
-        for (auto it = connections_.begin(); it != connections_.end();) {
-            auto next = std::next(it);
-            if (it->finished)
-                done.splice(done.end(), connections_, it);
-            it = next;
-        }
+        auto it = std::find_if(connections_.begin(), connections_.end(), [&](const auto& p) { return p.get() == &c; });
+        gone = std::move(*it);
+        connections_.erase(it);
+        c.worker->connections -= 1;
     }
-    for (Connection& c : done)
-        c.thread.join();
+    // Outside mutex_: everything the client held goes now (the service's
+    // lock, never taken under mutex_), then its socket and queued replies.
+    gone->client.reset();
+    log(LogLevel::Debug, fmt::format("client {} disconnected", gone->clientId));
 }
 
 void Server::reapHungUp() {
-    // A client that died has a socket that hung up, which its thread may
+    // A client that died has a socket that hung up, which its worker may
     // not have read yet: dropping it here makes "the client is gone"
     // visible to whoever observes next, at once.
     std::vector<pollfd> fds;
     std::vector<uint64_t> ids;
     {
         std::lock_guard lock(mutex_);
-        for (const Connection& c : connections_) {
-            if (c.finished)
-                continue;
-            fds.push_back({c.socket.get(), POLLIN, 0});
-            ids.push_back(c.clientId);
+        for (const auto& c : connections_) {
+            fds.push_back({c->socket.get(), POLLIN, 0});
+            ids.push_back(c->clientId);
         }
         if (::poll(fds.data(), fds.size(), 0) <= 0)
             return;
@@ -432,15 +575,17 @@ void Server::reapHungUp() {
 }
 
 void Server::shutdownConnections() {
-    std::list<Connection> all;
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t r = ::write(stopWorkers_.get(), &one, sizeof one);
+    for (auto& w : workers_)
+        if (w->thread.joinable())
+            w->thread.join();
+    std::vector<std::unique_ptr<Connection>> all;
     {
         std::lock_guard lock(mutex_);
-        for (Connection& c : connections_)
-            ::shutdown(c.socket.get(), SHUT_RDWR);
-        all.splice(all.end(), connections_);
+        all.swap(connections_);
     }
-    for (Connection& c : all)
-        c.thread.join();
+    all.clear(); // each client's claims, then its socket
 }
 
 } // namespace cenalloc

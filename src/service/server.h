@@ -1,25 +1,32 @@
 // SPDX-License-Identifier: MIT
-// Server: cenallocd's socket, its connections (one thread each), logging and socket activation.
+// Server: cenallocd's socket, its connections (served by a few epoll workers), logging and socket activation.
 #pragma once
 
-#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <functional>
-#include <list>
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include <cenalloc/platform.h>
 #include <cenalloc/result.h>
 #include <cenalloc/unique_fd.h>
 
 #include "service/config.h"
+#include "service/poll_window.h"
 #include "service/service.h"
 
+struct epoll_event;
+
 namespace cenalloc {
+
+struct Reply;
 
 enum class LogLevel { Error = 0, Warning = 1, Info = 2, Debug = 3 };
 /// "error", "warning", "info", "debug".
@@ -59,23 +66,28 @@ struct ServerOptions {
 
 /// cenallocd: a Service behind a SOCK_SEQPACKET Unix socket.
 ///
-/// Concurrency model: one thread per connection (at most
-/// config.maxClients, config.maxClientsPerUid per uid), each blocking only
-/// on its own socket, plus the thread calling run(), which accepts, reaps
-/// buffers whose inode is gone and joins finished connection threads. The
-/// service's lock is never held across socket I/O, so a slow or hostile
-/// client stalls nobody but itself (docs/protocol.md says why this rather
-/// than one epoll loop).
+/// Concurrency model: a few worker threads (config.workers, by default one
+/// per CPU up to 4), each with its own epoll set of connections, serve every
+/// socket that is ready per wake-up: one request from each in turn, its
+/// reply sent without blocking. A client that does not take its replies has
+/// them queued and its requests left unread until it does; past
+/// options.sendTimeoutMs it is disconnected. The thread calling run()
+/// accepts (at most config.maxClients, config.maxClientsPerUid per uid,
+/// each new connection to the least loaded worker), reaps buffers whose
+/// inode is gone, and stops. The service's lock is never held across socket
+/// I/O and no socket operation blocks, so a slow or hostile client stalls
+/// nobody (docs/protocol.md says more).
 ///
 /// Thread safety: stop() may be called from any thread; the rest from the
 /// owner's.
 class Server {
 public:
-    /// Listen (bind, or adopt options.listenFd) and set up the service.
-    /// Errors: those of Service::create; EADDRINUSE when a daemon already
-    /// listens on the path; errno of socket/bind/listen/mkdir.
+    /// Listen (bind, or adopt options.listenFd), set up the service and
+    /// start the workers. Errors: those of Service::create; EADDRINUSE when
+    /// a daemon already listens on the path; errno of
+    /// socket/bind/listen/mkdir/epoll; EAGAIN when a thread cannot start.
     static Result<std::unique_ptr<Server>> create(const Platform& platform, ServerOptions options);
-    /// Stops (if running), disconnects every client, joins their threads,
+    /// Stops (if running), stops the workers, disconnects every client,
     /// removes the socket file it created.
     ~Server();
     Server(const Server&) = delete;
@@ -91,22 +103,49 @@ public:
     Service& service() { return *service_; }
     /// Connections open now.
     size_t connectionCount() const;
+    /// Threads serving connections.
+    size_t workerCount() const { return workers_.size(); }
 
 private:
+    /// A datagram a client has not taken yet.
+    struct Outgoing {
+        std::vector<std::byte> bytes;
+        UniqueFd fd; ///< attached to this datagram
+    };
+    struct Worker;
     struct Connection {
-        UniqueFd socket;
+        UniqueFd socket; // non-blocking
         std::unique_ptr<ServiceClient> client;
         uint64_t clientId = 0;
-        Credentials peer;
+        Worker* worker = nullptr;
+        // Touched only by the connection's worker: replies not taken yet,
+        // in order, and when the client must have taken them.
+        std::deque<Outgoing> outbox;
+        std::chrono::steady_clock::time_point sendDeadline;
+    };
+    struct Worker {
+        explicit Worker(PollWindow::Duration pollLimit) : poll(pollLimit) {}
+        UniqueFd epoll;
+        PollWindow poll; // the worker's own
         std::thread thread;
-        std::atomic<bool> finished{false};
+        size_t connections = 0; // guarded by mutex_
+        // Its connections with a non-empty outbox (the worker's own).
+        std::vector<Connection*> waiting;
     };
 
     Server() = default;
     void log(LogLevel level, const std::string& message) const;
+    Result<void> startWorkers(size_t count);
     void acceptAll();
-    void serve(Connection& connection);
-    void joinFinished();
+    void work(Worker& worker);
+    /// epoll_wait on the worker's set, after polling it for a while.
+    int waitForWork(Worker& worker, std::span<epoll_event> events);
+    // Each returns false when the connection is to be dropped.
+    bool serveRequest(Connection& connection);
+    bool sendOrQueue(Connection& connection, Reply reply);
+    bool flush(Connection& connection);
+    void drop(Connection& connection);
+    void expireSends(Worker& worker);
     void reapHungUp();
     void shutdownConnections();
 
@@ -114,14 +153,15 @@ private:
     std::shared_ptr<Service> service_;
     UniqueFd listen_;
     UniqueFd epoll_;
-    UniqueFd stopEvent_;     // written by stop()
-    UniqueFd finishedEvent_; // written by a connection thread as it ends
-    UniqueFd reapTimer_;     // re-arms the inotify fd after a pause
+    UniqueFd stopEvent_;   // written by stop()
+    UniqueFd stopWorkers_; // written once, by the destructor; never read
+    UniqueFd reapTimer_;   // re-arms the inotify fd after a pause
     std::string socketPath_;
     bool ownsSocketPath_ = false;
+    std::vector<std::unique_ptr<Worker>> workers_;
 
     mutable std::mutex mutex_;
-    std::list<Connection> connections_; // guarded by mutex_ (list: stable addresses for the threads)
+    std::vector<std::unique_ptr<Connection>> connections_; // guarded by mutex_
 };
 
 } // namespace cenalloc

@@ -20,6 +20,7 @@
 #include <cenalloc/session.h>
 #include <cenalloc/unique_fd.h>
 
+#include "base/adaptive_mutex.h"
 #include "service/config.h"
 #include "service/tracker.h"
 
@@ -138,7 +139,7 @@ private:
     std::vector<std::string> notes_;
     std::function<void()> observeHook_; // set before clients connect
 
-    mutable std::mutex mutex_;
+    mutable AdaptiveMutex mutex_;
     InodeWatcher watcher_;                                     // readGone() under mutex_; watch() is thread-safe
     std::map<uint64_t, std::unique_ptr<Entry>> entries_;       // guarded by mutex_; by buffer id
     std::map<InodeKey, uint64_t> byInode_;                     // guarded by mutex_

@@ -20,6 +20,8 @@ TEST(ServiceConfig, AFullConfigurationParses) {
     auto config = parseServiceConfig(R"(# cenallocd
 max_clients: 32
 max_clients_per_uid: 4
+workers: 3
+busy_poll_us: 20
 quota:
   bytes: 512M
   buffers: 1000
@@ -38,6 +40,8 @@ heaps:
     ASSERT_TRUE(config) << config.error().toString();
     EXPECT_EQ(config->maxClients, 32u);
     EXPECT_EQ(config->maxClientsPerUid, 4u);
+    EXPECT_EQ(config->workers, 3u);
+    EXPECT_EQ(config->busyPollMicros, 20u);
     EXPECT_EQ(config->defaultQuota, (Quota{512 * MiB, 1000}));
     ASSERT_EQ(config->quotas.size(), 2u);
     EXPECT_EQ(config->quotas[0].uid, 1000u);
@@ -45,7 +49,7 @@ heaps:
     EXPECT_EQ(config->quotas[0].quota, (Quota{1 * GiB, kUnlimited}));
     EXPECT_EQ(config->quotas[1].gid, 44u);
     EXPECT_EQ(config->quotas[1].quota, (Quota{4096, kUnlimited}));
-    EXPECT_EQ(config->quotas[1].line, 10);
+    EXPECT_EQ(config->quotas[1].line, 12);
     ASSERT_EQ(config->heaps.size(), 2u);
     EXPECT_EQ(config->heaps[0].heap, "linux,cma");
     EXPECT_EQ(config->heaps[0].uids, (std::vector<uint32_t>{0, 1000}));
@@ -65,6 +69,8 @@ TEST(ServiceConfig, AnEmptyFileMeansTheDefaults) {
     auto config = parseServiceConfig("# nothing here\n", "empty.yaml");
     ASSERT_TRUE(config) << config.error().toString();
     EXPECT_EQ(config->maxClients, 256u);
+    EXPECT_EQ(config->workers, 0u) << "one per CPU";
+    EXPECT_EQ(config->busyPollMicros, 50u);
     EXPECT_EQ(config->defaultQuota, Quota{});
     EXPECT_TRUE(config->heaps.empty());
     EXPECT_TRUE(config->context.kernelHeaps) << "kernel heaps are offered where the host has them";
@@ -107,6 +113,13 @@ TEST(ServiceConfig, ErrorsNameTheFileAndLine) {
         {"heaps: [\n", "c.yaml:2:"},
         {"- 1\n- 2\n", "c.yaml:1: configuration: expected a mapping"},
         {"max_clients: 1\nmax_clients: 2\n", "c.yaml:2: configuration: key 'max_clients' is given twice"},
+        {"workers: 0\n", "c.yaml:1: workers: must be at least 1"},
+        {"workers: 65\n", "c.yaml:1: workers: 65 is more than 64"},
+        {"workers: two\n", "c.yaml:1: workers: 'two' is not a number"},
+        {"busy_poll_us: 10001\n", "c.yaml:1: busy_poll_us: 10001 is more than 10000"},
+        {"busy_poll_us: -1\n", "c.yaml:1: busy_poll_us: '-1' is not a number"},
+        {"busy_poll_us: unlimited\n", "c.yaml:1: busy_poll_us: 'unlimited' is not a number"},
+        {"workers: unlimited\n", "c.yaml:1: workers: 'unlimited' is not a number"},
         {"kernel_heaps: maybe\n", "c.yaml:1: kernel_heaps: 'maybe' is not true or false"},
         {"kernel_heaps: [true]\n", "c.yaml:1: kernel_heaps: 'a collection' is not true or false"},
     };

@@ -461,7 +461,7 @@ namespace {
 TEST(DaemonExplain, IsTheExplanationTheDaemonsOwnPlatformGives) {
     auto platform = loadPlatformFile(CENALLOC_SOURCE_DIR "/examples/platforms/rpi4.yaml");
     ASSERT_TRUE(platform) << platform.error().toString();
-    test::InProcessDaemon daemon({}, *platform);
+    test::InProcessDaemon daemon(ServiceConfig{}, *platform);
     auto remote = daemon.connect();
     ASSERT_NE(remote, nullptr);
     auto local = Session::local(*platform);

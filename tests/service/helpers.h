@@ -138,10 +138,11 @@ inline std::string testSocketPath(std::string_view tag) {
 /// destruction.
 class InProcessDaemon {
 public:
-    explicit InProcessDaemon(ServiceConfig config = {}, const Platform& platform = defaultPlatform()) {
-        ServerOptions options;
-        options.socketPath = testSocketPath("inproc");
-        options.config = std::move(config);
+    explicit InProcessDaemon(ServiceConfig config = {}, const Platform& platform = defaultPlatform())
+        : InProcessDaemon(optionsWith(std::move(config)), platform) {}
+    explicit InProcessDaemon(ServerOptions options, const Platform& platform = defaultPlatform()) {
+        if (options.socketPath.empty())
+            options.socketPath = testSocketPath("inproc");
         auto server = Server::create(platform, std::move(options));
         EXPECT_TRUE(server) << server.error().toString();
         if (!server)
@@ -165,6 +166,12 @@ public:
     }
 
 private:
+    static ServerOptions optionsWith(ServiceConfig config) {
+        ServerOptions options;
+        options.config = std::move(config);
+        return options;
+    }
+
     std::unique_ptr<Server> server_;
     std::thread thread_;
 };
