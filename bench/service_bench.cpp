@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -31,6 +33,10 @@ using namespace cenalloc;
 std::string gSocketPath;
 pid_t gDaemon = -1;
 
+// The daemon's configuration; service_bench --workers=N --busy-poll-us=N
+// (before the benchmark flags) change it from the defaults.
+ServiceConfig gConfig;
+
 bool startDaemon() {
     gSocketPath = "/tmp/cenalloc-bench-" + std::to_string(::getpid()) + ".sock";
     ::unlink(gSocketPath.c_str());
@@ -45,6 +51,7 @@ bool startDaemon() {
     if (gDaemon == 0) {
         ServerOptions options;
         options.listenFd = std::move(listener);
+        options.config = gConfig;
         auto server = Server::create(defaultPlatform(), std::move(options));
         if (!server)
             _exit(1);
@@ -185,7 +192,25 @@ BENCHMARK(BM_DaemonClients)->Arg(4 * KiB)->Threads(1)->Threads(4)->Threads(8)->U
 
 } // namespace
 
+// Takes --workers=N and --busy-poll-us=N out of argv.
+void parseDaemonFlags(int& argc, char** argv) {
+    int kept = 1;
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        auto value = [&](std::string_view flag, auto& out) {
+            if (!arg.starts_with(flag))
+                return false;
+            out = static_cast<std::remove_reference_t<decltype(out)>>(std::stoul(std::string(arg.substr(flag.size()))));
+            return true;
+        };
+        if (!value("--workers=", gConfig.workers) && !value("--busy-poll-us=", gConfig.busyPollMicros))
+            argv[kept++] = argv[i];
+    }
+    argc = kept;
+}
+
 int main(int argc, char** argv) {
+    parseDaemonFlags(argc, argv);
     if (!startDaemon()) {
         std::fprintf(stderr, "service_bench: cannot start the daemon: %s\n", std::strerror(errno));
         return 1;

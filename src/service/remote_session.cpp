@@ -3,17 +3,20 @@
 #include <cenalloc/session.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <mutex>
 #include <optional>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
+#include "service/poll_window.h"
 #include "service/protocol.h"
 #include "service/socket_io.h"
 
@@ -22,6 +25,9 @@ namespace cenalloc {
 using namespace wire;
 
 namespace {
+
+// The longest a client polls for a reply before it sleeps.
+constexpr auto kReplyPollLimit = std::chrono::microseconds(50);
 
 /// A reply's body and the fd it carried.
 struct Response {
@@ -189,7 +195,7 @@ private:
         size_t payloadOffset = 0; // where the payload starts in `payload`
         int error = 0;
         for (;;) {
-            auto dg = receiveDatagram(socket_, kMaxFragmentSize, flags);
+            auto dg = flags == 0 && payload.empty() ? awaitReply() : receiveDatagram(socket_, kMaxFragmentSize, flags);
             if (!dg && dg.error().code() == ECONNRESET && payload.empty())
                 // A daemon that refuses a client replies and closes before
                 // reading the request; the kernel then reports the reset
@@ -267,6 +273,29 @@ private:
         return id->id;
     }
 
+    /// The first datagram of a reply. The daemon answers within
+    /// microseconds, less than it costs to sleep and be woken for it (in a
+    /// VM, the wake-up of a halted CPU is an exit to the hypervisor): so
+    /// poll for it first, yielding the CPU, for as long as replies have
+    /// lately taken (PollWindow, as the daemon's workers do). Caller holds
+    /// mutex_.
+    Result<Datagram> awaitReply() {
+        using Clock = std::chrono::steady_clock;
+        const Clock::time_point start = Clock::now();
+        if (poll_.window() > PollWindow::Duration::zero()) {
+            const Clock::time_point until = start + poll_.window();
+            do {
+                auto dg = receiveDatagram(socket_, kMaxFragmentSize, MSG_DONTWAIT);
+                if (dg || dg.error().code() != EAGAIN)
+                    return dg;
+                ::sched_yield();
+            } while (Clock::now() < until);
+        }
+        auto dg = receiveDatagram(socket_, kMaxFragmentSize, 0);
+        poll_.missed(Clock::now() - start);
+        return dg;
+    }
+
     static Result<void> done(Result<Response> r) {
         if (!r)
             return r.error();
@@ -279,6 +308,7 @@ private:
 
     std::mutex mutex_;                     // one request in flight per session
     uint32_t sequence_ = 0;                // guarded by mutex_
+    PollWindow poll_{kReplyPollLimit};     // guarded by mutex_
     std::mutex platformMutex_;             // taken before mutex_, never after
     std::optional<PlatformBody> platform_; // guarded by platformMutex_
 };

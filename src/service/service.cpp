@@ -179,10 +179,10 @@ void Service::dropChargeLocked(ClientState& client, uint64_t bufferId) {
             entry->second->holders.erase(client.id);
 }
 
-void Service::dropEntryLocked(uint64_t bufferId) {
+std::unique_ptr<Service::Entry> Service::unlinkEntryLocked(uint64_t bufferId) {
     auto it = entries_.find(bufferId);
     if (it == entries_.end())
-        return;
+        return nullptr;
     std::unique_ptr<Entry> entry = std::move(it->second);
     entries_.erase(it);
     for (uint64_t holder : entry->holders) {
@@ -194,24 +194,38 @@ void Service::dropEntryLocked(uint64_t bufferId) {
     }
     byInode_.erase(entry->key);
     byWatch_.erase(entry->watch);
-    // Destroyed here, under the lock, so that anyone who reads statistics
-    // after this reap sees the storage back in its heap.
-    entry.reset();
+    return entry;
+}
+
+void Service::dropEntryLocked(uint64_t bufferId) {
+    // Destroyed here, under the lock: whoever reads statistics after this
+    // sees the storage back in its heap.
+    unlinkEntryLocked(bufferId);
 }
 
 void Service::reap() {
-    std::lock_guard lock(mutex_);
-    reapLocked();
+    std::lock_guard reaping(reapMutex_);
+    std::vector<std::unique_ptr<Entry>> dead;
+    {
+        std::lock_guard lock(mutex_);
+        takeDeadLocked(dead);
+    }
+    dead.clear(); // storage back to the heaps, while others' requests go on
 }
 
 void Service::reapLocked() {
+    std::vector<std::unique_ptr<Entry>> dead;
+    takeDeadLocked(dead);
+}
+
+void Service::takeDeadLocked(std::vector<std::unique_ptr<Entry>>& dead) {
     bool overflowed = false;
     auto gone = watcher_.readGone(overflowed);
     if (!gone)
         return; // only EBADF/EFAULT could fail a read of our own inotify fd
     for (int wd : *gone)
         if (auto it = byWatch_.find(wd); it != byWatch_.end())
-            dropEntryLocked(it->second);
+            dead.push_back(unlinkEntryLocked(it->second));
     if (!overflowed)
         return;
     // Events were lost: every watch the kernel no longer holds is a buffer
@@ -219,12 +233,12 @@ void Service::reapLocked() {
     auto live = watcher_.liveWatches();
     if (!live)
         return;
-    std::vector<uint64_t> dead;
+    std::vector<uint64_t> lost;
     for (const auto& [wd, id] : byWatch_)
         if (!live->contains(wd))
-            dead.push_back(id);
-    for (uint64_t id : dead)
-        dropEntryLocked(id);
+            lost.push_back(id);
+    for (uint64_t id : lost)
+        dead.push_back(unlinkEntryLocked(id));
 }
 
 BorrowedFd Service::watcherFd() const {
@@ -518,31 +532,41 @@ Result<void> ServiceClient::detach(uint64_t attachment) {
 
 Result<SessionMapping> ServiceClient::map(uint64_t attachment, DmaDirection direction) {
     Service& s = *service_;
-    std::lock_guard lock(s.mutex_);
-    auto client = s.clientLocked(id_);
-    if (!client)
-        return client.error();
-    Service::ClientState& c = **client;
-    auto it = c.attachments.find(attachment);
-    if (it == c.attachments.end())
-        return Error(ENOENT, fmt::format("no attachment {} in this session", attachment));
-    // The first map of a deferred buffer allocates: storage of buffers
-    // that died must be back in the heaps by then.
-    if (!s.entries_.at(it->second.buffer)->buffer->hasStorage()) {
-        s.reapLocked();
-        it = c.attachments.find(attachment);
-        if (it == c.attachments.end())
+    std::unique_lock lock(s.mutex_);
+    Service::ClientState* c = nullptr;
+    auto find = [&]() -> Result<std::map<uint64_t, Service::AttachmentRecord>::iterator> {
+        auto client = s.clientLocked(id_);
+        if (!client)
+            return client.error();
+        c = *client;
+        auto it = c->attachments.find(attachment);
+        if (it == c->attachments.end())
             return Error(ENOENT, fmt::format("no attachment {} in this session", attachment));
+        return it;
+    };
+    auto it = find();
+    if (!it)
+        return it.error();
+    // The first map of a deferred buffer allocates: storage of buffers
+    // that died must be back in the heaps by then (reap() waits for a
+    // concurrent reap's too), and anything may change meanwhile.
+    if (!s.entries_.at((*it)->second.buffer)->buffer->hasStorage()) {
+        lock.unlock();
+        s.reap();
+        lock.lock();
+        it = find();
+        if (!it)
+            return it.error();
     }
-    auto mapping = it->second.attachment.map(direction);
+    auto mapping = (*it)->second.attachment.map(direction);
     if (!mapping)
         return mapping.error();
     SessionMapping out;
-    out.id = c.nextMapping++;
+    out.id = c->nextMapping++;
     out.direction = direction;
     out.segments = mapping->segments();
-    it->second.mappings.insert(out.id);
-    c.mappings.emplace(out.id, Service::MappingRecord{attachment, std::move(*mapping)});
+    (*it)->second.mappings.insert(out.id);
+    c->mappings.emplace(out.id, Service::MappingRecord{attachment, std::move(*mapping)});
     return out;
 }
 

@@ -76,7 +76,10 @@ public:
     /// Drop every buffer whose last reference anywhere is gone, as the
     /// inotify fd (watcherFd()) reports. Cheap when nothing happened: one
     /// non-blocking read. Called by every operation that observes or charges
-    /// state, and by the daemon's loop when watcherFd() is readable.
+    /// state, and by the daemon's loop when watcherFd() is readable. When it
+    /// returns, the storage of every buffer whose death it or a concurrent
+    /// reap() read is back in its heap; the buffers are destroyed outside
+    /// the service's lock, so that other clients' requests do not wait.
     void reap();
     /// Readable when reap() has work.
     BorrowedFd watcherFd() const;
@@ -111,7 +114,12 @@ private:
     void observe();
     std::vector<HeapInfo> heapInfos() const;
     // All *Locked() run with mutex_ held.
+    /// reap() for a caller holding mutex_: the dead are destroyed under it.
     void reapLocked();
+    /// Unlink from the bookkeeping every buffer that died (claims and
+    /// charges dropped) and hand them over, to be destroyed by the caller.
+    void takeDeadLocked(std::vector<std::unique_ptr<Entry>>& dead);
+    std::unique_ptr<Entry> unlinkEntryLocked(uint64_t bufferId);
     void dropEntryLocked(uint64_t bufferId);
     void dropClaimLocked(ClientState& client, uint64_t bufferId);
     void dropChargeLocked(ClientState& client, uint64_t bufferId);
@@ -139,6 +147,10 @@ private:
     std::vector<std::string> notes_;
     std::function<void()> observeHook_; // set before clients connect
 
+    // Taken before mutex_, never after: held by reap() across destroying
+    // what it took, so that a reap returns only when every death read by
+    // then has given its storage back.
+    AdaptiveMutex reapMutex_;
     mutable AdaptiveMutex mutex_;
     InodeWatcher watcher_;                                     // readGone() under mutex_; watch() is thread-safe
     std::map<uint64_t, std::unique_ptr<Entry>> entries_;       // guarded by mutex_; by buffer id
