@@ -538,7 +538,8 @@ void Server::expireSends(Worker& w) {
 }
 
 void Server::drop(Connection& c) {
-    std::erase(c.worker->waiting, &c);
+    if (!c.outbox.empty()) // then it is on the list, and this is its worker
+        std::erase(c.worker->waiting, &c);
     ::epoll_ctl(c.worker->epoll.get(), EPOLL_CTL_DEL, c.socket.get(), nullptr);
     std::unique_ptr<Connection> gone;
     {
