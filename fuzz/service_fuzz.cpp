@@ -153,7 +153,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         h.opcode = static_cast<uint16_t>(wire::kFirstOp + h.opcode % (wire::kLastOp - wire::kFirstOp + 1));
         std::memcpy(request.bytes.data(), &h, sizeof h);
     }
-    Reply reply = handleRequest(*harness.client, std::move(request));
+    Reply reply = handleRequest(*harness.client, request);
     checkReply(reply);
     // The buffer fd a reply carries is the client's; dropping it ends the
     // buffer, which the next reap sees.

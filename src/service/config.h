@@ -62,7 +62,8 @@ struct HeapAccess {
 struct ServiceConfig {
     size_t maxClients = 256;
     size_t maxClientsPerUid = 64;
-    /// Threads serving connections; 0: one per CPU, at most 4.
+    /// Threads serving connections; 0 (no `workers` key): one per CPU, at
+    /// most 4.
     size_t workers = 0;
     /// The longest an idle worker polls for the next request before it
     /// sleeps (it polls only while requests come that often; 0: never).

@@ -232,8 +232,7 @@ Reply errorReply(Op op, uint32_t sequence, const Error& error) {
     return makeReply(op, sequence, error.code(), error.message(), {});
 }
 
-Reply handleRequest(ServiceClient& client, Datagram request) {
-    // The fds are closed when `request` goes, whatever happens below.
+Reply handleRequest(ServiceClient& client, const Datagram& request) {
     MessageHeader h{};
     const bool haveHeader = request.bytes.size() >= sizeof h;
     if (haveHeader)

@@ -25,10 +25,11 @@ struct Reply {
 
 /// Validate @p request (header, payload size, fd count, reserved fields and
 /// flags, the op's payload struct) and run it for @p client. Every
-/// validation failure is EINVAL with a message saying what was wrong; every
-/// fd that arrived with the request is closed by the time this returns
-/// (the service keeps none). Never fails otherwise: errors are replies.
-Reply handleRequest(ServiceClient& client, Datagram request);
+/// validation failure is EINVAL with a message saying what was wrong. The
+/// service keeps none of the fds that arrived with the request: they stay
+/// the caller's, to close (see FdCloser). Never fails otherwise: errors are
+/// replies.
+Reply handleRequest(ServiceClient& client, const Datagram& request);
 
 /// An error reply for @p op (used by the daemon to refuse a connection).
 Reply errorReply(wire::Op op, uint32_t sequence, const Error& error);

@@ -292,7 +292,8 @@ private:
             } while (Clock::now() < until);
         }
         auto dg = receiveDatagram(socket_, kMaxFragmentSize, 0);
-        poll_.missed(Clock::now() - start);
+        if (dg)
+            poll_.missed(Clock::now() - start);
         return dg;
     }
 

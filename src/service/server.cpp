@@ -40,6 +40,9 @@ constexpr long kReapPauseNs = 10'000'000;
 constexpr int kSdListenFdsStart = 3;
 // Workers when the configuration does not say: one per CPU, up to this.
 constexpr size_t kMaxDefaultWorkers = 4;
+// Fds that are not buffers a uid may have sent and the closer not closed
+// yet (a close that blocks: FdCloser) before its clients are cut off.
+constexpr size_t kMaxUnclosedFdsPerUid = 64;
 
 Error sysError(std::string_view what) {
     return Error(errno, fmt::format("{}: {}", what, std::strerror(errno)));
@@ -258,10 +261,10 @@ Result<std::unique_ptr<Server>> Server::create(const Platform& platform, ServerO
         if (::epoll_ctl(server->epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
             return sysError("epoll_ctl");
     }
-    if (auto started = server->startWorkers(workerCountFor(server->options_.config)); !started)
-        return started.error();
     Server* self = server.get();
     server->service_->setObserveHook([self] { self->reapHungUp(); });
+    if (auto started = server->startWorkers(workerCountFor(server->options_.config)); !started)
+        return started.error();
     return server;
 }
 
@@ -370,7 +373,12 @@ void Server::acceptAll() {
             log(LogLevel::Warning, fmt::format("refusing a client: {}", peer.error().toString()));
             continue;
         }
-        auto client = service_->connect(*peer);
+        Result<std::unique_ptr<ServiceClient>> client =
+            closer_.pending(peer->uid) >= kMaxUnclosedFdsPerUid
+                ? Error(EAGAIN, fmt::format("uid {} has sent {} fds that are not buffers and that the daemon has "
+                                            "not managed to close yet",
+                                            peer->uid, closer_.pending(peer->uid)))
+                : service_->connect(*peer);
         if (!client) {
             // Told why before the hang-up: the client reads it as its
             // handshake reply (a new socket's buffer has room for it).
@@ -384,6 +392,7 @@ void Server::acceptAll() {
         auto connection = std::make_unique<Connection>();
         connection->socket = std::move(socket);
         connection->clientId = (*client)->id();
+        connection->uid = peer->uid;
         connection->client = std::move(*client);
         Connection& c = *connection;
         {
@@ -413,12 +422,24 @@ void Server::work(Worker& w) {
             log(LogLevel::Error, fmt::format("worker: epoll_wait: {}", std::strerror(errno)));
             return;
         }
-        // Each ready connection once per round: one request, or the
-        // replies it was waiting to take.
+        // Clients that died with replies still queued go first: what those
+        // replies carry (a buffer's fd) must not outlive them while this
+        // round serves someone who asks for statistics.
         for (int i = 0; i < n; ++i) {
             auto* c = static_cast<Connection*>(events[i].data.ptr);
             if (!c)
                 return; // stopping
+            if (!c->outbox.empty() && (events[i].events & (EPOLLHUP | EPOLLERR))) {
+                drop(*c);
+                events[i].data.ptr = &w; // done with
+            }
+        }
+        // Each ready connection once per round: one request, or the
+        // replies it was waiting to take.
+        for (int i = 0; i < n; ++i) {
+            if (events[i].data.ptr == &w)
+                continue;
+            auto* c = static_cast<Connection*>(events[i].data.ptr);
             bool keep = c->outbox.empty() ? serveRequest(*c) : flush(*c);
             if (!keep)
                 drop(*c);
@@ -431,17 +452,21 @@ void Server::work(Worker& w) {
 int Server::waitForWork(Worker& w, std::span<epoll_event> events) {
     using Clock = std::chrono::steady_clock;
     const int size = static_cast<int>(events.size());
-    // Poll first, for as long as w.poll says requests have lately come
-    // (PollWindow); yielding, so that whatever else is runnable on this
-    // CPU, a client about to send perhaps, runs meanwhile.
+    // Work already waiting is no news for the poll window.
+    int n = ::epoll_wait(w.epoll.get(), events.data(), size, 0);
+    if (n != 0)
+        return n;
+    // Poll for as long as w.poll says requests have lately come (PollWindow),
+    // yielding, so that whatever else is runnable on this CPU, a client
+    // about to send perhaps, runs meanwhile.
     const Clock::time_point start = Clock::now();
     if (w.poll.window() > PollWindow::Duration::zero()) {
         const Clock::time_point until = start + w.poll.window();
         do {
-            int n = ::epoll_wait(w.epoll.get(), events.data(), size, 0);
+            ::sched_yield();
+            n = ::epoll_wait(w.epoll.get(), events.data(), size, 0);
             if (n != 0)
                 return n;
-            ::sched_yield();
         } while (Clock::now() < until);
     }
     int timeout = -1; // or until the first queued reply's deadline
@@ -451,9 +476,9 @@ int Server::waitForWork(Worker& w, std::span<epoll_event> events) {
         auto left = std::chrono::ceil<std::chrono::milliseconds>((*first)->sendDeadline - Clock::now());
         timeout = static_cast<int>(std::max<int64_t>(0, left.count()));
     }
-    int n = ::epoll_wait(w.epoll.get(), events.data(), size, timeout);
+    n = ::epoll_wait(w.epoll.get(), events.data(), size, timeout);
     if (n > 0)
-        w.poll.missed(Clock::now() - start);
+        w.poll.missed(Clock::now() - start); // it slept, then work came
     return n;
 }
 
@@ -466,7 +491,24 @@ bool Server::serveRequest(Connection& c) {
             log(LogLevel::Debug, fmt::format("client {}: {}", c.clientId, request.error().toString()));
         return false;
     }
-    Reply reply = handleRequest(*c.client, std::move(*request));
+    Reply reply = handleRequest(*c.client, *request);
+    // What the client sent is closed before it has the reply: here if that
+    // cannot block, else by the closer; a uid whose fds the closer cannot
+    // get rid of is cut off.
+    bool unclosable = false;
+    for (UniqueFd& fd : request->fds) {
+        if (fd.valid() && !closesWithoutBlocking(fd)) {
+            closer_.close(std::move(fd), c.uid);
+            unclosable = true;
+        }
+        fd.reset();
+    }
+    if (unclosable && closer_.pending(c.uid) >= kMaxUnclosedFdsPerUid) {
+        log(LogLevel::Warning, fmt::format("client {}: uid {} sent {} fds that are not buffers and are not closed yet; "
+                                           "disconnecting it",
+                                           c.clientId, c.uid, closer_.pending(c.uid)));
+        return false;
+    }
     if (reply.header.error != 0 && options_.logLevel >= LogLevel::Debug) {
         wire::ReplyPrefix prefix;
         std::memcpy(&prefix, reply.payload.data(), sizeof prefix);

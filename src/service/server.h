@@ -19,6 +19,7 @@
 #include <cenalloc/unique_fd.h>
 
 #include "service/config.h"
+#include "service/fd_closer.h"
 #include "service/poll_window.h"
 #include "service/service.h"
 
@@ -71,7 +72,9 @@ struct ServerOptions {
 /// socket that is ready per wake-up: one request from each in turn, its
 /// reply sent without blocking. A client that does not take its replies has
 /// them queued and its requests left unread until it does; past
-/// options.sendTimeoutMs it is disconnected. The thread calling run()
+/// options.sendTimeoutMs it is disconnected. Fds a client sends that are
+/// not buffers are closed by an FdCloser, since such a close can block. The
+/// thread calling run()
 /// accepts (at most config.maxClients, config.maxClientsPerUid per uid,
 /// each new connection to the least loaded worker), reaps buffers whose
 /// inode is gone, and stops. The service's lock is never held across socket
@@ -117,6 +120,7 @@ private:
         UniqueFd socket; // non-blocking
         std::unique_ptr<ServiceClient> client;
         uint64_t clientId = 0;
+        uint32_t uid = 0;
         Worker* worker = nullptr;
         // Touched only by the connection's worker: replies not taken yet,
         // in order, and when the client must have taken them.
@@ -159,6 +163,7 @@ private:
     std::string socketPath_;
     bool ownsSocketPath_ = false;
     std::vector<std::unique_ptr<Worker>> workers_;
+    FdCloser closer_;
 
     mutable std::mutex mutex_;
     std::vector<std::unique_ptr<Connection>> connections_; // guarded by mutex_

@@ -13,6 +13,7 @@
 #include <sys/inotify.h>
 #include <sys/statfs.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -29,14 +30,19 @@ bool isDmaBuf(BorrowedFd fd) {
 } // namespace
 
 Result<InodeKey> inodeOf(BorrowedFd fd) {
-    struct stat st {};
-    if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0)
+    // AT_STATX_DONT_SYNC: a client may send a file whose filesystem it
+    // serves itself (FUSE); its server is never asked, so never waited for.
+    struct statx st {};
+    if (fd.get() < 0 || ::statx(fd.get(), "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &st) != 0)
         return Error(EBADF, fmt::format("fd {} is not open", fd.get()));
     // A memfd is a regular file; a host kernel heap's buffer is a dma-buf,
-    // whose inode has no file type and lives in the dma-buf filesystem.
-    if (!S_ISREG(st.st_mode) && !isDmaBuf(fd))
+    // whose inode has no file type and lives in the dma-buf filesystem (a
+    // FUSE file always has a type, so its server is not asked for statfs).
+    const bool noType = (st.stx_mode & S_IFMT) == 0;
+    if (!S_ISREG(st.stx_mode) && !(noType && isDmaBuf(fd)))
         return Error(EBADF, fmt::format("fd {} is not a cenalloc buffer (neither a memfd nor a dma-buf)", fd.get()));
-    return InodeKey{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+    return InodeKey{static_cast<uint64_t>(makedev(st.stx_dev_major, st.stx_dev_minor)),
+                    static_cast<uint64_t>(st.stx_ino)};
 }
 
 InodeKey inodeKeyOf(const struct ::stat& st) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
@@ -92,6 +93,16 @@ inline size_t openFdCount(pid_t pid = 0) {
             ++n;
     ::closedir(dir);
     return n - (pid ? 0 : 1); // not counting opendir's own fd
+}
+
+/// The open fd count of this process once it settles at @p expected (fds a
+/// client sent that are not buffers are closed by the daemon's closer
+/// thread, a moment later), or whatever it is after 10 s: a leak never
+/// settles.
+inline size_t openFdCountSettlingAt(size_t expected) {
+    for (int i = 0; i < 1000 && openFdCount() != expected; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return openFdCount();
 }
 
 /// A shared read-write mapping of a whole buffer fd; unmapped on destruction.

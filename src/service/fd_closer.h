@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: MIT
+// FdCloser: closes fds a client sent that are not buffers, on a thread of its own, because such a close can block.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include <cenalloc/unique_fd.h>
+
+namespace cenalloc {
+
+/// Closing an fd can block for as long as whoever made it likes: a TCP
+/// socket with SO_LINGER and unsent data, a file on a FUSE mount its
+/// client serves (FUSE_FLUSH), a network filesystem. A worker must never
+/// do that for a client, so every fd a client sends that is not a buffer
+/// (a memfd or a dma-buf, whose close never waits) is closed here, on a
+/// thread of its own, and counted against the client's uid until it is.
+///
+/// Thread safety: all methods may be called concurrently. The destructor
+/// does not wait for a close that blocks: the thread finishes on its own.
+class FdCloser {
+public:
+    FdCloser();
+    ~FdCloser();
+    FdCloser(const FdCloser&) = delete;
+    FdCloser& operator=(const FdCloser&) = delete;
+
+    /// Close @p fd soon, charged to @p uid until it is closed.
+    void close(UniqueFd fd, uint32_t uid);
+    /// Fds of @p uid handed over and not closed yet.
+    size_t pending(uint32_t uid) const;
+
+private:
+    struct State;
+    static void closeAll(const std::shared_ptr<State>& state);
+    std::shared_ptr<State> state_;
+};
+
+/// Is closing @p fd sure not to block: a memfd, or a dma-buf? Asks nothing
+/// of the filesystem the fd is on (statx with AT_STATX_DONT_SYNC).
+bool closesWithoutBlocking(BorrowedFd fd);
+
+} // namespace cenalloc
