@@ -1,15 +1,11 @@
 // SPDX-License-Identifier: MIT
-// FdCloser: a queue of fds and one thread that closes them; which fds close without blocking.
+// FdCloser: a queue of fds and one thread that closes them.
 #include "service/fd_closer.h"
 
 #include <condition_variable>
 #include <deque>
-#include <fcntl.h>
-#include <linux/magic.h>
 #include <map>
 #include <mutex>
-#include <sys/stat.h>
-#include <sys/statfs.h>
 #include <thread>
 #include <unistd.h>
 #include <utility>
@@ -65,21 +61,6 @@ size_t FdCloser::pending(uint32_t uid) const {
     std::lock_guard lock(state_->mutex);
     auto it = state_->pending.find(uid);
     return it == state_->pending.end() ? 0 : it->second;
-}
-
-bool closesWithoutBlocking(BorrowedFd fd) {
-    // Seals exist only on shmem (memfd) and hugetlbfs files; asking is a
-    // lookup in the file, not a call into a filesystem.
-    if (::fcntl(fd.get(), F_GET_SEALS) >= 0)
-        return true;
-    // A dma-buf's inode has no file type. Every file a FUSE server can make
-    // has one, so only pseudo-filesystems, whose statfs answers at once,
-    // get the fstatfs.
-    struct statx st {};
-    if (::statx(fd.get(), "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &st) != 0 || (st.stx_mode & S_IFMT) != 0)
-        return false;
-    struct statfs fs {};
-    return ::fstatfs(fd.get(), &fs) == 0 && fs.f_type == DMA_BUF_MAGIC;
 }
 
 } // namespace cenalloc

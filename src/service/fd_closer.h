@@ -14,8 +14,9 @@ namespace cenalloc {
 /// socket with SO_LINGER and unsent data, a file on a FUSE mount its
 /// client serves (FUSE_FLUSH), a network filesystem. A worker must never
 /// do that for a client, so every fd a client sends that is not a buffer
-/// (a memfd or a dma-buf, whose close never waits) is closed here, on a
-/// thread of its own, and counted against the client's uid until it is.
+/// (a memfd or a dma-buf, whose close never waits: closesWithoutBlocking())
+/// is closed here, on a thread of its own, and counted against the
+/// client's uid until it is.
 ///
 /// Thread safety: all methods may be called concurrently. The destructor
 /// does not wait for a close that blocks: the thread finishes on its own.
@@ -36,9 +37,5 @@ private:
     static void closeAll(const std::shared_ptr<State>& state);
     std::shared_ptr<State> state_;
 };
-
-/// Is closing @p fd sure not to block: a memfd, or a dma-buf? Asks nothing
-/// of the filesystem the fd is on (statx with AT_STATX_DONT_SYNC).
-bool closesWithoutBlocking(BorrowedFd fd);
 
 } // namespace cenalloc

@@ -27,6 +27,7 @@
 
 #include "service/dispatch.h"
 #include "service/socket_io.h"
+#include "service/tracker.h"
 
 namespace cenalloc {
 

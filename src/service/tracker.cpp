@@ -22,7 +22,19 @@ namespace cenalloc {
 
 namespace {
 
-bool isDmaBuf(BorrowedFd fd) {
+// statx without a round trip to the filesystem's server: a client may
+// send a file whose filesystem it serves itself (FUSE).
+bool statxLocal(BorrowedFd fd, unsigned mask, struct statx& st) {
+    return fd.get() >= 0 && ::statx(fd.get(), "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, mask, &st) == 0;
+}
+
+// A host kernel heap's buffer is a dma-buf, whose inode has no file type
+// and lives in the dma-buf filesystem. Every file a FUSE server can make
+// has a type, so only pseudo-filesystems, whose statfs answers at once,
+// are asked for theirs.
+bool isDmaBuf(BorrowedFd fd, const struct statx& st) {
+    if ((st.stx_mode & S_IFMT) != 0)
+        return false;
     struct statfs fs {};
     return ::fstatfs(fd.get(), &fs) == 0 && fs.f_type == DMA_BUF_MAGIC;
 }
@@ -30,19 +42,23 @@ bool isDmaBuf(BorrowedFd fd) {
 } // namespace
 
 Result<InodeKey> inodeOf(BorrowedFd fd) {
-    // AT_STATX_DONT_SYNC: a client may send a file whose filesystem it
-    // serves itself (FUSE); its server is never asked, so never waited for.
     struct statx st {};
-    if (fd.get() < 0 || ::statx(fd.get(), "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &st) != 0)
+    if (!statxLocal(fd, STATX_TYPE | STATX_INO, st))
         return Error(EBADF, fmt::format("fd {} is not open", fd.get()));
-    // A memfd is a regular file; a host kernel heap's buffer is a dma-buf,
-    // whose inode has no file type and lives in the dma-buf filesystem (a
-    // FUSE file always has a type, so its server is not asked for statfs).
-    const bool noType = (st.stx_mode & S_IFMT) == 0;
-    if (!S_ISREG(st.stx_mode) && !(noType && isDmaBuf(fd)))
+    // A memfd is a regular file.
+    if (!S_ISREG(st.stx_mode) && !isDmaBuf(fd, st))
         return Error(EBADF, fmt::format("fd {} is not a cenalloc buffer (neither a memfd nor a dma-buf)", fd.get()));
     return InodeKey{static_cast<uint64_t>(makedev(st.stx_dev_major, st.stx_dev_minor)),
                     static_cast<uint64_t>(st.stx_ino)};
+}
+
+bool closesWithoutBlocking(BorrowedFd fd) {
+    // Seals exist only on shmem (memfd) and hugetlbfs files; asking is a
+    // lookup in the file, not a call into a filesystem.
+    if (::fcntl(fd.get(), F_GET_SEALS) >= 0)
+        return true;
+    struct statx st {};
+    return statxLocal(fd, STATX_TYPE, st) && isDmaBuf(fd, st);
 }
 
 InodeKey inodeKeyOf(const struct ::stat& st) {

@@ -23,8 +23,14 @@ struct InodeKey {
 
 /// The (st_dev, st_ino) of @p fd. Errors: EBADF for a closed fd, EBADF for
 /// an fd that is neither a regular file nor a dma-buf (no buffer is
-/// anything else).
+/// anything else). Asks nothing of the filesystem the fd is on
+/// (statx with AT_STATX_DONT_SYNC), so a client serving it (FUSE) cannot
+/// make this wait.
 Result<InodeKey> inodeOf(BorrowedFd fd);
+
+/// Is closing @p fd sure not to block: a memfd, or a dma-buf? Asks nothing
+/// of the filesystem the fd is on either.
+bool closesWithoutBlocking(BorrowedFd fd);
 
 /// What holds a buffer's bytes: how its end is seen.
 enum class BufferFile {
