@@ -73,13 +73,14 @@ struct ServerOptions {
 /// reply sent without blocking. A client that does not take its replies has
 /// them queued and its requests left unread until it does; past
 /// options.sendTimeoutMs it is disconnected. Fds a client sends that are
-/// not buffers are closed by an FdCloser, since such a close can block. The
-/// thread calling run()
-/// accepts (at most config.maxClients, config.maxClientsPerUid per uid,
-/// each new connection to the least loaded worker), reaps buffers whose
-/// inode is gone, and stops. The service's lock is never held across socket
-/// I/O and no socket operation blocks, so a slow or hostile client stalls
-/// nobody (docs/protocol.md says more).
+/// not buffers are closed by an FdCloser, since such a close can block. An
+/// idle worker polls a while before it sleeps (PollWindow). The thread
+/// calling run() accepts (at most config.maxClients,
+/// config.maxClientsPerUid per uid, each new connection to the least
+/// loaded worker), reaps buffers whose inode is gone, and stops. The
+/// service's lock is never held across socket I/O and no socket operation
+/// blocks, so a slow or hostile client stalls nobody (docs/protocol.md says
+/// more).
 ///
 /// Thread safety: stop() may be called from any thread; the rest from the
 /// owner's.
