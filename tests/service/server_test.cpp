@@ -256,31 +256,38 @@ TEST(Workers, AnFdWhoseCloseBlocksStallsNoWorkerAndAUidThatSendsManyIsCutOff) {
     ASSERT_NE(session, nullptr);
 
     // The hostile client sends the socket and drops its own copy. Only if
-    // the daemon's close is the last does it block, so the client's close
-    // runs on a thread of its own: returning at once, it was not the last;
-    // blocking, it was (the daemon was quicker), and the client tries again.
-    UniqueFd hostile = connectRaw(daemon.path());
-    timeval patience{20, 0}; // a worker that waits for the close would never answer: fail, not hang
-    ::setsockopt(hostile.get(), SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
+    // the daemon's close is the last does it block, so the client sends it
+    // as the first thing on a new connection, which the daemon has yet to
+    // accept and hand to a worker, and closes its copy on a thread of its
+    // own: returning at once, that close was not the last; blocking, it
+    // was (the daemon was quicker), and the client tries again.
+    UniqueFd hostile;
     std::unique_ptr<LingeringSocket> lingering;
     uint32_t sequence = 1;
     bool daemonHoldsTheLast = false;
-    for (; !daemonHoldsTheLast && sequence <= 5; ++sequence) {
+    for (int attempt = 0; !daemonHoldsTheLast && attempt < 5; ++attempt, ++sequence) {
         lingering = std::make_unique<LingeringSocket>();
+        hostile = connectRaw(daemon.path());
         wire::MessageHeader h = wire::makeHeader(wire::Op::Import, 0, 1, sequence);
         int fd = lingering->socket.get();
-        ASSERT_TRUE(sendDatagram(hostile, std::as_bytes(std::span(&h, 1)), std::span<const int>(&fd, 1)));
-        std::atomic<bool> closed{false};
-        std::thread close([&] {
+        std::atomic<bool> sent{false}, closed{false};
+        std::thread close([&] { // started first, so that it closes the moment the fd is on its way
+            while (!sent)
+                std::this_thread::yield();
             lingering->socket.reset();
             closed = true;
         });
+        bool sentOk = bool(sendDatagram(hostile, std::as_bytes(std::span(&h, 1)), std::span<const int>(&fd, 1)));
+        sent = true;
         for (int i = 0; i < 200 && !closed; ++i)
             std::this_thread::sleep_for(10ms);
         daemonHoldsTheLast = closed;
         if (!daemonHoldsTheLast)
             lingering->drain(); // let our close finish
         close.join();
+        ASSERT_TRUE(sentOk);
+        timeval patience{20, 0}; // a worker that waits for the close would never answer: fail, not hang
+        ::setsockopt(hostile.get(), SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
         auto reply = receiveDatagram(hostile, wire::kMaxFragmentSize);
         if (!reply)
             lingering->drain(); // let the worker go
