@@ -91,6 +91,10 @@ Result<UniqueFd> KernelHeap::allocateDmaBuf(uint64_t length, uint32_t fdFlags, u
     // modelled one refuse the same requests with the same words.
     if (auto valid = validateHeapRequest(properties(), length, fdFlags, heapFlags); !valid)
         return valid.error();
+    return ioctlAlloc(length, fdFlags, heapFlags);
+}
+
+Result<UniqueFd> KernelHeap::ioctlAlloc(uint64_t length, uint32_t fdFlags, uint64_t heapFlags) const {
     dma_heap_allocation_data data{};
     data.len = length;
     data.fd_flags = fdFlags;
@@ -104,7 +108,8 @@ Result<Heap::Backing> KernelHeap::allocateBacking(uint64_t length, const Storage
     if (limits.highestAddress != UINT64_MAX || limits.alignment > kPageSize)
         return Error(
             EINVAL, fmt::format("heap '{}' takes no placement limits: the kernel decides where its pages lie", name()));
-    auto fd = allocateDmaBuf(length, O_CLOEXEC | O_RDWR, 0);
+    // Heap::allocate's caller validated the request (validateHeapRequest).
+    auto fd = ioctlAlloc(length, O_CLOEXEC | O_RDWR, 0);
     if (!fd)
         return fd.error();
     return Backing{{}, std::move(*fd)};

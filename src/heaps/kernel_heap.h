@@ -76,6 +76,8 @@ protected:
     void freeChunks(std::span<const PhysChunk> chunks) override { (void)chunks; }
 
 private:
+    /// DMA_HEAP_IOCTL_ALLOC of a request already validated.
+    Result<UniqueFd> ioctlAlloc(uint64_t length, uint32_t fdFlags, uint64_t heapFlags) const;
     KernelHeap(std::string kernelName, HeapProperties properties, UniqueFd fd)
         : Heap(std::move(properties)), kernelName_(std::move(kernelName)), fd_(std::move(fd)) {}
     std::string kernelName_;
