@@ -13,6 +13,7 @@
 #include "alloc/deferred_exporter.h"
 #include "core/heap_exporter.h"
 #include "core/registry.h"
+#include "heaps/heap_request.h"
 #include "heaps/kernel_heap.h"
 #include "heaps/platform_heaps.h"
 
@@ -120,7 +121,7 @@ Result<std::shared_ptr<Buffer>> Context::allocate(std::string_view heapName, uin
     Buffer::Params params;
     params.size = *aligned;
     params.fdFlags = fdFlags;
-    params.ops = makeHeapExporter(heap->name());
+    params.ops = makeHeapExporter(*heap);
     params.storage = std::move(*storage);
     params.registry = registry_;
     return Buffer::create(std::move(params));

@@ -23,12 +23,6 @@ public:
     const char* name() const override { return heap_.c_str(); }
 
     Result<void> attach(Buffer& buffer, const DmaDevice& device) override {
-        if (buffer.storageLocked().inHostKernel())
-            return Error(
-                EOPNOTSUPP,
-                fmt::format("heap '{}' is the host kernel's: where its pages lie is unknown, so '{}' cannot be "
-                            "checked against the buffer or map it (kernel drivers import its fd instead)",
-                            heap_, device.name()));
         if (auto ok = checkStorageForDevice(buffer.storageLocked(), device); !ok)
             return Error(EBUSY, fmt::format("the buffer's storage from heap '{}' cannot serve '{}': {}", heap_,
                                             device.name(), ok.error().message()));
@@ -40,17 +34,41 @@ public:
         return {};
     }
 
-    // A host kernel dma-buf: the kernel's exporter does the cache maintenance.
+private:
+    std::string heap_;
+};
+
+// A host kernel heap's buffer: a real dma-buf whose pages the kernel does not
+// show. No modelled device can be checked against it or map it, and the
+// kernel's exporter does the cache maintenance.
+class KernelHeapExporter final : public BufferOps {
+public:
+    explicit KernelHeapExporter(std::string heap) : heap_(std::move(heap)) {}
+    const char* name() const override { return heap_.c_str(); }
+
+    Result<void> attach(Buffer& buffer, const DmaDevice& device) override {
+        (void)buffer;
+        return Error(EOPNOTSUPP,
+                     fmt::format("heap '{}' is the host kernel's: where its pages lie is unknown, so '{}' cannot be "
+                                 "checked against the buffer or map it (kernel drivers import its fd instead)",
+                                 heap_, device.name()));
+    }
+
+    Result<void> ensureStorage(Buffer& buffer) override {
+        (void)buffer; // born with storage
+        return {};
+    }
+
     // Once the fd was given away its holder syncs it (the kernel keeps no
     // brackets, so nothing is left unbalanced here).
     Result<void> beginCpuAccess(Buffer& buffer, uint32_t flags) override {
-        if (!buffer.storageLocked().inHostKernel() || !buffer.fd().valid())
+        if (!buffer.fd().valid())
             return {};
         return syncDmaBuf(buffer.fd(), DMA_BUF_SYNC_START | flags);
     }
 
     void endCpuAccess(Buffer& buffer, uint32_t flags) override {
-        if (!buffer.storageLocked().inHostKernel() || !buffer.fd().valid())
+        if (!buffer.fd().valid())
             return;
         // END after a successful START cannot fail for valid flags; a kernel
         // that disagrees changes nothing this bracket could undo.
@@ -63,8 +81,10 @@ private:
 
 } // namespace
 
-std::unique_ptr<BufferOps> makeHeapExporter(std::string heapName) {
-    return std::make_unique<HeapExporter>(std::move(heapName));
+std::unique_ptr<BufferOps> makeHeapExporter(const Heap& heap) {
+    if (heap.properties().kind == HeapKind::Kernel)
+        return std::make_unique<KernelHeapExporter>(heap.name());
+    return std::make_unique<HeapExporter>(heap.name());
 }
 
 } // namespace cenalloc

@@ -9,12 +9,12 @@
 #include <cenalloc/buffer.h>
 #include <cenalloc/heap.h>
 
-#include "heaps/heap_request.h" // validateHeapRequest, used with every heap exporter
-
 namespace cenalloc {
 
-/// Ops for a buffer born with storage from @p heapName (the dma-heap way).
-/// Attach checks that the existing storage serves the device (EBUSY if not).
-std::unique_ptr<BufferOps> makeHeapExporter(std::string heapName);
+/// Ops for a buffer born with storage from @p heap (the dma-heap way).
+/// Attach checks that the existing storage serves the device (EBUSY if
+/// not). A host kernel heap's buffer (HeapKind::Kernel) refuses every
+/// modelled device (EOPNOTSUPP) and has the kernel sync it for CPU access.
+std::unique_ptr<BufferOps> makeHeapExporter(const Heap& heap);
 
 } // namespace cenalloc

@@ -15,6 +15,7 @@
 #include <cenalloc/memfd.h>
 
 #include "core/test_board.h"
+#include "heaps/heap_request.h"
 
 namespace cenalloc {
 namespace {

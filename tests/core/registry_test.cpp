@@ -3,6 +3,7 @@
 #include "core/registry.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -36,11 +37,25 @@ std::vector<uint64_t> idsOf(const std::vector<std::shared_ptr<Buffer>>& buffers,
     return ids;
 }
 
+// Ops for a buffer with no storage that nothing attaches to.
+class BareOps final : public BufferOps {
+public:
+    const char* name() const override { return "test"; }
+    Result<void> attach(Buffer& buffer, const DmaDevice& device) override {
+        (void)buffer, (void)device;
+        return Error(EOPNOTSUPP, "a bare test buffer");
+    }
+    Result<void> ensureStorage(Buffer& buffer) override {
+        (void)buffer;
+        return {};
+    }
+};
+
 // A buffer that no registry knows, for registering by hand.
 std::shared_ptr<Buffer> unregisteredBuffer() {
     Buffer::Params params;
     params.size = 4 * KiB;
-    params.ops = makeHeapExporter("test");
+    params.ops = std::make_unique<BareOps>();
     auto buffer = Buffer::create(std::move(params));
     EXPECT_TRUE(buffer) << buffer.error().toString();
     return buffer ? *buffer : nullptr;

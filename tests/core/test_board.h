@@ -76,7 +76,7 @@ public:
         params.size = size;
         params.fdFlags = O_CLOEXEC | O_RDWR;
         params.name = std::move(name);
-        params.ops = makeHeapExporter(h->name());
+        params.ops = makeHeapExporter(*h);
         params.storage = std::move(*storage);
         params.registry = registry_;
         return Buffer::create(std::move(params));
