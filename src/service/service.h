@@ -133,6 +133,13 @@ private:
         Entry* entry;
     };
     Result<Target> targetLocked(uint64_t clientId, const InodeKey& key, int fd);
+    /// Client @p clientId and its attachment @p attachment. Errors: those
+    /// of clientLocked(), ENOENT for an attachment it does not have.
+    struct AttachmentTarget {
+        ClientState* client;
+        AttachmentRecord* record;
+    };
+    Result<AttachmentTarget> attachmentLocked(uint64_t clientId, uint64_t attachment);
     Claim& claimLocked(ClientState& client, Entry& entry);
     bool visibleLocked(const ClientState& client, uint64_t bufferId) const;
     Result<ServiceBuffer> adopt(uint64_t clientId, std::shared_ptr<Buffer> buffer, uint64_t charge);
