@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
-#include <fstream>
 #include <linux/dma-buf.h>
 #include <string>
 #include <unistd.h>
@@ -19,6 +18,7 @@
 #include <cenalloc/units.h>
 
 #include "core/test_board.h"
+#include "heaps/dmabuf_fdinfo.h"
 #include "heaps/fake_kernel_heaps.h"
 
 namespace cenalloc {
@@ -189,14 +189,7 @@ TEST(KernelHeapsInAContext, AreNeverChosenForDevicesAndSayWhy) {
 
 // ---------------------------------------------------------------- real kernel heaps, where the host has them
 
-std::string fdinfoField(int fd, const std::string& field) {
-    std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind(field + ":", 0) == 0)
-            return line.substr(line.find_first_not_of(" \t", field.size() + 1));
-    return {};
-}
+using test::dmaBufFdinfo;
 
 class RealKernelHeap : public ::testing::Test {
 protected:
@@ -221,7 +214,7 @@ TEST_F(RealKernelHeap, HandsOutARealDmaBufCountedInTheHeapsStatistics) {
         ASSERT_TRUE(buffer) << buffer.error().toString();
         EXPECT_EQ((*buffer)->size(), 2 * kPageSize);
         EXPECT_TRUE((*buffer)->inHostKernel());
-        EXPECT_EQ(fdinfoField((*buffer)->fd().get(), "exp_name"), "system") << "the kernel exported it";
+        EXPECT_EQ(dmaBufFdinfo((*buffer)->fd().get(), "exp_name"), "system") << "the kernel exported it";
         EXPECT_EQ(heap_->stats().liveBuffers, 1u);
         EXPECT_EQ(heap_->stats().liveBytes, 2 * kPageSize);
 
@@ -235,7 +228,7 @@ TEST_F(RealKernelHeap, HandsOutARealDmaBufCountedInTheHeapsStatistics) {
             std::memset(map->data(), 0x5a, map->size());
         }
         EXPECT_TRUE((*buffer)->setName("ctx-kernel"));
-        EXPECT_EQ(fdinfoField((*buffer)->fd().get(), "name"), "ctx-kernel") << "named in the kernel too";
+        EXPECT_EQ(dmaBufFdinfo((*buffer)->fd().get(), "name"), "ctx-kernel") << "named in the kernel too";
         EXPECT_EQ((*buffer)->setName(std::string(32, 'x')).error().code(), EINVAL);
         EXPECT_EQ((*buffer)->name(), "ctx-kernel");
 

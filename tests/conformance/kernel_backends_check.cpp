@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
-#include <fstream>
 #include <linux/dma-buf.h>
 #include <linux/udmabuf.h>
 #include <string>
@@ -26,6 +25,7 @@
 #include <cenalloc/session.h>
 
 #include <cenalloc/udmabuf.h>
+#include "heaps/dmabuf_fdinfo.h"
 #include "heaps/kernel_heap.h"
 
 namespace {
@@ -49,12 +49,8 @@ template <typename T> std::string outcome(const Result<T>& r) {
 
 /// A "field:" line the kernel prints in /proc/self/fdinfo for a dma-buf.
 std::string fdinfoField(int fd, const std::string& field) {
-    std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind(field + ":", 0) == 0)
-            return line.substr(line.find_first_not_of(" \t", field.size() + 1));
-    return "(none)";
+    std::string value = test::dmaBufFdinfo(fd, field);
+    return value.empty() ? "(none)" : value;
 }
 
 std::string fdinfoName(int fd) {
