@@ -22,7 +22,9 @@ inline constexpr uint64_t kAllAccess = UINT64_MAX;
 /// A device's DMA limits, as Linux spreads them over dma_mask,
 /// coherent_dma_mask and dma_parms (shared/DESIGN.md sections 1 and 2).
 struct DmaConstraints {
-    /// Highest address bits the device drives for streaming DMA; 0 is invalid.
+    /// Highest address the device reaches for streaming DMA (inclusive):
+    /// DMA_BIT_MASK(n), or any lower limit a bus window imposes (Linux's
+    /// bus_dma_limit); 0 is invalid.
     uint64_t dmaMask = kNoLimit;
     /// The same for coherent (dma_alloc_coherent) memory.
     uint64_t coherentDmaMask = kNoLimit;
@@ -73,6 +75,19 @@ struct ReservedRegion {
     bool isDefault = false;
     /// Access bits of the memory (see DmaConstraints::accessBits).
     uint64_t accessBits = kAllAccess;
+    /// The devices that name the region in their `memory-region`: it is
+    /// theirs alone (a per-device pool or carveout, which the kernel hands
+    /// to that device's dma_alloc_* calls only), never a heap for other
+    /// devices. Empty: a general region.
+    std::vector<std::string> owners{};
+    /// A restricted-dma-pool: its owners bounce every DMA through it
+    /// (swiotlb), so it is a bounce buffer, never a heap.
+    bool restricted = false;
+    /// The board's kernel hands the region out as a dma-buf heap
+    /// (/dev/dma_heap/<name>): the default CMA area on a device-tree board,
+    /// every unowned region of a modelled platform. A region that is neither
+    /// that nor owned is memory set aside that no heap hands out.
+    bool heap = true;
     uint64_t end() const { return base + size; }
 };
 
@@ -91,7 +106,27 @@ struct Device {
     DmaConstraints constraints;
     /// Name of the IOMMU the device sits behind, if any.
     std::optional<std::string> iommu;
+    /// The IOMMU group inside `iommu`: devices behind one IOMMU share an I/O
+    /// virtual address space only when their groups are equal, as Linux
+    /// puts masters with the same stream ID in one iommu_group and gives
+    /// every group its own default domain. Empty: the IOMMU's one group.
+    std::string iommuGroup{};
+    /// The restricted-dma-pool region every DMA of the device bounces
+    /// through (swiotlb); empty when none. Such a device never touches a
+    /// shared buffer's memory itself: the kernel copies.
+    std::string restrictedPool{};
+    /// Where the driver facts came from: the citation of the compatible
+    /// row that supplied them; empty when none did.
+    std::string factSource{};
+    /// Facts assumed rather than read from the device tree or a cited row,
+    /// each in words ("needs one contiguous buffer: a display engine without
+    /// an IOMMU and no driver row"): what a user should confirm.
+    std::vector<std::string> assumedFacts{};
 };
+
+/// The I/O virtual address space @p device maps in: its IOMMU's name, then
+/// ":" and its group when it has one; empty without an IOMMU.
+std::string iommuDomainName(const Device& device);
 
 /// What the platform says about one of the host kernel's dma-heaps
 /// (/dev/dma_heap/<name>) that the kernel cannot tell: used for the heap
@@ -121,6 +156,11 @@ struct Platform {
     std::vector<Device> devices;
     /// Host kernel heaps described (see KernelHeapDescription).
     std::vector<KernelHeapDescription> kernelHeaps;
+    /// The vendor system heaps the board's kernel has beyond `system`
+    /// (any of "system-uncached", "system-dma32", "system-uncached-dma32"),
+    /// or std::nullopt for all of them (a modelled platform). A platform
+    /// from a device tree has only those its overlay names (`kernel_heaps`).
+    std::optional<std::vector<std::string>> vendorHeaps{};
 
     const Device* findDevice(std::string_view name) const;
     const Iommu* findIommu(std::string_view name) const;

@@ -40,6 +40,13 @@ constexpr bool isPowerOfTwo(uint64_t v) {
     return v != 0 && (v & (v - 1)) == 0;
 }
 
+/// A DMA mask read as an inclusive address limit: DMA_BIT_MASK(n) (2^n-1,
+/// all 64 bits included), or a bus window's last byte that ends a page
+/// (0xbfffffff for a 3 GiB window; Linux's bus_dma_limit).
+constexpr bool isAddressLimit(uint64_t mask) {
+    return mask == UINT64_MAX || isPowerOfTwo(mask + 1) || (mask & 0xfff) == 0xfff;
+}
+
 /// Number of address bits a mask covers: 0xffffffff -> 32; 0 -> 0.
 int maskBits(uint64_t mask);
 

@@ -104,9 +104,11 @@ using C = DmaConstraints;
 // The one place that says how each kind of constraint merges (DESIGN.md
 // section 5). Rows follow the field order of DmaConstraints.
 constexpr std::array<ConstraintRule, 9> kRules = {{
-    {"dma_mask", "and", ConstraintValueKind::Mask, get<&C::dmaMask>, combineAnd<&C::dmaMask>,
+    // Masks are inclusive address limits (DMA_BIT_MASK(n) or a bus window's
+    // end), so the lower one wins; for 2^n-1 masks that is their AND.
+    {"dma_mask", "min", ConstraintValueKind::Mask, get<&C::dmaMask>, combineMin<&C::dmaMask>,
      relax<&C::dmaMask, kNoLimit>, printMask<&C::dmaMask>, isZero<&C::dmaMask>},
-    {"coherent_dma_mask", "and", ConstraintValueKind::Mask, get<&C::coherentDmaMask>, combineAnd<&C::coherentDmaMask>,
+    {"coherent_dma_mask", "min", ConstraintValueKind::Mask, get<&C::coherentDmaMask>, combineMin<&C::coherentDmaMask>,
      relax<&C::coherentDmaMask, kNoLimit>, printMask<&C::coherentDmaMask>, isZero<&C::coherentDmaMask>},
     {"max_segment_size", "min", ConstraintValueKind::Bytes, get<&C::maxSegmentSize>, combineMin<&C::maxSegmentSize>,
      relax<&C::maxSegmentSize, kNoLimit>, printBytes<&C::maxSegmentSize>, isZero<&C::maxSegmentSize>},

@@ -22,6 +22,14 @@ const Iommu* Platform::findIommu(std::string_view n) const {
     return it == iommus.end() ? nullptr : &*it;
 }
 
+std::string iommuDomainName(const Device& device) {
+    if (!device.iommu)
+        return {};
+    if (device.iommuGroup.empty())
+        return *device.iommu;
+    return *device.iommu + ":" + device.iommuGroup;
+}
+
 const ReservedRegion* Platform::findRegion(std::string_view n) const {
     auto it = std::find_if(regions.begin(), regions.end(), [&](const ReservedRegion& r) { return r.name == n; });
     return it == regions.end() ? nullptr : &*it;
@@ -138,13 +146,15 @@ Result<void> validatePlatform(const Platform& p) {
             return invalid(fmt::format("device '{}': dma_mask of 0 lets it reach no memory", d.name));
         if (c.coherentDmaMask == 0)
             return invalid(fmt::format("device '{}': coherent_dma_mask of 0 lets it reach no memory", d.name));
-        // Masks are DMA_BIT_MASK(n): the address limit arithmetic everywhere
-        // relies on mask + 1 being a power of two.
-        if (c.dmaMask != kNoLimit && !isPowerOfTwo(c.dmaMask + 1))
-            return invalid(fmt::format("device '{}': dma_mask {:#x} is not of the form 2^n-1", d.name, c.dmaMask));
-        if (c.coherentDmaMask != kNoLimit && !isPowerOfTwo(c.coherentDmaMask + 1))
-            return invalid(fmt::format("device '{}': coherent_dma_mask {:#x} is not of the form 2^n-1", d.name,
-                                       c.coherentDmaMask));
+        // A mask is an inclusive address limit: DMA_BIT_MASK(n), or a bus
+        // window's end that is no power of two (a 3 GiB PCIe inbound
+        // window). It must at least cover a page.
+        if (!isAddressLimit(c.dmaMask))
+            return invalid(fmt::format("device '{}': dma_mask {:#x} is neither 2^n-1 nor the end of a page", d.name,
+                                       c.dmaMask));
+        if (!isAddressLimit(c.coherentDmaMask))
+            return invalid(fmt::format("device '{}': coherent_dma_mask {:#x} is neither 2^n-1 nor the end of a page",
+                                       d.name, c.coherentDmaMask));
         if (c.maxSegmentSize < kPageSize)
             return invalid(
                 fmt::format("device '{}': max_segment_size {} is below the page size", d.name, c.maxSegmentSize));
@@ -160,6 +170,25 @@ Result<void> validatePlatform(const Platform& p) {
             return invalid(fmt::format("device '{}': access bits 0 let it reach no memory", d.name));
         if (d.iommu && !p.findIommu(*d.iommu))
             return invalid(fmt::format("device '{}' names unknown iommu '{}'", d.name, *d.iommu));
+        if (!d.iommu && !d.iommuGroup.empty())
+            return invalid(fmt::format("device '{}' has iommu group '{}' but no iommu", d.name, d.iommuGroup));
+        if (!d.restrictedPool.empty()) {
+            const ReservedRegion* pool = p.findRegion(d.restrictedPool);
+            if (!pool || !pool->restricted)
+                return invalid(fmt::format("device '{}' bounces through '{}', which is no restricted-dma-pool region",
+                                           d.name, d.restrictedPool));
+        }
+    }
+    for (const ReservedRegion& r : p.regions)
+        for (const std::string& owner : r.owners)
+            if (!p.findDevice(owner))
+                return invalid(fmt::format("reserved region '{}' belongs to unknown device '{}'", r.name, owner));
+    if (p.vendorHeaps) {
+        for (const std::string& h : *p.vendorHeaps)
+            if (h != "system-uncached" && h != "system-dma32" && h != "system-uncached-dma32")
+                return invalid(fmt::format("kernel heap '{}' is not a vendor system heap cenalloc models "
+                                           "(system-uncached, system-dma32, system-uncached-dma32)",
+                                           h));
     }
 
     for (const KernelHeapDescription& k : p.kernelHeaps) {

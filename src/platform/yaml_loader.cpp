@@ -298,8 +298,13 @@ Result<void> Loader::readMask(const Fields& f, std::string_view maskKey, std::st
             return r;
         if (mask == 0)
             return fieldError(f, maskKey, "a mask of zero lets the device reach no memory");
-        if (mask != kNoLimit && !isPowerOfTwo(mask + 1))
-            return fieldError(f, maskKey, fmt::format("{:#x} is not of the form 2^n-1 (use e.g. 0xffffffff)", mask));
+        // A mask is an inclusive address limit: 2^n-1, or the end of a bus
+        // window (0xbfffffff for 3 GiB), which ends a page.
+        if (!isAddressLimit(mask))
+            return fieldError(f, maskKey,
+                              fmt::format("{:#x} is neither 2^n-1 nor the end of a page (use e.g. 0xffffffff, or "
+                                          "0xbfffffff for a 3 GiB window)",
+                                          mask));
         out = mask;
     }
     return {};

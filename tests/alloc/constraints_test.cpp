@@ -122,6 +122,7 @@ void setField(DmaConstraints& c, std::string_view row, uint64_t v) {
 const RowCase kRowCases[] = {
     {"dma_mask", 0xffffffff, 0x3fffffff, 0x3fffffff},
     {"dma_mask", kNoLimit, 0xfffffffff, 0xfffffffff},
+    {"dma_mask", 0xbfffffff, 0x7fffffff, 0x7fffffff}, // address limits: the lower, not the bits in common
     {"coherent_dma_mask", 0xffffffff, kNoLimit, 0xffffffff},
     {"max_segment_size", 64 * KiB, 0xffffffff, 64 * KiB},
     {"max_segment_size", kNoLimit, 4 * KiB, 4 * KiB},

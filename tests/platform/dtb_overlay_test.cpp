@@ -89,7 +89,7 @@ TEST(Overlay, BadOverlaysAreEinvalWithTheLine) {
         {"devices:\n  - dma_mask_bits: 32\n", "ov.yaml:2: devices[0]: give exactly one of 'name' and 'compatible'"},
         {"devices:\n  - {name: a, compatible: b}\n", "give exactly one of"},
         {"devices:\n  - name: a\n    master: true\n", "ov.yaml:3: device 'a': master: true needs a compatible"},
-        {"devices:\n  - name: a\n    dma_mask: 0x1234\n", "ov.yaml:3: device 'a': dma_mask: 0x1234 is not of the form"},
+        {"devices:\n  - name: a\n    dma_mask: 0x1234\n", "ov.yaml:3: device 'a': dma_mask: 0x1234 is neither 2^n-1"},
         {"devices:\n  - name: a\n    dma_mask_bits: 65\n", "dma_mask_bits: 65 is not between 1 and 64"},
         {"devices:\n  - name: a\n    dma_mask_bits: 32\n    dma_mask: 0xff\n", "give either dma_mask or"},
         {"devices:\n  - name: a\n    max_segment_size: 512\n", "below the page size"},
