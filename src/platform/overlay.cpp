@@ -174,9 +174,9 @@ Result<std::optional<uint64_t>> Parser::mask(const Map& m, std::string_view mask
             return v.error();
         // An inclusive address limit (2^n-1 or a bus window's end) that ends a page.
         if (*v == 0 || !isAddressLimit(*v))
-            return at(m.find(maskKey)->second.first,
-                      fmt::format("{}: {}: {:#x} is neither 2^n-1 with n > 0 nor the end of a page", what, maskKey,
-                                  *v));
+            return at(
+                m.find(maskKey)->second.first,
+                fmt::format("{}: {}: {:#x} is neither 2^n-1 with n > 0 nor the end of a page", what, maskKey, *v));
         return std::optional<uint64_t>(*v);
     }
     return std::optional<uint64_t>();

@@ -150,8 +150,8 @@ Result<void> validatePlatform(const Platform& p) {
         // window's end that is no power of two (a 3 GiB PCIe inbound
         // window). It must at least cover a page.
         if (!isAddressLimit(c.dmaMask))
-            return invalid(fmt::format("device '{}': dma_mask {:#x} is neither 2^n-1 nor the end of a page", d.name,
-                                       c.dmaMask));
+            return invalid(
+                fmt::format("device '{}': dma_mask {:#x} is neither 2^n-1 nor the end of a page", d.name, c.dmaMask));
         if (!isAddressLimit(c.coherentDmaMask))
             return invalid(fmt::format("device '{}': coherent_dma_mask {:#x} is neither 2^n-1 nor the end of a page",
                                        d.name, c.coherentDmaMask));
