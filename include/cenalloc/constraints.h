@@ -23,16 +23,33 @@ enum class ConstraintValueKind {
     Bits,  ///< an opaque bit set
 };
 
+/// The two kinds of DMA limit (shared/DESIGN.md section 5), which combine
+/// differently.
+enum class ConstraintPart {
+    /// What the storage itself must be (reachable addresses, contiguity,
+    /// alignment, coherency, kinds of memory): the limits of every device
+    /// sharing the buffer intersect.
+    Placement,
+    /// How one device sees the storage (segment size, boundary and count):
+    /// each attachment maps the storage under its own device's limits, so
+    /// these are checked per device and never merged across devices.
+    Mapping,
+};
+
 /// One kind of constraint and the one rule that merges it: a row of the
 /// table constraintRules() returns. Adding a kind of constraint to
 /// DmaConstraints means adding one row; everything that merges, prints,
 /// tests for the unconstrained value or for unsatisfiability walks the table.
 ///
 /// Every merge is commutative, associative and idempotent, and the
-/// unconstrained value is its identity (tests/alloc check each row).
+/// unconstrained value is its identity (tests/alloc check each row). Only
+/// Placement rows are merged across devices; a Mapping row's merge is what
+/// two limits of one device's mapping come to (the lower), used within one
+/// device's mapping only.
 struct ConstraintRule {
     /// The name used in platform descriptions and JSON: "dma_mask".
     std::string_view name;
+    ConstraintPart part;
     /// How the merge combines two values, in words: "and", "min", ...
     std::string_view merge;
     ConstraintValueKind kind;
@@ -64,6 +81,15 @@ const DmaConstraints& unconstrained();
 /// The intersection of @p a and @p b: every row's merge applied.
 DmaConstraints mergeConstraints(const DmaConstraints& a, const DmaConstraints& b);
 
+/// What @p c asks of the storage when the device maps it without an IOMMU:
+/// its Placement rows, with `contiguous` set when it takes one segment
+/// (needsContiguous()), and every Mapping row relaxed.
+DmaConstraints placementOf(const DmaConstraints& c);
+
+/// The intersection of the placement parts of @p a and @p b: the Placement
+/// rows merged, the Mapping rows relaxed.
+DmaConstraints mergePlacement(const DmaConstraints& a, const DmaConstraints& b);
+
 /// The first row whose value in @p c is absorbing, or nullptr.
 const ConstraintRule* unsatisfiableRule(const DmaConstraints& c);
 
@@ -76,20 +102,23 @@ uint64_t addressLimit(const DmaConstraints& c);
 /// "32-bit mask" for masks of the form 2^n-1, "address limit 0x..." otherwise.
 std::string describeMask(uint64_t mask);
 
-/// The IOVA side of one IOMMU: the merged limits of every device of the set
-/// that sits behind it, which must hold for the buffer's I/O virtual
-/// addresses rather than its physical ones.
+/// The IOVA side of one IOMMU domain: the merged placement limits of every
+/// device of the set that maps in it, which must hold for the buffer's one
+/// I/O virtual range there rather than its physical addresses (devices of
+/// one domain share that range through the mapping cache).
 struct IovaSpace {
-    /// Name of the IOMMU (Iommu::name).
+    /// Name of the domain: the IOMMU's name, with ":group" for a device in
+    /// an IOMMU group of its own (iommuDomainName()).
     std::string iommu;
     /// The IOMMU's page size: the IOVA granule.
     uint64_t pageSize = 4096;
     /// The IOMMU's aperture, inclusive at both ends.
     uint64_t apertureBase = 0;
     uint64_t apertureLast = 0;
-    /// The devices' limits merged with the same table as physical ones, in
-    /// IOVA space. `contiguous` is always met there (an IOVA range is
-    /// contiguous); masks, segment size, count and boundary still apply.
+    /// The devices' placement limits merged with the same table as physical
+    /// ones, in IOVA space; the Mapping rows are relaxed (each device's own
+    /// are in ConstraintSet::mappings()). `contiguous` is always met there
+    /// (an IOVA range is contiguous).
     DmaConstraints limits;
 
     /// The part of the aperture the devices' masks reach: [apertureBase, windowLast()].
@@ -101,22 +130,46 @@ struct IovaSpace {
     bool operator==(const IovaSpace&) const = default;
 };
 
-/// The merged DMA limits of a set of devices: an immutable value.
+/// How one device of a set maps the buffer: its own Mapping limits, never
+/// merged with another device's. A device without an IOMMU maps the
+/// physical storage; one behind an IOMMU maps the buffer's one I/O virtual
+/// range in its domain.
+struct DeviceMapping {
+    /// The device's name.
+    std::string device;
+    /// The IOMMU domain it maps in (IovaSpace::iommu), or empty for direct
+    /// DMA to the physical storage.
+    std::string domain;
+    uint64_t maxSegmentSize = kNoLimit;
+    uint64_t segmentBoundaryMask = kNoLimit;
+    /// 0 = unlimited.
+    uint32_t maxSegmentCount = 0;
+
+    bool direct() const { return domain.empty(); }
+    bool operator==(const DeviceMapping&) const = default;
+};
+
+/// The DMA limits of a set of devices: an immutable value.
 ///
-/// It has two parts. physical() is what the buffer's memory itself must
-/// meet: merged over what every device contributes physically. A device
-/// without an IOMMU contributes all its limits; a device behind an IOMMU
-/// contributes only its coherency, its access bits and the IOMMU page size
-/// as the alignment (the granule the IOMMU maps), and nothing else: no
-/// contiguity, no physical address limit, no segment limits, since the IOMMU
-/// can gather any pages into one I/O virtual range. iovaSpaces() holds, per
-/// IOMMU, the merged limits of the devices behind it, checked in IOVA space
-/// (a device that takes 2 segments of 64 KiB cannot take 1 MiB even behind
-/// an IOMMU). Devices behind the same IOMMU share one IOVA space.
+/// It has three parts (shared/DESIGN.md section 5). physical() is what the
+/// buffer's memory itself must meet: the Placement limits every device
+/// contributes, intersected. A device without an IOMMU contributes its
+/// address limits, contiguity (also when it takes one segment), alignment,
+/// coherency and access bits; a device behind an IOMMU contributes only its
+/// coherency, its access bits and the IOMMU page size as the alignment (the
+/// granule the IOMMU maps): the IOMMU can gather any pages into one I/O
+/// virtual range. iovaSpaces() holds, per IOMMU domain, the intersected
+/// placement limits of the devices mapping in it, checked in IOVA space.
+/// mappings() holds every device's own segment limits, each checked
+/// against what that device maps (the storage, or its I/O virtual range):
+/// a USB controller taking 64 KiB segments and a display taking one
+/// segment share a contiguous buffer, which the controller maps as many
+/// segments.
 ///
 /// Merging is commutative, associative and idempotent, with the empty set
 /// (no devices) as identity, so a set does not depend on the order devices
-/// joined it. The IOVA spaces are kept sorted by IOMMU name.
+/// joined it. The IOVA spaces are kept sorted by domain name, the mappings
+/// by device name (a device joining twice counts once).
 class ConstraintSet {
 public:
     /// The set of no devices: constrains nothing.
@@ -137,8 +190,12 @@ public:
 
     /// What the buffer's memory must meet.
     const DmaConstraints& physical() const { return physical_; }
-    /// One entry per IOMMU some device of the set sits behind, by name.
+    /// One entry per IOMMU domain some device of the set maps in, by name.
     std::span<const IovaSpace> iovaSpaces() const { return iova_; }
+    /// One entry per device of the set, by device name.
+    std::span<const DeviceMapping> mappings() const { return mappings_; }
+    /// The device called @p name, or nullptr.
+    const DeviceMapping* findMapping(std::string_view name) const;
     /// Highest physical address the buffer may use (inclusive).
     uint64_t addressLimit() const { return cenalloc::addressLimit(physical_); }
     /// Every device snoops the CPU caches.
@@ -154,16 +211,23 @@ public:
 
 private:
     DmaConstraints physical_;
-    std::vector<IovaSpace> iova_; // sorted by iommu name
+    std::vector<IovaSpace> iova_;         // sorted by domain name
+    std::vector<DeviceMapping> mappings_; // sorted by device name
 };
 
-/// The set for people, one "name: value" line per constraint kind, then
-/// each IOVA space ("iommu gpu-smmu: ..." and its limits, indented).
+/// The set for people, one "name: value" line per Placement kind, then
+/// each IOVA space ("iommu gpu-smmu: ..." and its placement limits,
+/// indented), then each device's mapping limits ("mapping usb: ...").
 std::string describe(const ConstraintSet& set);
 
+/// One device's mapping limits in words: "direct, at most 1 segment of up
+/// to 8 MiB" or "in smmu:0x880, any number of segments of up to 64 KiB".
+std::string describeMapping(const DeviceMapping& mapping);
+
 /// What a heap must be asked for when it allocates for @p set: the
-/// physical address limit, the alignment, and, when segments are limited
-/// to N bytes, no chunks larger than N (the devices gain nothing from them).
+/// physical address limit, the alignment, and, when every device mapping
+/// the storage directly takes segments of at most N bytes (N the largest of
+/// their limits), no chunks larger than N (none of them gains from them).
 StorageLimits storageLimits(const ConstraintSet& set);
 
 } // namespace cenalloc

@@ -35,6 +35,7 @@ Result<CpuAccess> parseCpuAccess(std::string_view text);
 enum class Refusal {
     None,               ///< accepted
     HostKernel,         ///< a host kernel heap: where its pages lie is unknown
+    PrivatePool,        ///< another device's private pool (its memory-region)
     AccessBits,         ///< the heap's memory is of no kind the devices reach
     AboveAddressLimit,  ///< all of the heap's memory lies above the address limit
     BelowLimitCapacity, ///< too little of the heap lies below the address limit
@@ -75,24 +76,31 @@ private:
     Subject subject_ = Subject::Device;
     std::array<uint64_t, 7> values_{}; // the numbers reason() quotes; meaning per refusal
     std::string iommu_;                // IOVA refusals only
+    std::string device_;               // the device a per-device rule refused, when the set has several
 };
 
 /// Does @p heap serve a buffer of @p size bytes for @p set? The rules, in
 /// order (the first that fails is the verdict):
+///  0. the heap is no host kernel heap (whose placement is unknown), and no
+///     other device's private pool: a heap with owners serves a non-empty
+///     set of its owners only;
 ///  1. access bits: the heap's and the set's share a bit;
 ///  2. address: the heap's memory starts at or below the address limit and
 ///     enough of it (at most capacity, at most limit - lowestAddress + 1)
 ///     lies below the limit (a heap that merely extends above the limit is
 ///     fine: heaps honour an address limit);
 ///  3. contiguity: a set that needs contiguous memory needs a contiguous heap;
-///  4. segments: the worst-case segment count does not exceed
-///     max_segment_count (see alloc/match.h for the arithmetic);
+///  4. segments, per device mapping the storage directly: the worst-case
+///     count of its own segments (its own size and boundary) does not
+///     exceed its own max_segment_count (see alloc/match.h for the
+///     arithmetic); limits of different devices are never combined;
 ///  5. alignment: a non-contiguous heap's chunk alignment covers the set's
 ///     (contiguous heaps honour any alignment);
 ///  6. capacity: the buffer fits in the heap;
-///  7. IOVA, per IOMMU of the set: the window its devices reach holds the
-///     buffer, and the buffer's one I/O virtual range splits into no more
-///     segments than they accept. These refuse every heap alike.
+///  7. IOVA, per IOMMU domain of the set: the window its devices reach
+///     holds the buffer, and for each device mapping there, the buffer's
+///     one I/O virtual range splits into no more segments than that device
+///     accepts. These refuse every heap alike.
 /// @p size must be non-zero. Pure: no heap is touched.
 HeapVerdict matchHeap(const HeapProperties& heap, const ConstraintSet& set, uint64_t size,
                       Subject subject = Subject::Devices);
@@ -122,6 +130,9 @@ Result<ConstraintSet> checkAttach(const ConstraintSet& attached, const Device& d
 /// One heap in an Explanation.
 struct HeapExplanation {
     std::string name;
+    /// The devices whose private pool the heap is (HeapProperties::owners):
+    /// their drivers allocate from it; no /dev/dma_heap node hands it out.
+    std::vector<std::string> owners;
     /// The heap serves the whole set.
     bool accepted = false;
     /// Its verdict for each device alone, parallel to Explanation::devices.
@@ -152,10 +163,29 @@ struct Conflict {
     std::string reason;
 };
 
+/// Where explain() got one device's facts: what a user should confirm.
+struct DeviceFacts {
+    std::string device;
+    /// The cited driver behaviour its limits come from (Device::factSource);
+    /// empty when the device tree or platform description said everything.
+    std::string source;
+    /// Facts assumed from the conservative default of its class
+    /// (Device::assumedFacts).
+    std::vector<std::string> assumed;
+    /// Its restricted-dma-pool, when it has one: every DMA of it bounces
+    /// through that pool, so it never shares the buffer's memory zero-copy.
+    std::string restrictedPool;
+};
+
 /// Everything explain() found.
 struct Explanation {
     /// The devices, in the order given.
     std::vector<std::string> devices;
+    /// Where each device's facts came from, parallel to devices.
+    std::vector<DeviceFacts> facts;
+    /// Things a user must know beyond the verdict, in words: devices that
+    /// bounce through a restricted pool, facts that were assumed.
+    std::vector<std::string> notes;
     /// The buffer size, rounded up to a page.
     uint64_t size = 0;
     CpuAccess cpuAccess = CpuAccess::Rare;
@@ -205,8 +235,10 @@ struct Explanation {
 /// the fewer segments (0 = unlimited counts as most), the smaller segment
 /// size, the larger alignment, non-coherent before coherent, then the name.
 /// (A device behind an IOMMU asks little of physical memory and so comes
-/// after one that is not.) When no device qualifies, there is none:
-/// cenalloc must allocate.
+/// after one that is not; its segment limits apply to its I/O virtual range
+/// and are not compared.) When the chosen heap is a private pool, its owner
+/// allocates. When no device qualifies, there is none: cenalloc must
+/// allocate.
 ///
 /// Conflict. When no heap serves the set, single devices, then pairs, then
 /// triples are tried in name order; the first that no heap serves is the

@@ -54,6 +54,11 @@ struct HeapProperties {
     /// Heap flags this heap defines; any other bit is EINVAL (the kernel
     /// defines none today).
     uint64_t validHeapFlags = 0;
+    /// The devices whose private pool this is (a reserved region they name
+    /// in `memory-region`): it serves sets of these devices only, and is
+    /// allocated from by their drivers, not through a /dev/dma_heap node.
+    /// Empty: a heap for any device.
+    std::vector<std::string> owners{};
 };
 
 /// Live statistics of one heap.

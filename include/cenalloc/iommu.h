@@ -9,7 +9,7 @@ namespace cenalloc {
 
 /// Counters and usage of one IOMMU domain (one per platform IOMMU).
 struct IommuDomainStats {
-    std::string name;             ///< the platform IOMMU's name
+    std::string name;             ///< the domain: the IOMMU's name, ":group" for an IOMMU group of its own
     uint64_t pageSize = 0;        ///< IOMMU page size in bytes
     uint64_t apertureBase = 0;    ///< first IOVA of the domain
     uint64_t apertureSize = 0;    ///< bytes of IOVA space

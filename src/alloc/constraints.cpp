@@ -6,6 +6,7 @@
 #include <array>
 #include <cerrno>
 #include <numeric>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -106,29 +107,31 @@ using C = DmaConstraints;
 constexpr std::array<ConstraintRule, 9> kRules = {{
     // Masks are inclusive address limits (DMA_BIT_MASK(n) or a bus window's
     // end), so the lower one wins; for 2^n-1 masks that is their AND.
-    {"dma_mask", "min", ConstraintValueKind::Mask, get<&C::dmaMask>, combineMin<&C::dmaMask>,
+    {"dma_mask", ConstraintPart::Placement, "min", ConstraintValueKind::Mask, get<&C::dmaMask>, combineMin<&C::dmaMask>,
      relax<&C::dmaMask, kNoLimit>, printMask<&C::dmaMask>, isZero<&C::dmaMask>},
-    {"coherent_dma_mask", "min", ConstraintValueKind::Mask, get<&C::coherentDmaMask>, combineMin<&C::coherentDmaMask>,
-     relax<&C::coherentDmaMask, kNoLimit>, printMask<&C::coherentDmaMask>, isZero<&C::coherentDmaMask>},
-    {"max_segment_size", "min", ConstraintValueKind::Bytes, get<&C::maxSegmentSize>, combineMin<&C::maxSegmentSize>,
-     relax<&C::maxSegmentSize, kNoLimit>, printBytes<&C::maxSegmentSize>, isZero<&C::maxSegmentSize>},
+    {"coherent_dma_mask", ConstraintPart::Placement, "min", ConstraintValueKind::Mask, get<&C::coherentDmaMask>,
+     combineMin<&C::coherentDmaMask>, relax<&C::coherentDmaMask, kNoLimit>, printMask<&C::coherentDmaMask>,
+     isZero<&C::coherentDmaMask>},
+    {"max_segment_size", ConstraintPart::Mapping, "min", ConstraintValueKind::Bytes, get<&C::maxSegmentSize>,
+     combineMin<&C::maxSegmentSize>, relax<&C::maxSegmentSize, kNoLimit>, printBytes<&C::maxSegmentSize>,
+     isZero<&C::maxSegmentSize>},
     // A boundary mask of any value can be met (by more, smaller segments).
-    {"segment_boundary_mask", "and", ConstraintValueKind::Mask, get<&C::segmentBoundaryMask>,
+    {"segment_boundary_mask", ConstraintPart::Mapping, "and", ConstraintValueKind::Mask, get<&C::segmentBoundaryMask>,
      combineAnd<&C::segmentBoundaryMask>, relax<&C::segmentBoundaryMask, kNoLimit>,
      printBoundary<&C::segmentBoundaryMask>, nullptr},
-    {"max_segment_count", "min (0 = unlimited)", ConstraintValueKind::Count, get<&C::maxSegmentCount>,
-     combineMinNonZero<&C::maxSegmentCount>, relax<&C::maxSegmentCount, uint32_t{0}>, printCount<&C::maxSegmentCount>,
-     nullptr},
-    {"alignment", "lcm", ConstraintValueKind::Bytes, get<&C::alignment>, combineLcm<&C::alignment>,
-     relax<&C::alignment, uint64_t{1}>, printBytes<&C::alignment>, isZero<&C::alignment>},
-    {"contiguous", "or", ConstraintValueKind::Flag, get<&C::contiguous>, combineOr<&C::contiguous>,
-     relax<&C::contiguous, false>, printFlag<&C::contiguous>, nullptr},
+    {"max_segment_count", ConstraintPart::Mapping, "min (0 = unlimited)", ConstraintValueKind::Count,
+     get<&C::maxSegmentCount>, combineMinNonZero<&C::maxSegmentCount>, relax<&C::maxSegmentCount, uint32_t{0}>,
+     printCount<&C::maxSegmentCount>, nullptr},
+    {"alignment", ConstraintPart::Placement, "lcm", ConstraintValueKind::Bytes, get<&C::alignment>,
+     combineLcm<&C::alignment>, relax<&C::alignment, uint64_t{1}>, printBytes<&C::alignment>, isZero<&C::alignment>},
+    {"contiguous", ConstraintPart::Placement, "or", ConstraintValueKind::Flag, get<&C::contiguous>,
+     combineOr<&C::contiguous>, relax<&C::contiguous, false>, printFlag<&C::contiguous>, nullptr},
     // "Coherent" ANDs, which is "non-coherent" ORing: one device that does
     // not snoop makes the buffer need cache maintenance.
-    {"coherent", "and", ConstraintValueKind::Flag, get<&C::coherent>, combineAnd<&C::coherent>,
-     relax<&C::coherent, true>, printFlag<&C::coherent>, nullptr},
-    {"access_bits", "and", ConstraintValueKind::Bits, get<&C::accessBits>, combineAnd<&C::accessBits>,
-     relax<&C::accessBits, kAllAccess>, printBits<&C::accessBits>, isZero<&C::accessBits>},
+    {"coherent", ConstraintPart::Placement, "and", ConstraintValueKind::Flag, get<&C::coherent>,
+     combineAnd<&C::coherent>, relax<&C::coherent, true>, printFlag<&C::coherent>, nullptr},
+    {"access_bits", ConstraintPart::Placement, "and", ConstraintValueKind::Bits, get<&C::accessBits>,
+     combineAnd<&C::accessBits>, relax<&C::accessBits, kAllAccess>, printBits<&C::accessBits>, isZero<&C::accessBits>},
 }};
 
 DmaConstraints buildUnconstrained() {
@@ -142,9 +145,21 @@ DmaConstraints buildUnconstrained() {
 // pages of its own size wherever they are, so only the granule, coherency
 // (cache maintenance happens on the physical pages) and the opaque access
 // bits (the memory's kind does not change by being translated) remain.
+//
+// A device with a restricted-dma-pool never touches the buffer's memory:
+// swiotlb copies every mapping through the pool (swiotlb_map, with
+// dev->dma_io_tlb_mem set by rmem_swiotlb_device_init), so the buffer may
+// lie anywhere; its mask matters for the pool only. Its coherency and
+// access bits still apply (the copy is a CPU access to the buffer).
 DmaConstraints physicalContribution(const Device& device, const Iommu* iommu) {
+    if (!iommu && !device.restrictedPool.empty()) {
+        DmaConstraints c = unconstrained();
+        c.coherent = device.constraints.coherent;
+        c.accessBits = device.constraints.accessBits;
+        return c;
+    }
     if (!iommu)
-        return device.constraints;
+        return placementOf(device.constraints);
     DmaConstraints c = unconstrained();
     c.coherent = device.constraints.coherent;
     c.accessBits = device.constraints.accessBits;
@@ -158,9 +173,22 @@ void mergeSpaces(std::vector<IovaSpace>& into, std::span<const IovaSpace> from) 
         auto it = std::lower_bound(into.begin(), into.end(), s.iommu,
                                    [](const IovaSpace& a, const std::string& name) { return a.iommu < name; });
         if (it != into.end() && it->iommu == s.iommu)
-            it->limits = mergeConstraints(it->limits, s.limits);
+            it->limits = mergePlacement(it->limits, s.limits);
         else
             into.insert(it, s);
+    }
+}
+
+// Add @p from's devices to @p into, keeping them sorted by device name. A
+// device already there is the same device (names are unique on a
+// platform), so the union keeps one entry: merging stays idempotent.
+void mergeMappings(std::vector<DeviceMapping>& into, std::span<const DeviceMapping> from) {
+    for (const DeviceMapping& m : from) {
+        auto it = std::lower_bound(into.begin(), into.end(), m, [](const DeviceMapping& a, const DeviceMapping& b) {
+            return std::tie(a.device, a.domain) < std::tie(b.device, b.domain);
+        });
+        if (it == into.end() || *it != m)
+            into.insert(it, m);
     }
 }
 
@@ -186,6 +214,24 @@ DmaConstraints mergeConstraints(const DmaConstraints& a, const DmaConstraints& b
     DmaConstraints out = a;
     for (const ConstraintRule& r : kRules)
         r.combine(out, b);
+    return out;
+}
+
+DmaConstraints placementOf(const DmaConstraints& c) {
+    DmaConstraints out = c;
+    out.contiguous = c.needsContiguous();
+    for (const ConstraintRule& r : kRules)
+        if (r.part == ConstraintPart::Mapping)
+            r.relax(out);
+    return out;
+}
+
+DmaConstraints mergePlacement(const DmaConstraints& a, const DmaConstraints& b) {
+    DmaConstraints out = placementOf(a);
+    const DmaConstraints other = placementOf(b);
+    for (const ConstraintRule& r : kRules)
+        if (r.part == ConstraintPart::Placement)
+            r.combine(out, other);
     return out;
 }
 
@@ -235,16 +281,21 @@ Result<ConstraintSet> ConstraintSet::forDevice(const Device& device, const Platf
     }
     ConstraintSet set;
     set.physical_ = physicalContribution(device, iommu);
+    const DmaConstraints& c = device.constraints;
+    set.mappings_.push_back(DeviceMapping{device.name, iommuDomainName(device), c.maxSegmentSize, c.segmentBoundaryMask,
+                                          c.maxSegmentCount});
     if (iommu) {
         IovaSpace space;
-        space.iommu = iommu->name;
+        space.iommu = iommuDomainName(device);
         space.pageSize = iommu->pageSize;
         space.apertureBase = iommu->apertureBase;
         // validatePlatform() rules out a wrapping aperture; an empty one
         // would make apertureLast wrap below apertureBase, which
         // windowEmpty() treats as empty.
         space.apertureLast = iommu->apertureBase + (iommu->apertureSize - 1);
-        space.limits = device.constraints;
+        space.limits = placementOf(device.constraints);
+        // An I/O virtual range is contiguous whatever the device asks.
+        space.limits.contiguous = false;
         set.iova_.push_back(std::move(space));
     }
     return set;
@@ -259,18 +310,26 @@ Result<ConstraintSet> ConstraintSet::merge(const Device& device, const Platform&
 
 ConstraintSet ConstraintSet::merge(const ConstraintSet& other) const {
     ConstraintSet out = *this;
-    out.physical_ = mergeConstraints(physical_, other.physical_);
+    out.physical_ = mergePlacement(physical_, other.physical_);
     mergeSpaces(out.iova_, other.iova_);
+    mergeMappings(out.mappings_, other.mappings_);
     return out;
 }
 
 ConstraintSet ConstraintSet::intersect(std::span<const ConstraintSet> sets) {
     ConstraintSet out;
     for (const ConstraintSet& s : sets) {
-        out.physical_ = mergeConstraints(out.physical_, s.physical_);
+        out.physical_ = mergePlacement(out.physical_, s.physical_);
         mergeSpaces(out.iova_, s.iova_);
+        mergeMappings(out.mappings_, s.mappings_);
     }
     return out;
+}
+
+const DeviceMapping* ConstraintSet::findMapping(std::string_view name) const {
+    auto it = std::lower_bound(mappings_.begin(), mappings_.end(), name,
+                               [](const DeviceMapping& m, std::string_view n) { return m.device < n; });
+    return it != mappings_.end() && it->device == name ? &*it : nullptr;
 }
 
 bool ConstraintSet::unsatisfiable() const {
@@ -297,7 +356,8 @@ std::string ConstraintSet::unsatisfiableReason() const {
 std::string describe(const ConstraintSet& set) {
     std::string out;
     for (const ConstraintRule& r : constraintRules())
-        out += fmt::format("{}: {}\n", r.name, r.print(set.physical()));
+        if (r.part == ConstraintPart::Placement)
+            out += fmt::format("{}: {}\n", r.name, r.print(set.physical()));
     for (const IovaSpace& s : set.iovaSpaces()) {
         if (s.windowEmpty())
             out += fmt::format("iommu {}: page {}, no address of the aperture is reachable\n", s.iommu,
@@ -307,10 +367,24 @@ std::string describe(const ConstraintSet& set) {
                 fmt::format("iommu {}: page {}, window {}..{} ({})\n", s.iommu, formatSize(s.pageSize),
                             formatAddress(s.apertureBase), formatAddress(s.windowLast()), formatSize(s.windowSize()));
         for (const ConstraintRule& r : constraintRules())
-            out += fmt::format("  {}: {}\n", r.name, r.print(s.limits));
+            if (r.part == ConstraintPart::Placement && r.name != "contiguous")
+                out += fmt::format("  {}: {}\n", r.name, r.print(s.limits));
     }
+    for (const DeviceMapping& m : set.mappings())
+        out += fmt::format("mapping {}: {}\n", m.device, describeMapping(m));
     if (!out.empty())
         out.pop_back();
+    return out;
+}
+
+std::string describeMapping(const DeviceMapping& m) {
+    std::string out = m.direct() ? "direct" : fmt::format("in {}", m.domain);
+    out += m.maxSegmentCount == 0
+               ? ", any number of segments"
+               : fmt::format(", at most {} segment{}", m.maxSegmentCount, m.maxSegmentCount == 1 ? "" : "s");
+    out += m.maxSegmentSize == kNoLimit ? " of any size" : fmt::format(" of up to {}", formatSize(m.maxSegmentSize));
+    if (m.segmentBoundaryMask != kNoLimit)
+        out += fmt::format(", not crossing {:#x} boundaries", m.segmentBoundaryMask + 1);
     return out;
 }
 
@@ -319,7 +393,18 @@ StorageLimits storageLimits(const ConstraintSet& set) {
     StorageLimits limits;
     limits.highestAddress = set.addressLimit();
     limits.alignment = std::max(c.alignment, kPageSize);
-    limits.maxChunkSize = c.maxSegmentSize == kNoLimit ? 0 : c.maxSegmentSize;
+    // Chunks larger than every direct device's segments gain none of them
+    // anything; a device behind an IOMMU or one without a limit makes any
+    // chunk size useful.
+    uint64_t largest = 0;
+    for (const DeviceMapping& m : set.mappings()) {
+        if (!m.direct() || m.maxSegmentSize == kNoLimit) {
+            largest = 0;
+            break;
+        }
+        largest = std::max(largest, m.maxSegmentSize);
+    }
+    limits.maxChunkSize = largest;
     return limits;
 }
 

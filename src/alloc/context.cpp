@@ -41,17 +41,33 @@ Result<std::unique_ptr<Context>> Context::create(const Platform& platform, const
         if (auto ok = state->heaps.add(std::move(heap)); !ok)
             return ok.error();
     }
-    for (const Iommu& iommu : state->platform.iommus)
-        state->domains.push_back(std::make_shared<IommuDomain>(iommu));
+    // One domain per IOMMU group, as Linux gives every iommu_group its own
+    // default domain: the IOMMU's shared one (devices without a group, or
+    // an IOMMU no device uses yet), and one per group of its own.
+    auto domainFor = [&](const Iommu& iommu, const std::string& name) {
+        auto it = std::find_if(state->domains.begin(), state->domains.end(),
+                               [&](const auto& dom) { return dom->name() == name; });
+        if (it != state->domains.end())
+            return *it;
+        Iommu space = iommu;
+        space.name = name;
+        state->domains.push_back(std::make_shared<IommuDomain>(space));
+        return state->domains.back();
+    };
+    for (const Iommu& iommu : state->platform.iommus) {
+        bool grouped = std::any_of(state->platform.devices.begin(), state->platform.devices.end(),
+                                   [&](const Device& d) { return d.iommu == iommu.name; });
+        bool ungrouped = std::any_of(state->platform.devices.begin(), state->platform.devices.end(),
+                                     [&](const Device& d) { return d.iommu == iommu.name && d.iommuGroup.empty(); });
+        if (!grouped || ungrouped)
+            domainFor(iommu, iommu.name);
+    }
 
     std::unique_ptr<Context> context(new Context());
     for (const Device& d : state->platform.devices) {
         std::shared_ptr<IommuDomain> domain;
-        if (d.iommu) {
-            auto it = std::find_if(state->domains.begin(), state->domains.end(),
-                                   [&](const auto& dom) { return dom->name() == *d.iommu; });
-            domain = *it; // validatePlatform guarantees the IOMMU exists
-        }
+        if (d.iommu) // validatePlatform guarantees the IOMMU exists
+            domain = domainFor(*state->platform.findIommu(*d.iommu), iommuDomainName(d));
         context->devices_.push_back(std::make_unique<DmaDevice>(d, std::move(domain)));
     }
     context->state_ = std::move(state);

@@ -155,6 +155,34 @@ std::string tightnessSummary(const DmaConstraints& c) {
     return out;
 }
 
+// What a device asks of the storage it maps: its placement, plus its own
+// segment limits when it maps the storage directly (behind an IOMMU they
+// apply to its I/O virtual range, not to the memory).
+DmaConstraints storageView(const ConstraintSet& single) {
+    DmaConstraints c = single.physical();
+    if (single.mappings().size() == 1 && single.mappings()[0].direct()) {
+        const DeviceMapping& m = single.mappings()[0];
+        c.maxSegmentSize = m.maxSegmentSize;
+        c.segmentBoundaryMask = m.segmentBoundaryMask;
+        c.maxSegmentCount = m.maxSegmentCount;
+    }
+    return c;
+}
+
+// Where each device's facts came from, and the notes a user must read.
+void describeFacts(Explanation& e, std::span<const Device* const> devices) {
+    e.facts.reserve(devices.size());
+    for (const Device* d : devices) {
+        e.facts.push_back(DeviceFacts{d->name, d->factSource, d->assumedFacts, d->restrictedPool});
+        if (!d->restrictedPool.empty())
+            e.notes.push_back(fmt::format("'{}' bounces every DMA through its restricted-dma-pool '{}': the kernel "
+                                          "copies the buffer through that pool, so '{}' never shares it zero-copy",
+                                          d->name, d->restrictedPool, d->name));
+        for (const std::string& fact : d->assumedFacts)
+            e.notes.push_back(fmt::format("'{}': assumed, confirm with its driver: {}", d->name, fact));
+    }
+}
+
 struct Solver {
     const Platform& platform;
     std::span<const HeapProperties> heaps;
@@ -191,7 +219,7 @@ struct Solver {
                 best = d;
                 continue;
             }
-            const int t = compareTightness(singles[d].physical(), singles[*best].physical());
+            const int t = compareTightness(storageView(singles[d]), storageView(singles[*best]));
             if (t < 0 || (t == 0 && names[d] < names[*best]))
                 best = d;
         }
@@ -200,7 +228,7 @@ struct Solver {
             e.allocatingReason = fmt::format("'{}' alone would choose '{}' too", names[*best], chosen->name);
             if (qualifying > 1)
                 e.allocatingReason += fmt::format("; of the {} devices that would, its limits are the tightest ({})",
-                                                  qualifying, tightnessSummary(singles[*best].physical()));
+                                                  qualifying, tightnessSummary(storageView(singles[*best])));
             return;
         }
         // Name what each device would pick instead, a few of them, by name.
@@ -317,6 +345,7 @@ Result<Explanation> explainDevices(const Platform& platform, std::span<const Hea
 
     Explanation e;
     e.devices = s.names;
+    describeFacts(e, devices);
     e.size = s.size;
     e.cpuAccess = cpuAccess;
     e.constraints = ConstraintSet::intersect(s.singles);
@@ -329,6 +358,7 @@ Result<Explanation> explainDevices(const Platform& platform, std::span<const Hea
     for (const HeapProperties& h : heaps) {
         HeapExplanation he;
         he.name = h.name;
+        he.owners = h.owners;
         he.devices.reserve(s.singles.size());
         for (const ConstraintSet& one : s.singles)
             he.devices.push_back(matchHeap(h, one, s.size, Subject::Device));

@@ -77,6 +77,28 @@ bool refusesHostKernel(const MatchInput& in, HeapVerdict& out) {
     return true;
 }
 
+// Rule 0b: a private pool (a reserved region some devices name in their
+// memory-region) is those devices' alone: the kernel hands it to their
+// drivers' dma_alloc_* calls and to nobody else (of_reserved_mem_device_init),
+// so it serves a set of its owners only. values[0]: the index of the first
+// device it refuses, or UINT64_MAX for an empty set.
+bool refusesPrivatePool(const MatchInput& in, HeapVerdict& out) {
+    const std::vector<std::string>& owners = in.heap.owners;
+    if (owners.empty())
+        return false;
+    std::span<const DeviceMapping> devices = in.set.mappings();
+    if (devices.empty()) {
+        out = VerdictAccess::refuse(Refusal::PrivatePool, in.subject, {UINT64_MAX}, {}, {});
+        return true;
+    }
+    for (const DeviceMapping& d : devices)
+        if (std::find(owners.begin(), owners.end(), d.device) == owners.end()) {
+            out = VerdictAccess::refuse(Refusal::PrivatePool, in.subject, {0}, {}, d.device);
+            return true;
+        }
+    return false;
+}
+
 // Rule 1: the memory must be of a kind the devices reach.
 bool refusesAccess(const MatchInput& in, HeapVerdict& out) {
     const uint64_t device = in.set.physical().accessBits;
@@ -116,23 +138,36 @@ bool refusesContiguity(const MatchInput& in, HeapVerdict& out) {
     return true;
 }
 
-// Rule 4: segments, without an IOMMU. A contiguous heap's one chunk starts
-// at a multiple of its chunk alignment; the devices' own alignment is not
-// counted on, so that a tighter set never looks better than a looser one.
+// The device a per-device refusal names: none when the set is that one
+// device (the words then say "the device").
+std::string refusedDevice(const MatchInput& in, const DeviceMapping& m) {
+    return in.set.mappings().size() > 1 ? m.device : std::string();
+}
+
+// Rule 4: segments, per device mapping the storage without an IOMMU, each
+// under its own limits: Linux maps the storage once per attachment
+// (dma_map_sgtable on the attachment's device), so one device's segment
+// size never constrains another's count. A contiguous heap's one chunk
+// starts at a multiple of its chunk alignment; the devices' own alignment
+// is not counted on, so that a tighter set never looks better than a
+// looser one.
 bool refusesSegments(const MatchInput& in, HeapVerdict& out) {
-    const DmaConstraints& c = in.set.physical();
-    if (c.maxSegmentCount == 0)
-        return false;
     const HeapProperties& h = in.heap;
-    const uint64_t worst = h.contiguous
-                               ? contiguousSegments(in.size, c.maxSegmentSize, c.segmentBoundaryMask, h.chunkAlignment)
-                               : scatteredSegments(in.size, h.minChunkSize, c.maxSegmentSize, c.segmentBoundaryMask);
-    if (worst <= c.maxSegmentCount)
-        return false;
-    out = VerdictAccess::refuse(Refusal::TooManySegments, in.subject,
-                                {h.contiguous ? 1u : 0u, in.size, worst, c.maxSegmentCount, c.maxSegmentSize,
-                                 c.segmentBoundaryMask, h.minChunkSize});
-    return true;
+    for (const DeviceMapping& m : in.set.mappings()) {
+        if (!m.direct() || m.maxSegmentCount == 0)
+            continue;
+        const uint64_t worst =
+            h.contiguous ? contiguousSegments(in.size, m.maxSegmentSize, m.segmentBoundaryMask, h.chunkAlignment)
+                         : scatteredSegments(in.size, h.minChunkSize, m.maxSegmentSize, m.segmentBoundaryMask);
+        if (worst <= m.maxSegmentCount)
+            continue;
+        out = VerdictAccess::refuse(Refusal::TooManySegments, in.subject,
+                                    {h.contiguous ? 1u : 0u, in.size, worst, m.maxSegmentCount, m.maxSegmentSize,
+                                     m.segmentBoundaryMask, h.minChunkSize},
+                                    {}, refusedDevice(in, m));
+        return true;
+    }
+    return false;
 }
 
 // Rule 5: alignment. A contiguous heap places its one chunk where asked
@@ -157,8 +192,9 @@ bool refusesCapacity(const MatchInput& in, HeapVerdict& out) {
 
 // Rule 7: IOVA space. The IOMMU maps the buffer's pages into one I/O
 // virtual range of whole IOMMU pages, placed at a multiple of the page
-// size, inside the window the devices behind it reach. The range is
-// contiguous, so "contiguous" is met; segment limits still split it.
+// size, inside the window every device of the domain reaches (they share
+// the range through the mapping cache). The range is contiguous, so
+// "contiguous" is met; each device's own segment limits still split it.
 bool refusesIova(const MatchInput& in, HeapVerdict& out) {
     for (const IovaSpace& s : in.set.iovaSpaces()) {
         const uint64_t length = alignUpChecked(in.size, s.pageSize).value_or(UINT64_MAX);
@@ -168,14 +204,23 @@ bool refusesIova(const MatchInput& in, HeapVerdict& out) {
                                         {window, length, addressLimit(s.limits), s.apertureBase}, s.iommu);
             return true;
         }
-        const DmaConstraints& c = s.limits;
-        if (c.maxSegmentCount == 0)
+    }
+    for (const DeviceMapping& m : in.set.mappings()) {
+        if (m.direct() || m.maxSegmentCount == 0)
             continue;
-        const uint64_t worst = contiguousSegments(length, c.maxSegmentSize, c.segmentBoundaryMask, s.pageSize);
-        if (worst > c.maxSegmentCount) {
-            out = VerdictAccess::refuse(
-                Refusal::IovaSegments, in.subject,
-                {0, length, worst, c.maxSegmentCount, c.maxSegmentSize, c.segmentBoundaryMask, 0}, s.iommu);
+        const IovaSpace* s = nullptr;
+        for (const IovaSpace& space : in.set.iovaSpaces())
+            if (space.iommu == m.domain)
+                s = &space;
+        if (!s)
+            continue; // a set always has the space of each of its devices' domains
+        const uint64_t length = alignUpChecked(in.size, s->pageSize).value_or(UINT64_MAX);
+        const uint64_t worst = contiguousSegments(length, m.maxSegmentSize, m.segmentBoundaryMask, s->pageSize);
+        if (worst > m.maxSegmentCount) {
+            out =
+                VerdictAccess::refuse(Refusal::IovaSegments, in.subject,
+                                      {0, length, worst, m.maxSegmentCount, m.maxSegmentSize, m.segmentBoundaryMask, 0},
+                                      s->iommu, refusedDevice(in, m));
             return true;
         }
     }
@@ -183,8 +228,9 @@ bool refusesIova(const MatchInput& in, HeapVerdict& out) {
 }
 
 // The order of matchHeap()'s documentation; the first refusal is the verdict.
-constexpr std::array<MatchRule, 8> kMatchRules = {{
+constexpr std::array<MatchRule, 9> kMatchRules = {{
     {"placement", refusesHostKernel},
+    {"private", refusesPrivatePool},
     {"access", refusesAccess},
     {"address", refusesAddress},
     {"contiguity", refusesContiguity},
@@ -200,12 +246,14 @@ std::span<const MatchRule> matchRules() {
     return kMatchRules;
 }
 
-HeapVerdict VerdictAccess::refuse(Refusal refusal, Subject subject, std::array<uint64_t, 7> values, std::string iommu) {
+HeapVerdict VerdictAccess::refuse(Refusal refusal, Subject subject, std::array<uint64_t, 7> values, std::string iommu,
+                                  std::string device) {
     HeapVerdict v;
     v.refusal_ = refusal;
     v.subject_ = subject;
     v.values_ = values;
     v.iommu_ = std::move(iommu);
+    v.device_ = std::move(device);
     return v;
 }
 
@@ -260,6 +308,7 @@ const char* refusalName(Refusal refusal) {
     switch (refusal) {
     case Refusal::None: return "none";
     case Refusal::HostKernel: return "host-kernel";
+    case Refusal::PrivatePool: return "private-pool";
     case Refusal::AccessBits: return "access-bits";
     case Refusal::AboveAddressLimit: return "above-address-limit";
     case Refusal::BelowLimitCapacity: return "below-limit-capacity";
@@ -276,12 +325,20 @@ const char* refusalName(Refusal refusal) {
 std::string HeapVerdict::reason() const {
     const Words& w = words(subject_);
     const Values& v = values_;
+    // A per-device rule names the device it refused when the set has more.
+    const std::string named = device_.empty() ? std::string() : fmt::format("'{}'", device_);
+    const char* who = device_.empty() ? w.who : named.c_str();
+    const char* accepts = device_.empty() ? w.accepts : kDevice.accepts;
     switch (refusal_) {
     case Refusal::None: return {};
     case Refusal::HostKernel:
         return fmt::format("a host kernel heap: the kernel does not say where its pages lie, so {} limits cannot be "
                            "checked and no modelled device can map it (allocate from it by name for kernel drivers)",
                            w.whose);
+    case Refusal::PrivatePool:
+        if (v[0] == UINT64_MAX)
+            return "a pool private to the devices that name it in memory-region: no buffer without them";
+        return fmt::format("a pool private to other devices (their memory-region): '{}' may not use it", device_);
     case Refusal::AccessBits:
         if (v[1] == 0)
             return fmt::format("{} access bits have no bit in common: together they reach no memory", w.whose);
@@ -297,10 +354,10 @@ std::string HeapVerdict::reason() const {
     case Refusal::TooManySegments:
         if (v[0] != 0)
             return fmt::format("one {} chunk can split into {} segments{} but {} {} at most {}", formatSize(v[1]), v[2],
-                               segmentShape(v[4], v[5]), w.who, w.accepts, v[3]);
+                               segmentShape(v[4], v[5]), who, accepts, v[3]);
         return fmt::format("a {} buffer can take {} segments (chunks can be as small as {}) but {} {} at most {} "
                            "segments{}",
-                           formatSize(v[1]), v[2], formatSize(v[6]), w.who, w.accepts, v[3], segmentShape(v[4], v[5]));
+                           formatSize(v[1]), v[2], formatSize(v[6]), who, accepts, v[3], segmentShape(v[4], v[5]));
     case Refusal::Alignment:
         if (v[1] == 0)
             return fmt::format("{} alignments have no common multiple", w.whose);
@@ -317,7 +374,7 @@ std::string HeapVerdict::reason() const {
     case Refusal::IovaSegments:
         return fmt::format("behind {}, the buffer's one {} I/O virtual range can split into {} segments{} but {} {} "
                            "at most {}",
-                           iommu_, formatSize(v[1]), v[2], segmentShape(v[4], v[5]), w.who, w.accepts, v[3]);
+                           iommu_, formatSize(v[1]), v[2], segmentShape(v[4], v[5]), who, accepts, v[3]);
     }
     return {};
 }

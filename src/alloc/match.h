@@ -25,8 +25,8 @@ struct MatchInput {
 /// One matching rule: a row of matchRules(). A rule that refuses fills in
 /// the verdict with the numbers its reason quotes (no text is built).
 struct MatchRule {
-    /// What the rule checks: "access", "address", "contiguity", "segments",
-    /// "alignment", "capacity", "iova".
+    /// What the rule checks: "placement", "private", "access", "address",
+    /// "contiguity", "segments", "alignment", "capacity", "iova".
     std::string_view name;
     /// True, with @p out set, when the rule refuses.
     bool (*refuses)(const MatchInput& in, HeapVerdict& out);
@@ -37,10 +37,12 @@ std::span<const MatchRule> matchRules();
 
 /// Builds refused verdicts; the only writer of HeapVerdict's fields.
 struct VerdictAccess {
-    static HeapVerdict refuse(Refusal refusal, Subject subject, std::array<uint64_t, 7> values, std::string iommu = {});
+    static HeapVerdict refuse(Refusal refusal, Subject subject, std::array<uint64_t, 7> values, std::string iommu = {},
+                              std::string device = {});
     static const std::array<uint64_t, 7>& values(const HeapVerdict& v) { return v.values_; }
     static Subject subject(const HeapVerdict& v) { return v.subject_; }
     static const std::string& iommu(const HeapVerdict& v) { return v.iommu_; }
+    static const std::string& device(const HeapVerdict& v) { return v.device_; }
 };
 
 /// Most segments one contiguous range of @p size bytes can split into when

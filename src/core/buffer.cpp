@@ -280,7 +280,7 @@ Result<Attachment::Mapping> Buffer::mapAttachment(const std::shared_ptr<Attachme
         if (std::find(domainsUsed_.begin(), domainsUsed_.end(), record->domain) == domainsUsed_.end())
             domainsUsed_.push_back(record->domain);
     } else {
-        auto table = buildDirectSgTable(storage_.chunks(), c);
+        auto table = buildDirectSgTable(storage_.chunks(), directMappingLimits(device.description()));
         if (!table)
             return table.error().withContext(fmt::format("mapping buffer {} for '{}'", id_, device.name()));
         record->segments = std::move(*table);

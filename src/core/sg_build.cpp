@@ -61,6 +61,15 @@ Result<SgTable> buildDirectSgTable(std::span<const PhysChunk> chunks, const DmaC
     return table;
 }
 
+DmaConstraints directMappingLimits(const Device& device) {
+    DmaConstraints c = device.constraints;
+    if (!device.restrictedPool.empty()) {
+        c.dmaMask = kNoLimit;
+        c.coherentDmaMask = kNoLimit;
+    }
+    return c;
+}
+
 uint64_t iovaLimit(const DmaConstraints& c, uint64_t apertureBase, uint64_t apertureSize) {
     uint64_t apertureLast = apertureBase + (apertureSize - 1);
     return std::min(c.dmaMask, apertureLast);
@@ -74,7 +83,7 @@ Result<void> checkStorageForDevice(const Storage& storage, const DmaDevice& devi
                                          heap.name, heap.accessBits, c.accessBits));
     IommuDomain* domain = device.domain();
     if (!domain) {
-        auto table = buildDirectSgTable(storage.chunks(), c);
+        auto table = buildDirectSgTable(storage.chunks(), directMappingLimits(device.description()));
         if (!table)
             return table.error();
         return {};

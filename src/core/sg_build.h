@@ -20,6 +20,13 @@ namespace cenalloc {
 /// count, with the limit named.
 Result<SgTable> buildDirectSgTable(std::span<const PhysChunk> chunks, const DmaConstraints& constraints);
 
+/// The limits a direct (no IOMMU) mapping for @p device is built under: its
+/// own, except that a device with a restricted-dma-pool reaches the buffer
+/// only through swiotlb's bounce copies into that pool, so its address mask
+/// limits the pool, not the buffer. (The model hands such a device the
+/// buffer's own addresses: it does not model the copy.)
+DmaConstraints directMappingLimits(const Device& device);
+
 /// Cut one DMA-contiguous range into segments that respect @p constraints'
 /// max segment size and boundary, and check their count. EINVAL when the
 /// count exceeds maxSegmentCount.

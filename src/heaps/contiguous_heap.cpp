@@ -8,6 +8,7 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cenalloc/units.h>
 
@@ -72,6 +73,9 @@ HeapProperties contiguousHeapProperties(const ReservedRegion& region) {
     p.chunkAlignment = kPageSize;
     p.accessBits = region.accessBits;
     p.capacity = region.size;
+    p.owners = region.owners;
+    if (!region.owners.empty())
+        p.description += fmt::format(", private to {}", fmt::join(region.owners, ", "));
     return p;
 }
 

@@ -13,10 +13,24 @@
 
 namespace cenalloc {
 
+namespace {
+
+// A reserved region is a heap when the board's kernel hands it out as one
+// (the default CMA area) or when devices own it: their drivers allocate
+// from it (of_reserved_mem_device_init), so it is a heap for them alone. A
+// restricted-dma-pool is a bounce buffer, never a heap; any other region is
+// memory set aside that nothing hands out.
+bool isHeap(const ReservedRegion& r) {
+    return !r.restricted && (r.heap || !r.owners.empty());
+}
+
+} // namespace
+
 std::vector<HeapProperties> platformHeapProperties(const Platform& platform) {
     std::vector<HeapProperties> heaps = systemHeapProperties(platform);
     for (const ReservedRegion& r : platform.regions)
-        heaps.push_back(contiguousHeapProperties(r));
+        if (isHeap(r))
+            heaps.push_back(contiguousHeapProperties(r));
     return heaps;
 }
 
@@ -34,7 +48,8 @@ Result<std::vector<std::shared_ptr<Heap>>> createPlatformHeaps(const Platform& p
     for (HeapProperties& p : system)
         heaps.push_back(createSystemHeap(std::move(p), memory));
     for (const ReservedRegion& r : platform.regions)
-        heaps.push_back(createContiguousHeap(r));
+        if (isHeap(r))
+            heaps.push_back(createContiguousHeap(r));
     return heaps;
 }
 

@@ -130,9 +130,17 @@ std::vector<HeapProperties> systemHeapProperties(const Platform& platform) {
         for (const PhysChunk& s : spans)
             highest = std::max(highest, s.end() - 1);
     }
+    // `system` is every kernel's (drivers/dma-buf/heaps/system_heap.c); the
+    // vendor heaps exist where the board's kernel has them: all of them in a
+    // modelled platform, those the board description names otherwise.
+    auto exists = [&](std::string_view name) {
+        return !platform.vendorHeaps || std::find(platform.vendorHeaps->begin(), platform.vendorHeaps->end(), name) !=
+                                            platform.vendorHeaps->end();
+    };
     std::vector<HeapProperties> heaps;
     heaps.push_back(systemProperties("system", true, lowest, highest, spans));
-    heaps.push_back(systemProperties("system-uncached", false, lowest, highest, spans));
+    if (exists("system-uncached"))
+        heaps.push_back(systemProperties("system-uncached", false, lowest, highest, spans));
 
     // Devices with 32-bit DMA need memory below 4 GiB; the dma32 heaps exist
     // only when the plain ones could hand out memory they cannot reach (and
@@ -140,8 +148,10 @@ std::vector<HeapProperties> systemHeapProperties(const Platform& platform) {
     const bool above = highest > kDma32Highest;
     const bool below = !spans.empty() && lowest <= kDma32Highest;
     if (above && below) {
-        heaps.push_back(systemProperties("system-dma32", true, lowest, kDma32Highest, spans));
-        heaps.push_back(systemProperties("system-uncached-dma32", false, lowest, kDma32Highest, spans));
+        if (exists("system-dma32"))
+            heaps.push_back(systemProperties("system-dma32", true, lowest, kDma32Highest, spans));
+        if (exists("system-uncached-dma32"))
+            heaps.push_back(systemProperties("system-uncached-dma32", false, lowest, kDma32Highest, spans));
     }
     return heaps;
 }

@@ -2,11 +2,13 @@
 // Text and JSON renderings of platforms, heaps, bufinfo, IOMMU domains and explanations.
 #include "report/report.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <sys/stat.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cenalloc/constraints.h>
 #include <cenalloc/units.h>
@@ -31,9 +33,11 @@ std::string limitText(uint64_t value) {
     return value == kNoLimit ? "none" : formatSize(value);
 }
 
-json constraintsJson(const DmaConstraints& c) {
+json constraintsJson(const DmaConstraints& c, bool placementOnly = false) {
     json j;
     for (const ConstraintRule& rule : constraintRules()) {
+        if (placementOnly && rule.part != ConstraintPart::Placement)
+            continue;
         uint64_t v = rule.get(c);
         if (rule.kind == ConstraintValueKind::Flag)
             j[std::string(rule.name)] = v != 0;
@@ -348,7 +352,7 @@ std::string renderStats(const std::string& where, const AllocatorStats& stats) {
 // -------------------------------------------------------------- explain
 
 json constraintSetJson(const ConstraintSet& set) {
-    json j = constraintsJson(set.physical());
+    json j = constraintsJson(set.physical(), true);
     j["address_limit"] = set.addressLimit();
     j["unsatisfiable"] = set.unsatisfiable();
     if (set.unsatisfiable())
@@ -359,7 +363,15 @@ json constraintSetJson(const ConstraintSet& set) {
                                     {"page_size", s.pageSize},
                                     {"aperture_base", s.apertureBase},
                                     {"window_last", s.windowLast()},
-                                    {"limits", constraintsJson(s.limits)}});
+                                    {"limits", constraintsJson(s.limits, true)}});
+    // Mapping limits are each device's own, never merged.
+    j["mappings"] = json::array();
+    for (const DeviceMapping& m : set.mappings())
+        j["mappings"].push_back({{"device", m.device},
+                                 {"domain", m.direct() ? json(nullptr) : json(m.domain)},
+                                 {"max_segment_size", m.maxSegmentSize},
+                                 {"segment_boundary_mask", m.segmentBoundaryMask},
+                                 {"max_segment_count", m.maxSegmentCount}});
     return j;
 }
 
@@ -370,7 +382,7 @@ json explanationJson(const Explanation& e) {
         for (size_t i = 0; i < h.devices.size() && i < e.devices.size(); ++i)
             if (!h.devices[i].accepted())
                 reasons[e.devices[i]] = h.devices[i].reason();
-        json hj{{"name", h.name}, {"accepted", h.accepted}, {"reasons", reasons}};
+        json hj{{"name", h.name}, {"accepted", h.accepted}, {"reasons", reasons}, {"private_to", h.owners}};
         if (!h.combined.accepted()) {
             hj["combined_reason"] = h.combined.reason();
             hj["refusal"] = refusalName(h.combined.refusal());
@@ -388,7 +400,15 @@ json explanationJson(const Explanation& e) {
            {"allocating_device", e.allocatingDevice ? json(*e.allocatingDevice) : json(nullptr)},
            {"allocating_reason", e.allocatingReason},
            {"constraints", constraintSetJson(e.constraints)},
-           {"heaps", heaps}};
+           {"heaps", heaps},
+           {"notes", e.notes}};
+    json facts = json::array();
+    for (const DeviceFacts& f : e.facts)
+        facts.push_back({{"device", f.device},
+                         {"source", f.source.empty() ? json(nullptr) : json(f.source)},
+                         {"assumed", f.assumed},
+                         {"restricted_pool", f.restrictedPool.empty() ? json(nullptr) : json(f.restrictedPool)}});
+    j["facts"] = std::move(facts);
     if (e.conflict) {
         json hs = json::array();
         for (const ConflictRefusal& r : e.conflict->heaps)
@@ -407,7 +427,7 @@ std::string renderExplanation(const Explanation& e) {
         devices += (devices.empty() ? "" : ", ") + d;
     std::string out = fmt::format("buffer of {} shared by {} (cpu access: {})\n\n", formatSize(e.size), devices,
                                   cpuAccessName(e.cpuAccess));
-    out += "merged constraints:\n";
+    out += "placement (intersected) and each device's mapping:\n";
     std::string described = describe(e.constraints);
     size_t start = 0;
     while (start < described.size()) {
@@ -436,6 +456,11 @@ std::string renderExplanation(const Explanation& e) {
     out += "\n";
     if (e.satisfiable) {
         out += fmt::format("chosen heap:       {}\n", *e.heap);
+        for (const HeapExplanation& h : e.heaps)
+            if (h.name == *e.heap && !h.owners.empty())
+                out += fmt::format("                   a pool private to {}: {} driver allocates it from its "
+                                   "memory-region; there is no /dev/dma_heap node for it\n",
+                                   fmt::join(h.owners, ", "), h.owners.size() == 1 ? "its" : "their");
         if (e.ranking.size() > 1) {
             std::string rest;
             for (size_t i = 1; i < e.ranking.size(); ++i)
@@ -448,6 +473,16 @@ std::string renderExplanation(const Explanation& e) {
         out += "unsatisfiable: no heap serves every device\n";
         if (e.conflict)
             out += fmt::format("conflict:          {}\n", e.conflict->reason);
+    }
+    bool anySource =
+        std::any_of(e.facts.begin(), e.facts.end(), [](const DeviceFacts& f) { return !f.source.empty(); });
+    if (anySource || !e.notes.empty()) {
+        out += "\nfacts:\n";
+        for (const DeviceFacts& f : e.facts)
+            if (!f.source.empty())
+                out += fmt::format("  {}: {}\n", f.device, f.source);
+        for (const std::string& note : e.notes)
+            out += fmt::format("  note: {}\n", note);
     }
     return out;
 }

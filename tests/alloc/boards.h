@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <cenalloc/heap.h>
@@ -148,7 +149,8 @@ inline Platform pcBoard() {
 /// platformHeapProperties), rebuilt here so these tests do not depend on
 /// that layer: system and system-uncached over general memory (banks minus
 /// reserved regions), the dma32 pair when memory reaches above 4 GiB, then
-/// one contiguous heap per reserved region.
+/// one contiguous heap per reserved region the kernel or its owners
+/// allocate from; the vendor heaps the platform's kernel has.
 inline std::vector<HeapProperties> boardHeaps(const Platform& p) {
     struct Span {
         uint64_t base, end;
@@ -202,15 +204,27 @@ inline std::vector<HeapProperties> boardHeaps(const Platform& p) {
         h.capacity = within(lowest, hi);
         return h;
     };
-    std::vector<HeapProperties> heaps = {system("system", true, highest), system("system-uncached", false, highest)};
+    auto exists = [&](std::string_view name) {
+        return !p.vendorHeaps || std::find(p.vendorHeaps->begin(), p.vendorHeaps->end(), name) != p.vendorHeaps->end();
+    };
+    std::vector<HeapProperties> heaps = {system("system", true, highest)};
+    if (exists("system-uncached"))
+        heaps.push_back(system("system-uncached", false, highest));
     constexpr uint64_t kDma32 = 0xffffffff;
     if (highest > kDma32 && lowest <= kDma32) {
-        heaps.push_back(system("system-dma32", true, kDma32));
-        heaps.push_back(system("system-uncached-dma32", false, kDma32));
+        if (exists("system-dma32"))
+            heaps.push_back(system("system-dma32", true, kDma32));
+        if (exists("system-uncached-dma32"))
+            heaps.push_back(system("system-uncached-dma32", false, kDma32));
     }
     for (const ReservedRegion& r : p.regions) {
+        // A restricted pool, or memory set aside that neither the kernel
+        // nor an owner allocates from, is no heap.
+        if (r.restricted || (!r.heap && r.owners.empty()))
+            continue;
         HeapProperties h;
         h.name = r.name;
+        h.owners = r.owners;
         h.kind = r.kind == RegionKind::Cma ? HeapKind::Cma : HeapKind::Carveout;
         h.lowestAddress = r.base;
         h.highestAddress = r.end() - 1;

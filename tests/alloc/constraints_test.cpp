@@ -314,7 +314,7 @@ TEST(ConstraintSet, EmptySetConstrainsNothing) {
     EXPECT_EQ(empty.unsatisfiableReason(), "");
 }
 
-TEST(ConstraintSet, DeviceWithoutIommuContributesEverything) {
+TEST(ConstraintSet, DeviceWithoutIommuContributesItsPlacementAndItsOwnMapping) {
     const Platform p = iommuBoard();
     const Device d = makeDevice({.name = "display",
                                  .maskBits = 32,
@@ -325,8 +325,20 @@ TEST(ConstraintSet, DeviceWithoutIommuContributesEverything) {
                                  .accessBits = 0x1});
     Result<ConstraintSet> set = ConstraintSet::forDevice(d, p);
     ASSERT_TRUE(set) << set.error().toString();
-    EXPECT_EQ(set->physical(), d.constraints);
+    EXPECT_EQ(set->physical(), placementOf(d.constraints));
+    EXPECT_EQ(set->physical().maxSegmentCount, 0u) << "mapping limits are not placement";
+    EXPECT_TRUE(set->physical().contiguous);
     EXPECT_TRUE(set->iovaSpaces().empty());
+    ASSERT_EQ(set->mappings().size(), 1u);
+    EXPECT_EQ(set->mappings()[0], (DeviceMapping{"display", "", 0xffffffff, kNoLimit, 1}));
+}
+
+// A device that takes one segment needs one contiguous block: that much of
+// its mapping limits is placement.
+TEST(ConstraintSet, OneSegmentMeansContiguousPlacement) {
+    const Platform p = iommuBoard();
+    const Device d = makeDevice({.name = "lcd", .maxSegmentSize = 0xffffffff, .maxSegmentCount = 1});
+    EXPECT_TRUE(ConstraintSet::forDevice(d, p)->physical().contiguous);
 }
 
 TEST(ConstraintSet, DeviceBehindIommuContributesNoPhysicalLimits) {
@@ -362,7 +374,11 @@ TEST(ConstraintSet, DeviceBehindIommuContributesNoPhysicalLimits) {
     EXPECT_EQ(s.pageSize, 16384u);
     EXPECT_EQ(s.apertureBase, 0x100000u);
     EXPECT_EQ(s.apertureLast, 0xffffffffu);
-    EXPECT_EQ(s.limits, d.constraints);
+    DmaConstraints iovaPlacement = placementOf(d.constraints);
+    iovaPlacement.contiguous = false; // an I/O virtual range is contiguous
+    EXPECT_EQ(s.limits, iovaPlacement);
+    ASSERT_EQ(set->mappings().size(), 1u);
+    EXPECT_EQ(set->mappings()[0], (DeviceMapping{"isp", "smmu-b", 64 * KiB, 0xffff, 2}));
     EXPECT_EQ(s.windowLast(), 0xffffffffu);
     EXPECT_EQ(s.windowSize(), 0xfff00000u);
 }
@@ -382,7 +398,13 @@ TEST(ConstraintSet, DevicesBehindOneIommuShareAnIovaSpace) {
     EXPECT_EQ(set.iovaSpaces()[0].iommu, "smmu-a"); // sorted by name
     EXPECT_EQ(set.iovaSpaces()[1].iommu, "smmu-b");
     const IovaSpace& shared = set.iovaSpaces()[1];
-    EXPECT_EQ(shared.limits, mergeConstraints(a.constraints, b.constraints));
+    DmaConstraints placement = mergePlacement(a.constraints, b.constraints);
+    EXPECT_EQ(shared.limits, placement);
+    // Their segment limits stay their own.
+    EXPECT_EQ(set.findMapping("a")->maxSegmentCount, 8u);
+    EXPECT_EQ(set.findMapping("a")->maxSegmentSize, kDefaultMaxSegmentSize);
+    EXPECT_EQ(set.findMapping("b")->maxSegmentSize, 16 * KiB);
+    EXPECT_EQ(set.findMapping("b")->maxSegmentCount, 0u);
     EXPECT_EQ(shared.windowLast(), 0xfffffffu); // the 28-bit mask cuts the aperture
     EXPECT_EQ(shared.windowSize(), 0xfffffffu - 0x100000u + 1);
     // The smmu-a window is the aperture: the 40-bit mask reaches all of it.
@@ -390,6 +412,53 @@ TEST(ConstraintSet, DevicesBehindOneIommuShareAnIovaSpace) {
     // Physically only the largest IOMMU page remains.
     EXPECT_EQ(set.physical().alignment, 16384u);
     EXPECT_EQ(set.addressLimit(), kNoLimit);
+}
+
+// Masters behind one IOMMU with different stream IDs sit in different
+// IOMMU groups, so Linux gives each its own default domain: separate IOVA
+// spaces, each with only its own devices' limits.
+TEST(ConstraintSet, SeparateIommuGroupsHaveSeparateIovaSpaces) {
+    const Platform p = iommuBoard();
+    Device cam = makeDevice({.name = "cam", .maskBits = 28, .iommu = "smmu-b"});
+    cam.iommuGroup = "0x880";
+    Device gpu = makeDevice({.name = "gpu", .maskBits = 40, .iommu = "smmu-b"});
+    gpu.iommuGroup = "0x400";
+    Device vpu = makeDevice({.name = "vpu", .maskBits = 32, .iommu = "smmu-b"});
+    vpu.iommuGroup = "0x880"; // the same stream ID: the same group
+    ConstraintSet set = *ConstraintSet().merge(cam, p)->merge(gpu, p)->merge(vpu, p);
+    ASSERT_EQ(set.iovaSpaces().size(), 2u);
+    EXPECT_EQ(set.iovaSpaces()[0].iommu, "smmu-b:0x400");
+    EXPECT_EQ(set.iovaSpaces()[1].iommu, "smmu-b:0x880");
+    EXPECT_EQ(set.iovaSpaces()[0].windowLast(), 0xffffffffu) << "the gpu's space is not cut by the camera's mask";
+    EXPECT_EQ(set.iovaSpaces()[1].windowLast(), 0xfffffffu);
+    EXPECT_EQ(set.findMapping("gpu")->domain, "smmu-b:0x400");
+    EXPECT_EQ(set.findMapping("vpu")->domain, "smmu-b:0x880");
+}
+
+// The placement part keeps the algebra's properties over every row case.
+TEST(ConstraintAlgebra, PlacementMergeIsAMeetAndIgnoresMappingRows) {
+    std::vector<DmaConstraints> s;
+    for (const RowCase& rc : kRowCases) {
+        DmaConstraints a = unconstrained();
+        setField(a, rc.row, rc.a);
+        s.push_back(a);
+    }
+    for (const DmaConstraints& a : s) {
+        EXPECT_EQ(mergePlacement(a, a), placementOf(a));
+        EXPECT_EQ(mergePlacement(a, unconstrained()), placementOf(a));
+        for (const DmaConstraints& b : s) {
+            EXPECT_EQ(mergePlacement(a, b), mergePlacement(b, a));
+            for (const DmaConstraints& c : s) {
+                EXPECT_EQ(mergePlacement(mergePlacement(a, b), c), mergePlacement(a, mergePlacement(b, c)));
+            }
+            const DmaConstraints m = mergePlacement(a, b);
+            for (const ConstraintRule& r : constraintRules()) {
+                if (r.part == ConstraintPart::Mapping) {
+                    EXPECT_EQ(r.get(m), r.get(unconstrained())) << r.name;
+                }
+            }
+        }
+    }
 }
 
 TEST(ConstraintSet, MergeDoesNotDependOnOrder) {
@@ -469,9 +538,15 @@ TEST(ConstraintSet, DescribeHasALinePerRowAndPerIovaSpace) {
     EXPECT_NE(text.find("iommu smmu-a: page 4 KiB, window 0x0000000000000000..0x000000003fffffff (1 GiB)"),
               std::string::npos)
         << text;
-    EXPECT_NE(text.find("  max_segment_count: 2"), std::string::npos) << text;
+    EXPECT_NE(text.find("mapping b: in smmu-a, at most 2 segments of up to 64 KiB"), std::string::npos) << text;
+    EXPECT_NE(text.find("mapping a: direct, any number of segments of up to 64 KiB"), std::string::npos) << text;
+    EXPECT_EQ(text.find("max_segment_count"), std::string::npos) << "mapping rows are per device:\n" << text;
+    size_t placement = 0;
+    for (const ConstraintRule& r : constraintRules())
+        placement += r.part == ConstraintPart::Placement;
+    // The placement rows, the space line and its rows but contiguity, a line per device.
     const size_t lines = static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) + 1;
-    EXPECT_EQ(lines, 2 * constraintRules().size() + 1);
+    EXPECT_EQ(lines, placement + 1 + (placement - 1) + 2);
 }
 
 TEST(StorageLimits, CarryTheSetsPhysicalLimits) {
@@ -482,6 +557,11 @@ TEST(StorageLimits, CarryTheSetsPhysicalLimits) {
     EXPECT_EQ(l.highestAddress, 0xffffffffu);
     EXPECT_EQ(l.alignment, 1 * MiB);
     EXPECT_EQ(l.maxChunkSize, 64 * KiB);
+    // Chunks up to the largest segment any direct device takes are useful.
+    set = *set.merge(makeDevice({.name = "c", .maxSegmentSize = 1 * MiB}), p);
+    EXPECT_EQ(storageLimits(set).maxChunkSize, 1 * MiB);
+    set = *set.merge(makeDevice({.name = "d", .iommu = "smmu-a"}), p);
+    EXPECT_EQ(storageLimits(set).maxChunkSize, 0u) << "a device behind an IOMMU takes any chunk";
     // Behind an IOMMU: no address limit, no chunk size limit, the page granule.
     StorageLimits free = storageLimits(*ConstraintSet::forDevice(makeDevice({.name = "b", .iommu = "smmu-b"}), p));
     EXPECT_EQ(free.highestAddress, kNoLimit);

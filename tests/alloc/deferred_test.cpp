@@ -414,6 +414,113 @@ TEST(Deferred, LateAttachToStorageThatServesTheDeviceSucceeds) {
     EXPECT_EQ((*buffer)->info().attachedDevices.size(), 6u);
 }
 
+// A display that scans out one contiguous block and a USB controller that
+// takes 64 KiB segments share a frame, as they do in Linux every day: the
+// display's limits place the storage (a CMA block), the controller maps
+// that block under its own limits as many segments. (Merging their segment
+// limits into one imaginary device refused this.)
+TEST(Deferred, ScatterGatherAndContiguousDevicesShareOneBufferEachWithItsOwnSegments) {
+    auto context = makeContext();
+    ASSERT_TRUE(context);
+    const DmaDevice& display = deviceOf(*context, "display");
+    const DmaDevice& usb = deviceOf(*context, "usb");
+    for (bool displayFirst : {true, false}) {
+        SCOPED_TRACE(displayFirst ? "display first" : "usb first");
+        auto buffer = context->create(kFrame, "frame");
+        ASSERT_TRUE(buffer);
+        std::vector<Attachment> attachments;
+        for (const DmaDevice* d : displayFirst ? std::vector{&display, &usb} : std::vector{&usb, &display}) {
+            auto a = (*buffer)->attach(*d);
+            ASSERT_TRUE(a) << a.error().toString();
+            attachments.push_back(std::move(*a));
+        }
+        Attachment& usbAttachment = attachments[displayFirst ? 1 : 0];
+        Attachment& displayAttachment = attachments[displayFirst ? 0 : 1];
+        auto usbMapping = usbAttachment.map(DmaDirection::FromDevice);
+        ASSERT_TRUE(usbMapping) << usbMapping.error().toString();
+        EXPECT_EQ((*buffer)->heapName(), "linux,cma");
+        const SgTable usbSegments = usbMapping->segments();
+        EXPECT_EQ(usbSegments.size(), kFrame / (64 * KiB));
+        for (const SgEntry& seg : usbSegments)
+            EXPECT_LE(seg.length, 64 * KiB);
+        auto displayMapping = displayAttachment.map(DmaDirection::ToDevice);
+        ASSERT_TRUE(displayMapping) << displayMapping.error().toString();
+        ASSERT_EQ(displayMapping->segments().size(), 1u);
+        EXPECT_EQ(displayMapping->segments()[0].length, kFrame);
+
+        // The controller writes the frame through its segments; the display
+        // reads it through its one.
+        std::vector<std::byte> frame(kFrame);
+        for (size_t i = 0; i < frame.size(); ++i)
+            frame[i] = std::byte(i * 7 + 3);
+        uint64_t offset = 0;
+        for (const SgEntry& seg : usbSegments) {
+            ASSERT_TRUE(usb.write(seg.dmaAddress, std::span(frame).subspan(offset, seg.length)));
+            offset += seg.length;
+        }
+        std::vector<std::byte> seen(kFrame);
+        ASSERT_TRUE(display.read(displayMapping->segments()[0].dmaAddress, seen));
+        EXPECT_EQ(seen, frame);
+    }
+}
+
+// Masters behind one IOMMU hardware with different stream IDs are in
+// different IOMMU groups: each has its own domain, IOVA space and mapping
+// cache, and a mapping for one is never reused for the other.
+TEST(Context, SeparateIommuGroupsGetSeparateDomains) {
+    Platform p = defaultPlatform();
+    for (Device& d : p.devices) {
+        if (d.name == "isp")
+            d.iommuGroup = "0x10";
+        if (d.name == "codec")
+            d.iommuGroup = "0x20";
+    }
+    ASSERT_TRUE(validatePlatform(p));
+    auto context = makeContext(p);
+    ASSERT_TRUE(context);
+    std::vector<std::string> names;
+    for (const IommuDomainStats& s : context->domainStats())
+        names.push_back(s.name);
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(names, (std::vector<std::string>{"gpu-smmu", "media-smmu:0x10", "media-smmu:0x20"}));
+
+    auto buffer = context->create(1 * MiB);
+    ASSERT_TRUE(buffer);
+    auto isp = (*buffer)->attach(deviceOf(*context, "isp"));
+    auto codec = (*buffer)->attach(deviceOf(*context, "codec"));
+    ASSERT_TRUE(isp && codec);
+    auto ispMapping = isp->map(DmaDirection::ToDevice);
+    auto codecMapping = codec->map(DmaDirection::ToDevice);
+    ASSERT_TRUE(ispMapping && codecMapping);
+    for (const IommuDomainStats& s : context->domainStats()) {
+        SCOPED_TRACE(s.name);
+        if (s.name == "gpu-smmu")
+            continue;
+        EXPECT_EQ(s.misses, 1u) << "each group builds its own mapping";
+        EXPECT_EQ(s.hits, 0u);
+        EXPECT_EQ(s.mappingCount, 1u);
+    }
+    // The same group shares one: the codec joins the isp's group.
+    for (Device& d : p.devices)
+        if (d.name == "codec")
+            d.iommuGroup = "0x10";
+    auto shared = makeContext(p);
+    ASSERT_TRUE(shared);
+    auto b = shared->create(1 * MiB);
+    ASSERT_TRUE(b);
+    auto i2 = (*b)->attach(deviceOf(*shared, "isp"));
+    auto c2 = (*b)->attach(deviceOf(*shared, "codec"));
+    ASSERT_TRUE(i2 && c2);
+    auto m1 = i2->map(DmaDirection::ToDevice);
+    auto m2 = c2->map(DmaDirection::ToDevice);
+    ASSERT_TRUE(m1 && m2);
+    for (const IommuDomainStats& s : shared->domainStats())
+        if (s.name == "media-smmu:0x10") {
+            EXPECT_EQ(s.misses, 1u);
+            EXPECT_EQ(s.hits, 1u);
+        }
+}
+
 TEST(Deferred, CpuDataWrittenBeforeAnyDeviceReachesLaterDevices) {
     auto context = makeContext();
     ASSERT_TRUE(context);

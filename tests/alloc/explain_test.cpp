@@ -374,26 +374,108 @@ TEST(Explain, SingleDeviceNoHeapServes) {
 }
 
 TEST(Explain, DevicesThatOnlyClashTogetherGetACombinedReason) {
-    // One takes at most 16 segments, the other only 4 KiB ones: a contiguous
-    // pool serves each alone, but its one 1 MiB chunk splits into 256
-    // segments for both together.
+    // Each reaches one kind of memory the pools are made of (0x1 and 0x4 of
+    // their 0x5), but the two have only 0x2 in common: a pool serves each
+    // alone and neither together.
     Platform p = twoPoolBoard();
-    p.devices = {makeDevice({.name = "few", .maxSegmentSize = 0xffffffff, .maxSegmentCount = 16}),
-                 makeDevice({.name = "small", .maxSegmentSize = 4096})};
+    for (ReservedRegion& r : p.regions)
+        r.accessBits = 0x5;
+    p.devices = {makeDevice({.name = "left", .maxSegmentSize = 0xffffffff, .contiguous = true, .accessBits = 0x3}),
+                 makeDevice({.name = "right", .maxSegmentSize = 0xffffffff, .contiguous = true, .accessBits = 0x6})};
     const std::vector<HeapProperties> heaps = boardHeaps(p);
-    const Explanation e = explainOk(p, heaps, {"few", "small"}, 1 * MiB, CpuAccess::Rare);
+    const Explanation e = explainOk(p, heaps, {"left", "right"}, 1 * MiB, CpuAccess::Rare);
     EXPECT_FALSE(e.satisfiable);
     const HeapExplanation& pool = heapIn(e, "cma-low");
     EXPECT_TRUE(pool.devices[0].accepted());
     EXPECT_TRUE(pool.devices[1].accepted());
     EXPECT_FALSE(pool.accepted);
-    EXPECT_EQ(pool.combined.reason(),
-              "one 1 MiB chunk can split into 256 segments of up to 4 KiB but the devices accept at most 16");
-    // The system heap refuses "few" alone already: its pages may be scattered.
-    EXPECT_EQ(heapIn(e, "system").devices[0].refusal(), Refusal::TooManySegments);
+    EXPECT_EQ(pool.combined.reason(), "heap memory has access bits 0x5; the devices reach only 0x2");
+    // The system heap refuses "left" alone already: its pages may be scattered.
+    EXPECT_EQ(heapIn(e, "system").devices[0].refusal(), Refusal::NotContiguous);
     ASSERT_TRUE(e.conflict);
-    EXPECT_EQ(e.conflict->devices, (std::vector<std::string>{"few", "small"}));
-    EXPECT_EQ(e.conflict->heaps[0].device, "few");
+    EXPECT_EQ(e.conflict->devices, (std::vector<std::string>{"left", "right"}));
+    EXPECT_EQ(e.conflict->heaps[0].device, "left");
+}
+
+// Segment limits of different devices never clash: each maps the storage
+// under its own (DESIGN.md section 5). One takes at most 16 segments, the
+// other only 4 KiB ones; a contiguous pool's 1 MiB block is one segment to
+// the first and 256 to the second, as Linux maps it for each attachment.
+TEST(Explain, SegmentLimitsOfDifferentDevicesNeverClash) {
+    Platform p = twoPoolBoard();
+    p.devices = {makeDevice({.name = "few", .maxSegmentSize = 0xffffffff, .maxSegmentCount = 16}),
+                 makeDevice({.name = "small", .maxSegmentSize = 4096})};
+    const std::vector<HeapProperties> heaps = boardHeaps(p);
+    const Explanation e = explainOk(p, heaps, {"few", "small"}, 1 * MiB, CpuAccess::Rare);
+    EXPECT_TRUE(e.satisfiable);
+    EXPECT_TRUE(heapIn(e, "cma-low").accepted);
+    EXPECT_TRUE(heapIn(e, "cma-low").combined.accepted()) << heapIn(e, "cma-low").combined.reason();
+    // The system heap still refuses "few": its pages may be 256 scattered ones.
+    EXPECT_EQ(heapIn(e, "system").devices[0].refusal(), Refusal::TooManySegments);
+    EXPECT_FALSE(e.conflict);
+    ASSERT_EQ(e.constraints.mappings().size(), 2u);
+    EXPECT_EQ(e.constraints.findMapping("small")->maxSegmentSize, 4096u);
+    EXPECT_EQ(e.constraints.findMapping("few")->maxSegmentCount, 16u);
+}
+
+// explain says which facts were assumed (a class default, not a cited
+// driver row) and which device bounces through a restricted pool, so a
+// user knows what to confirm and that no zero-copy sharing happens.
+TEST(Explain, SaysWhichFactsWereAssumedAndWhoBounces) {
+    Platform p = twoPoolBoard();
+    p.regions.push_back({.name = "wifi-bounce",
+                         .kind = RegionKind::Carveout,
+                         .base = 0x90000000,
+                         .size = 4 * MiB,
+                         .owners = {"wifi"},
+                         .restricted = true});
+    Device vpu = makeDevice({.name = "vpu", .maxSegmentSize = 0xffffffff, .maxSegmentCount = 1, .contiguous = true});
+    vpu.assumedFacts = {"needs one contiguous buffer: a codec engine without an IOMMU and no driver row"};
+    Device wifi = makeDevice({.name = "wifi", .maskBits = 30});
+    wifi.restrictedPool = "wifi-bounce";
+    wifi.factSource = "drivers/net/wireless/example.c: dma_set_mask(DMA_BIT_MASK(30))";
+    p.devices = {vpu, wifi};
+    ASSERT_TRUE(validatePlatform(p));
+    const Explanation e = explainOk(p, boardHeaps(p), {"vpu", "wifi"}, 1 * MiB, CpuAccess::Rare);
+    ASSERT_EQ(e.facts.size(), 2u);
+    EXPECT_EQ(e.facts[0].device, "vpu");
+    EXPECT_EQ(e.facts[0].assumed, vpu.assumedFacts);
+    EXPECT_EQ(e.facts[0].source, "");
+    EXPECT_EQ(e.facts[1].source, wifi.factSource);
+    EXPECT_EQ(e.facts[1].restrictedPool, "wifi-bounce");
+    ASSERT_EQ(e.notes.size(), 2u);
+    EXPECT_NE(e.notes[0].find("'vpu': assumed, confirm with its driver: needs one contiguous buffer"),
+              std::string::npos)
+        << e.notes[0];
+    EXPECT_NE(e.notes[1].find("'wifi' bounces every DMA through its restricted-dma-pool 'wifi-bounce'"),
+              std::string::npos)
+        << e.notes[1];
+    // The bouncing device's 30-bit mask limits its pool, not the buffer: a
+    // contiguous pool above 1 GiB still serves the pair.
+    EXPECT_TRUE(e.satisfiable);
+    EXPECT_EQ(e.constraints.addressLimit(), kNoLimit);
+    // The restricted pool is no heap.
+    for (const HeapExplanation& h : e.heaps)
+        EXPECT_NE(h.name, "wifi-bounce");
+}
+
+// A pool a device names in its memory-region is that device's alone.
+TEST(Explain, APrivatePoolServesItsOwnerOnly) {
+    Platform p = twoPoolBoard();
+    p.regions[0].owners = {"contig64"};
+    p.devices.push_back(makeDevice({.name = "display", .maxSegmentSize = 0xffffffff, .contiguous = true}));
+    ASSERT_TRUE(validatePlatform(p));
+    const std::vector<HeapProperties> heaps = boardHeaps(p);
+    const Explanation both = explainOk(p, heaps, {"contig64", "display"}, kFrame, CpuAccess::Rare);
+    const HeapExplanation& pool = heapIn(both, "cma-low");
+    EXPECT_FALSE(pool.accepted);
+    EXPECT_EQ(pool.owners, std::vector<std::string>{"contig64"});
+    EXPECT_EQ(pool.devices[1].refusal(), Refusal::PrivatePool);
+    EXPECT_EQ(pool.devices[1].reason(),
+              "a pool private to other devices (their memory-region): 'display' may not use it");
+    EXPECT_EQ(both.heap.value_or(""), "cma-high");
+    const Explanation alone = explainOk(p, heaps, {"contig64"}, kFrame, CpuAccess::Rare);
+    EXPECT_TRUE(heapIn(alone, "cma-low").accepted);
 }
 
 TEST(Explain, NoDevicesGetsTheBestHeapAndNoAllocatingDevice) {

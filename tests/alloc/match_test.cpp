@@ -57,6 +57,14 @@ HeapProperties carveout(std::string name, uint64_t base, uint64_t size, uint64_t
     return h;
 }
 
+// A pool that only 'dsp' names in its memory-region.
+HeapProperties privatePool() {
+    HeapProperties h = carveout("dsp-pool", 0x90000000, 32 * MiB, kAllAccess);
+    h.kind = HeapKind::Cma;
+    h.owners = {"dsp"};
+    return h;
+}
+
 Platform smmuBoard() {
     Platform p;
     p.name = "smmu-board";
@@ -158,6 +166,17 @@ std::vector<MatchCase> matchCases() {
         {"mask below the iova aperture", systemHeap(), setOf({{.name = "d", .maskBits = 32, .iommu = "high-smmu"}}),
          4 * KiB, Subject::Device, Refusal::IovaWindow,
          "behind high-smmu, the device's 32-bit mask reaches none of the aperture starting at 0x100000000"},
+        {"private pool of another device", privatePool(), setOf({{.name = "dsp"}, {.name = "display"}}), 1 * MiB,
+         Subject::Devices, Refusal::PrivatePool,
+         "a pool private to other devices (their memory-region): 'display' may not use it"},
+        {"private pool for no device", privatePool(), ConstraintSet(), 1 * MiB, Subject::Devices, Refusal::PrivatePool,
+         "a pool private to the devices that name it in memory-region: no buffer without them"},
+        {"private pool of its owner", privatePool(), setOf({{.name = "dsp"}}), 1 * MiB, Subject::Device, Refusal::None,
+         ""},
+        {"contiguous heap, one device's segments too many for it alone", cmaHeap(),
+         setOf({{.name = "display", .maxSegmentSize = 64 * KiB, .maxSegmentCount = 1}, {.name = "usb"}}), 1 * MiB,
+         Subject::Devices, Refusal::TooManySegments,
+         "one 1 MiB chunk can split into 16 segments of up to 64 KiB but 'display' accepts at most 1"},
         {"contiguous device behind an iommu takes scattered pages", systemHeap(),
          setOf({{.name = "d",
                  .maskBits = 32,
@@ -183,9 +202,10 @@ TEST(MatchHeap, EveryRefusalKindIsCovered) {
     std::vector<Refusal> seen;
     for (const MatchCase& c : matchCases())
         seen.push_back(c.refusal);
-    for (Refusal r : {Refusal::None, Refusal::HostKernel, Refusal::AccessBits, Refusal::AboveAddressLimit,
-                      Refusal::BelowLimitCapacity, Refusal::NotContiguous, Refusal::TooManySegments, Refusal::Alignment,
-                      Refusal::Capacity, Refusal::IovaWindow, Refusal::IovaSegments})
+    for (Refusal r :
+         {Refusal::None, Refusal::HostKernel, Refusal::PrivatePool, Refusal::AccessBits, Refusal::AboveAddressLimit,
+          Refusal::BelowLimitCapacity, Refusal::NotContiguous, Refusal::TooManySegments, Refusal::Alignment,
+          Refusal::Capacity, Refusal::IovaWindow, Refusal::IovaSegments})
         EXPECT_NE(std::find(seen.begin(), seen.end(), r), seen.end()) << refusalName(r);
 }
 
@@ -204,8 +224,8 @@ TEST(MatchHeap, RulesAreCheckedInOrder) {
     std::vector<std::string> names;
     for (const MatchRule& r : matchRules())
         names.emplace_back(r.name);
-    EXPECT_EQ(names, (std::vector<std::string>{"placement", "access", "address", "contiguity", "segments", "alignment",
-                                               "capacity", "iova"}));
+    EXPECT_EQ(names, (std::vector<std::string>{"placement", "private", "access", "address", "contiguity", "segments",
+                                               "alignment", "capacity", "iova"}));
     // A heap failing access, address, contiguity and capacity reports access.
     HeapProperties h = carveout("far", 0x880000000, 4 * MiB, 0x2);
     h.contiguous = false;
@@ -229,6 +249,36 @@ TEST(MatchHeap, IovaRefusalsRefuseEveryHeapAlike) {
         EXPECT_EQ(matchHeap(h, set, 1 * MiB).refusal(), Refusal::IovaSegments);
         EXPECT_EQ(matchHeap(h, set, 1 * MiB).reason(), expected);
     }
+}
+
+// Mapping limits are each device's own (DESIGN.md section 5): a USB
+// controller taking 64 KiB segments maps a display's contiguous block as
+// many segments; merging its segment size with the display's one-segment
+// count would invent a device that exists nowhere.
+TEST(MatchHeap, SegmentLimitsAreCheckedPerDeviceNeverMerged) {
+    const DeviceSpec display{.name = "display", .maxSegmentSize = 0xffffffff, .maxSegmentCount = 1, .contiguous = true};
+    const DeviceSpec usb{.name = "usb", .maskBits = 32}; // 64 KiB segments, any number
+    const ConstraintSet set = setOf({display, usb});
+    EXPECT_TRUE(matchHeap(cmaHeap(), set, 8 * MiB).accepted()) << matchHeap(cmaHeap(), set, 8 * MiB).reason();
+    EXPECT_EQ(matchHeap(systemHeap(), set, 8 * MiB).refusal(), Refusal::NotContiguous);
+    ASSERT_EQ(set.mappings().size(), 2u);
+    EXPECT_EQ(set.findMapping("usb")->maxSegmentSize, 64 * KiB);
+    EXPECT_EQ(set.findMapping("display")->maxSegmentCount, 1u);
+
+    // Each device's count is checked against its own segment size: a
+    // device taking 4 segments of 1 MiB refuses a 8 MiB block, whoever
+    // else takes it.
+    const ConstraintSet tight = setOf({usb, {.name = "isp", .maxSegmentSize = 1 * MiB, .maxSegmentCount = 4}});
+    const HeapVerdict v = matchHeap(cmaHeap(), tight, 8 * MiB);
+    EXPECT_EQ(v.refusal(), Refusal::TooManySegments);
+    EXPECT_EQ(v.reason(), "one 8 MiB chunk can split into 8 segments of up to 1 MiB but 'isp' accepts at most 4");
+
+    // Behind an IOMMU too: each device splits the shared I/O virtual range
+    // by its own limits.
+    const ConstraintSet iova =
+        setOf({{.name = "cam", .maxSegmentSize = 0xffffffff, .maxSegmentCount = 1, .iommu = "camera-smmu"},
+               {.name = "dsp", .iommu = "camera-smmu"}});
+    EXPECT_TRUE(matchHeap(systemHeap(), iova, 8 * MiB).accepted()) << matchHeap(systemHeap(), iova, 8 * MiB).reason();
 }
 
 TEST(MatchHeap, AcceptedVerdictHasNoReason) {

@@ -77,6 +77,64 @@ TEST(PlatformHeaps, NoDma32HeapsWithOnlyMemoryAbove4G) {
     EXPECT_EQ(names(platformHeapProperties(p)), expected);
 }
 
+// A board's kernel has the vendor heaps its description names, no more:
+// the answer to "which /dev/dma_heap node" must be a node that exists.
+TEST(PlatformHeaps, VendorHeapsOnlyWhereTheBoardsKernelHasThem) {
+    Platform p = boardPlatform(true);
+    p.vendorHeaps = std::vector<std::string>{};
+    ASSERT_TRUE(validatePlatform(p));
+    EXPECT_EQ(names(platformHeapProperties(p)), (std::vector<std::string>{"system", "cma", "secure"}));
+    p.vendorHeaps = std::vector<std::string>{"system-dma32", "system-uncached"};
+    EXPECT_EQ(names(platformHeapProperties(p)),
+              (std::vector<std::string>{"system", "system-uncached", "system-dma32", "cma", "secure"}));
+    Result<std::vector<std::shared_ptr<Heap>>> heaps = createPlatformHeaps(p, std::make_shared<PhysicalMemory>(p));
+    ASSERT_TRUE(heaps);
+    EXPECT_EQ(heaps->size(), 5u);
+    p.vendorHeaps = std::vector<std::string>{"system-secure"};
+    Result<void> bad = validatePlatform(p);
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code(), EINVAL);
+    EXPECT_NE(bad.error().message().find("system-secure"), std::string::npos);
+}
+
+// Which reserved regions are heaps: the kernel's (heap), a device's own
+// pool (owners, a heap for them alone), never a restricted-dma-pool, and
+// nothing for memory merely set aside.
+TEST(PlatformHeaps, RegionsAreHeapsWhenTheKernelOrTheirOwnersAllocateFromThem) {
+    Platform p = boardPlatform(false);
+    p.devices.resize(2);
+    p.devices[0].name = "dsp";
+    p.devices[1].name = "wifi";
+    p.regions[1].owners = {"dsp"};
+    p.regions.push_back(
+        {.name = "unused-pool", .kind = RegionKind::Cma, .base = kDram + 160 * MiB, .size = 16 * MiB, .heap = false});
+    p.regions.push_back({.name = "wifi-bounce",
+                         .kind = RegionKind::Carveout,
+                         .base = kDram + 176 * MiB,
+                         .size = 4 * MiB,
+                         .owners = {"wifi"},
+                         .restricted = true});
+    p.devices[1].restrictedPool = "wifi-bounce";
+    Result<void> valid = validatePlatform(p);
+    ASSERT_TRUE(valid) << valid.error().toString();
+    const std::vector<HeapProperties> heaps = platformHeapProperties(p);
+    EXPECT_EQ(names(heaps), (std::vector<std::string>{"system", "system-uncached", "cma", "secure"}));
+    EXPECT_TRUE(heaps[2].owners.empty());
+    EXPECT_EQ(heaps[3].owners, std::vector<std::string>{"dsp"});
+    Result<std::vector<std::shared_ptr<Heap>>> created = createPlatformHeaps(p, std::make_shared<PhysicalMemory>(p));
+    ASSERT_TRUE(created);
+    EXPECT_EQ(created->size(), 4u);
+
+    // Owners and pools must name what exists.
+    p.regions[1].owners = {"nobody"};
+    ASSERT_FALSE(validatePlatform(p));
+    p.regions[1].owners = {"dsp"};
+    p.devices[0].restrictedPool = "cma";
+    Result<void> notRestricted = validatePlatform(p);
+    ASSERT_FALSE(notRestricted);
+    EXPECT_NE(notRestricted.error().message().find("no restricted-dma-pool"), std::string::npos);
+}
+
 TEST(PlatformHeaps, SystemHeapProperties) {
     const Platform p = boardPlatform(true);
     const std::vector<HeapProperties> props = platformHeapProperties(p);
