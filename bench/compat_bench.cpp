@@ -12,6 +12,7 @@
 // socket). Baselines: a raw sealed memfd, and the kernel's system heap when
 // the host has /dev/dma_heap/system.
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -296,6 +297,52 @@ void BM_Preloaded(benchmark::State& state) {
     setCounters(state, size);
 }
 
+void BM_Lseek(benchmark::State& state) {
+    const bool onBuffer = state.range(0) != 0;
+    auto session = makeSession(state, static_cast<int>(state.range(1)));
+    if (!session)
+        return;
+    ShimOptions options;
+    options.kernelHeapDir = "/nonexistent/dma_heap";
+    auto emulator = DmaHeapEmulator::create(session, options, cenalloc::shim::nextLibc());
+    if (!emulator) {
+        state.SkipWithError(emulator.error().toString().c_str());
+        return;
+    }
+    auto heap = (*emulator)->open(AT_FDCWD, "/dev/dma_heap/system", O_RDWR | O_CLOEXEC, 0);
+    if (!heap || *heap < 0) {
+        state.SkipWithError("opening /dev/dma_heap/system");
+        return;
+    }
+    dma_heap_allocation_data data{64 * KiB, 0, O_RDWR | O_CLOEXEC, 0};
+    auto allocated = (*emulator)->ioctl(*heap, DMA_HEAP_IOCTL_ALLOC, &data);
+    if (!allocated || *allocated != 0) {
+        state.SkipWithError("allocation failed");
+        return;
+    }
+    FILE* file = std::tmpfile();
+    const int fd = onBuffer ? static_cast<int>(data.fd) : ::fileno(file);
+    for (auto _ : state) {
+        // SEEK_CUR: a buffer refuses it (EINVAL) only after the shim knows
+        // the fd is one; on the tmpfile it is the file's own answer.
+        auto r = (*emulator)->lseek(fd, 0, SEEK_CUR);
+        off_t at = r ? *r : ::lseek(fd, 0, SEEK_CUR);
+        benchmark::DoNotOptimize(at);
+    }
+    std::fclose(file);
+    ::close(static_cast<int>(data.fd));
+    ::close(*heap);
+    state.SetItemsProcessed(state.iterations());
+}
+
+void BM_LseekRaw(benchmark::State& state) {
+    FILE* file = std::tmpfile();
+    for (auto _ : state)
+        benchmark::DoNotOptimize(::lseek(::fileno(file), 0, SEEK_CUR));
+    std::fclose(file);
+    state.SetItemsProcessed(state.iterations());
+}
+
 // The baseline: what a buffer costs with no allocator at all.
 void BM_RawMemfd(benchmark::State& state) {
     const size_t size = static_cast<size_t>(state.range(0));
@@ -349,6 +396,8 @@ BENCHMARK(BM_Overhead)->Apply(modes);
 BENCHMARK(BM_Preloaded)->Apply(sizes);
 BENCHMARK(BM_RawMemfd)->Apply(sizes);
 BENCHMARK(BM_KernelHeap)->Apply(sizes);
+BENCHMARK(BM_Lseek)->ArgNames({"buffer", "daemon"})->ArgsProduct({{0, 1}, {0, 1}});
+BENCHMARK(BM_LseekRaw);
 
 } // namespace
 

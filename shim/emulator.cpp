@@ -58,6 +58,31 @@ std::string procFdPath(int fd) {
     return fmt::format("/proc/self/fd/{}", fd);
 }
 
+/// Known buffer inodes kept before the set is pruned against bufinfo (then
+/// twice what is left alive).
+constexpr size_t kKnownBuffersFloor = 1024;
+
+/// The fds made by the session being created on this thread (see
+/// noteCreatedFd), or nullptr.
+thread_local std::vector<int>* createdFds = nullptr;
+
+/// How deep this thread is in session calls: only the outermost takes the
+/// fork gate (a nested shared lock would wait behind a waiting fork).
+thread_local int gateDepth = 0;
+
+/// Sessions abandoned because their fds became the program's: destroying
+/// one would close the program's files, so they live on, reachable, until
+/// the process ends.
+std::vector<std::shared_ptr<Session>>& abandonedSessions() {
+    static auto* sessions = new std::vector<std::shared_ptr<Session>>();
+    return *sessions;
+}
+std::mutex abandonedMutex;
+
+bool isInProcess(const Session& session) {
+    return !session.describe().starts_with("cenallocd");
+}
+
 Result<std::shared_ptr<Session>> makeSession(const ShimOptions& options) {
     if (options.mode != ShimOptions::Mode::Local) {
         auto remote = Session::connect(options.socketPath);
@@ -81,7 +106,35 @@ Result<std::shared_ptr<Session>> makeSession(const ShimOptions& options) {
     return std::shared_ptr<Session>(std::move(*local));
 }
 
+/// makeSession(), and the identity of every fd it made that is still open.
+template <typename OwnFd>
+Result<std::shared_ptr<Session>> makeRecordedSession(const ShimOptions& options, const LibcCalls& libc,
+                                                     std::vector<OwnFd>& owned) {
+    std::vector<int> created;
+    createdFds = &created;
+    auto session = makeSession(options);
+    createdFds = nullptr;
+    owned.clear();
+    if (!session)
+        return session;
+    // An fd made and closed again during set-up (a connection attempt in
+    // auto mode) is not held: keep what is open, once per number.
+    std::sort(created.begin(), created.end());
+    created.erase(std::unique(created.begin(), created.end()), created.end());
+    for (int fd : created) {
+        struct stat st {};
+        if (libc.fstat(fd, &st) == 0)
+            owned.push_back({fd, st.st_dev, st.st_ino});
+    }
+    return session;
+}
+
 } // namespace
+
+void noteCreatedFd(int fd) {
+    if (createdFds && fd >= 0)
+        createdFds->push_back(fd);
+}
 
 Result<ShimOptions> ShimOptions::fromEnvironment() {
     ShimOptions options;
@@ -145,15 +198,31 @@ struct DmaHeapEmulator::Stream {
     struct dirent64 entry64 {};
 };
 
-DmaHeapEmulator::DmaHeapEmulator(const LibcCalls& libc, const ShimOptions& options) : libc_(libc), options_(options) {}
+DmaHeapEmulator::DmaHeapEmulator(const LibcCalls& libc, const ShimOptions& options)
+    : libc_(libc), options_(options), pruneAt_(kKnownBuffersFloor) {
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&forkGate_, &attr);
+    pthread_rwlockattr_destroy(&attr);
+}
 
-DmaHeapEmulator::~DmaHeapEmulator() = default;
+DmaHeapEmulator::~DmaHeapEmulator() {
+    pthread_rwlock_destroy(&forkGate_);
+}
 
 Result<std::unique_ptr<DmaHeapEmulator>> DmaHeapEmulator::create(const ShimOptions& options, const LibcCalls& libc) {
-    auto session = makeSession(options);
+    std::vector<OwnFd> owned;
+    auto session = makeRecordedSession(options, libc, owned);
     if (!session)
         return session.error();
-    return create(std::move(*session), options, libc);
+    auto emulator = create(std::move(*session), options, libc);
+    if (!emulator)
+        return emulator;
+    std::lock_guard lock((*emulator)->mutex_);
+    (*emulator)->sessionFds_ = std::move(owned);
+    (*emulator)->renewable_ = true;
+    return emulator;
 }
 
 Result<std::unique_ptr<DmaHeapEmulator>> DmaHeapEmulator::create(std::shared_ptr<Session> session,
@@ -169,6 +238,7 @@ Result<void> DmaHeapEmulator::setUp(std::shared_ptr<Session> session) {
     auto heaps = session->heaps();
     if (!heaps)
         return heaps.error().withContext("listing the heaps");
+    inProcess_.store(isInProcess(*session), std::memory_order_relaxed);
     session_ = std::move(session);
 
     struct stat st {};
@@ -246,20 +316,170 @@ std::vector<std::string> DmaHeapEmulator::heapNames() const {
 
 std::string DmaHeapEmulator::describe() const {
     std::lock_guard lock(mutex_);
-    return session_->describe();
+    return session_ ? session_->describe() : std::string("no session (its fds were closed by the program)");
 }
 
-std::shared_ptr<Session> DmaHeapEmulator::session() {
+class DmaHeapEmulator::SessionUse {
+public:
+    explicit SessionUse(DmaHeapEmulator& emulator) : emulator_(emulator) {
+        if (gateDepth++ == 0 && emulator_.inProcess_.load(std::memory_order_relaxed)) {
+            pthread_rwlock_rdlock(&emulator_.forkGate_);
+            gated_ = true;
+        }
+        session_ = emulator_.currentSession();
+    }
+    ~SessionUse() {
+        session_.reset();
+        if (gated_)
+            pthread_rwlock_unlock(&emulator_.forkGate_);
+        --gateDepth;
+    }
+    SessionUse(const SessionUse&) = delete;
+    SessionUse& operator=(const SessionUse&) = delete;
+
+    explicit operator bool() const { return session_ != nullptr; }
+    Session* operator->() const { return session_.get(); }
+
+private:
+    DmaHeapEmulator& emulator_;
+    bool gated_ = false;
+    std::shared_ptr<Session> session_;
+};
+
+DmaHeapEmulator::SessionUse DmaHeapEmulator::session() {
+    return SessionUse(*this);
+}
+
+bool DmaHeapEmulator::stillOurs(int fd, dev_t dev, ino_t ino) const {
+    ErrnoGuard keepErrno;
+    struct stat st {};
+    return fd >= 0 && libc_.fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
+bool DmaHeapEmulator::ownsSessionFdsLocked() const {
+    for (const OwnFd& own : sessionFds_)
+        if (!stillOurs(own.fd, own.dev, own.ino))
+            return false;
+    return true;
+}
+
+std::shared_ptr<Session> DmaHeapEmulator::currentSession() {
     std::lock_guard lock(mutex_);
-    if (forked_.exchange(false, std::memory_order_relaxed) && session_->describe().starts_with("cenallocd")) {
+    const bool forked = forked_.exchange(false, std::memory_order_relaxed);
+    if (!session_ && renewable_)
+        renewSessionLocked(false); // the last attempt failed: try again
+    else if (session_ && !ownsSessionFdsLocked())
+        renewSessionLocked(true);
+    else if (session_ && forked && !isInProcess(*session_))
         // The connection is the parent's too: requests and replies of both
         // processes would interleave on it.
-        ErrnoGuard keepErrno;
-        auto fresh = Session::connect(options_.socketPath);
-        if (fresh)
-            session_ = std::shared_ptr<Session>(std::move(*fresh));
-    }
+        renewSessionLocked(false);
     return session_;
+}
+
+void DmaHeapEmulator::renewSessionLocked(bool lost) {
+    ErrnoGuard keepErrno;
+    if (lost) {
+        // Its fds now name the program's files: it must never use them
+        // again, nor close them as it would when destroyed.
+        std::lock_guard abandoned(abandonedMutex);
+        abandonedSessions().push_back(std::move(session_));
+        session_.reset();
+        sessionFds_.clear();
+    }
+    if (!renewable_)
+        return;
+    std::vector<OwnFd> owned;
+    auto fresh = makeRecordedSession(options_, libc_, owned);
+    if (!fresh)
+        return; // lost: none until one can be made; forked: the shared one, as before
+    session_ = std::move(*fresh);
+    sessionFds_ = std::move(owned);
+    inProcess_.store(isInProcess(*session_), std::memory_order_relaxed);
+}
+
+void DmaHeapEmulator::prepareFork() {
+    pthread_rwlock_wrlock(&forkGate_);
+    mutex_.lock();
+    knownMutex_.lock();
+}
+
+void DmaHeapEmulator::parentAfterFork() {
+    knownMutex_.unlock();
+    mutex_.unlock();
+    pthread_rwlock_unlock(&forkGate_);
+}
+
+void DmaHeapEmulator::childAfterFork() {
+    knownMutex_.unlock();
+    mutex_.unlock();
+    // The gate's writer is recorded by thread id, which the child's thread
+    // does not have: a new gate, unlocked, rather than an unlock.
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&forkGate_, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    forked_.store(true, std::memory_order_relaxed);
+}
+
+// ------------------------------------------------------- known buffers
+
+size_t DmaHeapEmulator::knownBufferCount() const {
+    std::lock_guard lock(knownMutex_);
+    return knownBuffers_.size();
+}
+
+bool DmaHeapEmulator::knownBuffer(const struct stat& st) const {
+    std::lock_guard lock(knownMutex_);
+    return knownBuffers_.contains({st.st_dev, st.st_ino});
+}
+
+void DmaHeapEmulator::forgetBuffer(const struct stat& st) {
+    std::lock_guard lock(knownMutex_);
+    knownBuffers_.erase({st.st_dev, st.st_ino});
+}
+
+void DmaHeapEmulator::rememberBuffer(const struct stat& st) {
+    {
+        std::lock_guard lock(knownMutex_);
+        knownBuffers_.insert({st.st_dev, st.st_ino});
+        if (knownBuffers_.size() < pruneAt_ || pruning_)
+            return;
+        pruning_ = true;
+    }
+    pruneKnownBuffers();
+}
+
+void DmaHeapEmulator::pruneKnownBuffers() {
+    // Buffers die without telling the shim (their last fd may close in
+    // another process): bufinfo says which are alive. Only the inodes known
+    // before asking are candidates, so that one remembered meanwhile stays.
+    std::set<InodeKey> before;
+    {
+        std::lock_guard lock(knownMutex_);
+        before = knownBuffers_;
+    }
+    std::set<uint64_t> live;
+    bool listed = false;
+    {
+        ErrnoGuard keepErrno;
+        SessionUse s = session();
+        if (s) {
+            if (auto buffers = s->bufinfo()) {
+                listed = true;
+                for (const BufferInfo& b : *buffers)
+                    live.insert(b.inode);
+            }
+        }
+    }
+    std::lock_guard lock(knownMutex_);
+    if (listed)
+        for (const InodeKey& key : before)
+            if (!live.contains(static_cast<uint64_t>(key.second)))
+                knownBuffers_.erase(key);
+    pruneAt_ = std::max(kKnownBuffersFloor, 2 * knownBuffers_.size());
+    pruning_ = false;
 }
 
 const DmaHeapEmulator::Heap* DmaHeapEmulator::findHeap(std::string_view name) const {
@@ -360,14 +580,17 @@ int DmaHeapEmulator::openHeap(const Heap& heap, int flags, bool trailingSlash) {
     int keep = pathOnly ? (O_PATH | (flags & O_CLOEXEC))
                         : (flags & (O_ACCMODE | O_CLOEXEC | O_NONBLOCK | O_APPEND | O_NOCTTY));
     const int saved = errno;
+    // A program that closed every fd it did not know (closefrom) closed the
+    // anchor too, and its number may now name another file: never open,
+    // duplicate or hand that out as a heap.
+    if (!stillOurs(anchor.get(), pathOnly ? heap.pathDev : heap.dev, pathOnly ? heap.pathIno : heap.ino))
+        return fail(ENODEV);
     int fd = libc_.open(procFdPath(anchor.get()).c_str(), keep);
     if (fd < 0) // no /proc: share the anchor's open file instead
         fd = ::fcntl(anchor.get(), (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
     if (fd < 0)
         return -1;
-    // A program that closed every fd it did not know (closefrom) closed the
-    // anchor too, and its number may now name another file: never hand that
-    // out as a heap.
+    // Closed and replaced between the check and the open: the same answer.
     struct stat st {};
     if (libc_.fstat(fd, &st) != 0 || st.st_dev != (pathOnly ? heap.pathDev : heap.dev) ||
         st.st_ino != (pathOnly ? heap.pathIno : heap.ino)) {
@@ -385,6 +608,8 @@ int DmaHeapEmulator::openDirectory(int flags) {
         return fail(EISDIR);
     int keep = (flags & O_PATH) ? (O_PATH | (flags & O_CLOEXEC)) : (O_RDONLY | (flags & (O_CLOEXEC | O_NONBLOCK)));
     const int saved = errno;
+    if (!stillOurs(directory_.get(), directoryDev_, directoryIno_))
+        return fail(ENOENT); // closed by the program: no heap directory, as on a host without one
     int fd = libc_.open(procFdPath(directory_.get()).c_str(), keep | O_DIRECTORY);
     if (fd < 0)
         fd = ::fcntl(directory_.get(), (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
@@ -400,7 +625,7 @@ std::optional<int> DmaHeapEmulator::ioctl(int fd, unsigned long request, void* a
     if (k.kind == FdKind::HeapFd)
         return heapIoctl(*k.heap, fd, request, arg);
     if (k.kind == FdKind::Unlinked)
-        return bufferIoctl(fd, request, arg);
+        return bufferIoctl(fd, k.st, request, arg);
     return std::nullopt;
 }
 
@@ -443,7 +668,10 @@ int DmaHeapEmulator::allocate(const Heap& heap, unsigned char* request) {
     if (fdIn != 0)
         return -EINVAL;
     ErrnoGuard keepErrno;
-    auto buffer = session()->allocate(heap.name, len, fdFlags, heapFlags);
+    SessionUse s = session();
+    if (!s)
+        return -ENODEV; // the program closed the session's fds and none could be made again
+    auto buffer = s->allocate(heap.name, len, fdFlags, heapFlags);
     if (!buffer)
         return -buffer.error().code();
     UniqueFd fd = std::move(*buffer);
@@ -454,6 +682,9 @@ int DmaHeapEmulator::allocate(const Heap& heap, unsigned char* request) {
         if (narrowed >= 0)
             fd.reset(narrowed);
     }
+    struct stat st {};
+    if (libc_.fstat(fd.get(), &st) == 0)
+        rememberBuffer(st);
     int out = fd.release();
     std::memcpy(request + kHeapAllocFd, &out, sizeof out);
     return 0;
@@ -461,10 +692,11 @@ int DmaHeapEmulator::allocate(const Heap& heap, unsigned char* request) {
 
 bool DmaHeapEmulator::isBuffer(int fd) {
     ErrnoGuard keepErrno;
-    return session()->import(BorrowedFd(fd)).has_value();
+    SessionUse s = session();
+    return s && s->import(BorrowedFd(fd)).has_value();
 }
 
-std::optional<int> DmaHeapEmulator::bufferIoctl(int fd, unsigned long request, void* arg) {
+std::optional<int> DmaHeapEmulator::bufferIoctl(int fd, const struct stat& st, unsigned long request, void* arg) {
     if (_IOC_TYPE(request) != DMA_BUF_BASE)
         return std::nullopt;
     if (request == DMA_BUF_IOCTL_SYNC) {
@@ -476,8 +708,10 @@ std::optional<int> DmaHeapEmulator::bufferIoctl(int fd, unsigned long request, v
             const uint32_t direction = static_cast<uint32_t>(flags & kSyncRw);
             int error = 0;
             {
-                std::shared_ptr<Session> s = session();
                 ErrnoGuard keepErrno;
+                SessionUse s = session();
+                if (!s)
+                    return std::nullopt; // no allocator: the kernel's answer
                 Result<void> done = (flags & kSyncEnd) ? s->endCpuAccess(BorrowedFd(fd), direction)
                                                        : s->beginCpuAccess(BorrowedFd(fd), direction);
                 if (!done)
@@ -493,8 +727,12 @@ std::optional<int> DmaHeapEmulator::bufferIoctl(int fd, unsigned long request, v
                     error = 0;
                 }
             }
-            if (error == EBADF)
+            if (error == EBADF) {
+                forgetBuffer(st);
                 return std::nullopt; // not a buffer of ours: libc's answer
+            }
+            if (!knownBuffer(st))
+                rememberBuffer(st); // one received from elsewhere
             return error == 0 ? 0 : fail(error);
         }
         if (!isBuffer(fd))
@@ -510,7 +748,10 @@ std::optional<int> DmaHeapEmulator::bufferIoctl(int fd, unsigned long request, v
         int error = 0;
         {
             ErrnoGuard keepErrno;
-            if (auto done = session()->setName(BorrowedFd(fd), *name); !done)
+            SessionUse s = session();
+            if (!s)
+                error = ENODEV;
+            else if (auto done = s->setName(BorrowedFd(fd), *name); !done)
                 error = done.error().code();
         }
         return error == 0 ? 0 : fail(error);
@@ -543,7 +784,7 @@ std::optional<void*> DmaHeapEmulator::mmap(void* addr, size_t length, int prot, 
         const bool beyond = first + pages > sizePages;
         if (!beyond && (shared || pages <= 1))
             return std::nullopt;
-        if (!isBuffer(fd))
+        if (!knownBuffer(k.st) || !isBuffer(fd))
             return std::nullopt;
     }
     // do_mmap() checks the file's access mode before calling the file's
@@ -572,8 +813,14 @@ std::optional<off_t> DmaHeapEmulator::lseek(int fd, off_t offset, int whence) {
     // dma_buf_llseek() answers only "where is the end" and "the start".
     if (offset == 0 && (whence == SEEK_END || whence == SEEK_SET))
         return std::nullopt; // the memfd gives the same answer
-    if (!isBuffer(fd))
+    // Only an inode the shim handed out can be a buffer worth asking about:
+    // a program's own unlinked files (tmpfile()) never cost a session call.
+    if (!knownBuffer(k.st))
         return std::nullopt;
+    if (!isBuffer(fd)) {
+        forgetBuffer(k.st); // its inode number was reused
+        return std::nullopt;
+    }
     return fail(EINVAL);
 }
 
@@ -582,7 +829,11 @@ std::optional<off_t> DmaHeapEmulator::lseek(int fd, off_t offset, int whence) {
 void DmaHeapEmulator::heapStat(const Heap& heap, struct stat* out) const {
     ErrnoGuard keepErrno;
     struct stat anchor {};
-    libc_.fstat(heap.anchor.get(), &anchor);
+    if (!stillOurs(heap.anchor.get(), heap.dev, heap.ino) || libc_.fstat(heap.anchor.get(), &anchor) != 0) {
+        anchor = {}; // the program closed it: what is known without it
+        anchor.st_dev = heap.dev;
+        anchor.st_ino = heap.ino;
+    }
     *out = anchor;
     out->st_mode = S_IFCHR | 0600;
     out->st_nlink = 1;
@@ -597,8 +848,11 @@ void DmaHeapEmulator::heapStat(const Heap& heap, struct stat* out) const {
 void DmaHeapEmulator::directoryStat(struct stat* out) const {
     ErrnoGuard keepErrno;
     struct stat dir {};
-    if (directory_.valid())
-        libc_.fstat(directory_.get(), &dir);
+    if (!stillOurs(directory_.get(), directoryDev_, directoryIno_) || libc_.fstat(directory_.get(), &dir) != 0) {
+        dir = {};
+        dir.st_dev = directoryDev_;
+        dir.st_ino = directoryIno_;
+    }
     *out = dir;
     out->st_mode = S_IFDIR | 0755;
     out->st_nlink = 2;

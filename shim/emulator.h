@@ -10,6 +10,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <pthread.h>
+#include <set>
 #include <string>
 #include <string_view>
 #include <sys/stat.h>
@@ -50,6 +52,12 @@ struct ShimOptions {
     static Result<ShimOptions> fromEnvironment();
 };
 
+/// Tell the emulator that the session being created made @p fd (the
+/// preload library's wrappers of socket() and inotify_init1() inside the
+/// cenalloc code it carries call this): an fd the session relies on, whose
+/// identity every later use checks. Ignored outside a session's creation.
+void noteCreatedFd(int fd);
+
 /// The dma-heap uapi served by a cenalloc Session: what the preload shim
 /// (libcenalloc-dmaheap.so) runs for every call it intercepts.
 ///
@@ -66,6 +74,26 @@ struct ShimOptions {
 /// The emulator reproduces the kernel's argument handling, not just its
 /// success paths: tests/conformance/expected.txt is the real kernel's answer
 /// to every case the conformance program tries.
+///
+/// Fds it relies on are its own only while their inode says so: a program
+/// may close any fd (closefrom(3)) and get the number back for its own
+/// file. Every use of a heap anchor, the heap directory or a descriptor the
+/// session made (its cenallocd socket, its inotify fd) is preceded by a
+/// check of the (st_dev, st_ino) recorded when it was made. A session whose
+/// fds are no longer its own is abandoned without touching them (not even
+/// closed) and a new one is made when the emulator made the first (from
+/// ShimOptions); until then, calls get the kernel's answers.
+///
+/// Only buffers it handed out (or that the session confirmed through a
+/// dma-buf ioctl) are looked up for lseek() and mmap(): the inodes are kept
+/// in a bounded set, pruned against bufinfo as buffers die, so that a
+/// program's own unlinked files never cost a session call.
+///
+/// fork(): prepareFork()/parentAfterFork()/childAfterFork() run from
+/// pthread_atfork. In-process, every session call holds a fork gate shared
+/// and prepareFork() takes it exclusively, so that no thread is inside the
+/// session (its mutexes all unlocked) when the child's copy is made; with
+/// cenallocd the child makes its own connection on next use.
 ///
 /// Thread safety: all methods may be called concurrently.
 class DmaHeapEmulator {
@@ -125,18 +153,47 @@ public:
     /// True while any stream is ours (a cheap test before locking).
     bool hasStreams() const { return streamCount_.load(std::memory_order_relaxed) > 0; }
 
-    /// Called in the child after fork(): a cenallocd connection is shared
-    /// with the parent, so the child makes its own on next use.
-    void forked() { forked_.store(true, std::memory_order_relaxed); }
+    /// pthread_atfork handlers: prepareFork() waits until no thread is in
+    /// an in-process session call and holds off new ones until the fork is
+    /// done; in the child, a cenallocd connection is the parent's too, so
+    /// the child makes its own on next use.
+    void prepareFork();
+    void parentAfterFork();
+    void childAfterFork();
+
+    /// Inodes of buffers known to be the session's (tests).
+    size_t knownBufferCount() const;
 
 private:
     struct Heap;
     struct Stream;
     struct FdKind;
+    class SessionUse;
+    /// An fd and the file it named when it was made.
+    struct OwnFd {
+        int fd = -1;
+        dev_t dev = 0;
+        ino_t ino = 0;
+    };
+    using InodeKey = std::pair<dev_t, ino_t>;
     DmaHeapEmulator(const LibcCalls& libc, const ShimOptions& options);
     Result<void> setUp(std::shared_ptr<Session> session);
 
-    std::shared_ptr<Session> session();
+    /// The session for one operation (empty when there is none), holding
+    /// the fork gate in-process.
+    SessionUse session();
+    /// The current session after checking that its fds are its own.
+    std::shared_ptr<Session> currentSession();
+    bool ownsSessionFdsLocked() const;
+    /// Abandon the session (@p lost: its fds are no longer its own) and
+    /// make a new one when the emulator can.
+    void renewSessionLocked(bool lost);
+    /// Does @p fd still name the file it named when it was made?
+    bool stillOurs(int fd, dev_t dev, ino_t ino) const;
+    void rememberBuffer(const struct stat& st);
+    void forgetBuffer(const struct stat& st);
+    bool knownBuffer(const struct stat& st) const;
+    void pruneKnownBuffers();
     /// The heap @p fd is an fd of, the heap directory, or neither.
     FdKind kindOf(int fd) const;
     /// What @p path (relative to @p dirfd) names, resolved into @p scratch.
@@ -146,7 +203,7 @@ private:
     bool isBuffer(int fd);
 
     int heapIoctl(const Heap& heap, int fd, unsigned long request, void* arg);
-    std::optional<int> bufferIoctl(int fd, unsigned long request, void* arg);
+    std::optional<int> bufferIoctl(int fd, const struct stat& st, unsigned long request, void* arg);
     int allocate(const Heap& heap, unsigned char* request);
     int openHeap(const Heap& heap, int flags, bool trailingSlash);
     int openDirectory(int flags);
@@ -166,10 +223,21 @@ private:
     ino_t kernelDirIno_ = 0;
 
     std::atomic<bool> forked_{false};
-    mutable std::mutex mutex_;
+    // Shared by every in-process session call, exclusive from prepareFork()
+    // to after the fork (writers first: a stream of calls cannot starve it).
+    pthread_rwlock_t forkGate_;
+    std::atomic<bool> inProcess_{false};              // the session is Session::local's: calls take the gate
+    bool renewable_ = false;                          // made from ShimOptions: can make another session
+    mutable std::mutex mutex_;                        // taken after forkGate_, never before
     std::shared_ptr<Session> session_;                // guarded by mutex_
+    std::vector<OwnFd> sessionFds_;                   // guarded by mutex_
     std::map<DIR*, std::unique_ptr<Stream>> streams_; // guarded by mutex_
     std::atomic<size_t> streamCount_{0};
+
+    mutable std::mutex knownMutex_;   // never held across a session call
+    std::set<InodeKey> knownBuffers_; // guarded by knownMutex_
+    size_t pruneAt_;                  // guarded by knownMutex_
+    bool pruning_ = false;            // guarded by knownMutex_
 };
 
 } // namespace cenalloc::shim

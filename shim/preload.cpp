@@ -61,9 +61,31 @@ std::atomic<DmaHeapEmulator*> activeEmulator{nullptr};
 std::atomic<bool> setUpFailed{false};
 std::mutex setUpMutex;
 
-void afterForkInChild() {
+// fork() from any thread while others are inside the shim: the child must
+// find no lock of the shim held by a thread it does not have. The set-up
+// lock and the emulator's own (its fork gate: no in-process session call
+// in flight) are taken before the fork and released on both sides.
+void prepareFork() {
+    setUpMutex.lock();
     if (DmaHeapEmulator* e = activeEmulator.load(std::memory_order_acquire))
-        e->forked();
+        e->prepareFork();
+}
+
+void parentAfterFork() {
+    if (DmaHeapEmulator* e = activeEmulator.load(std::memory_order_acquire))
+        e->parentAfterFork();
+    setUpMutex.unlock();
+}
+
+void childAfterFork() {
+    if (DmaHeapEmulator* e = activeEmulator.load(std::memory_order_acquire))
+        e->childAfterFork();
+    setUpMutex.unlock();
+}
+
+// Registered as the library loads, before any thread can be inside it.
+__attribute__((constructor)) void registerForkHandlers() {
+    pthread_atfork(prepareFork, parentAfterFork, childAfterFork);
 }
 
 /// The emulator if it exists, or (@p create) after creating it. nullptr when
@@ -93,7 +115,6 @@ DmaHeapEmulator* emulator(bool create) {
         return nullptr;
     }
     auto* holder = new (emulatorStorage) std::unique_ptr<DmaHeapEmulator>(std::move(*created));
-    pthread_atfork(nullptr, nullptr, afterForkInChild);
     activeEmulator.store(holder->get(), std::memory_order_release);
     errno = savedErrno;
     return holder->get();
@@ -218,6 +239,25 @@ int scanEmulated(DmaHeapEmulator& e, DIR* dir, Entry*** list, Filter filter, Com
 } // namespace
 
 extern "C" {
+
+// The cenalloc code linked into this library makes its descriptors with
+// these (the link wraps them: -Wl,--wrap): the emulator records each one a
+// session makes, so that it can tell later whether the number is still its
+// own. Not exported; the program's own calls never come here.
+int __real_socket(int domain, int type, int protocol);
+int __real_inotify_init1(int flags);
+
+int __wrap_socket(int domain, int type, int protocol) {
+    int fd = __real_socket(domain, type, protocol);
+    cenalloc::shim::noteCreatedFd(fd);
+    return fd;
+}
+
+int __wrap_inotify_init1(int flags) {
+    int fd = __real_inotify_init1(flags);
+    cenalloc::shim::noteCreatedFd(fd);
+    return fd;
+}
 
 // ------------------------------------------------------------------ open
 

@@ -14,6 +14,7 @@
 #include <cenalloc/units.h>
 
 #include "report/table.h"
+#include "report/untrusted_text.h"
 
 namespace cenalloc {
 
@@ -31,6 +32,20 @@ std::string maskText(uint64_t mask) {
 
 std::string limitText(uint64_t value) {
     return value == kNoLimit ? "none" : formatSize(value);
+}
+
+// Every string below may have come from a peer (a buffer name any client
+// set, whatever a daemon sent): JSON gets well-formed UTF-8 (the JSON
+// library refuses anything else), text gets printableText().
+json text(std::string_view bytes) {
+    return validUtf8(bytes);
+}
+
+json texts(const std::vector<std::string>& list) {
+    json out = json::array();
+    for (const std::string& s : list)
+        out.push_back(text(s));
+    return out;
 }
 
 json constraintsJson(const DmaConstraints& c, bool placementOnly = false) {
@@ -165,9 +180,9 @@ json heapsJson(const std::string& platform, const std::vector<HeapInfo>& heaps) 
     for (const HeapInfo& heap : heaps) {
         json s = heapStatsJson(heap.stats);
         s["free_bytes"] = heap.freeBytes;
-        list.push_back({{"name", heap.name}, {"properties", heapPropertiesJson(heap.properties)}, {"stats", s}});
+        list.push_back({{"name", text(heap.name)}, {"properties", heapPropertiesJson(heap.properties)}, {"stats", s}});
     }
-    return {{"source", platform}, {"heaps", list}};
+    return {{"source", text(platform)}, {"heaps", list}};
 }
 
 std::string renderHeaps(const std::string& platform, const std::vector<HeapInfo>& heaps) {
@@ -184,7 +199,7 @@ std::string renderHeaps(const std::string& platform, const std::vector<HeapInfo>
                   known ? formatSize(heap.freeBytes) : "?", std::to_string(s.liveBuffers), formatSize(s.liveBytes),
                   formatSize(s.watermarkBytes), std::to_string(s.failedAllocations)});
     }
-    return fmt::format("heaps of {}:\n", platform) + t.render();
+    return fmt::format("heaps of {}:\n", printableText(platform)) + t.render();
 }
 
 json heapsJson(const Context& context) {
@@ -208,30 +223,34 @@ json bufinfoJson(const std::vector<BufferInfo>& buffers) {
             json segs = json::array();
             for (const SgEntry& s : m.segments)
                 segs.push_back({{"dma_address", s.dmaAddress}, {"length", s.length}});
-            mappings.push_back({{"device", m.device},
+            mappings.push_back({{"device", text(m.device)},
                                 {"direction", dmaDirectionName(m.direction)},
-                                {"domain", m.domain.empty() ? json(nullptr) : json(m.domain)},
+                                {"domain", m.domain.empty() ? json(nullptr) : text(m.domain)},
                                 {"segment_count", m.segments.size()},
                                 {"segments", segs}});
         }
         list.push_back({{"id", b.id},
                         {"size", b.size},
                         {"flags", b.fdFlags},
-                        {"exporter", b.exporter},
-                        {"name", b.name},
+                        {"exporter", text(b.exporter)},
+                        // The name is bytes any client chose: "name" is them
+                        // as UTF-8 (U+FFFD for each byte of an ill-formed
+                        // sequence), "name_hex" every byte, losslessly.
+                        {"name", text(b.name)},
+                        {"name_hex", hexBytes(b.name)},
                         {"inode", b.inode},
                         {"references", b.references},
                         {"has_storage", b.hasStorage},
                         {"in_host_kernel", b.inHostKernel},
-                        {"heap", b.heap.empty() ? json(nullptr) : json(b.heap)},
+                        {"heap", b.heap.empty() ? json(nullptr) : text(b.heap)},
                         {"chunk_count", b.chunks.size()},
                         {"chunks", chunks},
-                        {"attached_devices", b.attachedDevices},
+                        {"attached_devices", texts(b.attachedDevices)},
                         {"mappings", mappings},
                         {"cpu_access_depth", b.cpuAccessDepth},
                         {"cache_maintenance_ops", b.cacheMaintenanceOps},
                         {"sync_violations", b.syncViolations},
-                        {"exporter_state", b.exporterState}});
+                        {"exporter_state", text(b.exporterState)}});
     }
     return {{"buffers", list}};
 }
@@ -291,7 +310,7 @@ Result<BufferInfo> describeBuffer(Session& session, BorrowedFd fd) {
 json domainsJson(const std::vector<IommuDomainStats>& domains) {
     json list = json::array();
     for (const IommuDomainStats& d : domains)
-        list.push_back({{"name", d.name},
+        list.push_back({{"name", text(d.name)},
                         {"page_size", d.pageSize},
                         {"aperture_base", d.apertureBase},
                         {"aperture_size", d.apertureSize},
@@ -320,17 +339,17 @@ json statsJson(const AllocatorStats& stats) {
     for (const HeapInfo& heap : stats.heaps) {
         json s = heapStatsJson(heap.stats);
         s["free_bytes"] = heap.freeBytes;
-        heaps.push_back({{"name", heap.name}, {"stats", s}});
+        heaps.push_back({{"name", text(heap.name)}, {"stats", s}});
     }
     return {{"heaps", heaps},
             {"domains", domainsJson(stats.domains)["domains"]},
             {"live_buffers", stats.liveBuffers},
-            {"lifetime_bugs", stats.lifetimeBugs}};
+            {"lifetime_bugs", texts(stats.lifetimeBugs)}};
 }
 
 std::string renderStats(const std::string& where, const AllocatorStats& stats) {
-    std::string out = fmt::format("cenalloc statistics ({}): {} live buffer{}\n\n", where, stats.liveBuffers,
-                                  stats.liveBuffers == 1 ? "" : "s");
+    std::string out = fmt::format("cenalloc statistics ({}): {} live buffer{}\n\n", printableText(where),
+                                  stats.liveBuffers, stats.liveBuffers == 1 ? "" : "s");
     TextTable t({"heap", "live", "live bytes", "watermark", "failed", "allocations", "free"});
     for (const HeapInfo& heap : stats.heaps)
         t.addRow({heap.name, std::to_string(heap.stats.liveBuffers), formatSize(heap.stats.liveBytes),
@@ -344,7 +363,7 @@ std::string renderStats(const std::string& where, const AllocatorStats& stats) {
     if (!stats.lifetimeBugs.empty()) {
         out += "\nlifetime bugs:\n";
         for (const std::string& bug : stats.lifetimeBugs)
-            out += "  " + bug + "\n";
+            out += "  " + printableText(bug) + "\n";
     }
     return out;
 }
@@ -401,12 +420,12 @@ json explanationJson(const Explanation& e) {
            {"allocating_reason", e.allocatingReason},
            {"constraints", constraintSetJson(e.constraints)},
            {"heaps", heaps},
-           {"notes", e.notes}};
+           {"notes", texts(e.notes)}};
     json facts = json::array();
     for (const DeviceFacts& f : e.facts)
-        facts.push_back({{"device", f.device},
-                         {"source", f.source.empty() ? json(nullptr) : json(f.source)},
-                         {"assumed", f.assumed},
+        facts.push_back({{"device", text(f.device)},
+                         {"source", f.source.empty() ? json(nullptr) : text(f.source)},
+                         {"assumed", texts(f.assumed)},
                          {"restricted_pool", f.restrictedPool.empty() ? json(nullptr) : json(f.restrictedPool)}});
     j["facts"] = std::move(facts);
     if (e.conflict) {
@@ -424,7 +443,7 @@ json explanationJson(const Explanation& e) {
 std::string renderExplanation(const Explanation& e) {
     std::string devices;
     for (const std::string& d : e.devices)
-        devices += (devices.empty() ? "" : ", ") + d;
+        devices += (devices.empty() ? "" : ", ") + printableText(d);
     std::string out = fmt::format("buffer of {} shared by {} (cpu access: {})\n\n", formatSize(e.size), devices,
                                   cpuAccessName(e.cpuAccess));
     out += "placement (intersected) and each device's mapping:\n";
@@ -480,9 +499,9 @@ std::string renderExplanation(const Explanation& e) {
         out += "\nfacts:\n";
         for (const DeviceFacts& f : e.facts)
             if (!f.source.empty())
-                out += fmt::format("  {}: {}\n", f.device, f.source);
+                out += fmt::format("  {}: {}\n", printableText(f.device), printableText(f.source));
         for (const std::string& note : e.notes)
-            out += fmt::format("  note: {}\n", note);
+            out += fmt::format("  note: {}\n", printableText(note));
     }
     return out;
 }

@@ -4,7 +4,17 @@
 
 #include <algorithm>
 
+#include "report/untrusted_text.h"
+
 namespace cenalloc {
+
+void TextTable::addRow(std::vector<std::string> row) {
+    // A cell may hold bytes a peer chose (a buffer name): one line of
+    // printable characters whatever they are.
+    for (std::string& cell : row)
+        cell = printableText(cell);
+    rows_.push_back(std::move(row));
+}
 
 std::string TextTable::render(size_t indent) const {
     std::vector<size_t> width(header_.size(), 0);

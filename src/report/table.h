@@ -11,7 +11,9 @@ namespace cenalloc {
 class TextTable {
 public:
     explicit TextTable(std::vector<std::string> header) : header_(std::move(header)) {}
-    void addRow(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+    /// A row; every cell is shown through printableText(), so that no cell
+    /// can break the table or reach the terminal as a control sequence.
+    void addRow(std::vector<std::string> row);
     /// The table, each line indented by @p indent spaces.
     std::string render(size_t indent = 2) const;
 

@@ -14,6 +14,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cenalloc/session.h>
+
 namespace {
 
 struct CliRun {
@@ -267,6 +269,44 @@ TEST(Cli, CommandsTalkToTheDaemonWithSocket) {
 
     CliRun nobody = cli("heaps --socket " + daemon.path() + ".missing");
     EXPECT_EQ(nobody.exitCode, 1);
+}
+
+TEST(Cli, BufinfoOfHostileBufferNamesIsValidJsonAndEscapedText) {
+    if (::geteuid() != 0)
+        GTEST_SKIP() << "only root's bufinfo lists other clients' buffers (the case of issue 13)";
+    Daemon daemon;
+    ASSERT_TRUE(daemon.running());
+    // Any client may name its buffer with any 31 bytes: one not UTF-8, a
+    // screen-clearing escape, a newline, at the longest DMA_BUF_SET_NAME takes.
+    auto client = cenalloc::Session::connect(daemon.path());
+    ASSERT_TRUE(client) << client.error().toString();
+    const std::string prefix = "\xff\x1b[2J\nevil";
+    const std::string hostile = prefix + std::string(31 - prefix.size(), 'x');
+    ASSERT_EQ(hostile.size(), 31u);
+    auto buffer = (*client)->allocate("system", 4096);
+    ASSERT_TRUE(buffer) << buffer.error().toString();
+    ASSERT_TRUE((*client)->setName(buffer->borrow(), hostile));
+
+    const std::string socket = " --socket " + daemon.path();
+    CliRun json = cli("bufinfo --json" + socket);
+    ASSERT_EQ(json.exitCode, 0) << json.out;
+    auto j = nlohmann::json::parse(json.out);
+    std::string hexName = "ff1b5b324a0a6576696c";
+    for (size_t i = prefix.size(); i < hostile.size(); ++i)
+        hexName += "78";
+    bool found = false;
+    for (const auto& b : j["buffers"])
+        if (b["name_hex"] == hexName) {
+            found = true;
+            EXPECT_EQ(b["name"], "\xef\xbf\xbd\x1b[2J\nevil" + std::string(31 - prefix.size(), 'x'));
+        }
+    EXPECT_TRUE(found) << json.out;
+
+    CliRun text = cli("bufinfo" + socket);
+    ASSERT_EQ(text.exitCode, 0) << text.out;
+    EXPECT_NE(text.out.find("\\xff\\x1b[2J\\x0aevil"), std::string::npos) << text.out;
+    EXPECT_EQ(text.out.find('\x1b'), std::string::npos);
+    EXPECT_EQ(text.out.find('\xff'), std::string::npos);
 }
 #endif
 

@@ -8,6 +8,12 @@ include(GoogleTest)
 add_executable(shim_heap_user ${CMAKE_CURRENT_LIST_DIR}/heap_user.c)
 set_target_properties(shim_heap_user PROPERTIES COMPILE_OPTIONS "" LINK_OPTIONS "" C_STANDARD 11 C_EXTENSIONS ON)
 target_compile_options(shim_heap_user PRIVATE -Wall -Wextra -Wshadow $<$<BOOL:${CENALLOC_WERROR}>:-Werror>)
+# Another: closefrom(3), fork() while threads allocate, lseek timing.
+add_executable(shim_scenarios ${CMAKE_CURRENT_LIST_DIR}/shim_scenarios.c)
+set_target_properties(shim_scenarios PROPERTIES COMPILE_OPTIONS "" LINK_OPTIONS "" C_STANDARD 11 C_EXTENSIONS ON)
+target_compile_options(shim_scenarios PRIVATE -Wall -Wextra -Wshadow $<$<BOOL:${CENALLOC_WERROR}>:-Werror>)
+find_package(Threads REQUIRED)
+target_link_libraries(shim_scenarios PRIVATE Threads::Threads)
 
 # A sanitizer runtime must be the first object loaded: preloading the instrumented shim into an
 # uninstrumented program needs the runtime preloaded before it.
@@ -26,11 +32,12 @@ file(GLOB shim_test_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/*.cpp)
 add_executable(test_shim ${shim_test_sources})
 target_compile_options(test_shim PRIVATE ${CENALLOC_WARNINGS})
 target_link_libraries(test_shim PRIVATE cenalloc_dmaheap_core GTest::gtest GTest::gtest_main)
-add_dependencies(test_shim cenalloc_dmaheap shim_heap_user dmaheap_conformance cenallocd)
+add_dependencies(test_shim cenalloc_dmaheap shim_heap_user shim_scenarios dmaheap_conformance cenallocd)
 target_compile_definitions(
   test_shim
   PRIVATE CENALLOC_SHIM_LIBRARY="$<TARGET_FILE:cenalloc_dmaheap>"
           SHIM_HEAP_USER="$<TARGET_FILE:shim_heap_user>"
+          SHIM_SCENARIOS="$<TARGET_FILE:shim_scenarios>"
           DMAHEAP_CONFORMANCE="$<TARGET_FILE:dmaheap_conformance>"
           CONFORMANCE_EXPECTED="${PROJECT_SOURCE_DIR}/tests/conformance/expected.txt"
           CENALLOCD="$<TARGET_FILE:cenallocd>"

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -291,6 +292,146 @@ TEST_F(Emulator, DmaBufIoctlsOnFilesThatAreNotBuffersAreLibcs) {
     EXPECT_FALSE(emulator_->ioctl(memfd, DMA_BUF_SET_NAME_B, const_cast<char*>("x")));
     EXPECT_FALSE(emulator_->lseek(memfd, 0, SEEK_CUR));
     ::close(memfd);
+}
+
+/// A session that counts the calls that name a buffer by fd (what the
+/// daemon would be asked), serving them through another session.
+class CountingSession final : public Session {
+public:
+    explicit CountingSession(std::shared_ptr<Session> inner) : inner_(std::move(inner)) {}
+    std::atomic<int> fdCalls{0};
+
+    std::string describe() const override { return inner_->describe(); }
+    Result<std::vector<HeapInfo>> heaps() override { return inner_->heaps(); }
+    Result<UniqueFd> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags, uint64_t heapFlags) override {
+        return inner_->allocate(heap, length, fdFlags, heapFlags);
+    }
+    Result<UniqueFd> create(uint64_t size, std::string_view name, CpuAccess cpuAccess) override {
+        return inner_->create(size, name, cpuAccess);
+    }
+    Result<uint64_t> import(BorrowedFd buffer) override {
+        ++fdCalls;
+        return inner_->import(buffer);
+    }
+    Result<void> release(BorrowedFd buffer) override {
+        ++fdCalls;
+        return inner_->release(buffer);
+    }
+    Result<uint64_t> attach(BorrowedFd buffer, std::string_view device) override {
+        ++fdCalls;
+        return inner_->attach(buffer, device);
+    }
+    Result<void> detach(uint64_t attachment) override { return inner_->detach(attachment); }
+    Result<SessionMapping> map(uint64_t attachment, DmaDirection direction) override {
+        return inner_->map(attachment, direction);
+    }
+    Result<void> unmap(uint64_t mapping) override { return inner_->unmap(mapping); }
+    Result<void> beginCpuAccess(BorrowedFd buffer, uint32_t flags) override {
+        ++fdCalls;
+        return inner_->beginCpuAccess(buffer, flags);
+    }
+    Result<void> endCpuAccess(BorrowedFd buffer, uint32_t flags) override {
+        ++fdCalls;
+        return inner_->endCpuAccess(buffer, flags);
+    }
+    Result<void> setName(BorrowedFd buffer, std::string_view name) override {
+        ++fdCalls;
+        return inner_->setName(buffer, name);
+    }
+    Result<std::vector<BufferInfo>> bufinfo() override { return inner_->bufinfo(); }
+    Result<AllocatorStats> stats(bool resetWatermark) override { return inner_->stats(resetWatermark); }
+    Result<Explanation> explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) override {
+        return inner_->explain(devices, size, cpuAccess);
+    }
+
+private:
+    std::shared_ptr<Session> inner_;
+};
+
+TEST_F(Emulator, ProgramsOwnUnlinkedFilesNeverReachTheSessionAndBuffersStillDo) {
+    auto counting = std::make_shared<CountingSession>(session_);
+    auto made = DmaHeapEmulator::create(counting, options_, nextLibc());
+    ASSERT_TRUE(made) << made.error().toString();
+    DmaHeapEmulator& e = **made;
+    auto heap = e.open(AT_FDCWD, "/dev/dma_heap/system", O_RDWR | O_CLOEXEC, 0);
+    ASSERT_TRUE(heap && *heap >= 0);
+    dma_heap_allocation_data data{4 * 4096, 0, O_RDWR | O_CLOEXEC, 0};
+    ASSERT_EQ(e.ioctl(*heap, DMA_HEAP_IOCTL_ALLOC, &data), 0);
+    const int buffer = static_cast<int>(data.fd);
+
+    // A tmpfile() and a memfd of the program's own: unlinked regular files
+    // like a buffer, which lseek and mmap used to ask the session about (a
+    // daemon round trip per lseek, and the fd sent to the daemon).
+    FILE* file = std::tmpfile();
+    ASSERT_NE(file, nullptr);
+    const int tmp = ::fileno(file);
+    ASSERT_EQ(::ftruncate(tmp, 4 * 4096), 0);
+    const int memfd = ::memfd_create("programs-own", MFD_CLOEXEC);
+    ASSERT_GE(memfd, 0);
+    ASSERT_EQ(::ftruncate(memfd, 4 * 4096), 0);
+    const int before = counting->fdCalls.load();
+    for (int fd : {tmp, memfd}) {
+        SCOPED_TRACE(fd == tmp ? "tmpfile" : "memfd");
+        EXPECT_FALSE(e.lseek(fd, 0, SEEK_CUR));
+        EXPECT_FALSE(e.lseek(fd, 4096, SEEK_SET));
+        EXPECT_FALSE(e.lseek(fd, 0, SEEK_END));
+        EXPECT_FALSE(e.mmap(nullptr, 2 * 4096, PROT_READ, MAP_PRIVATE, fd, 0));
+        EXPECT_FALSE(e.mmap(nullptr, 8 * 4096, PROT_READ, MAP_SHARED, fd, 0));
+    }
+    EXPECT_EQ(counting->fdCalls.load(), before) << "a program's own file reached the session";
+
+    // A buffer still gets the dma-buf's answers.
+    errno = 0;
+    EXPECT_EQ(e.lseek(buffer, 0, SEEK_CUR), -1);
+    EXPECT_EQ(errno, EINVAL);
+    errno = 0;
+    EXPECT_EQ(e.mmap(nullptr, 8 * 4096, PROT_READ, MAP_SHARED, buffer, 0), MAP_FAILED);
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_GT(counting->fdCalls.load(), before);
+
+    // A buffer received from elsewhere (here: allocated past the shim) is
+    // known once a dma-buf ioctl has named it.
+    auto received = session_->allocate("system", 4096);
+    ASSERT_TRUE(received);
+    EXPECT_FALSE(e.lseek(received->get(), 0, SEEK_CUR)) << "not known yet: the memfd's answer";
+    dma_buf_sync sync{DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ};
+    EXPECT_EQ(e.ioctl(received->get(), DMA_BUF_IOCTL_SYNC, &sync), 0);
+    sync.flags = DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ;
+    EXPECT_EQ(e.ioctl(received->get(), DMA_BUF_IOCTL_SYNC, &sync), 0);
+    errno = 0;
+    EXPECT_EQ(e.lseek(received->get(), 0, SEEK_CUR), -1);
+    EXPECT_EQ(errno, EINVAL);
+
+    std::fclose(file);
+    ::close(memfd);
+    ::close(buffer);
+    ::close(*heap);
+}
+
+TEST_F(Emulator, TheSetOfKnownBuffersIsPrunedAsBuffersDie) {
+    int heap = openHeap();
+    // Far more buffers than the set keeps before pruning, each dead before
+    // the next: what is known stays bounded by what is alive.
+    for (int i = 0; i < 2500; ++i) {
+        int fd = allocate(heap, 4096);
+        ASSERT_GE(fd, 0) << i;
+        ::close(fd);
+    }
+    EXPECT_LE(emulator_->knownBufferCount(), 1024u);
+    // Live buffers are never forgotten.
+    std::vector<int> live;
+    for (int i = 0; i < 1100; ++i) {
+        live.push_back(allocate(heap, 4096));
+        ASSERT_GE(live.back(), 0);
+    }
+    EXPECT_GE(emulator_->knownBufferCount(), 1100u);
+    for (int fd : live) {
+        errno = 0;
+        EXPECT_EQ(emulator_->lseek(fd, 0, SEEK_CUR), -1);
+        EXPECT_EQ(errno, EINVAL);
+        ::close(fd);
+    }
+    ::close(heap);
 }
 
 TEST_F(Emulator, MappingsBeyondTheBufferOrPrivateOnesOfSeveralPagesAreRefused) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -111,6 +112,18 @@ public:
         ::waitpid(pid_, &status, 0);
         pid_ = -1;
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    /// Whether the child exits within @p seconds (a bound for a hang, not
+    /// a measure); a child that does not is killed. Then wait().
+    bool exitsWithin(int seconds) {
+        UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
+        if (!pidfd.valid())
+            return true; // no pidfd: wait() is the bound
+        pollfd p{pidfd.get(), POLLIN, 0};
+        if (::poll(&p, 1, seconds * 1000) == 1)
+            return true;
+        ::kill(pid_, SIGKILL);
+        return false;
     }
     /// Send @p signal and wait for the exit.
     int stop(int signal) {
@@ -326,6 +339,53 @@ TEST(Preload, TheConformanceProgramSeesWhatTheKernelShowedThroughCenallocd) {
     Daemon daemon;
     ASSERT_TRUE(daemon.ready());
     expectConformance({"CENALLOC_SHIM_MODE=daemon", "CENALLOC_SOCKET=" + daemon.socket()});
+}
+
+// What the closefrom scenario prints when the shim left the program's fds
+// alone: the kernel's answers for a plain memfd and a host without heaps
+// (the shim's anchors went with closefrom: opening a heap is ENODEV).
+const char* const kClosefromExpected = "sync on a plain memfd: ENOTTY\n"
+                                       "opendir /dev/dma_heap: ENOENT\n"
+                                       "open /dev/dma_heap/system: ENODEV\n"
+                                       "the program's messages: intact\n"
+                                       "written into the program's socket: nothing\n";
+
+TEST(Preload, AfterClosefromTheShimNeverTouchesTheProgramsFdsInProcess) {
+    if (hostHasKernelHeaps())
+        GTEST_SKIP() << "this host has /dev/dma_heap: the kernel's answers differ";
+    Child child({SHIM_SCENARIOS, "closefrom"},
+                environment({"LD_PRELOAD=" + preloadValue(), "CENALLOC_SHIM_MODE=local"}));
+    // Before: SYNC on the memfd blocked reading the program's socket.
+    ASSERT_TRUE(child.exitsWithin(60)) << "hung: the shim is reading one of the program's fds";
+    EXPECT_EQ(child.wait(), 0) << child.err();
+    EXPECT_EQ(child.out(), kClosefromExpected);
+}
+
+TEST(Preload, AfterClosefromTheShimNeverTouchesTheProgramsFdsThroughCenallocd) {
+    if (hostHasKernelHeaps())
+        GTEST_SKIP() << "this host has /dev/dma_heap: the kernel's answers differ";
+    Daemon daemon;
+    ASSERT_TRUE(daemon.ready());
+    Child child({SHIM_SCENARIOS, "closefrom"}, environment({"LD_PRELOAD=" + preloadValue(), "CENALLOC_SHIM_MODE=daemon",
+                                                            "CENALLOC_SOCKET=" + daemon.socket()}));
+    // Before: the request went into the program's socket and the program's
+    // own message was read as the reply (EPROTO).
+    ASSERT_TRUE(child.exitsWithin(60)) << "hung: the shim is reading one of the program's fds";
+    EXPECT_EQ(child.wait(), 0) << child.err();
+    EXPECT_EQ(child.out(), kClosefromExpected);
+}
+
+TEST(Preload, ForkWhileOtherThreadsAllocateLeavesNoChildDeadlockedInProcess) {
+    // Four threads allocate and free without pause while 300 children are
+    // forked one by one, each allocating once from the session it inherited.
+    Child child({SHIM_SCENARIOS, "fork-stress", "300", "4"},
+                environment({"LD_PRELOAD=" + preloadValue(), "CENALLOC_SHIM_MODE=local"}));
+    // The program bounds each child (20 s, then it counts it hung); this
+    // bounds the program.
+    ASSERT_TRUE(child.exitsWithin(500)) << "the program itself hung";
+    EXPECT_EQ(child.wait(), 0) << child.out() << child.err();
+    EXPECT_NE(child.out().find("children: 300 exited, 0 hung, 0 failed\n"), std::string::npos) << child.out();
+    EXPECT_NE(child.out().find("worker allocations: some\n"), std::string::npos) << child.out();
 }
 
 } // namespace

@@ -14,6 +14,7 @@
 
 #include "report/report.h"
 #include "report/session_choice.h"
+#include "report/untrusted_text.h"
 
 namespace {
 
@@ -25,7 +26,8 @@ constexpr int kExitError = 1;
 constexpr int kExitUnsatisfiable = 2;
 
 int fail(const Error& error) {
-    std::cerr << "cenalloc: " << error.toString() << "\n";
+    // A daemon's message may quote what a client sent.
+    std::cerr << "cenalloc: " << cenalloc::printableText(error.toString()) << "\n";
     return kExitError;
 }
 
@@ -43,7 +45,9 @@ void print(nlohmann::json j) {
         j["notes"] = notes;
     else
         printNotes();
-    std::cout << j.dump(2) << "\n";
+    // The renderers give well-formed UTF-8; should any string still not
+    // be, it becomes U+FFFD rather than aborting the tool.
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
 }
 
 } // namespace
