@@ -472,6 +472,117 @@ Result<std::vector<BufferInfo>> decodeBufinfo(Reader& r) {
 
 // ------------------------------------------------------------- platform
 
+namespace {
+
+// A string list: a ListHeader count, then each string as a ListHeader
+// length and its bytes (padded), as a buffer's attached devices travel.
+void putStrings(Writer& w, std::span<const std::string> strings) {
+    w.put(ListHeader{static_cast<uint32_t>(strings.size()), 0});
+    for (const std::string& s : strings) {
+        w.put(ListHeader{length32(s), 0});
+        w.putBytes(s);
+    }
+}
+
+Result<std::vector<std::string>> getStrings(Reader& r) {
+    auto count = r.get<ListHeader>();
+    if (!count)
+        return count.error();
+    if (auto ok = r.checkCount(count->count, sizeof(ListHeader)); !ok)
+        return ok.error();
+    std::vector<std::string> out;
+    for (uint32_t i = 0; i < count->count; ++i) {
+        auto length = r.get<ListHeader>();
+        if (!length)
+            return length.error();
+        auto text = r.getString(length->count);
+        if (!text)
+            return text.error();
+        out.push_back(std::move(*text));
+    }
+    return out;
+}
+
+Result<std::string> getOne(Reader& r) {
+    auto length = r.get<ListHeader>();
+    if (!length)
+        return length.error();
+    return r.getString(length->count);
+}
+
+void putOne(Writer& w, std::string_view s) {
+    w.put(ListHeader{length32(s), 0});
+    w.putBytes(s);
+}
+
+// The platform's facts beyond the fixed structs, after the heaps: whether
+// the board's kernel names its vendor heaps, and which; per region its
+// flags (restricted, heap) and owners; per device its IOMMU group,
+// restricted pool, fact source and assumed facts; per heap its owners.
+void encodePlatformFacts(Writer& w, const Platform& platform, std::span<const HeapProperties> heaps) {
+    w.put(ListHeader{platform.vendorHeaps ? 1u : 0u, 0});
+    putStrings(w, platform.vendorHeaps ? *platform.vendorHeaps : std::vector<std::string>{});
+    for (const ReservedRegion& region : platform.regions) {
+        w.put(ListHeader{(region.restricted ? kRegionRestricted : 0) | (region.heap ? kRegionHeap : 0), 0});
+        putStrings(w, region.owners);
+    }
+    for (const Device& device : platform.devices) {
+        putOne(w, device.iommuGroup);
+        putOne(w, device.restrictedPool);
+        putOne(w, device.factSource);
+        putStrings(w, device.assumedFacts);
+    }
+    for (const HeapProperties& h : heaps)
+        putStrings(w, h.owners);
+}
+
+Result<void> decodePlatformFacts(Reader& r, PlatformBody& body) {
+    auto vendor = r.get<ListHeader>();
+    if (!vendor)
+        return vendor.error();
+    if (vendor->count > 1)
+        return malformed(fmt::format("vendor heap presence {}", vendor->count));
+    auto vendorHeaps = getStrings(r);
+    if (!vendorHeaps)
+        return vendorHeaps.error();
+    if (vendor->count == 1)
+        body.platform.vendorHeaps = std::move(*vendorHeaps);
+    for (ReservedRegion& region : body.platform.regions) {
+        auto flags = r.get<ListHeader>();
+        if (!flags)
+            return flags.error();
+        if (flags->count & ~(kRegionRestricted | kRegionHeap))
+            return malformed(fmt::format("region flags {:#x}", flags->count));
+        region.restricted = flags->count & kRegionRestricted;
+        region.heap = flags->count & kRegionHeap;
+        auto owners = getStrings(r);
+        if (!owners)
+            return owners.error();
+        region.owners = std::move(*owners);
+    }
+    for (Device& device : body.platform.devices) {
+        for (std::string* out : {&device.iommuGroup, &device.restrictedPool, &device.factSource}) {
+            auto text = getOne(r);
+            if (!text)
+                return text.error();
+            *out = std::move(*text);
+        }
+        auto assumed = getStrings(r);
+        if (!assumed)
+            return assumed.error();
+        device.assumedFacts = std::move(*assumed);
+    }
+    for (HeapProperties& heap : body.heaps) {
+        auto owners = getStrings(r);
+        if (!owners)
+            return owners.error();
+        heap.owners = std::move(*owners);
+    }
+    return {};
+}
+
+} // namespace
+
 void encodePlatform(Writer& w, const Platform& platform, std::span<const HeapProperties> heaps) {
     WirePlatform h{};
     h.nameLength = length32(platform.name);
@@ -527,6 +638,7 @@ void encodePlatform(Writer& w, const Platform& platform, std::span<const HeapPro
     }
     for (const HeapProperties& p : heaps)
         encodeHeapProperties(w, p), encodeHeapPropertiesStrings(w, p);
+    encodePlatformFacts(w, platform, heaps);
 }
 
 Result<PlatformBody> decodePlatform(Reader& r) {
@@ -629,6 +741,8 @@ Result<PlatformBody> decodePlatform(Reader& r) {
             return ok.error();
         body.heaps.push_back(std::move(*props));
     }
+    if (auto ok = decodePlatformFacts(r, body); !ok)
+        return ok.error();
     return body;
 }
 

@@ -310,6 +310,9 @@ static_assert(sizeof(WireBank) == 24);
 
 inline constexpr uint32_t kRegionNoMap = 0x1;
 inline constexpr uint32_t kRegionDefault = 0x2;
+/// In the platform's facts after the heaps (encodePlatformFacts).
+inline constexpr uint32_t kRegionRestricted = 0x1;
+inline constexpr uint32_t kRegionHeap = 0x2;
 struct WireRegion {
     uint64_t base;
     uint64_t size;
