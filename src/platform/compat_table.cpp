@@ -354,6 +354,9 @@ constexpr MasterProperty kMasterProperties[] = {
     {"iommus", false, "a node that translates through an IOMMU does DMA"},
     {"iommu-map", false, "a PCI host bridge whose functions translate through an IOMMU"},
     {"dma-coherent", true, "a device that snoops the CPU caches does DMA"},
+    {"memory-region", true,
+     "a device given reserved memory for its DMA (of_reserved_mem_device_init; a remote processor's carveouts) "
+     "does DMA"},
 };
 constexpr std::string_view kMasterBusDeviceTypes[] = {"pci", "pciex"};
 constexpr std::string_view kBusCompatibles[] = {"simple-bus", "simple-mfd", "simple-pm-bus", "arm,amba-bus", "isa"};

@@ -227,3 +227,35 @@ TEST(DtbFacts, IommuGroupsFollowStreamIdsAndTheDriversGroupRule) {
 
 } // namespace
 } // namespace cenalloc
+
+namespace cenalloc {
+namespace {
+
+// A remote processor names its carveouts in memory-region: it does DMA
+// there (of_reserved_mem_device_init), so it is a master and owns them,
+// though the table has no row for it.
+TEST(DtbFacts, ARemoteProcessorNamingCarveoutsOwnsThem) {
+    FdtWriter w;
+    w.begin("").cells("#address-cells", {1}).cells("#size-cells", {1});
+    w.begin("memory@80000000").string("device_type", "memory").cells("reg", {0x80000000, 0x40000000}).end();
+    w.begin("reserved-memory").cells("#address-cells", {1}).cells("#size-cells", {1}).flag("ranges");
+    w.begin("r5f-memory@a0000000").string("compatible", "shared-dma-pool").flag("no-map");
+    w.cells("reg", {0xa0000000, 0x1000000}).cells("phandle", {1}).end();
+    w.end();
+    w.begin("r5f@41000000").string("compatible", "vendor,r5f").cells("reg", {0x41000000, 0x8000});
+    w.cells("memory-region", {1}).end();
+    w.begin("timer@1000").string("compatible", "vendor,timer").cells("reg", {0x1000, 0x100}).end();
+    w.end();
+    std::vector<std::byte> blob = w.finish();
+    Result<Platform> p = loadDeviceTree(blob, "rproc.dtb");
+    ASSERT_TRUE(p) << p.error().toString();
+    ASSERT_NE(p->findDevice("r5f"), nullptr);
+    EXPECT_EQ(p->findDevice("timer"), nullptr);
+    const ReservedRegion* carveout = p->findRegion("r5f-memory@a0000000");
+    ASSERT_NE(carveout, nullptr);
+    EXPECT_EQ(carveout->owners, (std::vector<std::string>{"r5f"}));
+    EXPECT_FALSE(carveout->heap);
+}
+
+} // namespace
+} // namespace cenalloc
