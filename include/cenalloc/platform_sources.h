@@ -112,8 +112,9 @@ Result<Overlay> loadOverlayFile(const std::filesystem::path& path);
 ///    kernel places them: top-down in the first `alloc-ranges` entry where
 ///    they fit, avoiding every region placed before.
 ///  - DMA masters: available nodes with `iommus` or `iommu-map`, nodes with
-///    `reg` and `dma-coherent` or a compatible the table lists, and the
-///    PCI functions described below a PCI bus.
+///    `reg` and `dma-coherent`, `memory-region` or a compatible the table
+///    lists (a node whose compatibles include "syscon" is registers, not a
+///    master), and the PCI functions described below a PCI bus.
 ///  - masks: the driver's mask (from the compatible table; the kernel's
 ///    32-bit default otherwise) carried through the `dma-ranges` of every
 ///    bus from the device to the root, as an inclusive address limit: the

@@ -64,6 +64,15 @@ constexpr CompatEntry kTable[] = {
     {"rockchip,rk3399-vop-lit", C::Display, 0, kAnySize, 1, 0,
      "drivers/gpu/drm/rockchip/rockchip_drm_drv.c: dma_set_max_seg_size(UINT_MAX); a plane is scanned out from "
      "one DMA address"},
+    {"rockchip,rk3566-vop", C::Display, 0, kAnySize, 1, 0,
+     "drivers/gpu/drm/rockchip/rockchip_drm_drv.c: dma_set_max_seg_size(UINT_MAX); rockchip_drm_vop2.c scans a "
+     "plane out from one DMA address"},
+    {"rockchip,rk3568-vop", C::Display, 0, kAnySize, 1, 0,
+     "drivers/gpu/drm/rockchip/rockchip_drm_drv.c: dma_set_max_seg_size(UINT_MAX); rockchip_drm_vop2.c scans a "
+     "plane out from one DMA address"},
+    {"rockchip,rk3588-vop", C::Display, 0, kAnySize, 1, 0,
+     "drivers/gpu/drm/rockchip/rockchip_drm_drv.c: dma_set_max_seg_size(UINT_MAX); rockchip_drm_vop2.c scans a "
+     "plane out from one DMA address"},
     {"rockchip,rk3399-cif-isp", C::Camera, 0, kAnySize, 1, 0,
      "drivers/media/platform/rockchip/rkisp1/rkisp1-capture.c: queues use vb2_dma_contig_memops"},
     {"rockchip,px30-cif-isp", C::Camera, 0, kAnySize, 1, 0,
@@ -133,6 +142,12 @@ constexpr CompatEntry kTable[] = {
     {"qcom,sm8250-mdss", C::Display, 0, kAnySize, 1, 0,
      "drivers/gpu/drm/msm/msm_drv.c: dma_set_max_seg_size(UINT_MAX); a plane is scanned out from one DMA address"},
     {"qcom,sdm845-venus-v2", C::VideoCodec, 0, kAnySize, 1, 0,
+     "drivers/media/platform/qcom/venus/helpers.c: venus programs the first DMA address of a buffer "
+     "(venus_helper_vb2_buf_init) and sets dma_set_max_seg_size(DMA_BIT_MASK(32))"},
+    {"qcom,sc7180-venus", C::VideoCodec, 0, kAnySize, 1, 0,
+     "drivers/media/platform/qcom/venus/helpers.c: venus programs the first DMA address of a buffer "
+     "(venus_helper_vb2_buf_init) and sets dma_set_max_seg_size(DMA_BIT_MASK(32))"},
+    {"qcom,sm8250-venus", C::VideoCodec, 0, kAnySize, 1, 0,
      "drivers/media/platform/qcom/venus/helpers.c: venus programs the first DMA address of a buffer "
      "(venus_helper_vb2_buf_init) and sets dma_set_max_seg_size(DMA_BIT_MASK(32))"},
     {"qcom,sdm845-camss", C::Camera, 0, kAnySize, 1, 0,
