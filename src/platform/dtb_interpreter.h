@@ -27,7 +27,6 @@ constexpr unsigned kDefaultDriverMaskBits = 32;
 // have a handful. A blob that multiplies them beyond this is refused for
 // that device rather than allowed to grow without bound.
 constexpr size_t kMaxWindowPieces = 256;
-constexpr uint64_t kGeneralAccess = 1;
 constexpr uint64_t kMaxBlobSize = 16 * MiB;
 
 inline uint64_t maskOfBits(unsigned bits) {

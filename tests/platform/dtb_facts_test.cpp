@@ -259,3 +259,31 @@ TEST(DtbFacts, ARemoteProcessorNamingCarveoutsOwnsThem) {
 
 } // namespace
 } // namespace cenalloc
+
+namespace cenalloc {
+namespace {
+
+// The default CMA heap has the name rmem_cma_setup gives the area: the
+// reserved-memory node's full name, unit address included (fdt_get_name).
+TEST(DtbFacts, TheDefaultCmaHeapIsNamedLikeItsNode) {
+    FdtWriter w;
+    w.begin("").cells("#address-cells", {1}).cells("#size-cells", {1});
+    w.begin("memory@40000000").string("device_type", "memory").cells("reg", {0x40000000, 0x40000000}).end();
+    w.begin("reserved-memory").cells("#address-cells", {1}).cells("#size-cells", {1}).flag("ranges");
+    w.begin("linux,cma@50000000").string("compatible", "shared-dma-pool").flag("reusable").flag("linux,cma-default");
+    w.cells("reg", {0x50000000, 0x4000000}).end();
+    w.begin("other-cma@60000000").string("compatible", "shared-dma-pool").flag("reusable");
+    w.cells("reg", {0x60000000, 0x4000000}).end();
+    w.end().end();
+    std::vector<std::byte> blob = w.finish();
+    Result<Platform> p = loadDeviceTree(blob, "cma.dtb");
+    ASSERT_TRUE(p) << p.error().toString();
+    std::vector<std::string> heaps;
+    for (const ReservedRegion& r : p->regions)
+        if (r.heap)
+            heaps.push_back(r.name);
+    EXPECT_EQ(heaps, (std::vector<std::string>{"linux,cma@50000000"})) << "only the default area is a heap";
+}
+
+} // namespace
+} // namespace cenalloc
