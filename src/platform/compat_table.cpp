@@ -207,6 +207,10 @@ constexpr CompatEntry kTable[] = {
      "drivers/gpu/drm/tidss/tidss_drv.c: DRM_GEM_CMA_DRIVER_OPS (drm_gem_dma), one buffer per plane"},
     {"ti,j721e-dss", C::Display, 0, kAnySize, 1, 0,
      "drivers/gpu/drm/tidss/tidss_drv.c: DRM_GEM_CMA_DRIVER_OPS (drm_gem_dma), one buffer per plane"},
+    {"ti,am625-dss", C::Display, 0, kAnySize, 1, 0,
+     "drivers/gpu/drm/tidss/tidss_drv.c: in tidss_of_table; drm_gem_dma buffers, one per plane"},
+    {"ti,am62a7-dss", C::Display, 0, kAnySize, 1, 0,
+     "drivers/gpu/drm/tidss/tidss_drv.c: in tidss_of_table; drm_gem_dma buffers, one per plane"},
     {"img,img-axe", C::Gpu, 0, kAnySize, 0, 0,
      "drivers/gpu/drm/imagination/pvr_device.c: pvr_set_dma_info calls dma_set_max_seg_size(UINT_MAX); pages are "
      "mapped through the GPU's own MMU",
@@ -229,6 +233,12 @@ constexpr CompatEntry kTable[] = {
     {"allwinner,sun50i-h6-video-engine", C::VideoCodec, 0, kAnySize, 1, 0,
      "drivers/staging/media/sunxi/cedrus/cedrus_video.c: queues use vb2_dma_contig_memops"},
     // MediaTek
+    {"mediatek,mt8173-vcodec-dec", C::VideoCodec, 0, kAnySize, 1, 0,
+     "drivers/media/platform/mediatek/vcodec/mtk_vcodec_dec.c: mtk_vcodec_dec_queue_init gives the queues "
+     "vb2_dma_contig_memops"},
+    {"mediatek,mt8183-vcodec-dec", C::VideoCodec, 0, kAnySize, 1, 0,
+     "drivers/media/platform/mediatek/vcodec/mtk_vcodec_dec.c: mtk_vcodec_dec_queue_init gives the queues "
+     "vb2_dma_contig_memops"},
     {"mediatek,mt8183-mali", C::Gpu, 40, kAnySize, 0, 0,
      "drivers/gpu/drm/panfrost/panfrost_gpu.c: dma_set_mask_and_coherent(DMA_BIT_MASK(PA bits of MMU_FEATURES)) "
      "and dma_set_max_seg_size(UINT_MAX); the MT8183's Mali-G72 reports MMU 0x2830 (40 bits)"},
