@@ -53,6 +53,7 @@ struct OverlayDevice {
 ///       - {base: 0x0, size: 0x3b400000}
 ///       - {name: high, base: 0x40000000, size: 0xbc000000}
 ///     cma_size: 256M                 # optional: the kernel's cma= parameter
+///     kernel_heaps: [system-uncached] # optional: the kernel's vendor heaps
 ///     devices:
 ///       - compatible: brcm,bcm2711-hvs
 ///         max_segment_count: 1
@@ -76,6 +77,11 @@ struct Overlay {
     /// limit). As in the kernel, it replaces a device tree pool marked
     /// linux,cma-default.
     std::optional<uint64_t> cmaSize;
+    /// The vendor system heaps the board's kernel has beyond `system` and
+    /// its default CMA heap (any of "system-uncached", "system-dma32",
+    /// "system-uncached-dma32"): Platform::vendorHeaps. Without the key a
+    /// device-tree board has none.
+    std::vector<std::string> kernelHeaps;
     std::vector<OverlayDevice> devices;
 };
 
@@ -95,23 +101,34 @@ Result<Overlay> loadOverlayFile(const std::filesystem::path& path);
 ///    overlay's banks.
 ///  - /reserved-memory: `shared-dma-pool` + `reusable` is a CMA pool
 ///    (`linux,cma-default` the default one), `shared-dma-pool` without
-///    `reusable` a carveout, and any other region with `no-map` that a DMA
-///    master names in `memory-region` a carveout only those masters reach
-///    (a private access bit). Every other reserved region is firmware's:
-///    cut out of the RAM banks. Regions given by `size` are placed as the
+///    `reusable` a carveout, `restricted-dma-pool` a bounce pool, and any
+///    other region with `no-map` that a DMA master names in `memory-region`
+///    a carveout. A region masters name in `memory-region` is theirs
+///    (ReservedRegion::owners; a restricted pool also sets each owner's
+///    Device::restrictedPool). Only the default CMA area is a heap
+///    (ReservedRegion::heap), named as Linux names it: the node's name, or
+///    "reserved" for the overlay's cma_size. Every other reserved region is
+///    firmware's: cut out of the RAM banks. Regions given by `size` are placed as the
 ///    kernel places them: top-down in the first `alloc-ranges` entry where
 ///    they fit, avoiding every region placed before.
 ///  - DMA masters: available nodes with `iommus` or `iommu-map`, nodes with
-///    `reg` and `dma-coherent` or a compatible the table lists, and the
-///    PCI functions described below a PCI bus.
+///    `reg` and `dma-coherent`, `memory-region` or a compatible the table
+///    lists (a node whose compatibles include "syscon" is registers, not a
+///    master), and the PCI functions described below a PCI bus.
 ///  - masks: the driver's mask (from the compatible table; the kernel's
 ///    32-bit default otherwise) carried through the `dma-ranges` of every
-///    bus from the device to the root, reduced to the largest 2^n-1 below
-///    which the device reaches all RAM, and to no more than covers the
-///    highest address it reaches.
-///  - IOMMUs: one per IOMMU node named by `iommus` (devices naming the same
-///    node share its I/O virtual address space); 4 KiB pages; an aperture
-///    from the first page to the input size of the IOMMU type.
+///    bus from the device to the root, as an inclusive address limit: the
+///    last address below which the device reaches every byte of RAM, or
+///    the end of its window when it reaches all RAM (a 3 GiB window is
+///    0xbfffffff, not rounded to a power of two).
+///  - IOMMUs: one per IOMMU node named by `iommus`; devices behind it share
+///    an I/O virtual address space when they are in one IOMMU group
+///    (Device::iommuGroup: equal stream IDs, or every master for IOMMU
+///    drivers with one group per instance); 4 KiB pages; an aperture from
+///    the first page to the input size of the IOMMU type.
+///  - driver facts: the compatible table's row (Device::factSource), or
+///    the conservative default of the engine's class, listed in
+///    Device::assumedFacts.
 ///  - names: the node's label when the blob has __symbols__, otherwise the
 ///    node name, with the unit address or the path when needed to be
 ///    unique; commas become dots (names must survive `--devices a,b`).

@@ -27,7 +27,6 @@ constexpr unsigned kDefaultDriverMaskBits = 32;
 // have a handful. A blob that multiplies them beyond this is refused for
 // that device rather than allowed to grow without bound.
 constexpr size_t kMaxWindowPieces = 256;
-constexpr uint64_t kGeneralAccess = 1;
 constexpr uint64_t kMaxBlobSize = 16 * MiB;
 
 inline uint64_t maskOfBits(unsigned bits) {
@@ -120,8 +119,11 @@ struct ReservedNode {
     bool reusable = false;
     bool pool = false; // shared-dma-pool
     bool isDefault = false;
+    /// restricted-dma-pool: its users bounce every DMA through it.
+    bool restricted = false;
+    /// The default CMA area of the board's kernel: its one CMA dma-heap.
+    bool heap = false;
     RegionUse use = RegionUse::Hole;
-    uint64_t accessBits = kAllAccess;
 };
 
 struct Master {
@@ -131,9 +133,23 @@ struct Master {
     const OverlayDevice* overlayCompat = nullptr;
     DeviceClass cls = DeviceClass::Other;
     int iommuNode = -1;
+    /// The `iommus` specifiers (or iommu-map stream ID bases) naming
+    /// iommuNode, each as text: what decides the master's IOMMU group.
+    std::vector<std::string> iommuSpecifiers;
     std::vector<int> memoryRegions;
     std::string name;
     bool kept = true;
+};
+
+// Where a device's driver facts came from, for Device::factSource and
+// Device::assumedFacts.
+struct Facts {
+    enum class Kind { Contiguity, Mask };
+    std::string source;
+    std::vector<std::pair<Kind, std::string>> assumed;
+    void drop(Kind kind) {
+        std::erase_if(assumed, [&](const auto& a) { return a.first == kind; });
+    }
 };
 
 class Interpreter {
@@ -179,9 +195,10 @@ private:
     void nameMasters();
     std::vector<MemoryBank> settleRegions();
     void describe(Platform& platform) const;
-    std::optional<DmaConstraints> constraintsOf(const Master& m, const std::vector<MemoryBank>& banks,
-                                                const std::map<int, uint64_t>& regionBits);
+    std::optional<DmaConstraints> constraintsOf(const Master& m, const std::vector<MemoryBank>& banks, Facts& facts);
     std::map<int, std::string> buildIommus(Platform& platform);
+    std::map<const Master*, std::string> iommuGroups() const;
+    void assignOwners(Platform& platform) const;
     std::string nameOf(int node, const std::map<std::string, int>& baseCounts,
                        const std::map<std::string, int>& fullCounts) const;
     const OverlayDevice* overlayFor(const std::vector<std::string_view>& compatibles) const;

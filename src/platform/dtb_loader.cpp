@@ -23,20 +23,27 @@
 //   shared-dma-pool + reusable        -> CMA pool (must be 2 MiB aligned and
 //                                        not no-map, as rmem_cma_setup demands)
 //   shared-dma-pool without reusable  -> carveout (dma_declare_coherent_memory)
-//   other no-map region that a master -> carveout reachable by those masters
-//     names in memory-region             only (a private access bit)
+//   restricted-dma-pool               -> a bounce pool (swiotlb), never a
+//                                        heap (rmem_swiotlb_setup)
+//   other no-map region that a master -> carveout
+//     names in memory-region
 //   anything else                     -> firmware's memory: cut out of the
 //                                        banks, as the page allocator never
 //                                        sees it
-// A pool a master names in memory-region is that master's (the kernel hands
-// it to that device only): it gets a private access bit too, unless it is
-// the default CMA pool. We do not know where the bootloader put the kernel
-// image, initrd and the blob itself; top-down placement rarely meets them.
-// The kernel's cma= (overlay cma_size) adds a default pool placed as
-// dma_contiguous_reserve does: top-down below arm64_dma_phys_limit, the
-// DMA zone limit of_dma_get_max_cpu_address() derives from the lowest
-// dma-ranges in the tree (at most 4 GiB above the start of RAM); like the
-// kernel, it replaces a linux,cma-default node.
+// A region a master names in memory-region is that master's (the kernel
+// hands it to that device's dma_alloc_* calls only): its owners, unless it
+// is the default CMA pool; the owners of a restricted pool bounce all their
+// DMA through it (Device::restrictedPool). Only the default CMA area is a
+// dma-buf heap (cma_heap.c adds dev_get_cma_area(NULL) only), named as
+// rmem_cma_setup names it: the node's full name, unit address included.
+// We do not know where the bootloader put the kernel image, initrd and the
+// blob itself; top-down placement rarely meets them. The kernel's cma=
+// (overlay cma_size) adds a default pool named "reserved"
+// (dma_contiguous_reserve_area), placed as dma_contiguous_reserve does:
+// top-down below arm64_dma_phys_limit, the DMA zone limit
+// of_dma_get_max_cpu_address() derives from the lowest dma-ranges in the
+// tree (at most 4 GiB above the start of RAM); like the kernel, it
+// replaces a linux,cma-default node.
 //
 // DMA windows (of_dma_configure_id, of_dma_get_range): a device's reachable
 // addresses start as its driver's mask, [0, mask], in its own bus's address
@@ -50,20 +57,27 @@
 // whenever the upper levels do not cut the window. A PCI host bridge's own
 // dma-ranges apply to it (it stands for the functions behind it).
 //
-// Masks: cenalloc models DMA addresses as physical ones and masks of the
-// form 2^n-1, so a window becomes the largest n for which every byte of RAM
-// below 2^n is reachable (kernel: bus_dma_limit + dma_range_map). A window
-// that does not start at 0 is fine when no RAM lies below it; a 3 GiB
-// window rounds down to 2 GiB (never up: the mask must not promise memory
-// the device cannot reach). When the window maps addresses 1:1 the
-// driver's mask is kept as well (it matters when RAM ends below it). A
-// device whose mask would reach no RAM is skipped with a warning. Behind an
+// Masks: cenalloc models DMA addresses as physical ones and a mask as an
+// inclusive address limit (kernel: bus_dma_limit + dma_range_map). The
+// limit is the last address below which the device reaches every byte of
+// RAM, cut at the end of the window piece holding the last byte it
+// reaches; when it reaches all RAM, the end of that piece. It is an
+// address, not rounded to a power of two: a 3 GiB window gives
+// 0xbfffffff (the Pi 4's PCIe inbound window), and ends a page. A window
+// that does not start at 0 is fine when no RAM lies below it. When the
+// window maps addresses 1:1 the driver's mask bounds it as well. A device
+// whose limit would reach no RAM is skipped with a warning. Behind an
 // IOMMU the same is done in the device's own address space (the IOVAs it
-// emits), without RAM.
+// emits), without RAM: the window's first piece must start at 0.
 //
 // IOMMUs (of_iommu_configure): `iommus` (phandle + #iommu-cells each) or,
-// for PCI host bridges, `iommu-map`; devices naming the same IOMMU node
-// share one I/O virtual address space. A disabled IOMMU leaves its devices
+// for PCI host bridges, `iommu-map`. Devices naming the same IOMMU node
+// share one I/O virtual address space only inside one IOMMU group
+// (iommu_group_get_for_dev gives each group its default domain): masters
+// whose specifiers (stream IDs; the iommu-map's stream ID base for a host
+// bridge) overlap share a group, as arm_smmu_device_group does, unless the
+// IOMMU's driver puts every master of an instance in one group
+// (rockchip-iommu, sun50i-iommu, mtk_iommu: compat_table.cpp). A disabled IOMMU leaves its devices
 // doing direct DMA (of_iommu_xlate returns NO_IOMMU); an unresolvable
 // phandle does too, with a warning. The aperture runs from the first page
 // (iommu-dma never hands out IOVA 0) to the input size of the IOMMU type
@@ -248,6 +262,9 @@ void Interpreter::resolveIommus(Master& m) {
     const DtNode& n = tree_.node(m.node);
     std::string path = tree_.path(m.node);
     std::vector<int> found;
+    // Per IOMMU node, the specifiers naming it: the stream IDs that decide
+    // the master's IOMMU group.
+    std::map<int, std::vector<std::string>> specifiers;
     // iommus: <phandle specifier> with #iommu-cells specifier cells each.
     // iommu-map: <rid-base phandle iommu-base length>, always 4 cells
     // (of_map_id refuses anything else).
@@ -274,6 +291,13 @@ void Interpreter::resolveIommus(Master& m) {
             }
             if (std::find(found.begin(), found.end(), target) == found.end())
                 found.push_back(target);
+            // iommus: the specifier cells; iommu-map: the stream ID base
+            // (iommu-base) its requester IDs map to.
+            std::string spec;
+            size_t first = map ? i + 2 : i + 1, count = map ? 1 : stride - 1;
+            for (size_t k = 0; k < count && first + k < cells; ++k)
+                spec += fmt::format("{}{:#x}", k ? "." : "", *dtCell(p->value, first + k));
+            specifiers[target].push_back(std::move(spec));
             i += stride;
         }
         return true;
@@ -294,6 +318,7 @@ void Interpreter::resolveIommus(Master& m) {
         return;
     }
     m.iommuNode = iommu;
+    m.iommuSpecifiers = std::move(specifiers[iommu]);
 }
 
 std::vector<MemoryBank> Interpreter::buildBanks(const std::vector<Interval>& holes) const {
@@ -390,45 +415,68 @@ std::optional<uint64_t> Interpreter::windowMask(const Master& m, uint64_t driver
     if (!pieces)
         return std::nullopt;
     std::vector<Interval> reach;
-    uint64_t highest = 0;
     for (const Piece& p : *pieces) {
         uint64_t first = m.iommuNode >= 0 ? p.dev : p.addr;
         reach.push_back({first, first + p.extent});
-        highest = std::max(highest, first + p.extent);
     }
     reach = normalise(reach);
-    // The smallest mask covering every reachable address: what the window
-    // itself allows (the kernel's bus_dma_limit, as a mask).
-    uint64_t cover = highest == 0 ? 0 : maskOfBits(64 - static_cast<unsigned>(__builtin_clzll(highest)));
-    for (unsigned bits = 64; bits >= 12; --bits) {
-        uint64_t mask = maskOfBits(bits);
-        bool ok = true;
-        if (m.iommuNode >= 0) {
-            ok = covered(reach, 0, mask);
-        } else {
-            bool reachesRam = false;
-            for (const MemoryBank& b : banks) {
-                if (b.base > mask)
-                    continue;
-                uint64_t last = std::min(b.end() - 1, mask);
-                if (!covered(reach, b.base, last)) {
-                    ok = false;
-                    break;
-                }
-                reachesRam = true;
-            }
-            ok = ok && reachesRam;
-        }
-        if (ok)
-            return std::min(mask, cover);
-    }
-    if (m.iommuNode >= 0)
+    // A limit ends a page: the model allocates in pages.
+    auto pageEnd = [](uint64_t last) -> std::optional<uint64_t> {
+        if ((last & (kPageSize - 1)) == kPageSize - 1)
+            return last;
+        if (last < kPageSize - 1)
+            return std::nullopt;
+        return (last & ~(kPageSize - 1)) - 1;
+    };
+    if (m.iommuNode >= 0) {
+        // The I/O virtual addresses the device emits, from 0 up.
+        if (!reach.empty() && reach.front().first == 0)
+            if (std::optional<uint64_t> limit = pageEnd(reach.front().last))
+                return limit;
         warn(fmt::format("{}: skipped: its DMA window does not start with a page at address 0", who));
-    else
-        warn(fmt::format("{}: skipped: its DMA window cannot be expressed as a mask that reaches RAM (a mask limits "
+        return std::nullopt;
+    }
+    // The highest address below which the device reaches every byte of
+    // RAM: the first RAM byte it cannot reach ends the limit; when it
+    // reaches all RAM, the window's own end is the limit (the kernel's
+    // bus_dma_limit, an address, not rounded to a power of two).
+    // Past the last RAM byte it reaches, the limit is the end of the
+    // window piece that byte lies in: addresses beyond are not reachable
+    // even where no RAM lies.
+    std::optional<uint64_t> limit;
+    bool blocked = false;
+    uint64_t pieceEnd = 0;
+    for (const MemoryBank& b : banks) {
+        uint64_t cursor = b.base, last = b.end() - 1;
+        while (cursor <= last) {
+            auto it = std::find_if(reach.begin(), reach.end(),
+                                   [&](const Interval& i) { return i.first <= cursor && cursor <= i.last; });
+            if (it == reach.end()) {
+                blocked = true;
+                break;
+            }
+            pieceEnd = it->last;
+            if (it->last >= last)
+                break;
+            cursor = it->last + 1;
+        }
+        if (blocked) {
+            if (cursor > banks.front().base)
+                limit = std::min(cursor - 1, pieceEnd);
+            break;
+        }
+    }
+    if (!blocked && !reach.empty())
+        limit = pieceEnd;
+    if (limit)
+        limit = pageEnd(*limit);
+    if (!limit || *limit < banks.front().base) {
+        warn(fmt::format("{}: skipped: its DMA window reaches no RAM from the start of RAM up (a DMA mask limits "
                          "addresses from above only)",
                          who));
-    return std::nullopt;
+        return std::nullopt;
+    }
+    return limit;
 }
 
 bool Interpreter::coherent(int node) const {
@@ -495,27 +543,49 @@ void Interpreter::describe(Platform& platform) const {
 }
 
 std::optional<DmaConstraints> Interpreter::constraintsOf(const Master& m, const std::vector<MemoryBank>& banks,
-                                                         const std::map<int, uint64_t>& regionBits) {
+                                                         Facts& facts) {
     DmaConstraints c;
-    const CompatEntry* e = m.compat;
-    unsigned bits = e && e->dmaMaskBits ? e->dmaMaskBits : kDefaultDriverMaskBits;
-    uint64_t driverMask = maskOfBits(bits), driverCoherent = driverMask;
-    if (e && e->maxSegmentSize)
-        c.maxSegmentSize = e->maxSegmentSize;
-    if (e)
-        c.maxSegmentCount = e->maxSegmentCount;
-    if (e && e->alignment)
-        c.alignment = e->alignment;
-    c.coherent = coherent(m.node);
-    // General memory, plus the private bit of every pool the device names.
-    c.accessBits = kGeneralAccess;
-    for (int region : m.memoryRegions) {
-        auto it = regionBits.find(region);
-        if (it != regionBits.end() && it->second != kAllAccess)
-            c.accessBits |= it->second;
+    // Only an exact row states driver facts; a glob names the class.
+    const CompatEntry* row = m.compat && isExactRow(*m.compat) ? m.compat : nullptr;
+    unsigned bits = row && row->dmaMaskBits ? row->dmaMaskBits : kDefaultDriverMaskBits;
+    unsigned coherentBits = row && row->coherentMaskBits ? row->coherentMaskBits : bits;
+    uint64_t driverMask = maskOfBits(bits), driverCoherent = maskOfBits(coherentBits);
+    if (row) {
+        if (row->maxSegmentSize)
+            c.maxSegmentSize = row->maxSegmentSize;
+        c.maxSegmentCount = row->maxSegmentCount;
+        if (row->alignment)
+            c.alignment = row->alignment;
+        facts.source = fmt::format("{}: {}", row->compatible, row->why);
+        if (!row->assumed.empty())
+            facts.assumed.emplace_back(Facts::Kind::Mask, std::string(row->assumed));
+    } else if (const ClassDefault* d = classDefault(m.cls)) {
+        // The conservative default of the class, said to be assumed.
+        c.maxSegmentCount = d->maxSegmentCount;
+        if (d->maxSegmentSize)
+            c.maxSegmentSize = d->maxSegmentSize;
+        facts.assumed.emplace_back(
+            Facts::Kind::Contiguity,
+            m.iommuNode >= 0
+                ? fmt::format("takes one DMA address per buffer (one I/O virtual range): {} with no driver row",
+                              d->what)
+                : fmt::format("needs one contiguous buffer: {} without an IOMMU and no driver row", d->what));
+    } else if (m.cls == DeviceClass::Gpu || m.cls == DeviceClass::Npu) {
+        facts.assumed.emplace_back(
+            Facts::Kind::Mask,
+            fmt::format("reaches 32 bits of address and maps scattered pages through its own MMU: {} with no "
+                        "driver row",
+                        m.cls == DeviceClass::Gpu ? "a GPU" : "an NPU"));
     }
+    c.coherent = coherent(m.node);
     if (const OverlayDevice* o = m.overlayCompat) {
-        // What the driver asks, before the bus windows narrow it.
+        // What the driver asks, before the bus windows narrow it. The
+        // overlay's entry is a row: what it states is no longer assumed.
+        facts.source = fmt::format("{}: compatible {}", overlay_->source, o->compatible);
+        if (o->dmaMask || o->coherentDmaMask)
+            facts.drop(Facts::Kind::Mask);
+        if (o->maxSegmentCount || o->contiguous)
+            facts.drop(Facts::Kind::Contiguity);
         if (o->dmaMask)
             driverMask = driverCoherent = *o->dmaMask;
         if (o->coherentDmaMask)
@@ -573,6 +643,82 @@ std::map<int, std::string> Interpreter::buildIommus(Platform& platform) {
     return names;
 }
 
+std::map<const Master*, std::string> Interpreter::iommuGroups() const {
+    // Masters behind one IOMMU share a group when they share a specifier
+    // (arm_smmu_device_group joins the group of a stream-map entry it
+    // finds taken), transitively; IOMMUs whose driver has one group for
+    // all masters leave the group empty.
+    std::vector<const Master*> members;
+    for (const Master& m : masters_)
+        if (m.kept && m.iommuNode >= 0)
+            members.push_back(&m);
+    std::vector<size_t> parent(members.size());
+    for (size_t i = 0; i < parent.size(); ++i)
+        parent[i] = i;
+    auto root = [&](size_t i) {
+        while (parent[i] != i)
+            i = parent[i] = parent[parent[i]];
+        return i;
+    };
+    std::map<std::pair<int, std::string>, size_t> owner;
+    for (size_t i = 0; i < members.size(); ++i)
+        for (const std::string& spec : members[i]->iommuSpecifiers) {
+            auto [it, inserted] = owner.try_emplace({members[i]->iommuNode, spec}, i);
+            if (!inserted)
+                parent[root(i)] = root(it->second);
+        }
+    // A group is named by the smallest specifier of its members.
+    std::map<size_t, std::string> names;
+    for (size_t i = 0; i < members.size(); ++i)
+        for (const std::string& spec : members[i]->iommuSpecifiers) {
+            std::string& name = names[root(i)];
+            if (name.empty() || spec < name)
+                name = spec;
+        }
+    std::map<const Master*, std::string> groups;
+    for (size_t i = 0; i < members.size(); ++i) {
+        const IommuEntry* e = findIommu(compatibles(members[i]->iommuNode));
+        if (e && e->oneGroup)
+            continue;
+        const std::string& name = names[root(i)];
+        if (!name.empty())
+            groups[members[i]] = "sid-" + name;
+    }
+    return groups;
+}
+
+void Interpreter::assignOwners(Platform& platform) const {
+    // A region a kept device names in memory-region is that device's
+    // (of_reserved_mem_device_init gives it to that device's dma_alloc_*
+    // calls only); a restricted-dma-pool is where all its DMA bounces.
+    for (const Master& m : masters_) {
+        if (!m.kept)
+            continue;
+        Device* d = nullptr;
+        for (Device& candidate : platform.devices)
+            if (candidate.name == m.name)
+                d = &candidate;
+        if (!d)
+            continue;
+        for (int node : m.memoryRegions) {
+            auto r =
+                std::find_if(regions_.begin(), regions_.end(), [&](const ReservedNode& n) { return n.node == node; });
+            if (r == regions_.end())
+                continue;
+            ReservedRegion* region = nullptr;
+            for (ReservedRegion& candidate : platform.regions)
+                if (candidate.name == r->name)
+                    region = &candidate;
+            if (!region || region->isDefault)
+                continue;
+            if (std::find(region->owners.begin(), region->owners.end(), d->name) == region->owners.end())
+                region->owners.push_back(d->name);
+            if (region->restricted && d->restrictedPool.empty())
+                d->restrictedPool = region->name;
+        }
+    }
+}
+
 Result<Platform> Interpreter::run() {
     Result<std::vector<RamBank>> ram = readMemory();
     if (!ram)
@@ -591,7 +737,6 @@ Result<Platform> Interpreter::run() {
     Platform platform;
     describe(platform);
     platform.memory = banks;
-    std::map<int, uint64_t> regionBits;
     for (const ReservedNode& r : regions_) {
         if (!r.placed || r.use == RegionUse::Hole)
             continue;
@@ -602,11 +747,11 @@ Result<Platform> Interpreter::run() {
         region.size = r.size;
         region.noMap = r.use == RegionUse::Carveout && r.noMap;
         region.isDefault = r.use == RegionUse::Cma && r.isDefault;
-        region.accessBits = r.accessBits;
+        region.restricted = r.restricted;
+        region.heap = r.heap;
         platform.regions.push_back(std::move(region));
-        if (r.node >= 0)
-            regionBits[r.node] = r.accessBits;
     }
+    platform.vendorHeaps = overlay_ ? overlay_->kernelHeaps : std::vector<std::string>{};
     bool anyCma = std::any_of(platform.regions.begin(), platform.regions.end(),
                               [](const ReservedRegion& r) { return r.kind == RegionKind::Cma; });
     if (!anyCma && !reservedMemoryIgnored_)
@@ -617,8 +762,9 @@ Result<Platform> Interpreter::run() {
     // before names are chosen), then names and IOMMUs, then the overlay's
     // name entries, which are final.
     std::map<const Master*, DmaConstraints> constraints;
+    std::map<const Master*, Facts> facts;
     for (Master& m : masters_) {
-        std::optional<DmaConstraints> c = constraintsOf(m, banks, regionBits);
+        std::optional<DmaConstraints> c = constraintsOf(m, banks, facts[&m]);
         if (c)
             constraints[&m] = *c;
         else
@@ -626,6 +772,7 @@ Result<Platform> Interpreter::run() {
     }
     nameMasters();
     std::map<int, std::string> iommuNames = buildIommus(platform);
+    std::map<const Master*, std::string> groups = iommuGroups();
     for (Master& m : masters_) {
         if (!m.kept)
             continue;
@@ -634,22 +781,35 @@ Result<Platform> Interpreter::run() {
         d.constraints = constraints[&m];
         std::string compat = m.compatibles.empty() ? std::string("no compatible") : std::string(m.compatibles.front());
         d.description = fmt::format("{} {} at {}", deviceClassName(m.cls), compat, tree_.path(m.node));
-        if (m.iommuNode >= 0)
+        if (m.iommuNode >= 0) {
             d.iommu = iommuNames[m.iommuNode];
+            d.iommuGroup = groups[&m];
+        }
+        Facts& f = facts[&m];
         if (overlay_) {
             for (const OverlayDevice& o : overlay_->devices) {
                 if (o.name.empty() || o.name != d.name)
                     continue;
                 overlayUsed_.insert(&o);
-                if (o.master == false)
+                if (o.master == false) {
                     m.kept = false;
-                else
+                } else {
                     applyOverlayEntry(o, d);
+                    // The user's word is a fact, not an assumption.
+                    if (o.dmaMask || o.coherentDmaMask)
+                        f.drop(Facts::Kind::Mask);
+                    if (o.maxSegmentCount || o.contiguous)
+                        f.drop(Facts::Kind::Contiguity);
+                }
             }
         }
+        d.factSource = f.source;
+        for (auto& [kind, sentence] : f.assumed)
+            d.assumedFacts.push_back(sentence);
         if (m.kept)
             platform.devices.push_back(std::move(d));
     }
+    assignOwners(platform);
     if (overlay_)
         for (const OverlayDevice& o : overlay_->devices)
             if (!overlayUsed_.count(&o))

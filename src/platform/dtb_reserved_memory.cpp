@@ -41,6 +41,7 @@ void Interpreter::readReservedMemory() {
         r.reusable = n.has("reusable");
         std::vector<std::string_view> compat = compatibles(child);
         r.pool = std::find(compat.begin(), compat.end(), "shared-dma-pool") != compat.end();
+        r.restricted = std::find(compat.begin(), compat.end(), "restricted-dma-pool") != compat.end();
         r.isDefault = n.has("linux,cma-default");
         std::string path = tree_.path(child);
         if (const DtProperty* reg = n.find("reg")) {
@@ -176,28 +177,32 @@ void Interpreter::placeDynamic(ReservedNode& r, uint64_t size, uint64_t align, c
 }
 
 void Interpreter::classifyRegions() {
-    // Which masters name each region, and a private access bit per region
-    // that belongs to some masters only.
-    std::map<int, std::vector<Master*>> users;
-    for (Master& m : masters_)
+    // Which regions some master names: those are carveouts even without a
+    // pool compatible (remote processors' no-map memory). Who owns them is
+    // settled once the devices are named (assignOwners).
+    std::set<int> used;
+    for (const Master& m : masters_)
         for (int region : m.memoryRegions)
-            users[region].push_back(&m);
-    unsigned nextBit = 1;
-    auto privateBit = [&](ReservedNode& r) {
-        unsigned bit = nextBit < 63 ? nextBit++ : 63;
-        if (bit == 63 && nextBit == 63) {
-            warn("more than 62 private reserved regions: the rest share one access bit");
-            ++nextBit;
-        }
-        r.accessBits = uint64_t{1} << bit;
-    };
+            used.insert(region);
     bool cmdline = overlay_ && overlay_->cmaSize;
     for (ReservedNode& r : regions_) {
         if (!r.placed)
             continue;
         std::string path = tree_.path(r.node);
-        bool used = users.count(r.node) != 0;
-        if (r.pool && r.reusable) {
+        bool named = used.count(r.node) != 0;
+        if (r.restricted) {
+            // rmem_swiotlb_setup (kernel/dma/swiotlb.c) refuses these.
+            const DtNode& n = tree_.node(r.node);
+            if (r.reusable || r.noMap || n.has("linux,cma-default") || n.has("linux,dma-default")) {
+                warn(fmt::format("{}: a restricted-dma-pool may not be reusable, no-map or a default pool "
+                                 "(rmem_swiotlb_setup refuses it); its memory is reserved, not a pool",
+                                 path));
+                r.use = RegionUse::Hole;
+            } else {
+                // A bounce buffer its users' DMA goes through: never a heap.
+                r.use = RegionUse::Carveout;
+            }
+        } else if (r.pool && r.reusable) {
             if (r.noMap) {
                 warn(fmt::format("{}: reusable and no-map together are refused by the kernel; its memory is "
                                  "reserved, not a pool",
@@ -215,16 +220,17 @@ void Interpreter::classifyRegions() {
                 r.use = RegionUse::Hole;
             } else {
                 r.use = RegionUse::Cma;
-                if (used && !r.isDefault)
-                    privateBit(r);
+                // Only the default CMA area becomes a dma-buf heap
+                // (drivers/dma-buf/heaps/cma_heap.c, 6.12:
+                // add_default_cma_heap adds dev_get_cma_area(NULL) under
+                // cma_get_name(), which rmem_cma_setup set to the node's
+                // full name, unit address included).
+                r.heap = r.isDefault;
             }
         } else if (r.pool) {
             r.use = RegionUse::Carveout;
-            if (used)
-                privateBit(r);
-        } else if (r.noMap && used) {
+        } else if (r.noMap && named) {
             r.use = RegionUse::Carveout;
-            privateBit(r);
         } else {
             r.use = RegionUse::Hole;
         }
@@ -293,19 +299,22 @@ void Interpreter::addCmdlineCma() {
                          limit + 1));
         return;
     }
-    std::string name = "linux,cma";
+    // dma_contiguous_reserve names the cma= area "reserved"
+    // (dma_contiguous_reserve_area -> cma_declare_contiguous(..., "reserved",
+    // ...)), and the CMA heap takes that name.
+    std::string name = "reserved";
     auto taken = [&] {
         return std::any_of(regions_.begin(), regions_.end(),
                            [&](const ReservedNode& r) { return r.use != RegionUse::Hole && r.name == name; });
     };
     for (int n = 1; taken(); ++n)
-        name = fmt::format("linux,cma-{}", n);
+        name = fmt::format("reserved-{}", n);
     ReservedNode r;
     r.name = name;
     r.placed = true;
     r.base = *base;
     r.size = *size;
-    r.pool = r.reusable = r.isDefault = true;
+    r.pool = r.reusable = r.isDefault = r.heap = true;
     r.use = RegionUse::Cma;
     reserved_.push_back({*base, *base + *size - 1});
     regions_.push_back(std::move(r));

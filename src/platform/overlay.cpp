@@ -25,7 +25,9 @@ namespace cenalloc {
 
 namespace {
 
-constexpr std::string_view kTopKeys[] = {"name", "description", "memory", "cma_size", "devices"};
+constexpr std::string_view kTopKeys[] = {"name", "description", "memory", "cma_size", "kernel_heaps", "devices"};
+// The vendor system heaps cenalloc models (Platform::vendorHeaps).
+constexpr std::string_view kVendorHeaps[] = {"system-uncached", "system-dma32", "system-uncached-dma32"};
 constexpr std::string_view kBankKeys[] = {"name", "base", "size"};
 constexpr std::string_view kDeviceKeys[] = {"name",
                                             "compatible",
@@ -366,6 +368,20 @@ Result<Overlay> Parser::parse(const YAML::Node& root) const {
                 return at((*memory)[i], fmt::format("memory[{}]: overlaps bank '{}'", i, other.name));
         }
         o.memory.push_back(std::move(*b));
+    }
+    Result<std::vector<YAML::Node>> heaps = list("kernel_heaps");
+    if (!heaps)
+        return heaps.error();
+    for (const YAML::Node& h : *heaps) {
+        if (!h.IsScalar())
+            return at(h, "overlay: kernel_heaps: expected heap names");
+        const std::string& name = h.Scalar();
+        if (std::find(std::begin(kVendorHeaps), std::end(kVendorHeaps), name) == std::end(kVendorHeaps))
+            return at(h, fmt::format("overlay: kernel_heaps: '{}' is not a vendor heap cenalloc models ({})", name,
+                                     joined(kVendorHeaps)));
+        if (std::find(o.kernelHeaps.begin(), o.kernelHeaps.end(), name) != o.kernelHeaps.end())
+            return at(h, fmt::format("overlay: kernel_heaps: '{}' is given twice", name));
+        o.kernelHeaps.push_back(name);
     }
     Result<std::vector<YAML::Node>> devices = list("devices");
     if (!devices)

@@ -31,12 +31,14 @@ using KeyList = std::span<const std::string_view>;
 constexpr std::string_view kTopKeys[] = {"name",   "description", "memory",      "regions",
                                          "iommus", "devices",     "kernel_heaps"};
 constexpr std::string_view kBankKeys[] = {"name", "base", "size"};
-constexpr std::string_view kRegionKeys[] = {"name", "kind", "base", "size", "no_map", "default", "access_bits"};
+constexpr std::string_view kRegionKeys[] = {"name",   "kind",    "base",        "size",
+                                            "no_map", "default", "access_bits", "owners"};
 constexpr std::string_view kKernelHeapKeys[] = {"name", "description", "contiguous", "cached", "size"};
 constexpr std::string_view kIommuKeys[] = {"name", "page_size", "aperture_base", "aperture_size"};
 constexpr std::string_view kDeviceKeys[] = {"name",
                                             "description",
                                             "iommu",
+                                            "iommu_group",
                                             "dma_mask",
                                             "dma_mask_bits",
                                             "coherent_dma_mask",
@@ -386,6 +388,21 @@ Result<ReservedRegion> Loader::readRegion(const YAML::Node& node, size_t index) 
         return r.error();
     if (Result<void> r = readNumber(*f, "access_bits", region.accessBits); !r)
         return r.error();
+    // owners: the devices the region belongs to (they name it in their
+    // memory-region); it is then nobody else's heap.
+    if (const YAML::Node* owners = f->value("owners"); owners && !owners->IsNull()) {
+        if (!owners->IsSequence())
+            return fieldError(*f, "owners", fmt::format("expected a list of device names, got {}", typeName(*owners)));
+        for (auto it = owners->begin(); it != owners->end(); ++it) {
+            YAML::Node owner = *it;
+            if (!owner.IsScalar() || owner.Scalar().empty())
+                return errorAt(owner, fmt::format("{}: owners: expected a device name", f->what));
+            if (std::find(region.owners.begin(), region.owners.end(), owner.Scalar()) != region.owners.end())
+                return errorAt(owner, fmt::format("{}: owners: '{}' is given twice", f->what, owner.Scalar()));
+            region.owners.push_back(owner.Scalar());
+        }
+    }
+    region.heap = region.owners.empty();
     return region;
 }
 
@@ -421,6 +438,8 @@ Result<Device> Loader::readDevice(const YAML::Node& node, size_t index) const {
             return r.error();
         device.iommu = std::move(iommu);
     }
+    if (Result<void> r = readString(*f, "iommu_group", device.iommuGroup); !r)
+        return r.error();
     std::optional<uint64_t> dmaMask, coherentMask;
     if (Result<void> r = readMask(*f, "dma_mask", "dma_mask_bits", dmaMask); !r)
         return r.error();
@@ -485,6 +504,10 @@ Platform prefixOf(const Platform& p, size_t k) {
     take(p.iommus, out.iommus);
     take(p.devices, out.devices);
     take(p.kernelHeaps, out.kernelHeaps);
+    // Owners name devices listed after the regions: a prefix keeps only
+    // those it has (the loader checks the others itself, at their line).
+    for (ReservedRegion& r : out.regions)
+        std::erase_if(r.owners, [&](const std::string& owner) { return !out.findDevice(owner); });
     return out;
 }
 
@@ -589,6 +612,15 @@ Result<Platform> Loader::load(const YAML::Node& root) const {
         platform.devices.push_back(std::move(*device));
     }
     lines.devices = std::move(*devices);
+    // Region owners refer forward to devices: checked here, at the owner.
+    for (size_t i = 0; i < platform.regions.size(); ++i)
+        for (const std::string& owner : platform.regions[i].owners)
+            if (!platform.findDevice(owner)) {
+                const YAML::Node& entry = lines.regions[i];
+                return errorAt(entry["owners"].IsDefined() ? entry["owners"] : entry,
+                               fmt::format("reserved region '{}' belongs to unknown device '{}'",
+                                           platform.regions[i].name, owner));
+            }
 
     Result<std::vector<YAML::Node>> kernelHeaps = readList(*top, "kernel_heaps");
     if (!kernelHeaps)

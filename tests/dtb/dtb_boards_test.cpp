@@ -73,9 +73,10 @@ TEST(Boards, RaspberryPi4LegacyMastersReachOnlyTheFirstGiB) {
         EXPECT_EQ(device(b, legacy).constraints.dmaMask, 0x3fffffffu) << "soc / emmc2bus dma-ranges: 1 GiB";
     }
     // GENET sits on scb (no window) and its driver sets 40 bits; the PCIe
-    // root complex's own window is 3 GiB, rounded down to 2 GiB of mask.
+    // root complex's own inbound window is 3 GiB: the limit is its last
+    // address, not rounded down to a power of two.
     EXPECT_EQ(device(b, "ethernet").constraints.dmaMask, (uint64_t{1} << 40) - 1);
-    EXPECT_EQ(device(b, "pcie").constraints.dmaMask, 0x7fffffffu);
+    EXPECT_EQ(device(b, "pcie").constraints.dmaMask, 0xbfffffffu);
     // The CMA pool: 64 MiB placed by alloc-ranges in the first GiB, at the
     // top of the firmware-trimmed low bank (0x3b40_0000 - 64 MiB).
     const ReservedRegion* cma = b.platform.findRegion("linux,cma");
@@ -143,16 +144,20 @@ TEST(Boards, Sdm845DevicesBehindTheAppsSmmuShareADomainAndTheSystemHeap) {
 }
 
 // The firmware regions of SDM845 are cut out of RAM, and a region a master
-// names (Venus's firmware memory) is reachable by that master only.
+// names (Venus's firmware memory) belongs to that master: its owners, and
+// no heap (the lead's matching refuses it to other devices by name).
 TEST(Boards, Sdm845FirmwareMemoryIsNoHeapForOtherDevices) {
     CENALLOC_LOAD_BOARD(b, "qcom/sdm845-db845c.dtb", "sdm845-db845c.yaml");
     EXPECT_GT(b.platform.memory.size(), 3u) << "the modem, ADSP, ... carve-outs split the RAM";
-    Explanation e = explainOk(b, {"mdss", "camss"}, k8M, CpuAccess::Rare);
-    for (const HeapExplanation& h : e.heaps) {
-        if (h.name.rfind("venus", 0) == 0) {
-            EXPECT_EQ(h.combined.refusal(), Refusal::AccessBits) << "venus firmware memory is Venus's alone";
-        }
+    int venus = 0;
+    for (const ReservedRegion& r : b.platform.regions) {
+        if (r.name.rfind("venus", 0) != 0)
+            continue;
+        ++venus;
+        EXPECT_EQ(r.owners, (std::vector<std::string>{"video-codec"})) << "venus firmware memory is Venus's alone";
+        EXPECT_FALSE(r.heap);
     }
+    EXPECT_EQ(venus, 1);
 }
 
 // RK3399 (RockPro64): both display controllers (VOP big and little) sit
@@ -197,13 +202,13 @@ TEST(Boards, Imx8mqEvkDisplayGpuCodecNeedsTheCmaPool) {
     }
     CENALLOC_LOAD_BOARD(b, "freescale/imx8mq-evk.dtb", "imx8mq-evk-cma.yaml");
     // cma=256M: placed top-down below the DMA zone limit, here the end of RAM
-    // at 4 GiB.
-    const ReservedRegion* cma = b.platform.findRegion("linux,cma");
+    // at 4 GiB, and named "reserved" as dma_contiguous_reserve_area names it.
+    const ReservedRegion* cma = b.platform.findRegion("reserved");
     ASSERT_NE(cma, nullptr);
     EXPECT_EQ(cma->end(), uint64_t{1} << 32);
     Explanation e = explainOk(b, {"lcd-controller", "gpu", "video-codec@38300000"}, k8M, CpuAccess::Rare);
     ASSERT_TRUE(e.satisfiable) << (e.conflict ? e.conflict->reason : "");
-    EXPECT_EQ(e.heap, "linux,cma");
+    EXPECT_EQ(e.heap, "reserved");
     EXPECT_EQ(e.allocatingDevice, "lcd-controller") << "the scanout engine's limits are the tightest";
 }
 

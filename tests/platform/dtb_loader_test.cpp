@@ -80,7 +80,7 @@ TEST(DtbLoader, DmaRangesNarrowTheMaskAtEveryLevel) {
         {"ethernet@3000", bits(40), "an empty dma-ranges maps 1:1"},
         {"display", bits(30), "bus 0xc000_0000 is CPU 0, 1 GiB"},
         {"camera", bits(29), "an inner bus keeps only 512 MiB of that GiB"},
-        {"ethernet@6000", bits(32), "a 3 GiB window needs a 32-bit mask and reaches all the low RAM"},
+        {"ethernet@6000", 0xbfffffff, "a 3 GiB window is an address limit, not rounded to a power of two"},
         {"pcie", bits(31), "the root complex's own 2 GiB window"},
         {"usb@0.0", bits(31), "a PCI function is bounded by its root complex's window"},
     };
@@ -116,8 +116,8 @@ TEST(DtbLoader, AWindowAboveRamFreeMemoryIsExpressedFromZero) {
     std::vector<std::string> warnings;
     Result<Platform> p = loadDeviceTree(blob, "offset.dtb", nullptr, &warnings);
     ASSERT_TRUE(p) << p.error().toString();
-    // The highest reachable address is 3 GiB - 1: a 32-bit mask.
-    EXPECT_EQ(device(*p, "usb").constraints.dmaMask, bits(32));
+    // The highest reachable address is 3 GiB - 1, the limit as it is.
+    EXPECT_EQ(device(*p, "usb").constraints.dmaMask, 0xbfffffffu);
 }
 
 TEST(DtbLoader, CoherencyComesFromTheNearestNodeThatSays) {
@@ -302,7 +302,7 @@ TEST(DtbLoader, FirmwareRegionsAreCutOutOfRamNotMadeHeaps) {
     EXPECT_EQ(p.findRegion("linux,cma")->size, 256 * MiB);
 }
 
-TEST(DtbLoader, MemoryRegionGivesPrivatePoolsAPrivateAccessBit) {
+TEST(DtbLoader, MemoryRegionMakesARegionItsNamersOwn) {
     CENALLOC_REQUIRE_FIXTURE("reserved");
     Loaded l = loadFixture("reserved");
     ASSERT_TRUE(l.platform);
@@ -310,20 +310,63 @@ TEST(DtbLoader, MemoryRegionGivesPrivatePoolsAPrivateAccessBit) {
     const ReservedRegion* vpu = p.findRegion("vpu@60000000");
     const ReservedRegion* cam = p.findRegion("cam-cma@90000000");
     ASSERT_TRUE(vpu && cam);
-    const DmaConstraints& codec = device(p, "video-codec").constraints;
-    const DmaConstraints& camera = device(p, "camera").constraints;
-    const DmaConstraints& display = device(p, "display").constraints;
-    EXPECT_NE(vpu->accessBits, kAllAccess);
-    EXPECT_NE(vpu->accessBits & codec.accessBits, 0u) << "the codec reaches its carveout";
-    EXPECT_EQ(vpu->accessBits & display.accessBits, 0u) << "the display does not";
-    EXPECT_EQ(vpu->accessBits & camera.accessBits, 0u) << "nor does the camera";
-    EXPECT_NE(cam->accessBits & camera.accessBits, 0u);
-    EXPECT_EQ(cam->accessBits & codec.accessBits, 0u);
-    EXPECT_EQ(cam->accessBits & vpu->accessBits, 0u) << "one bit per private region";
-    // Every device still reaches general memory, and the default pool is everyone's.
+    // of_reserved_mem_device_init gives a region to the devices naming it.
+    EXPECT_EQ(vpu->owners, (std::vector<std::string>{"video-codec"}));
+    EXPECT_EQ(cam->owners, (std::vector<std::string>{"camera"}));
+    EXPECT_FALSE(vpu->heap) << "a private carveout is nobody's heap";
+    EXPECT_FALSE(cam->heap) << "a private CMA pool is nobody's heap";
+    // The default CMA area is everyone's, and the one CMA heap.
+    const ReservedRegion* cma = p.findRegion("linux,cma");
+    ASSERT_NE(cma, nullptr);
+    EXPECT_TRUE(cma->owners.empty());
+    EXPECT_TRUE(cma->heap);
+    // Unowned pools other than the default are no heap either (cma_heap.c
+    // adds the default area only).
+    for (const char* name : {"dyn-cma", "dyn-aligned", "anywhere", "pool@a0000000", "pool@a6000800"}) {
+        SCOPED_TRACE(name);
+        ASSERT_NE(p.findRegion(name), nullptr);
+        EXPECT_TRUE(p.findRegion(name)->owners.empty());
+        EXPECT_FALSE(p.findRegion(name)->heap);
+    }
+    // Ownership replaces the old private access bits: every region and
+    // every device keeps all access bits.
+    for (const ReservedRegion& r : p.regions)
+        EXPECT_EQ(r.accessBits, kAllAccess) << r.name;
     for (const Device& d : p.devices)
-        EXPECT_NE(d.constraints.accessBits & 1, 0u) << d.name;
-    EXPECT_EQ(p.findRegion("linux,cma")->accessBits, kAllAccess);
+        EXPECT_EQ(d.constraints.accessBits, kAllAccess) << d.name;
+}
+
+TEST(DtbLoader, RestrictedDmaPoolIsTheBouncePoolOfItsOwners) {
+    FdtWriter w;
+    w.begin("").cells("#address-cells", {1}).cells("#size-cells", {1});
+    w.begin("memory@40000000").string("device_type", "memory").cells("reg", {0x40000000, 0x40000000}).end();
+    w.begin("reserved-memory").cells("#address-cells", {1}).cells("#size-cells", {1}).flag("ranges");
+    w.begin("wifi-pool@50000000").string("compatible", "restricted-dma-pool");
+    w.cells("reg", {0x50000000, 0x400000}).cells("phandle", {1}).end();
+    w.begin("bad-pool@51000000").string("compatible", "restricted-dma-pool").flag("no-map");
+    w.cells("reg", {0x51000000, 0x400000}).cells("phandle", {2}).end();
+    w.end();
+    w.begin("soc").string("compatible", "simple-bus").cells("#address-cells", {1}).cells("#size-cells", {1});
+    w.flag("ranges");
+    w.begin("wifi@1000").string("compatible", "generic-xhci").cells("reg", {0x1000, 0x100});
+    w.cells("memory-region", {1}).end();
+    w.begin("usb@2000").string("compatible", "generic-xhci").cells("reg", {0x2000, 0x100}).end();
+    w.end().end();
+    std::vector<std::byte> blob = w.finish();
+    std::vector<std::string> warnings;
+    Result<Platform> p = loadDeviceTree(blob, "restricted.dtb", nullptr, &warnings);
+    ASSERT_TRUE(p) << p.error().toString();
+    const ReservedRegion* pool = p->findRegion("wifi-pool@50000000");
+    ASSERT_NE(pool, nullptr);
+    EXPECT_TRUE(pool->restricted);
+    EXPECT_FALSE(pool->heap) << "a bounce pool is never a heap";
+    EXPECT_EQ(pool->owners, (std::vector<std::string>{"wifi"}));
+    EXPECT_EQ(device(*p, "wifi").restrictedPool, "wifi-pool@50000000");
+    EXPECT_TRUE(device(*p, "usb").restrictedPool.empty());
+    // rmem_swiotlb_setup refuses a no-map restricted pool.
+    EXPECT_EQ(p->findRegion("bad-pool@51000000"), nullptr);
+    EXPECT_TRUE(warned(warnings, {"bad-pool@51000000", "restricted-dma-pool"}));
+    EXPECT_TRUE(validatePlatform(*p));
 }
 
 TEST(DtbLoader, ReservedMemoryWithCellsOtherThanTheRootsIsIgnoredLikeTheKernelDoes) {

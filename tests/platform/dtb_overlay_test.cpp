@@ -29,6 +29,7 @@ memory:
   - {base: 0x0, size: 1G}
   - {name: high, base: 4G, size: 0x40000000}
 cma_size: 64M
+kernel_heaps: [system-uncached, system-dma32]
 devices:
   - compatible: vendor,display
     master: true
@@ -53,6 +54,7 @@ devices:
     EXPECT_EQ(o.memory[1].name, "high");
     EXPECT_EQ(o.memory[1].base, 4 * GiB);
     EXPECT_EQ(o.cmaSize, 64 * MiB);
+    EXPECT_EQ(o.kernelHeaps, (std::vector<std::string>{"system-uncached", "system-dma32"}));
     ASSERT_EQ(o.devices.size(), 2u);
     const OverlayDevice& display = o.devices[0];
     EXPECT_EQ(display.compatible, "vendor,display");
@@ -166,9 +168,12 @@ TEST(Overlay, CmaSizeAddsTheDefaultPoolBelowTheDmaZoneLimit) {
     Overlay o = parse("cma_size: 99M\n");
     Loaded l = loadFixture("dma_ranges", &o);
     ASSERT_TRUE(l.platform) << l.platform.error().toString();
-    const ReservedRegion* cma = l.platform->findRegion("linux,cma");
+    // dma_contiguous_reserve_area names the cma= area "reserved", and the
+    // CMA heap takes that name.
+    const ReservedRegion* cma = l.platform->findRegion("reserved");
     ASSERT_NE(cma, nullptr);
     EXPECT_TRUE(cma->isDefault);
+    EXPECT_TRUE(cma->heap);
     EXPECT_EQ(cma->kind, RegionKind::Cma);
     // Rounded up to the 2 MiB CMA alignment; the lowest dma-ranges limit in
     // the tree is the inner bus's 512 MiB, so the DMA zone (and the pool)
@@ -185,7 +190,8 @@ TEST(Overlay, CmaSizeReplacesTheTreesDefaultPoolLikeTheCmaParameter) {
     ASSERT_TRUE(l.platform) << l.platform.error().toString();
     ASSERT_EQ(l.platform->regions.size(), 1u);
     const ReservedRegion& cma = l.platform->regions[0];
-    EXPECT_EQ(cma.name, "linux,cma");
+    EXPECT_EQ(cma.name, "reserved");
+    EXPECT_TRUE(cma.heap);
     EXPECT_EQ(cma.size, 32 * MiB);
     // The tree's 64 MiB pool stays reserved below it (the kernel keeps the
     // memory); the new one goes below the 1 GiB DMA zone, under that.
@@ -256,6 +262,29 @@ devices:
     EXPECT_TRUE(hvs->constraints.coherent);
     EXPECT_EQ(l.platform->findDevice("gpu"), nullptr);
     EXPECT_TRUE(warned(l.warnings, {"'nosuch' matches no device"}));
+}
+
+// The board kernel's vendor heaps exist only where the overlay says so:
+// a device-tree board without kernel_heaps has none (the lead's heaps
+// layer then offers no system-uncached or *-dma32 heap on it).
+TEST(Overlay, KernelHeapsListTheBoardKernelsVendorHeaps) {
+    CENALLOC_REQUIRE_FIXTURE("board");
+    Loaded bare = loadFixture("board");
+    ASSERT_TRUE(bare.platform);
+    ASSERT_TRUE(bare.platform->vendorHeaps.has_value()) << "a device tree board lists its vendor heaps";
+    EXPECT_TRUE(bare.platform->vendorHeaps->empty());
+    Overlay o = parse("kernel_heaps: [system-uncached]\n");
+    Loaded l = loadFixture("board", &o);
+    ASSERT_TRUE(l.platform) << l.platform.error().toString();
+    EXPECT_EQ(l.platform->vendorHeaps, (std::vector<std::string>{"system-uncached"}));
+    for (const char* bad : {"kernel_heaps: [linux,cma]\n", "kernel_heaps: [system-uncached, system-uncached]\n",
+                            "kernel_heaps: system-uncached\n"}) {
+        SCOPED_TRACE(bad);
+        Result<Overlay> r = parseOverlayYaml(bad, "ov.yaml");
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error().code(), EINVAL);
+        EXPECT_NE(r.error().message().find("kernel_heaps"), std::string::npos) << r.error().message();
+    }
 }
 
 TEST(Overlay, RamNoWindowReachesSkipsOnlyWhatCannotReachIt) {

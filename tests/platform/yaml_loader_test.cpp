@@ -198,6 +198,68 @@ TEST(ParsePlatformYaml, ReadsKernelHeapDescriptions) {
     EXPECT_EQ(p->findKernelHeap("reserved"), nullptr);
 }
 
+// A modelled platform can say which devices own a region (the device
+// tree's memory-region) and which IOMMU group a device is in.
+TEST(ParsePlatformYaml, ReadsRegionOwnersAndIommuGroups) {
+    std::string text = std::string(kMinimal) + R"yaml(
+regions:
+  - name: vpu-pool
+    kind: carveout
+    base: 0x48000000
+    size: 16M
+    owners: [codec]
+  - name: shared
+    kind: cma
+    base: 0x50000000
+    size: 16M
+iommus:
+  - name: smmu
+devices:
+  - name: codec
+    iommu: smmu
+    iommu_group: sid-0x10a0
+  - name: display
+    iommu: smmu
+)yaml";
+    Result<Platform> p = parsePlatformYaml(text, "owners.yaml");
+    ASSERT_TRUE(p) << p.error().toString();
+    const ReservedRegion* vpu = p->findRegion("vpu-pool");
+    ASSERT_NE(vpu, nullptr);
+    EXPECT_EQ(vpu->owners, (std::vector<std::string>{"codec"}));
+    EXPECT_FALSE(vpu->heap) << "an owned region is nobody else's heap";
+    EXPECT_TRUE(p->findRegion("shared")->heap);
+    EXPECT_TRUE(p->findRegion("shared")->owners.empty());
+    EXPECT_EQ(p->findDevice("codec")->iommuGroup, "sid-0x10a0");
+    EXPECT_EQ(p->findDevice("display")->iommuGroup, "");
+    EXPECT_NE(iommuDomainName(*p->findDevice("codec")), iommuDomainName(*p->findDevice("display")));
+    EXPECT_FALSE(p->vendorHeaps.has_value()) << "a modelled platform has every vendor heap";
+
+    // An owner that is no device is an error at its line.
+    std::string bad = std::string(kMinimal) + R"yaml(
+regions:
+  - name: vpu-pool
+    kind: carveout
+    base: 0x48000000
+    size: 16M
+    owners: [nosuch] #<
+devices:
+  - name: codec
+)yaml";
+    Result<Platform> e = parsePlatformYaml(bad, "bad.yaml");
+    ASSERT_FALSE(e);
+    EXPECT_EQ(e.error().code(), EINVAL);
+    EXPECT_NE(e.error().message().find("bad.yaml:" + std::to_string(markedLine(bad)) + ":"), std::string::npos)
+        << e.error().message();
+    EXPECT_NE(e.error().message().find("unknown device 'nosuch'"), std::string::npos) << e.error().message();
+    Result<Platform> notAList = parsePlatformYaml(std::string(kMinimal) + R"yaml(
+regions:
+  - {name: a, kind: cma, base: 0x48000000, size: 16M, owners: codec}
+)yaml",
+                                                  "list.yaml");
+    ASSERT_FALSE(notAList);
+    EXPECT_NE(notAList.error().message().find("owners"), std::string::npos);
+}
+
 TEST(ParsePlatformYaml, AcceptsBooleanSpellingsAndATrailingDocumentMarker) {
     for (const char* spelling : {"true", "True", "yes", "on"}) {
         SCOPED_TRACE(spelling);
