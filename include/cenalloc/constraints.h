@@ -169,7 +169,7 @@ struct DeviceMapping {
 /// Merging is commutative, associative and idempotent, with the empty set
 /// (no devices) as identity, so a set does not depend on the order devices
 /// joined it. The IOVA spaces are kept sorted by domain name, the mappings
-/// by device name (a device joining twice counts once).
+/// by domain and device name (a device joining twice counts once).
 class ConstraintSet {
 public:
     /// The set of no devices: constrains nothing.
@@ -192,7 +192,8 @@ public:
     const DmaConstraints& physical() const { return physical_; }
     /// One entry per IOMMU domain some device of the set maps in, by name.
     std::span<const IovaSpace> iovaSpaces() const { return iova_; }
-    /// One entry per device of the set, by device name.
+    /// One entry per device of the set: the direct devices by name, then
+    /// each domain's devices by name, the domains in iovaSpaces() order.
     std::span<const DeviceMapping> mappings() const { return mappings_; }
     /// The device called @p name, or nullptr.
     const DeviceMapping* findMapping(std::string_view name) const;
@@ -212,7 +213,7 @@ public:
 private:
     DmaConstraints physical_;
     std::vector<IovaSpace> iova_;         // sorted by domain name
-    std::vector<DeviceMapping> mappings_; // sorted by device name
+    std::vector<DeviceMapping> mappings_; // sorted by domain, then device name
 };
 
 /// The set for people, one "name: value" line per Placement kind, then

@@ -179,13 +179,15 @@ void mergeSpaces(std::vector<IovaSpace>& into, std::span<const IovaSpace> from) 
     }
 }
 
-// Add @p from's devices to @p into, keeping them sorted by device name. A
-// device already there is the same device (names are unique on a
+// Add @p from's devices to @p into, keeping them sorted by domain, then
+// device name: the direct devices first, then each domain's devices
+// together, in the order of the IOVA spaces, so matching walks both in one
+// pass. A device already there is the same device (names are unique on a
 // platform), so the union keeps one entry: merging stays idempotent.
 void mergeMappings(std::vector<DeviceMapping>& into, std::span<const DeviceMapping> from) {
     for (const DeviceMapping& m : from) {
         auto it = std::lower_bound(into.begin(), into.end(), m, [](const DeviceMapping& a, const DeviceMapping& b) {
-            return std::tie(a.device, a.domain) < std::tie(b.device, b.domain);
+            return std::tie(a.domain, a.device) < std::tie(b.domain, b.device);
         });
         if (it == into.end() || *it != m)
             into.insert(it, m);
@@ -327,9 +329,9 @@ ConstraintSet ConstraintSet::intersect(std::span<const ConstraintSet> sets) {
 }
 
 const DeviceMapping* ConstraintSet::findMapping(std::string_view name) const {
-    auto it = std::lower_bound(mappings_.begin(), mappings_.end(), name,
-                               [](const DeviceMapping& m, std::string_view n) { return m.device < n; });
-    return it != mappings_.end() && it->device == name ? &*it : nullptr;
+    auto it =
+        std::find_if(mappings_.begin(), mappings_.end(), [&](const DeviceMapping& m) { return m.device == name; });
+    return it != mappings_.end() ? &*it : nullptr;
 }
 
 bool ConstraintSet::unsatisfiable() const {

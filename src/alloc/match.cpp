@@ -154,7 +154,9 @@ std::string refusedDevice(const MatchInput& in, const DeviceMapping& m) {
 bool refusesSegments(const MatchInput& in, HeapVerdict& out) {
     const HeapProperties& h = in.heap;
     for (const DeviceMapping& m : in.set.mappings()) {
-        if (!m.direct() || m.maxSegmentCount == 0)
+        if (!m.direct())
+            break; // the direct devices come first
+        if (m.maxSegmentCount == 0)
             continue;
         const uint64_t worst =
             h.contiguous ? contiguousSegments(in.size, m.maxSegmentSize, m.segmentBoundaryMask, h.chunkAlignment)
@@ -205,15 +207,17 @@ bool refusesIova(const MatchInput& in, HeapVerdict& out) {
             return true;
         }
     }
+    // Mappings are sorted by domain like the spaces: walk both together.
+    std::span<const IovaSpace> spaces = in.set.iovaSpaces();
+    size_t next = 0;
     for (const DeviceMapping& m : in.set.mappings()) {
         if (m.direct() || m.maxSegmentCount == 0)
             continue;
-        const IovaSpace* s = nullptr;
-        for (const IovaSpace& space : in.set.iovaSpaces())
-            if (space.iommu == m.domain)
-                s = &space;
-        if (!s)
-            continue; // a set always has the space of each of its devices' domains
+        while (next < spaces.size() && spaces[next].iommu < m.domain)
+            ++next;
+        if (next == spaces.size())
+            break; // a set always has the space of each of its devices' domains
+        const IovaSpace* s = &spaces[next];
         const uint64_t length = alignUpChecked(in.size, s->pageSize).value_or(UINT64_MAX);
         const uint64_t worst = contiguousSegments(length, m.maxSegmentSize, m.segmentBoundaryMask, s->pageSize);
         if (worst > m.maxSegmentCount) {
