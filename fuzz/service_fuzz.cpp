@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// libFuzzer target: arbitrary bytes (and fds) as one request to the daemon's decoding and dispatch.
+// libFuzzer target: arbitrary bytes (and fds) as one request, or structured sequences of requests from two clients.
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -8,8 +8,14 @@
 #include <cstring>
 #include <fcntl.h>
 #include <memory>
+#include <string>
+
+#include <fmt/format.h>
 #include <unistd.h>
 #include <vector>
+
+#include <fuzzer/FuzzedDataProvider.h>
+#include <linux/dma-buf.h>
 
 #include <cenalloc/memfd.h>
 
@@ -28,6 +34,7 @@ constexpr uint8_t kForeignFd = 0x4;       // attach a memfd that is not a buffer
 constexpr uint8_t kCtrunc = 0x8;          // pretend the kernel set MSG_CTRUNC
 constexpr uint8_t kForeignControl = 0x10; // pretend other control data arrived
 constexpr uint8_t kRepairHeader = 0x20;   // make magic, version, sizes and fd count right so the payload is reached
+constexpr uint8_t kSequence = 0x40;       // the rest is a sequence of requests from two clients (runSequence)
 constexpr int kRequestsPerClient = 2000;  // then the client goes, taking its claims with it
 
 [[noreturn]] void die(const char* what) {
@@ -123,6 +130,206 @@ void checkReply(const Reply& reply) {
         die("fragments lose bytes");
 }
 
+// ------------------------------------------------------------ sequences
+//
+// A sequence is a series of well-formed requests (each op with its payload,
+// fds from a pool the two clients share as processes would pass them on)
+// from two clients of different uids, with disconnects, reconnects and
+// buffers dying in between, through the same decoding and dispatch as the
+// daemon's. After it, everything the two held is let go, and the service
+// must be back where it started: no buffer, charge, claim or lifetime bug
+// left behind (what the random bytes alone rarely reach).
+
+constexpr uint32_t kUids[2] = {1000, 1001};
+constexpr size_t kMaxPoolFds = 24;
+constexpr size_t kMaxSteps = 64;
+
+struct Sequence {
+    Harness& harness;
+    FuzzedDataProvider in;
+    std::unique_ptr<ServiceClient> clients[2];
+    std::vector<UniqueFd> pool; // buffer fds the clients hold
+    uint32_t sequence = 1;
+
+    Sequence(Harness& h, const uint8_t* data, size_t size) : harness(h), in(data, size) {}
+
+    void connect(int which) {
+        clients[which].reset();
+        auto c =
+            harness.service->connect(Credentials{static_cast<int32_t>(100 + which), kUids[which], kUids[which], {}});
+        if (!c)
+            die("sequence connect");
+        clients[which] = std::move(*c);
+    }
+
+    template <typename T> Reply send(int which, wire::Op op, const T* payload, int fd) {
+        const uint32_t size = payload ? sizeof(T) : 0;
+        // Older (shorter) and newer (zero-extended) clients too, now and then.
+        const uint32_t cut = in.ConsumeBool() && size ? in.ConsumeIntegralInRange<uint32_t>(0, size + 8) : size;
+        Datagram request;
+        wire::MessageHeader h = wire::makeHeader(op, cut, fd >= 0 ? 1 : 0, sequence++);
+        request.bytes.resize(sizeof h + cut);
+        std::memcpy(request.bytes.data(), &h, sizeof h);
+        if (cut)
+            std::memcpy(request.bytes.data() + sizeof h, payload, std::min(cut, size));
+        request.wireSize = request.bytes.size();
+        if (fd >= 0)
+            request.fds.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+        Reply reply = handleRequest(*clients[which], request);
+        checkReply(reply);
+        if (reply.header.error == 0 && reply.header.sequence != h.sequence)
+            die("reply to another request");
+        return reply;
+    }
+    Reply send(int which, wire::Op op, int fd = -1) { return send<char>(which, op, nullptr, fd); }
+
+    int pickFd() {
+        if (pool.empty() || in.ConsumeIntegralInRange<int>(0, 15) == 0)
+            return in.ConsumeBool() ? harness.foreign.get()
+                                    : harness.buffers[in.ConsumeIntegralInRange<size_t>(0, 2)].get();
+        return pool[in.ConsumeIntegralInRange<size_t>(0, pool.size() - 1)].get();
+    }
+    uint64_t smallId() { return in.ConsumeIntegralInRange<uint64_t>(0, 6); }
+    void keep(Reply& reply) {
+        if (reply.fd.valid() && pool.size() < kMaxPoolFds)
+            pool.push_back(std::move(reply.fd));
+    }
+
+    void step() {
+        static const char* const kHeaps[] = {"system", "system-uncached", "linux,cma", "no-such-heap"};
+        static const char* const kDevices[] = {"gpu", "display", "camera", "vpu", "no-such-device"};
+        static const uint32_t kFdFlags[] = {O_CLOEXEC | O_RDWR, O_CLOEXEC | O_RDONLY, O_RDWR, O_CLOEXEC | O_WRONLY,
+                                            O_NONBLOCK};
+        const int which = in.ConsumeBool() ? 1 : 0;
+        switch (in.ConsumeIntegralInRange<int>(0, 17)) {
+        case 0: {
+            wire::AllocateRequest r{};
+            r.length = in.ConsumeBool() ? in.ConsumeIntegralInRange<uint64_t>(0, 4 * 1024 * 1024)
+                                        : in.ConsumeIntegral<uint64_t>();
+            r.fdFlags = kFdFlags[in.ConsumeIntegralInRange<size_t>(0, 4)];
+            r.heapFlags = in.ConsumeIntegralInRange<uint64_t>(0, 1);
+            std::strncpy(r.heap, kHeaps[in.ConsumeIntegralInRange<size_t>(0, 3)], sizeof r.heap);
+            Reply reply = send(which, wire::Op::Allocate, &r, -1);
+            keep(reply);
+            break;
+        }
+        case 1: {
+            wire::CreateRequest r{};
+            r.size = in.ConsumeBool() ? in.ConsumeIntegralInRange<uint64_t>(0, 4 * 1024 * 1024)
+                                      : in.ConsumeIntegral<uint64_t>();
+            r.cpuAccess = in.ConsumeIntegralInRange<uint32_t>(0, 3);
+            std::string name = in.ConsumeRandomLengthString(sizeof r.name);
+            std::memcpy(r.name, name.data(), std::min(name.size(), sizeof r.name));
+            Reply reply = send(which, wire::Op::Create, &r, -1);
+            keep(reply);
+            break;
+        }
+        case 2: send(which, wire::Op::Import, pickFd()); break;
+        case 3: send(which, wire::Op::Release, pickFd()); break;
+        case 4: {
+            wire::AttachRequest r{};
+            std::strncpy(r.device, kDevices[in.ConsumeIntegralInRange<size_t>(0, 4)], sizeof r.device);
+            send(which, wire::Op::Attach, &r, pickFd());
+            break;
+        }
+        case 5: {
+            wire::IdRequest r{smallId()};
+            send(which, wire::Op::Detach, &r, -1);
+            break;
+        }
+        case 6: {
+            wire::MapRequest r{};
+            r.attachment = smallId();
+            r.direction = in.ConsumeIntegralInRange<uint32_t>(0, 3);
+            send(which, wire::Op::Map, &r, -1);
+            break;
+        }
+        case 7: {
+            wire::IdRequest r{smallId()};
+            send(which, wire::Op::Unmap, &r, -1);
+            break;
+        }
+        case 8:
+        case 9: {
+            wire::SyncRequest r{};
+            r.flags = in.ConsumeIntegralInRange<uint32_t>(0, 4);
+            send(which, in.ConsumeBool() ? wire::Op::BeginCpuAccess : wire::Op::EndCpuAccess, &r, pickFd());
+            break;
+        }
+        case 10: {
+            wire::SetNameRequest r{};
+            std::string name = in.ConsumeRandomLengthString(sizeof r.name);
+            std::memcpy(r.name, name.data(), std::min(name.size(), sizeof r.name));
+            send(which, wire::Op::SetName, &r, pickFd());
+            break;
+        }
+        case 11: send(which, wire::Op::Bufinfo); break;
+        case 12: {
+            wire::StatsRequest r{};
+            r.flags = in.ConsumeIntegralInRange<uint32_t>(0, 1);
+            send(which, wire::Op::Stats, &r, -1);
+            break;
+        }
+        case 13:
+            // A buffer's last fd goes (here, or in the other process).
+            if (!pool.empty())
+                pool.erase(pool.begin() +
+                           static_cast<std::ptrdiff_t>(in.ConsumeIntegralInRange<size_t>(0, pool.size() - 1)));
+            break;
+        case 14: connect(which); break; // hang up and come back: claims go, charges stay with the buffers
+        case 15: {
+            // Another fd of a buffer in the pool: a dup, or a reopen through /proc (as another process would).
+            if (pool.empty() || pool.size() >= kMaxPoolFds)
+                break;
+            int fd = pool[in.ConsumeIntegralInRange<size_t>(0, pool.size() - 1)].get();
+            UniqueFd again(in.ConsumeBool()
+                               ? ::fcntl(fd, F_DUPFD_CLOEXEC, 0)
+                               : ::open(fmt::format("/proc/self/fd/{}", fd).c_str(), O_RDONLY | O_CLOEXEC));
+            if (again.valid())
+                pool.push_back(std::move(again));
+            break;
+        }
+        case 16: send(which, wire::Op::ListHeaps); break;
+        default: {
+            // Any bytes at all, now and then, in the middle of a conversation.
+            std::string bytes = in.ConsumeRandomLengthString(256);
+            Datagram request;
+            request.bytes.assign(reinterpret_cast<const std::byte*>(bytes.data()),
+                                 reinterpret_cast<const std::byte*>(bytes.data() + bytes.size()));
+            request.wireSize = request.bytes.size();
+            checkReply(handleRequest(*clients[which], request));
+            break;
+        }
+        }
+        harness.service->reap();
+    }
+
+    void run() {
+        const size_t before = harness.service->trackedBuffers();
+        const uint64_t liveBefore = harness.service->context().liveBuffers();
+        connect(0);
+        connect(1);
+        for (size_t i = 0; i < kMaxSteps && in.remaining_bytes() > 0; ++i)
+            step();
+        // Everything goes: the fds (the buffers die) and the clients.
+        pool.clear();
+        clients[0].reset();
+        clients[1].reset();
+        harness.service->reap();
+        if (harness.service->trackedBuffers() != before)
+            die("a buffer outlived every fd of it");
+        if (harness.service->context().liveBuffers() != liveBefore)
+            die("storage outlived its buffer");
+        for (uint32_t uid : kUids) {
+            auto usage = harness.service->usageOf(uid);
+            if (usage.bytes != 0 || usage.buffers != 0)
+                die("a charge outlived its buffer");
+        }
+        if (!harness.service->context().lifetimeBugs().empty())
+            die("a lifetime bug");
+    }
+};
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -130,6 +337,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0)
         return 0;
     const uint8_t mode = data[0];
+    if (mode & kSequence) {
+        Sequence(harness, data + 1, size - 1).run();
+        return 0;
+    }
     Datagram request;
     request.bytes.assign(reinterpret_cast<const std::byte*>(data + 1), reinterpret_cast<const std::byte*>(data + size));
     request.wireSize = request.bytes.size();

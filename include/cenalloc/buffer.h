@@ -236,7 +236,9 @@ class Buffer : public std::enable_shared_from_this<Buffer> {
 public:
     struct Params {
         uint64_t size = 0; ///< page-aligned, non-zero (validated by the caller)
-        uint32_t fdFlags = 0;
+        /// O_CLOEXEC | O_ACCMODE; a read-only buffer (O_RDONLY) is sealed
+        /// against every future write (F_SEAL_FUTURE_WRITE).
+        uint32_t fdFlags = 02000002; // O_CLOEXEC | O_RDWR
         std::string name;
         std::unique_ptr<BufferOps> ops;
         Storage storage; ///< empty for deferred buffers

@@ -36,11 +36,27 @@ struct SessionMapping {
 };
 
 /// Statistics of the whole allocator.
+/// How the service bounds what one uid holds, seen by the caller: its
+/// uid's charges and quota, and the buffers the service tracks against the
+/// number it can (one inotify watch each), part of them kept for uid 0.
+/// UINT64_MAX means no limit; all zero from a daemon too old to say.
+struct ServiceLimits {
+    uint64_t heldBytes = 0;   ///< charged to the caller's uid (buffers alive anywhere)
+    uint64_t heldBuffers = 0; ///< charged to the caller's uid
+    uint64_t quotaBytes = 0;
+    uint64_t quotaBuffers = 0;
+    uint64_t trackedBuffers = 0; ///< charged to any uid
+    uint64_t maxBuffers = 0;     ///< the most the service tracks at once
+    uint64_t rootReserve = 0;    ///< of maxBuffers, what only uid 0 may use
+    bool operator==(const ServiceLimits&) const = default;
+};
+
 struct AllocatorStats {
     std::vector<HeapInfo> heaps;
     std::vector<IommuDomainStats> domains;
     uint64_t liveBuffers = 0;
     std::vector<std::string> lifetimeBugs;
+    ServiceLimits limits;
 };
 
 /// The API of a client of cenalloc, with buffers named by file descriptor

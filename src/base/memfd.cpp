@@ -17,6 +17,10 @@ constexpr int kSizeSeals = F_SEAL_SHRINK | F_SEAL_GROW;
 }
 
 Result<UniqueFd> createSealedMemfd(const char* name, uint64_t size) {
+    return createSealedMemfd(name, size, 0);
+}
+
+Result<UniqueFd> createSealedMemfd(const char* name, uint64_t size, int extraSeals) {
     if (size == 0)
         return Error(EINVAL, "a memfd of 0 bytes cannot back a buffer");
     if (size > static_cast<uint64_t>(INT64_MAX))
@@ -34,7 +38,7 @@ Result<UniqueFd> createSealedMemfd(const char* name, uint64_t size) {
     // Seal before the fd leaves this function: from here on nobody can resize
     // the buffer under a peer's mapping (which would SIGBUS the peer), and
     // F_SEAL_SEAL stops anyone from lifting the seals.
-    if (::fcntl(fd.get(), F_ADD_SEALS, kSizeSeals | F_SEAL_SEAL) != 0)
+    if (::fcntl(fd.get(), F_ADD_SEALS, kSizeSeals | extraSeals | F_SEAL_SEAL) != 0)
         return Error(errno, fmt::format("sealing memfd: {}", std::strerror(errno)));
     return fd;
 }

@@ -90,7 +90,12 @@ Result<std::shared_ptr<Buffer>> Buffer::create(Params params) {
             if (auto named = setDmaBufName(fd.borrow(), params.name); !named)
                 return named.error();
     } else {
-        auto memfd = createSealedMemfd("cenalloc", params.size);
+        // A buffer allocated read-only (fd flags O_RDONLY, as the kernel's
+        // dma-heap takes them) is sealed against every future write: its
+        // fds are read-only, and no reopen through /proc/self/fd, by
+        // anyone, gives a way to write it.
+        const bool readOnly = (params.fdFlags & O_ACCMODE) == O_RDONLY;
+        auto memfd = createSealedMemfd("cenalloc", params.size, readOnly ? F_SEAL_FUTURE_WRITE : 0);
         if (!memfd)
             return memfd.error();
         fd = std::move(*memfd);

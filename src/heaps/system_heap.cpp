@@ -55,6 +55,15 @@ protected:
             while (first + 1 < kOrders.size() && orderSize(kOrders[first]) > limits.maxChunkSize)
                 ++first;
 
+        // Nothing is sized from the request before it is known to fit: a
+        // length beyond everything the heap spans can never be served, and
+        // reserving room for its chunks first would ask the C++ allocator
+        // for up to 2^52 / 4 KiB of them (std::bad_alloc, a dead daemon).
+        // Within the capacity the reservation is bounded by the platform's
+        // memory.
+        if (length > properties().capacity)
+            return Error(ENOMEM, fmt::format("heap '{}' cannot allocate {}: it spans {} in all", name(),
+                                             formatSize(length), formatSize(properties().capacity)));
         std::vector<PhysChunk> chunks;
         chunks.reserve(length / orderSize(kOrders[first]) + kOrders.size());
         uint64_t remaining = length;

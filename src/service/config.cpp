@@ -24,6 +24,10 @@ bool Credentials::inGroup(uint32_t group) const {
     return gid == group || std::find(groups.begin(), groups.end(), group) != groups.end();
 }
 
+bool ServiceConfig::quotaIsDefault(const Quota& quota) const {
+    return quota == defaultQuota;
+}
+
 Quota ServiceConfig::quotaFor(const Credentials& peer) const {
     for (const QuotaRule& rule : quotas) {
         if (rule.uid && *rule.uid == peer.uid)
@@ -31,6 +35,12 @@ Quota ServiceConfig::quotaFor(const Credentials& peer) const {
         if (rule.gid && peer.inGroup(*rule.gid))
             return rule.quota;
     }
+    // Root administers the daemon: the built-in count of buffers, which
+    // bounds each user's share of the daemon's watches, is not for it (it
+    // has the reserve); one the configuration sets, or a rule naming uid 0
+    // or a group of its, applies.
+    if (peer.uid == 0 && !defaultBuffersConfigured)
+        return Quota{defaultQuota.bytes, kUnlimited};
     return defaultQuota;
 }
 
@@ -62,7 +72,7 @@ public:
             return config; // an empty file: the defaults
         auto top = fields(root, "configuration",
                           {"max_clients", "max_clients_per_uid", "workers", "busy_poll_us", "quota", "clients", "heaps",
-                           "kernel_heaps"});
+                           "kernel_heaps", "max_buffers"});
         if (!top)
             return top.error();
         if (auto v = find(*top, "max_clients")) {
@@ -76,6 +86,12 @@ public:
             if (!n)
                 return n.error();
             config.maxClientsPerUid = *n;
+        }
+        if (auto v = find(*top, "max_buffers")) {
+            auto n = count(*v, "max_buffers");
+            if (!n)
+                return n.error();
+            config.maxBuffers = *n;
         }
         if (auto v = find(*top, "workers")) {
             auto n = bounded(*v, "workers", 1, kMaxWorkers);
@@ -97,9 +113,12 @@ public:
             config.context.kernelHeaps = offer;
         }
         if (auto v = find(*top, "quota")) {
-            auto q = quota(*v, "quota");
+            // What the default quota does not say keeps its default (a
+            // count of buffers always exists).
+            auto q = quota(*v, "quota", config.defaultQuota);
             if (!q)
                 return q.error();
+            config.defaultBuffersConfigured = v->IsMap() && (*v)["buffers"].IsDefined();
             config.defaultQuota = *q;
         }
         if (auto v = find(*top, "clients")) {
@@ -269,11 +288,10 @@ private:
         return static_cast<uint32_t>(*n);
     }
 
-    Result<Quota> quota(const YAML::Node& node, std::string what) const {
+    Result<Quota> quota(const YAML::Node& node, std::string what, Quota q = {}) const {
         auto f = fields(node, what, {"bytes", "buffers"});
         if (!f)
             return f.error();
-        Quota q;
         if (auto v = find(*f, "bytes")) {
             auto n = number(*v, what + ": bytes", true);
             if (!n)

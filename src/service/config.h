@@ -56,9 +56,16 @@ struct HeapAccess {
     int line = 0;
 };
 
+/// Buffers a uid may hold when no rule says otherwise, even without a
+/// configuration file: every buffer costs the daemon an inotify watch and
+/// its bookkeeping, so no uid may have them without bound.
+inline constexpr uint64_t kDefaultBufferQuota = 4096;
+
 /// The daemon's configuration. The defaults (no file) are: 256 clients, 64
-/// per uid, one worker thread per CPU (at most 4) polling up to 50 us, no
-/// quota, every heap open.
+/// per uid, one worker thread per CPU (at most 4) polling up to 50 us, a
+/// quota of 4096 buffers (and any number of bytes) per uid, as many buffers
+/// in all as fs.inotify.max_user_watches allows with a share of them kept
+/// for root, every heap open.
 struct ServiceConfig {
     size_t maxClients = 256;
     size_t maxClientsPerUid = 64;
@@ -69,7 +76,14 @@ struct ServiceConfig {
     /// sleeps (it polls only while requests come that often; 0: never).
     uint64_t busyPollMicros = 50;
     /// The quota of a uid no rule names.
-    Quota defaultQuota;
+    Quota defaultQuota{kUnlimited, kDefaultBufferQuota};
+    /// Whether the file set the default quota's count of buffers (else the
+    /// built-in one, which uid 0 is not subject to).
+    bool defaultBuffersConfigured = false;
+    /// Buffers the daemon tracks at once (each is an inotify watch); 0 (no
+    /// `max_buffers` key): fs.inotify.max_user_watches. A sixteenth of them
+    /// (at least 64, at most half) is kept for uid 0.
+    uint64_t maxBuffers = 0;
     /// In file order; the first rule naming the uid, or a group of the
     /// client, applies.
     std::vector<QuotaRule> quotas;
@@ -80,8 +94,12 @@ struct ServiceConfig {
     /// The file it came from, for messages ("<defaults>" without one).
     std::string source = "<defaults>";
 
-    /// The quota that applies to @p peer.
+    /// The quota that applies to @p peer: the first rule naming its uid or
+    /// one of its groups, else the default (whose built-in count of buffers
+    /// does not apply to uid 0).
     Quota quotaFor(const Credentials& peer) const;
+    /// Is @p quota the default one (for messages)?
+    bool quotaIsDefault(const Quota& quota) const;
     /// May @p peer allocate from @p heap?
     bool allows(std::string_view heap, const Credentials& peer) const;
 };

@@ -15,11 +15,17 @@ namespace cenalloc {
 /// client serves (FUSE_FLUSH), a network filesystem. A worker must never
 /// do that for a client, so every fd a client sends that is not a buffer
 /// (a memfd or a dma-buf, whose close never waits: closesWithoutBlocking())
-/// is closed here, on a thread of its own, and counted against the
-/// client's uid until it is.
+/// is closed here, and counted against the client's uid until it is.
+///
+/// Each uid has its own queue, closed in order by a thread of its own, so
+/// a close that blocks holds up only the fds of the uid that sent it: the
+/// other uids' are closed meanwhile and their counts go down. The threads
+/// are bounded (16 for all uids); when they are all blocked, further uids'
+/// fds wait for one of them (the uid's count grows, and cuts it off,
+/// as for a blocked uid).
 ///
 /// Thread safety: all methods may be called concurrently. The destructor
-/// does not wait for a close that blocks: the thread finishes on its own.
+/// does not wait for a close that blocks: the threads finish on their own.
 class FdCloser {
 public:
     FdCloser();
@@ -34,7 +40,7 @@ public:
 
 private:
     struct State;
-    static void closeAll(const std::shared_ptr<State>& state);
+    static void closeAll(const std::shared_ptr<State>& state, uint32_t uid);
     std::shared_ptr<State> state_;
 };
 

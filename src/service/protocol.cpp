@@ -291,6 +291,9 @@ void encodeStats(Writer& w, const AllocatorStats& stats) {
         w.put(ListHeader{length32(bug), 0});
         w.putBytes(bug);
     }
+    const ServiceLimits& l = stats.limits;
+    w.put(WireLimits{l.heldBytes, l.heldBuffers, l.quotaBytes, l.quotaBuffers, l.trackedBuffers, l.maxBuffers,
+                     l.rootReserve, 0});
 }
 
 Result<AllocatorStats> decodeStats(Reader& r) {
@@ -341,6 +344,13 @@ Result<AllocatorStats> decodeStats(Reader& r) {
             return bug.error();
         stats.lifetimeBugs.push_back(std::move(*bug));
     }
+    if (r.remaining() == 0)
+        return stats; // a daemon from before the limits
+    auto l = r.get<WireLimits>();
+    if (!l)
+        return l.error();
+    stats.limits = {l->heldBytes,      l->heldBuffers, l->quotaBytes, l->quotaBuffers,
+                    l->trackedBuffers, l->maxBuffers,  l->rootReserve};
     return stats;
 }
 

@@ -247,6 +247,19 @@ struct WireDomainStats {
 };
 static_assert(sizeof(WireDomainStats) == 104);
 
+/// The end of a stats reply: ServiceLimits (absent from an older daemon's).
+struct WireLimits {
+    uint64_t heldBytes;
+    uint64_t heldBuffers;
+    uint64_t quotaBytes;
+    uint64_t quotaBuffers;
+    uint64_t trackedBuffers;
+    uint64_t maxBuffers;
+    uint64_t rootReserve;
+    uint64_t reserved;
+};
+static_assert(sizeof(WireLimits) == 64);
+
 inline constexpr uint32_t kBufferHasStorage = 0x1;
 inline constexpr uint32_t kBufferInHostKernel = 0x2;
 /// Followed by the strings (exporter, name, heap, exporter state), the

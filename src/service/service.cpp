@@ -2,7 +2,11 @@
 // Service: buffers by inode, lifetime through inotify, clients, claims and quotas (operations: service_client.cpp).
 #include "service/service.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <fmt/format.h>
@@ -18,9 +22,42 @@ namespace {
 
 // Allocations between two reaps when nothing else asks for one.
 constexpr uint64_t kReapEvery = 32;
+// The share of the daemon's buffers (inotify watches) kept for uid 0: one
+// in kRootReserveDivisor, at least kMinRootReserve (when the limit allows).
+constexpr uint64_t kRootReserveDivisor = 16;
+constexpr uint64_t kMinRootReserve = 64;
+
+// fs.inotify.max_user_watches: every buffer the daemon tracks is a watch.
+uint64_t kernelWatchLimit() {
+    FILE* f = std::fopen("/proc/sys/fs/inotify/max_user_watches", "re");
+    if (!f)
+        return kUnlimited;
+    unsigned long long limit = 0;
+    int n = std::fscanf(f, "%llu", &limit);
+    std::fclose(f);
+    return n == 1 && limit > 0 ? limit : kUnlimited;
+}
 
 Error gone() {
     return Error(ESHUTDOWN, "the client was disconnected");
+}
+
+// @p fd (a memfd opened read-write) with the access mode @p accessMode
+// (O_RDONLY or O_WRONLY): a new open file of the same inode, through
+// /proc/self/fd. The inode's mode first loses the permission the mode does
+// not give, so that a holder of the fd who is neither root nor the daemon's
+// uid cannot widen it by reopening /proc/<pid>/fd/N. (A read-only buffer is
+// also sealed against writes, which holds for root too: Buffer::create.)
+Result<UniqueFd> narrowAccess(UniqueFd fd, uint32_t accessMode) {
+    const mode_t mode = accessMode == O_RDONLY ? 0444 : 0222;
+    if (::fchmod(fd.get(), mode) != 0)
+        return Error(errno, fmt::format("fchmod of a buffer: {}", std::strerror(errno)));
+    const std::string path = fmt::format("/proc/self/fd/{}", fd.get());
+    UniqueFd narrowed(::open(path.c_str(), static_cast<int>(accessMode) | O_CLOEXEC));
+    if (!narrowed.valid())
+        return Error(errno, fmt::format("reopening a buffer {}: {}",
+                                        accessMode == O_RDONLY ? "read-only" : "write-only", std::strerror(errno)));
+    return narrowed;
 }
 
 } // namespace
@@ -44,6 +81,10 @@ Result<std::shared_ptr<Service>> Service::create(const Platform& platform, Servi
         return watcher.error();
     std::shared_ptr<Service> service(new Service(std::move(*watcher)));
     service->context_ = std::move(*context);
+    service->watchLimit_ = config.maxBuffers != 0 ? config.maxBuffers : kernelWatchLimit();
+    if (service->watchLimit_ != kUnlimited)
+        service->watchReserve_ =
+            std::min(std::max(service->watchLimit_ / kRootReserveDivisor, kMinRootReserve), service->watchLimit_ / 2);
     service->config_ = std::move(config);
     service->notes_ = std::move(notes);
     return service;
@@ -87,17 +128,21 @@ void Service::disconnect(uint64_t client) {
 }
 
 void Service::disconnectLocked(ClientState& client) {
+    // The client's claims go; the charges of what it allocated stay with
+    // the buffers (unlinkEntryLocked ends them).
     while (!client.claims.empty())
         dropClaimLocked(client, client.claims.begin()->first);
-    while (!client.charges.empty())
-        dropChargeLocked(client, client.charges.begin()->first);
-    auto usage = usage_.find(client.peer.uid);
-    if (usage != usage_.end()) {
+    const uint32_t uid = client.peer.uid;
+    if (auto usage = usage_.find(uid); usage != usage_.end())
         --usage->second.clients;
-        if (usage->second.clients == 0 && usage->second.bytes == 0 && usage->second.buffers == 0)
-            usage_.erase(usage);
-    }
     clients_.erase(client.id); // destroys client
+    releaseUsageLocked(uid);
+}
+
+void Service::releaseUsageLocked(uint32_t uid) {
+    auto usage = usage_.find(uid);
+    if (usage != usage_.end() && usage->second.clients == 0 && usage->second.bytes == 0 && usage->second.buffers == 0)
+        usage_.erase(usage);
 }
 
 void Service::dropClaimLocked(ClientState& client, uint64_t bufferId) {
@@ -114,22 +159,8 @@ void Service::dropClaimLocked(ClientState& client, uint64_t bufferId) {
     while (!claim->second.cpuAccess.empty())
         claim->second.cpuAccess.pop_back(); // ends the bracket
     client.claims.erase(claim);
-    if (!client.charges.contains(bufferId))
-        if (auto entry = entries_.find(bufferId); entry != entries_.end())
-            entry->second->holders.erase(client.id);
-}
-
-void Service::dropChargeLocked(ClientState& client, uint64_t bufferId) {
-    auto charge = client.charges.find(bufferId);
-    if (charge == client.charges.end())
-        return;
-    Usage& usage = usage_[client.peer.uid];
-    usage.bytes -= charge->second;
-    usage.buffers -= 1;
-    client.charges.erase(charge);
-    if (!client.claims.contains(bufferId))
-        if (auto entry = entries_.find(bufferId); entry != entries_.end())
-            entry->second->holders.erase(client.id);
+    if (auto entry = entries_.find(bufferId); entry != entries_.end())
+        entry->second->holders.erase(client.id);
 }
 
 std::unique_ptr<Service::Entry> Service::unlinkEntryLocked(uint64_t bufferId) {
@@ -143,7 +174,14 @@ std::unique_ptr<Service::Entry> Service::unlinkEntryLocked(uint64_t bufferId) {
         if (client == clients_.end())
             continue;
         dropClaimLocked(*client->second, bufferId);
-        dropChargeLocked(*client->second, bufferId);
+    }
+    if (entry->charged) {
+        // The buffer is gone everywhere: so is its charge.
+        Usage& usage = usage_[entry->chargedUid];
+        usage.bytes -= entry->chargedBytes;
+        usage.buffers -= 1;
+        chargedBuffers_ -= 1;
+        releaseUsageLocked(entry->chargedUid);
     }
     byInode_.erase(entry->key);
     byWatch_.erase(entry->watch);
@@ -230,6 +268,12 @@ size_t Service::trackedBuffers() const {
     return entries_.size();
 }
 
+Service::UidUsage Service::usageOf(uint32_t uid) const {
+    std::lock_guard lock(mutex_);
+    auto it = usage_.find(uid);
+    return it == usage_.end() ? UidUsage{} : UidUsage{it->second.bytes, it->second.buffers};
+}
+
 Result<Service::ClientState*> Service::clientLocked(uint64_t id) {
     auto it = clients_.find(id);
     if (it == clients_.end())
@@ -271,8 +315,11 @@ Service::Claim& Service::claimLocked(ClientState& client, Entry& entry) {
 }
 
 bool Service::visibleLocked(const ClientState& client, uint64_t bufferId) const {
-    return client.trusted || client.peer.uid == 0 || client.claims.contains(bufferId) ||
-           client.charges.contains(bufferId);
+    if (client.trusted || client.peer.uid == 0 || client.claims.contains(bufferId))
+        return true;
+    // What its uid allocated, from whichever connection, while it lives.
+    auto entry = entries_.find(bufferId);
+    return entry != entries_.end() && entry->second->charged && entry->second->chargedUid == client.peer.uid;
 }
 
 Result<void> Service::reserve(uint64_t clientId, uint32_t uid, uint64_t bytes) {
@@ -282,22 +329,33 @@ Result<void> Service::reserve(uint64_t clientId, uint32_t uid, uint64_t bytes) {
         return client.error();
     const Quota& quota = (*client)->quota;
     Usage& usage = usage_[uid];
+    // Root (and the in-process client) may use the reserve; everyone else
+    // together stops short of it.
+    const bool mayUseReserve = (*client)->trusted || uid == 0;
+    const uint64_t shared = watchLimit_ == kUnlimited ? kUnlimited : watchLimit_ - watchReserve_;
     auto fits = [&] {
         return usage.buffers < quota.buffers && bytes <= quota.bytes && usage.bytes <= quota.bytes - bytes;
     };
+    auto watchFits = [&] { return mayUseReserve || chargedBuffers_ < shared; };
     // Buffers that died but whose event is unread still count: read them
     // before refusing.
-    if (!fits())
+    if (!fits() || !watchFits())
         reapLocked();
     if (usage.buffers >= quota.buffers)
-        return Error(EDQUOT, fmt::format("uid {} holds {} buffer(s), its quota", uid, usage.buffers));
+        return Error(EDQUOT, fmt::format("uid {} holds {} buffer(s), its quota of buffers{}", uid, usage.buffers,
+                                         config_.quotaIsDefault(quota) ? " (the default quota)" : ""));
     if (!fits())
         return Error(EDQUOT, fmt::format("uid {} holds {} of its {} quota, {} more requested", uid,
                                          formatSize(usage.bytes), formatSize(quota.bytes), formatSize(bytes)));
+    if (!watchFits())
+        return Error(ENOSPC, fmt::format("the daemon tracks {} buffers: the last {} of the {} it can watch "
+                                         "(fs.inotify.max_user_watches) are kept for root",
+                                         chargedBuffers_, watchReserve_, watchLimit_));
     // Reserved now so that concurrent requests cannot overrun the quota;
-    // adopt() turns the reservation into the client's charge.
+    // adopt() turns the reservation into the buffer's charge.
     usage.bytes += bytes;
     usage.buffers += 1;
+    chargedBuffers_ += 1;
     return {};
 }
 
@@ -310,15 +368,26 @@ void Service::unreserve(uint32_t uid, uint64_t bytes) {
     Usage& usage = usage_[uid];
     usage.bytes -= bytes;
     usage.buffers -= 1;
+    chargedBuffers_ -= 1;
+    releaseUsageLocked(uid);
 }
 
-Result<ServiceBuffer> Service::adopt(uint64_t clientId, std::shared_ptr<Buffer> buffer, uint64_t charge) {
+Result<ServiceBuffer> Service::adopt(uint64_t clientId, std::shared_ptr<Buffer> buffer, uint64_t charge,
+                                     uint32_t accessMode) {
     // One fstat for the buffer's remembered inode and our key.
     struct stat st {};
     auto fd = buffer->surrenderFd(&st);
     if (!fd)
         return fd.error();
     const InodeKey key = inodeKeyOf(st);
+    if (accessMode != O_RDWR && !buffer->inHostKernel()) {
+        // The kernel's own dma-bufs come with the mode asked for; a memfd
+        // is made read-write, and is handed out with the mode asked for.
+        auto narrowed = narrowAccess(std::move(*fd), accessMode);
+        if (!narrowed)
+            return narrowed.error();
+        *fd = std::move(*narrowed);
+    }
     // Outside the lock: adding a watch is one syscall the kernel serialises,
     // and no event can come for it while we hold the fd.
     auto wd = watcher_.watch(*fd, buffer->inHostKernel() ? BufferFile::DmaBuf : BufferFile::Memfd);
@@ -340,14 +409,15 @@ Result<ServiceBuffer> Service::adopt(uint64_t clientId, std::shared_ptr<Buffer> 
     entry->buffer = std::move(buffer);
     entry->key = key;
     entry->watch = *wd;
+    entry->charged = charge > 0;
+    entry->chargedUid = (*client)->peer.uid;
+    entry->chargedBytes = charge;
     uint64_t id = entry->buffer->id();
     uint64_t size = entry->buffer->size();
     byInode_[key] = id;
     byWatch_[*wd] = id;
     Entry& e = *entries_.emplace(id, std::move(entry)).first->second;
     claimLocked(**client, e);
-    if (charge > 0)
-        (*client)->charges[id] = charge;
     return ServiceBuffer{std::move(*fd), id, size};
 }
 

@@ -46,10 +46,17 @@ struct ServiceBuffer {
 /// down first, in order.
 ///
 /// Each client has claims on buffers it allocated or imported (its
-/// attachments, mappings and CPU-access brackets hang off them) and charges
-/// for the buffers it allocated (bytes and count, against the quota of its
-/// uid, summed over every client of that uid). Claims go with release() or
-/// the client's end; charges with the buffer or the client's end.
+/// attachments, mappings and CPU-access brackets hang off them). Every
+/// buffer allocated or created is charged (bytes and count) to the uid of
+/// the client that made it, against that uid's quota, summed over all its
+/// clients, for as long as the buffer lives: the end of the connection
+/// does not end the charge. Claims go with release() or the client's end.
+///
+/// Every buffer costs the daemon an inotify watch (and its bookkeeping):
+/// besides each uid's quota (a buffer count exists even without a
+/// configuration), all clients but root together may hold no more than
+/// the watch limit less a reserve kept for uid 0 (ENOSPC past it), so that
+/// no set of users can lock root out.
 ///
 /// Thread safety: all methods may be called concurrently; one mutex guards
 /// the tables, held for bookkeeping and attach/map (model-only work), never
@@ -96,6 +103,12 @@ public:
     size_t clientCount() const;
     /// Buffers the service tracks (live somewhere).
     size_t trackedBuffers() const;
+    /// What the buffers charged to @p uid add up to now.
+    struct UidUsage {
+        uint64_t bytes = 0;
+        uint64_t buffers = 0;
+    };
+    UidUsage usageOf(uint32_t uid) const;
 
 private:
     friend class ServiceClient;
@@ -122,7 +135,7 @@ private:
     std::unique_ptr<Entry> unlinkEntryLocked(uint64_t bufferId);
     void dropEntryLocked(uint64_t bufferId);
     void dropClaimLocked(ClientState& client, uint64_t bufferId);
-    void dropChargeLocked(ClientState& client, uint64_t bufferId);
+    void releaseUsageLocked(uint32_t uid);
     void disconnectLocked(ClientState& client);
     Result<ClientState*> clientLocked(uint64_t id);
     Result<Entry*> entryForFdLocked(const InodeKey& key, int fd);
@@ -142,8 +155,13 @@ private:
     Result<AttachmentTarget> attachmentLocked(uint64_t clientId, uint64_t attachment);
     Claim& claimLocked(ClientState& client, Entry& entry);
     bool visibleLocked(const ClientState& client, uint64_t bufferId) const;
-    Result<ServiceBuffer> adopt(uint64_t clientId, std::shared_ptr<Buffer> buffer, uint64_t charge);
-    /// Reserve @p bytes and one buffer of @p uid's quota. Errors: EDQUOT.
+    /// Track @p buffer (charged @p charge bytes to the client's uid) and
+    /// take its fd, with the access mode @p accessMode (O_ACCMODE bits).
+    Result<ServiceBuffer> adopt(uint64_t clientId, std::shared_ptr<Buffer> buffer, uint64_t charge,
+                                uint32_t accessMode);
+    /// Reserve @p bytes and one buffer of @p uid's quota, and one of the
+    /// daemon's buffers (watches). Errors: EDQUOT past the quota, ENOSPC
+    /// when what is left is kept for root.
     Result<void> reserve(uint64_t clientId, uint32_t uid, uint64_t bytes);
     void unreserve(uint32_t uid, uint64_t bytes);
     /// True every kReapEvery allocations.
@@ -165,6 +183,9 @@ private:
     std::map<int, uint64_t> byWatch_;                          // guarded by mutex_
     std::map<uint64_t, std::unique_ptr<ClientState>> clients_; // guarded by mutex_
     std::map<uint32_t, Usage> usage_;                          // guarded by mutex_; by uid
+    uint64_t chargedBuffers_ = 0;                              // guarded by mutex_; sum of usage_ buffers
+    uint64_t watchLimit_ = kUnlimited;                         // set by create()
+    uint64_t watchReserve_ = 0;                                // set by create(): for uid 0 only
     std::atomic<uint64_t> allocationsSinceReap_{0};
     uint64_t nextClient_ = 1; // guarded by mutex_
 };

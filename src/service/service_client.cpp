@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <fcntl.h>
 #include <linux/dma-buf.h>
 
 #include <fmt/format.h>
@@ -21,6 +22,10 @@ namespace {
 
 // Open begin_cpu_access brackets one session may hold on one buffer.
 constexpr size_t kMaxOpenCpuAccess = 1024;
+// Attachments and mappings one session may hold: each costs the daemon
+// memory, and a client that only ever attaches must hit a limit.
+constexpr size_t kMaxAttachments = 4096;
+constexpr size_t kMaxMappings = 4096;
 
 } // namespace
 
@@ -47,6 +52,11 @@ Result<ServiceBuffer> ServiceClient::allocate(std::string_view heapName, uint64_
     auto aligned = validateHeapRequest(heap->properties(), length, fdFlags, heapFlags);
     if (!aligned)
         return aligned.error().withContext(fmt::format("allocating from heap '{}'", heapName));
+    // More than the heap can ever hold is ENOMEM before anything is
+    // reserved, charged or sized from the client's number.
+    if (uint64_t capacity = heap->properties().capacity; capacity != 0 && *aligned > capacity)
+        return Error(ENOMEM, fmt::format("{} is more than heap '{}' can ever hold ({})", formatSize(*aligned), heapName,
+                                         formatSize(capacity)));
     if (auto ok = s.reserve(id_, peer_.uid, *aligned); !ok)
         return ok.error();
     // Storage of buffers that died is returned when the kernel's event is
@@ -60,7 +70,7 @@ Result<ServiceBuffer> ServiceClient::allocate(std::string_view heapName, uint64_
         s.unreserve(peer_.uid, *aligned);
         return buffer.error();
     }
-    auto adopted = s.adopt(id_, std::move(*buffer), *aligned);
+    auto adopted = s.adopt(id_, std::move(*buffer), *aligned, fdFlags & O_ACCMODE);
     if (!adopted)
         s.unreserve(peer_.uid, *aligned);
     return adopted;
@@ -74,6 +84,21 @@ Result<ServiceBuffer> ServiceClient::create(uint64_t size, std::string_view name
     auto aligned = alignUpChecked(size, kPageSize);
     if (size == 0 || !aligned || name.size() > kBufferNameMax)
         return s.context_->create(size, name, cpuAccess, filter).error(); // the one place that says why
+    // More than any heap the client may use can ever hold is ENOMEM now,
+    // before anything is reserved or made (its storage would come from
+    // one of them at the first map); a heap of unknown capacity (a host
+    // kernel heap) may hold anything.
+    uint64_t largest = 0;
+    for (const auto& heap : s.context_->heaps()) {
+        const HeapProperties& p = heap->properties();
+        if (!filter || filter(p))
+            largest = p.capacity == 0 ? kUnlimited : std::max(largest, p.capacity);
+        if (largest == kUnlimited)
+            break;
+    }
+    if (*aligned > largest)
+        return Error(ENOMEM, fmt::format("{} is more than any heap this client may use can ever hold ({} at most)",
+                                         formatSize(*aligned), formatSize(largest)));
     if (auto ok = s.reserve(id_, peer_.uid, *aligned); !ok)
         return ok.error();
     if (s.reapDue())
@@ -83,7 +108,7 @@ Result<ServiceBuffer> ServiceClient::create(uint64_t size, std::string_view name
         s.unreserve(peer_.uid, *aligned);
         return buffer.error();
     }
-    auto adopted = s.adopt(id_, std::move(*buffer), *aligned);
+    auto adopted = s.adopt(id_, std::move(*buffer), *aligned, O_RDWR);
     if (!adopted)
         s.unreserve(peer_.uid, *aligned);
     return adopted;
@@ -134,6 +159,8 @@ Result<uint64_t> ServiceClient::attach(BorrowedFd fd, std::string_view deviceNam
         return target.error();
     auto [client, entry] = *target;
     Service::ClientState& c = *client;
+    if (c.attachments.size() >= kMaxAttachments)
+        return Error(ENOSPC, fmt::format("this session holds {} attachments, the most it may", c.attachments.size()));
     uint64_t bufferId = entry->buffer->id();
     auto attachment = entry->buffer->attach(**device);
     if (!attachment)
@@ -179,6 +206,8 @@ Result<SessionMapping> ServiceClient::map(uint64_t attachment, DmaDirection dire
             return target.error();
     }
     auto [c, record] = *target;
+    if (c->mappings.size() >= kMaxMappings)
+        return Error(ENOSPC, fmt::format("this session holds {} mappings, the most it may", c->mappings.size()));
     auto mapping = record->attachment.map(direction);
     if (!mapping)
         return mapping.error();
@@ -317,6 +346,22 @@ Result<AllocatorStats> ServiceClient::stats(bool resetWatermark) {
     stats.domains = s.context_->domainStats();
     stats.liveBuffers = s.context_->liveBuffers();
     stats.lifetimeBugs = s.context_->lifetimeBugs();
+    {
+        std::lock_guard lock(s.mutex_);
+        auto client = s.clientLocked(id_);
+        if (!client)
+            return client.error();
+        ServiceLimits& l = stats.limits;
+        if (auto usage = s.usage_.find(peer_.uid); usage != s.usage_.end()) {
+            l.heldBytes = usage->second.bytes;
+            l.heldBuffers = usage->second.buffers;
+        }
+        l.quotaBytes = (*client)->quota.bytes;
+        l.quotaBuffers = (*client)->quota.buffers;
+        l.trackedBuffers = s.chargedBuffers_;
+        l.maxBuffers = s.watchLimit_;
+        l.rootReserve = s.watchReserve_;
+    }
     return stats;
 }
 

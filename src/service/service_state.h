@@ -19,8 +19,15 @@ struct Service::Entry {
     std::shared_ptr<Buffer> buffer;
     InodeKey key;
     int watch = -1;
-    /// Clients with a claim or a charge on the buffer.
+    /// Clients with a claim on the buffer.
     std::set<uint64_t> holders;
+    /// The charge against the quota of the uid that allocated or created
+    /// the buffer: it lasts as long as the buffer does, whatever becomes of
+    /// the connection that made it (a client that reconnects keeping its
+    /// fds holds them still).
+    bool charged = false;
+    uint32_t chargedUid = 0;
+    uint64_t chargedBytes = 0;
 };
 
 struct Service::MappingRecord {
@@ -45,8 +52,7 @@ struct Service::ClientState {
     Credentials peer;
     bool trusted = false;
     Quota quota;
-    std::map<uint64_t, Claim> claims;     // by buffer id
-    std::map<uint64_t, uint64_t> charges; // buffer id -> bytes charged
+    std::map<uint64_t, Claim> claims; // by buffer id
     std::map<uint64_t, AttachmentRecord> attachments;
     std::map<uint64_t, MappingRecord> mappings;
     uint64_t nextAttachment = 1;

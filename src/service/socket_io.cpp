@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <memory>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <fmt/format.h>
@@ -18,6 +19,14 @@ namespace {
 // attaching too many is told "fd count mismatch" rather than losing them
 // silently; anything beyond sets MSG_CTRUNC and the kernel closes the rest.
 constexpr size_t kControlFds = 8;
+
+// Has the peer of a connected socket shut down its sending side (or gone)?
+bool peerHungUp(BorrowedFd socket) {
+    pollfd p{socket.get(), POLLRDHUP, 0};
+    if (::poll(&p, 1, 0) < 0)
+        return true;
+    return p.revents & (POLLRDHUP | POLLHUP | POLLERR);
+}
 
 } // namespace
 
@@ -60,7 +69,12 @@ Result<Datagram> receiveDatagram(BorrowedFd socket, size_t maxSize, int flags) {
         }
     }
     dg.controlTruncated = msg.msg_flags & MSG_CTRUNC;
-    if (n == 0 && dg.fds.empty())
+    // recvmsg() returns 0 both for the end of the connection and for a
+    // datagram of 0 bytes, which is a request like any other malformed one
+    // (EINVAL, and the connection goes on): only a peer that has shut down
+    // its side is gone. A peer that sent an empty datagram and then hung up
+    // is gone too, and nothing is lost by not answering it.
+    if (n == 0 && dg.fds.empty() && !dg.controlTruncated && peerHungUp(socket))
         return Error(ECONNRESET, "the peer closed the connection");
     dg.wireSize = static_cast<size_t>(n);
     dg.bytes.assign(scratch.get(), scratch.get() + std::min(dg.wireSize, maxSize));
@@ -79,7 +93,9 @@ Result<void> sendDatagram(BorrowedFd socket, std::span<const std::byte> head, st
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = body.empty() ? 1 : 2;
-    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kControlFds)];
+    // Zeroed: the kernel copies the whole control buffer, padding after the
+    // fds included, and those bytes must not be whatever the stack held.
+    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kControlFds)] = {};
     if (!fds.empty()) {
         if (fds.size() > kControlFds)
             return Error(EINVAL, fmt::format("{} fds in one message, at most {}", fds.size(), kControlFds));

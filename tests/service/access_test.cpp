@@ -64,7 +64,7 @@ TEST(Quota, TheBufferCountIsLimitedToo) {
     EXPECT_TRUE(session->allocate("system", 4096));
 }
 
-TEST(Quota, IsSharedByEveryClientOfAUidAndReturnedWhenAClientGoes) {
+TEST(Quota, IsSharedByEveryClientOfAUidAndLastsAsLongAsTheBufferNotTheClient) {
     test::InProcessDaemon daemon(configOf("quota: {buffers: 2}\n"));
     auto first = daemon.connect();
     auto second = daemon.connect();
@@ -73,14 +73,18 @@ TEST(Quota, IsSharedByEveryClientOfAUidAndReturnedWhenAClientGoes) {
     ASSERT_TRUE(a && b);
     EXPECT_EQ(first->allocate("system", 4096).error().code(), EDQUOT) << "one uid, one quota";
     EXPECT_EQ(second->allocate("system", 4096).error().code(), EDQUOT);
-    // The first client goes; its buffer lives on (we hold its fd) but its charge is returned.
+    // The first client goes; its buffer lives on (we hold its fd), and so
+    // does its charge: the uid still holds it.
     first.reset();
     ASSERT_TRUE(second->heaps()); // observing notices the hang-up at once
+    EXPECT_EQ(second->allocate("system", 4096).error().code(), EDQUOT) << "a reconnect buys nothing";
+    // The buffer goes: so does the charge.
+    a->reset();
     auto c = second->allocate("system", 4096);
     EXPECT_TRUE(c) << c.error().toString();
     auto info = second->bufinfo();
     ASSERT_TRUE(info);
-    EXPECT_EQ(info->size(), 3u) << "root sees all three buffers, still alive";
+    EXPECT_EQ(info->size(), 2u) << "root sees both buffers alive";
 }
 
 TEST(Quota, RulesMatchByUidOrGroupFirstMatchWins) {
@@ -100,7 +104,7 @@ clients:
     Credentials root{1, 0, 0, {}};
     EXPECT_EQ(config.quotaFor(root), (Quota{kUnlimited, 1}));
     Credentials nobody{1, 65534, 65534, {}};
-    EXPECT_EQ(config.quotaFor(nobody), (Quota{1 * MiB, kUnlimited}));
+    EXPECT_EQ(config.quotaFor(nobody), (Quota{1 * MiB, kDefaultBufferQuota})) << "the default count of buffers stays";
 }
 
 TEST(HeapAccess, ADeniedHeapIsEaccesAndAnAllowedOneWorks) {

@@ -71,9 +71,22 @@ TEST(ServiceConfig, AnEmptyFileMeansTheDefaults) {
     EXPECT_EQ(config->maxClients, 256u);
     EXPECT_EQ(config->workers, 0u) << "one per CPU";
     EXPECT_EQ(config->busyPollMicros, 50u);
-    EXPECT_EQ(config->defaultQuota, Quota{});
+    EXPECT_EQ(config->defaultQuota, (Quota{kUnlimited, kDefaultBufferQuota})) << "a count of buffers, always";
+    EXPECT_EQ(config->maxBuffers, 0u) << "as many as the kernel's inotify watches";
+    EXPECT_EQ(config->quotaFor(Credentials{1, 1000, 1000, {}}), (Quota{kUnlimited, kDefaultBufferQuota}));
+    EXPECT_EQ(config->quotaFor(Credentials{1, 0, 0, {}}), Quota{}) << "root has the reserve instead";
     EXPECT_TRUE(config->heaps.empty());
     EXPECT_TRUE(config->context.kernelHeaps) << "kernel heaps are offered where the host has them";
+}
+
+TEST(ServiceConfig, ADefaultQuotaOfBytesKeepsTheDefaultCountOfBuffers) {
+    auto config = parseServiceConfig("quota: {bytes: 1G}\nmax_buffers: 1000\n", "bytes.yaml");
+    ASSERT_TRUE(config) << config.error().toString();
+    EXPECT_EQ(config->defaultQuota, (Quota{1 * GiB, kDefaultBufferQuota}));
+    EXPECT_EQ(config->maxBuffers, 1000u);
+    auto unlimited = parseServiceConfig("quota: {buffers: unlimited}\n", "unlimited.yaml");
+    ASSERT_TRUE(unlimited) << unlimited.error().toString();
+    EXPECT_EQ(unlimited->defaultQuota, (Quota{kUnlimited, kUnlimited})) << "said so";
 }
 
 TEST(ServiceConfig, KernelHeapsCanBeTurnedOff) {

@@ -298,6 +298,10 @@ TEST_F(DaemonProtocol, AMessageShorterThanTheHeaderIsEinval) {
     expectRejected(raw_->send(bytes), EINVAL);
 }
 
+TEST_F(DaemonProtocol, AZeroByteDatagramIsEinvalAndTheConnectionStaysOpen) {
+    expectRejected(raw_->send({}), EINVAL);
+}
+
 TEST_F(DaemonProtocol, AnOversizedRequestIsEinval) {
     std::vector<std::byte> zeros(kMaxRequestSize);
     auto bytes = RawClient::message(Op::ListHeaps, zeros.data(), zeros.size());
