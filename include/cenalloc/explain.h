@@ -88,7 +88,8 @@ private:
 ///  2. address: the heap's memory starts at or below the address limit and
 ///     enough of it (at most capacity, at most limit - lowestAddress + 1)
 ///     lies below the limit (a heap that merely extends above the limit is
-///     fine: heaps honour an address limit);
+///     fine: heaps honour an address limit), except that a board kernel's
+///     heap, which takes no address limit, must lie wholly below it;
 ///  3. contiguity: a set that needs contiguous memory needs a contiguous heap;
 ///  4. segments, per device mapping the storage directly: the worst-case
 ///     count of its own segments (its own size and boundary) does not

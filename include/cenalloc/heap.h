@@ -59,6 +59,14 @@ struct HeapProperties {
     /// allocated from by their drivers, not through a /dev/dma_heap node.
     /// Empty: a heap for any device.
     std::vector<std::string> owners{};
+    /// An allocation can be asked to stay below an address
+    /// (StorageLimits::highestAddress), as cenalloc's own heaps can. A heap
+    /// that stands for a board kernel's /dev/dma_heap node cannot: the
+    /// kernel's system and CMA heaps take no address limit (system_heap.c
+    /// allocates GFP_HIGHUSER pages from any zone), so a device must reach
+    /// all of its memory, or its driver would bounce the buffer through
+    /// swiotlb instead of sharing it.
+    bool honoursAddressLimit = true;
 };
 
 /// Live statistics of one heap.

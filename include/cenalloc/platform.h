@@ -160,6 +160,9 @@ struct Platform {
     /// (any of "system-uncached", "system-dma32", "system-uncached-dma32"),
     /// or std::nullopt for all of them (a modelled platform). A platform
     /// from a device tree has only those its overlay names (`kernel_heaps`).
+    /// A platform that lists them (even none) describes a board's kernel:
+    /// its heaps stand for /dev/dma_heap nodes, which take no address
+    /// limit (HeapProperties::honoursAddressLimit).
     std::optional<std::vector<std::string>> vendorHeaps{};
 
     const Device* findDevice(std::string_view name) const;

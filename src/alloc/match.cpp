@@ -118,6 +118,16 @@ bool refusesAddress(const MatchInput& in, HeapVerdict& out) {
         out = VerdictAccess::refuse(Refusal::AboveAddressLimit, in.subject, {h.lowestAddress, limit});
         return true;
     }
+    if (!h.honoursAddressLimit) {
+        // A kernel heap hands out its memory anywhere in its range, and the
+        // devices import it with dma_map_sgtable: their streaming mask
+        // (dma_capable) must reach all of it, or swiotlb bounces it.
+        const uint64_t streaming = in.set.physical().dmaMask;
+        if (streaming >= h.highestAddress)
+            return false;
+        out = VerdictAccess::refuse(Refusal::AboveAddressLimit, in.subject, {h.highestAddress, streaming, 1});
+        return true;
+    }
     if (limit >= h.highestAddress)
         return false; // the limit cuts nothing: rule 6 judges the capacity
     // The heap's memory below the limit is at most the address span below
@@ -348,6 +358,10 @@ std::string HeapVerdict::reason() const {
             return fmt::format("{} access bits have no bit in common: together they reach no memory", w.whose);
         return fmt::format("heap memory has access bits {}; {} {} only {}", bits(v[0]), w.who, w.reaches, bits(v[1]));
     case Refusal::AboveAddressLimit:
+        if (v[2] != 0)
+            return fmt::format("the kernel's heap takes no address limit and its memory reaches {:#x}, above {} {} "
+                               "(the driver would bounce the buffer through swiotlb)",
+                               v[0], w.whose, describeMask(v[1]));
         return fmt::format("memory starts at {:#x}, above {} {}", v[0], w.whose, describeMask(v[1]));
     case Refusal::BelowLimitCapacity:
         return fmt::format("only {} of the heap lies below {} {}, less than the {} buffer", formatSize(v[0]), w.whose,

@@ -20,8 +20,8 @@ namespace {
 
 class ContiguousHeap final : public Heap {
 public:
-    explicit ContiguousHeap(const ReservedRegion& region)
-        : Heap(contiguousHeapProperties(region)), ranges_(region.base, region.size, kPageSize) {}
+    ContiguousHeap(const ReservedRegion& region, bool honoursAddressLimit)
+        : Heap(contiguousHeapProperties(region, honoursAddressLimit)), ranges_(region.base, region.size, kPageSize) {}
 
     uint64_t freeBytes() const override {
         std::lock_guard lock(mutex_);
@@ -56,7 +56,7 @@ private:
 
 } // namespace
 
-HeapProperties contiguousHeapProperties(const ReservedRegion& region) {
+HeapProperties contiguousHeapProperties(const ReservedRegion& region, bool honoursAddressLimit) {
     HeapProperties p;
     p.name = region.name;
     p.kind = region.kind == RegionKind::Cma ? HeapKind::Cma : HeapKind::Carveout;
@@ -74,14 +74,15 @@ HeapProperties contiguousHeapProperties(const ReservedRegion& region) {
     p.accessBits = region.accessBits;
     p.capacity = region.size;
     p.owners = region.owners;
+    p.honoursAddressLimit = honoursAddressLimit;
     if (!region.owners.empty())
         p.description += fmt::format(", private to {}", fmt::join(region.owners, ", "));
     return p;
 }
 
-std::shared_ptr<Heap> createContiguousHeap(const ReservedRegion& region) {
+std::shared_ptr<Heap> createContiguousHeap(const ReservedRegion& region, bool honoursAddressLimit) {
     assert(region.base % kPageSize == 0 && region.size % kPageSize == 0);
-    return std::make_shared<ContiguousHeap>(region);
+    return std::make_shared<ContiguousHeap>(region, honoursAddressLimit);
 }
 
 } // namespace cenalloc

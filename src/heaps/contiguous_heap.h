@@ -14,9 +14,9 @@ namespace cenalloc {
 /// capacity of the region, the region's access bits. chunkAlignment is the
 /// 4 KiB guaranteed to every buffer; a bigger alignment asked for through
 /// StorageLimits::alignment is honoured too.
-HeapProperties contiguousHeapProperties(const ReservedRegion& region);
+HeapProperties contiguousHeapProperties(const ReservedRegion& region, bool honoursAddressLimit = true);
 
 /// The heap serving @p region (page-aligned, as validatePlatform() checks).
-std::shared_ptr<Heap> createContiguousHeap(const ReservedRegion& region);
+std::shared_ptr<Heap> createContiguousHeap(const ReservedRegion& region, bool honoursAddressLimit = true);
 
 } // namespace cenalloc

@@ -24,13 +24,20 @@ bool isHeap(const ReservedRegion& r) {
     return !r.restricted && (r.heap || !r.owners.empty());
 }
 
+// The kernel's CMA heap (cma_heap.c) allocates anywhere in its area and
+// takes no address limit; a device's private pool is allocated from by its
+// own driver, which honours its mask (dma_alloc_coherent).
+bool honoursAddressLimit(const Platform& platform, const ReservedRegion& r) {
+    return !platform.vendorHeaps || !r.owners.empty();
+}
+
 } // namespace
 
 std::vector<HeapProperties> platformHeapProperties(const Platform& platform) {
     std::vector<HeapProperties> heaps = systemHeapProperties(platform);
     for (const ReservedRegion& r : platform.regions)
         if (isHeap(r))
-            heaps.push_back(contiguousHeapProperties(r));
+            heaps.push_back(contiguousHeapProperties(r, honoursAddressLimit(platform, r)));
     return heaps;
 }
 
@@ -49,7 +56,7 @@ Result<std::vector<std::shared_ptr<Heap>>> createPlatformHeaps(const Platform& p
         heaps.push_back(createSystemHeap(std::move(p), memory));
     for (const ReservedRegion& r : platform.regions)
         if (isHeap(r))
-            heaps.push_back(createContiguousHeap(r));
+            heaps.push_back(createContiguousHeap(r, honoursAddressLimit(platform, r)));
     return heaps;
 }
 

@@ -148,6 +148,9 @@ std::vector<HeapProperties> systemHeapProperties(const Platform& platform) {
     };
     std::vector<HeapProperties> heaps;
     heaps.push_back(systemProperties("system", true, lowest, highest, spans));
+    // The kernel's heaps take no address limit: on a board the model
+    // stands for them, so they honour none either.
+    const bool kernel = platform.vendorHeaps.has_value();
     if (exists("system-uncached"))
         heaps.push_back(systemProperties("system-uncached", false, lowest, highest, spans));
 
@@ -162,6 +165,8 @@ std::vector<HeapProperties> systemHeapProperties(const Platform& platform) {
         if (exists("system-uncached-dma32"))
             heaps.push_back(systemProperties("system-uncached-dma32", false, lowest, kDma32Highest, spans));
     }
+    for (HeapProperties& h : heaps)
+        h.honoursAddressLimit = !kernel;
     return heaps;
 }
 

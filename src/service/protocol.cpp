@@ -33,7 +33,8 @@ void encodeHeapProperties(Writer& w, const HeapProperties& p) {
     h.capacity = p.capacity;
     h.validHeapFlags = p.validHeapFlags;
     h.kind = static_cast<uint32_t>(p.kind);
-    h.flags = (p.contiguous ? kHeapContiguous : 0) | (p.cached ? kHeapCached : 0);
+    h.flags = (p.contiguous ? kHeapContiguous : 0) | (p.cached ? kHeapCached : 0) |
+              (p.honoursAddressLimit ? 0 : kHeapNoAddressLimit);
     h.nameLength = length32(p.name);
     h.descriptionLength = length32(p.description);
     w.put(h);
@@ -59,6 +60,7 @@ Result<HeapProperties> decodeHeapProperties(const WireHeapProperties& h) {
     p.kind = static_cast<HeapKind>(h.kind);
     p.contiguous = h.flags & kHeapContiguous;
     p.cached = h.flags & kHeapCached;
+    p.honoursAddressLimit = !(h.flags & kHeapNoAddressLimit);
     return p;
 }
 

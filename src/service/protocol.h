@@ -201,6 +201,8 @@ static_assert(sizeof(ListHeader) == 8);
 
 inline constexpr uint32_t kHeapContiguous = 0x1;
 inline constexpr uint32_t kHeapCached = 0x2;
+/// The heap takes no address limit (a board kernel's heap).
+inline constexpr uint32_t kHeapNoAddressLimit = 0x4;
 /// Heap properties; followed by the name and the description.
 struct WireHeapProperties {
     uint64_t lowestAddress;

@@ -57,6 +57,13 @@ HeapProperties carveout(std::string name, uint64_t base, uint64_t size, uint64_t
     return h;
 }
 
+// The system heap of a board's kernel: it takes no address limit.
+HeapProperties kernelSystemHeap() {
+    HeapProperties h = systemHeap();
+    h.honoursAddressLimit = false;
+    return h;
+}
+
 // A pool that only 'dsp' names in its memory-region.
 HeapProperties privatePool() {
     HeapProperties h = carveout("dsp-pool", 0x90000000, 32 * MiB, kAllAccess);
@@ -120,6 +127,10 @@ std::vector<MatchCase> matchCases() {
          "only 2 GiB of the heap lies below the device's 32-bit mask, less than the 3 GiB buffer"},
         {"heap that only extends above the mask", systemHeap(), setOf({{.name = "d", .maskBits = 32}}), 1 * MiB,
          Subject::Device, Refusal::None, ""},
+        {"kernel heap that extends above the mask", kernelSystemHeap(), setOf({{.name = "d", .maskBits = 32}}), 1 * MiB,
+         Subject::Device, Refusal::AboveAddressLimit,
+         "the kernel's heap takes no address limit and its memory reaches 0x37fffffff, above the device's 32-bit "
+         "mask (the driver would bounce the buffer through swiotlb)"},
         {"scattered heap for a contiguous device", systemHeap(), setOf({{.name = "d", .contiguous = true}}), 1 * MiB,
          Subject::Device, Refusal::NotContiguous,
          "chunks can be as small as 4 KiB but the device needs one contiguous buffer"},

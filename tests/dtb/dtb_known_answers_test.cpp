@@ -128,9 +128,7 @@ const std::vector<BoardAnswers>& boards() {
                   .evidence = "the VL805 reaches 3 GiB (pcie dma-ranges) of RAM ending at 0xfc00_0000; the kernel's "
                               "system heap (system_heap.c: alloc_pages without a zone) hands out pages above it, "
                               "which dma_map_sgtable bounces through swiotlb: no zero-copy. The CMA pool, in the "
-                              "first GiB, is the heap whose memory it reaches entirely",
-                  .wrongToday = "src/alloc/match.cpp refusesAddress treats every heap as honouring the address "
-                                "limit, and ranking.cpp ranks scarcity before reach: 'system' is chosen"},
+                              "first GiB, is the heap whose memory it reaches entirely"},
              }},
         // Odroid-N2 (G12B): no IOMMU; the VPU (meson_drv: drm_gem_dma) and
         // the decoder (meson vdec: vb2_dma_contig) need one contiguous
