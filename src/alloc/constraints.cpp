@@ -320,11 +320,22 @@ ConstraintSet ConstraintSet::merge(const ConstraintSet& other) const {
 
 ConstraintSet ConstraintSet::intersect(std::span<const ConstraintSet> sets) {
     ConstraintSet out;
+    size_t devices = 0;
+    for (const ConstraintSet& s : sets)
+        devices += s.mappings_.size();
+    out.mappings_.reserve(devices);
     for (const ConstraintSet& s : sets) {
         out.physical_ = mergePlacement(out.physical_, s.physical_);
         mergeSpaces(out.iova_, s.iova_);
-        mergeMappings(out.mappings_, s.mappings_);
+        out.mappings_.insert(out.mappings_.end(), s.mappings_.begin(), s.mappings_.end());
     }
+    // One sort instead of an insertion per device; a device given twice
+    // counts once, as merge() keeps it.
+    auto order = [](const DeviceMapping& a, const DeviceMapping& b) {
+        return std::tie(a.domain, a.device) < std::tie(b.domain, b.device);
+    };
+    std::sort(out.mappings_.begin(), out.mappings_.end(), order);
+    out.mappings_.erase(std::unique(out.mappings_.begin(), out.mappings_.end()), out.mappings_.end());
     return out;
 }
 

@@ -208,6 +208,8 @@ bool refusesCapacity(const MatchInput& in, HeapVerdict& out) {
 // the range through the mapping cache). The range is contiguous, so
 // "contiguous" is met; each device's own segment limits still split it.
 bool refusesIova(const MatchInput& in, HeapVerdict& out) {
+    if (in.set.iovaSpaces().empty())
+        return false;
     for (const IovaSpace& s : in.set.iovaSpaces()) {
         const uint64_t length = alignUpChecked(in.size, s.pageSize).value_or(UINT64_MAX);
         const uint64_t window = s.windowSize();
