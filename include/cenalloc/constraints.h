@@ -134,12 +134,16 @@ struct IovaSpace {
 /// merged with another device's. A device without an IOMMU maps the
 /// physical storage; one behind an IOMMU maps the buffer's one I/O virtual
 /// range in its domain.
+///
+/// The names are views of strings interned for the life of the process
+/// (internName()), so a set copies and compares its mappings without
+/// allocating: the attach check and the conflict search merge sets often.
 struct DeviceMapping {
     /// The device's name.
-    std::string device;
+    std::string_view device;
     /// The IOMMU domain it maps in (IovaSpace::iommu), or empty for direct
     /// DMA to the physical storage.
-    std::string domain;
+    std::string_view domain;
     uint64_t maxSegmentSize = kNoLimit;
     uint64_t segmentBoundaryMask = kNoLimit;
     /// 0 = unlimited.
@@ -220,6 +224,10 @@ private:
 /// each IOVA space ("iommu gpu-smmu: ..." and its placement limits,
 /// indented), then each device's mapping limits ("mapping usb: ...").
 std::string describe(const ConstraintSet& set);
+
+/// A view of a string equal to @p name that lives as long as the process:
+/// one copy per distinct name (device and domain names are few). Thread-safe.
+std::string_view internName(std::string_view name);
 
 /// One device's mapping limits in words: "direct, at most 1 segment of up
 /// to 8 MiB" or "in smmu:0x880, any number of segments of up to 64 KiB".

@@ -76,7 +76,7 @@ private:
     Subject subject_ = Subject::Device;
     std::array<uint64_t, 7> values_{}; // the numbers reason() quotes; meaning per refusal
     std::string iommu_;                // IOVA refusals only
-    std::string device_;               // the device a per-device rule refused, when the set has several
+    std::string_view device_;          // the device a per-device rule refused, when the set has several (interned)
 };
 
 /// Does @p heap serve a buffer of @p size bytes for @p set? The rules, in

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <mutex>
 #include <numeric>
 #include <tuple>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -284,8 +286,8 @@ Result<ConstraintSet> ConstraintSet::forDevice(const Device& device, const Platf
     ConstraintSet set;
     set.physical_ = physicalContribution(device, iommu);
     const DmaConstraints& c = device.constraints;
-    set.mappings_.push_back(DeviceMapping{device.name, iommuDomainName(device), c.maxSegmentSize, c.segmentBoundaryMask,
-                                          c.maxSegmentCount});
+    set.mappings_.push_back(DeviceMapping{internName(device.name), internName(iommuDomainName(device)),
+                                          c.maxSegmentSize, c.segmentBoundaryMask, c.maxSegmentCount});
     if (iommu) {
         IovaSpace space;
         space.iommu = iommuDomainName(device);
@@ -388,6 +390,16 @@ std::string describe(const ConstraintSet& set) {
     if (!out.empty())
         out.pop_back();
     return out;
+}
+
+std::string_view internName(std::string_view name) {
+    if (name.empty())
+        return {};
+    // Node-based: an element never moves once inserted.
+    static std::mutex mutex;
+    static std::unordered_set<std::string> names;
+    std::lock_guard lock(mutex);
+    return *names.emplace(name).first;
 }
 
 std::string describeMapping(const DeviceMapping& m) {

@@ -150,8 +150,8 @@ bool refusesContiguity(const MatchInput& in, HeapVerdict& out) {
 
 // The device a per-device refusal names: none when the set is that one
 // device (the words then say "the device").
-std::string refusedDevice(const MatchInput& in, const DeviceMapping& m) {
-    return in.set.mappings().size() > 1 ? m.device : std::string();
+std::string_view refusedDevice(const MatchInput& in, const DeviceMapping& m) {
+    return in.set.mappings().size() > 1 ? m.device : std::string_view();
 }
 
 // Rule 4: segments, per device mapping the storage without an IOMMU, each
@@ -263,13 +263,13 @@ std::span<const MatchRule> matchRules() {
 }
 
 HeapVerdict VerdictAccess::refuse(Refusal refusal, Subject subject, std::array<uint64_t, 7> values, std::string iommu,
-                                  std::string device) {
+                                  std::string_view device) {
     HeapVerdict v;
     v.refusal_ = refusal;
     v.subject_ = subject;
     v.values_ = values;
     v.iommu_ = std::move(iommu);
-    v.device_ = std::move(device);
+    v.device_ = device;
     return v;
 }
 

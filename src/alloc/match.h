@@ -37,12 +37,13 @@ std::span<const MatchRule> matchRules();
 
 /// Builds refused verdicts; the only writer of HeapVerdict's fields.
 struct VerdictAccess {
+    /// @p device must be interned (internName()): the verdict keeps the view.
     static HeapVerdict refuse(Refusal refusal, Subject subject, std::array<uint64_t, 7> values, std::string iommu = {},
-                              std::string device = {});
+                              std::string_view device = {});
     static const std::array<uint64_t, 7>& values(const HeapVerdict& v) { return v.values_; }
     static Subject subject(const HeapVerdict& v) { return v.subject_; }
     static const std::string& iommu(const HeapVerdict& v) { return v.iommu_; }
-    static const std::string& device(const HeapVerdict& v) { return v.device_; }
+    static std::string_view device(const HeapVerdict& v) { return v.device_; }
 };
 
 /// Most segments one contiguous range of @p size bytes can split into when
