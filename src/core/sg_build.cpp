@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cenalloc/units.h>
 
@@ -81,6 +82,11 @@ Result<void> checkStorageForDevice(const Storage& storage, const DmaDevice& devi
     if ((heap.accessBits & c.accessBits) == 0)
         return Error(EINVAL, fmt::format("heap '{}' memory has access bits {:#x}; the device reaches only {:#x}",
                                          heap.name, heap.accessBits, c.accessBits));
+    // A private pool (a region its owners name in memory-region) is theirs
+    // alone, whoever allocated from it: the same rule matching applies.
+    if (!heap.owners.empty() && std::find(heap.owners.begin(), heap.owners.end(), device.name()) == heap.owners.end())
+        return Error(EINVAL, fmt::format("heap '{}' is a pool private to {} (their memory-region): '{}' may not use it",
+                                         heap.name, fmt::join(heap.owners, ", "), device.name()));
     IommuDomain* domain = device.domain();
     if (!domain) {
         auto table = buildDirectSgTable(storage.chunks(), directMappingLimits(device.description()));

@@ -521,6 +521,27 @@ TEST(Context, SeparateIommuGroupsGetSeparateDomains) {
         }
 }
 
+// A private pool stays its owners' even for a buffer allocated from it by
+// name: another device's attach is refused, as matching refuses the pool.
+TEST(Context, APrivatePoolAllocatedByNameStillRefusesOtherDevices) {
+    Platform p = defaultPlatform();
+    for (ReservedRegion& r : p.regions)
+        if (r.name == "linux,cma")
+            r.owners = {"display"};
+    ASSERT_TRUE(validatePlatform(p));
+    auto context = makeContext(p);
+    ASSERT_TRUE(context);
+    auto buffer = context->allocate("linux,cma", 1 * MiB);
+    ASSERT_TRUE(buffer) << buffer.error().toString();
+    auto usb = (*buffer)->attach(deviceOf(*context, "usb"));
+    ASSERT_FALSE(usb);
+    EXPECT_EQ(usb.error().code(), EBUSY);
+    EXPECT_TRUE(contains(usb.error().message(), "private to display")) << usb.error().message();
+    EXPECT_EQ(deviceOf(*context, "usb").activeMappingCount(), 0u);
+    auto display = (*buffer)->attach(deviceOf(*context, "display"));
+    EXPECT_TRUE(display) << display.error().toString();
+}
+
 TEST(Deferred, CpuDataWrittenBeforeAnyDeviceReachesLaterDevices) {
     auto context = makeContext();
     ASSERT_TRUE(context);
