@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <new>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -199,16 +200,44 @@ struct DmaHeapEmulator::Stream {
 };
 
 DmaHeapEmulator::DmaHeapEmulator(const LibcCalls& libc, const ShimOptions& options)
-    : libc_(libc), options_(options), pruneAt_(kKnownBuffersFloor) {
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&forkGate_, &attr);
-    pthread_rwlockattr_destroy(&attr);
+    : libc_(libc), options_(options), pruneAt_(kKnownBuffersFloor) {}
+
+DmaHeapEmulator::~DmaHeapEmulator() = default;
+
+void DmaHeapEmulator::ForkGate::enter() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return !forking_; });
+    ++calls_;
 }
 
-DmaHeapEmulator::~DmaHeapEmulator() {
-    pthread_rwlock_destroy(&forkGate_);
+void DmaHeapEmulator::ForkGate::leave() {
+    std::lock_guard lock(mutex_);
+    if (--calls_ == 0)
+        changed_.notify_all();
+}
+
+void DmaHeapEmulator::ForkGate::close() {
+    std::unique_lock lock(mutex_);
+    forking_ = true;
+    changed_.wait(lock, [&] { return calls_ == 0; });
+    lock.release(); // held across fork(): no call can start meanwhile
+}
+
+void DmaHeapEmulator::ForkGate::openInParent() {
+    forking_ = false;
+    mutex_.unlock();
+    changed_.notify_all();
+}
+
+void DmaHeapEmulator::ForkGate::openInChild() {
+    // Only this thread exists in the child: no call is in flight, and the
+    // waiters the condition variable counted are gone, so it starts anew.
+    // Not destroyed first: pthread_cond_destroy would wait for those
+    // waiters forever; a condition variable holds no other resource.
+    forking_ = false;
+    calls_ = 0;
+    new (&changed_) std::condition_variable();
+    mutex_.unlock();
 }
 
 Result<std::unique_ptr<DmaHeapEmulator>> DmaHeapEmulator::create(const ShimOptions& options, const LibcCalls& libc) {
@@ -323,7 +352,7 @@ class DmaHeapEmulator::SessionUse {
 public:
     explicit SessionUse(DmaHeapEmulator& emulator) : emulator_(emulator) {
         if (gateDepth++ == 0 && emulator_.inProcess_.load(std::memory_order_relaxed)) {
-            pthread_rwlock_rdlock(&emulator_.forkGate_);
+            emulator_.forkGate_.enter();
             gated_ = true;
         }
         session_ = emulator_.currentSession();
@@ -331,7 +360,7 @@ public:
     ~SessionUse() {
         session_.reset();
         if (gated_)
-            pthread_rwlock_unlock(&emulator_.forkGate_);
+            emulator_.forkGate_.leave();
         --gateDepth;
     }
     SessionUse(const SessionUse&) = delete;
@@ -399,7 +428,7 @@ void DmaHeapEmulator::renewSessionLocked(bool lost) {
 }
 
 void DmaHeapEmulator::prepareFork() {
-    pthread_rwlock_wrlock(&forkGate_);
+    forkGate_.close();
     mutex_.lock();
     knownMutex_.lock();
 }
@@ -407,19 +436,13 @@ void DmaHeapEmulator::prepareFork() {
 void DmaHeapEmulator::parentAfterFork() {
     knownMutex_.unlock();
     mutex_.unlock();
-    pthread_rwlock_unlock(&forkGate_);
+    forkGate_.openInParent();
 }
 
 void DmaHeapEmulator::childAfterFork() {
     knownMutex_.unlock();
     mutex_.unlock();
-    // The gate's writer is recorded by thread id, which the child's thread
-    // does not have: a new gate, unlocked, rather than an unlock.
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&forkGate_, &attr);
-    pthread_rwlockattr_destroy(&attr);
+    forkGate_.openInChild();
     forked_.store(true, std::memory_order_relaxed);
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <dirent.h>
@@ -223,9 +224,29 @@ private:
     ino_t kernelDirIno_ = 0;
 
     std::atomic<bool> forked_{false};
-    // Shared by every in-process session call, exclusive from prepareFork()
-    // to after the fork (writers first: a stream of calls cannot starve it).
-    pthread_rwlock_t forkGate_;
+    /// Shared by every in-process session call, exclusive from prepareFork()
+    /// to after the fork (the fork first: once it waits, new calls wait, so a
+    /// stream of calls cannot starve it). A mutex and a count rather than a
+    /// pthread rwlock: a rwlock's writer is recorded by thread id, which the
+    /// child's thread does not have, so the child could not release it; a
+    /// plain mutex held across fork is the child's to unlock.
+    class ForkGate {
+    public:
+        void enter();
+        void leave();
+        /// Wait for the calls in flight and keep every new one out.
+        void close();
+        /// After the fork, in the parent or the child.
+        void openInParent();
+        void openInChild();
+
+    private:
+        std::mutex mutex_;
+        std::condition_variable changed_; // a call left, or the fork is over
+        unsigned calls_ = 0;              // guarded by mutex_
+        bool forking_ = false;            // guarded by mutex_
+    };
+    ForkGate forkGate_;
     std::atomic<bool> inProcess_{false};              // the session is Session::local's: calls take the gate
     bool renewable_ = false;                          // made from ShimOptions: can make another session
     mutable std::mutex mutex_;                        // taken after forkGate_, never before
