@@ -227,8 +227,8 @@ bool refusesIova(const MatchInput& in, HeapVerdict& out) {
             continue;
         while (next < spaces.size() && spaces[next].iommu < m.domain)
             ++next;
-        if (next == spaces.size())
-            break; // a set always has the space of each of its devices' domains
+        if (next == spaces.size() || spaces[next].iommu != m.domain)
+            continue; // a set always has the space of each of its devices' domains
         const IovaSpace* s = &spaces[next];
         const uint64_t length = alignUpChecked(in.size, s->pageSize).value_or(UINT64_MAX);
         const uint64_t worst = contiguousSegments(length, m.maxSegmentSize, m.segmentBoundaryMask, s->pageSize);
