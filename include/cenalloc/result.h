@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cassert>
+#include <cerrno>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -24,6 +26,10 @@ public:
     std::string toString() const;
     /// Prefix the message with more context: "loading 'x.yaml': " + message.
     Error withContext(const std::string& context) const { return Error(code_, context + ": " + message_); }
+    /// The error of a failed system call: @p code (errno by default) and
+    /// "what: strerror(code)". Read errno before building @p what if building it
+    /// could make another call.
+    static Error fromErrno(std::string_view what, int code = errno);
 
 private:
     int code_;

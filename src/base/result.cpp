@@ -3,6 +3,7 @@
 #include <cenalloc/result.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -35,6 +36,10 @@ std::string errnoName(int code) {
     case ENAMETOOLONG: return "ENAMETOOLONG";
     default: return fmt::format("errno {}", code);
     }
+}
+
+Error Error::fromErrno(std::string_view what, int code) {
+    return Error(code, fmt::format("{}: {}", what, std::strerror(code)));
 }
 
 std::string Error::toString() const {

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "base/try.h"
+
 namespace cenalloc {
 namespace {
 
@@ -15,6 +17,39 @@ Result<int> half(int v) {
     if (v % 2)
         return Error(EINVAL, "odd value");
     return v / 2;
+}
+
+Result<int> quarter(int v) {
+    int h = CENALLOC_TRY(half(v));
+    return CENALLOC_TRY(half(h));
+}
+
+Result<void> checkEven(int v) {
+    CENALLOC_CHECK(half(v));
+    return {};
+}
+
+TEST(Result, TryReturnsTheValueOrTheFirstError) {
+    ASSERT_TRUE(quarter(12));
+    EXPECT_EQ(*quarter(12), 3);
+    Result<int> inner = quarter(6); // 6 -> 3, then 3 is odd
+    ASSERT_FALSE(inner);
+    EXPECT_EQ(inner.error().code(), EINVAL);
+    EXPECT_EQ(inner.error().message(), "odd value");
+    EXPECT_FALSE(quarter(5));
+    EXPECT_TRUE(checkEven(4));
+    ASSERT_FALSE(checkEven(3));
+    EXPECT_EQ(checkEven(3).error().code(), EINVAL);
+}
+
+TEST(Result, FromErrnoNamesTheCallAndTheSystemMessage) {
+    Error e = Error::fromErrno("opening /nonexistent", ENOENT);
+    EXPECT_EQ(e.code(), ENOENT);
+    EXPECT_EQ(e.message(), "opening /nonexistent: No such file or directory");
+    errno = EACCES;
+    Error fromGlobal = Error::fromErrno("open");
+    EXPECT_EQ(fromGlobal.code(), EACCES);
+    EXPECT_EQ(fromGlobal.message(), "open: Permission denied");
 }
 
 TEST(Result, HoldsAValue) {
