@@ -86,13 +86,15 @@ Result<ConstraintSet> checkAttachImpl(const ConstraintSet& attached, const Devic
     Result<uint64_t> length = bufferSize(size);
     if (!length)
         return length.error();
+    Result<ConstraintSet> merged = attached.merge(device, platform);
+    if (!merged)
+        return merged.error();
+    for (size_t i = 0; i < heaps.size(); ++i)
+        if (matchHeap(at(heaps, i), *merged, *length).accepted())
+            return merged;
     Result<ConstraintSet> alone = ConstraintSet::forDevice(device, platform);
     if (!alone)
         return alone.error();
-    ConstraintSet merged = attached.merge(*alone);
-    for (size_t i = 0; i < heaps.size(); ++i)
-        if (matchHeap(at(heaps, i), merged, *length).accepted())
-            return merged;
 
     // The failure path only: say for each heap whether the new device, the
     // devices already there, or only their combination is the problem.
@@ -109,7 +111,7 @@ Result<ConstraintSet> checkAttachImpl(const ConstraintSet& attached, const Devic
             message += fmt::format("heap '{}' refuses the devices already attached: {}", h.name, w.reason());
         else
             message += fmt::format("heap '{}' refuses '{}' together with the devices already attached: {}", h.name,
-                                   device.name, matchHeap(h, merged, *length).reason());
+                                   device.name, matchHeap(h, *merged, *length).reason());
     }
     return Error(EINVAL, message);
 }
@@ -204,14 +206,22 @@ struct Solver {
             e.allocatingReason = "no devices: cenalloc allocates";
             return;
         }
+        // Each device's own first choice, heap by heap (a heap's verdicts
+        // lie together in memory).
+        std::vector<RankingContext> contexts;
+        contexts.reserve(n);
+        for (const ConstraintSet& single : singles)
+            contexts.push_back(RankingContext::of(single, cpuAccess));
         std::vector<const HeapProperties*> own(n, nullptr);
+        for (size_t h = 0; h < heaps.size(); ++h) {
+            const std::vector<HeapVerdict>& verdicts = e.heaps[h].devices;
+            for (size_t d = 0; d < n; ++d)
+                if (verdicts[d].accepted() && (!own[d] || ranksBefore(heaps[h], *own[d], contexts[d])))
+                    own[d] = &heaps[h];
+        }
         std::optional<size_t> best;
         size_t qualifying = 0;
         for (size_t d = 0; d < n; ++d) {
-            const RankingContext context = RankingContext::of(singles[d], cpuAccess);
-            for (size_t h = 0; h < heaps.size(); ++h)
-                if (e.heaps[h].devices[d].accepted() && (!own[d] || ranksBefore(heaps[h], *own[d], context)))
-                    own[d] = &heaps[h];
             if (own[d] != chosen)
                 continue;
             ++qualifying;
