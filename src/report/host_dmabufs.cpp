@@ -114,9 +114,11 @@ std::optional<uint64_t> parseNumberName(const char* name) {
 
 /// At most @p limit bytes of the file @p name under @p dirFd into @p out.
 /// Returns 0 or the errno of open/read; @p truncated when the file had more.
+/// Files under /proc/PID and /sys are never symlinks, so none is followed
+/// (nor blocked on: O_NONBLOCK), whatever a stand-in or a hostile tree holds.
 int readBounded(int dirFd, const char* name, size_t limit, std::string& out, bool* truncated = nullptr) {
     out.clear();
-    UniqueFd fd(::openat(dirFd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+    UniqueFd fd(::openat(dirFd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW));
     if (!fd.valid())
         return errno;
     out.resize(limit + 1);
@@ -186,7 +188,7 @@ struct ScanState {
 };
 
 Outcome readFds(int pidDir, ProcessRefs& refs, ScanState& state) {
-    UniqueFd fdDirFd(::openat(pidDir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd fdDirFd(::openat(pidDir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
     if (!fdDirFd.valid())
         return classify(errno);
     int fdDir = fdDirFd.get();
@@ -269,7 +271,7 @@ void addMapping(std::string_view line, ProcessRefs& refs, ScanState& state) {
 }
 
 Outcome readMaps(int pidDir, ProcessRefs& refs, ScanState& state) {
-    UniqueFd fd(::openat(pidDir, "maps", O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+    UniqueFd fd(::openat(pidDir, "maps", O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW));
     if (!fd.valid())
         return classify(errno);
     // Streamed: a process may have tens of thousands of mappings.
@@ -324,7 +326,7 @@ Outcome readProcess(int procDir, const char* pidName, ProcessRefs& refs, ScanSta
     // Every file is opened relative to this directory fd, so all of them
     // are the same process's: a pid reused meanwhile gives ESRCH/ENOENT
     // here, not another process's files.
-    UniqueFd pidDir(::openat(procDir, pidName, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd pidDir(::openat(procDir, pidName, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
     if (!pidDir.valid())
         return classify(errno);
     std::string comm;
@@ -358,7 +360,7 @@ std::optional<std::map<uint64_t, SysfsBuffer>> readSysfsBuffers(const std::files
         auto inode = parseNumberName(entry->d_name);
         if (!inode)
             continue;
-        UniqueFd bufferDir(::openat(buffersDir, entry->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        UniqueFd bufferDir(::openat(buffersDir, entry->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
         if (!bufferDir.valid())
             continue; // freed since the listing
         SysfsBuffer b;

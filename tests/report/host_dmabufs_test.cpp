@@ -532,6 +532,24 @@ TEST(HostDmaBufScan, MalformedAndOverlongLinesAreSkipped) {
     EXPECT_NE(renderHostDmaBufs(*scan).find("skipped: 6 malformed lines"), std::string::npos);
 }
 
+TEST(HostDmaBufScan, SymlinksAndFifosInTheTreeNeitherHangNorRunAway) {
+    StandInTree tree;
+    // /proc/PID/maps is never a symlink: one to an endless file is refused.
+    tree.addProcess(100, "app");
+    fs::remove(tree.proc() / "100" / "maps");
+    fs::create_symlink("/dev/zero", tree.proc() / "100" / "maps");
+    // An fdinfo that is a FIFO nobody writes is read as empty, not waited on.
+    tree.addProcess(200, "other");
+    ASSERT_EQ(::symlink("/dmabuf:x", (tree.proc() / "200" / "fd" / "3").c_str()), 0);
+    ASSERT_EQ(::mkfifo((tree.proc() / "200" / "fdinfo" / "3").c_str(), 0644), 0);
+    tree.addFd(200, 4, "/dmabuf:y", fdinfo(71, 4096, "system", "y"));
+    auto scan = scanHostDmaBufs(tree.options());
+    ASSERT_TRUE(scan);
+    EXPECT_EQ(scan->uninspectable, std::vector<pid_t>{100});
+    ASSERT_EQ(scan->buffers.size(), 1u);
+    EXPECT_EQ(scan->buffers[0].inode, 71u);
+}
+
 TEST(HostDmaBufScan, AMissingProcRootIsAnError) {
     HostDmaBufScanOptions options;
     options.procRoot = "/nonexistent/cenalloc-proc";
