@@ -12,6 +12,7 @@
 #include <cenalloc/platform_sources.h>
 #include <cenalloc/units.h>
 
+#include "report/host_dmabufs.h"
 #include "report/report.h"
 #include "report/session_choice.h"
 #include "report/untrusted_text.h"
@@ -93,7 +94,8 @@ int main(int argc, char** argv) {
     allocCmd->add_option("--size", allocSizeText, "length (4096, 0x1000, 64K, 8M, ...)")->required();
     allocCmd->add_option("--name", bufferName, "buffer name (at most 31 bytes)");
 
-    CLI::App* bufinfoCmd = app.add_subcommand("bufinfo", "live buffers, their attachments and mappings");
+    CLI::App* bufinfoCmd = app.add_subcommand(
+        "bufinfo", "live buffers, their attachments and mappings (--host: every dma-buf of the host, who holds it)");
     addCommon(bufinfoCmd);
     addSocket(bufinfoCmd);
 
@@ -118,6 +120,21 @@ int main(int argc, char** argv) {
         ->capture_default_str();
 
     CLI11_PARSE(app, argc, argv);
+
+    // bufinfo --host: every dma-buf on the running system and the processes
+    // holding it, read from /proc and /sys rather than asked of a session.
+    if (bufinfoCmd->parsed() && source.host) {
+        if (!socketPath.empty())
+            return fail(Error(EINVAL, "bufinfo --host reads /proc and /sys: --socket does not apply"));
+        auto scan = cenalloc::scanHostDmaBufs();
+        if (!scan)
+            return fail(scan.error());
+        if (json)
+            print(cenalloc::hostDmaBufsJson(*scan));
+        else
+            std::cout << cenalloc::renderHostDmaBufs(*scan);
+        return 0;
+    }
 
     // Commands about buffers and heaps run in a session: the daemon's when
     // one answers (or --socket names one), else in-process.
