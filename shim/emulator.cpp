@@ -4,7 +4,6 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -66,13 +65,13 @@ Result<void> DmaHeapEmulator::setUp(std::shared_ptr<Session> session) {
         heap->pathAnchor.reset(
             ::memfd_create(fmt::format("cenalloc-dma-heap-path:{}", info.name).c_str(), MFD_CLOEXEC));
         if (!heap->anchor.valid() || !heap->pathAnchor.valid())
-            return Error(errno, fmt::format("memfd_create for heap '{}': {}", info.name, std::strerror(errno)));
+            return Error::fromErrno(fmt::format("memfd_create for heap '{}'", info.name));
         if (libc_.fstat(heap->anchor.get(), &st) != 0)
-            return Error(errno, fmt::format("fstat: {}", std::strerror(errno)));
+            return Error::fromErrno("fstat");
         heap->dev = st.st_dev;
         heap->ino = st.st_ino;
         if (libc_.fstat(heap->pathAnchor.get(), &st) != 0)
-            return Error(errno, fmt::format("fstat: {}", std::strerror(errno)));
+            return Error::fromErrno("fstat");
         heap->pathDev = st.st_dev;
         heap->pathIno = st.st_ino;
         heaps_.push_back(std::move(heap));

@@ -14,6 +14,8 @@
 
 #include <cenalloc/units.h>
 
+#include "base/try.h"
+
 namespace cenalloc {
 
 namespace {
@@ -306,10 +308,7 @@ Result<ConstraintSet> ConstraintSet::forDevice(const Device& device, const Platf
 }
 
 Result<ConstraintSet> ConstraintSet::merge(const Device& device, const Platform& platform) const {
-    Result<ConstraintSet> one = forDevice(device, platform);
-    if (!one)
-        return one.error();
-    return merge(*one);
+    return merge(CENALLOC_TRY(forDevice(device, platform)));
 }
 
 ConstraintSet ConstraintSet::merge(const ConstraintSet& other) const {

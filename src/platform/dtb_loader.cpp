@@ -94,6 +94,7 @@
 #include <cenalloc/file.h>
 #include <cenalloc/platform_sources.h>
 
+#include "base/try.h"
 #include "platform/dtb_interpreter.h"
 
 namespace cenalloc {
@@ -591,10 +592,7 @@ void Interpreter::assignOwners(Platform& platform) const {
 }
 
 Result<Platform> Interpreter::run() {
-    Result<std::vector<RamBank>> ram = readMemory();
-    if (!ram)
-        return ram.error();
-    ram_ = std::move(*ram);
+    ram_ = CENALLOC_TRY(readMemory());
     readLabels();
     findMasters();
     readReservedMemory();
@@ -696,19 +694,15 @@ Result<Platform> Interpreter::run() {
 
 Result<Platform> loadDeviceTree(std::span<const std::byte> blob, std::string_view sourceName, const Overlay* overlay,
                                 std::vector<std::string>* warnings) {
-    Result<DtTree> tree = DtTree::parse(blob, sourceName);
-    if (!tree)
-        return tree.error();
-    dtb::Interpreter interpreter(*tree, sourceName, overlay, warnings);
+    DtTree tree = CENALLOC_TRY(DtTree::parse(blob, sourceName));
+    dtb::Interpreter interpreter(tree, sourceName, overlay, warnings);
     return interpreter.run();
 }
 
 Result<Platform> loadDeviceTreeFile(const std::filesystem::path& path, const Overlay* overlay,
                                     std::vector<std::string>* warnings) {
-    auto text = readFileLimited(path, dtb::kMaxBlobSize, "a device tree blob");
-    if (!text)
-        return text.error();
-    auto bytes = std::as_bytes(std::span(text->data(), text->size()));
+    std::string text = CENALLOC_TRY(readFileLimited(path, dtb::kMaxBlobSize, "a device tree blob"));
+    auto bytes = std::as_bytes(std::span(text.data(), text.size()));
     return loadDeviceTree(bytes, path.string(), overlay, warnings);
 }
 
