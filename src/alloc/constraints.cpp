@@ -16,6 +16,8 @@
 
 #include <cenalloc/units.h>
 
+#include "base/try.h"
+
 namespace cenalloc {
 
 namespace {

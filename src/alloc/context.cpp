@@ -11,6 +11,7 @@
 
 #include "alloc/allocator_state.h"
 #include "alloc/deferred_exporter.h"
+#include "base/try.h"
 #include "core/heap_exporter.h"
 #include "core/registry.h"
 #include "heaps/heap_request.h"
@@ -25,21 +26,18 @@ Result<std::unique_ptr<Context>> Context::create(const Platform& platform, const
     auto state = std::make_shared<AllocatorState>();
     state->platform = platform;
     state->memory = std::make_shared<PhysicalMemory>(state->platform);
-    auto heaps = createPlatformHeaps(state->platform, state->memory);
-    if (!heaps)
-        return heaps.error();
+    std::vector<std::shared_ptr<Heap>> heaps = CENALLOC_TRY(createPlatformHeaps(state->platform, state->memory));
     std::vector<std::string> kernelHeapProblems;
     if (options.kernelHeaps) {
         auto kernel = openKernelHeaps(state->platform, &kernelHeapProblems, options.kernelHeapDir);
         if (kernel)
-            heaps->insert(heaps->end(), kernel->begin(), kernel->end());
+            heaps.insert(heaps.end(), kernel->begin(), kernel->end());
         else // an unreadable directory hides the kernel's heaps, not the model's
             kernelHeapProblems.push_back(kernel.error().message());
     }
-    for (auto& heap : *heaps) {
+    for (auto& heap : heaps) {
         state->heapProperties.push_back(heap->properties());
-        if (auto ok = state->heaps.add(std::move(heap)); !ok)
-            return ok.error();
+        CENALLOC_CHECK(state->heaps.add(std::move(heap)));
     }
     // One domain per IOMMU group, as Linux gives every iommu_group its own
     // default domain: the IOMMU's shared one (devices without a group, or

@@ -6,7 +6,6 @@
 #include <cassert>
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -17,6 +16,7 @@
 #include <cenalloc/memfd.h>
 #include <cenalloc/units.h>
 
+#include "base/try.h"
 #include "core/registry.h"
 #include "core/sg_build.h"
 #include "heaps/kernel_heap.h"
@@ -87,18 +87,14 @@ Result<std::shared_ptr<Buffer>> Buffer::create(Params params) {
     if (params.storage.inHostKernel()) {
         fd = params.storage.takeDmaBuf();
         if (!params.name.empty())
-            if (auto named = setDmaBufName(fd.borrow(), params.name); !named)
-                return named.error();
+            CENALLOC_CHECK(setDmaBufName(fd.borrow(), params.name));
     } else {
         // A buffer allocated read-only (fd flags O_RDONLY, as the kernel's
         // dma-heap takes them) is sealed against every future write: its
         // fds are read-only, and no reopen through /proc/self/fd, by
         // anyone, gives a way to write it.
         const bool readOnly = (params.fdFlags & O_ACCMODE) == O_RDONLY;
-        auto memfd = createSealedMemfd("cenalloc", params.size, readOnly ? F_SEAL_FUTURE_WRITE : 0);
-        if (!memfd)
-            return memfd.error();
-        fd = std::move(*memfd);
+        fd = CENALLOC_TRY(createSealedMemfd("cenalloc", params.size, readOnly ? F_SEAL_FUTURE_WRITE : 0));
     }
     // One allocation for the buffer and its reference counts.
     auto buffer = std::make_shared<Buffer>(PassKey{}, std::move(params), std::move(fd));
@@ -142,7 +138,7 @@ Result<UniqueFd> Buffer::dupFd(int flags) const {
         return Error(EBADF, fmt::format("buffer {} gave its fd away", id_));
     int fd = ::fcntl(fd_.get(), (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
     if (fd < 0)
-        return Error(errno, fmt::format("duplicating buffer fd: {}", std::strerror(errno)));
+        return Error::fromErrno("duplicating buffer fd");
     return UniqueFd(fd);
 }
 
@@ -152,7 +148,7 @@ Result<UniqueFd> Buffer::surrenderFd(struct ::stat* stat) {
         return Error(EBADF, fmt::format("buffer {} gave its fd away already", id_));
     struct stat st {};
     if (::fstat(fd_.get(), &st) != 0)
-        return Error(errno, fmt::format("stat of buffer {}: {}", id_, std::strerror(errno)));
+        return Error::fromErrno(fmt::format("stat of buffer {}", id_));
     // Never 0 for a memfd: 0 is what "still owned" reads as.
     surrenderedInode_ = st.st_ino;
     if (stat)
@@ -308,7 +304,7 @@ Result<BufferMapping> Buffer::mmap(int prot) {
         return Error(EBADF, fmt::format("buffer {} gave its fd away: map the fd instead", id_));
     void* data = ::mmap(nullptr, size_, prot, MAP_SHARED, fd_.get(), 0);
     if (data == MAP_FAILED)
-        return Error(errno, fmt::format("mmap of buffer {}: {}", id_, std::strerror(errno)));
+        return Error::fromErrno(fmt::format("mmap of buffer {}", id_));
     return BufferMapping(shared_from_this(), data, size_);
 }
 

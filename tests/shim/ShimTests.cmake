@@ -31,7 +31,8 @@ endif()
 file(GLOB shim_test_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/*.cpp)
 add_executable(test_shim ${shim_test_sources})
 target_compile_options(test_shim PRIVATE ${CENALLOC_WARNINGS})
-target_link_libraries(test_shim PRIVATE cenalloc_dmaheap_core GTest::gtest GTest::gtest_main)
+# The tests may reach cenalloc's private headers (the shim may not).
+target_link_libraries(test_shim PRIVATE cenalloc_dmaheap_core cenalloc_internal GTest::gtest GTest::gtest_main)
 add_dependencies(test_shim cenalloc_dmaheap shim_heap_user shim_scenarios dmaheap_conformance cenallocd)
 target_compile_definitions(
   test_shim
