@@ -206,6 +206,64 @@ TEST(Cli, CommandsTalkToTheDaemonWithSocket) {
     EXPECT_EQ(nobody.exitCode, 1);
 }
 
+TEST(Cli, OptionsEveryCommandTakesGoBeforeTheSubcommandOrAfterIt) {
+    Daemon daemon({.logLevel = "error"});
+    ASSERT_TRUE(daemon.running());
+    const std::string socket = "--socket " + daemon.path();
+    for (const std::string& args : {socket + " heaps --json", "heaps " + socket + " --json",
+                                    "--json " + socket + " heaps", "--json heaps " + socket}) {
+        SCOPED_TRACE(args);
+        CliRun heaps = cli(args);
+        ASSERT_EQ(heaps.exitCode, 0) << heaps.out;
+        auto j = nlohmann::json::parse(heaps.out);
+        EXPECT_NE(j["source"].get<std::string>().find("cenallocd"), std::string::npos) << "the daemon served it";
+    }
+    CliRun stats = cli(socket + " stats --reset-watermark --json");
+    ASSERT_EQ(stats.exitCode, 0) << stats.out;
+    EXPECT_TRUE(nlohmann::json::parse(stats.out)["heaps"].is_array());
+
+    // A platform, and --json, before the subcommand.
+    const std::string rpi4 = "--platform " + example("rpi4.yaml");
+    CliRun show = cli(rpi4 + " --json platform show");
+    ASSERT_EQ(show.exitCode, 0) << show.out;
+    EXPECT_EQ(nlohmann::json::parse(show.out)["name"], "rpi4");
+    for (const std::string& args : {rpi4 + " explain --devices hvs,unicam --size 8M --json",
+                                    "--json explain --devices hvs,unicam --size 8M " + rpi4}) {
+        SCOPED_TRACE(args);
+        CliRun explain = cli(args);
+        ASSERT_EQ(explain.exitCode, 0) << explain.out;
+        EXPECT_EQ(nlohmann::json::parse(explain.out)["heap"], "linux,cma");
+    }
+    CliRun demo = cli("--json demo");
+    ASSERT_EQ(demo.exitCode, 0) << demo.out;
+    EXPECT_TRUE(nlohmann::json::parse(demo.out)["ok"].get<bool>());
+}
+
+TEST(Cli, AnOptionOfOneSubcommandBeforeItIsRefusedSayingWhereItGoes) {
+    CliRun heap = cli("--heap system alloc --size 4K");
+    EXPECT_NE(heap.exitCode, 0);
+    EXPECT_NE(heap.out.find("--heap is an option of 'alloc': give it after the subcommand"), std::string::npos)
+        << heap.out;
+    CliRun devices = cli("--devices gpu,display explain");
+    EXPECT_NE(devices.exitCode, 0);
+    EXPECT_NE(devices.out.find("--devices is an option of 'explain'"), std::string::npos) << devices.out;
+    CliRun flag = cli("--reset-watermark stats");
+    EXPECT_NE(flag.exitCode, 0);
+    EXPECT_NE(flag.out.find("--reset-watermark is an option of 'stats'"), std::string::npos) << flag.out;
+    // --socket is for the commands that talk to a daemon, wherever it is given.
+    CliRun demo = cli("--socket /nonexistent.sock demo");
+    EXPECT_NE(demo.exitCode, 0);
+    EXPECT_NE(demo.out.find("--socket applies to heaps, alloc, bufinfo, stats and explain, not to demo"),
+              std::string::npos)
+        << demo.out;
+    CliRun afterDemo = cli("demo --socket /nonexistent.sock");
+    EXPECT_NE(afterDemo.exitCode, 0) << afterDemo.out;
+    // What no command takes is refused as before.
+    CliRun unknown = cli("--frobnicate heaps");
+    EXPECT_NE(unknown.exitCode, 0);
+    EXPECT_NE(unknown.out.find("--frobnicate"), std::string::npos) << unknown.out;
+}
+
 TEST(Cli, BufinfoOfHostileBufferNamesIsValidJsonAndEscapedText) {
     if (::geteuid() != 0)
         GTEST_SKIP() << "only root's bufinfo lists other clients' buffers (the case of issue 13)";
