@@ -14,7 +14,7 @@
 
 #include <cenalloc/memfd.h>
 
-#include "core/test_board.h"
+#include "support/core_board.h"
 #include "heaps/heap_request.h"
 
 namespace cenalloc {

@@ -15,7 +15,7 @@
 
 #include <cenalloc/units.h>
 
-#include "core/test_board.h"
+#include "support/core_board.h"
 
 namespace cenalloc {
 namespace {

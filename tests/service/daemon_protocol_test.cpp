@@ -8,15 +8,19 @@
 #include <unistd.h>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cenalloc/memfd.h>
 #include <cenalloc/session.h>
 #include <cenalloc/units.h>
 
-#include "service/helpers.h"
 #include "service/protocol.h"
 #include "service/socket_io.h"
+#include "support/daemon.h"
+#include "support/fds.h"
+#include "support/service.h"
+#include "support/sockets.h"
 
 namespace cenalloc {
 namespace {
@@ -34,13 +38,7 @@ struct RawReply {
 /// A client that writes whatever bytes a test gives it.
 class RawClient {
 public:
-    explicit RawClient(const std::string& path) {
-        fd_.reset(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-        EXPECT_EQ(::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
-    }
+    explicit RawClient(const std::string& path) : fd_(test::connectRaw(path)) {}
 
     RawReply send(const std::vector<std::byte>& bytes, std::vector<int> fds = {}) {
         EXPECT_TRUE(sendDatagram(fd_, bytes, fds));
@@ -127,7 +125,7 @@ protected:
         EXPECT_EQ(raw_->send(RawClient::message(Op::ListHeaps)).error, 0) << "the connection still works";
         EXPECT_TRUE(other_->allocate("system", 4096)) << "another client is still served";
         EXPECT_TRUE(other_->heaps()); // see snapshotFds()
-        EXPECT_EQ(test::openFdCountSettlingAt(fdsBefore_), fdsBefore_) << "the daemon leaked an fd";
+        EXPECT_EQ(test::openFdCountOnceDaemonClosed(BorrowedFd(raw_->fd())), fdsBefore_) << "the daemon leaked an fd";
     }
 
     test::InProcessDaemon daemon_;
@@ -428,12 +426,8 @@ TEST(DaemonConnect, ASocketNobodyListensOnIsEnoentOrEconnrefused) {
 
 TEST(DaemonConnect, APeerSpeakingAnotherProtocolIsEproto) {
     std::string path = test::testSocketPath("alien");
-    UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    ASSERT_EQ(::listen(listener.get(), 1), 0);
+    UniqueFd listener = test::listenSeqpacket(path, 1);
+    ASSERT_TRUE(listener.valid());
     std::thread alien([&] {
         UniqueFd c(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
         char buf[256];

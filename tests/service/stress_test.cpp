@@ -13,7 +13,8 @@
 #include <cenalloc/session.h>
 #include <cenalloc/units.h>
 
-#include "service/helpers.h"
+#include "support/daemon.h"
+#include "support/service.h"
 
 namespace cenalloc {
 namespace {
