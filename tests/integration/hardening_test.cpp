@@ -25,7 +25,7 @@
 #include <cenalloc/units.h>
 
 #include "service/helpers.h"
-#include "service/protocol.h"
+#include "service/operations.h"
 #include "service/socket_io.h"
 
 namespace cenalloc {

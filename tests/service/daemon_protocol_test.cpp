@@ -15,7 +15,7 @@
 #include <cenalloc/units.h>
 
 #include "service/helpers.h"
-#include "service/protocol.h"
+#include "service/operations.h"
 #include "service/socket_io.h"
 
 namespace cenalloc {
@@ -200,7 +200,7 @@ TEST_F(DaemonProtocol, NonZeroReservedPayloadFieldsAreEinval) {
         expectRejected(raw_->send(RawClient::message(Op::Allocate, &req, sizeof req)), EINVAL);
     }
     {
-        CreateRequest req{4096, 1, 2, {}};
+        wire::CreateRequest req{4096, 1, 2, {}};
         expectRejected(raw_->send(RawClient::message(Op::Create, &req, sizeof req)), EINVAL);
     }
     {
@@ -229,7 +229,7 @@ TEST_F(DaemonProtocol, UndefinedPayloadFlagsAndValuesAreEinval) {
         expectRejected(raw_->send(RawClient::message(Op::Stats, &req, sizeof req)), EINVAL);
     }
     {
-        CreateRequest req{4096, 3, 0, {}}; // cpu access 3 does not exist
+        wire::CreateRequest req{4096, 3, 0, {}}; // cpu access 3 does not exist
         expectRejected(raw_->send(RawClient::message(Op::Create, &req, sizeof req)), EINVAL);
     }
     {
@@ -273,7 +273,7 @@ TEST_F(DaemonProtocol, AShorterPayloadIsZeroExtended) {
     auto mapped = raw.send(RawClient::message(Op::Map, &map, 8));
     ASSERT_EQ(mapped.error, 0) << mapped.message;
     Reader r(mapped.body);
-    auto m = decodeMapping(r);
+    auto m = decode<SessionMapping>(r);
     ASSERT_TRUE(m);
     EXPECT_EQ(m->direction, DmaDirection::Bidirectional);
     EXPECT_FALSE(m->segments.empty());
