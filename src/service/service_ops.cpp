@@ -220,21 +220,20 @@ Result<void> Service::endCpuAccess(ClientId clientId, BorrowedFd fd, SyncFlags f
                  fmt::format("no cpu access with flags {:#x} is open on buffer {} in this session", flags.bits(), id));
 }
 
-Result<void> Service::setName(ClientId clientId, BorrowedFd fd, const BufferName& name) {
-    const InodeKey key = CENALLOC_TRY(inodeOf(fd));
-    std::lock_guard lock(mutex_);
-    auto [client, entry] = CENALLOC_TRY(targetLocked(clientId, key, fd.get()));
-    // A host kernel dma-buf keeps its name in the kernel too (its fdinfo).
-    if (entry->buffer->inHostKernel())
-        CENALLOC_CHECK(setDmaBufName(fd, name));
-    return entry->buffer->setName(name);
-}
-
 Result<std::shared_ptr<Buffer>> Service::lookup(ClientId clientId, BorrowedFd fd) {
     const InodeKey key = CENALLOC_TRY(inodeOf(fd));
     std::lock_guard lock(mutex_);
     auto [client, entry] = CENALLOC_TRY(targetLocked(clientId, key, fd.get()));
     return entry->buffer;
+}
+
+Result<void> Service::setName(ClientId clientId, BorrowedFd fd, const BufferName& name) {
+    // The buffer has its own lock: naming it needs nothing of the service's.
+    std::shared_ptr<Buffer> buffer = CENALLOC_TRY(lookup(clientId, fd));
+    // A host kernel dma-buf keeps its name in the kernel too (its fdinfo).
+    if (buffer->inHostKernel())
+        CENALLOC_CHECK(setDmaBufName(fd, name));
+    return buffer->setName(name);
 }
 
 Result<std::vector<BufferInfo>> Service::bufinfo(ClientId clientId) {
