@@ -89,6 +89,10 @@ private:
         auto sent = sendDatagram(socket_, std::as_bytes(std::span(&h, 1)), payload,
                                  fd.valid() ? std::span<const int>(&raw, 1) : std::span<const int>());
         if (!sent) {
+            // An fd that is not open cannot be sent: nothing was, and the
+            // connection is as it was.
+            if (sent.error().code() == EBADF && fd.valid())
+                return Error(EBADF, fmt::format("fd {} is not open", fd.get()));
             // A daemon that refused us said why before hanging up.
             bool transport = false;
             auto why = receive(op, sequence, MSG_DONTWAIT, &transport);

@@ -379,6 +379,18 @@ TEST_F(DaemonProtocol, AnOpThatNeedsAnFdGetsEbadfForAForeignOne) {
     expectRejected(raw_->send(RawClient::message(Op::Release, 1), {a.get()}), EBADF);
 }
 
+TEST_F(DaemonProtocol, AClosedFdIsEbadfForTheClientAndTheConnectionGoesOn) {
+    int closed = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(closed, 0);
+    ::close(closed);
+    for (int i = 0; i < 2; ++i) {
+        auto id = other_->import(BorrowedFd(closed));
+        ASSERT_FALSE(id);
+        EXPECT_EQ(id.error().code(), EBADF) << id.error().message();
+    }
+    EXPECT_TRUE(other_->allocate("system", 4096)) << "the connection still works";
+}
+
 TEST_F(DaemonProtocol, AHandshakeForAnotherVersionIsRefused) {
     HandshakeRequest req{2, 5, 0};
     expectRejected(raw_->send(RawClient::message(Op::Handshake, &req, sizeof req)), EPROTONOSUPPORT);
