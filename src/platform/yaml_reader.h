@@ -121,12 +121,19 @@ private:
     friend class Node;
     struct Field;
 
-    explicit Map(Node node) : node_(std::move(node)) {}
+    explicit Map(Node node); // defined once Field is complete (clang needs it for the vector)
     const Field* field(std::string_view key) const;
 
     Node node_;
     std::vector<Field> fields_;
 };
+
+struct Map::Field {
+    std::string key;
+    Node value;
+};
+
+inline Map::Map(Node node) : node_(std::move(node)) {}
 
 /// Parse @p text, the contents of @p source (a file name, for messages), as one YAML document of the kind
 /// @p noun says ("an overlay"), and return its root, named @p rootName ("overlay"). An empty text is a document
@@ -159,11 +166,6 @@ template <typename Convert> auto Node::as(Convert&& convert) const -> decltype(c
 inline Result<Map> Node::map(std::initializer_list<std::string_view> allowed) const {
     return map(std::span<const std::string_view>(allowed.begin(), allowed.size()));
 }
-
-struct Map::Field {
-    std::string key;
-    Node value;
-};
 
 template <typename T, typename Convert> Result<void> Map::read(std::string_view key, T& out, Convert&& convert) const {
     const Field* f = field(key);
