@@ -329,7 +329,7 @@ Result<ConstraintSet> ConstraintSet::merge(const Device& device, const Platform&
         return c.error();
     ConstraintSet out;
     out.physical_ = mergePlacement(physical_, c->physical);
-    out.iova_.reserve(iova_.size() + 1);
+    out.iova_.reserve(iova_.size() + (c->space ? 1 : 0));
     out.iova_.assign(iova_.begin(), iova_.end());
     if (c->space)
         mergeSpaces(out.iova_, std::span<const IovaSpace>(&*c->space, 1));
