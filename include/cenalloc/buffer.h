@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <cenalloc/heap.h>
+#include <cenalloc/request.h>
 #include <cenalloc/result.h>
 #include <cenalloc/storage_types.h>
 #include <cenalloc/unique_fd.h>
@@ -26,9 +27,6 @@ class IommuDomain;
 struct AttachmentState;
 struct IovaMapping;
 
-/// DMA_BUF_NAME_LEN: names are at most 31 bytes plus the terminator.
-inline constexpr size_t kBufferNameMax = 31;
-
 /// Direction of a device mapping, as Linux's enum dma_data_direction.
 enum class DmaDirection {
     Bidirectional = 0,
@@ -36,13 +34,6 @@ enum class DmaDirection {
     FromDevice = 2, ///< the device writes memory
 };
 const char* dmaDirectionName(DmaDirection direction);
-
-/// CPU access directions, with the values of DMA_BUF_SYNC_READ/WRITE.
-enum SyncFlags : uint32_t {
-    kSyncRead = 1,
-    kSyncWrite = 2,
-    kSyncReadWrite = 3,
-};
 
 /// One DMA segment as the device sees it: a device (bus or IOVA) address.
 struct SgEntry {
@@ -239,14 +230,14 @@ public:
         /// O_CLOEXEC | O_ACCMODE; a read-only buffer (O_RDONLY) is sealed
         /// against every future write (F_SEAL_FUTURE_WRITE).
         uint32_t fdFlags = 02000002; // O_CLOEXEC | O_RDWR
-        std::string name;
+        BufferName name;
         std::unique_ptr<BufferOps> ops;
         Storage storage; ///< empty for deferred buffers
         std::shared_ptr<BufferRegistry> registry;
     };
     /// Create the buffer and its fd: the storage's real dma-buf when it has
     /// one (Storage::inHostKernel), else a new sealed memfd. Errors: those of
-    /// createSealedMemfd, EINVAL for a name over kBufferNameMax bytes.
+    /// createSealedMemfd, and for a host kernel dma-buf those of naming it.
     static Result<std::shared_ptr<Buffer>> create(Params params);
     /// For create() only, through make_shared: PassKey is defined in buffer.cpp alone.
     struct PassKey;
@@ -284,9 +275,12 @@ public:
     bool fdSurrendered() const;
 
     std::string name() const;
-    /// DMA_BUF_SET_NAME: at most kBufferNameMax bytes, else EINVAL. A host
+    /// DMA_BUF_SET_NAME (the name checked by BufferName::make). A host
     /// kernel dma-buf is named in the kernel too (its fdinfo shows the name)
     /// while this object holds its fd; the kernel's errors are returned.
+    Result<void> setName(const BufferName& name);
+    /// The same for a name not checked yet: EINVAL for one over
+    /// kBufferNameMax bytes.
     Result<void> setName(std::string_view name);
 
     bool hasStorage() const;
@@ -309,6 +303,8 @@ public:
     /// no other bits (EINVAL). For a host kernel dma-buf the kernel does the
     /// cache maintenance (its SYNC ioctl, while this object holds the fd).
     Result<CpuAccessGuard> beginCpuAccess(uint32_t flags);
+    /// The same with flags checked already (SyncFlags::make).
+    Result<CpuAccessGuard> beginCpuAccess(SyncFlags flags);
 
     BufferInfo info() const;
 

@@ -19,6 +19,7 @@
 #include "base/try.h"
 #include "core/registry.h"
 #include "core/sg_build.h"
+#include "base/try.h"
 #include "heaps/kernel_heap.h"
 #include "iommu/iommu_domain.h"
 
@@ -80,9 +81,6 @@ struct Buffer::PassKey {
 };
 
 Result<std::shared_ptr<Buffer>> Buffer::create(Params params) {
-    if (params.name.size() > kBufferNameMax)
-        return Error(EINVAL,
-                     fmt::format("buffer name of {} bytes is longer than {}", params.name.size(), kBufferNameMax));
     UniqueFd fd;
     if (params.storage.inHostKernel()) {
         fd = params.storage.takeDmaBuf();
@@ -105,7 +103,7 @@ Result<std::shared_ptr<Buffer>> Buffer::create(Params params) {
 
 Buffer::Buffer(PassKey, Params params, UniqueFd fd)
     : id_(gNextBufferId.fetch_add(1)), size_(params.size), fdFlags_(params.fdFlags), fd_(std::move(fd)),
-      registry_(std::move(params.registry)), ops_(std::move(params.ops)), name_(std::move(params.name)),
+      registry_(std::move(params.registry)), ops_(std::move(params.ops)), name_(params.name.str()),
       storage_(std::move(params.storage)) {}
 
 Buffer::~Buffer() {
@@ -167,15 +165,17 @@ std::string Buffer::name() const {
 }
 
 Result<void> Buffer::setName(std::string_view name) {
-    if (name.size() > kBufferNameMax)
-        return Error(EINVAL, fmt::format("buffer name of {} bytes is longer than {}", name.size(), kBufferNameMax));
+    return setName(CENALLOC_TRY(BufferName::make(name)));
+}
+
+Result<void> Buffer::setName(const BufferName& name) {
     std::lock_guard lock(mutex_);
     // A real dma-buf carries its name in the kernel; a refusal there leaves
     // the old name everywhere.
     if (storage_.inHostKernel() && fd_.valid())
         if (auto named = setDmaBufName(fd_.borrow(), name); !named)
             return named.error().withContext(fmt::format("naming buffer {}", id_));
-    name_ = std::string(name);
+    name_ = name.str();
     return {};
 }
 
@@ -309,8 +309,11 @@ Result<BufferMapping> Buffer::mmap(int prot) {
 }
 
 Result<CpuAccessGuard> Buffer::beginCpuAccess(uint32_t flags) {
-    if (flags == 0 || (flags & ~uint32_t{kSyncReadWrite}))
-        return Error(EINVAL, fmt::format("sync flags {:#x}: need read and/or write and nothing else", flags));
+    return beginCpuAccess(CENALLOC_TRY(SyncFlags::make(flags)));
+}
+
+Result<CpuAccessGuard> Buffer::beginCpuAccess(SyncFlags sync) {
+    const uint32_t flags = sync.bits();
     std::lock_guard lock(mutex_);
     if (auto ok = ops_->ensureStorage(*this); !ok)
         return ok.error().withContext(fmt::format("allocating storage of buffer {}", id_));

@@ -17,7 +17,6 @@
 #include <cenalloc/units.h>
 
 #include "base/try.h"
-#include "heaps/heap_request.h"
 
 namespace cenalloc {
 
@@ -87,12 +86,15 @@ Result<std::shared_ptr<KernelHeap>> KernelHeap::open(std::string_view kernelName
     return std::shared_ptr<KernelHeap>(new KernelHeap(std::string(kernelName), std::move(properties), std::move(fd)));
 }
 
+Result<UniqueFd> KernelHeap::allocateDmaBuf(const AllocRequest& request) const {
+    // The heap flags are the one part of a request that only its heap can
+    // judge; AllocRequest::make judged the rest.
+    CENALLOC_CHECK(request.checkHeap(properties()));
+    return ioctlAlloc(request.length(), request.fdFlags(), request.heapFlags());
+}
+
 Result<UniqueFd> KernelHeap::allocateDmaBuf(uint64_t length, uint32_t fdFlags, uint64_t heapFlags) const {
-    // The boundary checks of every cenalloc heap, so that a kernel heap and a
-    // modelled one refuse the same requests with the same words.
-    if (auto valid = validateHeapRequest(properties(), length, fdFlags, heapFlags); !valid)
-        return valid.error();
-    return ioctlAlloc(length, fdFlags, heapFlags);
+    return allocateDmaBuf(CENALLOC_TRY(AllocRequest::make(name(), length, fdFlags, heapFlags)));
 }
 
 Result<UniqueFd> KernelHeap::ioctlAlloc(uint64_t length, uint32_t fdFlags, uint64_t heapFlags) const {
@@ -109,7 +111,7 @@ Result<Heap::Backing> KernelHeap::allocateBacking(uint64_t length, const Storage
     if (limits.highestAddress != UINT64_MAX || limits.alignment > kPageSize)
         return Error(
             EINVAL, fmt::format("heap '{}' takes no placement limits: the kernel decides where its pages lie", name()));
-    // Heap::allocate's caller validated the request (validateHeapRequest).
+    // Heap::allocate's caller validated the request (AllocRequest).
     return Backing{{}, CENALLOC_TRY(ioctlAlloc(length, O_CLOEXEC | O_RDWR, 0))};
 }
 
@@ -139,14 +141,15 @@ Result<void> syncDmaBuf(BorrowedFd buffer, uint64_t flags) {
     return {};
 }
 
-Result<void> setDmaBufName(BorrowedFd buffer, std::string_view name) {
-    if (name.size() >= DMA_BUF_NAME_LEN)
-        return Error(EINVAL,
-                     fmt::format("buffer name of {} bytes is longer than {}", name.size(), DMA_BUF_NAME_LEN - 1));
-    std::string terminated(name);
-    if (::ioctl(buffer.get(), DMA_BUF_SET_NAME_B, terminated.c_str()) != 0)
+Result<void> setDmaBufName(BorrowedFd buffer, const BufferName& name) {
+    static_assert(kBufferNameMax == DMA_BUF_NAME_LEN - 1);
+    if (::ioctl(buffer.get(), DMA_BUF_SET_NAME_B, name.str().c_str()) != 0)
         return Error::fromErrno("DMA_BUF_SET_NAME");
     return {};
+}
+
+Result<void> setDmaBufName(BorrowedFd buffer, std::string_view name) {
+    return setDmaBufName(buffer, CENALLOC_TRY(BufferName::make(name)));
 }
 
 Result<uint64_t> dmaBufSize(BorrowedFd buffer) {

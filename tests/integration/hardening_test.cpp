@@ -25,6 +25,7 @@
 #include <cenalloc/session.h>
 #include <cenalloc/units.h>
 
+#include "service/operations.h"
 #include "service/protocol.h"
 #include "service/socket_io.h"
 #include "support/cli.h"

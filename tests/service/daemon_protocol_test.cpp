@@ -15,6 +15,7 @@
 #include <cenalloc/session.h>
 #include <cenalloc/units.h>
 
+#include "service/operations.h"
 #include "service/protocol.h"
 #include "service/socket_io.h"
 #include "support/daemon.h"
@@ -198,7 +199,7 @@ TEST_F(DaemonProtocol, NonZeroReservedPayloadFieldsAreEinval) {
         expectRejected(raw_->send(RawClient::message(Op::Allocate, &req, sizeof req)), EINVAL);
     }
     {
-        CreateRequest req{4096, 1, 2, {}};
+        wire::CreateRequest req{4096, 1, 2, {}};
         expectRejected(raw_->send(RawClient::message(Op::Create, &req, sizeof req)), EINVAL);
     }
     {
@@ -227,7 +228,7 @@ TEST_F(DaemonProtocol, UndefinedPayloadFlagsAndValuesAreEinval) {
         expectRejected(raw_->send(RawClient::message(Op::Stats, &req, sizeof req)), EINVAL);
     }
     {
-        CreateRequest req{4096, 3, 0, {}}; // cpu access 3 does not exist
+        wire::CreateRequest req{4096, 3, 0, {}}; // cpu access 3 does not exist
         expectRejected(raw_->send(RawClient::message(Op::Create, &req, sizeof req)), EINVAL);
     }
     {
@@ -271,7 +272,7 @@ TEST_F(DaemonProtocol, AShorterPayloadIsZeroExtended) {
     auto mapped = raw.send(RawClient::message(Op::Map, &map, 8));
     ASSERT_EQ(mapped.error, 0) << mapped.message;
     Reader r(mapped.body);
-    auto m = decodeMapping(r);
+    auto m = decode<SessionMapping>(r);
     ASSERT_TRUE(m);
     EXPECT_EQ(m->direction, DmaDirection::Bidirectional);
     EXPECT_FALSE(m->segments.empty());
@@ -375,6 +376,18 @@ TEST_F(DaemonProtocol, AnOpThatNeedsAnFdGetsEbadfForAForeignOne) {
     UniqueFd a(pipeFds[0]), b(pipeFds[1]);
     snapshotFds();
     expectRejected(raw_->send(RawClient::message(Op::Release, 1), {a.get()}), EBADF);
+}
+
+TEST_F(DaemonProtocol, AClosedFdIsEbadfForTheClientAndTheConnectionGoesOn) {
+    int closed = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(closed, 0);
+    ::close(closed);
+    for (int i = 0; i < 2; ++i) {
+        auto id = other_->import(BorrowedFd(closed));
+        ASSERT_FALSE(id);
+        EXPECT_EQ(id.error().code(), EBADF) << id.error().message();
+    }
+    EXPECT_TRUE(other_->allocate("system", 4096)) << "the connection still works";
 }
 
 TEST_F(DaemonProtocol, AHandshakeForAnotherVersionIsRefused) {

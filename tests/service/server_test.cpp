@@ -20,6 +20,7 @@
 
 #include <cenalloc/session.h>
 
+#include "service/operations.h"
 #include "service/protocol.h"
 #include "service/socket_io.h"
 #include "support/daemon.h"
@@ -342,7 +343,7 @@ TEST(Workers, RepliesLargerThanTheSocketTakesArriveWholeAndInOrder) {
     auto prefix = r.get<wire::ReplyPrefix>();
     ASSERT_TRUE(prefix);
     ASSERT_TRUE(r.getString(prefix->messageLength));
-    auto infos = wire::decodeBufinfo(r);
+    auto infos = wire::decode<std::vector<BufferInfo>>(r);
     ASSERT_TRUE(infos) << infos.error().toString();
     EXPECT_EQ(infos->size(), kBuffers);
     EXPECT_EQ(r.remaining(), 0u);

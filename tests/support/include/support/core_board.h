@@ -69,13 +69,16 @@ public:
         std::shared_ptr<Heap> h = heap(heapName);
         if (!h)
             return Error(ENOENT, "no such heap");
+        auto bufferName = BufferName::make(name);
+        if (!bufferName)
+            return bufferName.error();
         auto storage = h->allocate(size);
         if (!storage)
             return storage.error();
         Buffer::Params params;
         params.size = size;
         params.fdFlags = O_CLOEXEC | O_RDWR;
-        params.name = std::move(name);
+        params.name = std::move(*bufferName);
         params.ops = makeHeapExporter(*h);
         params.storage = std::move(*storage);
         params.registry = registry_;
