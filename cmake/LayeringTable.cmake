@@ -17,6 +17,7 @@ set(CENALLOC_PUBLIC_HEADERS
     iommu.h=iommu
     heap.h=heaps
     heap_registry.h=heaps
+    request.h=heaps
     buffer.h=core
     device.h=core
     udmabuf.h=core
@@ -49,5 +50,5 @@ set(CENALLOC_OUTSIDE_PRIVATE_shim "")
 # The tools: main() parses and calls the library. Until they link the installed library only (issue 14), they use
 # the report views and the daemon's server and configuration from the inside, header by header.
 set(CENALLOC_OUTSIDE_LIBS_tools fmt::fmt CLI11::CLI11)
-set(CENALLOC_OUTSIDE_PRIVATE_tools report/report.h report/session_choice.h report/untrusted_text.h service/config.h
-                                   service/server.h)
+set(CENALLOC_OUTSIDE_PRIVATE_tools report/host_dmabufs.h report/report.h report/session_choice.h
+                                   report/untrusted_text.h service/config.h service/server.h)

@@ -15,6 +15,7 @@
 #include <cenalloc/session.h>
 #include <cenalloc/unique_fd.h>
 
+#include "service/operations.h"
 #include "service/protocol.h"
 
 namespace cenalloc::test {
