@@ -137,6 +137,12 @@ public:
     /// bufinfo of every live buffer (cenallocd: every buffer on the machine
     /// the caller may see).
     virtual Result<std::vector<BufferInfo>> bufinfo() = 0;
+    /// The bufinfo entry of the buffer @p buffer names, as bufinfo() would
+    /// show it (what `cenalloc bufinfo` prints for one buffer), whoever
+    /// allocated it: the fd is the capability, as for import(); nothing is
+    /// claimed. Errors: EBADF for a closed fd, and for an fd that is not one
+    /// of this allocator's buffers ("not a cenalloc buffer").
+    virtual Result<BufferInfo> describe(BorrowedFd buffer) = 0;
     /// Statistics; @p resetWatermark resets every heap's high-water mark first.
     virtual Result<AllocatorStats> stats(bool resetWatermark = false) = 0;
     virtual Result<Explanation> explain(std::span<const std::string> devices, uint64_t size,
