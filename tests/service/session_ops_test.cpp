@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Tests of Session's describe, in-process and through cenallocd.
+// Tests of Session's describe and RAII handles, in-process and through cenallocd.
 #include <cenalloc/session.h>
 
 #include <cerrno>
@@ -156,6 +156,95 @@ TEST_P(SessionOps, DescribeLeavesNoFdBehindOnEitherSide) {
         EXPECT_FALSE(session_->describe(*foreign));
     }
     EXPECT_EQ(test::openFdCount(), before);
+}
+
+TEST_P(SessionOps, AttachmentAndMappingHandlesUndoThemselvesWhenDestroyed) {
+    auto fd = session_->allocate("system", 64 * 1024);
+    ASSERT_TRUE(fd);
+    const test::Baseline baseline = test::baselineOf(*session_);
+    {
+        auto attachment = session_->attachHandle(*fd, "gpu");
+        ASSERT_TRUE(attachment) << attachment.error().toString();
+        EXPECT_TRUE(attachment->valid());
+        auto mapping = attachment->map(DmaDirection::Bidirectional);
+        ASSERT_TRUE(mapping) << mapping.error().toString();
+        EXPECT_FALSE(mapping->segments().empty());
+        EXPECT_EQ(mapping->direction(), DmaDirection::Bidirectional);
+        const BufferInfo inUse = describe(fd->get());
+        EXPECT_EQ(inUse.attachedDevices.size(), 1u);
+        EXPECT_EQ(inUse.mappings.size(), 1u);
+        EXPECT_NE(test::baselineOf(*session_), baseline) << "the gpu's IOMMU domain has a mapping in use";
+        // The mapping goes first (declared last), then the attachment.
+    }
+    const BufferInfo after = describe(fd->get());
+    EXPECT_TRUE(after.attachedDevices.empty());
+    EXPECT_TRUE(after.mappings.empty());
+    EXPECT_EQ(test::baselineOf(*session_), baseline);
+    auto stats = session_->stats();
+    ASSERT_TRUE(stats);
+    EXPECT_TRUE(stats->lifetimeBugs.empty());
+}
+
+TEST_P(SessionOps, AnExplicitDetachReportsWhatTheDestructorCannot) {
+    auto fd = session_->allocate("system", 64 * 1024);
+    ASSERT_TRUE(fd);
+    auto attachment = session_->attachHandle(*fd, "gpu");
+    ASSERT_TRUE(attachment);
+    auto mapping = attachment->map(DmaDirection::ToDevice);
+    ASSERT_TRUE(mapping);
+    EXPECT_EQ(attachment->detach().error().code(), EBUSY) << "it still has a mapping";
+    EXPECT_TRUE(attachment->valid()) << "a detach that failed leaves the handle holding the attachment";
+    EXPECT_TRUE(mapping->unmap());
+    EXPECT_FALSE(mapping->valid());
+    EXPECT_TRUE(mapping->unmap()) << "unmapping an empty handle does nothing";
+    EXPECT_TRUE(attachment->detach());
+    EXPECT_FALSE(attachment->valid());
+    EXPECT_TRUE(describe(fd->get()).attachedDevices.empty());
+}
+
+TEST_P(SessionOps, HandlesMoveAndReleaseGivesBackTheRawId) {
+    auto fd = session_->allocate("system", 64 * 1024);
+    ASSERT_TRUE(fd);
+    auto made = session_->attachHandle(*fd, "gpu");
+    ASSERT_TRUE(made);
+    Session::Attachment moved = std::move(*made);
+    EXPECT_FALSE(made->valid());
+    EXPECT_TRUE(moved.valid());
+    Session::Attachment assigned;
+    assigned = std::move(moved);
+    EXPECT_FALSE(moved.valid());
+    const uint64_t id = assigned.id();
+    auto mapping = assigned.map(DmaDirection::ToDevice);
+    ASSERT_TRUE(mapping);
+    const SessionMapping raw = mapping->release();
+    EXPECT_FALSE(mapping->valid());
+    EXPECT_EQ(assigned.release(), id);
+    EXPECT_FALSE(assigned.valid());
+    // Released: still there, the caller's to undo by id.
+    EXPECT_EQ(describe(fd->get()).mappings.size(), 1u);
+    EXPECT_TRUE(session_->unmap(raw.id));
+    EXPECT_TRUE(session_->detach(id));
+    EXPECT_TRUE(describe(fd->get()).attachedDevices.empty());
+}
+
+TEST_P(SessionOps, ACpuAccessGuardEndsItsBracketEvenAfterTheCallerClosedItsFd) {
+    auto fd = session_->allocate("system", 4096);
+    ASSERT_TRUE(fd);
+    UniqueFd keep(::fcntl(fd->get(), F_DUPFD_CLOEXEC, 0)); // to look at the buffer with
+    EXPECT_EQ(session_->beginCpuAccessGuard(*fd, 0).error().code(), EINVAL);
+    EXPECT_EQ(session_->beginCpuAccessGuard(BorrowedFd(-1), kSyncRead).error().code(), EBADF);
+    {
+        auto guard = session_->beginCpuAccessGuard(*fd, kSyncReadWrite);
+        ASSERT_TRUE(guard) << guard.error().toString();
+        fd->reset();
+        EXPECT_EQ(describe(keep.get()).cpuAccessDepth, 1u);
+        Session::CpuAccessGuard moved = std::move(*guard);
+        EXPECT_FALSE(guard->valid());
+        EXPECT_EQ(describe(keep.get()).cpuAccessDepth, 1u) << "moving a guard ends nothing";
+    }
+    EXPECT_EQ(describe(keep.get()).cpuAccessDepth, 0u);
+    // The bracket is gone for the session too: ending it again finds none.
+    EXPECT_EQ(session_->endCpuAccess(keep, kSyncReadWrite).error().code(), EINVAL);
 }
 
 INSTANTIATE_TEST_SUITE_P(LocalAndDaemon, SessionOps, ::testing::Values(false, true),
