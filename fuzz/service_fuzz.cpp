@@ -113,6 +113,7 @@ void checkReply(const Reply& reply) {
         case wire::Op::Bufinfo: ok = bool(wire::decode<std::vector<BufferInfo>>(r)); break;
         case wire::Op::Platform: ok = bool(wire::decode<wire::PlatformBody>(r)); break;
         case wire::Op::Map: ok = bool(wire::decode<SessionMapping>(r)); break;
+        case wire::Op::Describe: ok = bool(wire::decode<BufferInfo>(r)); break;
         case wire::Op::Allocate:
         case wire::Op::Create: ok = reply.fd.valid() && bool(r.get<wire::BufferReply>()); break;
         default: break;
@@ -201,7 +202,7 @@ struct Sequence {
         static const uint32_t kFdFlags[] = {O_CLOEXEC | O_RDWR, O_CLOEXEC | O_RDONLY, O_RDWR, O_CLOEXEC | O_WRONLY,
                                             O_NONBLOCK};
         const int which = in.ConsumeBool() ? 1 : 0;
-        switch (in.ConsumeIntegralInRange<int>(0, 17)) {
+        switch (in.ConsumeIntegralInRange<int>(0, 18)) {
         case 0: {
             wire::AllocateRequest r{};
             r.length = in.ConsumeBool() ? in.ConsumeIntegralInRange<uint64_t>(0, 4 * 1024 * 1024)
@@ -290,6 +291,7 @@ struct Sequence {
             break;
         }
         case 16: send(which, wire::Op::ListHeaps); break;
+        case 17: send(which, wire::Op::Describe, pickFd()); break;
         default: {
             // Any bytes at all, now and then, in the middle of a conversation.
             std::string bytes = in.ConsumeRandomLengthString(256);

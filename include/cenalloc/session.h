@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -80,6 +81,10 @@ struct AllocatorStats {
 /// Thread safety: all methods may be called concurrently.
 class Session {
 public:
+    class Attachment;
+    class Mapping;
+    class CpuAccessGuard;
+
     virtual ~Session() = default;
 
     /// An in-process session over its own Context for @p platform.
@@ -119,6 +124,10 @@ public:
 
     /// Attach @p device; the id names the attachment in detach() and map().
     virtual Result<uint64_t> attach(BorrowedFd buffer, std::string_view device) = 0;
+    /// attach() as a handle that detaches when it is destroyed (Context's
+    /// Attachment, for a session); Attachment::map() gives mappings that
+    /// unmap themselves.
+    Result<Attachment> attachHandle(BorrowedFd buffer, std::string_view device);
     virtual Result<void> detach(uint64_t attachment) = 0;
     virtual Result<SessionMapping> map(uint64_t attachment, DmaDirection direction) = 0;
     virtual Result<void> unmap(uint64_t mapping) = 0;
@@ -129,6 +138,12 @@ public:
     /// The same with flags not checked yet (EINVAL as SyncFlags::make says).
     Result<void> beginCpuAccess(BorrowedFd buffer, uint32_t flags);
     Result<void> endCpuAccess(BorrowedFd buffer, uint32_t flags);
+    /// beginCpuAccess() as a guard that ends the bracket when it is
+    /// destroyed (Context's CpuAccessGuard, for a session). The guard keeps
+    /// a duplicate of @p buffer (O_CLOEXEC) to end it through, so the caller
+    /// may close its own; it keeps the buffer alive while it lives. Errors:
+    /// EINVAL for the flags, EBADF for the fd, those of beginCpuAccess().
+    Result<CpuAccessGuard> beginCpuAccessGuard(BorrowedFd buffer, uint32_t flags);
     /// DMA_BUF_SET_NAME.
     virtual Result<void> setName(BorrowedFd buffer, const BufferName& name) = 0;
     /// The same with a name not checked yet (EINVAL over kBufferNameMax bytes).
@@ -137,10 +152,105 @@ public:
     /// bufinfo of every live buffer (cenallocd: every buffer on the machine
     /// the caller may see).
     virtual Result<std::vector<BufferInfo>> bufinfo() = 0;
+    /// The bufinfo entry of the buffer @p buffer names, as bufinfo() would
+    /// show it (what `cenalloc bufinfo` prints for one buffer), whoever
+    /// allocated it: the fd is the capability, as for import(); nothing is
+    /// claimed. Errors: EBADF for a closed fd, and for an fd that is not one
+    /// of this allocator's buffers ("not a cenalloc buffer").
+    virtual Result<BufferInfo> describe(BorrowedFd buffer) = 0;
     /// Statistics; @p resetWatermark resets every heap's high-water mark first.
     virtual Result<AllocatorStats> stats(bool resetWatermark = false) = 0;
     virtual Result<Explanation> explain(std::span<const std::string> devices, uint64_t size,
                                         CpuAccess cpuAccess = CpuAccess::Rare) = 0;
+};
+
+/// An attachment of a session that detaches when destroyed.
+///
+/// Ownership: move-only; it borrows its session, which must outlive it, and
+/// its mappings must go before it does (a detach with mappings is EBUSY, and
+/// the destructor cannot report it: the attachment then lives until the
+/// session closes). The destructor ignores errors; detach() reports them.
+class Session::Attachment {
+public:
+    Attachment() = default;
+    /// Take over attachment @p id of @p session (what attach() returned).
+    Attachment(Session& session, uint64_t id) : session_(&session), id_(id) {}
+    Attachment(Attachment&& other) noexcept;
+    Attachment& operator=(Attachment&& other) noexcept;
+    ~Attachment();
+
+    bool valid() const { return session_ != nullptr; }
+    /// The id detach() and map() take.
+    uint64_t id() const { return id_; }
+    /// Map the attachment for @p direction: a mapping that unmaps when it
+    /// is destroyed. Errors: those of Session::map().
+    Result<Mapping> map(DmaDirection direction) const;
+    /// Detach now; the handle is empty afterwards (on failure it still
+    /// holds the attachment: EBUSY while it has mappings). A no-op on an
+    /// empty handle.
+    Result<void> detach();
+    /// The id, no longer this handle's to detach.
+    [[nodiscard]] uint64_t release();
+
+private:
+    Session* session_ = nullptr;
+    uint64_t id_ = 0;
+};
+
+/// A mapping of a session's attachment that unmaps when destroyed.
+///
+/// Ownership: move-only; it borrows its session, which must outlive it. The
+/// destructor ignores errors; unmap() reports them.
+class Session::Mapping {
+public:
+    Mapping() = default;
+    /// Take over @p mapping of @p session (what map() returned).
+    Mapping(Session& session, SessionMapping mapping) : session_(&session), mapping_(std::move(mapping)) {}
+    Mapping(Mapping&& other) noexcept;
+    Mapping& operator=(Mapping&& other) noexcept;
+    ~Mapping();
+
+    bool valid() const { return session_ != nullptr; }
+    uint64_t id() const { return mapping_.id; }
+    DmaDirection direction() const { return mapping_.direction; }
+    /// The device addresses.
+    const SgTable& segments() const { return mapping_.segments; }
+    /// Unmap now; the handle is empty afterwards (on failure it still holds
+    /// the mapping). A no-op on an empty handle.
+    Result<void> unmap();
+    /// The mapping, no longer this handle's to unmap.
+    [[nodiscard]] SessionMapping release();
+
+private:
+    Session* session_ = nullptr;
+    SessionMapping mapping_;
+};
+
+/// A CPU access bracket of a session that ends when destroyed.
+///
+/// Ownership: move-only; it borrows its session, which must outlive it, and
+/// owns an fd of the buffer (so the buffer lives while it does). The
+/// destructor ignores errors; end() reports them.
+class Session::CpuAccessGuard {
+public:
+    CpuAccessGuard() = default;
+    /// Take over the bracket begun on @p buffer (an fd the guard keeps) with
+    /// @p flags.
+    CpuAccessGuard(Session& session, UniqueFd buffer, SyncFlags flags)
+        : session_(&session), buffer_(std::move(buffer)), flags_(flags) {}
+    CpuAccessGuard(CpuAccessGuard&& other) noexcept;
+    CpuAccessGuard& operator=(CpuAccessGuard&& other) noexcept;
+    ~CpuAccessGuard();
+
+    bool valid() const { return session_ != nullptr; }
+    /// End the bracket now; the guard is empty afterwards (on failure it
+    /// still holds the bracket). A no-op on an empty guard.
+    Result<void> end();
+
+private:
+    Session* session_ = nullptr;
+    UniqueFd buffer_;
+    std::optional<SyncFlags> flags_;
 };
 
 } // namespace cenalloc

@@ -48,6 +48,7 @@ template <size_t N> void copyName(char (&out)[N], const std::string& name) {
 static_assert(offsetof(cenalloc_heap_info, total_allocations) == CENALLOC_HEAP_INFO_SIZE_VER0);
 static_assert(sizeof(cenalloc_heap_info) == CENALLOC_HEAP_INFO_SIZE_VER1);
 static_assert(sizeof(cenalloc_explanation) == CENALLOC_EXPLANATION_SIZE_VER0);
+static_assert(sizeof(cenalloc_buffer_info) == CENALLOC_BUFFER_INFO_SIZE_VER0);
 
 /// A struct the caller sized (its leading struct_size) and the library
 /// fills, under the kernel's rule for extensible structs
@@ -319,6 +320,38 @@ int cenalloc_set_name(cenalloc_session* session, int buffer_fd, const char* name
     return guarded([&] {
         auto r = session->session->setName(cenalloc::BorrowedFd(buffer_fd), name);
         return r ? succeed() : failWith(r.error());
+    });
+}
+
+int cenalloc_describe(cenalloc_session* session, int buffer_fd, cenalloc_buffer_info* out) {
+    if (!session || !out)
+        return failWith(EINVAL, "session or out is NULL");
+    SizedOut sized(out, CENALLOC_BUFFER_INFO_SIZE_VER0);
+    if (int refused = sized.check())
+        return refused;
+    return guarded([&] {
+        auto b = session->session->describe(cenalloc::BorrowedFd(buffer_fd));
+        if (!b)
+            return failWith(b.error());
+        cenalloc_buffer_info info{};
+        info.flags =
+            (b->hasStorage ? CENALLOC_BUFFER_HAS_STORAGE : 0) | (b->inHostKernel ? CENALLOC_BUFFER_IN_HOST_KERNEL : 0);
+        info.id = b->id;
+        info.size = b->size;
+        info.inode = b->inode;
+        info.references = b->references;
+        info.cache_maintenance_ops = b->cacheMaintenanceOps;
+        info.sync_violations = b->syncViolations;
+        info.fd_flags = b->fdFlags;
+        info.cpu_access_depth = b->cpuAccessDepth;
+        info.chunk_count = static_cast<uint32_t>(b->chunks.size());
+        info.device_count = static_cast<uint32_t>(b->attachedDevices.size());
+        info.mapping_count = static_cast<uint32_t>(b->mappings.size());
+        copyName(info.exporter, b->exporter);
+        copyName(info.name, b->name);
+        copyName(info.heap, b->heap);
+        sized.fill(info);
+        return succeed();
     });
 }
 

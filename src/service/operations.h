@@ -3,6 +3,7 @@
 // runs them.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <fcntl.h>
@@ -45,6 +46,7 @@ enum class Op : uint16_t {
     Bufinfo = 14,
     Stats = 15,
     Platform = 16,
+    Describe = 17,
 };
 
 inline MessageHeader makeHeader(Op op, uint32_t payloadSize, uint16_t fdCount, uint32_t sequence) {
@@ -407,9 +409,23 @@ struct Platform : NoPayload {
     static Result<Value> finish(Decoded body, UniqueFd, const Args&) { return body; }
 };
 
+/// One buffer's bufinfo entry, by an fd of it.
+struct Describe : NoPayload, Same<BufferInfo> {
+    static constexpr wire::Op kOp = wire::Op::Describe;
+    static constexpr const char* kName = "describe";
+    static constexpr bool kTakesFd = true;
+    static Result<Answer<Reply>> serve(ServiceClient& c, const Args&, BorrowedFd fd) {
+        std::shared_ptr<Buffer> buffer = CENALLOC_TRY(c.service().lookup(c.id(), fd));
+        BufferInfo info = buffer->info();
+        // Not counting the reference held here, as bufinfo does not count its own.
+        info.references = std::max(0L, info.references - 1);
+        return Answer<Reply>{std::move(info), {}};
+    }
+};
+
 /// Every operation, in opcode order.
 using All = std::tuple<Handshake, ListHeaps, Allocate, Create, Import, Release, Attach, Detach, Map, Unmap,
-                       BeginCpuAccess, EndCpuAccess, SetName, Bufinfo, Stats, Platform>;
+                       BeginCpuAccess, EndCpuAccess, SetName, Bufinfo, Stats, Platform, Describe>;
 
 /// What the Session method of op @p O returns.
 template <typename O> using ResultOf = Result<typename O::Value>;
@@ -480,6 +496,7 @@ public:
         return call<ops::SetName>(name, buffer);
     }
     Result<std::vector<BufferInfo>> bufinfo() override { return call<ops::Bufinfo>({}); }
+    Result<BufferInfo> describe(BorrowedFd buffer) override { return call<ops::Describe>({}, buffer); }
     Result<AllocatorStats> stats(bool resetWatermark) override { return call<ops::Stats>(resetWatermark); }
     Result<Explanation> explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) override {
         return backend_.explain(devices, size, cpuAccess);

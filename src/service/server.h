@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Server: cenallocd's socket, its connections (served by a few epoll workers), logging and socket activation.
+// Server: cenallocd's socket and its connections, served by a few epoll workers (server.cpp, server_workers.cpp,
+// send_queue.cpp).
 #pragma once
 
 #include <chrono>
@@ -20,34 +21,16 @@
 
 #include "service/config.h"
 #include "service/fd_closer.h"
+#include "service/log_level.h"
 #include "service/poll_window.h"
 #include "service/service.h"
+#include "service/systemd.h"
 
 struct epoll_event;
 
 namespace cenalloc {
 
 struct Reply;
-
-enum class LogLevel { Error = 0, Warning = 1, Info = 2, Debug = 3 };
-/// "error", "warning", "info", "debug".
-const char* logLevelName(LogLevel level);
-/// The inverse. Errors: EINVAL naming the accepted words.
-Result<LogLevel> parseLogLevel(std::string_view text);
-/// Where the server's log lines go (the tool decides: stderr, the journal).
-using LogSink = std::function<void(LogLevel level, const std::string& message)>;
-
-/// The listening socket systemd passed (LISTEN_PID/LISTEN_FDS, as
-/// sd_listen_fds(3) reads them; the variables are removed), or an invalid
-/// fd when the process was not socket-activated. Errors: EINVAL when more
-/// than one socket was passed or it is not a listening SOCK_SEQPACKET Unix
-/// socket.
-Result<UniqueFd> listenFdFromSystemd();
-
-/// sd_notify(3) without libsystemd: send @p state ("READY=1",
-/// "STOPPING=1") to $NOTIFY_SOCKET (a path, or "@name" for an abstract
-/// socket) when it is set; nothing otherwise. Errors: errno of socket/sendto.
-Result<void> notifySystemd(std::string_view state);
 
 struct ServerOptions {
     /// Where to listen (Session::defaultSocketPath() when empty); ignored
@@ -137,6 +120,12 @@ private:
         // Its connections with a non-empty outbox (the worker's own).
         std::vector<Connection*> waiting;
     };
+
+    // Fds that are not buffers a uid may have sent and the closer not closed
+    // yet (a close that blocks: FdCloser) before its clients are cut off.
+    static constexpr size_t kMaxUnclosedFdsPerUid = 64;
+    /// ServiceConfig::workers, or one per CPU up to a few.
+    static size_t workerCountFor(const ServiceConfig& config);
 
     Server() = default;
     void log(LogLevel level, const std::string& message) const;

@@ -170,6 +170,22 @@ int main(void) {
     size_t count = 0;
     CHECK(cenalloc_map(s, attachment, CENALLOC_DMA_TO_DEVICE, entries, 4, &count, &mapping) == 0);
     CHECK(count >= 1);
+
+    /* describe: the buffer's bufinfo entry, by its fd. */
+    cenalloc_buffer_info info = {.struct_size = sizeof info};
+    CHECK(cenalloc_describe(s, fd, &info) == 0);
+    CHECK(info.struct_size == sizeof info);
+    CHECK(info.size == 65536 && strcmp(info.name, "c-frame") == 0 && strcmp(info.heap, "system") == 0);
+    CHECK((info.flags & CENALLOC_BUFFER_HAS_STORAGE) != 0 && (info.flags & CENALLOC_BUFFER_IN_HOST_KERNEL) == 0);
+    CHECK(info.device_count == 1 && info.mapping_count == 1 && info.chunk_count >= 1);
+    CHECK(info.id != 0 && info.inode != 0 && strlen(info.exporter) > 0);
+    int foreign = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    CHECK(cenalloc_describe(s, foreign, &info) == -EBADF);
+    close(foreign);
+    CHECK(cenalloc_describe(s, foreign, &info) == -EBADF); /* closed now */
+    info.struct_size = 0;
+    CHECK(cenalloc_describe(s, fd, &info) == -EINVAL);
+    info.struct_size = sizeof info;
     uint64_t total = 0;
     for (size_t i = 0; i < count && i < 4; ++i)
         total += entries[i].length;

@@ -161,6 +161,7 @@ TEST(Stress, SixteenThreadsShareOneLocalSession) {
         Result<void> endCpuAccess(BorrowedFd b, SyncFlags f) override { return s_.endCpuAccess(b, f); }
         Result<void> setName(BorrowedFd b, const BufferName& n) override { return s_.setName(b, n); }
         Result<std::vector<BufferInfo>> bufinfo() override { return s_.bufinfo(); }
+        Result<BufferInfo> describe(BorrowedFd b) override { return s_.describe(b); }
         Result<AllocatorStats> stats(bool r) override { return s_.stats(r); }
         Result<Explanation> explain(std::span<const std::string> d, uint64_t s, CpuAccess c) override {
             return s_.explain(d, s, c);

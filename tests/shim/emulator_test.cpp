@@ -335,6 +335,10 @@ public:
         return inner_->setName(buffer, name);
     }
     Result<std::vector<BufferInfo>> bufinfo() override { return inner_->bufinfo(); }
+    Result<BufferInfo> describe(BorrowedFd buffer) override {
+        ++fdCalls;
+        return inner_->describe(buffer);
+    }
     Result<AllocatorStats> stats(bool resetWatermark) override { return inner_->stats(resetWatermark); }
     Result<Explanation> explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) override {
         return inner_->explain(devices, size, cpuAccess);
@@ -699,6 +703,7 @@ public:
     }
     Result<void> setName(BorrowedFd buffer, const BufferName& name) override { return inner_->setName(buffer, name); }
     Result<std::vector<BufferInfo>> bufinfo() override { return inner_->bufinfo(); }
+    Result<BufferInfo> describe(BorrowedFd buffer) override { return inner_->describe(buffer); }
     Result<AllocatorStats> stats(bool resetWatermark) override { return inner_->stats(resetWatermark); }
     Result<Explanation> explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) override {
         return inner_->explain(devices, size, cpuAccess);

@@ -109,6 +109,37 @@ typedef struct {
 } cenalloc_explanation;
 #define CENALLOC_EXPLANATION_SIZE_VER0 136
 
+/** Longest buffer name cenalloc_buffer_info carries, with its NUL (DMA_BUF_NAME_LEN). */
+#define CENALLOC_BUFFER_NAME_MAX 32
+
+/** cenalloc_buffer_info.flags. */
+enum {
+    CENALLOC_BUFFER_HAS_STORAGE = 0x1,    /**< its memory exists (a deferred buffer gets it at first use) */
+    CENALLOC_BUFFER_IN_HOST_KERNEL = 0x2, /**< a host kernel heap's dma-buf */
+};
+
+/** One buffer as `cenalloc bufinfo` lists it (cenalloc_describe()). */
+typedef struct {
+    uint32_t struct_size; /**< set by the caller (see "Structs that grow") */
+    uint32_t flags;       /**< CENALLOC_BUFFER_* */
+    uint64_t id;
+    uint64_t size;
+    uint64_t inode;
+    int64_t references; /**< holders of the buffer object in its allocator (handles, mappings) */
+    uint64_t cache_maintenance_ops;
+    uint64_t sync_violations;
+    uint32_t fd_flags;
+    uint32_t cpu_access_depth; /**< CPU access brackets open */
+    uint32_t chunk_count;
+    uint32_t device_count; /**< devices attached */
+    uint32_t mapping_count;
+    uint32_t reserved; /**< 0 */
+    char exporter[CENALLOC_NAME_MAX];
+    char name[CENALLOC_BUFFER_NAME_MAX];
+    char heap[CENALLOC_NAME_MAX]; /**< "" while a deferred buffer has no storage */
+} cenalloc_buffer_info;
+#define CENALLOC_BUFFER_INFO_SIZE_VER0 240
+
 /** The message of the calling thread's last failure, or "". */
 const char* cenalloc_last_error(void);
 
@@ -175,6 +206,14 @@ int cenalloc_end_cpu_access(cenalloc_session* session, int buffer_fd, uint32_t f
 
 /** DMA_BUF_SET_NAME: at most 31 bytes, else -EINVAL. */
 int cenalloc_set_name(cenalloc_session* session, int buffer_fd, const char* name);
+
+/**
+ * The bufinfo entry of the buffer @p buffer_fd names, whoever allocated it
+ * (the fd is the capability; nothing is claimed). -EBADF for a closed fd
+ * and for an fd that is not a cenalloc buffer; -EINVAL or -E2BIG for
+ * out->struct_size.
+ */
+int cenalloc_describe(cenalloc_session* session, int buffer_fd, cenalloc_buffer_info* out);
 
 /**
  * Which heap serves @p count devices sharing @p size bytes, and who

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+// Server's send queues: a reply a client does not take waits, fds and all, until it does or times out.
+#include "service/server.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <sys/epoll.h>
+
+#include <fmt/format.h>
+
+#include "service/dispatch.h"
+#include "service/socket_io.h"
+
+namespace cenalloc {
+
+bool Server::sendOrQueue(Connection& c, Reply reply) {
+    size_t sent = 0;
+    auto ok = sendReply(c.socket, reply, &sent);
+    // reply.fd closes on return unless queued: the client has its copy,
+    // the daemon keeps none.
+    if (ok)
+        return true;
+    if (ok.error().code() != EAGAIN) {
+        log(LogLevel::Debug, fmt::format("client {}: dropping: {}", c.clientId, ok.error().toString()));
+        return false;
+    }
+    // The client is not taking its replies: keep the rest, read nothing
+    // more from it until it has them, and give it sendTimeoutMs.
+    auto datagrams = replyDatagrams(reply);
+    for (size_t i = sent; i < datagrams.size(); ++i)
+        c.outbox.push_back({std::move(datagrams[i]), i == 0 ? std::move(reply.fd) : UniqueFd()});
+    c.sendDeadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.sendTimeoutMs);
+    c.worker->waiting.push_back(&c);
+    epoll_event ev{};
+    ev.events = EPOLLOUT;
+    ev.data.ptr = &c;
+    return ::epoll_ctl(c.worker->epoll.get(), EPOLL_CTL_MOD, c.socket.get(), &ev) == 0;
+}
+
+bool Server::flush(Connection& c) {
+    while (!c.outbox.empty()) {
+        Outgoing& next = c.outbox.front();
+        int fd = next.fd.get();
+        auto ok =
+            sendDatagram(c.socket, next.bytes, next.fd.valid() ? std::span<const int>(&fd, 1) : std::span<const int>());
+        if (!ok) {
+            if (ok.error().code() == EAGAIN)
+                return true; // EPOLLOUT again later
+            log(LogLevel::Debug, fmt::format("client {}: dropping: {}", c.clientId, ok.error().toString()));
+            return false;
+        }
+        c.outbox.pop_front();
+        // It is taking them: slowly is not never.
+        c.sendDeadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.sendTimeoutMs);
+    }
+    std::erase(c.worker->waiting, &c);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &c;
+    return ::epoll_ctl(c.worker->epoll.get(), EPOLL_CTL_MOD, c.socket.get(), &ev) == 0;
+}
+
+void Server::expireSends(Worker& w) {
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<Connection*> late;
+    for (Connection* c : w.waiting)
+        if (c->sendDeadline <= now)
+            late.push_back(c);
+    for (Connection* c : late) {
+        log(LogLevel::Debug,
+            fmt::format("client {}: dropping: it took no reply for {} ms", c->clientId, options_.sendTimeoutMs));
+        drop(*c);
+    }
+}
+
+} // namespace cenalloc
