@@ -3,11 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <fcntl.h>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <sys/mman.h>
 #include <vector>
 
 #include <cenalloc/heap.h>
@@ -238,7 +240,7 @@ public:
         uint64_t size = 0; ///< page-aligned, non-zero (validated by the caller)
         /// O_CLOEXEC | O_ACCMODE; a read-only buffer (O_RDONLY) is sealed
         /// against every future write (F_SEAL_FUTURE_WRITE).
-        uint32_t fdFlags = 02000002; // O_CLOEXEC | O_RDWR
+        uint32_t fdFlags = kDefaultFdFlags;
         std::string name;
         std::unique_ptr<BufferOps> ops;
         Storage storage; ///< empty for deferred buffers
@@ -266,7 +268,7 @@ public:
     /// A new fd for the same buffer (to send to another process).
     /// @p flags: O_CLOEXEC or 0. Errors: EINVAL for other flags, EBADF after
     /// surrenderFd(), errno of fcntl.
-    Result<UniqueFd> dupFd(int flags = 0x80000 /* O_CLOEXEC */) const;
+    Result<UniqueFd> dupFd(int flags = O_CLOEXEC) const;
     /// Give the fd away, keeping no fd of the buffer in this object: the
     /// service hands the fd to its client so that only the kernel counts who
     /// still holds the buffer (the last close or munmap anywhere frees it).
@@ -303,7 +305,7 @@ public:
     Result<Attachment> attach(const DmaDevice& device);
 
     /// Map the bytes for the CPU. Counts as CPU access for deferred storage.
-    Result<BufferMapping> mmap(int prot = 0x3 /* PROT_READ | PROT_WRITE */);
+    Result<BufferMapping> mmap(int prot = PROT_READ | PROT_WRITE);
 
     /// DMA_BUF_IOCTL_SYNC START. @p flags: kSyncRead/kSyncWrite, at least one,
     /// no other bits (EINVAL). For a host kernel dma-buf the kernel does the

@@ -86,8 +86,7 @@ public:
     /// The memory is zero-filled. As in the kernel, O_ACCMODE bits are
     /// accepted but do not restrict the buffer (dma-heap buffers are always
     /// read-write); O_CLOEXEC is what dupFd() applies by default.
-    Result<std::shared_ptr<Buffer>> allocate(std::string_view heap, uint64_t length,
-                                             uint32_t fdFlags = 02000002 /* O_CLOEXEC | O_RDWR */,
+    Result<std::shared_ptr<Buffer>> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags = kDefaultFdFlags,
                                              uint64_t heapFlags = 0);
 
     /// A deferred buffer (the cenalloc exporter): an fd now, storage at the

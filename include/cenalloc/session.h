@@ -96,7 +96,7 @@ public:
     virtual Result<std::vector<HeapInfo>> heaps() = 0;
     /// DMA_HEAP_IOCTL_ALLOC: same validation as Context::allocate.
     /// Returns the buffer's fd (with O_CLOEXEC when @p fdFlags has it).
-    virtual Result<UniqueFd> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags = 02000002,
+    virtual Result<UniqueFd> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags = kDefaultFdFlags,
                                       uint64_t heapFlags = 0) = 0;
     /// A deferred buffer (Context::create).
     virtual Result<UniqueFd> create(uint64_t size, std::string_view name = {},

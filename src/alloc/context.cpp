@@ -156,7 +156,7 @@ Result<std::shared_ptr<Buffer>> Context::create(uint64_t size, std::string_view 
         return Error(EINVAL, fmt::format("size {} overflows when rounded up to a page", size));
     Buffer::Params params;
     params.size = *aligned;
-    params.fdFlags = 02000002; // O_CLOEXEC | O_RDWR
+    params.fdFlags = kDefaultFdFlags;
     params.name = std::string(name);
     std::vector<const HeapProperties*> heaps;
     heaps.reserve(state_->heapProperties.size());

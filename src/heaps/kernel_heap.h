@@ -62,8 +62,7 @@ public:
     /// length, fd flags beyond O_CLOEXEC|O_ACCMODE, heap flags the heap does
     /// not define) before the kernel sees it; then the kernel's errors
     /// (ENOMEM, EMFILE, ...).
-    Result<UniqueFd> allocateDmaBuf(uint64_t length, uint32_t fdFlags = 02000002 /* O_CLOEXEC | O_RDWR */,
-                                    uint64_t heapFlags = 0) const;
+    Result<UniqueFd> allocateDmaBuf(uint64_t length, uint32_t fdFlags = kDefaultFdFlags, uint64_t heapFlags = 0) const;
 
     /// Unknown: the kernel does not say (0).
     uint64_t freeBytes() const override { return 0; }
