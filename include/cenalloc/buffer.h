@@ -46,14 +46,6 @@ enum SyncFlags : uint32_t {
     kSyncReadWrite = 3,
 };
 
-/// One DMA segment as the device sees it: a device (bus or IOVA) address.
-struct SgEntry {
-    uint64_t dmaAddress = 0;
-    uint64_t length = 0;
-    bool operator==(const SgEntry&) const = default;
-};
-using SgTable = std::vector<SgEntry>;
-
 /// The exporter ops of a buffer (the dma_buf_ops of cenalloc).
 ///
 /// Every op is called with the buffer's lock held, so an op sees a stable
