@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Buffers (the dma-buf), their exporter ops, attachments, device mappings and CPU access.
+// Buffers (the dma-buf), their attachments, device mappings and CPU access.
 #pragma once
 
 #include <cstdint>
@@ -22,11 +22,13 @@ struct stat;
 namespace cenalloc {
 
 class Buffer;
+class BufferOps;
 class BufferRegistry;
 class DmaDevice;
 class IommuDomain;
 struct AttachmentState;
-struct IovaMapping;
+struct BufferAccess;
+struct BufferParams;
 
 /// DMA_BUF_NAME_LEN: names are at most 31 bytes plus the terminator.
 inline constexpr size_t kBufferNameMax = 31;
@@ -44,46 +46,6 @@ enum SyncFlags : uint32_t {
     kSyncRead = 1,
     kSyncWrite = 2,
     kSyncReadWrite = 3,
-};
-
-/// The exporter ops of a buffer (the dma_buf_ops of cenalloc).
-///
-/// Every op is called with the buffer's lock held, so an op sees a stable
-/// attachment list and storage; an op must not call the buffer's public
-/// methods (they lock), only the *Locked() accessors meant for exporters.
-///  - attach (mandatory): accept or refuse @p device joining the buffer's
-///    users. Refusal leaves the buffer unchanged. EBUSY when storage exists
-///    and cannot serve the device; EINVAL when the device set would become
-///    unsatisfiable.
-///  - detach (optional): the device has left; the attachment list no longer
-///    contains it.
-///  - ensureStorage (mandatory): make storage exist (first map or first CPU
-///    access of a deferred buffer). A no-op for buffers born with storage.
-///    ENOMEM on exhaustion with nothing allocated.
-///  - release (optional): the last reference is gone; storage is freed by
-///    the buffer right after.
-///  - beginCpuAccess / endCpuAccess (optional): the CPU starts or stops
-///    touching the bytes (DMA_BUF_IOCTL_SYNC START/END with @p flags, already
-///    validated); the exporter does the cache maintenance its storage needs.
-///    Storage exists when they run. A failed begin opens no bracket.
-///  - describe (optional): a line for bufinfo about the exporter's state.
-class BufferOps {
-public:
-    virtual ~BufferOps() = default;
-    virtual const char* name() const = 0;
-    virtual Result<void> attach(Buffer& buffer, const DmaDevice& device) = 0;
-    virtual void detach(Buffer& buffer, const DmaDevice& device) { (void)buffer, (void)device; }
-    virtual Result<void> ensureStorage(Buffer& buffer) = 0;
-    virtual void release(Buffer& buffer) { (void)buffer; }
-    virtual Result<void> beginCpuAccess(Buffer& buffer, uint32_t flags) {
-        (void)buffer, (void)flags;
-        return {};
-    }
-    virtual void endCpuAccess(Buffer& buffer, uint32_t flags) { (void)buffer, (void)flags; }
-    virtual std::string describe(const Buffer& buffer) const {
-        (void)buffer;
-        return {};
-    }
 };
 
 /// One device mapping as bufinfo shows it.
@@ -227,24 +189,12 @@ private:
 /// mapping or CPU-access guard lives.
 /// Thread safety: all public methods may be called concurrently.
 class Buffer : public std::enable_shared_from_this<Buffer> {
-public:
-    struct Params {
-        uint64_t size = 0; ///< page-aligned, non-zero (validated by the caller)
-        /// O_CLOEXEC | O_ACCMODE; a read-only buffer (O_RDONLY) is sealed
-        /// against every future write (F_SEAL_FUTURE_WRITE).
-        uint32_t fdFlags = kDefaultFdFlags;
-        std::string name;
-        std::unique_ptr<BufferOps> ops;
-        Storage storage; ///< empty for deferred buffers
-        std::shared_ptr<BufferRegistry> registry;
-    };
-    /// Create the buffer and its fd: the storage's real dma-buf when it has
-    /// one (Storage::inHostKernel), else a new sealed memfd. Errors: those of
-    /// createSealedMemfd, EINVAL for a name over kBufferNameMax bytes.
-    static Result<std::shared_ptr<Buffer>> create(Params params);
-    /// For create() only, through make_shared: PassKey is defined in buffer.cpp alone.
     struct PassKey;
-    Buffer(PassKey, Params params, UniqueFd fd);
+
+public:
+    /// Buffers are made by Context::allocate() and Context::create(). The key
+    /// is cenalloc's own (BufferAccess::create): this is for make_shared only.
+    Buffer(PassKey, BufferParams params, UniqueFd fd);
     ~Buffer();
     Buffer(const Buffer&) = delete;
     Buffer& operator=(const Buffer&) = delete;
@@ -252,7 +202,8 @@ public:
     uint64_t id() const { return id_; }
     uint64_t size() const { return size_; }
     uint32_t fdFlags() const { return fdFlags_; }
-    const char* exporterName() const { return ops_->name(); }
+    /// The exporter: the heap's name, or "cenalloc" for a deferred buffer.
+    const char* exporterName() const;
     /// The fd holding the bytes (a memfd, or a host kernel dma-buf); valid
     /// while the buffer lives, unless surrenderFd() gave it away (then
     /// invalid).
@@ -306,19 +257,13 @@ public:
 
     BufferInfo info() const;
 
-    // --- for exporters (BufferOps), called with the buffer's lock held ---
-    /// Devices attached now, in attach order.
-    std::vector<const DmaDevice*> attachedDevicesLocked() const;
-    bool hasStorageLocked() const { return !storage_.empty(); }
-    const Storage& storageLocked() const { return storage_; }
-    void setStorageLocked(Storage storage) { storage_ = std::move(storage); }
-    BufferOps& opsLocked() { return *ops_; }
-
 private:
+    friend struct BufferAccess; // core/buffer_internal.h: creation and the exporter's accessors
     friend class Attachment;
     friend class CpuAccessGuard;
     friend struct AttachmentState;
     friend class DmaDevice;
+    static void teardownLocked(Attachment::Mapping::Record& record);
     void detachLocked(AttachmentState& state);
     Result<Attachment::Mapping> mapAttachment(const std::shared_ptr<AttachmentState>& state, DmaDirection direction);
     void endCpuAccess(uint32_t flags);

@@ -54,9 +54,10 @@ public:
     const std::string& name() const { return desc_.name; }
     const Device& description() const { return desc_; }
     const DmaConstraints& constraints() const { return desc_.constraints; }
-    /// The IOMMU domain the device's DMA goes through, or nullptr.
+    /// The IOMMU domain the device's DMA goes through, or nullptr (an
+    /// opaque handle here: devices with the same domain share IOVA space
+    /// and cached mappings).
     IommuDomain* domain() const { return domain_.get(); }
-    const std::shared_ptr<IommuDomain>& sharedDomain() const { return domain_; }
 
     /// The device writes @p data to memory at @p dmaAddress (one burst: the
     /// range must lie inside one segment of a mapping that allows device
@@ -72,13 +73,15 @@ public:
     /// Mappings the device holds now.
     size_t activeMappingCount() const;
 
-    // --- for the core's mapping code ---
+private:
+    // The mapping code (Buffer) tells the device what it may reach.
+    friend class Buffer;
     struct ActiveSegment;
+    const std::shared_ptr<IommuDomain>& sharedDomain() const { return domain_; }
     void addMapping(uint64_t mappingId, std::weak_ptr<Buffer> buffer, DmaDirection direction, const SgTable& segments,
                     std::vector<PhysChunk> chunks) const;
     void removeMapping(uint64_t mappingId) const;
 
-private:
     Result<void> transfer(uint64_t dmaAddress, std::byte* data, uint64_t length, bool write) const;
     Error fault(DmaFaultKind kind, uint64_t address, uint64_t length, bool write, std::string message) const;
 

@@ -11,6 +11,7 @@
 
 #include "alloc/allocator_state.h"
 #include "alloc/deferred_exporter.h"
+#include "core/buffer_internal.h"
 #include "core/heap_exporter.h"
 #include "core/registry.h"
 #include "heaps/heap_request.h"
@@ -134,13 +135,13 @@ Result<std::shared_ptr<Buffer>> Context::allocate(std::string_view heapName, uin
     auto storage = heap->allocate(*aligned);
     if (!storage)
         return storage.error().withContext(fmt::format("allocating {} from heap '{}'", formatSize(*aligned), heapName));
-    Buffer::Params params;
+    BufferParams params;
     params.size = *aligned;
     params.fdFlags = fdFlags;
     params.ops = makeHeapExporter(*heap);
     params.storage = std::move(*storage);
     params.registry = registry_;
-    return Buffer::create(std::move(params));
+    return BufferAccess::create(std::move(params));
 }
 
 Result<std::shared_ptr<Buffer>> Context::create(uint64_t size, std::string_view name, CpuAccess cpuAccess) {
@@ -154,7 +155,7 @@ Result<std::shared_ptr<Buffer>> Context::create(uint64_t size, std::string_view 
     auto aligned = alignUpChecked(size, kPageSize);
     if (!aligned)
         return Error(EINVAL, fmt::format("size {} overflows when rounded up to a page", size));
-    Buffer::Params params;
+    BufferParams params;
     params.size = *aligned;
     params.fdFlags = kDefaultFdFlags;
     params.name = std::string(name);
@@ -165,7 +166,7 @@ Result<std::shared_ptr<Buffer>> Context::create(uint64_t size, std::string_view 
             heaps.push_back(&p);
     params.ops = makeDeferredExporter(state_, *aligned, cpuAccess, std::move(heaps));
     params.registry = registry_;
-    return Buffer::create(std::move(params));
+    return BufferAccess::create(std::move(params));
 }
 
 Result<Explanation> Context::explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) const {

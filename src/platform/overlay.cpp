@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 // Board overlays: YAML facts a device tree lacks (RAM, cma=, driver limits), with "<source>:<line>: ..." errors.
-#include <cenalloc/file.h>
 #include <cenalloc/platform_sources.h>
 
 #include <algorithm>
@@ -19,6 +18,7 @@
 #include <cenalloc/unique_fd.h>
 #include <cenalloc/units.h>
 
+#include "base/file.h"
 #include "platform/overlay_apply.h"
 
 namespace cenalloc {

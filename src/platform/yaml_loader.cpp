@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 // The YAML platform loader: schema checks with "<source>:<line>: <problem>" errors.
-#include <cenalloc/file.h>
 #include <cenalloc/platform.h>
 
 #include <algorithm>
@@ -21,6 +20,8 @@
 
 #include <cenalloc/unique_fd.h>
 #include <cenalloc/units.h>
+
+#include "base/file.h"
 
 namespace cenalloc {
 

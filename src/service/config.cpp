@@ -14,9 +14,10 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
-#include <cenalloc/file.h>
 #include <cenalloc/unique_fd.h>
 #include <cenalloc/units.h>
+
+#include "base/file.h"
 
 namespace cenalloc {
 
