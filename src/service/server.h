@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include <cenalloc/daemon.h>
 #include <cenalloc/platform.h>
 #include <cenalloc/result.h>
 #include <cenalloc/unique_fd.h>
@@ -29,25 +30,12 @@ namespace cenalloc {
 
 struct Reply;
 
-enum class LogLevel { Error = 0, Warning = 1, Info = 2, Debug = 3 };
-/// "error", "warning", "info", "debug".
-const char* logLevelName(LogLevel level);
-/// The inverse. Errors: EINVAL naming the accepted words.
-Result<LogLevel> parseLogLevel(std::string_view text);
-/// Where the server's log lines go (the tool decides: stderr, the journal).
-using LogSink = std::function<void(LogLevel level, const std::string& message)>;
-
 /// The listening socket systemd passed (LISTEN_PID/LISTEN_FDS, as
 /// sd_listen_fds(3) reads them; the variables are removed), or an invalid
 /// fd when the process was not socket-activated. Errors: EINVAL when more
 /// than one socket was passed or it is not a listening SOCK_SEQPACKET Unix
 /// socket.
 Result<UniqueFd> listenFdFromSystemd();
-
-/// sd_notify(3) without libsystemd: send @p state ("READY=1",
-/// "STOPPING=1") to $NOTIFY_SOCKET (a path, or "@name" for an abstract
-/// socket) when it is set; nothing otherwise. Errors: errno of socket/sendto.
-Result<void> notifySystemd(std::string_view state);
 
 struct ServerOptions {
     /// Where to listen (Session::defaultSocketPath() when empty); ignored
