@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <vector>
 
+#include <cenalloc/export.h>
 #include <cenalloc/heap.h>
 #include <cenalloc/result.h>
 #include <cenalloc/storage_types.h>
@@ -39,7 +40,7 @@ enum class DmaDirection {
     ToDevice = 1,   ///< the device reads memory
     FromDevice = 2, ///< the device writes memory
 };
-const char* dmaDirectionName(DmaDirection direction);
+CENALLOC_EXPORT const char* dmaDirectionName(DmaDirection direction);
 
 /// CPU access directions, with the values of DMA_BUF_SYNC_READ/WRITE.
 enum SyncFlags : uint32_t {
@@ -85,7 +86,7 @@ struct BufferInfo {
 /// registry records the bug and the attachment becomes inert (ENODEV).
 ///
 /// Move-only. Thread safety: use one Attachment from one thread at a time.
-class Attachment {
+class CENALLOC_EXPORT Attachment {
 public:
     Attachment() = default;
     Attachment(Attachment&&) noexcept = default;
@@ -108,14 +109,14 @@ public:
 
 private:
     friend class Buffer;
-    Attachment(std::weak_ptr<Buffer> buffer, std::shared_ptr<AttachmentState> state);
+    CENALLOC_NO_EXPORT Attachment(std::weak_ptr<Buffer> buffer, std::shared_ptr<AttachmentState> state);
     std::weak_ptr<Buffer> buffer_;
     std::shared_ptr<AttachmentState> state_;
 };
 
 /// A mapped sg table (dma_buf_map_attachment's result). Unmaps exactly what
 /// was mapped on destruction. Move-only.
-class Attachment::Mapping {
+class CENALLOC_EXPORT Attachment::Mapping {
 public:
     Mapping() = default;
     Mapping(Mapping&&) noexcept = default;
@@ -142,7 +143,7 @@ private:
 
 /// A CPU mapping of the buffer's memory (mmap of the dma-buf fd).
 /// Keeps the buffer alive. Move-only.
-class BufferMapping {
+class CENALLOC_EXPORT BufferMapping {
 public:
     BufferMapping() = default;
     BufferMapping(BufferMapping&& other) noexcept;
@@ -164,7 +165,7 @@ private:
 
 /// begin_cpu_access/end_cpu_access as an RAII bracket (like
 /// DMA_BUF_IOCTL_SYNC START/END). Keeps the buffer alive. Move-only.
-class CpuAccessGuard {
+class CENALLOC_EXPORT CpuAccessGuard {
 public:
     CpuAccessGuard() = default;
     CpuAccessGuard(CpuAccessGuard&& other) noexcept = default;
@@ -188,13 +189,13 @@ private:
 /// Ownership: shared (std::shared_ptr). It lives while any handle, CPU
 /// mapping or CPU-access guard lives.
 /// Thread safety: all public methods may be called concurrently.
-class Buffer : public std::enable_shared_from_this<Buffer> {
+class CENALLOC_EXPORT Buffer : public std::enable_shared_from_this<Buffer> {
     struct PassKey;
 
 public:
     /// Buffers are made by Context::allocate() and Context::create(). The key
     /// is cenalloc's own (BufferAccess::create): this is for make_shared only.
-    Buffer(PassKey, BufferParams params, UniqueFd fd);
+    CENALLOC_NO_EXPORT Buffer(PassKey, BufferParams params, UniqueFd fd);
     ~Buffer();
     Buffer(const Buffer&) = delete;
     Buffer& operator=(const Buffer&) = delete;
@@ -263,12 +264,14 @@ private:
     friend class CpuAccessGuard;
     friend struct AttachmentState;
     friend class DmaDevice;
-    static void teardownLocked(Attachment::Mapping::Record& record);
-    void detachLocked(AttachmentState& state);
-    Result<Attachment::Mapping> mapAttachment(const std::shared_ptr<AttachmentState>& state, DmaDirection direction);
-    void endCpuAccess(uint32_t flags);
-    bool anyNonCoherentLocked() const;
-    void noteDeviceAccess();
+    // The library's own: not exported (cenalloc/export.h).
+    CENALLOC_NO_EXPORT static void teardownLocked(Attachment::Mapping::Record& record);
+    CENALLOC_NO_EXPORT void detachLocked(AttachmentState& state);
+    CENALLOC_NO_EXPORT Result<Attachment::Mapping> mapAttachment(const std::shared_ptr<AttachmentState>& state,
+                                                                 DmaDirection direction);
+    CENALLOC_NO_EXPORT void endCpuAccess(uint32_t flags);
+    CENALLOC_NO_EXPORT bool anyNonCoherentLocked() const;
+    CENALLOC_NO_EXPORT void noteDeviceAccess();
 
     const uint64_t id_;
     const uint64_t size_;

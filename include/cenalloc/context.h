@@ -13,6 +13,7 @@
 #include <cenalloc/buffer.h>
 #include <cenalloc/device.h>
 #include <cenalloc/explain.h>
+#include <cenalloc/export.h>
 #include <cenalloc/heap.h>
 #include <cenalloc/iommu.h>
 #include <cenalloc/platform.h>
@@ -42,7 +43,7 @@ struct ContextOptions {
 /// Ownership: buffers may outlive the context (their storage keeps its heap
 /// alive); devices and attachments may not.
 /// Thread safety: all methods may be called concurrently.
-class Context {
+class CENALLOC_EXPORT Context {
 public:
     /// A context for @p platform (which must pass validatePlatform()), with
     /// the host kernel's heaps when @p options ask for them and the host has

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <cenalloc/buffer.h>
+#include <cenalloc/export.h>
 #include <cenalloc/platform.h>
 #include <cenalloc/result.h>
 
@@ -24,7 +25,7 @@ enum class DmaFaultKind {
     WrongDirection, ///< e.g. a device write through a DMA_TO_DEVICE mapping
     Translation,    ///< the IOMMU has no page for the address
 };
-const char* dmaFaultKindName(DmaFaultKind kind);
+CENALLOC_EXPORT const char* dmaFaultKindName(DmaFaultKind kind);
 
 /// A fault report, like an IOMMU or bus fault: who, where, what.
 struct DmaFault {
@@ -44,8 +45,12 @@ struct DmaFault {
 ///
 /// Ownership: owned by the Context; attachments borrow it (it must outlive
 /// them). Thread safety: all methods may be called concurrently.
-class DmaDevice {
+class CENALLOC_EXPORT DmaDevice {
 public:
+    /// The device @p description describes, its DMA going through @p domain
+    /// (null: direct, physical addresses). A Context makes the devices of
+    /// its platform; IommuDomain is the library's own, so a program can make
+    /// only direct devices itself.
     DmaDevice(Device description, std::shared_ptr<IommuDomain> domain);
     ~DmaDevice();
     DmaDevice(const DmaDevice&) = delete;
@@ -78,12 +83,13 @@ private:
     friend class Buffer;
     struct ActiveSegment;
     const std::shared_ptr<IommuDomain>& sharedDomain() const { return domain_; }
-    void addMapping(uint64_t mappingId, std::weak_ptr<Buffer> buffer, DmaDirection direction, const SgTable& segments,
-                    std::vector<PhysChunk> chunks) const;
-    void removeMapping(uint64_t mappingId) const;
-
-    Result<void> transfer(uint64_t dmaAddress, std::byte* data, uint64_t length, bool write) const;
-    Error fault(DmaFaultKind kind, uint64_t address, uint64_t length, bool write, std::string message) const;
+    // The library's own: not exported (cenalloc/export.h).
+    CENALLOC_NO_EXPORT void addMapping(uint64_t mappingId, std::weak_ptr<Buffer> buffer, DmaDirection direction,
+                                       const SgTable& segments, std::vector<PhysChunk> chunks) const;
+    CENALLOC_NO_EXPORT void removeMapping(uint64_t mappingId) const;
+    CENALLOC_NO_EXPORT Result<void> transfer(uint64_t dmaAddress, std::byte* data, uint64_t length, bool write) const;
+    CENALLOC_NO_EXPORT Error fault(DmaFaultKind kind, uint64_t address, uint64_t length, bool write,
+                                   std::string message) const;
 
     Device desc_;
     std::shared_ptr<IommuDomain> domain_;

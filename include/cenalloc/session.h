@@ -11,6 +11,7 @@
 
 #include <cenalloc/buffer.h>
 #include <cenalloc/explain.h>
+#include <cenalloc/export.h>
 #include <cenalloc/heap.h>
 #include <cenalloc/iommu.h>
 #include <cenalloc/platform.h>
@@ -76,7 +77,7 @@ struct AllocatorStats {
 ///
 /// Errors: every failure is an errno and a message, as in-process.
 /// Thread safety: all methods may be called concurrently.
-class Session {
+class CENALLOC_EXPORT Session {
 public:
     virtual ~Session() = default;
 
