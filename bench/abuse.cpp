@@ -29,7 +29,7 @@
 #include <cenalloc/session.h>
 #include <cenalloc/units.h>
 
-#include "service/protocol.h"
+#include "service/operations.h"
 #include "service/socket_io.h"
 
 namespace {

@@ -21,7 +21,7 @@
 
 #include "service/config.h"
 #include "service/dispatch.h"
-#include "service/protocol.h"
+#include "service/operations.h"
 #include "service/service.h"
 
 namespace {
@@ -63,12 +63,12 @@ struct Harness {
         if (!owner)
             die("owner");
         for (const char* heap : {"system", "linux,cma"}) {
-            auto b = (*owner)->allocate(heap, 64 * 1024, O_CLOEXEC | O_RDWR, 0);
+            auto b = service->allocate((*owner)->id(), *AllocRequest::make(heap, 64 * 1024, O_CLOEXEC | O_RDWR, 0));
             if (!b)
                 die("buffer");
             buffers.push_back(std::move(b->fd));
         }
-        auto d = (*owner)->create(128 * 1024, "deferred", CpuAccess::Rare);
+        auto d = service->create((*owner)->id(), *CreateRequest::make(128 * 1024, "deferred", CpuAccess::Rare));
         if (!d)
             die("deferred");
         buffers.push_back(std::move(d->fd));
@@ -108,11 +108,11 @@ void checkReply(const Reply& reply) {
         // Whatever the daemon encodes, the client library must decode.
         bool ok = true;
         switch (static_cast<wire::Op>(h.opcode)) {
-        case wire::Op::ListHeaps: ok = bool(wire::decodeHeaps(r)); break;
-        case wire::Op::Stats: ok = bool(wire::decodeStats(r)); break;
-        case wire::Op::Bufinfo: ok = bool(wire::decodeBufinfo(r)); break;
-        case wire::Op::Platform: ok = bool(wire::decodePlatform(r)); break;
-        case wire::Op::Map: ok = bool(wire::decodeMapping(r)); break;
+        case wire::Op::ListHeaps: ok = bool(wire::decode<std::vector<HeapInfo>>(r)); break;
+        case wire::Op::Stats: ok = bool(wire::decode<AllocatorStats>(r)); break;
+        case wire::Op::Bufinfo: ok = bool(wire::decode<std::vector<BufferInfo>>(r)); break;
+        case wire::Op::Platform: ok = bool(wire::decode<wire::PlatformBody>(r)); break;
+        case wire::Op::Map: ok = bool(wire::decode<SessionMapping>(r)); break;
         case wire::Op::Allocate:
         case wire::Op::Create: ok = reply.fd.valid() && bool(r.get<wire::BufferReply>()); break;
         default: break;

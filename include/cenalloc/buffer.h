@@ -14,6 +14,7 @@
 
 #include <cenalloc/export.h>
 #include <cenalloc/heap.h>
+#include <cenalloc/request.h>
 #include <cenalloc/result.h>
 #include <cenalloc/storage_types.h>
 #include <cenalloc/unique_fd.h>
@@ -31,9 +32,6 @@ struct AttachmentState;
 struct BufferAccess;
 struct BufferParams;
 
-/// DMA_BUF_NAME_LEN: names are at most 31 bytes plus the terminator.
-inline constexpr size_t kBufferNameMax = 31;
-
 /// Direction of a device mapping, as Linux's enum dma_data_direction.
 enum class DmaDirection {
     Bidirectional = 0,
@@ -41,13 +39,6 @@ enum class DmaDirection {
     FromDevice = 2, ///< the device writes memory
 };
 CENALLOC_EXPORT const char* dmaDirectionName(DmaDirection direction);
-
-/// CPU access directions, with the values of DMA_BUF_SYNC_READ/WRITE.
-enum SyncFlags : uint32_t {
-    kSyncRead = 1,
-    kSyncWrite = 2,
-    kSyncReadWrite = 3,
-};
 
 /// One device mapping as bufinfo shows it.
 struct MappingInfo {
@@ -230,9 +221,12 @@ public:
     bool fdSurrendered() const;
 
     std::string name() const;
-    /// DMA_BUF_SET_NAME: at most kBufferNameMax bytes, else EINVAL. A host
+    /// DMA_BUF_SET_NAME (the name checked by BufferName::make). A host
     /// kernel dma-buf is named in the kernel too (its fdinfo shows the name)
     /// while this object holds its fd; the kernel's errors are returned.
+    Result<void> setName(const BufferName& name);
+    /// The same for a name not checked yet: EINVAL for one over
+    /// kBufferNameMax bytes.
     Result<void> setName(std::string_view name);
 
     bool hasStorage() const;
@@ -255,6 +249,8 @@ public:
     /// no other bits (EINVAL). For a host kernel dma-buf the kernel does the
     /// cache maintenance (its SYNC ioctl, while this object holds the fd).
     Result<CpuAccessGuard> beginCpuAccess(uint32_t flags);
+    /// The same with flags checked already (SyncFlags::make).
+    Result<CpuAccessGuard> beginCpuAccess(SyncFlags flags);
 
     BufferInfo info() const;
 

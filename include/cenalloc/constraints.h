@@ -2,6 +2,7 @@
 // The constraint algebra: merging devices' DMA limits into one immutable ConstraintSet.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -98,7 +99,9 @@ CENALLOC_EXPORT const ConstraintRule* unsatisfiableRule(const DmaConstraints& c)
 /// streaming and the coherent mask, as Linux's dma_capable() compares
 /// against the mask, not bitwise. A shared buffer must satisfy both: the
 /// exporter may allocate it coherently, importers map it for streaming DMA.
-CENALLOC_EXPORT uint64_t addressLimit(const DmaConstraints& c);
+inline uint64_t addressLimit(const DmaConstraints& c) {
+    return std::min(c.dmaMask, c.coherentDmaMask);
+}
 
 /// "32-bit mask" for masks of the form 2^n-1, "address limit 0x..." otherwise.
 CENALLOC_EXPORT std::string describeMask(uint64_t mask);
@@ -109,8 +112,9 @@ CENALLOC_EXPORT std::string describeMask(uint64_t mask);
 /// one domain share that range through the mapping cache).
 struct CENALLOC_EXPORT IovaSpace {
     /// Name of the domain: the IOMMU's name, with ":group" for a device in
-    /// an IOMMU group of its own (iommuDomainName()).
-    std::string iommu;
+    /// an IOMMU group of its own (iommuDomainName()); interned (internName()),
+    /// like DeviceMapping::domain, so sets copy and compare it for free.
+    std::string_view iommu;
     /// The IOMMU's page size: the IOVA granule.
     uint64_t pageSize = 4096;
     /// The IOMMU's aperture, inclusive at both ends.
@@ -123,11 +127,16 @@ struct CENALLOC_EXPORT IovaSpace {
     DmaConstraints limits;
 
     /// The part of the aperture the devices' masks reach: [apertureBase, windowLast()].
-    uint64_t windowLast() const;
+    uint64_t windowLast() const { return std::min(apertureLast, addressLimit(limits)); }
     /// The masks reach no address of the aperture.
-    bool windowEmpty() const;
+    bool windowEmpty() const { return apertureBase > windowLast() || apertureBase > apertureLast; }
     /// Bytes in the window, saturated at UINT64_MAX; 0 when empty.
-    uint64_t windowSize() const;
+    uint64_t windowSize() const {
+        if (windowEmpty())
+            return 0;
+        const uint64_t span = windowLast() - apertureBase;
+        return span == UINT64_MAX ? UINT64_MAX : span + 1;
+    }
     bool operator==(const IovaSpace&) const = default;
 };
 

@@ -17,6 +17,7 @@
 #include <cenalloc/heap.h>
 #include <cenalloc/iommu.h>
 #include <cenalloc/platform.h>
+#include <cenalloc/request.h>
 #include <cenalloc/result.h>
 
 namespace cenalloc {
@@ -33,6 +34,33 @@ struct ContextOptions {
     bool kernelHeaps = true;
     /// Where the kernel's heaps are.
     std::string kernelHeapDir = "/dev/dma_heap";
+};
+
+/// A deferred buffer's request (Context::create): a non-zero size that
+/// does not overflow when page-aligned, a name (BufferName) and the caller's
+/// hint for cached vs uncached memory. Made once where input enters.
+class CENALLOC_EXPORT CreateRequest {
+public:
+    /// Errors: EINVAL for a zero or overflowing size.
+    static Result<CreateRequest> make(uint64_t size, BufferName name = {}, CpuAccess cpuAccess = CpuAccess::Rare);
+    /// The same with a name not checked yet: EINVAL for one over
+    /// kBufferNameMax bytes too (the size is checked first).
+    static Result<CreateRequest> make(uint64_t size, std::string_view name, CpuAccess cpuAccess = CpuAccess::Rare);
+
+    /// The size as asked.
+    uint64_t size() const { return size_; }
+    /// The size rounded up to a page: the buffer's size.
+    uint64_t alignedSize() const { return aligned_; }
+    const BufferName& name() const { return name_; }
+    CpuAccess cpuAccess() const { return cpuAccess_; }
+
+private:
+    CreateRequest(uint64_t size, uint64_t aligned, BufferName name, CpuAccess cpuAccess)
+        : size_(size), aligned_(aligned), name_(std::move(name)), cpuAccess_(cpuAccess) {}
+    uint64_t size_ = 0;
+    uint64_t aligned_ = 0;
+    BufferName name_;
+    CpuAccess cpuAccess_ = CpuAccess::Rare;
 };
 
 /// Everything cenalloc knows about one machine, in this process (the
@@ -89,6 +117,12 @@ public:
     /// read-write); O_CLOEXEC is what dupFd() applies by default.
     Result<std::shared_ptr<Buffer>> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags = kDefaultFdFlags,
                                              uint64_t heapFlags = 0);
+    /// The same for a request made already (AllocRequest::make): ENOENT for
+    /// an unknown heap, EINVAL for heap flags it does not define, ENOMEM.
+    Result<std::shared_ptr<Buffer>> allocate(const AllocRequest& request);
+    /// The heap @p request names, with the request's heap flags checked
+    /// against it: what allocate() allocates from. Errors: ENOENT, EINVAL.
+    Result<std::shared_ptr<Heap>> heapFor(const AllocRequest& request) const;
 
     /// A deferred buffer (the cenalloc exporter): an fd now, storage at the
     /// first map or CPU access, from the best heap for the devices attached
@@ -108,6 +142,9 @@ public:
     /// heaps). An empty filter allows every heap. Errors: as create().
     Result<std::shared_ptr<Buffer>> create(uint64_t size, std::string_view name, CpuAccess cpuAccess,
                                            const HeapFilter& allowHeap);
+    /// create() for a request made already (CreateRequest::make): nothing
+    /// left to refuse but the memory for its fd.
+    Result<std::shared_ptr<Buffer>> create(const CreateRequest& request, const HeapFilter& allowHeap = {});
 
     /// Why @p devices sharing a buffer of @p size can or cannot be served, by
     /// which heap, and which device should allocate. See cenalloc::explain.

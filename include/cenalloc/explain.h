@@ -76,7 +76,7 @@ private:
     Refusal refusal_ = Refusal::None;
     Subject subject_ = Subject::Device;
     std::array<uint64_t, 7> values_{}; // the numbers reason() quotes; meaning per refusal
-    std::string iommu_;                // IOVA refusals only
+    std::string_view iommu_;           // IOVA refusals only (interned)
     std::string_view device_;          // the device a per-device rule refused, when the set has several (interned)
 };
 

@@ -4,7 +4,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <fcntl.h>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -18,11 +17,6 @@
 #include <cenalloc/unique_fd.h>
 
 namespace cenalloc {
-
-/// The fd flags of a buffer whose allocator is not told otherwise:
-/// read-write and close-on-exec, what dma-heap users put in
-/// DMA_HEAP_IOCTL_ALLOC's fd_flags.
-inline constexpr uint32_t kDefaultFdFlags = O_RDWR | O_CLOEXEC;
 
 enum class HeapKind {
     System,   ///< pages from general memory, scattered

@@ -68,6 +68,14 @@ CENALLOC_EXPORT std::string reportStats(std::string_view source, const Allocator
 /// who allocates (`cenalloc explain`).
 CENALLOC_EXPORT std::string reportExplanation(const Explanation& explanation, const ReportOptions& options = {});
 
+/// Every dma-buf on the running host and the processes holding it, by fd or
+/// by mapping, read from /proc and /sys rather than asked of a session
+/// (`cenalloc bufinfo --host`): the buffers with their holders, per-process
+/// totals (with each process's proportional share) and per-exporter totals.
+/// Processes this caller may not inspect are named in a note, not guessed.
+/// Errors: only when /proc itself cannot be read.
+CENALLOC_EXPORT Result<std::string> reportHostDmaBufs(const ReportOptions& options = {});
+
 /// The bufinfo entry of the buffer @p fd names, as @p session sees it
 /// (found by the fd's inode). Errors: errno of fstat; those of
 /// Session::bufinfo(); ENOENT when the session does not list the buffer.

@@ -10,11 +10,13 @@
 #include <vector>
 
 #include <cenalloc/buffer.h>
+#include <cenalloc/context.h>
 #include <cenalloc/explain.h>
 #include <cenalloc/export.h>
 #include <cenalloc/heap.h>
 #include <cenalloc/iommu.h>
 #include <cenalloc/platform.h>
+#include <cenalloc/request.h>
 #include <cenalloc/result.h>
 #include <cenalloc/unique_fd.h>
 
@@ -95,13 +97,18 @@ public:
     virtual std::string describe() const = 0;
 
     virtual Result<std::vector<HeapInfo>> heaps() = 0;
-    /// DMA_HEAP_IOCTL_ALLOC: same validation as Context::allocate.
-    /// Returns the buffer's fd (with O_CLOEXEC when @p fdFlags has it).
-    virtual Result<UniqueFd> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags = kDefaultFdFlags,
-                                      uint64_t heapFlags = 0) = 0;
+    /// DMA_HEAP_IOCTL_ALLOC of a request made already (AllocRequest::make).
+    /// Returns the buffer's fd (with O_CLOEXEC when the request's fd flags
+    /// have it). Errors: as Context::allocate.
+    virtual Result<UniqueFd> allocate(const AllocRequest& request) = 0;
+    /// The same from the arguments of the ioctl (EINVAL as
+    /// AllocRequest::make says).
+    Result<UniqueFd> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags = kDefaultFdFlags,
+                              uint64_t heapFlags = 0);
     /// A deferred buffer (Context::create).
-    virtual Result<UniqueFd> create(uint64_t size, std::string_view name = {},
-                                    CpuAccess cpuAccess = CpuAccess::Rare) = 0;
+    virtual Result<UniqueFd> create(const CreateRequest& request) = 0;
+    /// The same from its arguments (EINVAL as CreateRequest::make says).
+    Result<UniqueFd> create(uint64_t size, std::string_view name = {}, CpuAccess cpuAccess = CpuAccess::Rare);
     /// Tell the allocator this session uses @p buffer, received from
     /// elsewhere (another process). Importing the same buffer through any
     /// fd yields the same id. Errors: EBADF when @p buffer is not one of
@@ -118,10 +125,15 @@ public:
     virtual Result<void> unmap(uint64_t mapping) = 0;
 
     /// DMA_BUF_IOCTL_SYNC START / END.
-    virtual Result<void> beginCpuAccess(BorrowedFd buffer, uint32_t flags) = 0;
-    virtual Result<void> endCpuAccess(BorrowedFd buffer, uint32_t flags) = 0;
+    virtual Result<void> beginCpuAccess(BorrowedFd buffer, SyncFlags flags) = 0;
+    virtual Result<void> endCpuAccess(BorrowedFd buffer, SyncFlags flags) = 0;
+    /// The same with flags not checked yet (EINVAL as SyncFlags::make says).
+    Result<void> beginCpuAccess(BorrowedFd buffer, uint32_t flags);
+    Result<void> endCpuAccess(BorrowedFd buffer, uint32_t flags);
     /// DMA_BUF_SET_NAME.
-    virtual Result<void> setName(BorrowedFd buffer, std::string_view name) = 0;
+    virtual Result<void> setName(BorrowedFd buffer, const BufferName& name) = 0;
+    /// The same with a name not checked yet (EINVAL over kBufferNameMax bytes).
+    Result<void> setName(BorrowedFd buffer, std::string_view name);
 
     /// bufinfo of every live buffer (cenallocd: every buffer on the machine
     /// the caller may see).

@@ -7,12 +7,16 @@
 #include <cerrno>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <tuple>
 #include <unordered_set>
+#include <utility>
 
 #include <fmt/format.h>
 
 #include <cenalloc/units.h>
+
+#include "base/try.h"
 
 namespace cenalloc {
 
@@ -173,7 +177,7 @@ DmaConstraints physicalContribution(const Device& device, const Iommu* iommu) {
 void mergeSpaces(std::vector<IovaSpace>& into, std::span<const IovaSpace> from) {
     for (const IovaSpace& s : from) {
         auto it = std::lower_bound(into.begin(), into.end(), s.iommu,
-                                   [](const IovaSpace& a, const std::string& name) { return a.iommu < name; });
+                                   [](const IovaSpace& a, std::string_view name) { return a.iommu < name; });
         if (it != into.end() && it->iommu == s.iommu)
             it->limits = mergePlacement(it->limits, s.limits);
         else
@@ -196,7 +200,54 @@ void mergeMappings(std::vector<DeviceMapping>& into, std::span<const DeviceMappi
     }
 }
 
+// What one device adds to a set: its placement, its mapping and, behind an
+// IOMMU, its domain's IOVA space.
+struct DeviceContribution {
+    DmaConstraints physical;
+    DeviceMapping mapping;
+    std::optional<IovaSpace> space;
+};
+
+Result<DeviceContribution> contributionOf(const Device& device, const Platform& platform) {
+    const Iommu* iommu = nullptr;
+    if (device.iommu) {
+        iommu = platform.findIommu(*device.iommu);
+        if (!iommu)
+            return Error(EINVAL, fmt::format("device '{}' sits behind iommu '{}', which platform '{}' does not have",
+                                             device.name, *device.iommu, platform.name));
+    }
+    const DmaConstraints& c = device.constraints;
+    DeviceContribution out{physicalContribution(device, iommu),
+                           DeviceMapping{internName(device.name), internName(iommuDomainName(device)), c.maxSegmentSize,
+                                         c.segmentBoundaryMask, c.maxSegmentCount},
+                           std::nullopt};
+    if (iommu) {
+        IovaSpace& space = out.space.emplace();
+        space.iommu = out.mapping.domain;
+        space.pageSize = iommu->pageSize;
+        space.apertureBase = iommu->apertureBase;
+        // validatePlatform() rules out a wrapping aperture; an empty one
+        // would make apertureLast wrap below apertureBase, which
+        // windowEmpty() treats as empty.
+        space.apertureLast = iommu->apertureBase + (iommu->apertureSize - 1);
+        space.limits = placementOf(device.constraints);
+        // An I/O virtual range is contiguous whatever the device asks.
+        space.limits.contiguous = false;
+    }
+    return out;
+}
+
 } // namespace
+
+// Apply @p f to every row in order, the table walked at compile time: each
+// row's functions are constants, so the calls are direct and inlined (the
+// attach check and explain merge placements for every device).
+template <typename F> void forEachRule(F&& f) {
+    [&]<size_t... I>(std::index_sequence<I...>) {
+        (f(kRules[I]), ...);
+    }
+    (std::make_index_sequence<kRules.size()>());
+}
 
 std::span<const ConstraintRule> constraintRules() {
     return kRules;
@@ -224,18 +275,20 @@ DmaConstraints mergeConstraints(const DmaConstraints& a, const DmaConstraints& b
 DmaConstraints placementOf(const DmaConstraints& c) {
     DmaConstraints out = c;
     out.contiguous = c.needsContiguous();
-    for (const ConstraintRule& r : kRules)
+    forEachRule([&](const ConstraintRule& r) {
         if (r.part == ConstraintPart::Mapping)
             r.relax(out);
+    });
     return out;
 }
 
 DmaConstraints mergePlacement(const DmaConstraints& a, const DmaConstraints& b) {
     DmaConstraints out = placementOf(a);
     const DmaConstraints other = placementOf(b);
-    for (const ConstraintRule& r : kRules)
+    forEachRule([&](const ConstraintRule& r) {
         if (r.part == ConstraintPart::Placement)
             r.combine(out, other);
+    });
     return out;
 }
 
@@ -246,10 +299,6 @@ const ConstraintRule* unsatisfiableRule(const DmaConstraints& c) {
     return nullptr;
 }
 
-uint64_t addressLimit(const DmaConstraints& c) {
-    return std::min(c.dmaMask, c.coherentDmaMask);
-}
-
 std::string describeMask(uint64_t mask) {
     if (mask == kNoLimit || isPowerOfTwo(mask + 1))
         return fmt::format("{}-bit mask", maskBits(mask));
@@ -258,64 +307,47 @@ std::string describeMask(uint64_t mask) {
     return fmt::format("address limit {:#x}", mask);
 }
 
-uint64_t IovaSpace::windowLast() const {
-    return std::min(apertureLast, addressLimit(limits));
-}
-
-bool IovaSpace::windowEmpty() const {
-    return apertureBase > windowLast() || apertureBase > apertureLast;
-}
-
-uint64_t IovaSpace::windowSize() const {
-    if (windowEmpty())
-        return 0;
-    const uint64_t span = windowLast() - apertureBase;
-    return span == UINT64_MAX ? UINT64_MAX : span + 1;
-}
-
 ConstraintSet::ConstraintSet() : physical_(unconstrained()) {}
 
 Result<ConstraintSet> ConstraintSet::forDevice(const Device& device, const Platform& platform) {
-    const Iommu* iommu = nullptr;
-    if (device.iommu) {
-        iommu = platform.findIommu(*device.iommu);
-        if (!iommu)
-            return Error(EINVAL, fmt::format("device '{}' sits behind iommu '{}', which platform '{}' does not have",
-                                             device.name, *device.iommu, platform.name));
-    }
+    Result<DeviceContribution> c = contributionOf(device, platform);
+    if (!c)
+        return c.error();
     ConstraintSet set;
-    set.physical_ = physicalContribution(device, iommu);
-    const DmaConstraints& c = device.constraints;
-    set.mappings_.push_back(DeviceMapping{internName(device.name), internName(iommuDomainName(device)),
-                                          c.maxSegmentSize, c.segmentBoundaryMask, c.maxSegmentCount});
-    if (iommu) {
-        IovaSpace space;
-        space.iommu = iommuDomainName(device);
-        space.pageSize = iommu->pageSize;
-        space.apertureBase = iommu->apertureBase;
-        // validatePlatform() rules out a wrapping aperture; an empty one
-        // would make apertureLast wrap below apertureBase, which
-        // windowEmpty() treats as empty.
-        space.apertureLast = iommu->apertureBase + (iommu->apertureSize - 1);
-        space.limits = placementOf(device.constraints);
-        // An I/O virtual range is contiguous whatever the device asks.
-        space.limits.contiguous = false;
-        set.iova_.push_back(std::move(space));
-    }
+    set.physical_ = c->physical;
+    set.mappings_.push_back(c->mapping);
+    if (c->space)
+        set.iova_.push_back(*c->space);
     return set;
 }
 
 Result<ConstraintSet> ConstraintSet::merge(const Device& device, const Platform& platform) const {
-    Result<ConstraintSet> one = forDevice(device, platform);
-    if (!one)
-        return one.error();
-    return merge(*one);
+    // The device's part is merged in place: no set of its own is built (the
+    // attach check runs this once per attach).
+    Result<DeviceContribution> c = contributionOf(device, platform);
+    if (!c)
+        return c.error();
+    ConstraintSet out;
+    out.physical_ = mergePlacement(physical_, c->physical);
+    out.iova_.reserve(iova_.size() + 1);
+    out.iova_.assign(iova_.begin(), iova_.end());
+    if (c->space)
+        mergeSpaces(out.iova_, std::span<const IovaSpace>(&*c->space, 1));
+    out.mappings_.reserve(mappings_.size() + 1);
+    out.mappings_.assign(mappings_.begin(), mappings_.end());
+    mergeMappings(out.mappings_, std::span<const DeviceMapping>(&c->mapping, 1));
+    return out;
 }
 
 ConstraintSet ConstraintSet::merge(const ConstraintSet& other) const {
-    ConstraintSet out = *this;
+    ConstraintSet out;
     out.physical_ = mergePlacement(physical_, other.physical_);
+    // Room for both, so the insertions below never reallocate.
+    out.iova_.reserve(iova_.size() + other.iova_.size());
+    out.iova_.assign(iova_.begin(), iova_.end());
     mergeSpaces(out.iova_, other.iova_);
+    out.mappings_.reserve(mappings_.size() + other.mappings_.size());
+    out.mappings_.assign(mappings_.begin(), mappings_.end());
     mergeMappings(out.mappings_, other.mappings_);
     return out;
 }
@@ -392,14 +424,43 @@ std::string describe(const ConstraintSet& set) {
     return out;
 }
 
+namespace {
+
+std::string_view internSlow(std::string_view name) {
+    // Node-based: an element never moves once inserted. Looked up by view
+    // first, so a name already interned costs no allocation.
+    struct Hash {
+        using is_transparent = void;
+        size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+    };
+    static std::mutex mutex;
+    static std::unordered_set<std::string, Hash, std::equal_to<>> names;
+    std::lock_guard lock(mutex);
+    if (auto it = names.find(name); it != names.end())
+        return *it;
+    return *names.emplace(name).first;
+}
+
+} // namespace
+
 std::string_view internName(std::string_view name) {
     if (name.empty())
         return {};
-    // Node-based: an element never moves once inserted.
-    static std::mutex mutex;
-    static std::unordered_set<std::string> names;
-    std::lock_guard lock(mutex);
-    return *names.emplace(name).first;
+    // A per-thread cache of recent lookups, keyed by where the caller's
+    // text lies and checked against the interned text (the caller's string
+    // may since hold another name): the attach check interns the joining
+    // device's names on every attach, and this spares it the lock and the
+    // hash.
+    struct Slot {
+        const char* key = nullptr;
+        std::string_view interned;
+    };
+    thread_local std::array<Slot, 64> recent{};
+    Slot& slot = recent[(reinterpret_cast<uintptr_t>(name.data()) >> 4) % recent.size()];
+    if (slot.key == name.data() && slot.interned == name)
+        return slot.interned;
+    slot = Slot{name.data(), internSlow(name)};
+    return slot.interned;
 }
 
 std::string describeMapping(const DeviceMapping& m) {

@@ -10,11 +10,12 @@
 #include <cenalloc/units.h>
 
 #include "alloc/allocator_state.h"
+#include "base/try.h"
 #include "alloc/deferred_exporter.h"
+#include "base/try.h"
 #include "core/buffer_internal.h"
 #include "core/heap_exporter.h"
 #include "core/registry.h"
-#include "heaps/heap_request.h"
 #include "heaps/kernel_heap.h"
 #include "heaps/platform_heaps.h"
 
@@ -26,21 +27,18 @@ Result<std::unique_ptr<Context>> Context::create(const Platform& platform, const
     auto state = std::make_shared<AllocatorState>();
     state->platform = platform;
     state->memory = std::make_shared<PhysicalMemory>(state->platform);
-    auto heaps = createPlatformHeaps(state->platform, state->memory);
-    if (!heaps)
-        return heaps.error();
+    std::vector<std::shared_ptr<Heap>> heaps = CENALLOC_TRY(createPlatformHeaps(state->platform, state->memory));
     std::vector<std::string> kernelHeapProblems;
     if (options.kernelHeaps) {
         auto kernel = openKernelHeaps(state->platform, &kernelHeapProblems, options.kernelHeapDir);
         if (kernel)
-            heaps->insert(heaps->end(), kernel->begin(), kernel->end());
+            heaps.insert(heaps.end(), kernel->begin(), kernel->end());
         else // an unreadable directory hides the kernel's heaps, not the model's
             kernelHeapProblems.push_back(kernel.error().message());
     }
-    for (auto& heap : *heaps) {
+    for (auto& heap : heaps) {
         state->heapProperties.push_back(heap->properties());
-        if (auto ok = state->heaps.add(std::move(heap)); !ok)
-            return ok.error();
+        CENALLOC_CHECK(state->heaps.add(std::move(heap)));
     }
     // One domain per IOMMU group, as Linux gives every iommu_group its own
     // default domain: the IOMMU's shared one (devices without a group, or
@@ -123,21 +121,46 @@ std::vector<IommuMappingInfo> Context::domainMappings(std::string_view iommu) co
     return {};
 }
 
+Result<CreateRequest> CreateRequest::make(uint64_t size, BufferName name, CpuAccess cpuAccess) {
+    if (size == 0)
+        return Error(EINVAL, "size is 0");
+    auto aligned = alignUpChecked(size, kPageSize);
+    if (!aligned)
+        return Error(EINVAL, fmt::format("size {} overflows when rounded up to a page", size));
+    return CreateRequest(size, *aligned, std::move(name), cpuAccess);
+}
+
+Result<CreateRequest> CreateRequest::make(uint64_t size, std::string_view name, CpuAccess cpuAccess) {
+    auto request = make(size, BufferName(), cpuAccess);
+    if (!request)
+        return request.error();
+    request->name_ = CENALLOC_TRY(BufferName::make(name));
+    return request;
+}
+
 Result<std::shared_ptr<Buffer>> Context::allocate(std::string_view heapName, uint64_t length, uint32_t fdFlags,
                                                   uint64_t heapFlags) {
-    std::shared_ptr<Heap> heap = state_->heaps.find(heapName);
+    return allocate(CENALLOC_TRY(AllocRequest::make(heapName, length, fdFlags, heapFlags)));
+}
+
+Result<std::shared_ptr<Heap>> Context::heapFor(const AllocRequest& request) const {
+    std::shared_ptr<Heap> heap = state_->heaps.find(request.heap());
     if (!heap)
-        return Error(ENOENT, fmt::format("no heap '{}'", heapName));
-    // The one place requests are validated; heaps never re-check.
-    auto aligned = validateHeapRequest(heap->properties(), length, fdFlags, heapFlags);
-    if (!aligned)
-        return aligned.error().withContext(fmt::format("allocating from heap '{}'", heapName));
-    auto storage = heap->allocate(*aligned);
+        return Error(ENOENT, fmt::format("no heap '{}'", request.heap()));
+    CENALLOC_CHECK(request.checkHeap(heap->properties()));
+    return heap;
+}
+
+Result<std::shared_ptr<Buffer>> Context::allocate(const AllocRequest& request) {
+    std::shared_ptr<Heap> heap = CENALLOC_TRY(heapFor(request));
+    const uint64_t aligned = request.alignedLength();
+    auto storage = heap->allocate(aligned);
     if (!storage)
-        return storage.error().withContext(fmt::format("allocating {} from heap '{}'", formatSize(*aligned), heapName));
+        return storage.error().withContext(
+            fmt::format("allocating {} from heap '{}'", formatSize(aligned), request.heap()));
     BufferParams params;
-    params.size = *aligned;
-    params.fdFlags = fdFlags;
+    params.size = aligned;
+    params.fdFlags = request.fdFlags();
     params.ops = makeHeapExporter(*heap);
     params.storage = std::move(*storage);
     params.registry = registry_;
@@ -145,26 +168,25 @@ Result<std::shared_ptr<Buffer>> Context::allocate(std::string_view heapName, uin
 }
 
 Result<std::shared_ptr<Buffer>> Context::create(uint64_t size, std::string_view name, CpuAccess cpuAccess) {
-    return create(size, name, cpuAccess, HeapFilter());
+    return create(CENALLOC_TRY(CreateRequest::make(size, name, cpuAccess)));
 }
 
 Result<std::shared_ptr<Buffer>> Context::create(uint64_t size, std::string_view name, CpuAccess cpuAccess,
                                                 const HeapFilter& allowHeap) {
-    if (size == 0)
-        return Error(EINVAL, "size is 0");
-    auto aligned = alignUpChecked(size, kPageSize);
-    if (!aligned)
-        return Error(EINVAL, fmt::format("size {} overflows when rounded up to a page", size));
+    return create(CENALLOC_TRY(CreateRequest::make(size, name, cpuAccess)), allowHeap);
+}
+
+Result<std::shared_ptr<Buffer>> Context::create(const CreateRequest& request, const HeapFilter& allowHeap) {
     BufferParams params;
-    params.size = *aligned;
+    params.size = request.alignedSize();
     params.fdFlags = kDefaultFdFlags;
-    params.name = std::string(name);
+    params.name = request.name();
     std::vector<const HeapProperties*> heaps;
     heaps.reserve(state_->heapProperties.size());
     for (const HeapProperties& p : state_->heapProperties)
         if (!allowHeap || allowHeap(p))
             heaps.push_back(&p);
-    params.ops = makeDeferredExporter(state_, *aligned, cpuAccess, std::move(heaps));
+    params.ops = makeDeferredExporter(state_, request.alignedSize(), request.cpuAccess(), std::move(heaps));
     params.registry = registry_;
     return BufferAccess::create(std::move(params));
 }

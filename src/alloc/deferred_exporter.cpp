@@ -11,6 +11,7 @@
 #include <cenalloc/device.h>
 #include <cenalloc/units.h>
 
+#include "base/try.h"
 #include "core/sg_build.h"
 
 namespace cenalloc {
@@ -37,10 +38,7 @@ public:
                 attached_ = std::move(*merged);
             return {};
         }
-        auto merged = checkAttach(attached_, device.description(), state_->platform, heaps_, size_);
-        if (!merged)
-            return merged.error();
-        attached_ = std::move(*merged);
+        attached_ = CENALLOC_TRY(checkAttach(attached_, device.description(), state_->platform, heaps_, size_));
         return {};
     }
 

@@ -12,6 +12,7 @@
 
 #include "alloc/match.h"
 #include "alloc/ranking.h"
+#include "base/try.h"
 
 namespace cenalloc {
 
@@ -65,34 +66,28 @@ template <typename Heaps> std::string refusals(const ConstraintSet& set, Heaps h
 
 template <typename Heaps>
 Result<const HeapProperties*> chooseImpl(const ConstraintSet& set, Heaps heaps, uint64_t size, CpuAccess cpuAccess) {
-    Result<uint64_t> length = bufferSize(size);
-    if (!length)
-        return length.error();
+    uint64_t length = CENALLOC_TRY(bufferSize(size));
     const RankingContext context = RankingContext::of(set, cpuAccess);
     const HeapProperties* best = nullptr;
     for (size_t i = 0; i < heaps.size(); ++i) {
         const HeapProperties& h = at(heaps, i);
-        if (matchHeap(h, set, *length).accepted() && (!best || ranksBefore(h, *best, context)))
+        if (matchHeap(h, set, length).accepted() && (!best || ranksBefore(h, *best, context)))
             best = &h;
     }
     if (!best)
-        return Error(EINVAL, "no heap serves the devices: " + refusals(set, heaps, *length));
+        return Error(EINVAL, "no heap serves the devices: " + refusals(set, heaps, length));
     return best;
 }
 
 template <typename Heaps>
 Result<ConstraintSet> checkAttachImpl(const ConstraintSet& attached, const Device& device, const Platform& platform,
                                       Heaps heaps, uint64_t size) {
-    Result<uint64_t> length = bufferSize(size);
-    if (!length)
-        return length.error();
-    Result<ConstraintSet> alone = ConstraintSet::forDevice(device, platform);
-    if (!alone)
-        return alone.error();
-    ConstraintSet merged = attached.merge(*alone);
+    uint64_t length = CENALLOC_TRY(bufferSize(size));
+    ConstraintSet merged = CENALLOC_TRY(attached.merge(device, platform));
     for (size_t i = 0; i < heaps.size(); ++i)
-        if (matchHeap(at(heaps, i), merged, *length).accepted())
+        if (matchHeap(at(heaps, i), merged, length).accepted())
             return merged;
+    ConstraintSet alone = CENALLOC_TRY(ConstraintSet::forDevice(device, platform));
 
     // The failure path only: say for each heap whether the new device, the
     // devices already there, or only their combination is the problem.
@@ -103,13 +98,13 @@ Result<ConstraintSet> checkAttachImpl(const ConstraintSet& attached, const Devic
         const HeapProperties& h = at(heaps, i);
         if (i > 0)
             message += "; ";
-        if (HeapVerdict v = matchHeap(h, *alone, *length, Subject::Device); !v.accepted())
+        if (HeapVerdict v = matchHeap(h, alone, length, Subject::Device); !v.accepted())
             message += fmt::format("heap '{}' refuses '{}': {}", h.name, device.name, v.reason());
-        else if (HeapVerdict w = matchHeap(h, attached, *length); !w.accepted())
+        else if (HeapVerdict w = matchHeap(h, attached, length); !w.accepted())
             message += fmt::format("heap '{}' refuses the devices already attached: {}", h.name, w.reason());
         else
             message += fmt::format("heap '{}' refuses '{}' together with the devices already attached: {}", h.name,
-                                   device.name, matchHeap(h, merged, *length).reason());
+                                   device.name, matchHeap(h, merged, length).reason());
     }
     return Error(EINVAL, message);
 }
@@ -204,14 +199,22 @@ struct Solver {
             e.allocatingReason = "no devices: cenalloc allocates";
             return;
         }
+        // Each device's own first choice, heap by heap (a heap's verdicts
+        // lie together in memory).
+        std::vector<RankingContext> contexts;
+        contexts.reserve(n);
+        for (const ConstraintSet& single : singles)
+            contexts.push_back(RankingContext::of(single, cpuAccess));
         std::vector<const HeapProperties*> own(n, nullptr);
+        for (size_t h = 0; h < heaps.size(); ++h) {
+            const std::vector<HeapVerdict>& verdicts = e.heaps[h].devices;
+            for (size_t d = 0; d < n; ++d)
+                if (verdicts[d].accepted() && (!own[d] || ranksBefore(heaps[h], *own[d], contexts[d])))
+                    own[d] = &heaps[h];
+        }
         std::optional<size_t> best;
         size_t qualifying = 0;
         for (size_t d = 0; d < n; ++d) {
-            const RankingContext context = RankingContext::of(singles[d], cpuAccess);
-            for (size_t h = 0; h < heaps.size(); ++h)
-                if (e.heaps[h].devices[d].accepted() && (!own[d] || ranksBefore(heaps[h], *own[d], context)))
-                    own[d] = &heaps[h];
             if (own[d] != chosen)
                 continue;
             ++qualifying;
@@ -323,18 +326,14 @@ struct Solver {
 
 Result<Explanation> explainDevices(const Platform& platform, std::span<const HeapProperties> heaps,
                                    std::span<const Device* const> devices, uint64_t size, CpuAccess cpuAccess) {
-    Result<uint64_t> length = bufferSize(size);
-    if (!length)
-        return length.error();
-    Solver s{platform, heaps, *length, cpuAccess, {}, {}};
+    uint64_t length = CENALLOC_TRY(bufferSize(size));
+    Solver s{platform, heaps, length, cpuAccess, {}, {}};
     s.names.reserve(devices.size());
     s.singles.reserve(devices.size());
     for (const Device* d : devices) {
-        Result<ConstraintSet> one = ConstraintSet::forDevice(*d, platform);
-        if (!one)
-            return one.error();
+        ConstraintSet one = CENALLOC_TRY(ConstraintSet::forDevice(*d, platform));
         s.names.push_back(d->name);
-        s.singles.push_back(std::move(*one));
+        s.singles.push_back(std::move(one));
     }
     if (s.names.size() > 1) {
         std::vector<std::string_view> sorted(s.names.begin(), s.names.end());

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -16,9 +17,9 @@ namespace {
 using Values = std::array<uint64_t, 7>;
 using U128 = unsigned __int128;
 
-uint64_t ceilDiv(U128 a, U128 b) {
-    const U128 q = a / b + (a % b != 0 ? 1 : 0);
-    return q > UINT64_MAX ? UINT64_MAX : static_cast<uint64_t>(q);
+// 64-bit operands: no 128-bit division (a library call) on the matching path.
+uint64_t ceilDiv(uint64_t a, uint64_t b) {
+    return a / b + (a % b != 0 ? 1 : 0);
 }
 
 uint64_t saturate(U128 v) {
@@ -225,7 +226,8 @@ bool refusesIova(const MatchInput& in, HeapVerdict& out) {
     for (const DeviceMapping& m : in.set.mappings()) {
         if (m.direct() || m.maxSegmentCount == 0)
             continue;
-        while (next < spaces.size() && spaces[next].iommu < m.domain)
+        // Interned names: the same domain is the same pointer.
+        while (next < spaces.size() && spaces[next].iommu.data() != m.domain.data() && spaces[next].iommu < m.domain)
             ++next;
         if (next == spaces.size() || spaces[next].iommu != m.domain)
             continue; // a set always has the space of each of its devices' domains
@@ -262,13 +264,13 @@ std::span<const MatchRule> matchRules() {
     return kMatchRules;
 }
 
-HeapVerdict VerdictAccess::refuse(Refusal refusal, Subject subject, std::array<uint64_t, 7> values, std::string iommu,
-                                  std::string_view device) {
+HeapVerdict VerdictAccess::refuse(Refusal refusal, Subject subject, std::array<uint64_t, 7> values,
+                                  std::string_view iommu, std::string_view device) {
     HeapVerdict v;
     v.refusal_ = refusal;
     v.subject_ = subject;
     v.values_ = values;
-    v.iommu_ = std::move(iommu);
+    v.iommu_ = iommu;
     v.device_ = device;
     return v;
 }
@@ -278,15 +280,16 @@ uint64_t contiguousSegments(uint64_t size, uint64_t maxSegmentSize, uint64_t bou
         return 0;
     if (maxSegmentSize == 0)
         return UINT64_MAX;
-    const U128 m = maxSegmentSize;
     const uint64_t b = boundaryWindow(boundaryMask);
     if (b == 0)
-        return ceilDiv(size, m);
+        return ceilDiv(size, maxSegmentSize);
+    const uint64_t m = maxSegmentSize;
     // The range covers K whole boundary windows plus t bytes when it starts
-    // on a boundary; each whole window splits into ceil(B/M) segments.
+    // on a boundary; each whole window splits into ceil(B/M) segments. Only
+    // the products need 128 bits (B is at most 2^63, so t + B fits in 64).
     const U128 perWindow = ceilDiv(b, m);
     const U128 k = size / b;
-    const U128 t = size % b;
+    const uint64_t t = size % b;
     if (startAlignment != 0 && startAlignment % b == 0)
         return saturate(k * perWindow + ceilDiv(t, m));
     // Otherwise it starts f bytes before a boundary and ends r bytes after
@@ -314,9 +317,13 @@ uint64_t scatteredSegments(uint64_t size, uint64_t minChunkSize, uint64_t maxSeg
 HeapVerdict matchHeap(const HeapProperties& heap, const ConstraintSet& set, uint64_t size, Subject subject) {
     const MatchInput in{heap, set, size, subject};
     HeapVerdict verdict;
-    for (const MatchRule& rule : kMatchRules)
-        if (rule.refuses(in, verdict))
-            return verdict;
+    // The table, walked at compile time: each row's function is a constant,
+    // so the calls are direct and inlined (matching runs for every device-heap
+    // pair of an explanation).
+    [&]<size_t... I>(std::index_sequence<I...>) {
+        (kMatchRules[I].refuses(in, verdict) || ...);
+    }
+    (std::make_index_sequence<kMatchRules.size()>());
     return verdict;
 }
 

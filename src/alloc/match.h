@@ -37,12 +37,12 @@ std::span<const MatchRule> matchRules();
 
 /// Builds refused verdicts; the only writer of HeapVerdict's fields.
 struct VerdictAccess {
-    /// @p device must be interned (internName()): the verdict keeps the view.
-    static HeapVerdict refuse(Refusal refusal, Subject subject, std::array<uint64_t, 7> values, std::string iommu = {},
-                              std::string_view device = {});
+    /// @p iommu and @p device must be interned (internName()): the verdict keeps the views.
+    static HeapVerdict refuse(Refusal refusal, Subject subject, std::array<uint64_t, 7> values,
+                              std::string_view iommu = {}, std::string_view device = {});
     static const std::array<uint64_t, 7>& values(const HeapVerdict& v) { return v.values_; }
     static Subject subject(const HeapVerdict& v) { return v.subject_; }
-    static const std::string& iommu(const HeapVerdict& v) { return v.iommu_; }
+    static std::string_view iommu(const HeapVerdict& v) { return v.iommu_; }
     static std::string_view device(const HeapVerdict& v) { return v.device_; }
 };
 

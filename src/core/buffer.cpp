@@ -6,7 +6,6 @@
 #include <cassert>
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -17,8 +16,10 @@
 #include <cenalloc/memfd.h>
 #include <cenalloc/units.h>
 
+#include "base/try.h"
 #include "core/registry.h"
 #include "core/sg_build.h"
+#include "base/try.h"
 #include "heaps/kernel_heap.h"
 #include "iommu/iommu_domain.h"
 
@@ -80,25 +81,18 @@ struct Buffer::PassKey {
 };
 
 Result<std::shared_ptr<Buffer>> BufferAccess::create(BufferParams params) {
-    if (params.name.size() > kBufferNameMax)
-        return Error(EINVAL,
-                     fmt::format("buffer name of {} bytes is longer than {}", params.name.size(), kBufferNameMax));
     UniqueFd fd;
     if (params.storage.inHostKernel()) {
         fd = params.storage.takeDmaBuf();
         if (!params.name.empty())
-            if (auto named = setDmaBufName(fd.borrow(), params.name); !named)
-                return named.error();
+            CENALLOC_CHECK(setDmaBufName(fd.borrow(), params.name));
     } else {
         // A buffer allocated read-only (fd flags O_RDONLY, as the kernel's
         // dma-heap takes them) is sealed against every future write: its
         // fds are read-only, and no reopen through /proc/self/fd, by
         // anyone, gives a way to write it.
         const bool readOnly = (params.fdFlags & O_ACCMODE) == O_RDONLY;
-        auto memfd = createSealedMemfd("cenalloc", params.size, readOnly ? F_SEAL_FUTURE_WRITE : 0);
-        if (!memfd)
-            return memfd.error();
-        fd = std::move(*memfd);
+        fd = CENALLOC_TRY(createSealedMemfd("cenalloc", params.size, readOnly ? F_SEAL_FUTURE_WRITE : 0));
     }
     // One allocation for the buffer and its reference counts.
     auto buffer = std::make_shared<Buffer>(Buffer::PassKey{}, std::move(params), std::move(fd));
@@ -109,7 +103,7 @@ Result<std::shared_ptr<Buffer>> BufferAccess::create(BufferParams params) {
 
 Buffer::Buffer(PassKey, BufferParams params, UniqueFd fd)
     : id_(gNextBufferId.fetch_add(1)), size_(params.size), fdFlags_(params.fdFlags), fd_(std::move(fd)),
-      registry_(std::move(params.registry)), ops_(std::move(params.ops)), name_(std::move(params.name)),
+      registry_(std::move(params.registry)), ops_(std::move(params.ops)), name_(params.name.str()),
       storage_(std::move(params.storage)) {}
 
 std::vector<const DmaDevice*> BufferAccess::attachedDevicesLocked(const Buffer& buffer) {
@@ -167,7 +161,7 @@ Result<UniqueFd> Buffer::dupFd(int flags) const {
         return Error(EBADF, fmt::format("buffer {} gave its fd away", id_));
     int fd = ::fcntl(fd_.get(), (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
     if (fd < 0)
-        return Error(errno, fmt::format("duplicating buffer fd: {}", std::strerror(errno)));
+        return Error::fromErrno("duplicating buffer fd");
     return UniqueFd(fd);
 }
 
@@ -177,7 +171,7 @@ Result<UniqueFd> Buffer::surrenderFd(struct ::stat* stat) {
         return Error(EBADF, fmt::format("buffer {} gave its fd away already", id_));
     struct stat st {};
     if (::fstat(fd_.get(), &st) != 0)
-        return Error(errno, fmt::format("stat of buffer {}: {}", id_, std::strerror(errno)));
+        return Error::fromErrno(fmt::format("stat of buffer {}", id_));
     // Never 0 for a memfd: 0 is what "still owned" reads as.
     surrenderedInode_ = st.st_ino;
     if (stat)
@@ -196,15 +190,17 @@ std::string Buffer::name() const {
 }
 
 Result<void> Buffer::setName(std::string_view name) {
-    if (name.size() > kBufferNameMax)
-        return Error(EINVAL, fmt::format("buffer name of {} bytes is longer than {}", name.size(), kBufferNameMax));
+    return setName(CENALLOC_TRY(BufferName::make(name)));
+}
+
+Result<void> Buffer::setName(const BufferName& name) {
     std::lock_guard lock(mutex_);
     // A real dma-buf carries its name in the kernel; a refusal there leaves
     // the old name everywhere.
     if (storage_.inHostKernel() && fd_.valid())
         if (auto named = setDmaBufName(fd_.borrow(), name); !named)
             return named.error().withContext(fmt::format("naming buffer {}", id_));
-    name_ = std::string(name);
+    name_ = name.str();
     return {};
 }
 
@@ -325,13 +321,16 @@ Result<BufferMapping> Buffer::mmap(int prot) {
         return Error(EBADF, fmt::format("buffer {} gave its fd away: map the fd instead", id_));
     void* data = ::mmap(nullptr, size_, prot, MAP_SHARED, fd_.get(), 0);
     if (data == MAP_FAILED)
-        return Error(errno, fmt::format("mmap of buffer {}: {}", id_, std::strerror(errno)));
+        return Error::fromErrno(fmt::format("mmap of buffer {}", id_));
     return BufferMapping(shared_from_this(), data, size_);
 }
 
 Result<CpuAccessGuard> Buffer::beginCpuAccess(uint32_t flags) {
-    if (flags == 0 || (flags & ~uint32_t{kSyncReadWrite}))
-        return Error(EINVAL, fmt::format("sync flags {:#x}: need read and/or write and nothing else", flags));
+    return beginCpuAccess(CENALLOC_TRY(SyncFlags::make(flags)));
+}
+
+Result<CpuAccessGuard> Buffer::beginCpuAccess(SyncFlags sync) {
+    const uint32_t flags = sync.bits();
     std::lock_guard lock(mutex_);
     if (auto ok = ops_->ensureStorage(*this); !ok)
         return ok.error().withContext(fmt::format("allocating storage of buffer {}", id_));

@@ -9,6 +9,7 @@
 
 #include <cenalloc/buffer.h>
 #include <cenalloc/heap.h>
+#include <cenalloc/request.h>
 #include <cenalloc/result.h>
 
 namespace cenalloc {
@@ -62,7 +63,7 @@ struct BufferParams {
     /// O_CLOEXEC | O_ACCMODE; a read-only buffer (O_RDONLY) is sealed
     /// against every future write (F_SEAL_FUTURE_WRITE).
     uint32_t fdFlags = kDefaultFdFlags;
-    std::string name;
+    BufferName name;
     std::unique_ptr<BufferOps> ops;
     Storage storage; ///< empty for deferred buffers
     /// Where the buffer is listed while it lives, and its lifetime bugs
@@ -76,7 +77,7 @@ struct BufferParams {
 struct BufferAccess {
     /// Create the buffer and its fd: the storage's real dma-buf when it has
     /// one (Storage::inHostKernel), else a new sealed memfd. Errors: those
-    /// of createSealedMemfd, EINVAL for a name over kBufferNameMax bytes.
+    /// of createSealedMemfd, and for a host kernel dma-buf those of naming it.
     static Result<std::shared_ptr<Buffer>> create(BufferParams params);
 
     /// Devices attached now, in attach order.

@@ -10,6 +10,7 @@
 
 #include <cenalloc/units.h>
 
+#include "base/try.h"
 #include "iommu/iommu_domain.h"
 #include "iommu/sg_coalesce.h"
 
@@ -86,9 +87,7 @@ Result<void> checkStorageForDevice(const Storage& storage, const DmaDevice& devi
                                          heap.name, fmt::join(heap.owners, ", "), device.name()));
     IommuDomain* domain = device.domain();
     if (!domain) {
-        auto table = buildDirectSgTable(storage.chunks(), directMappingLimits(device.description()));
-        if (!table)
-            return table.error();
+        CENALLOC_CHECK(buildDirectSgTable(storage.chunks(), directMappingLimits(device.description())));
         return {};
     }
     uint64_t base = domain->apertureBase();
@@ -98,9 +97,7 @@ Result<void> checkStorageForDevice(const Storage& storage, const DmaDevice& devi
                                          formatSize(storage.size())));
     // The IOVA range is contiguous and at least page-aligned, so the split
     // of a range at the window's base is the worst case for boundaries.
-    auto table = splitForDevice(base, storage.size(), c);
-    if (!table)
-        return table.error();
+    CENALLOC_CHECK(splitForDevice(base, storage.size(), c));
     return {};
 }
 

@@ -3,7 +3,6 @@
 #include <cenalloc/udmabuf.h>
 
 #include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <linux/udmabuf.h>
 #include <string>
@@ -36,15 +35,14 @@ Result<UniqueFd> exportUdmabuf(BorrowedFd memfd, uint64_t offset, uint64_t size,
         return Error(EINVAL, fmt::format("udmabuf ranges are whole pages: offset {:#x}, size {:#x}", offset, size));
     int seals = ::fcntl(memfd.get(), F_GET_SEALS);
     if (seals < 0)
-        return Error(errno == EINVAL ? EINVAL : errno,
-                     fmt::format("fd {} is not a memfd: {}", memfd.get(), std::strerror(errno)));
+        return Error::fromErrno(fmt::format("fd {} is not a memfd", memfd.get()));
     if (!(seals & F_SEAL_SHRINK))
         return Error(EINVAL, "udmabuf needs a memfd sealed against shrinking (F_SEAL_SHRINK)");
     if (seals & F_SEAL_WRITE)
         return Error(EINVAL, "udmabuf refuses a memfd sealed against writing (F_SEAL_WRITE)");
     struct stat st {};
     if (::fstat(memfd.get(), &st) != 0)
-        return Error(errno, fmt::format("fstat: {}", std::strerror(errno)));
+        return Error::fromErrno("fstat");
     if (offset > static_cast<uint64_t>(st.st_size) || size > static_cast<uint64_t>(st.st_size) - offset)
         return Error(EINVAL, fmt::format("range {:#x}+{:#x} is outside the memfd's {:#x} bytes", offset, size,
                                          static_cast<uint64_t>(st.st_size)));
@@ -54,7 +52,7 @@ Result<UniqueFd> exportUdmabuf(BorrowedFd memfd, uint64_t offset, uint64_t size,
     if (!dev.valid()) {
         if (errno == ENOENT)
             return Error(ENODEV, fmt::format("this host has no {} (CONFIG_UDMABUF)", path));
-        return Error(errno, fmt::format("opening {}: {}", path, std::strerror(errno)));
+        return Error::fromErrno(fmt::format("opening {}", path));
     }
     udmabuf_create create{};
     create.memfd = static_cast<uint32_t>(memfd.get());
@@ -63,7 +61,7 @@ Result<UniqueFd> exportUdmabuf(BorrowedFd memfd, uint64_t offset, uint64_t size,
     create.size = size;
     int fd = ::ioctl(dev.get(), UDMABUF_CREATE, &create);
     if (fd < 0)
-        return Error(errno, fmt::format("UDMABUF_CREATE of {:#x}+{:#x}: {}", offset, size, std::strerror(errno)));
+        return Error::fromErrno(fmt::format("UDMABUF_CREATE of {:#x}+{:#x}", offset, size));
     return UniqueFd(fd);
 }
 

@@ -16,7 +16,7 @@
 
 #include <cenalloc/units.h>
 
-#include "heaps/heap_request.h"
+#include "base/try.h"
 
 namespace cenalloc {
 
@@ -38,7 +38,7 @@ Result<std::vector<std::string>> listKernelHeaps(std::string_view dir) {
     if (!stream) {
         if (errno == ENOENT)
             return std::vector<std::string>{};
-        return Error(errno, fmt::format("opendir {}: {}", path, std::strerror(errno)));
+        return Error::fromErrno(fmt::format("opendir {}", path));
     }
     std::vector<std::string> names;
     while (const dirent* entry = ::readdir(stream)) {
@@ -80,18 +80,21 @@ Result<std::shared_ptr<KernelHeap>> KernelHeap::open(std::string_view kernelName
     std::string path = fmt::format("{}/{}", dir, kernelName);
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid())
-        return Error(errno, fmt::format("opening {}: {}", path, std::strerror(errno)));
+        return Error::fromErrno(fmt::format("opening {}", path));
     if (properties.name.empty())
         properties = kernelHeapProperties(kernelName);
     return std::shared_ptr<KernelHeap>(new KernelHeap(std::string(kernelName), std::move(properties), std::move(fd)));
 }
 
+Result<UniqueFd> KernelHeap::allocateDmaBuf(const AllocRequest& request) const {
+    // The heap flags are the one part of a request that only its heap can
+    // judge; AllocRequest::make judged the rest.
+    CENALLOC_CHECK(request.checkHeap(properties()));
+    return ioctlAlloc(request.length(), request.fdFlags(), request.heapFlags());
+}
+
 Result<UniqueFd> KernelHeap::allocateDmaBuf(uint64_t length, uint32_t fdFlags, uint64_t heapFlags) const {
-    // The boundary checks of every cenalloc heap, so that a kernel heap and a
-    // modelled one refuse the same requests with the same words.
-    if (auto valid = validateHeapRequest(properties(), length, fdFlags, heapFlags); !valid)
-        return valid.error();
-    return ioctlAlloc(length, fdFlags, heapFlags);
+    return allocateDmaBuf(CENALLOC_TRY(AllocRequest::make(name(), length, fdFlags, heapFlags)));
 }
 
 Result<UniqueFd> KernelHeap::ioctlAlloc(uint64_t length, uint32_t fdFlags, uint64_t heapFlags) const {
@@ -100,7 +103,7 @@ Result<UniqueFd> KernelHeap::ioctlAlloc(uint64_t length, uint32_t fdFlags, uint6
     data.fd_flags = fdFlags;
     data.heap_flags = heapFlags;
     if (::ioctl(fd_.get(), DMA_HEAP_IOCTL_ALLOC, &data) != 0)
-        return Error(errno, fmt::format("allocating {} bytes from {}: {}", length, name(), std::strerror(errno)));
+        return Error::fromErrno(fmt::format("allocating {} bytes from {}", length, name()));
     return UniqueFd(static_cast<int>(data.fd));
 }
 
@@ -108,20 +111,15 @@ Result<Heap::Backing> KernelHeap::allocateBacking(uint64_t length, const Storage
     if (limits.highestAddress != UINT64_MAX || limits.alignment > kPageSize)
         return Error(
             EINVAL, fmt::format("heap '{}' takes no placement limits: the kernel decides where its pages lie", name()));
-    // Heap::allocate's caller validated the request (validateHeapRequest).
-    auto fd = ioctlAlloc(length, O_CLOEXEC | O_RDWR, 0);
-    if (!fd)
-        return fd.error();
-    return Backing{{}, std::move(*fd)};
+    // Heap::allocate's caller validated the request (AllocRequest).
+    return Backing{{}, CENALLOC_TRY(ioctlAlloc(length, O_CLOEXEC | O_RDWR, 0))};
 }
 
 Result<std::vector<std::shared_ptr<KernelHeap>>>
 openKernelHeaps(const Platform& platform, std::vector<std::string>* skipped, std::string_view dir) {
-    auto names = listKernelHeaps(dir);
-    if (!names)
-        return names.error();
+    std::vector<std::string> names = CENALLOC_TRY(listKernelHeaps(dir));
     std::vector<std::shared_ptr<KernelHeap>> heaps;
-    for (const std::string& kernelName : *names) {
+    for (const std::string& kernelName : names) {
         auto heap =
             KernelHeap::open(kernelName, kernelHeapProperties(kernelName, platform.findKernelHeap(kernelName)), dir);
         if (!heap) {
@@ -139,24 +137,25 @@ Result<void> syncDmaBuf(BorrowedFd buffer, uint64_t flags) {
     dma_buf_sync sync{};
     sync.flags = flags;
     if (::ioctl(buffer.get(), DMA_BUF_IOCTL_SYNC, &sync) != 0)
-        return Error(errno, fmt::format("DMA_BUF_IOCTL_SYNC {:#x}: {}", flags, std::strerror(errno)));
+        return Error::fromErrno(fmt::format("DMA_BUF_IOCTL_SYNC {:#x}", flags));
+    return {};
+}
+
+Result<void> setDmaBufName(BorrowedFd buffer, const BufferName& name) {
+    static_assert(kBufferNameMax == DMA_BUF_NAME_LEN - 1);
+    if (::ioctl(buffer.get(), DMA_BUF_SET_NAME_B, name.str().c_str()) != 0)
+        return Error::fromErrno("DMA_BUF_SET_NAME");
     return {};
 }
 
 Result<void> setDmaBufName(BorrowedFd buffer, std::string_view name) {
-    if (name.size() >= DMA_BUF_NAME_LEN)
-        return Error(EINVAL,
-                     fmt::format("buffer name of {} bytes is longer than {}", name.size(), DMA_BUF_NAME_LEN - 1));
-    std::string terminated(name);
-    if (::ioctl(buffer.get(), DMA_BUF_SET_NAME_B, terminated.c_str()) != 0)
-        return Error(errno, fmt::format("DMA_BUF_SET_NAME: {}", std::strerror(errno)));
-    return {};
+    return setDmaBufName(buffer, CENALLOC_TRY(BufferName::make(name)));
 }
 
 Result<uint64_t> dmaBufSize(BorrowedFd buffer) {
     off_t end = ::lseek(buffer.get(), 0, SEEK_END);
     if (end < 0)
-        return Error(errno, fmt::format("lseek: {}", std::strerror(errno)));
+        return Error::fromErrno("lseek");
     ::lseek(buffer.get(), 0, SEEK_SET);
     return static_cast<uint64_t>(end);
 }

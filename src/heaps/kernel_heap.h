@@ -11,6 +11,7 @@
 
 #include <cenalloc/heap.h>
 #include <cenalloc/platform.h>
+#include <cenalloc/request.h>
 #include <cenalloc/result.h>
 #include <cenalloc/unique_fd.h>
 
@@ -57,11 +58,14 @@ public:
     const std::string& kernelName() const { return kernelName_; }
 
     /// DMA_HEAP_IOCTL_ALLOC, outside cenalloc's bookkeeping (the shim and
-    /// tests use it; Heap::allocate is the counted way). The request is
-    /// validated like every cenalloc heap's (EINVAL for a zero or overflowing
-    /// length, fd flags beyond O_CLOEXEC|O_ACCMODE, heap flags the heap does
-    /// not define) before the kernel sees it; then the kernel's errors
-    /// (ENOMEM, EMFILE, ...).
+    /// tests use it; Heap::allocate is the counted way). @p request was
+    /// validated when it was made (AllocRequest::make); its heap flags are
+    /// checked against this heap (EINVAL) before the kernel sees it; then the
+    /// kernel's errors (ENOMEM, EMFILE, ...). The request's heap name is not
+    /// looked at: this heap is the one asked.
+    Result<UniqueFd> allocateDmaBuf(const AllocRequest& request) const;
+    /// The same for arguments not checked yet (they are made into an
+    /// AllocRequest first: EINVAL as AllocRequest::make says).
     Result<UniqueFd> allocateDmaBuf(uint64_t length, uint32_t fdFlags = kDefaultFdFlags, uint64_t heapFlags = 0) const;
 
     /// Unknown: the kernel does not say (0).
@@ -94,8 +98,9 @@ Result<std::vector<std::shared_ptr<KernelHeap>>> openKernelHeaps(const Platform&
 /// DMA_BUF_IOCTL_SYNC on a real dma-buf (a kernel heap's or a udmabuf).
 /// Errors: the kernel's (EINVAL for bad flags, ENOTTY for a non-dma-buf).
 Result<void> syncDmaBuf(BorrowedFd buffer, uint64_t flags);
-/// DMA_BUF_SET_NAME on a real dma-buf. Errors: EINVAL for a name over 31
-/// bytes (checked here), the kernel's otherwise.
+/// DMA_BUF_SET_NAME on a real dma-buf. Errors: the kernel's.
+Result<void> setDmaBufName(BorrowedFd buffer, const BufferName& name);
+/// The same for a name not checked yet: EINVAL for one over 31 bytes.
 Result<void> setDmaBufName(BorrowedFd buffer, std::string_view name);
 /// The size of a real dma-buf (what lseek(SEEK_END) says).
 Result<uint64_t> dmaBufSize(BorrowedFd buffer);

@@ -11,6 +11,8 @@
 
 #include <cenalloc/units.h>
 
+#include "base/try.h"
+
 namespace cenalloc {
 
 namespace {
@@ -72,8 +74,7 @@ Result<void> IoPageTable::mapScatter(uint64_t iova, std::span<const PhysChunk> c
             return Error(EINVAL, "total mapping size overflows");
         total += c.size;
     }
-    if (Result<void> ok = checkRange(iova, total); !ok)
-        return ok;
+    CENALLOC_CHECK(checkRange(iova, total));
     if (overlaps(iova, total))
         return Error(EEXIST, fmt::format("iova range [{:#x}, {:#x}] overlaps a mapped page", iova, iova + total - 1));
 

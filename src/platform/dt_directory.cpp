@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -16,6 +15,7 @@
 #include <cenalloc/unique_fd.h>
 #include <cenalloc/units.h>
 
+#include "base/try.h"
 #include "platform/dt_tree.h"
 
 namespace cenalloc {
@@ -32,7 +32,7 @@ struct DirNode {
 };
 
 Error failure(int code, const std::filesystem::path& path, std::string_view what) {
-    return Error(code, fmt::format("{}: {}: {}", path.string(), what, std::strerror(code)));
+    return Error::fromErrno(fmt::format("{}: {}", path.string(), what), code);
 }
 
 Result<std::vector<char>> readProperty(const std::filesystem::path& path, size_t& total) {
@@ -79,15 +79,9 @@ Result<DirNode> readNode(const std::filesystem::path& dir, std::string name, int
         if (::lstat(path.c_str(), &st) != 0)
             return failure(errno, path, "cannot stat");
         if (S_ISDIR(st.st_mode)) {
-            Result<DirNode> child = readNode(path, entry, depth + 1, total);
-            if (!child)
-                return child.error();
-            node.children.push_back(std::move(*child));
+            node.children.push_back(CENALLOC_TRY(readNode(path, entry, depth + 1, total)));
         } else if (S_ISREG(st.st_mode) && entry != "name") {
-            Result<std::vector<char>> value = readProperty(path, total);
-            if (!value)
-                return value.error();
-            node.properties.emplace_back(entry, std::move(*value));
+            node.properties.emplace_back(entry, CENALLOC_TRY(readProperty(path, total)));
         }
     }
     return node;
@@ -109,9 +103,7 @@ int writeNode(void* fdt, const DirNode& node) {
 
 Result<std::vector<std::byte>> readDeviceTreeDirectory(const std::filesystem::path& root) {
     size_t total = 0;
-    Result<DirNode> tree = readNode(root, "", 0, total);
-    if (!tree)
-        return tree.error();
+    DirNode tree = CENALLOC_TRY(readNode(root, "", 0, total));
     // Names, tags and padding on top of the values; grown if libfdt runs out.
     size_t size = total * 2 + 64 * KiB;
     for (int attempt = 0; attempt < 8; ++attempt, size *= 2) {
@@ -121,7 +113,7 @@ Result<std::vector<std::byte>> readDeviceTreeDirectory(const std::filesystem::pa
         if (err == 0)
             err = fdt_finish_reservemap(fdt);
         if (err == 0)
-            err = writeNode(fdt, *tree);
+            err = writeNode(fdt, tree);
         if (err == 0)
             err = fdt_finish(fdt);
         if (err == -FDT_ERR_NOSPACE)

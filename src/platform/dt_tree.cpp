@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 #include <libfdt.h>
 
+#include "base/try.h"
+
 namespace cenalloc {
 
 const DtProperty* DtNode::find(std::string_view property) const {
@@ -139,8 +141,7 @@ Result<DtTree> DtTree::parse(std::span<const std::byte> blob, std::string_view s
     if (fdt_version(fdt) < 16)
         return Error(EINVAL, fmt::format("{}: not a valid flattened device tree: version {} is older than 16",
                                          sourceName, fdt_version(fdt)));
-    if (Result<void> r = checkStructure(fdt, blob.size(), sourceName); !r)
-        return r.error();
+    CENALLOC_CHECK(checkStructure(fdt, blob.size(), sourceName));
     // The whole structure block, every property name and the nesting, so the
     // walk below only meets what libfdt considers well-formed.
     if (int err = fdt_check_full(fdt, blob.size()); err != 0)

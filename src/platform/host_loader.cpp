@@ -10,102 +10,28 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
-#include <dirent.h>
-#include <fcntl.h>
-#include <map>
 #include <set>
 #include <sys/stat.h>
 #include <sys/utsname.h>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
-#include <cenalloc/unique_fd.h>
 #include <cenalloc/units.h>
 
 #include "platform/dt_directory.h"
-#include "platform/overlay_apply.h"
+#include "platform/host_pci.h"
+#include "platform/host_sysfs.h"
 
 namespace cenalloc {
 
 namespace {
 
 namespace fs = std::filesystem;
-
-// sysfs attributes are a line; /proc/iomem is the largest file read here.
-constexpr size_t kMaxFile = 4 * MiB;
-
-Result<std::string> readText(const fs::path& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid())
-        return Error(errno, std::strerror(errno));
-    std::string text;
-    char buffer[8192];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return Error(errno, std::strerror(errno));
-        if (n == 0)
-            break;
-        text.append(buffer, static_cast<size_t>(n));
-        if (text.size() > kMaxFile)
-            return Error(EFBIG, "too large");
-    }
-    return text;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
-        s.remove_prefix(1);
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
-        s.remove_suffix(1);
-    return s;
-}
-
-std::optional<uint64_t> parseUnsigned(std::string_view s, int base) {
-    s = trim(s);
-    if (base == 16 && s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
-        s.remove_prefix(2);
-    uint64_t v = 0;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
-    if (ec != std::errc() || end != s.data() + s.size() || s.empty())
-        return std::nullopt;
-    return v;
-}
-
-std::vector<std::string> listDirectory(const fs::path& dir, int* error) {
-    std::vector<std::string> out;
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) {
-        *error = errno;
-        return out;
-    }
-    while (dirent* e = ::readdir(d)) {
-        std::string name = e->d_name;
-        if (name != "." && name != "..")
-            out.push_back(std::move(name));
-    }
-    ::closedir(d);
-    std::sort(out.begin(), out.end());
-    *error = 0;
-    return out;
-}
-
-std::optional<std::string> linkTarget(const fs::path& link) {
-    char buffer[4096];
-    ssize_t n = ::readlink(link.c_str(), buffer, sizeof buffer - 1);
-    if (n < 0)
-        return std::nullopt;
-    return fs::path(std::string(buffer, static_cast<size_t>(n))).filename().string();
-}
-
-uint64_t maskOfBits(uint64_t bits) {
-    return bits >= 64 ? kNoLimit : (uint64_t{1} << bits) - 1;
-}
+using host::listDirectory;
+using host::parseUnsigned;
+using host::readText;
+using host::trim;
 
 // Page-aligned banks from byte ranges (inclusive), trimmed inward.
 std::vector<MemoryBank> banksOf(std::vector<std::pair<uint64_t, uint64_t>> ranges) {
@@ -139,7 +65,6 @@ private:
     std::optional<Platform> readDeviceTree();
     std::vector<MemoryBank> readIomem();
     std::vector<MemoryBank> readMemoryBlocks();
-    void readPci(Platform& platform);
     void readDmaHeaps();
     void readCma();
 
@@ -260,170 +185,6 @@ std::vector<MemoryBank> HostLoader::readMemoryBlocks() {
     return banks;
 }
 
-struct PciClass {
-    uint32_t code;  // base class << 8 | subclass
-    uint32_t match; // bits of code that must equal
-    const char* name;
-};
-
-constexpr PciClass kPciClasses[] = {
-    {0x0108, 0xffff, "nvme"},          {0x0106, 0xffff, "sata"},    {0x0100, 0xff00, "storage"},
-    {0x0200, 0xffff, "ethernet"},      {0x0200, 0xff00, "network"}, {0x0302, 0xffff, "3d"},
-    {0x0300, 0xff00, "display"},       {0x0401, 0xffff, "audio"},   {0x0403, 0xffff, "audio"},
-    {0x0400, 0xff00, "multimedia"},    {0x0500, 0xff00, "memory"},  {0x0600, 0xff00, "bridge"},
-    {0x0700, 0xff00, "communication"}, {0x0806, 0xffff, "iommu"},   {0x0800, 0xff00, "system"},
-    {0x0c03, 0xffff, "usb"},           {0x0c05, 0xffff, "smbus"},   {0x0c00, 0xff00, "serial-bus"},
-    {0x0d00, 0xff00, "wireless"},      {0x1000, 0xff00, "crypto"},  {0x1100, 0xff00, "signal-processing"},
-    {0x1200, 0xff00, "accelerator"},
-};
-
-const char* pciClassName(uint32_t classCode) {
-    uint32_t code = classCode >> 8;
-    for (const PciClass& c : kPciClasses)
-        if ((code & c.match) == c.code)
-            return c.name;
-    return "device";
-}
-
-void HostLoader::readPci(Platform& platform) {
-    fs::path dir = paths_.sys / "bus/pci/devices";
-    int error = 0;
-    std::vector<std::string> functions = listDirectory(dir, &error);
-    if (error != 0) {
-        notLearned(fmt::format("pci: cannot list {}: {}", dir.string(), std::strerror(error)));
-        return;
-    }
-    size_t added = 0, bridges = 0;
-    std::map<std::string, std::string> groupIommus; // group -> iommu name
-    bool coherentArch = false;
-    struct utsname u {};
-    if (::uname(&u) == 0) {
-        std::string_view machine = u.machine;
-        // x86 PCI DMA snoops the CPU caches by architecture.
-        coherentArch = machine == "x86_64" || machine == "i686" || machine == "i386";
-    }
-    bool noted = false;
-    for (const std::string& bdf : functions) {
-        fs::path f = dir / bdf;
-        Result<std::string> classText = readText(f / "class");
-        std::optional<uint64_t> classCode = classText ? parseUnsigned(*classText, 16) : std::nullopt;
-        if (!classCode) {
-            notLearned(fmt::format("pci {}: class unreadable", bdf));
-            continue;
-        }
-        const char* cls = pciClassName(static_cast<uint32_t>(*classCode));
-        // Bridges forward other functions' DMA; they do none themselves.
-        if ((*classCode >> 16) == 0x06) {
-            ++bridges;
-            continue;
-        }
-        Result<std::string> maskText = readText(f / "dma_mask_bits");
-        Result<std::string> coherentText = readText(f / "consistent_dma_mask_bits");
-        std::optional<uint64_t> bits = maskText ? parseUnsigned(*maskText, 10) : std::nullopt;
-        std::optional<uint64_t> coherentBits = coherentText ? parseUnsigned(*coherentText, 10) : std::nullopt;
-        if (!bits || !coherentBits || *bits == 0 || *coherentBits == 0 || *bits > 64 || *coherentBits > 64) {
-            notLearned(fmt::format("pci {}: dma_mask_bits or consistent_dma_mask_bits unreadable ({}); the function "
-                                   "is left out",
-                                   bdf,
-                                   !maskText ? maskText.error().message()
-                                             : (!coherentText ? coherentText.error().message() : "not a bit count")));
-            continue;
-        }
-        Device d;
-        d.name = fmt::format("{}-{}", bdf, cls);
-        d.constraints.dmaMask = maskOfBits(*bits);
-        d.constraints.coherentDmaMask = maskOfBits(*coherentBits);
-        d.constraints.coherent = coherentArch;
-        d.constraints.accessBits = kAllAccess;
-        Result<std::string> vendor = readText(f / "vendor");
-        Result<std::string> device = readText(f / "device");
-        std::optional<std::string> driver = linkTarget(f / "driver");
-        std::string ids = vendor && device
-                              ? fmt::format("{}:{}", trim(*vendor).substr(std::min<size_t>(2, trim(*vendor).size())),
-                                            trim(*device).substr(std::min<size_t>(2, trim(*device).size())))
-                              : std::string("?");
-        d.description =
-            fmt::format("PCI {} ({} class {:#08x}), {}", ids, cls, *classCode,
-                        driver ? "driver " + *driver : std::string("no driver bound: the PCI default masks"));
-        if (std::optional<std::string> group = linkTarget(f / "iommu_group")) {
-            fs::path groupDir = paths_.sys / "kernel/iommu_groups" / *group;
-            Result<std::string> type = readText(groupDir / "type");
-            std::string t = type ? std::string(trim(*type)) : std::string();
-            if (t == "DMA" || t == "DMA-FQ") {
-                auto it = groupIommus.find(*group);
-                if (it == groupIommus.end()) {
-                    Iommu iommu;
-                    iommu.name = "iommu-group-" + *group;
-                    iommu.pageSize = kPageSize;
-                    iommu.apertureBase = kPageSize;
-                    Result<std::string> cap = readText(f / "iommu/intel-iommu/cap");
-                    std::optional<uint64_t> capValue = cap ? parseUnsigned(*cap, 16) : std::nullopt;
-                    if (capValue) {
-                        // VT-d MGAW (bits 21:16) + 1: the widest guest address it translates.
-                        uint64_t mgaw = ((*capValue >> 16) & 0x3f) + 1;
-                        iommu.apertureSize = maskOfBits(mgaw) - kPageSize + 1;
-                        learned(fmt::format("iommu group {}: aperture of {} bits from the VT-d capability register",
-                                            *group, mgaw));
-                    } else {
-                        iommu.apertureSize = kNoLimit - kPageSize + 1;
-                        notLearned(fmt::format("iommu group {}: the IOMMU's aperture is not exposed in sysfs; only "
-                                               "the devices' masks bound its I/O virtual addresses",
-                                               *group));
-                    }
-                    platform.iommus.push_back(iommu);
-                    it = groupIommus.emplace(*group, iommu.name).first;
-                }
-                d.iommu = it->second;
-            } else if (t == "identity") {
-                learned(
-                    fmt::format("pci {}: iommu group {} is identity-mapped: DMA addresses are physical", bdf, *group));
-            } else if (!type) {
-                notLearned(fmt::format("pci {}: iommu group {} has no readable type ({}); modelled without the "
-                                       "IOMMU, so its masks limit physical memory",
-                                       bdf, *group, type.error().message()));
-            } else {
-                notLearned(fmt::format("pci {}: iommu group {} is of type '{}' (not the kernel's DMA API); left out",
-                                       bdf, *group, t));
-                continue;
-            }
-        }
-        if (!noted) {
-            notLearned("pci: segment limits (dma_parms) are not in sysfs: the PCI core's default of 64 KiB "
-                       "segments is used");
-            if (!coherentArch)
-                notLearned("pci: coherency is not in sysfs on this architecture: functions are modelled as "
-                           "non-coherent (cache maintenance needed), the safe side");
-            noted = true;
-        }
-        if (overlay_)
-            for (const OverlayDevice& o : overlay_->devices)
-                if (o.name == d.name) {
-                    overlayMatched_.insert(o.name);
-                    applyOverlayEntry(o, d);
-                }
-        bool removed = overlay_ && std::any_of(overlay_->devices.begin(), overlay_->devices.end(),
-                                               [&](const auto& o) { return o.name == d.name && o.master == false; });
-        if (removed)
-            continue;
-        if (platform.findDevice(d.name))
-            continue;
-        platform.devices.push_back(std::move(d));
-        ++added;
-    }
-    learned(fmt::format("pci: {} function{} with their DMA masks from {} (bridges left out, as they do no DMA of "
-                        "their own: {})",
-                        added, added == 1 ? "" : "s", dir.string(), bridges));
-    fs::path groups = paths_.sys / "kernel/iommu_groups";
-    std::vector<std::string> groupList = listDirectory(groups, &error);
-    if (error != 0)
-        notLearned(fmt::format("iommu groups: cannot list {}: {}", groups.string(), std::strerror(error)));
-    else if (groupList.empty())
-        learned(fmt::format("iommu groups: none in {}: every device does direct DMA", groups.string()));
-    else
-        learned(fmt::format("iommu groups: {} in {}, {} of them translating for a PCI function", groupList.size(),
-                            groups.string(), groupIommus.size()));
-}
-
 void HostLoader::readDmaHeaps() {
     fs::path dir = paths_.dev / "dma_heap";
     int error = 0;
@@ -478,7 +239,7 @@ Result<Platform> HostLoader::run() {
             report_.warnings.push_back("overlay cma_size applies to device tree platforms only; ignored");
         readCma();
     }
-    readPci(platform);
+    overlayMatched_ = host::readPciFunctions(paths_, overlay_, platform, report_);
     readDmaHeaps();
     if (platform.memory.empty())
         return Error(ENODATA,

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "base/try.h"
+
 namespace cenalloc {
 
 Result<Platform> loadPlatformSource(const PlatformSource& source, std::vector<std::string>* notes) {
@@ -17,10 +19,7 @@ Result<Platform> loadPlatformSource(const PlatformSource& source, std::vector<st
 
     std::optional<Overlay> overlay;
     if (!source.overlayPath.empty()) {
-        Result<Overlay> o = loadOverlayFile(source.overlayPath);
-        if (!o)
-            return o.error();
-        overlay = std::move(*o);
+        overlay = CENALLOC_TRY(loadOverlayFile(source.overlayPath));
     }
     const Overlay* o = overlay ? &*overlay : nullptr;
 

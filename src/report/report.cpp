@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/try.h"
+#include "report/host_dmabufs.h"
 #include "report/report.h"
 
 namespace cenalloc {
@@ -59,6 +61,11 @@ std::string reportStats(std::string_view source, const AllocatorStats& stats, co
 
 std::string reportExplanation(const Explanation& explanation, const ReportOptions& options) {
     return asJson(options) ? write(explanationJson(explanation), options) : renderExplanation(explanation);
+}
+
+Result<std::string> reportHostDmaBufs(const ReportOptions& options) {
+    const HostDmaBufScan scan = CENALLOC_TRY(scanHostDmaBufs());
+    return asJson(options) ? write(hostDmaBufsJson(scan), options) : renderHostDmaBufs(scan);
 }
 
 Result<BufferInfo> describeBuffer(Session& session, BorrowedFd fd) {

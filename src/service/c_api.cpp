@@ -2,13 +2,17 @@
 // The C11 API: a thin shell over Session that turns Results into negative errnos.
 #include <cenalloc/c/cenalloc.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <exception>
 #include <memory>
 #include <new>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include <cenalloc/session.h>
 
@@ -35,10 +39,54 @@ int failWith(int code, const char* message) {
     return -code;
 }
 
-void copyName(char (&out)[CENALLOC_NAME_MAX], const std::string& name) {
-    std::strncpy(out, name.c_str(), CENALLOC_NAME_MAX - 1);
-    out[CENALLOC_NAME_MAX - 1] = '\0';
+template <size_t N> void copyName(char (&out)[N], const std::string& name) {
+    std::strncpy(out, name.c_str(), N - 1);
+    out[N - 1] = '\0';
 }
+
+// The first versions of the structs that grow: the sizes the header names.
+static_assert(offsetof(cenalloc_heap_info, total_allocations) == CENALLOC_HEAP_INFO_SIZE_VER0);
+static_assert(sizeof(cenalloc_heap_info) == CENALLOC_HEAP_INFO_SIZE_VER1);
+static_assert(sizeof(cenalloc_explanation) == CENALLOC_EXPLANATION_SIZE_VER0);
+
+/// A struct the caller sized (its leading struct_size) and the library
+/// fills, under the kernel's rule for extensible structs
+/// (copy_struct_from_user): at least @p ver0 bytes (else EINVAL); any more
+/// than the library knows must be zero (else E2BIG). Checked before the
+/// operation runs, so a refused struct changes nothing.
+template <typename T> class SizedOut {
+public:
+    SizedOut(T* out, size_t ver0) : out_(out), ver0_(ver0) {}
+    /// 0, or the negative errno (with the message set).
+    int check() {
+        const size_t size = out_->struct_size;
+        if (size < ver0_)
+            return failWith(cenalloc::Error(
+                EINVAL,
+                fmt::format("struct_size {} is smaller than the struct's first version ({} bytes)", size, ver0_)));
+        // The caller's struct is struct_size bytes long: look at its tail.
+        const auto* bytes = reinterpret_cast<const unsigned char*>(out_);
+        for (size_t i = sizeof(T); i < size; ++i)
+            if (bytes[i] != 0)
+                return failWith(cenalloc::Error(
+                    E2BIG, fmt::format("struct_size {} asks for fields past the {} bytes this library knows (byte "
+                                       "{} is not zero)",
+                                       size, sizeof(T), i)));
+        fill_ = std::min(size, sizeof(T));
+        return 0;
+    }
+    /// Give the caller the bytes of @p value that its struct has room for,
+    /// and say how many in struct_size.
+    void fill(T value) {
+        value.struct_size = static_cast<uint32_t>(fill_);
+        std::memcpy(out_, &value, fill_);
+    }
+
+private:
+    T* out_;
+    size_t ver0_;
+    size_t fill_ = 0;
+};
 
 // Runs @p body, turning the only exceptions that can arise here (allocation
 // failures inside the standard library) into -ENOMEM: nothing may unwind
@@ -121,6 +169,9 @@ int cenalloc_heap_count(cenalloc_session* session, size_t* count) {
 int cenalloc_get_heap(cenalloc_session* session, size_t index, cenalloc_heap_info* out) {
     if (!session || !out)
         return failWith(EINVAL, "session or out is NULL");
+    SizedOut sized(out, CENALLOC_HEAP_INFO_SIZE_VER0);
+    if (int refused = sized.check())
+        return refused;
     return guarded([&] {
         auto heaps = session->session->heaps();
         if (!heaps)
@@ -128,18 +179,21 @@ int cenalloc_get_heap(cenalloc_session* session, size_t index, cenalloc_heap_inf
         if (index >= heaps->size())
             return failWith(ERANGE, "no heap with that index");
         const cenalloc::HeapInfo& h = (*heaps)[index];
-        *out = cenalloc_heap_info{};
-        copyName(out->name, h.name);
-        out->capacity = h.properties.capacity;
-        out->free_bytes = h.freeBytes;
-        out->live_buffers = h.stats.liveBuffers;
-        out->live_bytes = h.stats.liveBytes;
-        out->watermark_bytes = h.stats.watermarkBytes;
-        out->failed_allocations = h.stats.failedAllocations;
-        out->lowest_address = h.properties.lowestAddress;
-        out->highest_address = h.properties.highestAddress;
-        out->contiguous = h.properties.contiguous ? 1 : 0;
-        out->cached = h.properties.cached ? 1 : 0;
+        cenalloc_heap_info info{};
+        copyName(info.name, h.name);
+        info.capacity = h.properties.capacity;
+        info.free_bytes = h.freeBytes;
+        info.live_buffers = h.stats.liveBuffers;
+        info.live_bytes = h.stats.liveBytes;
+        info.watermark_bytes = h.stats.watermarkBytes;
+        info.failed_allocations = h.stats.failedAllocations;
+        info.lowest_address = h.properties.lowestAddress;
+        info.highest_address = h.properties.highestAddress;
+        info.contiguous = h.properties.contiguous ? 1 : 0;
+        info.cached = h.properties.cached ? 1 : 0;
+        info.total_allocations = h.stats.totalAllocations;
+        info.valid_heap_flags = h.properties.validHeapFlags;
+        sized.fill(info);
         return succeed();
     });
 }
@@ -274,6 +328,9 @@ int cenalloc_explain(cenalloc_session* session, const char* const* devices, size
         return failWith(EINVAL, "session, devices or out is NULL");
     if (!validCpuAccess(cpu_access))
         return failWith(EINVAL, "unknown cpu access hint");
+    SizedOut sized(out, CENALLOC_EXPLANATION_SIZE_VER0);
+    if (int refused = sized.check())
+        return refused;
     return guarded([&] {
         std::vector<std::string> names;
         for (size_t i = 0; i < count; ++i) {
@@ -284,10 +341,11 @@ int cenalloc_explain(cenalloc_session* session, const char* const* devices, size
         auto e = session->session->explain(names, size, toCpuAccess(cpu_access));
         if (!e)
             return failWith(e.error());
-        *out = cenalloc_explanation{};
-        out->satisfiable = e->satisfiable ? 1 : 0;
-        copyName(out->heap, e->heap.value_or(""));
-        copyName(out->allocating_device, e->allocatingDevice.value_or(""));
+        cenalloc_explanation explanation{};
+        explanation.satisfiable = e->satisfiable ? 1 : 0;
+        copyName(explanation.heap, e->heap.value_or(""));
+        copyName(explanation.allocating_device, e->allocatingDevice.value_or(""));
+        sized.fill(explanation);
         return succeed();
     });
 }

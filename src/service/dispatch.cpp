@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Request validation and dispatch to a ServiceClient; replies with an errno, a message and a body.
+// Request validation and dispatch to the operations; replies with an errno, a message and a body.
 #include "service/dispatch.h"
 
 #include <algorithm>
@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+
+#include "base/try.h"
+#include "service/operations.h"
 
 namespace cenalloc {
 
@@ -35,195 +38,25 @@ Error invalid(std::string message) {
     return Error(EINVAL, std::move(message));
 }
 
-/// What one request asks, after the header was validated.
-struct Request {
-    Op op;
-    std::span<const std::byte> payload;
-    BorrowedFd fd; ///< the buffer fd of ops that take one
-};
-
 /// The body of a successful reply, or the error.
 struct Outcome {
     std::vector<std::byte> body;
     UniqueFd fd;
 };
 
-Result<Outcome> empty(Result<void> done) {
-    if (!done)
-        return done.error();
-    return Outcome{};
-}
-
-template <typename T> Outcome bodyOf(const T& value) {
+/// Op @p O for @p client: its request decoded (the zero-extension rule,
+/// reserved fields) and validated (O::parse), served, its answer encoded.
+template <typename O> Result<Outcome> run(ServiceClient& client, std::span<const std::byte> payload, BorrowedFd fd) {
+    typename O::Request request{};
+    if constexpr (std::is_same_v<typename O::Request, None>)
+        CENALLOC_CHECK(checkEmptyPayload(payload));
+    else
+        request = CENALLOC_TRY(decodeRequest<typename O::Request>(payload, O::kName));
+    auto args = CENALLOC_TRY(O::parse(request));
+    auto answer = CENALLOC_TRY(O::serve(client, args, fd));
     Writer w;
-    w.put(value);
-    return Outcome{std::move(w.bytes()), {}};
-}
-
-Result<Outcome> bufferReply(Result<ServiceBuffer> buffer) {
-    if (!buffer)
-        return buffer.error();
-    Outcome out = bodyOf(BufferReply{buffer->id, buffer->size});
-    out.fd = std::move(buffer->fd);
-    return out;
-}
-
-Result<Outcome> run(ServiceClient& client, const Request& req) {
-    switch (req.op) {
-    case Op::Handshake: {
-        auto r = decodePayload<HandshakeRequest>(req.payload);
-        if (!r)
-            return r.error();
-        if (r->reserved != 0)
-            return invalid("handshake: reserved field is not zero");
-        if (r->minVersion > r->maxVersion)
-            return invalid(fmt::format("handshake: version range {}..{} is empty", r->minVersion, r->maxVersion));
-        if (kVersion < r->minVersion || kVersion > r->maxVersion)
-            return Error(EPROTONOSUPPORT, fmt::format("the client speaks versions {}..{}, this daemon speaks {}",
-                                                      r->minVersion, r->maxVersion, kVersion));
-        return bodyOf(
-            HandshakeReply{kVersion, static_cast<uint32_t>(kMaxRequestSize), static_cast<uint32_t>(::getpid()), 0});
-    }
-    case Op::ListHeaps: {
-        if (auto ok = checkEmptyPayload(req.payload); !ok)
-            return ok.error();
-        auto heaps = client.heaps();
-        if (!heaps)
-            return heaps.error();
-        Writer w;
-        encodeHeaps(w, *heaps);
-        return Outcome{std::move(w.bytes()), {}};
-    }
-    case Op::Allocate: {
-        auto r = decodePayload<AllocateRequest>(req.payload);
-        if (!r)
-            return r.error();
-        if (r->reserved != 0)
-            return invalid("allocate: reserved field is not zero");
-        auto heap = getName(r->heap, sizeof r->heap, "allocate: heap");
-        if (!heap)
-            return heap.error();
-        return bufferReply(client.allocate(*heap, r->length, r->fdFlags, r->heapFlags));
-    }
-    case Op::Create: {
-        auto r = decodePayload<CreateRequest>(req.payload);
-        if (!r)
-            return r.error();
-        if (r->reserved != 0)
-            return invalid("create: reserved field is not zero");
-        if (r->cpuAccess > static_cast<uint32_t>(CpuAccess::Often))
-            return invalid(fmt::format("create: cpu access {} is not 0 (none), 1 (rare) or 2 (often)", r->cpuAccess));
-        auto name = getName(r->name, sizeof r->name, "create: name");
-        if (!name)
-            return name.error();
-        return bufferReply(client.create(r->size, *name, static_cast<CpuAccess>(r->cpuAccess)));
-    }
-    case Op::Import: {
-        if (auto ok = checkEmptyPayload(req.payload); !ok)
-            return ok.error();
-        auto id = client.import(req.fd);
-        if (!id)
-            return id.error();
-        return bodyOf(IdReply{*id});
-    }
-    case Op::Release:
-        if (auto ok = checkEmptyPayload(req.payload); !ok)
-            return ok.error();
-        return empty(client.release(req.fd));
-    case Op::Attach: {
-        auto r = decodePayload<AttachRequest>(req.payload);
-        if (!r)
-            return r.error();
-        auto device = getName(r->device, sizeof r->device, "attach: device");
-        if (!device)
-            return device.error();
-        auto id = client.attach(req.fd, *device);
-        if (!id)
-            return id.error();
-        return bodyOf(IdReply{*id});
-    }
-    case Op::Detach: {
-        auto r = decodePayload<IdRequest>(req.payload);
-        if (!r)
-            return r.error();
-        return empty(client.detach(r->id));
-    }
-    case Op::Map: {
-        auto r = decodePayload<MapRequest>(req.payload);
-        if (!r)
-            return r.error();
-        if (r->reserved != 0)
-            return invalid("map: reserved field is not zero");
-        if (r->direction > static_cast<uint32_t>(DmaDirection::FromDevice))
-            return invalid(fmt::format("map: direction {} is not 0, 1 or 2", r->direction));
-        auto mapping = client.map(r->attachment, static_cast<DmaDirection>(r->direction));
-        if (!mapping)
-            return mapping.error();
-        Writer w;
-        encodeMapping(w, *mapping);
-        return Outcome{std::move(w.bytes()), {}};
-    }
-    case Op::Unmap: {
-        auto r = decodePayload<IdRequest>(req.payload);
-        if (!r)
-            return r.error();
-        return empty(client.unmap(r->id));
-    }
-    case Op::BeginCpuAccess:
-    case Op::EndCpuAccess: {
-        auto r = decodePayload<SyncRequest>(req.payload);
-        if (!r)
-            return r.error();
-        if (r->reserved != 0)
-            return invalid(fmt::format("{}: reserved field is not zero", opName(static_cast<uint16_t>(req.op))));
-        if (req.op == Op::BeginCpuAccess)
-            return empty(client.beginCpuAccess(req.fd, r->flags));
-        return empty(client.endCpuAccess(req.fd, r->flags));
-    }
-    case Op::SetName: {
-        auto r = decodePayload<SetNameRequest>(req.payload);
-        if (!r)
-            return r.error();
-        auto name = getName(r->name, sizeof r->name, "set-name: name");
-        if (!name)
-            return name.error();
-        return empty(client.setName(req.fd, *name));
-    }
-    case Op::Bufinfo: {
-        if (auto ok = checkEmptyPayload(req.payload); !ok)
-            return ok.error();
-        auto buffers = client.bufinfo();
-        if (!buffers)
-            return buffers.error();
-        Writer w;
-        encodeBufinfo(w, *buffers);
-        return Outcome{std::move(w.bytes()), {}};
-    }
-    case Op::Stats: {
-        auto r = decodePayload<StatsRequest>(req.payload);
-        if (!r)
-            return r.error();
-        if (r->reserved != 0)
-            return invalid("stats: reserved field is not zero");
-        if (r->flags & ~kStatsResetWatermark)
-            return invalid(fmt::format("stats: undefined flags {:#x}", r->flags & ~kStatsResetWatermark));
-        auto stats = client.stats(r->flags & kStatsResetWatermark);
-        if (!stats)
-            return stats.error();
-        Writer w;
-        encodeStats(w, *stats);
-        return Outcome{std::move(w.bytes()), {}};
-    }
-    case Op::Platform: {
-        if (auto ok = checkEmptyPayload(req.payload); !ok)
-            return ok.error();
-        const Context& context = client.service().context();
-        Writer w;
-        encodePlatform(w, context.platform(), context.heapProperties());
-        return Outcome{std::move(w.bytes()), {}};
-    }
-    }
-    return invalid("unknown opcode"); // unreachable: the opcode was range-checked
+    encode(w, answer.body);
+    return Outcome{std::move(w.bytes()), std::move(answer.fd)};
 }
 
 } // namespace
@@ -275,8 +108,10 @@ Reply handleRequest(ServiceClient& client, const Datagram& request) {
         return fail(
             invalid(fmt::format("{} takes {} fd(s), {} attached", opName(h.opcode), wantFds, request.fds.size())));
 
-    Request req{op, std::span(request.bytes).subspan(sizeof h), wantFds ? request.fds[0].borrow() : BorrowedFd()};
-    auto outcome = run(client, req);
+    const auto payload = std::span(request.bytes).subspan(sizeof h);
+    const BorrowedFd fd = wantFds ? request.fds[0].borrow() : BorrowedFd();
+    Result<Outcome> outcome = invalid("unknown opcode"); // unreachable: the opcode was range-checked
+    ops::withOp(h.opcode, [&]<typename O>() { outcome = run<O>(client, payload, fd); });
     if (!outcome)
         return fail(outcome.error());
     return makeReply(op, sequence, 0, {}, outcome->body, std::move(outcome->fd));

@@ -8,6 +8,7 @@
 
 #include <cenalloc/unique_fd.h>
 
+#include "service/operations.h"
 #include "service/protocol.h"
 #include "service/service.h"
 #include "service/socket_io.h"

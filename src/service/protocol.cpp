@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
-// Encoding and decoding of the cenallocd wire protocol.
+// The cenallocd wire encoding: each reply body described once, for encoding and decoding alike.
 #include "service/protocol.h"
 
 #include <cerrno>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -14,132 +15,450 @@ constexpr size_t padded(size_t n) {
     return (n + 7) & ~size_t{7};
 }
 
-uint32_t length32(std::string_view s) {
-    return static_cast<uint32_t>(s.size());
-}
-
 Error malformed(std::string_view what) {
     return Error(EPROTO, fmt::format("malformed reply: {}", what));
 }
 
-void encodeHeapProperties(Writer& w, const HeapProperties& p) {
-    WireHeapProperties h{};
-    h.lowestAddress = p.lowestAddress;
-    h.highestAddress = p.highestAddress;
-    h.maxChunkSize = p.maxChunkSize;
-    h.minChunkSize = p.minChunkSize;
-    h.chunkAlignment = p.chunkAlignment;
-    h.accessBits = p.accessBits;
-    h.capacity = p.capacity;
-    h.validHeapFlags = p.validHeapFlags;
-    h.kind = static_cast<uint32_t>(p.kind);
-    h.flags = (p.contiguous ? kHeapContiguous : 0) | (p.cached ? kHeapCached : 0) |
-              (p.honoursAddressLimit ? 0 : kHeapNoAddressLimit);
-    h.nameLength = length32(p.name);
-    h.descriptionLength = length32(p.description);
-    w.put(h);
+// ------------------------------------------------------------- the codec
+//
+// A body's description is a function template transfer(io, value) naming
+// its fields in wire order. It runs with one of three kinds of io:
+//  - Encoder: value is const, every field is written;
+//  - Decoder: value is filled from the bytes, the first failure sticks and
+//    the rest of the description reads nothing;
+//  - Sizer: counts the bytes an element takes at least (its fixed part),
+//    so that a count read from the wire is checked against the bytes left
+//    before anything is sized from it.
+// Fields are scalars (u64, u32, i64), reserved zeros, enumerations and flag
+// words; a string or a list whose length or count sits in a fixed part and
+// whose contents follow later is a Tail (length()/count(), then
+// text()/each()); a string or list that carries its own {u32 n, u32 0}
+// header is lstring()/list().
+
+/// A length or count written in a fixed part, for contents that follow.
+struct Tail {
+    uint32_t n = 0;
+};
+
+/// One bit of a flag word and the bool it stands for (inverted: set when
+/// the bool is false).
+template <typename B> struct Bit {
+    B& value;
+    uint32_t mask;
+    bool inverted = false;
+};
+template <typename B> Bit<B> bit(B& value, uint32_t mask) {
+    return {value, mask, false};
+}
+template <typename B> Bit<B> notBit(B& value, uint32_t mask) {
+    return {value, mask, true};
 }
 
-void encodeHeapPropertiesStrings(Writer& w, const HeapProperties& p) {
-    w.putBytes(p.name);
-    w.putBytes(p.description);
-}
+class Sizer;
 
-Result<HeapProperties> decodeHeapProperties(const WireHeapProperties& h) {
-    if (h.kind > static_cast<uint32_t>(HeapKind::Kernel))
-        return malformed(fmt::format("heap kind {}", h.kind));
-    HeapProperties p;
-    p.lowestAddress = h.lowestAddress;
-    p.highestAddress = h.highestAddress;
-    p.maxChunkSize = h.maxChunkSize;
-    p.minChunkSize = h.minChunkSize;
-    p.chunkAlignment = h.chunkAlignment;
-    p.accessBits = h.accessBits;
-    p.capacity = h.capacity;
-    p.validHeapFlags = h.validHeapFlags;
-    p.kind = static_cast<HeapKind>(h.kind);
-    p.contiguous = h.flags & kHeapContiguous;
-    p.cached = h.flags & kHeapCached;
-    p.honoursAddressLimit = !(h.flags & kHeapNoAddressLimit);
-    return p;
-}
+class Encoder {
+public:
+    static constexpr bool kDecoding = false;
+    explicit Encoder(Writer& w) : w_(w) {}
 
-Result<void> decodeHeapPropertiesStrings(Reader& r, const WireHeapProperties& h, HeapProperties& p) {
-    auto name = r.getString(h.nameLength);
-    if (!name)
-        return name.error();
-    auto description = r.getString(h.descriptionLength);
-    if (!description)
-        return description.error();
-    p.name = std::move(*name);
-    p.description = std::move(*description);
-    return {};
-}
-
-Result<DmaDirection> decodeDirection(uint32_t value) {
-    if (value > static_cast<uint32_t>(DmaDirection::FromDevice))
-        return malformed(fmt::format("direction {}", value));
-    return static_cast<DmaDirection>(value);
-}
-
-Result<SgTable> decodeSegments(Reader& r, uint32_t count) {
-    if (auto ok = r.checkCount(count, sizeof(WireSgEntry)); !ok)
-        return ok.error();
-    SgTable table;
-    table.reserve(count);
-    for (uint32_t i = 0; i < count; ++i) {
-        auto e = r.get<WireSgEntry>();
-        if (!e)
-            return e.error();
-        table.push_back({e->dmaAddress, e->length});
+    template <typename T> void u64(const T& v) { w_.put(static_cast<uint64_t>(v)); }
+    template <typename T> void u32(const T& v) { w_.put(static_cast<uint32_t>(v)); }
+    template <typename T> void i64(const T& v) { w_.put(static_cast<int64_t>(v)); }
+    void zero32() { w_.put(uint32_t{0}); }
+    void zero64() { w_.put(uint64_t{0}); }
+    template <typename E> void enum32(const E& e, E, std::string_view) { u32(e); }
+    template <typename... B> void flags32(std::string_view, uint32_t, const Bit<B>&... bits) {
+        w_.put((uint32_t{0} | ... | ((bool(bits.value) != bits.inverted) ? bits.mask : 0u)));
     }
-    return table;
+    void boolean32(const bool& b, std::string_view) { w_.put(uint32_t{b ? 1u : 0u}); }
+    Tail length(const std::string& s) { return count(s); }
+    template <typename V> Tail count(const V& v) {
+        w_.put(static_cast<uint32_t>(v.size()));
+        return {static_cast<uint32_t>(v.size())};
+    }
+    void text(const std::string& s, Tail) { w_.putBytes(s); }
+    template <typename V, typename F> void each(const V& v, Tail, F f) {
+        for (const auto& element : v)
+            f(*this, element);
+    }
+    void lstring(const std::string& s) {
+        w_.put(ListHeader{static_cast<uint32_t>(s.size()), 0});
+        w_.putBytes(s);
+    }
+    template <typename V, typename F> void list(const V& v, F f) {
+        w_.put(ListHeader{static_cast<uint32_t>(v.size()), 0});
+        each(v, {}, f);
+    }
+    void strings(const std::vector<std::string>& v) {
+        list(v, [](auto& sub, const std::string& s) { sub.lstring(s); });
+    }
+    /// Whether more follows: always, when writing.
+    bool more() const { return true; }
+
+private:
+    Writer& w_;
+};
+
+class Decoder {
+public:
+    static constexpr bool kDecoding = true;
+    explicit Decoder(Reader& r) : r_(r) {}
+
+    template <typename T> void u64(T& v) { v = static_cast<T>(read<uint64_t>()); }
+    template <typename T> void u32(T& v) { v = static_cast<T>(read<uint32_t>()); }
+    template <typename T> void i64(T& v) { v = static_cast<T>(read<int64_t>()); }
+    // Reserved fields of replies are not checked: a newer daemon may use them.
+    void zero32() { (void)read<uint32_t>(); }
+    void zero64() { (void)read<uint64_t>(); }
+    template <typename E> void enum32(E& e, E last, std::string_view what) {
+        uint32_t value = read<uint32_t>();
+        if (ok() && value > static_cast<uint32_t>(last))
+            fail(malformed(fmt::format("{} {}", what, value)));
+        e = ok() ? static_cast<E>(value) : E{};
+    }
+    /// Bits outside @p strict fail (none when @p strict is 0: unknown bits
+    /// of a newer daemon are ignored).
+    template <typename... B> void flags32(std::string_view what, uint32_t strict, const Bit<B>&... bits) {
+        uint32_t word = read<uint32_t>();
+        if (ok() && strict != 0 && (word & ~strict))
+            fail(malformed(fmt::format("{} {:#x}", what, word)));
+        ((bits.value = (bool(word & bits.mask) != bits.inverted)), ...);
+    }
+    void boolean32(bool& b, std::string_view what) {
+        uint32_t value = read<uint32_t>();
+        if (ok() && value > 1)
+            fail(malformed(fmt::format("{} {}", what, value)));
+        b = value == 1;
+    }
+    Tail length(std::string&) { return {read<uint32_t>()}; }
+    template <typename V> Tail count(V&) { return {read<uint32_t>()}; }
+    void text(std::string& s, Tail length) {
+        if (!ok())
+            return;
+        if (auto text = r_.getString(length.n))
+            s = std::move(*text);
+        else
+            fail(text.error());
+    }
+    template <typename V, typename F> void each(V& v, Tail count, F f);
+    void lstring(std::string& s) {
+        auto header = read<ListHeader>();
+        text(s, {header.count});
+    }
+    template <typename V, typename F> void list(V& v, F f) { each(v, {read<ListHeader>().count}, f); }
+    void strings(std::vector<std::string>& v) {
+        list(v, [](auto& sub, std::string& s) { sub.lstring(s); });
+    }
+    /// Whether more follows: an older daemon's body may end early.
+    bool more() const { return r_.remaining() > 0; }
+
+    bool ok() const { return !error_; }
+    Result<void> result() const {
+        if (error_)
+            return *error_;
+        return {};
+    }
+
+private:
+    template <typename T> T read() {
+        if (!ok())
+            return T{};
+        auto value = r_.get<T>();
+        if (!value) {
+            fail(value.error());
+            return T{};
+        }
+        return *value;
+    }
+    void fail(Error e) {
+        if (!error_)
+            error_ = std::move(e);
+    }
+    Reader& r_;
+    std::optional<Error> error_;
+};
+
+class Sizer {
+public:
+    static constexpr bool kDecoding = true;
+    template <typename T> void u64(T&) { bytes_ += 8; }
+    template <typename T> void u32(T&) { bytes_ += 4; }
+    template <typename T> void i64(T&) { bytes_ += 8; }
+    void zero32() { bytes_ += 4; }
+    void zero64() { bytes_ += 8; }
+    template <typename E> void enum32(E&, E, std::string_view) { bytes_ += 4; }
+    template <typename... B> void flags32(std::string_view, uint32_t, const Bit<B>&...) { bytes_ += 4; }
+    void boolean32(bool&, std::string_view) { bytes_ += 4; }
+    Tail length(std::string&) {
+        bytes_ += 4;
+        return {};
+    }
+    template <typename V> Tail count(V&) {
+        bytes_ += 4;
+        return {};
+    }
+    void text(std::string&, Tail) {}
+    template <typename V, typename F> void each(V&, Tail, F) {}
+    void lstring(std::string&) { bytes_ += sizeof(ListHeader); }
+    template <typename V, typename F> void list(V&, F) { bytes_ += sizeof(ListHeader); }
+    void strings(std::vector<std::string>&) { bytes_ += sizeof(ListHeader); }
+    bool more() const { return false; }
+    size_t bytes() const { return bytes_; }
+
+private:
+    size_t bytes_ = 0;
+};
+
+template <typename V, typename F> void Decoder::each(V& v, Tail count, F f) {
+    if (!ok())
+        return;
+    // The least an element takes, measured on its own description.
+    Sizer sizer;
+    typename V::value_type probe{};
+    f(sizer, probe);
+    if (auto fits = r_.checkCount(count.n, sizer.bytes()); !fits)
+        return fail(fits.error());
+    v.resize(count.n);
+    for (auto& element : v) {
+        f(*this, element);
+        if (!ok())
+            return;
+    }
 }
 
-Result<uint32_t> getCount(Reader& r, size_t elementSize) {
-    auto list = r.get<ListHeader>();
-    if (!list)
-        return list.error();
-    if (auto ok = r.checkCount(list->count, elementSize); !ok)
-        return ok.error();
-    return list->count;
+// --------------------------------------------------------- descriptions
+//
+// In each, V is the value's type, const when encoding.
+
+template <typename Io, typename V> void transferSegment(Io& io, V& e) {
+    io.u64(e.dmaAddress);
+    io.u64(e.length);
+}
+
+/// A heap's properties, but for its strings (which follow later).
+template <typename Io, typename V> std::pair<Tail, Tail> transferHeapFixed(Io& io, V& p) {
+    io.u64(p.lowestAddress);
+    io.u64(p.highestAddress);
+    io.u64(p.maxChunkSize);
+    io.u64(p.minChunkSize);
+    io.u64(p.chunkAlignment);
+    io.u64(p.accessBits);
+    io.u64(p.capacity);
+    io.u64(p.validHeapFlags);
+    io.enum32(p.kind, HeapKind::Kernel, "heap kind");
+    io.flags32("heap flags", 0, bit(p.contiguous, kHeapContiguous), bit(p.cached, kHeapCached),
+               notBit(p.honoursAddressLimit, kHeapNoAddressLimit));
+    Tail name = io.length(p.name);
+    Tail description = io.length(p.description);
+    return {name, description};
+}
+
+template <typename Io, typename V> void transferHeapProperties(Io& io, V& p) {
+    auto [name, description] = transferHeapFixed(io, p);
+    io.text(p.name, name);
+    io.text(p.description, description);
+}
+
+template <typename Io, typename V> void transferHeapInfo(Io& io, V& h) {
+    auto [name, description] = transferHeapFixed(io, h.properties);
+    io.u64(h.stats.liveBuffers);
+    io.u64(h.stats.liveBytes);
+    io.u64(h.stats.watermarkBytes);
+    io.u64(h.stats.failedAllocations);
+    io.u64(h.stats.totalAllocations);
+    io.u64(h.freeBytes);
+    io.text(h.properties.name, name);
+    io.text(h.properties.description, description);
+    if constexpr (Io::kDecoding)
+        h.name = h.properties.name;
+}
+
+template <typename Io, typename V> void transferHeaps(Io& io, V& heaps) {
+    io.list(heaps, [](auto& sub, auto& h) { transferHeapInfo(sub, h); });
+}
+
+template <typename Io, typename V> void transferStats(Io& io, V& s) {
+    transferHeaps(io, s.heaps);
+    io.list(s.domains, [](auto& sub, auto& d) {
+        sub.u64(d.pageSize);
+        sub.u64(d.apertureBase);
+        sub.u64(d.apertureSize);
+        sub.u64(d.hits);
+        sub.u64(d.misses);
+        sub.u64(d.evictions);
+        sub.u64(d.faults);
+        sub.u64(d.usedIovaBytes);
+        sub.u64(d.cachedIovaBytes);
+        sub.u64(d.mappedBytes);
+        sub.u64(d.mappingCount);
+        sub.u64(d.inUseCount);
+        Tail name = sub.length(d.name);
+        sub.zero32();
+        sub.text(d.name, name);
+    });
+    io.u64(s.liveBuffers);
+    io.strings(s.lifetimeBugs);
+    if (!io.more())
+        return; // a daemon from before the limits: zeros
+    auto& l = s.limits;
+    io.u64(l.heldBytes);
+    io.u64(l.heldBuffers);
+    io.u64(l.quotaBytes);
+    io.u64(l.quotaBuffers);
+    io.u64(l.trackedBuffers);
+    io.u64(l.maxBuffers);
+    io.u64(l.rootReserve);
+    io.zero64();
+}
+
+template <typename Io, typename V> void transferBuffer(Io& io, V& b) {
+    io.u64(b.id);
+    io.u64(b.size);
+    io.u64(b.inode);
+    io.i64(b.references);
+    io.u64(b.cacheMaintenanceOps);
+    io.u64(b.syncViolations);
+    io.u32(b.fdFlags);
+    io.u32(b.cpuAccessDepth);
+    io.flags32("buffer flags", 0, bit(b.hasStorage, kBufferHasStorage), bit(b.inHostKernel, kBufferInHostKernel));
+    Tail chunks = io.count(b.chunks);
+    Tail devices = io.count(b.attachedDevices);
+    Tail mappings = io.count(b.mappings);
+    Tail exporter = io.length(b.exporter);
+    Tail name = io.length(b.name);
+    Tail heap = io.length(b.heap);
+    Tail exporterState = io.length(b.exporterState);
+    io.text(b.exporter, exporter);
+    io.text(b.name, name);
+    io.text(b.heap, heap);
+    io.text(b.exporterState, exporterState);
+    io.each(b.chunks, chunks, [](auto& sub, auto& c) {
+        sub.u64(c.address);
+        sub.u64(c.size);
+    });
+    io.each(b.attachedDevices, devices, [](auto& sub, auto& device) { sub.lstring(device); });
+    io.each(b.mappings, mappings, [](auto& sub, auto& m) {
+        sub.enum32(m.direction, DmaDirection::FromDevice, "direction");
+        Tail segments = sub.count(m.segments);
+        Tail device = sub.length(m.device);
+        Tail domain = sub.length(m.domain);
+        sub.text(m.device, device);
+        sub.text(m.domain, domain);
+        sub.each(m.segments, segments, [](auto& seg, auto& e) { transferSegment(seg, e); });
+    });
+}
+
+template <typename Io, typename V> void transferBuffers(Io& io, V& buffers) {
+    io.list(buffers, [](auto& sub, auto& b) { transferBuffer(sub, b); });
+}
+
+template <typename Io, typename V> void transferMapping(Io& io, V& m) {
+    io.u64(m.id);
+    io.enum32(m.direction, DmaDirection::FromDevice, "direction");
+    Tail segments = io.count(m.segments);
+    io.each(m.segments, segments, [](auto& sub, auto& e) { transferSegment(sub, e); });
+}
+
+/// @p platform and @p heaps: the Platform op's body. The facts the fixed
+/// parts do not hold follow the heaps, in the same order (a second pass
+/// over regions, devices and heaps).
+template <typename Io, typename P, typename H> void transferPlatform(Io& io, P& platform, H& heaps) {
+    Tail name = io.length(platform.name);
+    Tail description = io.length(platform.description);
+    Tail source = io.length(platform.source);
+    Tail banks = io.count(platform.memory);
+    Tail regions = io.count(platform.regions);
+    Tail iommus = io.count(platform.iommus);
+    Tail devices = io.count(platform.devices);
+    Tail heapCount = io.count(heaps);
+    io.text(platform.name, name);
+    io.text(platform.description, description);
+    io.text(platform.source, source);
+    io.each(platform.memory, banks, [](auto& sub, auto& bank) {
+        sub.u64(bank.base);
+        sub.u64(bank.size);
+        Tail bankName = sub.length(bank.name);
+        sub.zero32();
+        sub.text(bank.name, bankName);
+    });
+    io.each(platform.regions, regions, [](auto& sub, auto& region) {
+        sub.u64(region.base);
+        sub.u64(region.size);
+        sub.u64(region.accessBits);
+        sub.enum32(region.kind, RegionKind::Carveout, "region kind");
+        sub.flags32("region flags", 0, bit(region.noMap, kRegionNoMap), bit(region.isDefault, kRegionDefault));
+        Tail regionName = sub.length(region.name);
+        sub.zero32();
+        sub.text(region.name, regionName);
+    });
+    io.each(platform.iommus, iommus, [](auto& sub, auto& iommu) {
+        sub.u64(iommu.pageSize);
+        sub.u64(iommu.apertureBase);
+        sub.u64(iommu.apertureSize);
+        Tail iommuName = sub.length(iommu.name);
+        sub.zero32();
+        sub.text(iommu.name, iommuName);
+    });
+    io.each(platform.devices, devices, [](auto& sub, auto& device) {
+        auto& c = device.constraints;
+        sub.u64(c.dmaMask);
+        sub.u64(c.coherentDmaMask);
+        sub.u64(c.maxSegmentSize);
+        sub.u64(c.segmentBoundaryMask);
+        sub.u64(c.alignment);
+        sub.u64(c.accessBits);
+        sub.u32(c.maxSegmentCount);
+        // The IOMMU name is a string whose presence is a flag.
+        bool hasIommu = device.iommu.has_value();
+        std::string iommu = device.iommu.value_or(std::string());
+        sub.flags32("device flags", 0, bit(c.contiguous, kDeviceContiguous), bit(c.coherent, kDeviceCoherent),
+                    bit(hasIommu, kDeviceHasIommu));
+        Tail deviceName = sub.length(device.name);
+        Tail deviceDescription = sub.length(device.description);
+        Tail iommuName = sub.length(iommu);
+        sub.zero32();
+        sub.text(device.name, deviceName);
+        sub.text(device.description, deviceDescription);
+        sub.text(iommu, iommuName);
+        if constexpr (std::remove_reference_t<decltype(sub)>::kDecoding)
+            if (hasIommu)
+                device.iommu = std::move(iommu);
+    });
+    io.each(heaps, heapCount, [](auto& sub, auto& heap) { transferHeapProperties(sub, heap); });
+
+    // The facts: whether the board's kernel names its vendor heaps, and which.
+    bool vendor = platform.vendorHeaps.has_value();
+    std::vector<std::string> vendorHeaps = platform.vendorHeaps.value_or(std::vector<std::string>());
+    io.boolean32(vendor, "vendor heap presence");
+    io.zero32();
+    io.strings(vendorHeaps);
+    if constexpr (Io::kDecoding)
+        if (vendor)
+            platform.vendorHeaps = std::move(vendorHeaps);
+    // Then per region its flags and owners; per device its IOMMU group,
+    // restricted pool, fact source and assumed facts; per heap its owners.
+    io.each(platform.regions, regions, [](auto& sub, auto& region) {
+        sub.flags32("region flags", kRegionRestricted | kRegionHeap, bit(region.restricted, kRegionRestricted),
+                    bit(region.heap, kRegionHeap));
+        sub.zero32();
+        sub.strings(region.owners);
+    });
+    io.each(platform.devices, devices, [](auto& sub, auto& device) {
+        sub.lstring(device.iommuGroup);
+        sub.lstring(device.restrictedPool);
+        sub.lstring(device.factSource);
+        sub.strings(device.assumedFacts);
+    });
+    io.each(heaps, heapCount, [](auto& sub, auto& heap) { sub.strings(heap.owners); });
+}
+
+template <typename Body> Result<void> decodeWith(Reader& r, Body body) {
+    Decoder d(r);
+    body(d);
+    return d.result();
 }
 
 } // namespace
-
-const char* opName(uint16_t op) {
-    switch (static_cast<Op>(op)) {
-    case Op::Handshake: return "handshake";
-    case Op::ListHeaps: return "list-heaps";
-    case Op::Allocate: return "allocate";
-    case Op::Create: return "create";
-    case Op::Import: return "import";
-    case Op::Release: return "release";
-    case Op::Attach: return "attach";
-    case Op::Detach: return "detach";
-    case Op::Map: return "map";
-    case Op::Unmap: return "unmap";
-    case Op::BeginCpuAccess: return "begin-cpu-access";
-    case Op::EndCpuAccess: return "end-cpu-access";
-    case Op::SetName: return "set-name";
-    case Op::Bufinfo: return "bufinfo";
-    case Op::Stats: return "stats";
-    case Op::Platform: return "platform";
-    }
-    return "?";
-}
-
-bool opTakesFd(Op op) {
-    switch (op) {
-    case Op::Import:
-    case Op::Release:
-    case Op::Attach:
-    case Op::BeginCpuAccess:
-    case Op::EndCpuAccess:
-    case Op::SetName: return true;
-    default: return false;
-    }
-}
 
 void Writer::putBytes(std::string_view text) {
     size_t at = bytes_.size();
@@ -203,588 +522,65 @@ Result<void> checkEmptyPayload(std::span<const std::byte> payload) {
     return {};
 }
 
-MessageHeader makeHeader(Op op, uint32_t payloadSize, uint16_t fdCount, uint32_t sequence) {
+MessageHeader makeHeader(uint16_t opcode, uint32_t payloadSize, uint16_t fdCount, uint32_t sequence) {
     MessageHeader h{};
     h.magic = kMagic;
     h.version = kVersion;
-    h.opcode = static_cast<uint16_t>(op);
+    h.opcode = opcode;
     h.payloadSize = payloadSize;
     h.fdCount = fdCount;
     h.sequence = sequence;
     return h;
 }
 
-// ---------------------------------------------------------------- heaps
+// Each body: its one description, run to encode and to decode.
 
-void encodeHeaps(Writer& w, const std::vector<HeapInfo>& heaps) {
-    w.put(ListHeader{static_cast<uint32_t>(heaps.size()), 0});
-    for (const HeapInfo& heap : heaps) {
-        encodeHeapProperties(w, heap.properties);
-        WireHeapStats s{};
-        s.liveBuffers = heap.stats.liveBuffers;
-        s.liveBytes = heap.stats.liveBytes;
-        s.watermarkBytes = heap.stats.watermarkBytes;
-        s.failedAllocations = heap.stats.failedAllocations;
-        s.totalAllocations = heap.stats.totalAllocations;
-        s.freeBytes = heap.freeBytes;
-        w.put(s);
-        encodeHeapPropertiesStrings(w, heap.properties);
-    }
+void encode(Writer& w, const std::vector<HeapInfo>& heaps) {
+    Encoder e(w);
+    transferHeaps(e, heaps);
+}
+Result<void> decodeInto(Reader& r, std::vector<HeapInfo>& heaps) {
+    return decodeWith(r, [&](Decoder& d) { transferHeaps(d, heaps); });
 }
 
-Result<std::vector<HeapInfo>> decodeHeaps(Reader& r) {
-    auto count = getCount(r, sizeof(WireHeapProperties) + sizeof(WireHeapStats));
-    if (!count)
-        return count.error();
-    std::vector<HeapInfo> heaps;
-    heaps.reserve(*count);
-    for (uint32_t i = 0; i < *count; ++i) {
-        auto h = r.get<WireHeapProperties>();
-        if (!h)
-            return h.error();
-        auto s = r.get<WireHeapStats>();
-        if (!s)
-            return s.error();
-        auto props = decodeHeapProperties(*h);
-        if (!props)
-            return props.error();
-        HeapInfo info;
-        info.properties = std::move(*props);
-        if (auto ok = decodeHeapPropertiesStrings(r, *h, info.properties); !ok)
-            return ok.error();
-        info.name = info.properties.name;
-        info.stats.liveBuffers = s->liveBuffers;
-        info.stats.liveBytes = s->liveBytes;
-        info.stats.watermarkBytes = s->watermarkBytes;
-        info.stats.failedAllocations = s->failedAllocations;
-        info.stats.totalAllocations = s->totalAllocations;
-        info.freeBytes = s->freeBytes;
-        heaps.push_back(std::move(info));
-    }
-    return heaps;
+void encode(Writer& w, const AllocatorStats& stats) {
+    Encoder e(w);
+    transferStats(e, stats);
+}
+Result<void> decodeInto(Reader& r, AllocatorStats& stats) {
+    return decodeWith(r, [&](Decoder& d) { transferStats(d, stats); });
 }
 
-// ---------------------------------------------------------------- stats
-
-void encodeStats(Writer& w, const AllocatorStats& stats) {
-    encodeHeaps(w, stats.heaps);
-    w.put(ListHeader{static_cast<uint32_t>(stats.domains.size()), 0});
-    for (const IommuDomainStats& d : stats.domains) {
-        WireDomainStats s{};
-        s.pageSize = d.pageSize;
-        s.apertureBase = d.apertureBase;
-        s.apertureSize = d.apertureSize;
-        s.hits = d.hits;
-        s.misses = d.misses;
-        s.evictions = d.evictions;
-        s.faults = d.faults;
-        s.usedIovaBytes = d.usedIovaBytes;
-        s.cachedIovaBytes = d.cachedIovaBytes;
-        s.mappedBytes = d.mappedBytes;
-        s.mappingCount = d.mappingCount;
-        s.inUseCount = d.inUseCount;
-        s.nameLength = length32(d.name);
-        w.put(s);
-        w.putBytes(d.name);
-    }
-    w.put(uint64_t{stats.liveBuffers});
-    w.put(ListHeader{static_cast<uint32_t>(stats.lifetimeBugs.size()), 0});
-    for (const std::string& bug : stats.lifetimeBugs) {
-        w.put(ListHeader{length32(bug), 0});
-        w.putBytes(bug);
-    }
-    const ServiceLimits& l = stats.limits;
-    w.put(WireLimits{l.heldBytes, l.heldBuffers, l.quotaBytes, l.quotaBuffers, l.trackedBuffers, l.maxBuffers,
-                     l.rootReserve, 0});
+void encode(Writer& w, const BufferInfo& buffer) {
+    Encoder e(w);
+    transferBuffer(e, buffer);
+}
+Result<void> decodeInto(Reader& r, BufferInfo& buffer) {
+    return decodeWith(r, [&](Decoder& d) { transferBuffer(d, buffer); });
 }
 
-Result<AllocatorStats> decodeStats(Reader& r) {
-    AllocatorStats stats;
-    auto heaps = decodeHeaps(r);
-    if (!heaps)
-        return heaps.error();
-    stats.heaps = std::move(*heaps);
-    auto domains = getCount(r, sizeof(WireDomainStats));
-    if (!domains)
-        return domains.error();
-    for (uint32_t i = 0; i < *domains; ++i) {
-        auto s = r.get<WireDomainStats>();
-        if (!s)
-            return s.error();
-        auto name = r.getString(s->nameLength);
-        if (!name)
-            return name.error();
-        IommuDomainStats d;
-        d.name = std::move(*name);
-        d.pageSize = s->pageSize;
-        d.apertureBase = s->apertureBase;
-        d.apertureSize = s->apertureSize;
-        d.hits = s->hits;
-        d.misses = s->misses;
-        d.evictions = s->evictions;
-        d.faults = s->faults;
-        d.usedIovaBytes = s->usedIovaBytes;
-        d.cachedIovaBytes = s->cachedIovaBytes;
-        d.mappedBytes = s->mappedBytes;
-        d.mappingCount = s->mappingCount;
-        d.inUseCount = s->inUseCount;
-        stats.domains.push_back(std::move(d));
-    }
-    auto live = r.get<uint64_t>();
-    if (!live)
-        return live.error();
-    stats.liveBuffers = *live;
-    auto bugs = getCount(r, sizeof(ListHeader));
-    if (!bugs)
-        return bugs.error();
-    for (uint32_t i = 0; i < *bugs; ++i) {
-        auto length = r.get<ListHeader>();
-        if (!length)
-            return length.error();
-        auto bug = r.getString(length->count);
-        if (!bug)
-            return bug.error();
-        stats.lifetimeBugs.push_back(std::move(*bug));
-    }
-    if (r.remaining() == 0)
-        return stats; // a daemon from before the limits
-    auto l = r.get<WireLimits>();
-    if (!l)
-        return l.error();
-    stats.limits = {l->heldBytes,      l->heldBuffers, l->quotaBytes, l->quotaBuffers,
-                    l->trackedBuffers, l->maxBuffers,  l->rootReserve};
-    return stats;
+void encode(Writer& w, const std::vector<BufferInfo>& buffers) {
+    Encoder e(w);
+    transferBuffers(e, buffers);
+}
+Result<void> decodeInto(Reader& r, std::vector<BufferInfo>& buffers) {
+    return decodeWith(r, [&](Decoder& d) { transferBuffers(d, buffers); });
 }
 
-// -------------------------------------------------------------- bufinfo
-
-void encodeBufinfo(Writer& w, const std::vector<BufferInfo>& buffers) {
-    w.put(ListHeader{static_cast<uint32_t>(buffers.size()), 0});
-    for (const BufferInfo& b : buffers) {
-        WireBufferInfo h{};
-        h.id = b.id;
-        h.size = b.size;
-        h.inode = b.inode;
-        h.references = b.references;
-        h.cacheMaintenanceOps = b.cacheMaintenanceOps;
-        h.syncViolations = b.syncViolations;
-        h.fdFlags = b.fdFlags;
-        h.cpuAccessDepth = b.cpuAccessDepth;
-        h.flags = (b.hasStorage ? kBufferHasStorage : 0) | (b.inHostKernel ? kBufferInHostKernel : 0);
-        h.chunkCount = static_cast<uint32_t>(b.chunks.size());
-        h.deviceCount = static_cast<uint32_t>(b.attachedDevices.size());
-        h.mappingCount = static_cast<uint32_t>(b.mappings.size());
-        h.exporterLength = length32(b.exporter);
-        h.nameLength = length32(b.name);
-        h.heapLength = length32(b.heap);
-        h.exporterStateLength = length32(b.exporterState);
-        w.put(h);
-        w.putBytes(b.exporter);
-        w.putBytes(b.name);
-        w.putBytes(b.heap);
-        w.putBytes(b.exporterState);
-        for (const PhysChunk& c : b.chunks)
-            w.put(WirePhysChunk{c.address, c.size});
-        for (const std::string& device : b.attachedDevices) {
-            w.put(ListHeader{length32(device), 0});
-            w.putBytes(device);
-        }
-        for (const MappingInfo& m : b.mappings) {
-            WireMappingInfo mh{};
-            mh.direction = static_cast<uint32_t>(m.direction);
-            mh.segmentCount = static_cast<uint32_t>(m.segments.size());
-            mh.deviceLength = length32(m.device);
-            mh.domainLength = length32(m.domain);
-            w.put(mh);
-            w.putBytes(m.device);
-            w.putBytes(m.domain);
-            for (const SgEntry& e : m.segments)
-                w.put(WireSgEntry{e.dmaAddress, e.length});
-        }
-    }
+void encode(Writer& w, const SessionMapping& mapping) {
+    Encoder e(w);
+    transferMapping(e, mapping);
+}
+Result<void> decodeInto(Reader& r, SessionMapping& mapping) {
+    return decodeWith(r, [&](Decoder& d) { transferMapping(d, mapping); });
 }
 
-Result<std::vector<BufferInfo>> decodeBufinfo(Reader& r) {
-    auto count = getCount(r, sizeof(WireBufferInfo));
-    if (!count)
-        return count.error();
-    std::vector<BufferInfo> buffers;
-    buffers.reserve(*count);
-    for (uint32_t i = 0; i < *count; ++i) {
-        auto h = r.get<WireBufferInfo>();
-        if (!h)
-            return h.error();
-        BufferInfo b;
-        b.id = h->id;
-        b.size = h->size;
-        b.inode = h->inode;
-        b.references = static_cast<long>(h->references);
-        b.cacheMaintenanceOps = h->cacheMaintenanceOps;
-        b.syncViolations = h->syncViolations;
-        b.fdFlags = h->fdFlags;
-        b.cpuAccessDepth = h->cpuAccessDepth;
-        b.hasStorage = h->flags & kBufferHasStorage;
-        b.inHostKernel = h->flags & kBufferInHostKernel;
-        for (auto [length, out] :
-             {std::pair{h->exporterLength, &b.exporter}, std::pair{h->nameLength, &b.name},
-              std::pair{h->heapLength, &b.heap}, std::pair{h->exporterStateLength, &b.exporterState}}) {
-            auto text = r.getString(length);
-            if (!text)
-                return text.error();
-            *out = std::move(*text);
-        }
-        if (auto ok = r.checkCount(h->chunkCount, sizeof(WirePhysChunk)); !ok)
-            return ok.error();
-        for (uint32_t c = 0; c < h->chunkCount; ++c) {
-            auto chunk = r.get<WirePhysChunk>();
-            if (!chunk)
-                return chunk.error();
-            b.chunks.push_back({chunk->address, chunk->size});
-        }
-        if (auto ok = r.checkCount(h->deviceCount, sizeof(ListHeader)); !ok)
-            return ok.error();
-        for (uint32_t d = 0; d < h->deviceCount; ++d) {
-            auto length = r.get<ListHeader>();
-            if (!length)
-                return length.error();
-            auto device = r.getString(length->count);
-            if (!device)
-                return device.error();
-            b.attachedDevices.push_back(std::move(*device));
-        }
-        if (auto ok = r.checkCount(h->mappingCount, sizeof(WireMappingInfo)); !ok)
-            return ok.error();
-        for (uint32_t m = 0; m < h->mappingCount; ++m) {
-            auto mh = r.get<WireMappingInfo>();
-            if (!mh)
-                return mh.error();
-            MappingInfo info;
-            auto direction = decodeDirection(mh->direction);
-            if (!direction)
-                return direction.error();
-            info.direction = *direction;
-            auto device = r.getString(mh->deviceLength);
-            if (!device)
-                return device.error();
-            auto domain = r.getString(mh->domainLength);
-            if (!domain)
-                return domain.error();
-            auto segments = decodeSegments(r, mh->segmentCount);
-            if (!segments)
-                return segments.error();
-            info.device = std::move(*device);
-            info.domain = std::move(*domain);
-            info.segments = std::move(*segments);
-            b.mappings.push_back(std::move(info));
-        }
-        buffers.push_back(std::move(b));
-    }
-    return buffers;
+void encode(Writer& w, const PlatformView& platform) {
+    Encoder e(w);
+    transferPlatform(e, platform.platform, platform.heaps);
 }
-
-// ------------------------------------------------------------- platform
-
-namespace {
-
-// A string list: a ListHeader count, then each string as a ListHeader
-// length and its bytes (padded), as a buffer's attached devices travel.
-void putStrings(Writer& w, std::span<const std::string> strings) {
-    w.put(ListHeader{static_cast<uint32_t>(strings.size()), 0});
-    for (const std::string& s : strings) {
-        w.put(ListHeader{length32(s), 0});
-        w.putBytes(s);
-    }
-}
-
-Result<std::vector<std::string>> getStrings(Reader& r) {
-    auto count = r.get<ListHeader>();
-    if (!count)
-        return count.error();
-    if (auto ok = r.checkCount(count->count, sizeof(ListHeader)); !ok)
-        return ok.error();
-    std::vector<std::string> out;
-    for (uint32_t i = 0; i < count->count; ++i) {
-        auto length = r.get<ListHeader>();
-        if (!length)
-            return length.error();
-        auto text = r.getString(length->count);
-        if (!text)
-            return text.error();
-        out.push_back(std::move(*text));
-    }
-    return out;
-}
-
-Result<std::string> getOne(Reader& r) {
-    auto length = r.get<ListHeader>();
-    if (!length)
-        return length.error();
-    return r.getString(length->count);
-}
-
-void putOne(Writer& w, std::string_view s) {
-    w.put(ListHeader{length32(s), 0});
-    w.putBytes(s);
-}
-
-// The platform's facts beyond the fixed structs, after the heaps: whether
-// the board's kernel names its vendor heaps, and which; per region its
-// flags (restricted, heap) and owners; per device its IOMMU group,
-// restricted pool, fact source and assumed facts; per heap its owners.
-void encodePlatformFacts(Writer& w, const Platform& platform, std::span<const HeapProperties> heaps) {
-    w.put(ListHeader{platform.vendorHeaps ? 1u : 0u, 0});
-    putStrings(w, platform.vendorHeaps ? *platform.vendorHeaps : std::vector<std::string>{});
-    for (const ReservedRegion& region : platform.regions) {
-        w.put(ListHeader{(region.restricted ? kRegionRestricted : 0) | (region.heap ? kRegionHeap : 0), 0});
-        putStrings(w, region.owners);
-    }
-    for (const Device& device : platform.devices) {
-        putOne(w, device.iommuGroup);
-        putOne(w, device.restrictedPool);
-        putOne(w, device.factSource);
-        putStrings(w, device.assumedFacts);
-    }
-    for (const HeapProperties& h : heaps)
-        putStrings(w, h.owners);
-}
-
-Result<void> decodePlatformFacts(Reader& r, PlatformBody& body) {
-    auto vendor = r.get<ListHeader>();
-    if (!vendor)
-        return vendor.error();
-    if (vendor->count > 1)
-        return malformed(fmt::format("vendor heap presence {}", vendor->count));
-    auto vendorHeaps = getStrings(r);
-    if (!vendorHeaps)
-        return vendorHeaps.error();
-    if (vendor->count == 1)
-        body.platform.vendorHeaps = std::move(*vendorHeaps);
-    for (ReservedRegion& region : body.platform.regions) {
-        auto flags = r.get<ListHeader>();
-        if (!flags)
-            return flags.error();
-        if (flags->count & ~(kRegionRestricted | kRegionHeap))
-            return malformed(fmt::format("region flags {:#x}", flags->count));
-        region.restricted = flags->count & kRegionRestricted;
-        region.heap = flags->count & kRegionHeap;
-        auto owners = getStrings(r);
-        if (!owners)
-            return owners.error();
-        region.owners = std::move(*owners);
-    }
-    for (Device& device : body.platform.devices) {
-        for (std::string* out : {&device.iommuGroup, &device.restrictedPool, &device.factSource}) {
-            auto text = getOne(r);
-            if (!text)
-                return text.error();
-            *out = std::move(*text);
-        }
-        auto assumed = getStrings(r);
-        if (!assumed)
-            return assumed.error();
-        device.assumedFacts = std::move(*assumed);
-    }
-    for (HeapProperties& heap : body.heaps) {
-        auto owners = getStrings(r);
-        if (!owners)
-            return owners.error();
-        heap.owners = std::move(*owners);
-    }
-    return {};
-}
-
-} // namespace
-
-void encodePlatform(Writer& w, const Platform& platform, std::span<const HeapProperties> heaps) {
-    WirePlatform h{};
-    h.nameLength = length32(platform.name);
-    h.descriptionLength = length32(platform.description);
-    h.sourceLength = length32(platform.source);
-    h.bankCount = static_cast<uint32_t>(platform.memory.size());
-    h.regionCount = static_cast<uint32_t>(platform.regions.size());
-    h.iommuCount = static_cast<uint32_t>(platform.iommus.size());
-    h.deviceCount = static_cast<uint32_t>(platform.devices.size());
-    h.heapCount = static_cast<uint32_t>(heaps.size());
-    w.put(h);
-    w.putBytes(platform.name);
-    w.putBytes(platform.description);
-    w.putBytes(platform.source);
-    for (const MemoryBank& bank : platform.memory) {
-        w.put(WireBank{bank.base, bank.size, length32(bank.name), 0});
-        w.putBytes(bank.name);
-    }
-    for (const ReservedRegion& region : platform.regions) {
-        WireRegion r{};
-        r.base = region.base;
-        r.size = region.size;
-        r.accessBits = region.accessBits;
-        r.kind = static_cast<uint32_t>(region.kind);
-        r.flags = (region.noMap ? kRegionNoMap : 0) | (region.isDefault ? kRegionDefault : 0);
-        r.nameLength = length32(region.name);
-        w.put(r);
-        w.putBytes(region.name);
-    }
-    for (const Iommu& iommu : platform.iommus) {
-        w.put(WireIommu{iommu.pageSize, iommu.apertureBase, iommu.apertureSize, length32(iommu.name), 0});
-        w.putBytes(iommu.name);
-    }
-    for (const Device& device : platform.devices) {
-        const DmaConstraints& c = device.constraints;
-        WireDevice d{};
-        d.dmaMask = c.dmaMask;
-        d.coherentDmaMask = c.coherentDmaMask;
-        d.maxSegmentSize = c.maxSegmentSize;
-        d.segmentBoundaryMask = c.segmentBoundaryMask;
-        d.alignment = c.alignment;
-        d.accessBits = c.accessBits;
-        d.maxSegmentCount = c.maxSegmentCount;
-        d.flags = (c.contiguous ? kDeviceContiguous : 0) | (c.coherent ? kDeviceCoherent : 0) |
-                  (device.iommu ? kDeviceHasIommu : 0);
-        d.nameLength = length32(device.name);
-        d.descriptionLength = length32(device.description);
-        d.iommuLength = device.iommu ? length32(*device.iommu) : 0;
-        w.put(d);
-        w.putBytes(device.name);
-        w.putBytes(device.description);
-        w.putBytes(device.iommu ? std::string_view(*device.iommu) : std::string_view());
-    }
-    for (const HeapProperties& p : heaps)
-        encodeHeapProperties(w, p), encodeHeapPropertiesStrings(w, p);
-    encodePlatformFacts(w, platform, heaps);
-}
-
-Result<PlatformBody> decodePlatform(Reader& r) {
-    auto h = r.get<WirePlatform>();
-    if (!h)
-        return h.error();
-    PlatformBody body;
-    Platform& p = body.platform;
-    for (auto [length, out] : {std::pair{h->nameLength, &p.name}, std::pair{h->descriptionLength, &p.description},
-                               std::pair{h->sourceLength, &p.source}}) {
-        auto text = r.getString(length);
-        if (!text)
-            return text.error();
-        *out = std::move(*text);
-    }
-    if (auto ok = r.checkCount(h->bankCount, sizeof(WireBank)); !ok)
-        return ok.error();
-    for (uint32_t i = 0; i < h->bankCount; ++i) {
-        auto b = r.get<WireBank>();
-        if (!b)
-            return b.error();
-        auto name = r.getString(b->nameLength);
-        if (!name)
-            return name.error();
-        p.memory.push_back({std::move(*name), b->base, b->size});
-    }
-    if (auto ok = r.checkCount(h->regionCount, sizeof(WireRegion)); !ok)
-        return ok.error();
-    for (uint32_t i = 0; i < h->regionCount; ++i) {
-        auto w = r.get<WireRegion>();
-        if (!w)
-            return w.error();
-        if (w->kind > static_cast<uint32_t>(RegionKind::Carveout))
-            return malformed(fmt::format("region kind {}", w->kind));
-        auto name = r.getString(w->nameLength);
-        if (!name)
-            return name.error();
-        ReservedRegion region;
-        region.name = std::move(*name);
-        region.kind = static_cast<RegionKind>(w->kind);
-        region.base = w->base;
-        region.size = w->size;
-        region.noMap = w->flags & kRegionNoMap;
-        region.isDefault = w->flags & kRegionDefault;
-        region.accessBits = w->accessBits;
-        p.regions.push_back(std::move(region));
-    }
-    if (auto ok = r.checkCount(h->iommuCount, sizeof(WireIommu)); !ok)
-        return ok.error();
-    for (uint32_t i = 0; i < h->iommuCount; ++i) {
-        auto w = r.get<WireIommu>();
-        if (!w)
-            return w.error();
-        auto name = r.getString(w->nameLength);
-        if (!name)
-            return name.error();
-        p.iommus.push_back({std::move(*name), w->pageSize, w->apertureBase, w->apertureSize});
-    }
-    if (auto ok = r.checkCount(h->deviceCount, sizeof(WireDevice)); !ok)
-        return ok.error();
-    for (uint32_t i = 0; i < h->deviceCount; ++i) {
-        auto w = r.get<WireDevice>();
-        if (!w)
-            return w.error();
-        Device d;
-        for (auto [length, out] :
-             {std::pair{w->nameLength, &d.name}, std::pair{w->descriptionLength, &d.description}}) {
-            auto text = r.getString(length);
-            if (!text)
-                return text.error();
-            *out = std::move(*text);
-        }
-        auto iommu = r.getString(w->iommuLength);
-        if (!iommu)
-            return iommu.error();
-        if (w->flags & kDeviceHasIommu)
-            d.iommu = std::move(*iommu);
-        DmaConstraints& c = d.constraints;
-        c.dmaMask = w->dmaMask;
-        c.coherentDmaMask = w->coherentDmaMask;
-        c.maxSegmentSize = w->maxSegmentSize;
-        c.segmentBoundaryMask = w->segmentBoundaryMask;
-        c.alignment = w->alignment;
-        c.accessBits = w->accessBits;
-        c.maxSegmentCount = w->maxSegmentCount;
-        c.contiguous = w->flags & kDeviceContiguous;
-        c.coherent = w->flags & kDeviceCoherent;
-        p.devices.push_back(std::move(d));
-    }
-    if (auto ok = r.checkCount(h->heapCount, sizeof(WireHeapProperties)); !ok)
-        return ok.error();
-    for (uint32_t i = 0; i < h->heapCount; ++i) {
-        auto w = r.get<WireHeapProperties>();
-        if (!w)
-            return w.error();
-        auto props = decodeHeapProperties(*w);
-        if (!props)
-            return props.error();
-        if (auto ok = decodeHeapPropertiesStrings(r, *w, *props); !ok)
-            return ok.error();
-        body.heaps.push_back(std::move(*props));
-    }
-    if (auto ok = decodePlatformFacts(r, body); !ok)
-        return ok.error();
-    return body;
-}
-
-// -------------------------------------------------------------- mapping
-
-void encodeMapping(Writer& w, const SessionMapping& mapping) {
-    MapReply h{};
-    h.mapping = mapping.id;
-    h.direction = static_cast<uint32_t>(mapping.direction);
-    h.segmentCount = static_cast<uint32_t>(mapping.segments.size());
-    w.put(h);
-    for (const SgEntry& e : mapping.segments)
-        w.put(WireSgEntry{e.dmaAddress, e.length});
-}
-
-Result<SessionMapping> decodeMapping(Reader& r) {
-    auto h = r.get<MapReply>();
-    if (!h)
-        return h.error();
-    auto direction = decodeDirection(h->direction);
-    if (!direction)
-        return direction.error();
-    auto segments = decodeSegments(r, h->segmentCount);
-    if (!segments)
-        return segments.error();
-    SessionMapping m;
-    m.id = h->mapping;
-    m.direction = *direction;
-    m.segments = std::move(*segments);
-    return m;
+Result<void> decodeInto(Reader& r, PlatformBody& platform) {
+    return decodeWith(r, [&](Decoder& d) { transferPlatform(d, platform.platform, platform.heaps); });
 }
 
 } // namespace cenalloc::wire

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -40,31 +41,6 @@ inline constexpr size_t kMaxErrorMessage = 1024;
 inline constexpr size_t kNameField = 64;
 inline constexpr size_t kBufferNameField = 32;
 
-enum class Op : uint16_t {
-    Handshake = 1,
-    ListHeaps = 2,
-    Allocate = 3,
-    Create = 4,
-    Import = 5,
-    Release = 6,
-    Attach = 7,
-    Detach = 8,
-    Map = 9,
-    Unmap = 10,
-    BeginCpuAccess = 11,
-    EndCpuAccess = 12,
-    SetName = 13,
-    Bufinfo = 14,
-    Stats = 15,
-    Platform = 16,
-};
-inline constexpr uint16_t kFirstOp = 1;
-inline constexpr uint16_t kLastOp = 16;
-/// "allocate", ...; "?" for an unknown opcode.
-const char* opName(uint16_t op);
-/// Does @p op name the buffer by an fd attached to the request?
-bool opTakesFd(Op op);
-
 /// Header flags. Requests define none; in replies kFlagMore marks every
 /// fragment but the last.
 inline constexpr uint16_t kFlagMore = 0x1;
@@ -90,6 +66,7 @@ struct HandshakeRequest {
     uint32_t minVersion;
     uint32_t maxVersion;
     uint64_t reserved;
+    static constexpr auto kReserved = std::tuple{&HandshakeRequest::reserved};
 };
 static_assert(sizeof(HandshakeRequest) == 16);
 
@@ -99,6 +76,7 @@ struct AllocateRequest {
     uint32_t fdFlags;
     uint32_t reserved;
     char heap[kNameField];
+    static constexpr auto kReserved = std::tuple{&AllocateRequest::reserved};
 };
 static_assert(sizeof(AllocateRequest) == 88);
 
@@ -107,6 +85,7 @@ struct CreateRequest {
     uint32_t cpuAccess; ///< 0 none, 1 rare, 2 often
     uint32_t reserved;
     char name[kBufferNameField];
+    static constexpr auto kReserved = std::tuple{&CreateRequest::reserved};
 };
 static_assert(sizeof(CreateRequest) == 48);
 
@@ -125,6 +104,7 @@ struct MapRequest {
     uint64_t attachment;
     uint32_t direction; ///< DmaDirection
     uint32_t reserved;
+    static constexpr auto kReserved = std::tuple{&MapRequest::reserved};
 };
 static_assert(sizeof(MapRequest) == 16);
 
@@ -132,6 +112,7 @@ static_assert(sizeof(MapRequest) == 16);
 struct SyncRequest {
     uint32_t flags; ///< kSyncRead | kSyncWrite
     uint32_t reserved;
+    static constexpr auto kReserved = std::tuple{&SyncRequest::reserved};
 };
 static_assert(sizeof(SyncRequest) == 8);
 
@@ -144,6 +125,7 @@ inline constexpr uint32_t kStatsResetWatermark = 0x1;
 struct StatsRequest {
     uint32_t flags;
     uint32_t reserved;
+    static constexpr auto kReserved = std::tuple{&StatsRequest::reserved};
 };
 static_assert(sizeof(StatsRequest) == 8);
 
@@ -178,20 +160,6 @@ struct IdReply {
 };
 static_assert(sizeof(IdReply) == 8);
 
-struct WireSgEntry {
-    uint64_t dmaAddress;
-    uint64_t length;
-};
-static_assert(sizeof(WireSgEntry) == 16);
-
-/// Followed by segmentCount WireSgEntry.
-struct MapReply {
-    uint64_t mapping;
-    uint32_t direction;
-    uint32_t segmentCount;
-};
-static_assert(sizeof(MapReply) == 16);
-
 /// Lists: a count, then the elements.
 struct ListHeader {
     uint32_t count;
@@ -199,174 +167,21 @@ struct ListHeader {
 };
 static_assert(sizeof(ListHeader) == 8);
 
+// Flag bits of the bodies below (docs/protocol.md, "Lists").
 inline constexpr uint32_t kHeapContiguous = 0x1;
 inline constexpr uint32_t kHeapCached = 0x2;
 /// The heap takes no address limit (a board kernel's heap).
 inline constexpr uint32_t kHeapNoAddressLimit = 0x4;
-/// Heap properties; followed by the name and the description.
-struct WireHeapProperties {
-    uint64_t lowestAddress;
-    uint64_t highestAddress;
-    uint64_t maxChunkSize;
-    uint64_t minChunkSize;
-    uint64_t chunkAlignment;
-    uint64_t accessBits;
-    uint64_t capacity;
-    uint64_t validHeapFlags;
-    uint32_t kind;
-    uint32_t flags;
-    uint32_t nameLength;
-    uint32_t descriptionLength;
-};
-static_assert(sizeof(WireHeapProperties) == 80);
-
-struct WireHeapStats {
-    uint64_t liveBuffers;
-    uint64_t liveBytes;
-    uint64_t watermarkBytes;
-    uint64_t failedAllocations;
-    uint64_t totalAllocations;
-    uint64_t freeBytes;
-};
-static_assert(sizeof(WireHeapStats) == 48);
-
-/// Followed by the name.
-struct WireDomainStats {
-    uint64_t pageSize;
-    uint64_t apertureBase;
-    uint64_t apertureSize;
-    uint64_t hits;
-    uint64_t misses;
-    uint64_t evictions;
-    uint64_t faults;
-    uint64_t usedIovaBytes;
-    uint64_t cachedIovaBytes;
-    uint64_t mappedBytes;
-    uint64_t mappingCount;
-    uint64_t inUseCount;
-    uint32_t nameLength;
-    uint32_t reserved;
-};
-static_assert(sizeof(WireDomainStats) == 104);
-
-/// The end of a stats reply: ServiceLimits (absent from an older daemon's).
-struct WireLimits {
-    uint64_t heldBytes;
-    uint64_t heldBuffers;
-    uint64_t quotaBytes;
-    uint64_t quotaBuffers;
-    uint64_t trackedBuffers;
-    uint64_t maxBuffers;
-    uint64_t rootReserve;
-    uint64_t reserved;
-};
-static_assert(sizeof(WireLimits) == 64);
-
 inline constexpr uint32_t kBufferHasStorage = 0x1;
 inline constexpr uint32_t kBufferInHostKernel = 0x2;
-/// Followed by the strings (exporter, name, heap, exporter state), the
-/// chunks, the attached devices' names and the mappings.
-struct WireBufferInfo {
-    uint64_t id;
-    uint64_t size;
-    uint64_t inode;
-    int64_t references;
-    uint64_t cacheMaintenanceOps;
-    uint64_t syncViolations;
-    uint32_t fdFlags;
-    uint32_t cpuAccessDepth;
-    uint32_t flags;
-    uint32_t chunkCount;
-    uint32_t deviceCount;
-    uint32_t mappingCount;
-    uint32_t exporterLength;
-    uint32_t nameLength;
-    uint32_t heapLength;
-    uint32_t exporterStateLength;
-};
-static_assert(sizeof(WireBufferInfo) == 88);
-
-struct WirePhysChunk {
-    uint64_t address;
-    uint64_t size;
-};
-static_assert(sizeof(WirePhysChunk) == 16);
-
-/// Followed by the device and domain names, then segmentCount WireSgEntry.
-struct WireMappingInfo {
-    uint32_t direction;
-    uint32_t segmentCount;
-    uint32_t deviceLength;
-    uint32_t domainLength;
-};
-static_assert(sizeof(WireMappingInfo) == 16);
-
-/// The platform (for explain, computed by the client): followed by the
-/// three strings, then the banks, regions, IOMMUs, devices and heaps.
-struct WirePlatform {
-    uint32_t nameLength;
-    uint32_t descriptionLength;
-    uint32_t sourceLength;
-    uint32_t bankCount;
-    uint32_t regionCount;
-    uint32_t iommuCount;
-    uint32_t deviceCount;
-    uint32_t heapCount;
-};
-static_assert(sizeof(WirePlatform) == 32);
-
-struct WireBank {
-    uint64_t base;
-    uint64_t size;
-    uint32_t nameLength;
-    uint32_t reserved;
-};
-static_assert(sizeof(WireBank) == 24);
-
 inline constexpr uint32_t kRegionNoMap = 0x1;
 inline constexpr uint32_t kRegionDefault = 0x2;
-/// In the platform's facts after the heaps (encodePlatformFacts).
+/// In the platform's facts after the heaps.
 inline constexpr uint32_t kRegionRestricted = 0x1;
 inline constexpr uint32_t kRegionHeap = 0x2;
-struct WireRegion {
-    uint64_t base;
-    uint64_t size;
-    uint64_t accessBits;
-    uint32_t kind;
-    uint32_t flags;
-    uint32_t nameLength;
-    uint32_t reserved;
-};
-static_assert(sizeof(WireRegion) == 40);
-
-struct WireIommu {
-    uint64_t pageSize;
-    uint64_t apertureBase;
-    uint64_t apertureSize;
-    uint32_t nameLength;
-    uint32_t reserved;
-};
-static_assert(sizeof(WireIommu) == 32);
-
 inline constexpr uint32_t kDeviceContiguous = 0x1;
 inline constexpr uint32_t kDeviceCoherent = 0x2;
 inline constexpr uint32_t kDeviceHasIommu = 0x4;
-/// Followed by the name, the description and the IOMMU name.
-struct WireDevice {
-    uint64_t dmaMask;
-    uint64_t coherentDmaMask;
-    uint64_t maxSegmentSize;
-    uint64_t segmentBoundaryMask;
-    uint64_t alignment;
-    uint64_t accessBits;
-    uint32_t maxSegmentCount;
-    uint32_t flags;
-    uint32_t nameLength;
-    uint32_t descriptionLength;
-    uint32_t iommuLength;
-    uint32_t reserved;
-};
-static_assert(sizeof(WireDevice) == 72);
 
 // ------------------------------------------------------------- encoding
 
@@ -441,23 +256,77 @@ template <typename T> Result<T> decodePayload(std::span<const std::byte> payload
 /// The same for an op with no payload struct: every byte must be zero.
 Result<void> checkEmptyPayload(std::span<const std::byte> payload);
 
-// Bodies shared by the dispatcher (encode) and the client (decode).
-void encodeHeaps(Writer& w, const std::vector<HeapInfo>& heaps);
-Result<std::vector<HeapInfo>> decodeHeaps(Reader& r);
-void encodeStats(Writer& w, const AllocatorStats& stats);
-Result<AllocatorStats> decodeStats(Reader& r);
-void encodeBufinfo(Writer& w, const std::vector<BufferInfo>& buffers);
-Result<std::vector<BufferInfo>> decodeBufinfo(Reader& r);
-void encodePlatform(Writer& w, const Platform& platform, std::span<const HeapProperties> heaps);
+/// A request struct as decodePayload() decodes it, with every field its
+/// kReserved lists checked to be zero (EINVAL "@p op: reserved field is not
+/// zero"): the one check of reserved request fields.
+template <typename T> Result<T> decodeRequest(std::span<const std::byte> payload, std::string_view op) {
+    auto value = decodePayload<T>(payload);
+    if (!value)
+        return value;
+    bool zero = true;
+    if constexpr (requires { T::kReserved; })
+        std::apply([&](auto... member) { zero = (... && ((*value).*member == 0)); }, T::kReserved);
+    if (!zero)
+        return Error(EINVAL, std::string(op) + ": reserved field is not zero");
+    return value;
+}
+
+// ---------------------------------------------------------------- bodies
+//
+// The bodies of replies that are more than a fixed struct. Each is
+// described once in protocol.cpp, by a function template that names its
+// fields in wire order and serves both directions: encode() writes what it
+// names, decode() reads the same names back. A fixed struct (IdReply,
+// BufferReply, HandshakeReply) is its own description.
+
+/// The platform and its heaps' properties, as the Platform op sends them.
 struct PlatformBody {
     Platform platform;
     std::vector<HeapProperties> heaps;
 };
-Result<PlatformBody> decodePlatform(Reader& r);
-void encodeMapping(Writer& w, const SessionMapping& mapping);
-Result<SessionMapping> decodeMapping(Reader& r);
+/// What encode() takes for a PlatformBody: the daemon's own, not copied.
+struct PlatformView {
+    const Platform& platform;
+    std::span<const HeapProperties> heaps;
+};
 
-/// A header for a message of @p op.
-MessageHeader makeHeader(Op op, uint32_t payloadSize, uint16_t fdCount, uint32_t sequence);
+void encode(Writer& w, const std::vector<HeapInfo>& heaps);
+void encode(Writer& w, const AllocatorStats& stats);
+void encode(Writer& w, const BufferInfo& buffer);
+void encode(Writer& w, const std::vector<BufferInfo>& buffers);
+void encode(Writer& w, const SessionMapping& mapping);
+void encode(Writer& w, const PlatformView& platform);
+template <typename T>
+requires std::is_trivially_copyable_v<T>
+void encode(Writer& w, const T& value) {
+    w.put(value);
+}
+
+/// Decode into @p out what encode() wrote. Errors: EPROTO for a body that
+/// is truncated, holds more elements than its bytes can, or an undefined
+/// value; never reads past the end.
+Result<void> decodeInto(Reader& r, std::vector<HeapInfo>& heaps);
+Result<void> decodeInto(Reader& r, AllocatorStats& stats);
+Result<void> decodeInto(Reader& r, BufferInfo& buffer);
+Result<void> decodeInto(Reader& r, std::vector<BufferInfo>& buffers);
+Result<void> decodeInto(Reader& r, SessionMapping& mapping);
+Result<void> decodeInto(Reader& r, PlatformBody& platform);
+template <typename T>
+requires std::is_trivially_copyable_v<T> Result<void> decodeInto(Reader& r, T& value) {
+    auto read = r.get<T>();
+    if (!read)
+        return read.error();
+    value = *read;
+    return {};
+}
+template <typename T> Result<T> decode(Reader& r) {
+    T value{};
+    if (auto ok = decodeInto(r, value); !ok)
+        return ok.error();
+    return value;
+}
+
+/// A header for a message of opcode @p opcode.
+MessageHeader makeHeader(uint16_t opcode, uint32_t payloadSize, uint16_t fdCount, uint32_t sequence);
 
 } // namespace cenalloc::wire

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Session::connect: the client library speaking the cenallocd protocol.
+// Session::connect: the client library, running each op by asking cenallocd.
 #include <cenalloc/session.h>
 
 #include <cerrno>
@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "service/poll_window.h"
+#include "service/operations.h"
 #include "service/protocol.h"
 #include "service/socket_io.h"
 
@@ -35,136 +36,49 @@ struct Response {
     UniqueFd fd;
 };
 
-class RemoteSession final : public Session {
+/// Runs each op by sending its request to cenallocd and decoding the reply.
+class RemoteBackend {
 public:
-    RemoteSession(UniqueFd socket, std::string path) : socket_(std::move(socket)), path_(std::move(path)) {}
+    RemoteBackend(UniqueFd socket, std::string path) : socket_(std::move(socket)), path_(std::move(path)) {}
 
     Result<void> handshake() {
-        auto r = call(Op::Handshake, HandshakeRequest{kVersion, kVersion, 0});
-        if (!r) {
-            if (r.error().code() == EPROTONOSUPPORT)
-                return Error(EPROTO, r.error().message());
-            return r.error();
+        auto reply = call<ops::Handshake>({kVersion, kVersion}, {});
+        if (!reply) {
+            if (reply.error().code() == EPROTONOSUPPORT)
+                return Error(EPROTO, reply.error().message());
+            return reply.error();
         }
-        Reader reader(r->body);
-        auto reply = reader.get<HandshakeReply>();
-        if (!reply)
-            return Error(EPROTO, reply.error().message());
         if (reply->version != kVersion)
             return Error(EPROTO, fmt::format("the daemon answered with protocol version {}", reply->version));
-        version_ = reply->version;
+        version_ = static_cast<uint16_t>(reply->version);
         return {};
     }
 
-    std::string describe() const override { return fmt::format("cenallocd at {} (protocol {})", path_, version_); }
+    std::string describe() const { return fmt::format("cenallocd at {} (protocol {})", path_, version_); }
 
-    Result<std::vector<HeapInfo>> heaps() override {
-        auto r = call(Op::ListHeaps, nullptr);
-        if (!r)
-            return r.error();
-        Reader reader(r->body);
-        return decodeHeaps(reader);
+    template <typename O> ops::ResultOf<O> call(const typename O::Args& args, BorrowedFd fd) {
+        Writer w;
+        if constexpr (!std::is_same_v<typename O::Request, None>)
+            w.put(CENALLOC_TRY(O::format(args)));
+        Response r = CENALLOC_TRY(transact(O::kOp, w.bytes(), fd));
+        Reader reader(r.body);
+        auto body = decode<typename O::Decoded>(reader);
+        if (!body)
+            return body.error();
+        return O::finish(std::move(*body), std::move(r.fd), args);
     }
 
-    Result<UniqueFd> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags, uint64_t heapFlags) override {
-        AllocateRequest req{};
-        req.length = length;
-        req.heapFlags = heapFlags;
-        req.fdFlags = fdFlags;
-        if (auto ok = putName(req.heap, sizeof req.heap, heap); !ok)
-            return ok.error().code() == ENAMETOOLONG ? Error(ENOENT, fmt::format("no heap '{}'", heap)) : ok.error();
-        return bufferFd(call(Op::Allocate, req), fdFlags);
-    }
-
-    Result<UniqueFd> create(uint64_t size, std::string_view name, CpuAccess cpuAccess) override {
-        CreateRequest req{};
-        req.size = size;
-        req.cpuAccess = static_cast<uint32_t>(cpuAccess);
-        if (name.size() > kBufferNameMax)
-            return Error(EINVAL, fmt::format("buffer name of {} bytes is longer than {}", name.size(), kBufferNameMax));
-        if (auto ok = putName(req.name, sizeof req.name, name); !ok)
-            return ok.error();
-        return bufferFd(call(Op::Create, req), O_CLOEXEC);
-    }
-
-    Result<uint64_t> import(BorrowedFd buffer) override { return idOf(call(Op::Import, nullptr, buffer)); }
-    Result<void> release(BorrowedFd buffer) override { return done(call(Op::Release, nullptr, buffer)); }
-
-    Result<uint64_t> attach(BorrowedFd buffer, std::string_view device) override {
-        AttachRequest req{};
-        if (auto ok = putName(req.device, sizeof req.device, device); !ok)
-            return ok.error().code() == ENAMETOOLONG ? Error(ENOENT, fmt::format("no device '{}'", device))
-                                                     : ok.error();
-        return idOf(call(Op::Attach, req, buffer));
-    }
-    Result<void> detach(uint64_t attachment) override { return done(call(Op::Detach, IdRequest{attachment})); }
-
-    Result<SessionMapping> map(uint64_t attachment, DmaDirection direction) override {
-        auto r = call(Op::Map, MapRequest{attachment, static_cast<uint32_t>(direction), 0});
-        if (!r)
-            return r.error();
-        Reader reader(r->body);
-        return decodeMapping(reader);
-    }
-    Result<void> unmap(uint64_t mapping) override { return done(call(Op::Unmap, IdRequest{mapping})); }
-
-    Result<void> beginCpuAccess(BorrowedFd buffer, uint32_t flags) override {
-        return done(call(Op::BeginCpuAccess, SyncRequest{flags, 0}, buffer));
-    }
-    Result<void> endCpuAccess(BorrowedFd buffer, uint32_t flags) override {
-        return done(call(Op::EndCpuAccess, SyncRequest{flags, 0}, buffer));
-    }
-    Result<void> setName(BorrowedFd buffer, std::string_view name) override {
-        if (name.size() > kBufferNameMax)
-            return Error(EINVAL, fmt::format("buffer name of {} bytes is longer than {}", name.size(), kBufferNameMax));
-        SetNameRequest req{};
-        if (auto ok = putName(req.name, sizeof req.name, name); !ok)
-            return ok.error();
-        return done(call(Op::SetName, req, buffer));
-    }
-
-    Result<std::vector<BufferInfo>> bufinfo() override {
-        auto r = call(Op::Bufinfo, nullptr);
-        if (!r)
-            return r.error();
-        Reader reader(r->body);
-        return decodeBufinfo(reader);
-    }
-
-    Result<AllocatorStats> stats(bool resetWatermark) override {
-        auto r = call(Op::Stats, StatsRequest{resetWatermark ? kStatsResetWatermark : 0, 0});
-        if (!r)
-            return r.error();
-        Reader reader(r->body);
-        return decodeStats(reader);
-    }
-
-    Result<Explanation> explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) override {
+    Result<Explanation> explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) {
         // explain() is pure over the platform and the heaps' properties:
         // computed here over the daemon's own (fetched once, they never
         // change while it runs) it is the answer the daemon would give.
         std::lock_guard lock(platformMutex_);
-        if (!platform_) {
-            auto r = call(Op::Platform, nullptr);
-            if (!r)
-                return r.error();
-            Reader reader(r->body);
-            auto body = decodePlatform(reader);
-            if (!body)
-                return body.error();
-            platform_ = std::move(*body);
-        }
+        if (!platform_)
+            platform_ = CENALLOC_TRY(call<ops::Platform>({}, {}));
         return cenalloc::explain(platform_->platform, platform_->heaps, devices, size, cpuAccess);
     }
 
 private:
-    template <typename T> Result<Response> call(Op op, const T& request, BorrowedFd fd = {}) {
-        Writer w;
-        if constexpr (!std::is_same_v<T, std::nullptr_t>)
-            w.put(request);
-        return transact(op, w.bytes(), fd);
-    }
-
     Result<Response> transact(Op op, const std::vector<std::byte>& payload, BorrowedFd fd) {
         std::lock_guard lock(mutex_);
         if (fd.get() < 0 && opTakesFd(op))
@@ -175,6 +89,10 @@ private:
         auto sent = sendDatagram(socket_, std::as_bytes(std::span(&h, 1)), payload,
                                  fd.valid() ? std::span<const int>(&raw, 1) : std::span<const int>());
         if (!sent) {
+            // An fd that is not open cannot be sent: nothing was, and the
+            // connection is as it was.
+            if (sent.error().code() == EBADF && fd.valid())
+                return Error(EBADF, fmt::format("fd {} is not open", fd.get()));
             // A daemon that refused us said why before hanging up.
             bool transport = false;
             auto why = receive(op, sequence, MSG_DONTWAIT, &transport);
@@ -255,24 +173,6 @@ private:
         return out;
     }
 
-    Result<UniqueFd> bufferFd(Result<Response> r, uint32_t fdFlags) {
-        if (!r)
-            return r.error();
-        if (!r->fd.valid())
-            return Error(EPROTO, "the daemon's reply carried no buffer fd");
-        return applyFdFlags(std::move(r->fd), fdFlags);
-    }
-
-    static Result<uint64_t> idOf(Result<Response> r) {
-        if (!r)
-            return r.error();
-        Reader reader(r->body);
-        auto id = reader.get<IdReply>();
-        if (!id)
-            return id.error();
-        return id->id;
-    }
-
     /// The first datagram of a reply. The daemon answers within
     /// microseconds, less than it costs to sleep and be woken for it (in a
     /// VM, the wake-up of a halted CPU is an exit to the hypervisor): so
@@ -295,12 +195,6 @@ private:
         if (dg)
             poll_.missed(Clock::now() - start);
         return dg;
-    }
-
-    static Result<void> done(Result<Response> r) {
-        if (!r)
-            return r.error();
-        return {};
     }
 
     UniqueFd socket_;
@@ -340,9 +234,8 @@ Result<std::unique_ptr<Session>> Session::connect(const std::string& socketPath)
     } while (rc != 0 && errno == EINTR);
     if (rc != 0)
         return Error(errno, fmt::format("no cenallocd at {}: {}", path, std::strerror(errno)));
-    auto session = std::make_unique<RemoteSession>(std::move(fd), path);
-    if (auto ok = session->handshake(); !ok)
-        return ok.error();
+    auto session = std::make_unique<OpSession<RemoteBackend>>(std::move(fd), path);
+    CENALLOC_CHECK(session->backend().handshake());
     return std::unique_ptr<Session>(std::move(session));
 }
 

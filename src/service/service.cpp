@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Service: buffers by inode, lifetime through inotify, clients, claims and quotas (operations: service_client.cpp).
+// Service: buffers by inode, lifetime through inotify, clients, claims and quotas (operations: service_ops.cpp).
 #include "service/service.h"
 
 #include <algorithm>
@@ -47,7 +47,7 @@ Error gone() {
 // /proc/self/fd. The inode's mode first loses the permission the mode does
 // not give, so that a holder of the fd who is neither root nor the daemon's
 // uid cannot widen it by reopening /proc/<pid>/fd/N. (A read-only buffer is
-// also sealed against writes, which holds for root too: Buffer::create.)
+// also sealed against writes, which holds for root too: BufferAccess::create.)
 Result<UniqueFd> narrowAccess(UniqueFd fd, uint32_t accessMode) {
     const mode_t mode = accessMode == O_RDONLY ? 0444 : 0222;
     if (::fchmod(fd.get(), mode) != 0)
@@ -117,7 +117,7 @@ Result<std::unique_ptr<ServiceClient>> Service::connect(const Credentials& peer,
     uint64_t id = state->id;
     clients_.emplace(id, std::move(state));
     ++usage.clients;
-    return std::unique_ptr<ServiceClient>(new ServiceClient(shared_from_this(), id, peer, trusted));
+    return std::make_unique<ServiceClient>(PassKey{}, shared_from_this(), id, peer);
 }
 
 void Service::disconnect(uint64_t client) {
@@ -274,14 +274,14 @@ Service::UidUsage Service::usageOf(uint32_t uid) const {
     return it == usage_.end() ? UidUsage{} : UidUsage{it->second.bytes, it->second.buffers};
 }
 
-Result<Service::ClientState*> Service::clientLocked(uint64_t id) {
+Result<Service::ClientState*> Service::clientLocked(ClientId id) const {
     auto it = clients_.find(id);
     if (it == clients_.end())
         return gone();
     return it->second.get();
 }
 
-Result<Service::AttachmentTarget> Service::attachmentLocked(uint64_t clientId, uint64_t attachment) {
+Result<Service::AttachmentTarget> Service::attachmentLocked(ClientId clientId, uint64_t attachment) {
     auto client = clientLocked(clientId);
     if (!client)
         return client.error();
@@ -291,14 +291,14 @@ Result<Service::AttachmentTarget> Service::attachmentLocked(uint64_t clientId, u
     return AttachmentTarget{*client, &it->second};
 }
 
-Result<Service::Entry*> Service::entryForFdLocked(const InodeKey& key, int fd) {
+Result<Service::Entry*> Service::entryForFdLocked(const InodeKey& key, int fd) const {
     auto it = byInode_.find(key);
     if (it == byInode_.end())
         return Error(EBADF, fmt::format("fd {} is not a cenalloc buffer", fd));
     return entries_.at(it->second).get();
 }
 
-Result<Service::Target> Service::targetLocked(uint64_t clientId, const InodeKey& key, int fd) {
+Result<Service::Target> Service::targetLocked(ClientId clientId, const InodeKey& key, int fd) {
     reapLocked();
     auto client = clientLocked(clientId);
     if (!client)
@@ -322,11 +322,25 @@ bool Service::visibleLocked(const ClientState& client, uint64_t bufferId) const 
     return entry != entries_.end() && entry->second->charged && entry->second->chargedUid == client.peer.uid;
 }
 
-Result<void> Service::reserve(uint64_t clientId, uint32_t uid, uint64_t bytes) {
+Result<std::pair<Credentials, bool>> Service::peerOf(ClientId clientId) const {
     std::lock_guard lock(mutex_);
     auto client = clientLocked(clientId);
     if (!client)
         return client.error();
+    return std::pair{(*client)->peer, (*client)->trusted};
+}
+
+Service::Reservation::~Reservation() {
+    if (service_)
+        service_->unreserve(uid_, bytes_);
+}
+
+Result<Service::Reservation> Service::reserve(ClientId clientId, uint64_t bytes) {
+    std::lock_guard lock(mutex_);
+    auto client = clientLocked(clientId);
+    if (!client)
+        return client.error();
+    const uint32_t uid = (*client)->peer.uid;
     const Quota& quota = (*client)->quota;
     Usage& usage = usage_[uid];
     // Root (and the in-process client) may use the reserve; everyone else
@@ -356,7 +370,7 @@ Result<void> Service::reserve(uint64_t clientId, uint32_t uid, uint64_t bytes) {
     usage.bytes += bytes;
     usage.buffers += 1;
     chargedBuffers_ += 1;
-    return {};
+    return Reservation(PassKey{}, this, uid, bytes);
 }
 
 bool Service::reapDue() {
@@ -372,7 +386,7 @@ void Service::unreserve(uint32_t uid, uint64_t bytes) {
     releaseUsageLocked(uid);
 }
 
-Result<ServiceBuffer> Service::adopt(uint64_t clientId, std::shared_ptr<Buffer> buffer, uint64_t charge,
+Result<ServiceBuffer> Service::adopt(ClientId clientId, Reservation reservation, std::shared_ptr<Buffer> buffer,
                                      uint32_t accessMode) {
     // One fstat for the buffer's remembered inode and our key.
     struct stat st {};
@@ -409,9 +423,12 @@ Result<ServiceBuffer> Service::adopt(uint64_t clientId, std::shared_ptr<Buffer> 
     entry->buffer = std::move(buffer);
     entry->key = key;
     entry->watch = *wd;
-    entry->charged = charge > 0;
-    entry->chargedUid = (*client)->peer.uid;
-    entry->chargedBytes = charge;
+    // The reservation becomes the buffer's charge, which lasts as long as
+    // the buffer (unlinkEntryLocked ends it).
+    entry->charged = true;
+    entry->chargedUid = reservation.uid();
+    entry->chargedBytes = reservation.bytes();
+    reservation.commit(PassKey{});
     uint64_t id = entry->buffer->id();
     uint64_t size = entry->buffer->size();
     byInode_[key] = id;

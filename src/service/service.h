@@ -12,10 +12,12 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <cenalloc/buffer.h>
 #include <cenalloc/context.h>
+#include <cenalloc/request.h>
 #include <cenalloc/result.h>
 #include <cenalloc/session.h>
 #include <cenalloc/unique_fd.h>
@@ -63,6 +65,12 @@ struct ServiceBuffer {
 /// across a blocking call.
 class Service : public std::enable_shared_from_this<Service> {
 public:
+    /// Names a client of the service (ServiceClient::id()).
+    using ClientId = uint64_t;
+    /// Made by the service alone (defined in its private header): what lets
+    /// it construct ServiceClients and Reservations and take the latter.
+    struct PassKey;
+
     /// A service for @p platform with @p config (whose heaps must exist:
     /// EINVAL naming the config file and line otherwise).
     static Result<std::shared_ptr<Service>> create(const Platform& platform, ServiceConfig config = {});
@@ -76,9 +84,88 @@ public:
     Result<std::unique_ptr<ServiceClient>> connect(const Credentials& peer, bool trusted = false);
 
     /// Drop what @p client holds (idempotent): its claims, attachments,
-    /// mappings, CPU access and charges. Its ServiceClient fails with
+    /// mappings, CPU access and charges. Its operations fail with
     /// ESHUTDOWN afterwards.
-    void disconnect(uint64_t client);
+    void disconnect(ClientId client);
+
+    // ------------------------------------------------ per-client operations
+    //
+    // Session's operations for client @p client, with buffers named by fds
+    // valid in this process (the daemon's copy of the fd a client sent, or
+    // the caller's own fd in-process). Each takes the service's lock itself;
+    // every request type was validated when it was made. Errors common to
+    // all: ESHUTDOWN for a client that is gone; for an fd, EBADF when it
+    // names no buffer of this service.
+
+    Result<std::vector<HeapInfo>> heaps(ClientId client);
+    /// Context::allocate after access control (EACCES), a length no larger
+    /// than the heap can ever hold (ENOMEM) and the quota (reserve()); the
+    /// client is charged and holds a claim.
+    Result<ServiceBuffer> allocate(ClientId client, const AllocRequest& request);
+    /// Context::create restricted to the heaps the client may use, after
+    /// the same checks as allocate().
+    Result<ServiceBuffer> create(ClientId client, const CreateRequest& request);
+    /// The buffer @p fd names, claimed by the client.
+    Result<uint64_t> import(ClientId client, BorrowedFd fd);
+    /// Drop the client's claim (mappings, attachments, CPU access).
+    /// ENOENT when it holds no claim on it.
+    Result<void> release(ClientId client, BorrowedFd fd);
+    /// Attachment ids count from 1 per client. ENOSPC past the most a
+    /// client may hold.
+    Result<uint64_t> attach(ClientId client, BorrowedFd fd, std::string_view device);
+    /// EBUSY while the attachment has mappings; ENOENT for an id the client
+    /// does not have.
+    Result<void> detach(ClientId client, uint64_t attachment);
+    Result<SessionMapping> map(ClientId client, uint64_t attachment, DmaDirection direction);
+    Result<void> unmap(ClientId client, uint64_t mapping);
+    Result<void> beginCpuAccess(ClientId client, BorrowedFd fd, SyncFlags flags);
+    /// Ends the latest bracket begun with the same @p flags (EINVAL: none).
+    Result<void> endCpuAccess(ClientId client, BorrowedFd fd, SyncFlags flags);
+    Result<void> setName(ClientId client, BorrowedFd fd, const BufferName& name);
+    /// The buffers the client may see.
+    Result<std::vector<BufferInfo>> bufinfo(ClientId client);
+    /// The buffer @p fd names, as it is now, without claiming it (the fd is
+    /// the capability, as for import). Owned here for the caller's use.
+    Result<std::shared_ptr<Buffer>> lookup(ClientId client, BorrowedFd fd);
+    /// @p resetWatermark needs a trusted client or uid 0 (EPERM).
+    Result<AllocatorStats> stats(ClientId client, bool resetWatermark);
+
+    // ------------------------------------------------------------- quotas
+
+    /// Part of a uid's quota and one of the service's buffers, held for a
+    /// buffer being made: given back when the reservation is destroyed,
+    /// unless adopt() turned it into the buffer's charge.
+    class Reservation {
+    public:
+        Reservation(const PassKey&, Service* service, uint32_t uid, uint64_t bytes)
+            : service_(service), uid_(uid), bytes_(bytes) {}
+        Reservation(Reservation&& other) noexcept
+            : service_(std::exchange(other.service_, nullptr)), uid_(other.uid_), bytes_(other.bytes_) {}
+        Reservation& operator=(Reservation&&) = delete;
+        ~Reservation();
+        uint32_t uid() const { return uid_; }
+        uint64_t bytes() const { return bytes_; }
+        /// The reservation becomes a charge the service tracks: it is no
+        /// longer given back by the destructor.
+        void commit(const PassKey&) { service_ = nullptr; }
+
+    private:
+        Service* service_; // null once committed or moved from
+        uint32_t uid_;
+        uint64_t bytes_;
+    };
+    /// Reserve @p bytes and one buffer of the client's uid's quota, and one
+    /// of the service's buffers (watches). Errors: EDQUOT past the quota,
+    /// ENOSPC when what is left is kept for root.
+    Result<Reservation> reserve(ClientId client, uint64_t bytes);
+    /// Track @p buffer, charged to the client's uid by @p reservation (which
+    /// it commits), claim it for the client, and take its fd with the access
+    /// mode @p accessMode (O_ACCMODE bits). On failure the reservation is
+    /// given back.
+    Result<ServiceBuffer> adopt(ClientId client, Reservation reservation, std::shared_ptr<Buffer> buffer,
+                                uint32_t accessMode);
+
+    // ------------------------------------------------------- the service
 
     /// Drop every buffer whose last reference anywhere is gone, as the
     /// inotify fd (watcherFd()) reports. Cheap when nothing happened: one
@@ -111,7 +198,6 @@ public:
     UidUsage usageOf(uint32_t uid) const;
 
 private:
-    friend class ServiceClient;
     struct Claim;
     struct AttachmentRecord;
     struct MappingRecord;
@@ -126,6 +212,15 @@ private:
     explicit Service(InodeWatcher watcher);
     void observe();
     std::vector<HeapInfo> heapInfos() const;
+    /// The one way a buffer is made for a client: reserve @p bytes of its
+    /// quota (none for a trusted client), reap first when @p reapFirst or
+    /// every so often, make the buffer, adopt it; everything is given back
+    /// on any failure.
+    template <typename Make>
+    Result<ServiceBuffer> makeCharged(ClientId client, uint64_t bytes, bool reapFirst, uint32_t accessMode, Make make);
+    /// The client's credentials and whether it is trusted.
+    Result<std::pair<Credentials, bool>> peerOf(ClientId client) const;
+    void unreserve(uint32_t uid, uint64_t bytes);
     // All *Locked() run with mutex_ held.
     /// reap() for a caller holding mutex_: the dead are destroyed under it.
     void reapLocked();
@@ -137,33 +232,24 @@ private:
     void dropClaimLocked(ClientState& client, uint64_t bufferId);
     void releaseUsageLocked(uint32_t uid);
     void disconnectLocked(ClientState& client);
-    Result<ClientState*> clientLocked(uint64_t id);
-    Result<Entry*> entryForFdLocked(const InodeKey& key, int fd);
+    Result<ClientState*> clientLocked(ClientId id) const;
+    Result<Entry*> entryForFdLocked(const InodeKey& key, int fd) const;
     /// What an operation on a buffer fd works on: the calling client and
     /// the buffer, after reaping buffers that died. Caller holds mutex_.
     struct Target {
         ClientState* client;
         Entry* entry;
     };
-    Result<Target> targetLocked(uint64_t clientId, const InodeKey& key, int fd);
+    Result<Target> targetLocked(ClientId client, const InodeKey& key, int fd);
     /// Client @p clientId and its attachment @p attachment. Errors: those
     /// of clientLocked(), ENOENT for an attachment it does not have.
     struct AttachmentTarget {
         ClientState* client;
         AttachmentRecord* record;
     };
-    Result<AttachmentTarget> attachmentLocked(uint64_t clientId, uint64_t attachment);
+    Result<AttachmentTarget> attachmentLocked(ClientId client, uint64_t attachment);
     Claim& claimLocked(ClientState& client, Entry& entry);
     bool visibleLocked(const ClientState& client, uint64_t bufferId) const;
-    /// Track @p buffer (charged @p charge bytes to the client's uid) and
-    /// take its fd, with the access mode @p accessMode (O_ACCMODE bits).
-    Result<ServiceBuffer> adopt(uint64_t clientId, std::shared_ptr<Buffer> buffer, uint64_t charge,
-                                uint32_t accessMode);
-    /// Reserve @p bytes and one buffer of @p uid's quota, and one of the
-    /// daemon's buffers (watches). Errors: EDQUOT past the quota, ENOSPC
-    /// when what is left is kept for root.
-    Result<void> reserve(uint64_t clientId, uint32_t uid, uint64_t bytes);
-    void unreserve(uint32_t uid, uint64_t bytes);
     /// True every kReapEvery allocations.
     bool reapDue();
 
@@ -190,56 +276,29 @@ private:
     uint64_t nextClient_ = 1; // guarded by mutex_
 };
 
-/// One client of a Service: the operations of Session, with buffers named
-/// by fds valid in this process (the daemon's copy of the fd a client sent,
-/// or the caller's own fd in-process). Attachment and mapping ids count from
-/// 1 per client. Destroying it disconnects the client.
+/// One client's connection to a Service: what names it in the service's
+/// per-client operations (id()), and the end of its claims when it goes.
+/// Destroying it disconnects the client.
 ///
-/// Thread safety: methods may be called concurrently.
+/// Thread safety: any thread may use it; the operations are the service's.
 class ServiceClient {
 public:
-    ~ServiceClient();
+    ~ServiceClient() { service_->disconnect(id_); }
     ServiceClient(const ServiceClient&) = delete;
     ServiceClient& operator=(const ServiceClient&) = delete;
 
-    uint64_t id() const { return id_; }
+    Service::ClientId id() const { return id_; }
     const Credentials& credentials() const { return peer_; }
     Service& service() const { return *service_; }
 
-    Result<std::vector<HeapInfo>> heaps();
-    /// Context::allocate after access control (EACCES) and the quota
-    /// (EDQUOT); the client is charged and holds a claim.
-    Result<ServiceBuffer> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags, uint64_t heapFlags);
-    /// Context::create restricted to the heaps the client may use.
-    Result<ServiceBuffer> create(uint64_t size, std::string_view name, CpuAccess cpuAccess);
-    /// The buffer @p fd names, claimed by this client. EBADF when it names
-    /// no buffer of this service.
-    Result<uint64_t> import(BorrowedFd fd);
-    /// Drop this client's claim (mappings, attachments, CPU access).
-    /// ENOENT when the client holds no claim on it.
-    Result<void> release(BorrowedFd fd);
-    Result<uint64_t> attach(BorrowedFd fd, std::string_view device);
-    /// EBUSY while the attachment has mappings; ENOENT for an id this
-    /// client does not have.
-    Result<void> detach(uint64_t attachment);
-    Result<SessionMapping> map(uint64_t attachment, DmaDirection direction);
-    Result<void> unmap(uint64_t mapping);
-    Result<void> beginCpuAccess(BorrowedFd fd, uint32_t flags);
-    /// Ends the latest bracket begun with the same @p flags (EINVAL: none).
-    Result<void> endCpuAccess(BorrowedFd fd, uint32_t flags);
-    Result<void> setName(BorrowedFd fd, std::string_view name);
-    Result<std::vector<BufferInfo>> bufinfo();
-    /// @p resetWatermark needs a trusted client or uid 0 (EPERM).
-    Result<AllocatorStats> stats(bool resetWatermark);
+    /// Service::connect() makes them.
+    ServiceClient(const Service::PassKey&, std::shared_ptr<Service> service, Service::ClientId id, Credentials peer)
+        : service_(std::move(service)), id_(id), peer_(std::move(peer)) {}
 
 private:
-    friend class Service;
-    ServiceClient(std::shared_ptr<Service> service, uint64_t id, Credentials peer, bool trusted)
-        : service_(std::move(service)), id_(id), peer_(std::move(peer)), trusted_(trusted) {}
     std::shared_ptr<Service> service_;
-    const uint64_t id_;
+    const Service::ClientId id_;
     const Credentials peer_;
-    const bool trusted_;
 };
 
 } // namespace cenalloc

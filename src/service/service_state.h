@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The service's bookkeeping records, shared by Service and the ServiceClient operations.
+// The service's bookkeeping records, shared by the files that implement Service.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +14,10 @@
 #include "service/service.h"
 
 namespace cenalloc {
+
+struct Service::PassKey {
+    explicit PassKey() = default;
+};
 
 struct Service::Entry {
     std::shared_ptr<Buffer> buffer;

@@ -12,7 +12,7 @@
 #include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
-#include "alloc/boards.h"
+#include "support/boards.h"
 
 namespace cenalloc {
 namespace {
@@ -577,6 +577,32 @@ TEST(Boards, AreValidPlatforms) {
         Result<void> r = validatePlatform(p);
         EXPECT_TRUE(r) << r.error().toString();
     }
+}
+
+} // namespace
+} // namespace cenalloc
+
+namespace cenalloc {
+namespace {
+
+// internName() returns one stable view per distinct text, whatever buffer the
+// text was passed in: a buffer reused for another name (as a std::string
+// assigned a new value keeps its storage) gets that name's view, not the old one.
+TEST(InternName, OneViewPerTextWhateverTheBufferHeld) {
+    std::string buffer = "first-device-name";
+    const std::string_view first = internName(buffer);
+    EXPECT_EQ(first, "first-device-name");
+    EXPECT_NE(first.data(), buffer.data()); // a copy that outlives the caller's text
+    const char* storage = buffer.data();
+    buffer = "other-device-name"; // same length: the same storage
+    ASSERT_EQ(buffer.data(), storage);
+    const std::string_view other = internName(buffer);
+    EXPECT_EQ(other, "other-device-name");
+    EXPECT_EQ(first, "first-device-name"); // the first view is unchanged
+    buffer = "first-device-name";
+    EXPECT_EQ(internName(buffer).data(), first.data()); // same text, same view
+    EXPECT_EQ(internName(std::string("first-device-name")).data(), first.data());
+    EXPECT_TRUE(internName("").empty());
 }
 
 } // namespace

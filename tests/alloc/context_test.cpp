@@ -17,28 +17,17 @@
 #include <cenalloc/memfd.h>
 #include <cenalloc/units.h>
 
-#include "core/test_board.h"
+#include "support/context.h"
+#include "support/core_board.h"
 
 namespace cenalloc {
 namespace {
 
+using test::contains;
+using test::deviceOf;
+using test::makeContext;
+
 constexpr uint32_t kRw = O_CLOEXEC | O_RDWR;
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
-
-std::unique_ptr<Context> makeContext(const Platform& platform = defaultPlatform()) {
-    auto context = Context::create(platform);
-    EXPECT_TRUE(context) << context.error().toString();
-    return context ? std::move(*context) : nullptr;
-}
-
-const DmaDevice& deviceOf(const Context& context, std::string_view name) {
-    auto device = context.device(name);
-    EXPECT_TRUE(device) << device.error().toString();
-    return **device;
-}
 
 const IommuDomainStats& domainOf(const std::vector<IommuDomainStats>& stats, std::string_view name) {
     auto it = std::find_if(stats.begin(), stats.end(), [&](const auto& s) { return s.name == name; });

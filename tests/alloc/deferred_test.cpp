@@ -13,30 +13,19 @@
 #include <cenalloc/memfd.h>
 #include <cenalloc/units.h>
 
-#include "core/test_board.h"
+#include "support/context.h"
+#include "support/core_board.h"
 
 namespace cenalloc {
 namespace {
 
+using test::contains;
+using test::deviceOf;
+using test::makeContext;
+
 constexpr uint64_t kFrame = 8 * MiB;
 constexpr uint64_t k1GiB = uint64_t{1} << 30;
 constexpr uint64_t k4GiB = uint64_t{1} << 32;
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
-
-std::unique_ptr<Context> makeContext(const Platform& platform = defaultPlatform()) {
-    auto context = Context::create(platform);
-    EXPECT_TRUE(context) << context.error().toString();
-    return context ? std::move(*context) : nullptr;
-}
-
-const DmaDevice& deviceOf(const Context& context, std::string_view name) {
-    auto device = context.device(name);
-    EXPECT_TRUE(device) << device.error().toString();
-    return **device;
-}
 
 std::vector<HeapStats> allStats(const Context& context) {
     std::vector<HeapStats> stats;

@@ -11,7 +11,7 @@
 #include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
-#include "alloc/boards.h"
+#include "support/boards.h"
 
 namespace cenalloc {
 namespace {

@@ -17,9 +17,9 @@
 
 #include <cenalloc/units.h>
 
-#include "core/test_board.h"
-#include "heaps/dmabuf_fdinfo.h"
-#include "heaps/fake_kernel_heaps.h"
+#include "support/core_board.h"
+#include "support/dmabuf_fdinfo.h"
+#include "support/fake_kernel_heaps.h"
 
 namespace cenalloc {
 namespace {

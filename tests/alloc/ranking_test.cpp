@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "alloc/boards.h"
+#include "support/boards.h"
 
 namespace cenalloc {
 namespace {

@@ -13,10 +13,13 @@
 
 #include <cenalloc/units.h>
 
-#include "core/test_board.h"
+#include "support/context.h"
+#include "support/core_board.h"
 
 namespace cenalloc {
 namespace {
+
+using test::deviceOf;
 
 constexpr uint64_t kFrame = 8 * MiB; // a 1080p-ish frame
 constexpr uint64_t k1GiB = uint64_t{1} << 30;
@@ -35,12 +38,6 @@ std::unique_ptr<Context> loadContext(const std::string& file) {
     auto context = Context::create(*platform);
     EXPECT_TRUE(context) << context.error().toString();
     return context ? std::move(*context) : nullptr;
-}
-
-const DmaDevice& deviceOf(const Context& context, std::string_view name) {
-    auto device = context.device(name);
-    EXPECT_TRUE(device) << device.error().toString();
-    return **device;
 }
 
 struct Scenario {

@@ -46,6 +46,71 @@ static int findHeap(cenalloc_session* s, const char* name, cenalloc_heap_info* o
     return -1;
 }
 
+/* Structs that grow, as the kernel's uapi structs do: an older caller's
+ * size gets what fits and nothing more, a newer caller's size is fine while
+ * what it asks for beyond this library is zero. */
+static void checkStructSizes(cenalloc_session* s) {
+    cenalloc_heap_info full = {.struct_size = sizeof full};
+    CHECK(cenalloc_get_heap(s, 0, &full) == 0);
+    CHECK(full.struct_size == sizeof full);
+    CHECK(strlen(full.name) > 0);
+
+    /* A caller built against the first version: the fields of VER0 only. */
+    union {
+        cenalloc_heap_info info;
+        unsigned char bytes[sizeof(cenalloc_heap_info)];
+    } older;
+    memset(&older, 0xee, sizeof older);
+    older.info.struct_size = CENALLOC_HEAP_INFO_SIZE_VER0;
+    CHECK(cenalloc_get_heap(s, 0, &older.info) == 0);
+    CHECK(older.info.struct_size == CENALLOC_HEAP_INFO_SIZE_VER0);
+    CHECK(strcmp(older.info.name, full.name) == 0);
+    CHECK(older.info.capacity == full.capacity && older.info.cached == full.cached);
+    int untouched = 1;
+    for (size_t i = CENALLOC_HEAP_INFO_SIZE_VER0; i < sizeof older; ++i)
+        untouched = untouched && older.bytes[i] == 0xee;
+    CHECK(untouched);
+
+    /* Smaller than the first version: nothing to fill. */
+    cenalloc_heap_info tiny = {.struct_size = CENALLOC_HEAP_INFO_SIZE_VER0 - 8};
+    CHECK(cenalloc_get_heap(s, 0, &tiny) == -EINVAL);
+    CHECK(strlen(cenalloc_last_error()) > 0);
+    tiny.struct_size = 0;
+    CHECK(cenalloc_get_heap(s, 0, &tiny) == -EINVAL);
+
+    /* A caller built against a newer header: zeros past what we know are
+     * fine (and stay zero), anything else is a field we cannot fill. */
+    struct {
+        cenalloc_heap_info info;
+        uint64_t newer[2];
+    } newer;
+    memset(&newer, 0, sizeof newer);
+    newer.info.struct_size = sizeof newer;
+    CHECK(cenalloc_get_heap(s, 0, &newer.info) == 0);
+    CHECK(newer.info.struct_size == sizeof(cenalloc_heap_info));
+    CHECK(newer.newer[0] == 0 && newer.newer[1] == 0);
+    CHECK(strcmp(newer.info.name, full.name) == 0);
+    newer.info.struct_size = sizeof newer;
+    newer.newer[1] = 1;
+    CHECK(cenalloc_get_heap(s, 0, &newer.info) == -E2BIG);
+    CHECK(newer.info.struct_size == sizeof newer); /* refused: left as it was */
+
+    const char* devices[] = {"gpu"};
+    struct {
+        cenalloc_explanation e;
+        uint32_t newer;
+    } explanation;
+    memset(&explanation, 0, sizeof explanation);
+    explanation.e.struct_size = sizeof explanation;
+    CHECK(cenalloc_explain(s, devices, 1, 4096, CENALLOC_CPU_ACCESS_RARE, &explanation.e) == 0);
+    CHECK(explanation.e.struct_size == sizeof(cenalloc_explanation) && explanation.e.satisfiable == 1);
+    explanation.newer = 7;
+    explanation.e.struct_size = sizeof explanation;
+    CHECK(cenalloc_explain(s, devices, 1, 4096, CENALLOC_CPU_ACCESS_RARE, &explanation.e) == -E2BIG);
+    explanation.e.struct_size = CENALLOC_EXPLANATION_SIZE_VER0 - 1;
+    CHECK(cenalloc_explain(s, devices, 1, 4096, CENALLOC_CPU_ACCESS_RARE, &explanation.e) == -EINVAL);
+}
+
 int main(void) {
     const int fdsBefore = countFds();
     cenalloc_session* s = NULL;
@@ -57,13 +122,14 @@ int main(void) {
     if (!s)
         return 1;
 
-    cenalloc_heap_info before;
+    cenalloc_heap_info before = {.struct_size = sizeof before};
     CHECK(findHeap(s, "system", &before) == 0);
     CHECK(before.contiguous == 0 && before.cached == 1);
     size_t heaps = 0;
     CHECK(cenalloc_heap_count(s, &heaps) == 0 && heaps >= 2);
-    cenalloc_heap_info ignored;
+    cenalloc_heap_info ignored = {.struct_size = sizeof ignored};
     CHECK(cenalloc_get_heap(s, heaps, &ignored) == -ERANGE);
+    checkStructSizes(s);
 
     /* Validation, as DMA_HEAP_IOCTL_ALLOC does it. */
     int fd = -1;
@@ -135,7 +201,7 @@ int main(void) {
     close(notOurs);
     close(dup);
 
-    cenalloc_explanation e;
+    cenalloc_explanation e = {.struct_size = sizeof e};
     const char* devices[] = {"gpu", "display"};
     CHECK(cenalloc_explain(s, devices, 2, 1 << 20, CENALLOC_CPU_ACCESS_RARE, &e) == 0);
     CHECK(e.satisfiable == 1);
@@ -150,7 +216,7 @@ int main(void) {
     close(fd);
 
     /* Everything back to where it was. */
-    cenalloc_heap_info after;
+    cenalloc_heap_info after = {.struct_size = sizeof after};
     CHECK(findHeap(s, "system", &after) == 0);
     CHECK(after.live_buffers == before.live_buffers);
     CHECK(after.live_bytes == before.live_bytes);

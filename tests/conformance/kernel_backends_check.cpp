@@ -25,7 +25,7 @@
 #include <cenalloc/session.h>
 
 #include <cenalloc/udmabuf.h>
-#include "heaps/dmabuf_fdinfo.h"
+#include "support/dmabuf_fdinfo.h"
 #include "heaps/kernel_heap.h"
 
 namespace {

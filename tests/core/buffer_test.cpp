@@ -14,8 +14,7 @@
 
 #include <cenalloc/memfd.h>
 
-#include "core/test_board.h"
-#include "heaps/heap_request.h"
+#include "support/core_board.h"
 
 namespace cenalloc {
 namespace {
@@ -304,7 +303,12 @@ TEST(ValidateHeapRequest, FollowsTheKernelDmaHeapRules) {
     };
     for (const RequestCase& c : cases) {
         SCOPED_TRACE(c.what);
-        auto r = validateHeapRequest(heap, c.length, c.fdFlags, c.heapFlags);
+        // Made where the request enters, then checked against its heap.
+        auto request = AllocRequest::make(heap.name, c.length, c.fdFlags, c.heapFlags);
+        Result<uint64_t> r = request ? Result<uint64_t>(request->alignedLength()) : Result<uint64_t>(request.error());
+        if (request)
+            if (auto checked = request->checkHeap(heap); !checked)
+                r = checked.error();
         if (c.error == 0) {
             ASSERT_TRUE(r) << r.error().toString();
             EXPECT_EQ(*r, c.aligned);
@@ -320,9 +324,9 @@ TEST(ValidateHeapRequest, AcceptsOnlyTheFlagsAHeapDefines) {
     HeapProperties heap;
     heap.name = "flagged";
     heap.validHeapFlags = 0x1;
-    EXPECT_TRUE(validateHeapRequest(heap, kPageSize, O_RDWR, 0x1));
-    EXPECT_TRUE(validateHeapRequest(heap, kPageSize, O_RDWR, 0));
-    auto r = validateHeapRequest(heap, kPageSize, O_RDWR, 0x2);
+    EXPECT_TRUE(AllocRequest::make(heap.name, kPageSize, O_RDWR, 0x1)->checkHeap(heap));
+    EXPECT_TRUE(AllocRequest::make(heap.name, kPageSize, O_RDWR, 0)->checkHeap(heap));
+    auto r = AllocRequest::make(heap.name, kPageSize, O_RDWR, 0x2)->checkHeap(heap);
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code(), EINVAL);
     EXPECT_NE(r.error().message().find("flagged"), std::string::npos) << r.error().message();

@@ -10,7 +10,7 @@
 
 #include <cenalloc/device.h>
 
-#include "core/test_board.h"
+#include "support/core_board.h"
 
 namespace cenalloc {
 namespace {

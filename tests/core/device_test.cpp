@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-#include "core/test_board.h"
+#include "support/core_board.h"
 
 namespace cenalloc {
 namespace {

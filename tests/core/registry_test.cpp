@@ -16,7 +16,7 @@
 #include <cenalloc/units.h>
 
 #include "core/buffer_internal.h"
-#include "core/test_board.h"
+#include "support/core_board.h"
 
 namespace cenalloc {
 namespace {

@@ -16,7 +16,7 @@
 
 #include <cenalloc/unique_fd.h>
 
-#include "dtb/dtb_corpus.h"
+#include "support/dtb_corpus.h"
 
 #include <gtest/gtest.h>
 

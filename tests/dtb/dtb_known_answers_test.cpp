@@ -22,8 +22,8 @@
 
 #include <cenalloc/units.h>
 
-#include "dtb/dtb_corpus.h"
-#include "platform/dtb_test_util.h"
+#include "support/dtb_corpus.h"
+#include "support/dtb.h"
 
 #include <gtest/gtest.h>
 

@@ -1,36 +1,18 @@
 // SPDX-License-Identifier: MIT
 // End-to-end tests of the CLI's --dtb, --overlay and --host options on every command.
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <string>
-#include <sys/wait.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "support/cli.h"
+
 namespace {
 
-struct CliRun {
-    int exitCode = -1;
-    std::string out;
-};
-
-// Runs the CLI with @p args; @p redirect chooses what is collected.
-CliRun cli(const std::string& args, const char* redirect = "2>&1") {
-    CliRun r;
-    std::string command = std::string(CENALLOC_CLI) + " " + args + " " + redirect;
-    FILE* pipe = ::popen(command.c_str(), "r");
-    if (!pipe)
-        return r;
-    std::array<char, 4096> buf{};
-    size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0)
-        r.out.append(buf.data(), n);
-    int status = ::pclose(pipe);
-    r.exitCode = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-}
+using cenalloc::test::cli;
+using cenalloc::test::CliRun;
+using cenalloc::test::Output;
 
 std::string fixture(const char* name) {
     return std::string(CENALLOC_DTB_FIXTURES) + "/" + name + ".dtb";
@@ -70,12 +52,12 @@ TEST(DtbCli, EveryCommandTakesADtb) {
 TEST(DtbCli, WarningsGoToStderrOrUnderNotesInJson) {
     REQUIRE_FIXTURES();
     std::string args = "platform show --dtb " + fixture("reserved");
-    CliRun err = cli(args, "2>&1 >/dev/null");
+    CliRun err = cli(args, Output::Stderr);
     EXPECT_EQ(err.exitCode, 0);
     EXPECT_NE(err.out.find("cenalloc: note: "), std::string::npos) << err.out;
     EXPECT_NE(err.out.find("misaligned@a1000000"), std::string::npos) << err.out;
 
-    CliRun json = cli(args + " --json", "2>/dev/null");
+    CliRun json = cli(args + " --json", Output::Stdout);
     ASSERT_EQ(json.exitCode, 0) << json.out;
     nlohmann::json j = nlohmann::json::parse(json.out);
     ASSERT_TRUE(j.contains("notes"));
@@ -94,7 +76,7 @@ TEST(DtbCli, OverlayGivesRamToATreeWithout) {
     // The Pi 4 overlay's banks hold the fixture's CMA range (2..4 GiB is
     // partly RAM there).
     CliRun r = cli("platform show --json --dtb " + fixture("no_memory") + " --overlay " + overlay("rpi4-4g.yaml"),
-                   "2>/dev/null");
+                   Output::Stdout);
     ASSERT_EQ(r.exitCode, 0) << r.out;
     nlohmann::json j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["name"], "rpi4-4g");
@@ -117,7 +99,7 @@ TEST(DtbCli, ContradictoryOptionsAreRefused) {
 }
 
 TEST(DtbCli, HostSaysWhatItLearnedAndWhatNot) {
-    CliRun r = cli("platform show --host --json", "2>/dev/null");
+    CliRun r = cli("platform show --host --json", Output::Stdout);
     if (r.exitCode == 1 && r.out.empty())
         GTEST_SKIP() << "this machine exposes no memory map to this user";
     ASSERT_EQ(r.exitCode, 0) << r.out;

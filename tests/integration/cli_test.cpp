@@ -1,14 +1,7 @@
 // SPDX-License-Identifier: MIT
 // End-to-end tests of the cenalloc CLI: real process, real output, JSON as a stable interface.
-#include <array>
 #include <cstdio>
 #include <string>
-#include <csignal>
-#include <fcntl.h>
-#include <cstdlib>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -16,28 +9,13 @@
 
 #include <cenalloc/session.h>
 
+#include "support/cli.h"
+#include "support/daemon.h"
+
 namespace {
 
-struct CliRun {
-    int exitCode = -1;
-    std::string out;
-};
-
-// Runs the CLI with @p args (stderr folded into stdout) and collects its output.
-CliRun cli(const std::string& args) {
-    CliRun r;
-    std::string command = std::string(CENALLOC_CLI) + " " + args + " 2>&1";
-    FILE* pipe = ::popen(command.c_str(), "r");
-    if (!pipe)
-        return r;
-    std::array<char, 4096> buf{};
-    size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0)
-        r.out.append(buf.data(), n);
-    int status = ::pclose(pipe);
-    r.exitCode = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-}
+using cenalloc::test::cli;
+using cenalloc::test::CliRun;
 
 std::string example(const char* name) {
     return std::string(CENALLOC_SOURCE_DIR) + "/examples/platforms/" + name;
@@ -187,55 +165,12 @@ TEST(Cli, AllocBufinfoAndStatsInProcess) {
     EXPECT_TRUE(sj["domains"].is_array());
 }
 
-#ifdef CENALLOCD
-/// A cenallocd on a private socket. The test binds and listens itself and
-/// hands the socket over as systemd socket activation does, so the daemon
-/// is reachable the moment it is spawned: no waiting, no sleeping.
-class Daemon {
-public:
-    Daemon() {
-        path_ = std::string(CENALLOC_BINARY_DIR) + "/cli-test-" + std::to_string(::getpid()) + ".sock";
-        ::unlink(path_.c_str());
-        int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0); // the protocol's socket type
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
-        if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 16) != 0)
-            return;
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            // The daemon finds the socket at fd 3 (SD_LISTEN_FDS_START); dup2
-            // clears FD_CLOEXEC on the copy, fcntl when it already is fd 3.
-            if (fd == 3)
-                ::fcntl(fd, F_SETFD, 0);
-            else
-                ::dup2(fd, 3);
-            std::string pid = std::to_string(::getpid());
-            ::setenv("LISTEN_FDS", "1", 1);
-            ::setenv("LISTEN_PID", pid.c_str(), 1);
-            ::execl(CENALLOCD, CENALLOCD, "--log-level", "error", static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-        ::close(fd);
-    }
-    ~Daemon() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            int status = 0;
-            ::waitpid(pid_, &status, 0);
-        }
-        ::unlink(path_.c_str());
-    }
-    bool running() const { return pid_ > 0; }
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-    pid_t pid_ = -1;
-};
+/// A cenallocd on a private socket, socket-activated: reachable the
+/// moment it is spawned, no waiting.
+using Daemon = cenalloc::test::DaemonProcess;
 
 TEST(Cli, CommandsTalkToTheDaemonWithSocket) {
-    Daemon daemon;
+    Daemon daemon({.logLevel = "error"});
     ASSERT_TRUE(daemon.running());
     const std::string socket = " --socket " + daemon.path();
 
@@ -271,10 +206,68 @@ TEST(Cli, CommandsTalkToTheDaemonWithSocket) {
     EXPECT_EQ(nobody.exitCode, 1);
 }
 
+TEST(Cli, OptionsEveryCommandTakesGoBeforeTheSubcommandOrAfterIt) {
+    Daemon daemon({.logLevel = "error"});
+    ASSERT_TRUE(daemon.running());
+    const std::string socket = "--socket " + daemon.path();
+    for (const std::string& args : {socket + " heaps --json", "heaps " + socket + " --json",
+                                    "--json " + socket + " heaps", "--json heaps " + socket}) {
+        SCOPED_TRACE(args);
+        CliRun heaps = cli(args);
+        ASSERT_EQ(heaps.exitCode, 0) << heaps.out;
+        auto j = nlohmann::json::parse(heaps.out);
+        EXPECT_NE(j["source"].get<std::string>().find("cenallocd"), std::string::npos) << "the daemon served it";
+    }
+    CliRun stats = cli(socket + " stats --reset-watermark --json");
+    ASSERT_EQ(stats.exitCode, 0) << stats.out;
+    EXPECT_TRUE(nlohmann::json::parse(stats.out)["heaps"].is_array());
+
+    // A platform, and --json, before the subcommand.
+    const std::string rpi4 = "--platform " + example("rpi4.yaml");
+    CliRun show = cli(rpi4 + " --json platform show");
+    ASSERT_EQ(show.exitCode, 0) << show.out;
+    EXPECT_EQ(nlohmann::json::parse(show.out)["name"], "rpi4");
+    for (const std::string& args : {rpi4 + " explain --devices hvs,unicam --size 8M --json",
+                                    "--json explain --devices hvs,unicam --size 8M " + rpi4}) {
+        SCOPED_TRACE(args);
+        CliRun explain = cli(args);
+        ASSERT_EQ(explain.exitCode, 0) << explain.out;
+        EXPECT_EQ(nlohmann::json::parse(explain.out)["heap"], "linux,cma");
+    }
+    CliRun demo = cli("--json demo");
+    ASSERT_EQ(demo.exitCode, 0) << demo.out;
+    EXPECT_TRUE(nlohmann::json::parse(demo.out)["ok"].get<bool>());
+}
+
+TEST(Cli, AnOptionOfOneSubcommandBeforeItIsRefusedSayingWhereItGoes) {
+    CliRun heap = cli("--heap system alloc --size 4K");
+    EXPECT_NE(heap.exitCode, 0);
+    EXPECT_NE(heap.out.find("--heap is an option of 'alloc': give it after the subcommand"), std::string::npos)
+        << heap.out;
+    CliRun devices = cli("--devices gpu,display explain");
+    EXPECT_NE(devices.exitCode, 0);
+    EXPECT_NE(devices.out.find("--devices is an option of 'explain'"), std::string::npos) << devices.out;
+    CliRun flag = cli("--reset-watermark stats");
+    EXPECT_NE(flag.exitCode, 0);
+    EXPECT_NE(flag.out.find("--reset-watermark is an option of 'stats'"), std::string::npos) << flag.out;
+    // --socket is for the commands that talk to a daemon, wherever it is given.
+    CliRun demo = cli("--socket /nonexistent.sock demo");
+    EXPECT_NE(demo.exitCode, 0);
+    EXPECT_NE(demo.out.find("--socket applies to heaps, alloc, bufinfo, stats and explain, not to demo"),
+              std::string::npos)
+        << demo.out;
+    CliRun afterDemo = cli("demo --socket /nonexistent.sock");
+    EXPECT_NE(afterDemo.exitCode, 0) << afterDemo.out;
+    // What no command takes is refused as before.
+    CliRun unknown = cli("--frobnicate heaps");
+    EXPECT_NE(unknown.exitCode, 0);
+    EXPECT_NE(unknown.out.find("--frobnicate"), std::string::npos) << unknown.out;
+}
+
 TEST(Cli, BufinfoOfHostileBufferNamesIsValidJsonAndEscapedText) {
     if (::geteuid() != 0)
         GTEST_SKIP() << "only root's bufinfo lists other clients' buffers (the case of issue 13)";
-    Daemon daemon;
+    Daemon daemon({.logLevel = "error"});
     ASSERT_TRUE(daemon.running());
     // Any client may name its buffer with any 31 bytes: one not UTF-8, a
     // screen-clearing escape, a newline, at the longest DMA_BUF_SET_NAME takes.
@@ -308,6 +301,5 @@ TEST(Cli, BufinfoOfHostileBufferNamesIsValidJsonAndEscapedText) {
     EXPECT_EQ(text.out.find('\x1b'), std::string::npos);
     EXPECT_EQ(text.out.find('\xff'), std::string::npos);
 }
-#endif
 
 } // namespace

@@ -18,15 +18,21 @@
 #include <unistd.h>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cenalloc/c/cenalloc.h>
 #include <cenalloc/session.h>
 #include <cenalloc/units.h>
 
-#include "service/helpers.h"
+#include "service/operations.h"
 #include "service/protocol.h"
 #include "service/socket_io.h"
+#include "support/cli.h"
+#include "support/daemon.h"
+#include "support/process.h"
+#include "support/service.h"
+#include "support/sockets.h"
 
 namespace cenalloc {
 namespace {
@@ -47,18 +53,7 @@ constexpr uint32_t kUserB = 65533;
 /// Run @p body in a child process as @p uid (and gid); its exit status: 0
 /// when every check passed, else the number of the one that failed.
 template <typename Body> int asUid(uint32_t uid, Body body) {
-    std::fflush(nullptr);
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)
-            ::_exit(100);
-        int code = body();
-        std::fflush(nullptr);
-        ::_exit(code);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return test::runAsUid(uid, body);
 }
 
 #define REQUIRE_ROOT()                                                                                                 \
@@ -68,28 +63,6 @@ template <typename Body> int asUid(uint32_t uid, Body body) {
 bool daemonAlive(test::DaemonProcess& daemon) {
     int status = 0;
     return ::waitpid(daemon.pid(), &status, WNOHANG) == 0;
-}
-
-/// The errno of one request sent as raw bytes (-1: no reply, the daemon hung up or died).
-int rawRequest(const std::string& path, wire::Op op, const void* payload, uint32_t size, std::vector<int> fds = {}) {
-    UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-        return -1;
-    wire::MessageHeader h = wire::makeHeader(op, size, static_cast<uint16_t>(fds.size()), 7);
-    std::vector<std::byte> bytes(sizeof h + size);
-    std::memcpy(bytes.data(), &h, sizeof h);
-    if (size)
-        std::memcpy(bytes.data() + sizeof h, payload, size);
-    if (!sendDatagram(fd, bytes, fds))
-        return -1;
-    auto reply = receiveDatagram(fd, wire::kMaxFragmentSize);
-    if (!reply || reply->bytes.size() < sizeof h)
-        return -1;
-    std::memcpy(&h, reply->bytes.data(), sizeof h);
-    return h.error;
 }
 
 // ------------------------------------------------------- defect 1
@@ -109,7 +82,7 @@ TEST(Hardening, AnAllocationLargerThanAnyHeapIsEnomemThroughEveryEntryPointAndTh
             r.length = length;
             r.fdFlags = O_CLOEXEC | O_RDWR;
             std::strncpy(r.heap, heap, sizeof r.heap - 1);
-            EXPECT_EQ(rawRequest(daemon.path(), wire::Op::Allocate, &r, sizeof r), ENOMEM);
+            EXPECT_EQ(test::rawRequest(daemon.path(), wire::Op::Allocate, std::as_bytes(std::span(&r, 1))), ENOMEM);
             ASSERT_TRUE(daemonAlive(daemon));
         }
     }
@@ -131,16 +104,9 @@ TEST(Hardening, AnAllocationLargerThanAnyHeapIsEnomemThroughEveryEntryPointAndTh
         << cenalloc_last_error();
     cenalloc_session_close(c);
     // The CLI.
-    std::string command =
-        fmt::format("{} alloc --heap system --size 0x1000000000000000 --socket {} 2>&1", CENALLOC_CLI, daemon.path());
-    FILE* pipe = ::popen(command.c_str(), "r");
-    ASSERT_NE(pipe, nullptr);
-    std::string output;
-    char chunk[256];
-    while (size_t n = std::fread(chunk, 1, sizeof chunk, pipe))
-        output.append(chunk, n);
-    int status = ::pclose(pipe);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << output;
+    test::CliRun run = test::cli("alloc --heap system --size 0x1000000000000000 --socket " + daemon.path());
+    const std::string& output = run.out;
+    EXPECT_TRUE(run.exitCode > 0 && run.exitCode < 128) << output; // exited, not killed, and not 0
     EXPECT_NE(output.find("ENOMEM"), std::string::npos) << output;
 
     ASSERT_TRUE(daemonAlive(daemon));
@@ -212,14 +178,11 @@ TEST(Hardening, EveryUidHasABoundedShareOfTheDaemonsWatchesAndRootKeepsAReserve)
     UniqueFd releaseRead(release[0]), releaseWrite(release[1]);
 
     // uid A fills what users share and holds it until told.
-    std::fflush(nullptr);
-    pid_t holder = ::fork();
-    if (holder == 0) {
+    pid_t holder = test::forkChild([&] {
         readyRead.reset();
         releaseWrite.reset();
         int code = [&] {
-            if (::setgroups(0, nullptr) != 0 || ::setresgid(kUserA, kUserA, kUserA) != 0 ||
-                ::setresuid(kUserA, kUserA, kUserA) != 0)
+            if (!test::becomeUid(kUserA, {}))
                 return 100;
             auto session = Session::connect(path);
             CHILD_CHECK(1, session);
@@ -244,9 +207,8 @@ TEST(Hardening, EveryUidHasABoundedShareOfTheDaemonsWatchesAndRootKeepsAReserve)
             CHILD_CHECK(8, ::read(releaseRead.get(), &byte, 1) == 0); // until the parent closes its end
             return 0;
         }();
-        std::fflush(nullptr);
-        ::_exit(code);
-    }
+        return code;
+    });
     readyWrite.reset();
     releaseRead.reset();
     char byte = 0;
@@ -273,9 +235,8 @@ TEST(Hardening, EveryUidHasABoundedShareOfTheDaemonsWatchesAndRootKeepsAReserve)
     }
     rootHeld.clear();
     releaseWrite.reset();
-    int status = 0;
-    ::waitpid(holder, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    const int status = test::reap(holder);
+    EXPECT_EQ(status, 0);
     // Once uid A is gone, so are its buffers and the share is free again.
     EXPECT_EQ(asUid(kUserB,
                     [&] {
@@ -305,39 +266,7 @@ TEST(Hardening, WithoutAConfigurationEveryUidStillHasABufferQuota) {
 
 // ------------------------------------------------------- defect 4
 
-/// A loopback TCP connection whose last close blocks: SO_LINGER on and data
-/// the peer does not read, so the close waits until drain() reads it.
-struct LingeringSocket {
-    UniqueFd listener, socket, peer;
-
-    LingeringSocket() {
-        listener.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        int small = 4096;
-        ::setsockopt(listener.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t length = sizeof addr;
-        EXPECT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-        EXPECT_EQ(::listen(listener.get(), 1), 0);
-        EXPECT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &length), 0);
-        socket.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        ::setsockopt(socket.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-        EXPECT_EQ(::connect(socket.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-        peer.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        char data[4096] = {};
-        while (::send(socket.get(), data, sizeof data, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
-        }
-        linger l{1, 600};
-        EXPECT_EQ(::setsockopt(socket.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l), 0);
-    }
-    /// Read everything, until the other end is closed.
-    void drain() {
-        char data[65536];
-        while (::recv(peer.get(), data, sizeof data, 0) > 0) {
-        }
-    }
-};
+using test::LingeringSocket;
 
 TEST(Hardening, ACloseThatBlocksCostsOnlyTheUidThatSentIt) {
     REQUIRE_ROOT();
@@ -354,19 +283,13 @@ TEST(Hardening, ACloseThatBlocksCostsOnlyTheUidThatSentIt) {
     int sent[2];
     ASSERT_EQ(::pipe2(sent, O_CLOEXEC), 0);
     UniqueFd sentRead(sent[0]), sentWrite(sent[1]);
-    std::fflush(nullptr);
-    pid_t a = ::fork();
-    if (a == 0) {
+    pid_t a = test::forkChild([&] {
         sentRead.reset();
         int code = [&] {
-            if (::setgroups(0, nullptr) != 0 || ::setresgid(kUserA, kUserA, kUserA) != 0 ||
-                ::setresuid(kUserA, kUserA, kUserA) != 0)
+            if (!test::becomeUid(kUserA, {}))
                 return 100;
-            UniqueFd conn(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-            sockaddr_un addr{};
-            addr.sun_family = AF_UNIX;
-            std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-            CHILD_CHECK(1, ::connect(conn.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+            UniqueFd conn = test::connectSeqpacket(path);
+            CHILD_CHECK(1, conn.valid());
             wire::MessageHeader h = wire::makeHeader(wire::Op::Import, 0, 1, 1);
             int fd = lingering.socket.get();
             CHILD_CHECK(2, sendDatagram(conn, std::as_bytes(std::span(&h, 1)), std::span<const int>(&fd, 1)));
@@ -378,16 +301,15 @@ TEST(Hardening, ACloseThatBlocksCostsOnlyTheUidThatSentIt) {
             CHILD_CHECK(4, h.error == EBADF);
             return 0;
         }();
-        std::fflush(nullptr);
-        ::_exit(code);
-    }
+        return code;
+    });
     sentWrite.reset();
     char byte;
     EXPECT_EQ(::read(sentRead.get(), &byte, 1), 0);
     lingering.socket.reset();
     ASSERT_EQ(::kill(daemon.pid(), SIGCONT), 0);
-    ASSERT_EQ(::waitpid(a, &status, 0), a);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    status = test::reap(a);
+    EXPECT_EQ(status, 0);
     // The daemon handed the socket to its closer before it replied: that
     // close is blocked now (the peer reads nothing).
 
@@ -395,11 +317,8 @@ TEST(Hardening, ACloseThatBlocksCostsOnlyTheUidThatSentIt) {
     // uid off), eight at a time, and sees each batch closed by the daemon
     // before it sends the next: none waits behind A's close.
     int code = asUid(kUserB, [&] {
-        UniqueFd conn(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-        CHILD_CHECK(1, ::connect(conn.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        UniqueFd conn = test::connectSeqpacket(path);
+        CHILD_CHECK(1, conn.valid());
         for (uint32_t batch = 0; batch < 10; ++batch) {
             int fds[2];
             CHILD_CHECK(2, ::pipe2(fds, O_CLOEXEC) == 0);
@@ -415,8 +334,7 @@ TEST(Hardening, ACloseThatBlocksCostsOnlyTheUidThatSentIt) {
             // The last read end gone: the write end reports an error. A
             // generous bound, so that a closer stuck behind A fails the
             // test rather than hanging it.
-            pollfd p{writeEnd.get(), 0, 0};
-            CHILD_CHECK(6, ::poll(&p, 1, 30'000) == 1 && (p.revents & POLLERR));
+            CHILD_CHECK(6, test::waitForEvents(writeEnd, 0)); // no events asked: POLLERR alone
         }
         auto session = Session::connect(path);
         CHILD_CHECK(7, session);
@@ -487,23 +405,19 @@ TEST(Hardening, TheClientLibraryRunsCleanUnderValgrindMemcheck) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     GTEST_SKIP() << "a sanitizer build cannot run under Valgrind";
 #endif
-    if (std::system("valgrind --version >/dev/null 2>&1") != 0)
+    if (test::findProgram("valgrind").empty())
         GTEST_SKIP() << "valgrind is not installed";
     test::DaemonProcess daemon;
     // Every error memcheck finds (uninitialised bytes passed to sendmsg
     // among them) makes it exit 99; leaks of the client library too.
-    std::string command =
-        fmt::format("valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite "
-                    "--track-fds=no {} {} 2>&1",
-                    VALGRIND_CLIENT, daemon.path());
-    FILE* pipe = ::popen(command.c_str(), "r");
-    ASSERT_NE(pipe, nullptr);
-    std::string output;
-    char chunk[256];
-    while (size_t n = std::fread(chunk, 1, sizeof chunk, pipe))
-        output.append(chunk, n);
-    int status = ::pclose(pipe);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
+    test::ProcessOptions options;
+    options.output = test::Output::Merged;
+    test::ProcessRun run =
+        test::runProcess({"valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
+                          "--errors-for-leak-kinds=definite", "--track-fds=no", VALGRIND_CLIENT, daemon.path()},
+                         std::move(options), std::chrono::minutes(5));
+    const std::string& output = run.out;
+    EXPECT_EQ(run.exitCode, 0) << output;
     EXPECT_EQ(output.find("uninitialised"), std::string::npos) << output;
 }
 

@@ -5,7 +5,7 @@
 #include <cenalloc/units.h>
 
 #include "platform/compat_table.h"
-#include "platform/dtb_test_util.h"
+#include "support/dtb.h"
 
 namespace cenalloc {
 namespace {

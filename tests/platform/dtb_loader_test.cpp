@@ -6,7 +6,7 @@
 
 #include <cenalloc/units.h>
 
-#include "platform/dtb_test_util.h"
+#include "support/dtb.h"
 
 namespace cenalloc {
 namespace {

@@ -4,7 +4,7 @@
 
 #include <cerrno>
 
-#include "platform/dtb_test_util.h"
+#include "support/dtb.h"
 
 namespace cenalloc {
 namespace {

@@ -11,7 +11,7 @@
 #include <cenalloc/units.h>
 
 #include "platform/dt_directory.h"
-#include "platform/dtb_test_util.h"
+#include "support/dtb.h"
 
 namespace cenalloc {
 namespace {

@@ -14,7 +14,9 @@
 #include <cenalloc/units.h>
 
 #include "service/config.h"
-#include "service/helpers.h"
+#include "support/daemon.h"
+#include "support/process.h"
+#include "support/service.h"
 
 namespace cenalloc {
 namespace {
@@ -232,20 +234,7 @@ TEST(Isolation, AClientCannotTouchAttachmentsOrMappingsOfAnother) {
         }                                                                                                              \
     } while (0)
 
-/// Run @p body as uid/gid @p id in a child process; its exit code.
-template <typename F> int runAs(uid_t id, F body) {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        if (::setgroups(0, nullptr) != 0 || ::setresgid(id, id, id) != 0 || ::setresuid(id, id, id) != 0)
-            _exit(99);
-        int rc = body();
-        std::fflush(stderr);
-        _exit(rc);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+using test::runAsUid;
 
 TEST(AsAnotherUid, HeapAccessQuotaVisibilityAndWatermarkFollowThePeersUid) {
     if (::getuid() != 0)
@@ -263,7 +252,7 @@ heaps:
     ASSERT_TRUE(rootsBuffer);
     EXPECT_EQ(root->allocate("linux,cma", 4096).error().code(), EACCES) << "root is not uid 12345";
 
-    int rc = runAs(12345, [&] {
+    int rc = runAsUid(12345, [&] {
         auto session = Session::connect(daemon.path());
         CHILD_CHECK(session);
         Session& s = **session;
@@ -291,25 +280,20 @@ TEST(AsAnotherUid, GroupRulesUseTheSupplementaryGroups) {
     if (::getuid() != 0)
         GTEST_SKIP() << "needs root to act as other uids";
     test::DaemonProcess daemon("heaps:\n  - name: linux,cma\n    allow_gids: [4242]\n");
-    int rc = runAs(23456, [&] {
+    int rc = runAsUid(23456, [&] {
         auto session = Session::connect(daemon.path());
         CHILD_CHECK(session);
         CHILD_CHECK((*session)->allocate("linux,cma", 4096).error().code() == EACCES);
         return 0;
     });
     EXPECT_EQ(rc, 0);
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        gid_t groups[] = {4242};
-        if (::setgroups(1, groups) != 0 || ::setresgid(23456, 23456, 23456) != 0 ||
-            ::setresuid(23456, 23456, 23456) != 0)
-            _exit(99);
-        auto session = Session::connect(daemon.path());
-        _exit(session && (*session)->allocate("linux,cma", 4096) ? 0 : 1);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    const int status = runAsUid(23456,
+                                [&] {
+                                    auto session = Session::connect(daemon.path());
+                                    return session && (*session)->allocate("linux,cma", 4096) ? 0 : 1;
+                                },
+                                {4242});
+    EXPECT_EQ(status, 0);
 }
 
 } // namespace

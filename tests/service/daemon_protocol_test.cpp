@@ -8,15 +8,20 @@
 #include <unistd.h>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cenalloc/memfd.h>
 #include <cenalloc/session.h>
 #include <cenalloc/units.h>
 
-#include "service/helpers.h"
+#include "service/operations.h"
 #include "service/protocol.h"
 #include "service/socket_io.h"
+#include "support/daemon.h"
+#include "support/fds.h"
+#include "support/service.h"
+#include "support/sockets.h"
 
 namespace cenalloc {
 namespace {
@@ -34,13 +39,7 @@ struct RawReply {
 /// A client that writes whatever bytes a test gives it.
 class RawClient {
 public:
-    explicit RawClient(const std::string& path) {
-        fd_.reset(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-        EXPECT_EQ(::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
-    }
+    explicit RawClient(const std::string& path) : fd_(test::connectRaw(path)) {}
 
     RawReply send(const std::vector<std::byte>& bytes, std::vector<int> fds = {}) {
         EXPECT_TRUE(sendDatagram(fd_, bytes, fds));
@@ -127,7 +126,7 @@ protected:
         EXPECT_EQ(raw_->send(RawClient::message(Op::ListHeaps)).error, 0) << "the connection still works";
         EXPECT_TRUE(other_->allocate("system", 4096)) << "another client is still served";
         EXPECT_TRUE(other_->heaps()); // see snapshotFds()
-        EXPECT_EQ(test::openFdCountSettlingAt(fdsBefore_), fdsBefore_) << "the daemon leaked an fd";
+        EXPECT_EQ(test::openFdCountOnceDaemonClosed(BorrowedFd(raw_->fd())), fdsBefore_) << "the daemon leaked an fd";
     }
 
     test::InProcessDaemon daemon_;
@@ -200,7 +199,7 @@ TEST_F(DaemonProtocol, NonZeroReservedPayloadFieldsAreEinval) {
         expectRejected(raw_->send(RawClient::message(Op::Allocate, &req, sizeof req)), EINVAL);
     }
     {
-        CreateRequest req{4096, 1, 2, {}};
+        wire::CreateRequest req{4096, 1, 2, {}};
         expectRejected(raw_->send(RawClient::message(Op::Create, &req, sizeof req)), EINVAL);
     }
     {
@@ -229,7 +228,7 @@ TEST_F(DaemonProtocol, UndefinedPayloadFlagsAndValuesAreEinval) {
         expectRejected(raw_->send(RawClient::message(Op::Stats, &req, sizeof req)), EINVAL);
     }
     {
-        CreateRequest req{4096, 3, 0, {}}; // cpu access 3 does not exist
+        wire::CreateRequest req{4096, 3, 0, {}}; // cpu access 3 does not exist
         expectRejected(raw_->send(RawClient::message(Op::Create, &req, sizeof req)), EINVAL);
     }
     {
@@ -273,7 +272,7 @@ TEST_F(DaemonProtocol, AShorterPayloadIsZeroExtended) {
     auto mapped = raw.send(RawClient::message(Op::Map, &map, 8));
     ASSERT_EQ(mapped.error, 0) << mapped.message;
     Reader r(mapped.body);
-    auto m = decodeMapping(r);
+    auto m = decode<SessionMapping>(r);
     ASSERT_TRUE(m);
     EXPECT_EQ(m->direction, DmaDirection::Bidirectional);
     EXPECT_FALSE(m->segments.empty());
@@ -379,6 +378,18 @@ TEST_F(DaemonProtocol, AnOpThatNeedsAnFdGetsEbadfForAForeignOne) {
     expectRejected(raw_->send(RawClient::message(Op::Release, 1), {a.get()}), EBADF);
 }
 
+TEST_F(DaemonProtocol, AClosedFdIsEbadfForTheClientAndTheConnectionGoesOn) {
+    int closed = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(closed, 0);
+    ::close(closed);
+    for (int i = 0; i < 2; ++i) {
+        auto id = other_->import(BorrowedFd(closed));
+        ASSERT_FALSE(id);
+        EXPECT_EQ(id.error().code(), EBADF) << id.error().message();
+    }
+    EXPECT_TRUE(other_->allocate("system", 4096)) << "the connection still works";
+}
+
 TEST_F(DaemonProtocol, AHandshakeForAnotherVersionIsRefused) {
     HandshakeRequest req{2, 5, 0};
     expectRejected(raw_->send(RawClient::message(Op::Handshake, &req, sizeof req)), EPROTONOSUPPORT);
@@ -428,12 +439,8 @@ TEST(DaemonConnect, ASocketNobodyListensOnIsEnoentOrEconnrefused) {
 
 TEST(DaemonConnect, APeerSpeakingAnotherProtocolIsEproto) {
     std::string path = test::testSocketPath("alien");
-    UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    ASSERT_EQ(::listen(listener.get(), 1), 0);
+    UniqueFd listener = test::listenSeqpacket(path, 1);
+    ASSERT_TRUE(listener.valid());
     std::thread alien([&] {
         UniqueFd c(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
         char buf[256];

@@ -6,7 +6,7 @@
 
 #include <cenalloc/context.h>
 
-#include "heaps/fake_kernel_heaps.h"
+#include "support/fake_kernel_heaps.h"
 #include "service/config.h"
 #include "service/service.h"
 

@@ -9,13 +9,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cenalloc/context.h>
 #include <cenalloc/memfd.h>
 #include <cenalloc/units.h>
 
-#include "service/helpers.h"
+#include "support/fds.h"
+#include "support/service.h"
 
 namespace cenalloc {
 namespace {

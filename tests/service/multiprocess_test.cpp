@@ -16,8 +16,11 @@
 #include <cenalloc/session.h>
 #include <cenalloc/units.h>
 
-#include "service/helpers.h"
 #include "service/socket_io.h"
+#include "support/daemon.h"
+#include "support/fds.h"
+#include "support/process.h"
+#include "support/service.h"
 
 namespace cenalloc {
 namespace {
@@ -35,21 +38,12 @@ using test::baselineOf;
     } while (0)
 
 template <typename F> pid_t spawn(F body) {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        int rc = body();
-        std::fflush(stderr);
-        _exit(rc);
-    }
-    return pid;
+    return test::forkChild(body);
 }
 
-/// 0..255 for an exit, 128+N for death by signal N.
+/// 0..255 for an exit, 128+N for death by signal N (bounded: test::reap()).
 int waitFor(pid_t pid) {
-    int status = 0;
-    if (::waitpid(pid, &status, 0) != pid)
-        return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return test::reap(pid);
 }
 
 /// A one-way channel of single bytes between processes.
@@ -285,72 +279,33 @@ TEST(MultiProcess, ADaemonStopsCleanlyOnSigtermAndSigint) {
         ASSERT_NE(session, nullptr);
         auto fd = session->allocate("system", 4096);
         ASSERT_TRUE(fd);
-        ::kill(daemon.pid(), sig);
-        int status = 0;
-        ASSERT_EQ(::waitpid(daemon.pid(), &status, 0), daemon.pid());
-        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+        const int status = daemon.stop(sig);
+        EXPECT_EQ(status, 0);
         auto after = session->heaps();
         ASSERT_FALSE(after);
         EXPECT_EQ(after.error().code(), ECONNRESET);
         // The buffer is still memory this process holds.
         test::Mapped m(fd->get(), 4096);
         EXPECT_TRUE(m.valid());
-        daemon.forget();
     }
 }
 
 TEST(MultiProcess, ADaemonBindsItsSocketNotifiesReadinessAndRemovesTheSocketWhenStopped) {
     std::string path = test::testSocketPath("bound");
-    std::string notifyPath = test::testSocketPath("notify");
-    UniqueFd notify(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, notifyPath.c_str(), notifyPath.size() + 1);
-    ASSERT_EQ(::bind(notify.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-
-    std::string notifyVar = "NOTIFY_SOCKET=" + notifyPath;
-    std::vector<std::string> args = {CENALLOCD, "--socket", path, "--log-level", "error"};
-    std::vector<char*> argv;
-    for (auto& a : args)
-        argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<char*> envp = {notifyVar.data(), nullptr};
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        ::execve(argv[0], argv.data(), envp.data());
-        _exit(127);
-    }
-    auto receive = [&] {
-        // Bounded: a daemon that never gets ready fails the test instead of hanging it.
-        pollfd p{notify.get(), POLLIN, 0};
-        if (::poll(&p, 1, 30000) != 1)
-            return std::string("(nothing)");
-        char buf[64] = {};
-        ssize_t n = ::recv(notify.get(), buf, sizeof buf - 1, 0);
-        return std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
-    };
-    ASSERT_EQ(receive(), "READY=1");
+    // It binds --socket itself and says READY=1 on NOTIFY_SOCKET (the launcher waits for that, bounded).
+    test::DaemonProcess daemon({.start = test::DaemonStart::Notified, .logLevel = "error", .socketPath = path});
+    ASSERT_EQ(daemon.readiness(), "READY=1");
     auto session = Session::connect(path);
     ASSERT_TRUE(session) << session.error().toString();
     EXPECT_TRUE((*session)->allocate("system", 4096));
 
     // A second daemon on the same socket refuses to start.
-    pid_t second = spawn([&] {
-        std::vector<std::string> a = {CENALLOCD, "--socket", path, "--log-level", "error"};
-        std::vector<char*> v;
-        for (auto& x : a)
-            v.push_back(x.data());
-        v.push_back(nullptr);
-        ::execv(v[0], v.data());
-        return 127;
-    });
-    EXPECT_EQ(waitFor(second), 1);
+    EXPECT_EQ(test::runDaemon({"--socket", path, "--log-level", "error"}).exitCode, 1);
 
-    ::kill(pid, SIGTERM);
-    EXPECT_EQ(receive(), "STOPPING=1");
-    EXPECT_EQ(waitFor(pid), 0);
+    ::kill(daemon.pid(), SIGTERM);
+    EXPECT_EQ(daemon.nextNotification(), "STOPPING=1");
+    EXPECT_EQ(daemon.wait(), 0);
     EXPECT_NE(::access(path.c_str(), F_OK), 0) << "the socket file is removed";
-    ::unlink(notifyPath.c_str());
 }
 
 } // namespace
@@ -362,35 +317,11 @@ namespace {
 /// Exit status of cenallocd started with @p fds as fds 3, 4, ... and
 /// LISTEN_FDS/LISTEN_PID saying so.
 int runActivated(std::vector<int> fds, const std::string& socketPath) {
-    std::vector<std::string> args = {CENALLOCD, "--log-level", "error", "--socket", socketPath};
-    std::vector<char*> argv;
-    for (auto& a : args)
-        argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::string pidVar = "LISTEN_PID=" + std::string(20, '\0');
-    std::string fdsVar = "LISTEN_FDS=" + std::to_string(fds.size());
-    std::vector<char*> envp = {pidVar.data(), fdsVar.data(), nullptr};
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        char* digits = pidVar.data() + std::strlen("LISTEN_PID=");
-        char reversed[20];
-        int n = 0;
-        for (pid_t p = ::getpid(); p > 0; p /= 10)
-            reversed[n++] = static_cast<char>('0' + p % 10);
-        for (int i = 0; i < n; ++i)
-            digits[i] = reversed[n - 1 - i];
-        digits[n] = '\0';
-        // Move the fds out of the way first, then into place without O_CLOEXEC.
-        int high[8];
-        for (size_t i = 0; i < fds.size(); ++i)
-            high[i] = ::fcntl(fds[i], F_DUPFD, 100);
-        for (size_t i = 0; i < fds.size(); ++i)
-            if (::dup2(high[i], 3 + static_cast<int>(i)) < 0)
-                _exit(126);
-        ::execve(argv[0], argv.data(), envp.data());
-        _exit(127);
-    }
-    return waitFor(pid);
+    test::ProcessOptions options;
+    options.passFds = std::move(fds);
+    options.listenFds = true;
+    options.output = test::Output::Inherit;
+    return test::runDaemon({"--log-level", "error", "--socket", socketPath}, std::move(options)).exitCode;
 }
 
 TEST(SocketActivation, AnythingButOneListeningSeqpacketSocketIsRefused) {
@@ -428,26 +359,10 @@ TEST(DaemonStartup, ABadConfigurationIsRefusedNamingFileAndLine) {
     FILE* f = std::fopen(config.c_str(), "w");
     std::fputs("quota:\n  bytes: 1M\nheaps:\n  - name: no-such-heap\n", f);
     std::fclose(f);
-    int err[2];
-    ASSERT_EQ(::pipe2(err, O_CLOEXEC), 0);
     std::string socket = test::testSocketPath("never");
-    pid_t pid = spawn([&] {
-        ::dup2(err[1], 2);
-        std::vector<std::string> a = {CENALLOCD, "--config", config, "--socket", socket};
-        std::vector<char*> v;
-        for (auto& x : a)
-            v.push_back(x.data());
-        v.push_back(nullptr);
-        ::execv(v[0], v.data());
-        return 127;
-    });
-    ::close(err[1]);
-    std::string output;
-    char buf[512];
-    for (ssize_t n; (n = ::read(err[0], buf, sizeof buf)) > 0;)
-        output.append(buf, static_cast<size_t>(n));
-    ::close(err[0]);
-    EXPECT_EQ(waitFor(pid), 1);
+    test::ProcessRun run = test::runDaemon({"--config", config, "--socket", socket});
+    const std::string& output = run.err;
+    EXPECT_EQ(run.exitCode, 1);
     EXPECT_NE(output.find(config + ":4: no heap 'no-such-heap' on platform 'cenalloc-reference'"), std::string::npos)
         << output;
     EXPECT_NE(::access(socket.c_str(), F_OK), 0);

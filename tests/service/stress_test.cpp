@@ -13,7 +13,8 @@
 #include <cenalloc/session.h>
 #include <cenalloc/units.h>
 
-#include "service/helpers.h"
+#include "support/daemon.h"
+#include "support/service.h"
 
 namespace cenalloc {
 namespace {
@@ -148,21 +149,17 @@ TEST(Stress, SixteenThreadsShareOneLocalSession) {
         explicit Shared(Session& s) : s_(s) {}
         std::string describe() const override { return s_.describe(); }
         Result<std::vector<HeapInfo>> heaps() override { return s_.heaps(); }
-        Result<UniqueFd> allocate(std::string_view h, uint64_t l, uint32_t f, uint64_t hf) override {
-            return s_.allocate(h, l, f, hf);
-        }
-        Result<UniqueFd> create(uint64_t size, std::string_view name, CpuAccess cpu) override {
-            return s_.create(size, name, cpu);
-        }
+        Result<UniqueFd> allocate(const AllocRequest& request) override { return s_.allocate(request); }
+        Result<UniqueFd> create(const CreateRequest& request) override { return s_.create(request); }
         Result<uint64_t> import(BorrowedFd b) override { return s_.import(b); }
         Result<void> release(BorrowedFd b) override { return s_.release(b); }
         Result<uint64_t> attach(BorrowedFd b, std::string_view d) override { return s_.attach(b, d); }
         Result<void> detach(uint64_t a) override { return s_.detach(a); }
         Result<SessionMapping> map(uint64_t a, DmaDirection d) override { return s_.map(a, d); }
         Result<void> unmap(uint64_t m) override { return s_.unmap(m); }
-        Result<void> beginCpuAccess(BorrowedFd b, uint32_t f) override { return s_.beginCpuAccess(b, f); }
-        Result<void> endCpuAccess(BorrowedFd b, uint32_t f) override { return s_.endCpuAccess(b, f); }
-        Result<void> setName(BorrowedFd b, std::string_view n) override { return s_.setName(b, n); }
+        Result<void> beginCpuAccess(BorrowedFd b, SyncFlags f) override { return s_.beginCpuAccess(b, f); }
+        Result<void> endCpuAccess(BorrowedFd b, SyncFlags f) override { return s_.endCpuAccess(b, f); }
+        Result<void> setName(BorrowedFd b, const BufferName& n) override { return s_.setName(b, n); }
         Result<std::vector<BufferInfo>> bufinfo() override { return s_.bufinfo(); }
         Result<AllocatorStats> stats(bool r) override { return s_.stats(r); }
         Result<Explanation> explain(std::span<const std::string> d, uint64_t s, CpuAccess c) override {

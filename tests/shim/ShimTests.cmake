@@ -31,7 +31,9 @@ endif()
 file(GLOB shim_test_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/*.cpp)
 add_executable(test_shim ${shim_test_sources})
 target_compile_options(test_shim PRIVATE ${CENALLOC_WARNINGS})
-target_link_libraries(test_shim PRIVATE cenalloc_dmaheap_core GTest::gtest GTest::gtest_main)
+# The tests may reach cenalloc's private headers (the shim may not).
+target_link_libraries(test_shim PRIVATE cenalloc_dmaheap_core cenalloc_internal cenalloc_test_support
+                                        cenalloc_test_support_service GTest::gtest GTest::gtest_main)
 add_dependencies(test_shim cenalloc_dmaheap shim_heap_user shim_scenarios dmaheap_conformance cenallocd)
 target_compile_definitions(
   test_shim
@@ -40,7 +42,6 @@ target_compile_definitions(
           SHIM_SCENARIOS="$<TARGET_FILE:shim_scenarios>"
           DMAHEAP_CONFORMANCE="$<TARGET_FILE:dmaheap_conformance>"
           CONFORMANCE_EXPECTED="${PROJECT_SOURCE_DIR}/tests/conformance/expected.txt"
-          CENALLOCD="$<TARGET_FILE:cenallocd>"
           CENALLOC_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
           SANITIZER_RUNTIME="${shim_sanitizer_runtime}")
 gtest_discover_tests(test_shim DISCOVERY_TIMEOUT 60 PROPERTIES LABELS shim)

@@ -303,12 +303,8 @@ public:
 
     std::string describe() const override { return inner_->describe(); }
     Result<std::vector<HeapInfo>> heaps() override { return inner_->heaps(); }
-    Result<UniqueFd> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags, uint64_t heapFlags) override {
-        return inner_->allocate(heap, length, fdFlags, heapFlags);
-    }
-    Result<UniqueFd> create(uint64_t size, std::string_view name, CpuAccess cpuAccess) override {
-        return inner_->create(size, name, cpuAccess);
-    }
+    Result<UniqueFd> allocate(const AllocRequest& request) override { return inner_->allocate(request); }
+    Result<UniqueFd> create(const CreateRequest& request) override { return inner_->create(request); }
     Result<uint64_t> import(BorrowedFd buffer) override {
         ++fdCalls;
         return inner_->import(buffer);
@@ -326,15 +322,15 @@ public:
         return inner_->map(attachment, direction);
     }
     Result<void> unmap(uint64_t mapping) override { return inner_->unmap(mapping); }
-    Result<void> beginCpuAccess(BorrowedFd buffer, uint32_t flags) override {
+    Result<void> beginCpuAccess(BorrowedFd buffer, SyncFlags flags) override {
         ++fdCalls;
         return inner_->beginCpuAccess(buffer, flags);
     }
-    Result<void> endCpuAccess(BorrowedFd buffer, uint32_t flags) override {
+    Result<void> endCpuAccess(BorrowedFd buffer, SyncFlags flags) override {
         ++fdCalls;
         return inner_->endCpuAccess(buffer, flags);
     }
-    Result<void> setName(BorrowedFd buffer, std::string_view name) override {
+    Result<void> setName(BorrowedFd buffer, const BufferName& name) override {
         ++fdCalls;
         return inner_->setName(buffer, name);
     }
@@ -683,12 +679,8 @@ public:
         }
         return heaps;
     }
-    Result<UniqueFd> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags, uint64_t heapFlags) override {
-        return inner_->allocate(heap, length, fdFlags, heapFlags);
-    }
-    Result<UniqueFd> create(uint64_t size, std::string_view name, CpuAccess cpuAccess) override {
-        return inner_->create(size, name, cpuAccess);
-    }
+    Result<UniqueFd> allocate(const AllocRequest& request) override { return inner_->allocate(request); }
+    Result<UniqueFd> create(const CreateRequest& request) override { return inner_->create(request); }
     Result<uint64_t> import(BorrowedFd buffer) override { return inner_->import(buffer); }
     Result<void> release(BorrowedFd buffer) override { return inner_->release(buffer); }
     Result<uint64_t> attach(BorrowedFd buffer, std::string_view device) override {
@@ -699,13 +691,13 @@ public:
         return inner_->map(attachment, direction);
     }
     Result<void> unmap(uint64_t mapping) override { return inner_->unmap(mapping); }
-    Result<void> beginCpuAccess(BorrowedFd buffer, uint32_t flags) override {
+    Result<void> beginCpuAccess(BorrowedFd buffer, SyncFlags flags) override {
         return inner_->beginCpuAccess(buffer, flags);
     }
-    Result<void> endCpuAccess(BorrowedFd buffer, uint32_t flags) override {
+    Result<void> endCpuAccess(BorrowedFd buffer, SyncFlags flags) override {
         return inner_->endCpuAccess(buffer, flags);
     }
-    Result<void> setName(BorrowedFd buffer, std::string_view name) override { return inner_->setName(buffer, name); }
+    Result<void> setName(BorrowedFd buffer, const BufferName& name) override { return inner_->setName(buffer, name); }
     Result<std::vector<BufferInfo>> bufinfo() override { return inner_->bufinfo(); }
     Result<AllocatorStats> stats(bool resetWatermark) override { return inner_->stats(resetWatermark); }
     Result<Explanation> explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) override {

@@ -3,27 +3,18 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <csignal>
-#include <cstdlib>
-#include <cstring>
-#include <fcntl.h>
+#include <chrono>
 #include <fstream>
-#include <poll.h>
 #include <sstream>
 #include <string>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <vector>
 
 #include <cenalloc/session.h>
 #include <cenalloc/unique_fd.h>
 
-extern char** environ;
+#include "support/daemon.h"
+#include "support/process.h"
 
 namespace cenalloc {
 namespace {
@@ -35,157 +26,28 @@ std::string preloadValue() {
     return runtime.empty() ? std::string(CENALLOC_SHIM_LIBRARY) : runtime + " " + CENALLOC_SHIM_LIBRARY;
 }
 
-/// The environment of this process without anything that steers the shim
-/// or the dynamic loader, plus @p extra.
-std::vector<std::string> environment(const std::vector<std::string>& extra) {
-    std::vector<std::string> env;
-    for (char** e = environ; *e; ++e) {
-        std::string_view var(*e);
-        if (var.starts_with("CENALLOC_") || var.starts_with("LD_PRELOAD=") || var.starts_with("NOTIFY_SOCKET="))
-            continue;
-        env.emplace_back(var);
-    }
+/// A program under test gets the environment of this process without
+/// anything that steers the shim or the dynamic loader, plus @p extra.
+test::ProcessOptions environment(const std::vector<std::string>& extra) {
+    test::ProcessOptions options;
+    options.cleanEnv = true;
     // Leaks of the uninstrumented program are not the shim's to report, and
     // a sanitizer runtime preloaded into it must not insist on link order.
-    env.emplace_back("ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0");
-    env.insert(env.end(), extra.begin(), extra.end());
-    return env;
+    options.env = {"ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0"};
+    options.env.insert(options.env.end(), extra.begin(), extra.end());
+    return options;
 }
 
 /// A child process with its stdin and stdout/stderr on pipes.
-class Child {
-public:
-    Child(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
-        int in[2], out[2], err[2];
-        if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0)
-            return;
-        std::vector<char*> args, envp;
-        for (const auto& a : argv)
-            args.push_back(const_cast<char*>(a.c_str()));
-        args.push_back(nullptr);
-        for (const auto& e : env)
-            envp.push_back(const_cast<char*>(e.c_str()));
-        envp.push_back(nullptr);
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            ::dup2(in[0], STDIN_FILENO);
-            ::dup2(out[1], STDOUT_FILENO);
-            ::dup2(err[1], STDERR_FILENO);
-            ::execve(args[0], args.data(), envp.data());
-            _exit(127);
-        }
-        ::close(in[0]);
-        ::close(out[1]);
-        ::close(err[1]);
-        stdin_.reset(in[1]);
-        stdout_.reset(out[0]);
-        stderr_.reset(err[0]);
-    }
-    ~Child() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
-    }
-    Child(const Child&) = delete;
-    Child& operator=(const Child&) = delete;
-
-    /// One line of stdout (without the newline); empty at the end.
-    std::string readLine() {
-        std::string line;
-        char c;
-        while (::read(stdout_.get(), &c, 1) == 1 && c != '\n')
-            line += c;
-        out_ += line + "\n";
-        return line;
-    }
-    void writeLine(const std::string& line) {
-        std::string text = line + "\n";
-        ASSERT_EQ(::write(stdin_.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
-    }
-    /// Exit status after reading everything left; stdout and stderr in out()/err().
-    int wait() {
-        stdin_.reset();
-        out_ += drain(stdout_);
-        err_ += drain(stderr_);
-        int status = 0;
-        ::waitpid(pid_, &status, 0);
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    /// Whether the child exits within @p seconds (a bound for a hang, not
-    /// a measure); a child that does not is killed. Then wait().
-    bool exitsWithin(int seconds) {
-        UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
-        if (!pidfd.valid())
-            return true; // no pidfd: wait() is the bound
-        pollfd p{pidfd.get(), POLLIN, 0};
-        if (::poll(&p, 1, seconds * 1000) == 1)
-            return true;
-        ::kill(pid_, SIGKILL);
-        return false;
-    }
-    /// Send @p signal and wait for the exit.
-    int stop(int signal) {
-        ::kill(pid_, signal);
-        return wait();
-    }
-    const std::string& out() const { return out_; }
-    const std::string& err() const { return err_; }
-
-private:
-    static std::string drain(const UniqueFd& fd) {
-        std::string text;
-        char buffer[4096];
-        ssize_t n;
-        while ((n = ::read(fd.get(), buffer, sizeof buffer)) > 0)
-            text.append(buffer, static_cast<size_t>(n));
-        return text;
-    }
-    pid_t pid_ = -1;
-    UniqueFd stdin_, stdout_, stderr_;
-    std::string out_, err_;
-};
-
-std::string uniquePath(const char* what) {
-    return "/tmp/cenalloc-shim-test-" + std::to_string(::getpid()) + "-" + what;
-}
+using Child = test::ChildProcess;
 
 /// cenallocd on a private socket, ready when constructed (it says READY=1
 /// on NOTIFY_SOCKET), stopped when destroyed.
-class Daemon {
+class Daemon : public test::DaemonProcess {
 public:
-    Daemon() : socket_(uniquePath("daemon.sock")), notifyPath_(uniquePath("notify.sock")) {
-        UniqueFd notify(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::strncpy(addr.sun_path, notifyPath_.c_str(), sizeof addr.sun_path - 1);
-        ::unlink(notifyPath_.c_str());
-        if (::bind(notify.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-            return;
-        child_ =
-            std::make_unique<Child>(std::vector<std::string>{CENALLOCD, "--socket", socket_, "--log-level", "error"},
-                                    environment({"NOTIFY_SOCKET=" + notifyPath_}));
-        // Bounded: a daemon that never gets ready fails the test, not hangs it.
-        pollfd p{notify.get(), POLLIN, 0};
-        char buffer[64] = {};
-        if (::poll(&p, 1, 30000) == 1 && ::recv(notify.get(), buffer, sizeof buffer - 1, 0) > 0)
-            ready_ = std::string(buffer) == "READY=1";
-    }
-    ~Daemon() {
-        // SIGTERM: the daemon removes its socket on the way out.
-        if (child_)
-            child_->stop(SIGTERM);
-        ::unlink(notifyPath_.c_str());
-    }
-    bool ready() const { return ready_; }
-    const std::string& socket() const { return socket_; }
-
-private:
-    std::string socket_;
-    std::string notifyPath_;
-    std::unique_ptr<Child> child_;
-    bool ready_ = false;
+    Daemon() : DaemonProcess({.start = test::DaemonStart::Notified, .logLevel = "error"}) {}
+    bool ready() const { return running(); }
+    const std::string& socket() const { return path(); }
 };
 
 std::string readFile(const char* path) {
@@ -356,7 +218,7 @@ TEST(Preload, AfterClosefromTheShimNeverTouchesTheProgramsFdsInProcess) {
     Child child({SHIM_SCENARIOS, "closefrom"},
                 environment({"LD_PRELOAD=" + preloadValue(), "CENALLOC_SHIM_MODE=local"}));
     // Before: SYNC on the memfd blocked reading the program's socket.
-    ASSERT_TRUE(child.exitsWithin(60)) << "hung: the shim is reading one of the program's fds";
+    ASSERT_TRUE(child.exitsWithin(std::chrono::seconds(60))) << "hung: the shim is reading one of the program's fds";
     EXPECT_EQ(child.wait(), 0) << child.err();
     EXPECT_EQ(child.out(), kClosefromExpected);
 }
@@ -370,7 +232,7 @@ TEST(Preload, AfterClosefromTheShimNeverTouchesTheProgramsFdsThroughCenallocd) {
                                                             "CENALLOC_SOCKET=" + daemon.socket()}));
     // Before: the request went into the program's socket and the program's
     // own message was read as the reply (EPROTO).
-    ASSERT_TRUE(child.exitsWithin(60)) << "hung: the shim is reading one of the program's fds";
+    ASSERT_TRUE(child.exitsWithin(std::chrono::seconds(60))) << "hung: the shim is reading one of the program's fds";
     EXPECT_EQ(child.wait(), 0) << child.err();
     EXPECT_EQ(child.out(), kClosefromExpected);
 }
@@ -382,7 +244,7 @@ TEST(Preload, ForkWhileOtherThreadsAllocateLeavesNoChildDeadlockedInProcess) {
                 environment({"LD_PRELOAD=" + preloadValue(), "CENALLOC_SHIM_MODE=local"}));
     // The program bounds each child (20 s, then it counts it hung); this
     // bounds the program.
-    ASSERT_TRUE(child.exitsWithin(500)) << "the program itself hung";
+    ASSERT_TRUE(child.exitsWithin(std::chrono::seconds(500))) << "the program itself hung";
     EXPECT_EQ(child.wait(), 0) << child.out() << child.err();
     EXPECT_NE(child.out().find("children: 300 exited, 0 hung, 0 failed\n"), std::string::npos) << child.out();
     EXPECT_NE(child.out().find("worker allocations: some\n"), std::string::npos) << child.out();

@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
     CHECK(cenalloc_session_connect(argv[1], &session));
     size_t heaps = 0;
     CHECK(cenalloc_heap_count(session, &heaps));
-    cenalloc_heap_info info;
+    cenalloc_heap_info info = {.struct_size = sizeof info};
     CHECK(cenalloc_get_heap(session, 0, &info));
     int fd = -1;
     CHECK(cenalloc_alloc(session, "system", 65536, O_CLOEXEC | O_RDWR, 0, &fd));

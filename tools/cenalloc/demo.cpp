@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // `cenalloc demo`: an in-process tour that allocates, shares, maps, moves data and checks it.
-#include "demo.h"
+#include "tools/cenalloc/demo.h"
 
 #include <algorithm>
 #include <cerrno>

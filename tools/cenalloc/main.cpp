@@ -14,7 +14,7 @@
 #include <cenalloc/session_choice.h>
 #include <cenalloc/units.h>
 
-#include "demo.h"
+#include "tools/cenalloc/demo.h"
 
 namespace {
 
@@ -48,11 +48,41 @@ ReportOptions reportOptions(bool json) {
     return {ReportFormat::Json, notes};
 }
 
+// When the command line was refused because an option of a subcommand
+// came before the subcommand (cenalloc --heap system alloc), a message
+// saying so; empty otherwise. CLI11 itself would report the option as not
+// expected, or as missing from the subcommand.
+std::string misplacedOption(const CLI::App& app) {
+    for (const std::string& word : app.remaining()) {
+        if (!word.starts_with("-"))
+            continue;
+        const std::string name = word.substr(0, word.find('='));
+        std::vector<std::string> owners;
+        std::vector<const CLI::App*> commands = {&app};
+        for (size_t i = 0; i < commands.size(); ++i)
+            for (const CLI::App* sub : commands[i]->get_subcommands({})) {
+                commands.push_back(sub);
+                if (sub->get_option_no_throw(name) != nullptr)
+                    owners.push_back((commands[i] == &app ? "" : commands[i]->get_name() + " ") + sub->get_name());
+            }
+        if (owners.empty())
+            return {};
+        std::string list;
+        for (size_t i = 0; i < owners.size(); ++i)
+            list += (i == 0 ? "'" : i + 1 == owners.size() ? " and '" : ", '") + owners[i] + "'";
+        return name + " is an option of " + list + ": give it after the subcommand ('cenalloc " + owners.front() + " " +
+               name + " ...'); only the options every command takes (see cenalloc --help) may come before it";
+    }
+    return {};
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"cenalloc: constraint-aware device-memory allocation and sharing"};
     app.require_subcommand(1);
+    app.footer("--platform, --dtb, --overlay, --host, --json and --socket may come before the subcommand or after "
+               "it:\n  cenalloc --socket /run/cenalloc/cenalloc.sock heaps --json");
     cenalloc::PlatformSource source;
     bool json = false;
     auto addCommon = [&](CLI::App* cmd) {
@@ -65,6 +95,11 @@ int main(int argc, char** argv) {
         cmd->add_flag("--json", json, "machine-readable output");
     };
 
+    // Options every command takes are accepted before the subcommand too
+    // (cenalloc --socket S heaps), as git's and systemctl's are; each
+    // subcommand still lists them, so they go after it as well.
+    addCommon(&app);
+
     CLI::App* platformCmd = app.add_subcommand("platform", "the platform model");
     platformCmd->require_subcommand(1);
     CLI::App* showCmd = platformCmd->add_subcommand("show", "show the validated platform model");
@@ -76,6 +111,7 @@ int main(int argc, char** argv) {
                         "talk to cenallocd at this socket (default: the daemon when one "
                         "answers at the default socket, else in-process)");
     };
+    addSocket(&app);
 
     CLI::App* heapsCmd = app.add_subcommand("heaps", "heaps with their properties and statistics");
     addCommon(heapsCmd);
@@ -91,7 +127,8 @@ int main(int argc, char** argv) {
     allocCmd->add_option("--size", allocSizeText, "length (4096, 0x1000, 64K, 8M, ...)")->required();
     allocCmd->add_option("--name", bufferName, "buffer name (at most 31 bytes)");
 
-    CLI::App* bufinfoCmd = app.add_subcommand("bufinfo", "live buffers, their attachments and mappings");
+    CLI::App* bufinfoCmd = app.add_subcommand(
+        "bufinfo", "live buffers, their attachments and mappings (--host: every dma-buf of the host, who holds it)");
     addCommon(bufinfoCmd);
     addSocket(bufinfoCmd);
 
@@ -115,7 +152,33 @@ int main(int argc, char** argv) {
     explainCmd->add_option("--cpu-access", cpuText, "how often the cpu touches it: none, rare, often")
         ->capture_default_str();
 
-    CLI11_PARSE(app, argc, argv);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        if (std::string misplaced = misplacedOption(app); !misplaced.empty()) {
+            std::cerr << "cenalloc: " << misplaced << "\n";
+            return static_cast<int>(CLI::ExitCodes::ExtrasError);
+        }
+        return app.exit(e);
+    }
+    // --socket before the subcommand was accepted for any of them.
+    if (app.count("--socket") && (showCmd->parsed() || demoCmd->parsed())) {
+        std::cerr << "cenalloc: --socket applies to heaps, alloc, bufinfo, stats and explain, not to "
+                  << (demoCmd->parsed() ? "demo" : "platform show") << "\n";
+        return static_cast<int>(CLI::ExitCodes::ExtrasError);
+    }
+
+    // bufinfo --host: every dma-buf on the running system and the processes
+    // holding it, read from /proc and /sys rather than asked of a session.
+    if (bufinfoCmd->parsed() && source.host) {
+        if (!socketPath.empty())
+            return fail(Error(EINVAL, "bufinfo --host reads /proc and /sys: --socket does not apply"));
+        auto report = cenalloc::reportHostDmaBufs(reportOptions(json));
+        if (!report)
+            return fail(report.error());
+        std::cout << *report;
+        return 0;
+    }
 
     // Commands about buffers and heaps run in a session: the daemon's when
     // one answers (or --socket names one), else in-process.

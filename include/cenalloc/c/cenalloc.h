@@ -25,6 +25,27 @@ extern "C" {
  *  - Parameters that take a cenalloc_dma_direction or cenalloc_cpu_access
  *    are plain ints, so that any value a caller passes is defined behaviour:
  *    values outside the enum are -EINVAL.
+ *
+ * Structs that grow. Every struct the library fills starts with
+ * `uint32_t struct_size`, which the caller sets to the size of the struct
+ * as its header declares it, so that a struct can gain fields at its end
+ * without breaking a program built against an older header, as the
+ * kernel's extensible uapi structs do (struct clone_args, struct open_how:
+ * copy_struct_from_user()):
+ *  - a size smaller than the struct's first version (its _SIZE_VER0) is
+ *    -EINVAL;
+ *  - a size this library knows or one between its versions (a program built
+ *    against an older header) gets the fields that fit in it and not a byte
+ *    more;
+ *  - a larger size (a program built against a newer header) is accepted
+ *    when every byte past what this library knows is zero, and is -E2BIG
+ *    otherwise;
+ *  - on success struct_size says how many bytes the library filled; the
+ *    bytes past them are left as they were (zero, for a zeroed struct).
+ * So zero the struct and set its size:
+ *     cenalloc_heap_info info = {.struct_size = sizeof info};
+ * Fixed-size elements of caller arrays (cenalloc_sg_entry) carry no size:
+ * the caller's array stride is their size.
  */
 
 /** An open session with cenalloc: in-process or with cenallocd. */
@@ -61,6 +82,8 @@ typedef struct {
 
 /** One heap: its properties and statistics. */
 typedef struct {
+    uint32_t struct_size; /**< set by the caller (see "Structs that grow") */
+    uint32_t reserved;    /**< 0 */
     char name[CENALLOC_NAME_MAX];
     uint64_t capacity;
     uint64_t free_bytes;
@@ -72,14 +95,21 @@ typedef struct {
     uint64_t highest_address;
     int contiguous; /**< 1 when every buffer is one contiguous chunk */
     int cached;     /**< 1 when CPU mappings are cached */
+    /* CENALLOC_HEAP_INFO_SIZE_VER0 ends here. */
+    uint64_t total_allocations; /**< allocations ever made from the heap */
+    uint64_t valid_heap_flags;  /**< the heap flags cenalloc_alloc() accepts */
 } cenalloc_heap_info;
+#define CENALLOC_HEAP_INFO_SIZE_VER0 144 /* up to cached */
+#define CENALLOC_HEAP_INFO_SIZE_VER1 160 /* total_allocations, valid_heap_flags */
 
 /** What cenalloc_explain() found. */
 typedef struct {
+    uint32_t struct_size;                      /**< set by the caller (see "Structs that grow") */
     int satisfiable;                           /**< 1 when some heap serves every device */
     char heap[CENALLOC_NAME_MAX];              /**< the chosen heap, "" when unsatisfiable */
     char allocating_device[CENALLOC_NAME_MAX]; /**< "" when cenalloc must allocate */
 } cenalloc_explanation;
+#define CENALLOC_EXPLANATION_SIZE_VER0 136
 
 /** The message of the calling thread's last failure, or "". */
 CENALLOC_EXPORT const char* cenalloc_last_error(void);
@@ -102,7 +132,10 @@ CENALLOC_EXPORT void cenalloc_session_close(cenalloc_session* session);
 /** Number of heaps, for cenalloc_get_heap(). */
 CENALLOC_EXPORT int cenalloc_heap_count(cenalloc_session* session, size_t* count);
 
-/** Heap number @p index (a fresh snapshot). -ERANGE past the last heap. */
+/**
+ * Heap number @p index (a fresh snapshot). -ERANGE past the last heap;
+ * -EINVAL or -E2BIG for out->struct_size (see "Structs that grow").
+ */
 CENALLOC_EXPORT int cenalloc_get_heap(cenalloc_session* session, size_t index, cenalloc_heap_info* out);
 
 /**
@@ -147,7 +180,10 @@ CENALLOC_EXPORT int cenalloc_end_cpu_access(cenalloc_session* session, int buffe
 /** DMA_BUF_SET_NAME: at most 31 bytes, else -EINVAL. */
 CENALLOC_EXPORT int cenalloc_set_name(cenalloc_session* session, int buffer_fd, const char* name);
 
-/** Which heap serves @p count devices sharing @p size bytes, and who allocates. */
+/**
+ * Which heap serves @p count devices sharing @p size bytes, and who
+ * allocates. -EINVAL or -E2BIG for out->struct_size.
+ */
 CENALLOC_EXPORT int cenalloc_explain(cenalloc_session* session, const char* const* devices, size_t count, uint64_t size,
                                      int cpu_access, cenalloc_explanation* out);
 

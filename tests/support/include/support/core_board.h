@@ -6,7 +6,6 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
-#include <dirent.h>
 #include <fcntl.h>
 #include <map>
 #include <memory>
@@ -28,6 +27,7 @@
 #include "heaps/platform_heaps.h"
 #include "iommu/iommu_domain.h"
 #include "memory/physical_memory.h"
+#include "support/fds.h"
 
 namespace cenalloc::test {
 
@@ -70,13 +70,16 @@ public:
         std::shared_ptr<Heap> h = heap(heapName);
         if (!h)
             return Error(ENOENT, "no such heap");
+        auto bufferName = BufferName::make(name);
+        if (!bufferName)
+            return bufferName.error();
         auto storage = h->allocate(size);
         if (!storage)
             return storage.error();
         BufferParams params;
         params.size = size;
         params.fdFlags = O_CLOEXEC | O_RDWR;
-        params.name = std::move(name);
+        params.name = std::move(*bufferName);
         params.ops = makeHeapExporter(*h);
         params.storage = std::move(*storage);
         params.registry = registry_;
@@ -91,19 +94,6 @@ private:
     std::map<std::string, std::unique_ptr<DmaDevice>> devices_;
     std::shared_ptr<BufferRegistry> registry_ = std::make_shared<BufferRegistry>();
 };
-
-/// Open file descriptors of this process (entries of /proc/self/fd).
-inline size_t openFdCount() {
-    DIR* dir = ::opendir("/proc/self/fd");
-    if (!dir)
-        return 0;
-    size_t count = 0;
-    while (const dirent* entry = ::readdir(dir))
-        if (entry->d_name[0] != '.')
-            ++count;
-    ::closedir(dir);
-    return count;
-}
 
 /// @p chunks with physically adjacent neighbours merged: the ranges a
 /// direct (no IOMMU) DMA table must cover, in order.

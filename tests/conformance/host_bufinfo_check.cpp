@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: MIT
+// `cenalloc bufinfo --host` on a real kernel: real dma-bufs held by a child process are attributed to it.
+//
+//   host_bufinfo_check [CENALLOC]     (default /cenalloc)
+//
+// scripts/kernel-conformance runs it in its qemu guest (as /host-bufinfo,
+// beside /cenalloc) after the other checks. It allocates a dma-buf from the system
+// heap (and one from udmabuf when the kernel has it), names them, hands them
+// to a child that holds each by fd and by a shared mapping, closes its own
+// fds, then runs `CENALLOC bufinfo --host --json` and the text form and
+// prints what they say about the child in lines that are the same on every
+// run (no pids or inodes), compared with
+// tests/conformance/host_bufinfo_expected.txt.
+#include <fcntl.h>
+#include <linux/dma-buf.h>
+#include <linux/dma-heap.h>
+#include <linux/udmabuf.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+using nlohmann::json;
+
+constexpr uint64_t kHeapSize = 1 << 20;
+constexpr uint64_t kUdmabufSize = 64 << 10;
+constexpr const char kChildComm[] = "bufholder";
+
+struct Allocated {
+    int fd = -1;
+    ino_t inode = 0;
+    uint64_t size = 0;
+    std::string name;
+    std::string exporter;
+};
+
+void name(Allocated& a, const char* n) {
+    if (::ioctl(a.fd, DMA_BUF_SET_NAME_B, n) == 0)
+        a.name = n;
+    struct stat st {};
+    if (::fstat(a.fd, &st) == 0)
+        a.inode = st.st_ino;
+}
+
+Allocated allocateFromSystemHeap() {
+    Allocated a;
+    int heap = ::open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
+    if (heap < 0) {
+        std::printf("host-bufinfo-system-alloc: %s\n", std::strerror(errno));
+        return a;
+    }
+    dma_heap_allocation_data data{};
+    data.len = kHeapSize;
+    data.fd_flags = O_RDWR | O_CLOEXEC;
+    if (::ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &data) != 0) {
+        std::printf("host-bufinfo-system-alloc: %s\n", std::strerror(errno));
+    } else {
+        a.fd = static_cast<int>(data.fd);
+        a.size = kHeapSize;
+        a.exporter = "system";
+        name(a, "held-by-child");
+        std::printf("host-bufinfo-system-alloc: ok size=%llu\n", static_cast<unsigned long long>(a.size));
+    }
+    ::close(heap);
+    return a;
+}
+
+Allocated allocateFromUdmabuf() {
+    Allocated a;
+    int dev = ::open("/dev/udmabuf", O_RDWR | O_CLOEXEC);
+    if (dev < 0) {
+        std::printf("host-bufinfo-udmabuf-alloc: %s\n", std::strerror(errno));
+        return a;
+    }
+    int memfd = ::memfd_create("udmabuf-backing", MFD_ALLOW_SEALING | MFD_CLOEXEC);
+    if (memfd >= 0 && ::ftruncate(memfd, kUdmabufSize) == 0 && ::fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK) == 0) {
+        udmabuf_create create{};
+        create.memfd = static_cast<uint32_t>(memfd);
+        create.flags = UDMABUF_FLAGS_CLOEXEC;
+        create.size = kUdmabufSize;
+        int fd = ::ioctl(dev, UDMABUF_CREATE, &create);
+        if (fd >= 0) {
+            a.fd = fd;
+            a.size = kUdmabufSize;
+            a.exporter = "udmabuf";
+            name(a, "udmabuf-held");
+            std::printf("host-bufinfo-udmabuf-alloc: ok size=%llu\n", static_cast<unsigned long long>(a.size));
+        } else {
+            std::printf("host-bufinfo-udmabuf-alloc: %s\n", std::strerror(errno));
+        }
+    }
+    if (memfd >= 0)
+        ::close(memfd); // udmabuf keeps the pages
+    ::close(dev);
+    return a;
+}
+
+/// A child that maps every buffer, says so, and holds fds and mappings
+/// until @p *release is closed.
+pid_t startHolder(const std::vector<Allocated>& buffers, int* release) {
+    int ready[2], done[2];
+    if (::pipe2(ready, O_CLOEXEC) != 0 || ::pipe2(done, O_CLOEXEC) != 0)
+        return -1;
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::close(ready[0]);
+        ::close(done[1]);
+        ::prctl(PR_SET_NAME, kChildComm);
+        char ok = 'k';
+        for (const Allocated& a : buffers)
+            if (::mmap(nullptr, a.size, PROT_READ | PROT_WRITE, MAP_SHARED, a.fd, 0) == MAP_FAILED)
+                ok = 'x';
+        (void)!::write(ready[1], &ok, 1);
+        char c;
+        (void)!::read(done[0], &c, 1);
+        ::_exit(0);
+    }
+    ::close(ready[1]);
+    ::close(done[0]);
+    char ok = 0;
+    if (::read(ready[0], &ok, 1) != 1 || ok != 'k')
+        std::printf("host-bufinfo-child-mmap: failed\n");
+    ::close(ready[0]);
+    *release = done[1];
+    return pid;
+}
+
+/// What @p argv printed on stdout, and its exit status.
+std::string run(const std::vector<std::string>& args, int* status) {
+    int out[2];
+    if (::pipe2(out, O_CLOEXEC) != 0)
+        return {};
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(out[1], STDOUT_FILENO);
+        std::vector<char*> argv;
+        for (const std::string& a : args)
+            argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        ::execv(argv[0], argv.data());
+        std::fprintf(stderr, "exec %s: %s\n", argv[0], std::strerror(errno));
+        ::_exit(127);
+    }
+    ::close(out[1]);
+    std::string text;
+    char buf[65536];
+    for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;)
+        text.append(buf, static_cast<size_t>(n));
+    ::close(out[0]);
+    *status = -1;
+    int raw = 0;
+    if (::waitpid(pid, &raw, 0) == pid)
+        *status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+    return text;
+}
+
+void checkBuffer(const json& report, const Allocated& a, const char* label, pid_t child) {
+    const json* found = nullptr;
+    for (const json& b : report["buffers"])
+        if (b["inode"] == a.inode)
+            found = &b;
+    if (!found) {
+        std::printf("host-bufinfo-%s-buffer: missing\n", label);
+        return;
+    }
+    const json& b = *found;
+    std::printf("host-bufinfo-%s-buffer: exporter=%s size=%llu exact=%s name=%s\n", label,
+                b["exporter"].is_string() ? b["exporter"].get<std::string>().c_str() : "?",
+                static_cast<unsigned long long>(b["size"].get<uint64_t>()), b["size_exact"] ? "yes" : "no",
+                b["name"].get<std::string>().c_str());
+    std::string holders;
+    for (const json& h : b["holders"]) {
+        std::string who = h["pid"] == child ? "child" : h["pid"] == ::getpid() ? "parent" : "other";
+        holders += (holders.empty() ? "" : " ") + who + "(" + h["comm"].get<std::string>() +
+                   ") fds=" + std::to_string(h["fds"].get<int>()) +
+                   " maps=" + std::to_string(h["mappings"].get<int>()) +
+                   " mapped=" + std::to_string(h["mapped_bytes"].get<uint64_t>());
+    }
+    std::printf("host-bufinfo-%s-holders: %s\n", label, holders.empty() ? "none" : holders.c_str());
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    if (argc > 2) {
+        std::fprintf(stderr, "usage: %s [CENALLOC]\n", argv[0]);
+        return 2;
+    }
+    const std::string cli = argc == 2 ? argv[1] : "/cenalloc";
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    // /sys/kernel/dmabuf/buffers where the kernel has it (init mounts no sysfs).
+    bool mountedSys = false;
+    struct stat st {};
+    if (::stat("/sys/kernel", &st) != 0) {
+        ::mkdir("/sys", 0755);
+        mountedSys = ::mount("sysfs", "/sys", "sysfs", 0, nullptr) == 0;
+    }
+
+    std::vector<Allocated> buffers;
+    Allocated heap = allocateFromSystemHeap();
+    if (heap.fd >= 0)
+        buffers.push_back(heap);
+    Allocated udmabuf = allocateFromUdmabuf();
+    if (udmabuf.fd >= 0)
+        buffers.push_back(udmabuf);
+
+    int release = -1;
+    pid_t child = startHolder(buffers, &release);
+    for (const Allocated& a : buffers)
+        ::close(a.fd); // the child alone holds them now
+
+    int status = 0;
+    std::string out = run({cli, "bufinfo", "--host", "--json"}, &status);
+    json report = json::parse(out, nullptr, false);
+    std::printf("host-bufinfo-json: %s status=%d\n", report.is_discarded() ? "unparsable" : "ok", status);
+    int failures = report.is_discarded() || status != 0;
+    if (!report.is_discarded()) {
+        if (heap.fd >= 0)
+            checkBuffer(report, heap, "system", child);
+        if (udmabuf.fd >= 0)
+            checkBuffer(report, udmabuf, "udmabuf", child);
+        std::string parent = "none";
+        for (const json& p : report["processes"]) {
+            if (p["pid"] == ::getpid())
+                parent = "holds " + std::to_string(p["buffers"].get<int>());
+            if (p["pid"] == child)
+                std::printf("host-bufinfo-child-total: comm=%s buffers=%d bytes=%llu fd_bytes=%llu\n",
+                            p["comm"].get<std::string>().c_str(), p["buffers"].get<int>(),
+                            static_cast<unsigned long long>(p["bytes"].get<uint64_t>()),
+                            static_cast<unsigned long long>(p["fd_bytes"].get<uint64_t>()));
+        }
+        std::printf("host-bufinfo-parent: %s\n", parent.c_str());
+        std::string exporters;
+        for (const json& e : report["exporters"])
+            if (e["exporter"].is_string())
+                exporters += (exporters.empty() ? "" : " ") + e["exporter"].get<std::string>();
+        std::printf("host-bufinfo-exporters: %s\n", exporters.c_str());
+        std::printf("host-bufinfo-uninspectable: %d\n", report["uninspectable_processes"].get<int>());
+        std::printf("host-bufinfo-sysfs-stats: %s\n", report["sysfs_stats"] ? "read" : "absent");
+    }
+
+    // The text form names the child by pid and comm.
+    std::string text = run({cli, "bufinfo", "--host"}, &status);
+    std::string expected = std::to_string(child) + " " + kChildComm + " (1 fd, 1 map)";
+    bool named = text.find(expected) != std::string::npos;
+    std::printf("host-bufinfo-text: status=%d child %s\n", status, named ? "named" : "missing");
+    if (!named)
+        std::fputs(text.c_str(), stdout);
+    failures += status != 0 || !named;
+
+    ::close(release);
+    ::waitpid(child, nullptr, 0);
+    if (mountedSys)
+        ::umount("/sys");
+    std::printf("host-bufinfo-summary: done\n");
+    return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,26 @@
+# SPDX-License-Identifier: MIT
+# Runs the layering check (CHECK) on FIXTURE, a small tree that breaks each rule once and keeps each once: the
+# check must fail, report every line of FIXTURE/expected.txt, and nothing else.
+cmake_minimum_required(VERSION 3.25)
+execute_process(COMMAND ${CMAKE_COMMAND} -DSOURCE_DIR=${FIXTURE} -DLAYERS_FILE=${FIXTURE}/layers.cmake -P ${CHECK}
+                RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE err)
+set(output "${out}${err}")
+if(result EQUAL 0)
+  message(FATAL_ERROR "the check passed a tree that violates the layering:\n${output}")
+endif()
+file(STRINGS ${FIXTURE}/expected.txt expected)
+set(missing FALSE)
+foreach(line IN LISTS expected)
+  string(FIND "${output}" "${line}\n" at)
+  if(at EQUAL -1)
+    message(NOTICE "not reported: ${line}")
+    set(missing TRUE)
+  endif()
+endforeach()
+string(REGEX MATCHALL "layering: [^\n]*" reported "${output}")
+list(LENGTH expected want)
+list(LENGTH reported got)
+if(missing OR NOT got EQUAL want)
+  message(FATAL_ERROR "expected the ${want} problems of expected.txt, the check reported ${got}:\n${output}")
+endif()
+message(STATUS "the check reported the ${want} violations and failed")

@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MIT
+// File descriptors in the tests: how many are open, a buffer fd's size and flags, a whole-buffer mapping.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <sys/types.h>
+
+namespace cenalloc::test {
+
+/// Open fds of process @p pid (this one by default, without the one this
+/// count itself uses).
+size_t openFdCount(pid_t pid = 0);
+
+/// st_size of @p fd (0 when fstat fails).
+uint64_t fdSize(int fd);
+
+/// Whether @p fd has FD_CLOEXEC.
+bool hasCloexec(int fd);
+
+/// A shared read-write mapping of a whole buffer fd; unmapped on destruction.
+class Mapped {
+public:
+    Mapped(int fd, size_t size);
+    ~Mapped() { reset(); }
+    Mapped(const Mapped&) = delete;
+    Mapped& operator=(const Mapped&) = delete;
+    void reset();
+    bool valid() const { return data_ != nullptr; }
+    unsigned char* bytes() const { return static_cast<unsigned char*>(data_); }
+
+private:
+    void* data_ = nullptr;
+    size_t size_ = 0;
+};
+
+} // namespace cenalloc::test
