@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The public reports: render.cpp's views written as text or as JSON text.
+// The public reports (cenalloc/report.h): the report layer's views, written as text or as JSON text.
 #include <cenalloc/report.h>
 
 #include <cerrno>
