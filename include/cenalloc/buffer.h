@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: MIT
-// Buffers (the dma-buf), their exporter ops, attachments, device mappings and CPU access.
+// Buffers (the dma-buf), their attachments, device mappings and CPU access.
 #pragma once
 
 #include <cstdint>
+#include <fcntl.h>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <sys/mman.h>
 #include <vector>
 
+#include <cenalloc/export.h>
 #include <cenalloc/heap.h>
 #include <cenalloc/request.h>
 #include <cenalloc/result.h>
@@ -21,11 +24,13 @@ struct stat;
 namespace cenalloc {
 
 class Buffer;
+class BufferOps;
 class BufferRegistry;
 class DmaDevice;
 class IommuDomain;
 struct AttachmentState;
-struct IovaMapping;
+struct BufferAccess;
+struct BufferParams;
 
 /// Direction of a device mapping, as Linux's enum dma_data_direction.
 enum class DmaDirection {
@@ -33,55 +38,7 @@ enum class DmaDirection {
     ToDevice = 1,   ///< the device reads memory
     FromDevice = 2, ///< the device writes memory
 };
-const char* dmaDirectionName(DmaDirection direction);
-
-/// One DMA segment as the device sees it: a device (bus or IOVA) address.
-struct SgEntry {
-    uint64_t dmaAddress = 0;
-    uint64_t length = 0;
-    bool operator==(const SgEntry&) const = default;
-};
-using SgTable = std::vector<SgEntry>;
-
-/// The exporter ops of a buffer (the dma_buf_ops of cenalloc).
-///
-/// Every op is called with the buffer's lock held, so an op sees a stable
-/// attachment list and storage; an op must not call the buffer's public
-/// methods (they lock), only the *Locked() accessors meant for exporters.
-///  - attach (mandatory): accept or refuse @p device joining the buffer's
-///    users. Refusal leaves the buffer unchanged. EBUSY when storage exists
-///    and cannot serve the device; EINVAL when the device set would become
-///    unsatisfiable.
-///  - detach (optional): the device has left; the attachment list no longer
-///    contains it.
-///  - ensureStorage (mandatory): make storage exist (first map or first CPU
-///    access of a deferred buffer). A no-op for buffers born with storage.
-///    ENOMEM on exhaustion with nothing allocated.
-///  - release (optional): the last reference is gone; storage is freed by
-///    the buffer right after.
-///  - beginCpuAccess / endCpuAccess (optional): the CPU starts or stops
-///    touching the bytes (DMA_BUF_IOCTL_SYNC START/END with @p flags, already
-///    validated); the exporter does the cache maintenance its storage needs.
-///    Storage exists when they run. A failed begin opens no bracket.
-///  - describe (optional): a line for bufinfo about the exporter's state.
-class BufferOps {
-public:
-    virtual ~BufferOps() = default;
-    virtual const char* name() const = 0;
-    virtual Result<void> attach(Buffer& buffer, const DmaDevice& device) = 0;
-    virtual void detach(Buffer& buffer, const DmaDevice& device) { (void)buffer, (void)device; }
-    virtual Result<void> ensureStorage(Buffer& buffer) = 0;
-    virtual void release(Buffer& buffer) { (void)buffer; }
-    virtual Result<void> beginCpuAccess(Buffer& buffer, uint32_t flags) {
-        (void)buffer, (void)flags;
-        return {};
-    }
-    virtual void endCpuAccess(Buffer& buffer, uint32_t flags) { (void)buffer, (void)flags; }
-    virtual std::string describe(const Buffer& buffer) const {
-        (void)buffer;
-        return {};
-    }
-};
+CENALLOC_EXPORT const char* dmaDirectionName(DmaDirection direction);
 
 /// One device mapping as bufinfo shows it.
 struct MappingInfo {
@@ -120,7 +77,7 @@ struct BufferInfo {
 /// registry records the bug and the attachment becomes inert (ENODEV).
 ///
 /// Move-only. Thread safety: use one Attachment from one thread at a time.
-class Attachment {
+class CENALLOC_EXPORT Attachment {
 public:
     Attachment() = default;
     Attachment(Attachment&&) noexcept = default;
@@ -143,14 +100,14 @@ public:
 
 private:
     friend class Buffer;
-    Attachment(std::weak_ptr<Buffer> buffer, std::shared_ptr<AttachmentState> state);
+    CENALLOC_NO_EXPORT Attachment(std::weak_ptr<Buffer> buffer, std::shared_ptr<AttachmentState> state);
     std::weak_ptr<Buffer> buffer_;
     std::shared_ptr<AttachmentState> state_;
 };
 
 /// A mapped sg table (dma_buf_map_attachment's result). Unmaps exactly what
 /// was mapped on destruction. Move-only.
-class Attachment::Mapping {
+class CENALLOC_EXPORT Attachment::Mapping {
 public:
     Mapping() = default;
     Mapping(Mapping&&) noexcept = default;
@@ -177,7 +134,7 @@ private:
 
 /// A CPU mapping of the buffer's memory (mmap of the dma-buf fd).
 /// Keeps the buffer alive. Move-only.
-class BufferMapping {
+class CENALLOC_EXPORT BufferMapping {
 public:
     BufferMapping() = default;
     BufferMapping(BufferMapping&& other) noexcept;
@@ -199,7 +156,7 @@ private:
 
 /// begin_cpu_access/end_cpu_access as an RAII bracket (like
 /// DMA_BUF_IOCTL_SYNC START/END). Keeps the buffer alive. Move-only.
-class CpuAccessGuard {
+class CENALLOC_EXPORT CpuAccessGuard {
 public:
     CpuAccessGuard() = default;
     CpuAccessGuard(CpuAccessGuard&& other) noexcept = default;
@@ -223,25 +180,13 @@ private:
 /// Ownership: shared (std::shared_ptr). It lives while any handle, CPU
 /// mapping or CPU-access guard lives.
 /// Thread safety: all public methods may be called concurrently.
-class Buffer : public std::enable_shared_from_this<Buffer> {
-public:
-    struct Params {
-        uint64_t size = 0; ///< page-aligned, non-zero (validated by the caller)
-        /// O_CLOEXEC | O_ACCMODE; a read-only buffer (O_RDONLY) is sealed
-        /// against every future write (F_SEAL_FUTURE_WRITE).
-        uint32_t fdFlags = 02000002; // O_CLOEXEC | O_RDWR
-        BufferName name;
-        std::unique_ptr<BufferOps> ops;
-        Storage storage; ///< empty for deferred buffers
-        std::shared_ptr<BufferRegistry> registry;
-    };
-    /// Create the buffer and its fd: the storage's real dma-buf when it has
-    /// one (Storage::inHostKernel), else a new sealed memfd. Errors: those of
-    /// createSealedMemfd, and for a host kernel dma-buf those of naming it.
-    static Result<std::shared_ptr<Buffer>> create(Params params);
-    /// For create() only, through make_shared: PassKey is defined in buffer.cpp alone.
+class CENALLOC_EXPORT Buffer : public std::enable_shared_from_this<Buffer> {
     struct PassKey;
-    Buffer(PassKey, Params params, UniqueFd fd);
+
+public:
+    /// Buffers are made by Context::allocate() and Context::create(). The key
+    /// is cenalloc's own (BufferAccess::create): this is for make_shared only.
+    CENALLOC_NO_EXPORT Buffer(PassKey, BufferParams params, UniqueFd fd);
     ~Buffer();
     Buffer(const Buffer&) = delete;
     Buffer& operator=(const Buffer&) = delete;
@@ -249,7 +194,8 @@ public:
     uint64_t id() const { return id_; }
     uint64_t size() const { return size_; }
     uint32_t fdFlags() const { return fdFlags_; }
-    const char* exporterName() const { return ops_->name(); }
+    /// The exporter: the heap's name, or "cenalloc" for a deferred buffer.
+    const char* exporterName() const;
     /// The fd holding the bytes (a memfd, or a host kernel dma-buf); valid
     /// while the buffer lives, unless surrenderFd() gave it away (then
     /// invalid).
@@ -257,7 +203,7 @@ public:
     /// A new fd for the same buffer (to send to another process).
     /// @p flags: O_CLOEXEC or 0. Errors: EINVAL for other flags, EBADF after
     /// surrenderFd(), errno of fcntl.
-    Result<UniqueFd> dupFd(int flags = 0x80000 /* O_CLOEXEC */) const;
+    Result<UniqueFd> dupFd(int flags = O_CLOEXEC) const;
     /// Give the fd away, keeping no fd of the buffer in this object: the
     /// service hands the fd to its client so that only the kernel counts who
     /// still holds the buffer (the last close or munmap anywhere frees it).
@@ -297,7 +243,7 @@ public:
     Result<Attachment> attach(const DmaDevice& device);
 
     /// Map the bytes for the CPU. Counts as CPU access for deferred storage.
-    Result<BufferMapping> mmap(int prot = 0x3 /* PROT_READ | PROT_WRITE */);
+    Result<BufferMapping> mmap(int prot = PROT_READ | PROT_WRITE);
 
     /// DMA_BUF_IOCTL_SYNC START. @p flags: kSyncRead/kSyncWrite, at least one,
     /// no other bits (EINVAL). For a host kernel dma-buf the kernel does the
@@ -308,24 +254,20 @@ public:
 
     BufferInfo info() const;
 
-    // --- for exporters (BufferOps), called with the buffer's lock held ---
-    /// Devices attached now, in attach order.
-    std::vector<const DmaDevice*> attachedDevicesLocked() const;
-    bool hasStorageLocked() const { return !storage_.empty(); }
-    const Storage& storageLocked() const { return storage_; }
-    void setStorageLocked(Storage storage) { storage_ = std::move(storage); }
-    BufferOps& opsLocked() { return *ops_; }
-
 private:
+    friend struct BufferAccess; // core/buffer_internal.h: creation and the exporter's accessors
     friend class Attachment;
     friend class CpuAccessGuard;
     friend struct AttachmentState;
     friend class DmaDevice;
-    void detachLocked(AttachmentState& state);
-    Result<Attachment::Mapping> mapAttachment(const std::shared_ptr<AttachmentState>& state, DmaDirection direction);
-    void endCpuAccess(uint32_t flags);
-    bool anyNonCoherentLocked() const;
-    void noteDeviceAccess();
+    // The library's own: not exported (cenalloc/export.h).
+    CENALLOC_NO_EXPORT static void teardownLocked(Attachment::Mapping::Record& record);
+    CENALLOC_NO_EXPORT void detachLocked(AttachmentState& state);
+    CENALLOC_NO_EXPORT Result<Attachment::Mapping> mapAttachment(const std::shared_ptr<AttachmentState>& state,
+                                                                 DmaDirection direction);
+    CENALLOC_NO_EXPORT void endCpuAccess(uint32_t flags);
+    CENALLOC_NO_EXPORT bool anyNonCoherentLocked() const;
+    CENALLOC_NO_EXPORT void noteDeviceAccess();
 
     const uint64_t id_;
     const uint64_t size_;

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include <cenalloc/export.h>
 #include <cenalloc/heap.h>
 #include <cenalloc/platform.h>
 #include <cenalloc/result.h>
@@ -69,30 +70,30 @@ struct ConstraintRule {
 };
 
 /// The merge table, one row per DmaConstraints field, in declaration order.
-std::span<const ConstraintRule> constraintRules();
+CENALLOC_EXPORT std::span<const ConstraintRule> constraintRules();
 
 /// The row called @p name, or nullptr.
-const ConstraintRule* findConstraintRule(std::string_view name);
+CENALLOC_EXPORT const ConstraintRule* findConstraintRule(std::string_view name);
 
 /// The constraints of a device that constrains nothing: the identity of
 /// mergeConstraints. (Not DmaConstraints{}, whose defaults are what Linux
 /// assumes for a device without dma_parms, e.g. 64 KiB segments.)
-const DmaConstraints& unconstrained();
+CENALLOC_EXPORT const DmaConstraints& unconstrained();
 
 /// The intersection of @p a and @p b: every row's merge applied.
-DmaConstraints mergeConstraints(const DmaConstraints& a, const DmaConstraints& b);
+CENALLOC_EXPORT DmaConstraints mergeConstraints(const DmaConstraints& a, const DmaConstraints& b);
 
 /// What @p c asks of the storage when the device maps it without an IOMMU:
 /// its Placement rows, with `contiguous` set when it takes one segment
 /// (needsContiguous()), and every Mapping row relaxed.
-DmaConstraints placementOf(const DmaConstraints& c);
+CENALLOC_EXPORT DmaConstraints placementOf(const DmaConstraints& c);
 
 /// The intersection of the placement parts of @p a and @p b: the Placement
 /// rows merged, the Mapping rows relaxed.
-DmaConstraints mergePlacement(const DmaConstraints& a, const DmaConstraints& b);
+CENALLOC_EXPORT DmaConstraints mergePlacement(const DmaConstraints& a, const DmaConstraints& b);
 
 /// The first row whose value in @p c is absorbing, or nullptr.
-const ConstraintRule* unsatisfiableRule(const DmaConstraints& c);
+CENALLOC_EXPORT const ConstraintRule* unsatisfiableRule(const DmaConstraints& c);
 
 /// Highest address a DMA with @p c may use (inclusive): the lower of the
 /// streaming and the coherent mask, as Linux's dma_capable() compares
@@ -103,13 +104,13 @@ inline uint64_t addressLimit(const DmaConstraints& c) {
 }
 
 /// "32-bit mask" for masks of the form 2^n-1, "address limit 0x..." otherwise.
-std::string describeMask(uint64_t mask);
+CENALLOC_EXPORT std::string describeMask(uint64_t mask);
 
 /// The IOVA side of one IOMMU domain: the merged placement limits of every
 /// device of the set that maps in it, which must hold for the buffer's one
 /// I/O virtual range there rather than its physical addresses (devices of
 /// one domain share that range through the mapping cache).
-struct IovaSpace {
+struct CENALLOC_EXPORT IovaSpace {
     /// Name of the domain: the IOMMU's name, with ":group" for a device in
     /// an IOMMU group of its own (iommuDomainName()); interned (internName()),
     /// like DeviceMapping::domain, so sets copy and compare it for free.
@@ -183,7 +184,7 @@ struct DeviceMapping {
 /// (no devices) as identity, so a set does not depend on the order devices
 /// joined it. The IOVA spaces are kept sorted by domain name, the mappings
 /// by domain and device name (a device joining twice counts once).
-class ConstraintSet {
+class CENALLOC_EXPORT ConstraintSet {
 public:
     /// The set of no devices: constrains nothing.
     ConstraintSet();
@@ -232,20 +233,20 @@ private:
 /// The set for people, one "name: value" line per Placement kind, then
 /// each IOVA space ("iommu gpu-smmu: ..." and its placement limits,
 /// indented), then each device's mapping limits ("mapping usb: ...").
-std::string describe(const ConstraintSet& set);
+CENALLOC_EXPORT std::string describe(const ConstraintSet& set);
 
 /// A view of a string equal to @p name that lives as long as the process:
 /// one copy per distinct name (device and domain names are few). Thread-safe.
-std::string_view internName(std::string_view name);
+CENALLOC_EXPORT std::string_view internName(std::string_view name);
 
 /// One device's mapping limits in words: "direct, at most 1 segment of up
 /// to 8 MiB" or "in smmu:0x880, any number of segments of up to 64 KiB".
-std::string describeMapping(const DeviceMapping& mapping);
+CENALLOC_EXPORT std::string describeMapping(const DeviceMapping& mapping);
 
 /// What a heap must be asked for when it allocates for @p set: the
 /// physical address limit, the alignment, and, when every device mapping
 /// the storage directly takes segments of at most N bytes (N the largest of
 /// their limits), no chunks larger than N (none of them gains from them).
-StorageLimits storageLimits(const ConstraintSet& set);
+CENALLOC_EXPORT StorageLimits storageLimits(const ConstraintSet& set);
 
 } // namespace cenalloc

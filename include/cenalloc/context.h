@@ -13,6 +13,7 @@
 #include <cenalloc/buffer.h>
 #include <cenalloc/device.h>
 #include <cenalloc/explain.h>
+#include <cenalloc/export.h>
 #include <cenalloc/heap.h>
 #include <cenalloc/iommu.h>
 #include <cenalloc/platform.h>
@@ -38,7 +39,7 @@ struct ContextOptions {
 /// A deferred buffer's request (Context::create): a non-zero size that
 /// does not overflow when page-aligned, a name (BufferName) and the caller's
 /// hint for cached vs uncached memory. Made once where input enters.
-class CreateRequest {
+class CENALLOC_EXPORT CreateRequest {
 public:
     /// Errors: EINVAL for a zero or overflowing size.
     static Result<CreateRequest> make(uint64_t size, BufferName name = {}, CpuAccess cpuAccess = CpuAccess::Rare);
@@ -70,7 +71,7 @@ private:
 /// Ownership: buffers may outlive the context (their storage keeps its heap
 /// alive); devices and attachments may not.
 /// Thread safety: all methods may be called concurrently.
-class Context {
+class CENALLOC_EXPORT Context {
 public:
     /// A context for @p platform (which must pass validatePlatform()), with
     /// the host kernel's heaps when @p options ask for them and the host has
@@ -114,8 +115,7 @@ public:
     /// The memory is zero-filled. As in the kernel, O_ACCMODE bits are
     /// accepted but do not restrict the buffer (dma-heap buffers are always
     /// read-write); O_CLOEXEC is what dupFd() applies by default.
-    Result<std::shared_ptr<Buffer>> allocate(std::string_view heap, uint64_t length,
-                                             uint32_t fdFlags = 02000002 /* O_CLOEXEC | O_RDWR */,
+    Result<std::shared_ptr<Buffer>> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags = kDefaultFdFlags,
                                              uint64_t heapFlags = 0);
     /// The same for a request made already (AllocRequest::make): ENOENT for
     /// an unknown heap, EINVAL for heap flags it does not define, ENOMEM.

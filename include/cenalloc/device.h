@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <cenalloc/buffer.h>
+#include <cenalloc/export.h>
 #include <cenalloc/platform.h>
 #include <cenalloc/result.h>
 
@@ -24,7 +25,7 @@ enum class DmaFaultKind {
     WrongDirection, ///< e.g. a device write through a DMA_TO_DEVICE mapping
     Translation,    ///< the IOMMU has no page for the address
 };
-const char* dmaFaultKindName(DmaFaultKind kind);
+CENALLOC_EXPORT const char* dmaFaultKindName(DmaFaultKind kind);
 
 /// A fault report, like an IOMMU or bus fault: who, where, what.
 struct DmaFault {
@@ -44,8 +45,12 @@ struct DmaFault {
 ///
 /// Ownership: owned by the Context; attachments borrow it (it must outlive
 /// them). Thread safety: all methods may be called concurrently.
-class DmaDevice {
+class CENALLOC_EXPORT DmaDevice {
 public:
+    /// The device @p description describes, its DMA going through @p domain
+    /// (null: direct, physical addresses). A Context makes the devices of
+    /// its platform; IommuDomain is the library's own, so a program can make
+    /// only direct devices itself.
     DmaDevice(Device description, std::shared_ptr<IommuDomain> domain);
     ~DmaDevice();
     DmaDevice(const DmaDevice&) = delete;
@@ -54,9 +59,10 @@ public:
     const std::string& name() const { return desc_.name; }
     const Device& description() const { return desc_; }
     const DmaConstraints& constraints() const { return desc_.constraints; }
-    /// The IOMMU domain the device's DMA goes through, or nullptr.
+    /// The IOMMU domain the device's DMA goes through, or nullptr (an
+    /// opaque handle here: devices with the same domain share IOVA space
+    /// and cached mappings).
     IommuDomain* domain() const { return domain_.get(); }
-    const std::shared_ptr<IommuDomain>& sharedDomain() const { return domain_; }
 
     /// The device writes @p data to memory at @p dmaAddress (one burst: the
     /// range must lie inside one segment of a mapping that allows device
@@ -72,15 +78,18 @@ public:
     /// Mappings the device holds now.
     size_t activeMappingCount() const;
 
-    // --- for the core's mapping code ---
-    struct ActiveSegment;
-    void addMapping(uint64_t mappingId, std::weak_ptr<Buffer> buffer, DmaDirection direction, const SgTable& segments,
-                    std::vector<PhysChunk> chunks) const;
-    void removeMapping(uint64_t mappingId) const;
-
 private:
-    Result<void> transfer(uint64_t dmaAddress, std::byte* data, uint64_t length, bool write) const;
-    Error fault(DmaFaultKind kind, uint64_t address, uint64_t length, bool write, std::string message) const;
+    // The mapping code (Buffer) tells the device what it may reach.
+    friend class Buffer;
+    struct ActiveSegment;
+    const std::shared_ptr<IommuDomain>& sharedDomain() const { return domain_; }
+    // The library's own: not exported (cenalloc/export.h).
+    CENALLOC_NO_EXPORT void addMapping(uint64_t mappingId, std::weak_ptr<Buffer> buffer, DmaDirection direction,
+                                       const SgTable& segments, std::vector<PhysChunk> chunks) const;
+    CENALLOC_NO_EXPORT void removeMapping(uint64_t mappingId) const;
+    CENALLOC_NO_EXPORT Result<void> transfer(uint64_t dmaAddress, std::byte* data, uint64_t length, bool write) const;
+    CENALLOC_NO_EXPORT Error fault(DmaFaultKind kind, uint64_t address, uint64_t length, bool write,
+                                   std::string message) const;
 
     Device desc_;
     std::shared_ptr<IommuDomain> domain_;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <cenalloc/constraints.h>
+#include <cenalloc/export.h>
 #include <cenalloc/heap.h>
 #include <cenalloc/platform.h>
 #include <cenalloc/result.h>
@@ -26,9 +27,9 @@ enum class CpuAccess {
 };
 
 /// "none", "rare", "often".
-const char* cpuAccessName(CpuAccess access);
+CENALLOC_EXPORT const char* cpuAccessName(CpuAccess access);
 /// The inverse of cpuAccessName(). Errors: EINVAL naming the accepted words.
-Result<CpuAccess> parseCpuAccess(std::string_view text);
+CENALLOC_EXPORT Result<CpuAccess> parseCpuAccess(std::string_view text);
 
 /// Why a heap refused, as a kind (for programs); HeapVerdict::reason() says
 /// it in words. Listed in the order the rules are checked.
@@ -48,7 +49,7 @@ enum class Refusal {
 };
 
 /// "access-bits", "above-address-limit", ...: stable names for JSON.
-const char* refusalName(Refusal refusal);
+CENALLOC_EXPORT const char* refusalName(Refusal refusal);
 
 /// Whom a verdict speaks of: one device ("the device's 30-bit mask") or a
 /// set merged from several ("the devices' 30-bit mask").
@@ -57,7 +58,7 @@ enum class Subject { Device, Devices };
 /// A heap's answer for a constraint set and a buffer size: accepted, or the
 /// first rule that refused. The reason is put into words only when asked
 /// for, so matching costs no string building.
-class HeapVerdict {
+class CENALLOC_EXPORT HeapVerdict {
 public:
     /// Accepted.
     HeapVerdict() = default;
@@ -103,18 +104,18 @@ private:
 ///     one I/O virtual range splits into no more segments than that device
 ///     accepts. These refuse every heap alike.
 /// @p size must be non-zero. Pure: no heap is touched.
-HeapVerdict matchHeap(const HeapProperties& heap, const ConstraintSet& set, uint64_t size,
-                      Subject subject = Subject::Devices);
+CENALLOC_EXPORT HeapVerdict matchHeap(const HeapProperties& heap, const ConstraintSet& set, uint64_t size,
+                                      Subject subject = Subject::Devices);
 
 /// The best heap for @p set (see explain() for the ranking policy), a
 /// pointer into @p heaps. O(heaps).
 /// Errors: EINVAL for a zero size or one that overflows when rounded up to a
 /// page; EINVAL naming every heap and its first reason when no heap serves
 /// the set.
-Result<const HeapProperties*> chooseHeap(const ConstraintSet& set, std::span<const HeapProperties> heaps, uint64_t size,
-                                         CpuAccess cpuAccess);
-Result<const HeapProperties*> chooseHeap(const ConstraintSet& set, std::span<const HeapProperties* const> heaps,
-                                         uint64_t size, CpuAccess cpuAccess);
+CENALLOC_EXPORT Result<const HeapProperties*>
+chooseHeap(const ConstraintSet& set, std::span<const HeapProperties> heaps, uint64_t size, CpuAccess cpuAccess);
+CENALLOC_EXPORT Result<const HeapProperties*>
+chooseHeap(const ConstraintSet& set, std::span<const HeapProperties* const> heaps, uint64_t size, CpuAccess cpuAccess);
 
 /// The set after @p device joins @p attached, provided some heap still
 /// serves a buffer of @p size for it: the check an attach makes, in
@@ -123,10 +124,12 @@ Result<const HeapProperties*> chooseHeap(const ConstraintSet& set, std::span<con
 /// would serve the set, naming the device and every heap's first reason
 /// ("attaching 'display' would leave no heap for the buffer: heap 'system'
 /// refuses 'display': ..."); @p attached is unchanged either way.
-Result<ConstraintSet> checkAttach(const ConstraintSet& attached, const Device& device, const Platform& platform,
-                                  std::span<const HeapProperties> heaps, uint64_t size);
-Result<ConstraintSet> checkAttach(const ConstraintSet& attached, const Device& device, const Platform& platform,
-                                  std::span<const HeapProperties* const> heaps, uint64_t size);
+CENALLOC_EXPORT Result<ConstraintSet> checkAttach(const ConstraintSet& attached, const Device& device,
+                                                  const Platform& platform, std::span<const HeapProperties> heaps,
+                                                  uint64_t size);
+CENALLOC_EXPORT Result<ConstraintSet> checkAttach(const ConstraintSet& attached, const Device& device,
+                                                  const Platform& platform,
+                                                  std::span<const HeapProperties* const> heaps, uint64_t size);
 
 /// One heap in an Explanation.
 struct HeapExplanation {
@@ -251,11 +254,11 @@ struct Explanation {
 /// Errors: EINVAL for a zero size or one that overflows when rounded up to a
 /// page, for a device listed twice, or for a device whose IOMMU is unknown;
 /// ENOENT for a device name the platform does not have.
-Result<Explanation> explain(const Platform& platform, std::span<const HeapProperties> heaps,
-                            std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess);
+CENALLOC_EXPORT Result<Explanation> explain(const Platform& platform, std::span<const HeapProperties> heaps,
+                                            std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess);
 /// The same for devices given by description (they need not be in
 /// @p platform, but their IOMMUs must).
-Result<Explanation> explain(const Platform& platform, std::span<const HeapProperties> heaps,
-                            std::span<const Device* const> devices, uint64_t size, CpuAccess cpuAccess);
+CENALLOC_EXPORT Result<Explanation> explain(const Platform& platform, std::span<const HeapProperties> heaps,
+                                            std::span<const Device* const> devices, uint64_t size, CpuAccess cpuAccess);
 
 } // namespace cenalloc

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <cenalloc/export.h>
 #include <cenalloc/platform.h>
 #include <cenalloc/result.h>
 #include <cenalloc/storage_types.h>
@@ -27,7 +28,7 @@ enum class HeapKind {
     Kernel,
 };
 
-const char* heapKindName(HeapKind kind);
+CENALLOC_EXPORT const char* heapKindName(HeapKind kind);
 
 /// What a heap promises about every buffer it hands out. Matching a device
 /// against a heap uses only these (see alloc/match).
@@ -97,7 +98,7 @@ class Heap;
 ///
 /// Ownership: keeps its heap alive (shared_ptr); owns the dma-buf fd until
 /// takeDmaBuf().
-class Storage {
+class CENALLOC_EXPORT Storage {
 public:
     Storage() = default;
     Storage(std::shared_ptr<Heap> heap, std::vector<PhysChunk> chunks, uint64_t size, UniqueFd dmaBuf = {});
@@ -145,7 +146,7 @@ private:
 /// Both may be called concurrently; a backend serialises its own state.
 ///
 /// Thread safety: all public methods are safe to call concurrently.
-class Heap : public std::enable_shared_from_this<Heap> {
+class CENALLOC_EXPORT Heap : public std::enable_shared_from_this<Heap> {
 public:
     explicit Heap(HeapProperties properties) : properties_(std::move(properties)) {}
     virtual ~Heap() = default;
@@ -177,7 +178,7 @@ protected:
 
 private:
     friend class Storage;
-    void release(std::span<const PhysChunk> chunks, uint64_t size);
+    CENALLOC_NO_EXPORT void release(std::span<const PhysChunk> chunks, uint64_t size);
 
     HeapProperties properties_;
     mutable std::mutex statsMutex_;

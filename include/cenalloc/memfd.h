@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include <cenalloc/export.h>
 #include <cenalloc/result.h>
 #include <cenalloc/unique_fd.h>
 
@@ -16,13 +17,13 @@ namespace cenalloc {
 ///
 /// @p name shows in /proc/PID/fd and must be shorter than 250 bytes.
 /// Errors: EINVAL for a size of 0; the errno of memfd_create/ftruncate/fcntl.
-Result<UniqueFd> createSealedMemfd(const char* name, uint64_t size);
+CENALLOC_EXPORT Result<UniqueFd> createSealedMemfd(const char* name, uint64_t size);
 /// The same, with @p extraSeals (F_SEAL_FUTURE_WRITE for a read-only
 /// buffer: nobody, root included, can write it through a new fd or
 /// mapping) added before F_SEAL_SEAL makes the seals final.
-Result<UniqueFd> createSealedMemfd(const char* name, uint64_t size, int extraSeals);
+CENALLOC_EXPORT Result<UniqueFd> createSealedMemfd(const char* name, uint64_t size, int extraSeals);
 
 /// True when @p fd is a memfd carrying the shrink and grow seals.
-bool isSizeSealed(BorrowedFd fd);
+CENALLOC_EXPORT bool isSizeSealed(BorrowedFd fd);
 
 } // namespace cenalloc

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include <cenalloc/export.h>
 #include <cenalloc/result.h>
 
 namespace cenalloc {
@@ -126,7 +127,7 @@ struct Device {
 
 /// The I/O virtual address space @p device maps in: its IOMMU's name, then
 /// ":" and its group when it has one; empty without an IOMMU.
-std::string iommuDomainName(const Device& device);
+CENALLOC_EXPORT std::string iommuDomainName(const Device& device);
 
 /// What the platform says about one of the host kernel's dma-heaps
 /// (/dev/dma_heap/<name>) that the kernel cannot tell: used for the heap
@@ -145,7 +146,7 @@ struct KernelHeapDescription {
 
 /// The machine model. Plain data: every loader returns one that has passed
 /// validatePlatform().
-struct Platform {
+struct CENALLOC_EXPORT Platform {
     std::string name;
     std::string description;
     /// Where the description came from (file path or "<builtin>").
@@ -178,20 +179,20 @@ struct Platform {
 /// regions non-overlapping, regions inside a bank, page-aligned, masks
 /// non-zero, IOMMU references resolvable, kernel heap names usable as file
 /// names in /dev/dma_heap. Errors: EINVAL naming the problem.
-Result<void> validatePlatform(const Platform& platform);
+CENALLOC_EXPORT Result<void> validatePlatform(const Platform& platform);
 
 /// Parse a YAML platform description. @p sourceName prefixes every error
 /// message together with the line: "board.yaml:12: unknown key 'dma_msk'".
-Result<Platform> parsePlatformYaml(std::string_view text, std::string_view sourceName);
+CENALLOC_EXPORT Result<Platform> parsePlatformYaml(std::string_view text, std::string_view sourceName);
 
 /// Read and parse a YAML file. Errors: ENOENT etc. for an unreadable file,
 /// EINVAL for a bad description.
-Result<Platform> loadPlatformFile(const std::filesystem::path& path);
+CENALLOC_EXPORT Result<Platform> loadPlatformFile(const std::filesystem::path& path);
 
 /// The platform compiled into the library, used when none is given.
-const Platform& defaultPlatform();
+CENALLOC_EXPORT const Platform& defaultPlatform();
 
 /// The YAML text of the built-in platform.
-std::string_view defaultPlatformYaml();
+CENALLOC_EXPORT std::string_view defaultPlatformYaml();
 
 } // namespace cenalloc

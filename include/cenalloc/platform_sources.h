@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include <cenalloc/export.h>
 #include <cenalloc/platform.h>
 #include <cenalloc/result.h>
 
@@ -86,10 +87,10 @@ struct Overlay {
 };
 
 /// Parse an overlay. Errors: EINVAL as "<source>:<line>: <problem>".
-Result<Overlay> parseOverlayYaml(std::string_view text, std::string_view sourceName);
+CENALLOC_EXPORT Result<Overlay> parseOverlayYaml(std::string_view text, std::string_view sourceName);
 
 /// Read and parse an overlay file. Errors: as loadPlatformFile().
-Result<Overlay> loadOverlayFile(const std::filesystem::path& path);
+CENALLOC_EXPORT Result<Overlay> loadOverlayFile(const std::filesystem::path& path);
 
 /// Interpret a flattened device tree (.dtb) as a platform.
 ///
@@ -143,13 +144,14 @@ Result<Overlay> loadOverlayFile(const std::filesystem::path& path);
 /// "<source>: ..."; ENODATA when it describes no RAM and the overlay gives
 /// none either; EINVAL when an overlay entry would make the platform
 /// invalid.
-Result<Platform> loadDeviceTree(std::span<const std::byte> blob, std::string_view sourceName,
-                                const Overlay* overlay = nullptr, std::vector<std::string>* warnings = nullptr);
+CENALLOC_EXPORT Result<Platform> loadDeviceTree(std::span<const std::byte> blob, std::string_view sourceName,
+                                                const Overlay* overlay = nullptr,
+                                                std::vector<std::string>* warnings = nullptr);
 
 /// Read a .dtb file and interpret it. Errors: as loadPlatformFile() for the
 /// file, then as loadDeviceTree().
-Result<Platform> loadDeviceTreeFile(const std::filesystem::path& path, const Overlay* overlay = nullptr,
-                                    std::vector<std::string>* warnings = nullptr);
+CENALLOC_EXPORT Result<Platform> loadDeviceTreeFile(const std::filesystem::path& path, const Overlay* overlay = nullptr,
+                                                    std::vector<std::string>* warnings = nullptr);
 
 /// Where the host loader looks; tests point it at a fake tree.
 struct HostPaths {
@@ -183,8 +185,8 @@ struct HostReport {
 /// heaps in the report.
 /// Errors: ENODATA when no source of memory is readable (@p report says
 /// why); EINVAL when the overlay makes the platform invalid.
-Result<Platform> loadHostPlatform(HostReport* report = nullptr, const Overlay* overlay = nullptr,
-                                  const HostPaths& paths = {});
+CENALLOC_EXPORT Result<Platform> loadHostPlatform(HostReport* report = nullptr, const Overlay* overlay = nullptr,
+                                                  const HostPaths& paths = {});
 
 /// Where a platform comes from: at most one of a YAML description, a
 /// device tree blob or the host (none: the built-in platform), and an
@@ -200,6 +202,7 @@ struct PlatformSource {
 /// warnings of a device tree and, for the host, what was and was not
 /// learned. Errors: EINVAL for a contradictory source; otherwise those of
 /// the loader used.
-Result<Platform> loadPlatformSource(const PlatformSource& source, std::vector<std::string>* notes = nullptr);
+CENALLOC_EXPORT Result<Platform> loadPlatformSource(const PlatformSource& source,
+                                                    std::vector<std::string>* notes = nullptr);
 
 } // namespace cenalloc

@@ -4,9 +4,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <fcntl.h>
 #include <string>
 #include <string_view>
 
+#include <cenalloc/export.h>
 #include <cenalloc/heap.h>
 #include <cenalloc/result.h>
 
@@ -15,10 +17,11 @@ namespace cenalloc {
 /// DMA_BUF_NAME_LEN: names are at most 31 bytes plus the terminator.
 inline constexpr size_t kBufferNameMax = 31;
 
-/// O_CLOEXEC | O_RDWR: the fd flags of an allocation that does not say.
-inline constexpr uint32_t kDefaultFdFlags = 02000002;
-/// Kernel dma-heap: the fd flags an allocation may carry (O_CLOEXEC | O_ACCMODE).
-inline constexpr uint32_t kValidFdFlags = 02000000 | 03;
+/// The fd flags of an allocation that does not say: read-write and
+/// close-on-exec, what dma-heap users put in DMA_HEAP_IOCTL_ALLOC's fd_flags.
+inline constexpr uint32_t kDefaultFdFlags = O_RDWR | O_CLOEXEC;
+/// Kernel dma-heap: the fd flags an allocation may carry.
+inline constexpr uint32_t kValidFdFlags = O_CLOEXEC | O_ACCMODE;
 
 /// CPU access directions, with the values of DMA_BUF_SYNC_READ/WRITE.
 inline constexpr uint32_t kSyncRead = 1;
@@ -31,7 +34,7 @@ inline constexpr uint32_t kSyncReadWrite = 3;
 // lower layer checks it again.
 
 /// A buffer name as DMA_BUF_SET_NAME takes it: at most kBufferNameMax bytes.
-class BufferName {
+class CENALLOC_EXPORT BufferName {
 public:
     /// The empty name.
     BufferName() = default;
@@ -49,7 +52,7 @@ private:
 
 /// The flags of DMA_BUF_IOCTL_SYNC START/END: read and/or write, at least
 /// one, nothing else.
-class SyncFlags {
+class CENALLOC_EXPORT SyncFlags {
 public:
     /// Errors: EINVAL for no direction or any other bit.
     static Result<SyncFlags> make(uint32_t flags);
@@ -76,7 +79,7 @@ struct AllocArgs {
 /// non-zero length that does not overflow when page-aligned, fd flags within
 /// O_CLOEXEC|O_ACCMODE. The heap flags can be checked only against the heap
 /// they are for: checkHeap() does, where the heap is found.
-class AllocRequest {
+class CENALLOC_EXPORT AllocRequest {
 public:
     /// Errors: EINVAL for a zero length, a length that overflows when
     /// rounded up to a page, fd flags outside O_CLOEXEC|O_ACCMODE.

@@ -9,13 +9,15 @@
 #include <utility>
 #include <variant>
 
+#include <cenalloc/export.h>
+
 namespace cenalloc {
 
 /// An errno-style code and a message saying what was wrong.
 ///
 /// Messages are lowercase, without a final period, and name the thing that
 /// failed ("heap 'cma' has 4 MiB free, 16 MiB requested").
-class Error {
+class CENALLOC_EXPORT Error {
 public:
     Error(int code, std::string message) : code_(code), message_(std::move(message)) {}
 
@@ -37,7 +39,7 @@ private:
 };
 
 /// Symbolic name of an errno value ("EINVAL"), or its number as text.
-std::string errnoName(int code);
+CENALLOC_EXPORT std::string errnoName(int code);
 
 /// A value of type T or an Error. Shaped like std::expected so it can become one.
 template <typename T> class [[nodiscard]] Result {

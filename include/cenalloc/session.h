@@ -13,6 +13,7 @@
 #include <cenalloc/buffer.h>
 #include <cenalloc/context.h>
 #include <cenalloc/explain.h>
+#include <cenalloc/export.h>
 #include <cenalloc/heap.h>
 #include <cenalloc/iommu.h>
 #include <cenalloc/platform.h>
@@ -79,7 +80,7 @@ struct AllocatorStats {
 ///
 /// Errors: every failure is an errno and a message, as in-process.
 /// Thread safety: all methods may be called concurrently.
-class Session {
+class CENALLOC_EXPORT Session {
 public:
     class Attachment;
     class Mapping;
@@ -107,7 +108,7 @@ public:
     virtual Result<UniqueFd> allocate(const AllocRequest& request) = 0;
     /// The same from the arguments of the ioctl (EINVAL as
     /// AllocRequest::make says).
-    Result<UniqueFd> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags = 02000002,
+    Result<UniqueFd> allocate(std::string_view heap, uint64_t length, uint32_t fdFlags = kDefaultFdFlags,
                               uint64_t heapFlags = 0);
     /// A deferred buffer (Context::create).
     virtual Result<UniqueFd> create(const CreateRequest& request) = 0;

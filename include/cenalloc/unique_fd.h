@@ -2,6 +2,8 @@
 // UniqueFd owns a file descriptor; BorrowedFd names one for the length of a call.
 #pragma once
 
+#include <cenalloc/export.h>
+
 namespace cenalloc {
 
 class BorrowedFd;
@@ -10,7 +12,7 @@ class BorrowedFd;
 ///
 /// No implicit conversion to int or bool: call get() or valid(). close() is
 /// never retried (on Linux the fd is gone even when close() reports EINTR).
-class UniqueFd {
+class CENALLOC_EXPORT UniqueFd {
 public:
     UniqueFd() = default;
     explicit UniqueFd(int fd) : fd_(fd) {}

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include <cenalloc/export.h>
 #include <cenalloc/result.h>
 
 namespace cenalloc {
@@ -19,13 +20,13 @@ inline constexpr uint64_t kPageSize = 4096;
 /// Parse "4096", "0x1000", "64K", "256M", "4G", "1T" (suffixes are binary and
 /// case-insensitive; "KiB"/"MiB"/"GiB" also accepted). Errors: EINVAL for
 /// anything else, ERANGE when the value does not fit in 64 bits.
-Result<uint64_t> parseSize(std::string_view text);
+CENALLOC_EXPORT Result<uint64_t> parseSize(std::string_view text);
 
 /// "4 KiB", "1.5 MiB", "0 B": for people, not for parsing.
-std::string formatSize(uint64_t bytes);
+CENALLOC_EXPORT std::string formatSize(uint64_t bytes);
 
 /// "0x0000000040000000": fixed-width hex for addresses.
-std::string formatAddress(uint64_t address);
+CENALLOC_EXPORT std::string formatAddress(uint64_t address);
 
 /// @p value rounded up to a multiple of @p align (a power of two), or nullopt
 /// when that overflows.
@@ -48,6 +49,6 @@ constexpr bool isAddressLimit(uint64_t mask) {
 }
 
 /// Number of address bits a mask covers: 0xffffffff -> 32; 0 -> 0.
-int maskBits(uint64_t mask);
+CENALLOC_EXPORT int maskBits(uint64_t mask);
 
 } // namespace cenalloc

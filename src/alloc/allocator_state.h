@@ -8,7 +8,7 @@
 #include <cenalloc/heap.h>
 #include <cenalloc/platform.h>
 
-#include <cenalloc/heap_registry.h>
+#include "heaps/heap_registry.h"
 
 #include "iommu/iommu_domain.h"
 #include "memory/physical_memory.h"

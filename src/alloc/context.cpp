@@ -13,6 +13,7 @@
 #include "base/try.h"
 #include "alloc/deferred_exporter.h"
 #include "base/try.h"
+#include "core/buffer_internal.h"
 #include "core/heap_exporter.h"
 #include "core/registry.h"
 #include "heaps/kernel_heap.h"
@@ -157,13 +158,13 @@ Result<std::shared_ptr<Buffer>> Context::allocate(const AllocRequest& request) {
     if (!storage)
         return storage.error().withContext(
             fmt::format("allocating {} from heap '{}'", formatSize(aligned), request.heap()));
-    Buffer::Params params;
+    BufferParams params;
     params.size = aligned;
     params.fdFlags = request.fdFlags();
     params.ops = makeHeapExporter(*heap);
     params.storage = std::move(*storage);
     params.registry = registry_;
-    return Buffer::create(std::move(params));
+    return BufferAccess::create(std::move(params));
 }
 
 Result<std::shared_ptr<Buffer>> Context::create(uint64_t size, std::string_view name, CpuAccess cpuAccess) {
@@ -176,9 +177,9 @@ Result<std::shared_ptr<Buffer>> Context::create(uint64_t size, std::string_view 
 }
 
 Result<std::shared_ptr<Buffer>> Context::create(const CreateRequest& request, const HeapFilter& allowHeap) {
-    Buffer::Params params;
+    BufferParams params;
     params.size = request.alignedSize();
-    params.fdFlags = 02000002; // O_CLOEXEC | O_RDWR
+    params.fdFlags = kDefaultFdFlags;
     params.name = request.name();
     std::vector<const HeapProperties*> heaps;
     heaps.reserve(state_->heapProperties.size());
@@ -187,7 +188,7 @@ Result<std::shared_ptr<Buffer>> Context::create(const CreateRequest& request, co
             heaps.push_back(&p);
     params.ops = makeDeferredExporter(state_, request.alignedSize(), request.cpuAccess(), std::move(heaps));
     params.registry = registry_;
-    return Buffer::create(std::move(params));
+    return BufferAccess::create(std::move(params));
 }
 
 Result<Explanation> Context::explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) const {

@@ -27,13 +27,13 @@ public:
     const char* name() const override { return "cenalloc"; }
 
     Result<void> attach(Buffer& buffer, const DmaDevice& device) override {
-        if (buffer.hasStorageLocked()) {
+        if (BufferAccess::hasStorageLocked(buffer)) {
             // Storage is fixed now (migration is not supported yet): the
             // device joins only if this storage already serves it.
-            if (auto ok = checkStorageForDevice(buffer.storageLocked(), device); !ok)
-                return Error(EBUSY,
-                             fmt::format("storage already allocated from heap '{}' cannot serve '{}': {}",
-                                         buffer.storageLocked().heap()->name(), device.name(), ok.error().message()));
+            if (auto ok = checkStorageForDevice(BufferAccess::storageLocked(buffer), device); !ok)
+                return Error(EBUSY, fmt::format("storage already allocated from heap '{}' cannot serve '{}': {}",
+                                                BufferAccess::storageLocked(buffer).heap()->name(), device.name(),
+                                                ok.error().message()));
             if (auto merged = attached_.merge(device.description(), state_->platform))
                 attached_ = std::move(*merged);
             return {};
@@ -47,14 +47,14 @@ public:
         // Recompute over the devices that remain: merging is order-free, so
         // this equals the set the remaining devices would have built.
         ConstraintSet set;
-        for (const DmaDevice* d : buffer.attachedDevicesLocked())
+        for (const DmaDevice* d : BufferAccess::attachedDevicesLocked(buffer))
             if (auto merged = set.merge(d->description(), state_->platform))
                 set = std::move(*merged);
         attached_ = std::move(set);
     }
 
     Result<void> ensureStorage(Buffer& buffer) override {
-        if (buffer.hasStorageLocked())
+        if (BufferAccess::hasStorageLocked(buffer))
             return {};
         if (heaps_.empty())
             return Error(EACCES, "the buffer may use no heap (its creator is allowed none)");
@@ -70,7 +70,7 @@ public:
             std::shared_ptr<Heap> heap = state_->heaps.find((*chosen)->name);
             auto storage = heap->allocate(size_, storageLimits(attached_));
             if (storage) {
-                buffer.setStorageLocked(std::move(*storage));
+                BufferAccess::setStorageLocked(buffer, std::move(*storage));
                 chosenHeap_ = heap->name();
                 return {};
             }

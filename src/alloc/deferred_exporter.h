@@ -9,6 +9,7 @@
 #include <cenalloc/explain.h>
 
 #include "alloc/allocator_state.h"
+#include "core/buffer_internal.h"
 
 namespace cenalloc {
 

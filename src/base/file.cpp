@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // readFileLimited.
-#include <cenalloc/file.h>
+#include "base/file.h"
 
 #include <cerrno>
 #include <cstring>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Buffer life, attachments, device mappings and CPU access.
-#include <cenalloc/buffer.h>
+#include "core/buffer_internal.h"
 
 #include <algorithm>
 #include <cassert>
@@ -52,17 +52,6 @@ std::atomic<uint64_t> gNextBufferId{1};
 std::atomic<uint64_t> gNextAttachmentId{1};
 std::atomic<uint64_t> gNextMappingId{1};
 
-// Undo one mapping: the device loses it, the IOMMU domain gets its use
-// back (the IOVA mapping stays cached). Called with the buffer lock held.
-void teardownLocked(Attachment::Mapping::Record& record) {
-    if (!record.live)
-        return;
-    record.live = false;
-    record.attachment->device->removeMapping(record.id);
-    // Ends this use; the IOVA mapping stays in the domain's cache.
-    record.iova.reset();
-}
-
 } // namespace
 
 const char* dmaDirectionName(DmaDirection direction) {
@@ -76,11 +65,22 @@ const char* dmaDirectionName(DmaDirection direction) {
 
 // ---------------------------------------------------------------- Buffer
 
+// Undo one mapping: the device loses it, the IOMMU domain gets its use
+// back (the IOVA mapping stays cached). Called with the buffer lock held.
+void Buffer::teardownLocked(Attachment::Mapping::Record& record) {
+    if (!record.live)
+        return;
+    record.live = false;
+    record.attachment->device->removeMapping(record.id);
+    // Ends this use; the IOVA mapping stays in the domain's cache.
+    record.iova.reset();
+}
+
 struct Buffer::PassKey {
     explicit PassKey() = default;
 };
 
-Result<std::shared_ptr<Buffer>> Buffer::create(Params params) {
+Result<std::shared_ptr<Buffer>> BufferAccess::create(BufferParams params) {
     UniqueFd fd;
     if (params.storage.inHostKernel()) {
         fd = params.storage.takeDmaBuf();
@@ -95,16 +95,36 @@ Result<std::shared_ptr<Buffer>> Buffer::create(Params params) {
         fd = CENALLOC_TRY(createSealedMemfd("cenalloc", params.size, readOnly ? F_SEAL_FUTURE_WRITE : 0));
     }
     // One allocation for the buffer and its reference counts.
-    auto buffer = std::make_shared<Buffer>(PassKey{}, std::move(params), std::move(fd));
+    auto buffer = std::make_shared<Buffer>(Buffer::PassKey{}, std::move(params), std::move(fd));
     if (buffer->registry_)
         buffer->registry_->add(buffer);
     return buffer;
 }
 
-Buffer::Buffer(PassKey, Params params, UniqueFd fd)
+Buffer::Buffer(PassKey, BufferParams params, UniqueFd fd)
     : id_(gNextBufferId.fetch_add(1)), size_(params.size), fdFlags_(params.fdFlags), fd_(std::move(fd)),
       registry_(std::move(params.registry)), ops_(std::move(params.ops)), name_(params.name.str()),
       storage_(std::move(params.storage)) {}
+
+std::vector<const DmaDevice*> BufferAccess::attachedDevicesLocked(const Buffer& buffer) {
+    std::vector<const DmaDevice*> devices;
+    devices.reserve(buffer.attachments_.size());
+    for (const auto& state : buffer.attachments_)
+        devices.push_back(state->device);
+    return devices;
+}
+
+bool BufferAccess::hasStorageLocked(const Buffer& buffer) {
+    return !buffer.storage_.empty();
+}
+
+const Storage& BufferAccess::storageLocked(const Buffer& buffer) {
+    return buffer.storage_;
+}
+
+void BufferAccess::setStorageLocked(Buffer& buffer, Storage storage) {
+    buffer.storage_ = std::move(storage);
+}
 
 Buffer::~Buffer() {
     // No lock: nobody else can reach a buffer whose last reference is gone.
@@ -127,6 +147,11 @@ Buffer::~Buffer() {
     storage_.reset();
     if (registry_)
         registry_->remove(id_);
+}
+
+const char* Buffer::exporterName() const {
+    // The ops are set at creation and never replaced: no lock needed.
+    return ops_->name();
 }
 
 Result<UniqueFd> Buffer::dupFd(int flags) const {
@@ -197,14 +222,6 @@ std::string Buffer::heapName() const {
 bool Buffer::inHostKernel() const {
     std::lock_guard lock(mutex_);
     return storage_.inHostKernel();
-}
-
-std::vector<const DmaDevice*> Buffer::attachedDevicesLocked() const {
-    std::vector<const DmaDevice*> devices;
-    devices.reserve(attachments_.size());
-    for (const auto& state : attachments_)
-        devices.push_back(state->device);
-    return devices;
 }
 
 bool Buffer::anyNonCoherentLocked() const {
@@ -457,7 +474,7 @@ void Attachment::Mapping::unmap() {
         return;
     if (auto buffer = record_->buffer.lock()) {
         std::lock_guard lock(buffer->mutex_);
-        teardownLocked(*record_);
+        Buffer::teardownLocked(*record_);
         std::erase(record_->attachment->mappings, record_);
     }
     record_.reset();

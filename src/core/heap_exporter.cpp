@@ -23,7 +23,7 @@ public:
     const char* name() const override { return heap_.c_str(); }
 
     Result<void> attach(Buffer& buffer, const DmaDevice& device) override {
-        if (auto ok = checkStorageForDevice(buffer.storageLocked(), device); !ok)
+        if (auto ok = checkStorageForDevice(BufferAccess::storageLocked(buffer), device); !ok)
             return Error(EBUSY, fmt::format("the buffer's storage from heap '{}' cannot serve '{}': {}", heap_,
                                             device.name(), ok.error().message()));
         return {};

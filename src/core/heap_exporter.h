@@ -6,8 +6,9 @@
 #include <memory>
 #include <string>
 
-#include <cenalloc/buffer.h>
 #include <cenalloc/heap.h>
+
+#include "core/buffer_internal.h"
 
 namespace cenalloc {
 

@@ -17,9 +17,7 @@
 namespace cenalloc {
 
 Result<SgTable> splitForDevice(uint64_t address, uint64_t length, const DmaConstraints& c) {
-    SgTable table;
-    for (const DmaSegment& s : splitSegments(address, length, c.maxSegmentSize, c.segmentBoundaryMask))
-        table.push_back({s.address, s.length});
+    SgTable table = splitSegments(address, length, c.maxSegmentSize, c.segmentBoundaryMask);
     if (c.maxSegmentCount != 0 && table.size() > c.maxSegmentCount)
         return Error(EINVAL,
                      fmt::format("{} needs {} segments of at most {} but the device takes at most {}",
@@ -53,8 +51,7 @@ Result<SgTable> buildDirectSgTable(std::span<const PhysChunk> chunks, const DmaC
     SgTable table;
     uint64_t total = 0;
     for (const PhysChunk& m : merged) {
-        for (const DmaSegment& s : splitSegments(m.address, m.size, c.maxSegmentSize, c.segmentBoundaryMask))
-            table.push_back({s.address, s.length});
+        appendSegments(table, m.address, m.size, c.maxSegmentSize, c.segmentBoundaryMask);
         total += m.size;
     }
     if (c.maxSegmentCount != 0 && table.size() > c.maxSegmentCount)

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The registry of heaps by name.
-#include <cenalloc/heap_registry.h>
+#include "heaps/heap_registry.h"
 
 #include <cerrno>
 

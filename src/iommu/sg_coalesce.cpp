@@ -39,16 +39,15 @@ void forEachSegment(uint64_t address, uint64_t length, uint64_t maxSegmentSize, 
 
 } // namespace
 
-void appendSegments(std::vector<DmaSegment>& out, uint64_t address, uint64_t length, uint64_t maxSegmentSize,
+void appendSegments(SgTable& out, uint64_t address, uint64_t length, uint64_t maxSegmentSize,
                     uint64_t segmentBoundaryMask) {
     forEachSegment(address, length, maxSegmentSize, segmentBoundaryMask, [&](uint64_t a, uint64_t l) {
-        out.push_back(DmaSegment{a, l});
+        out.push_back(SgEntry{a, l});
     });
 }
 
-std::vector<DmaSegment> splitSegments(uint64_t address, uint64_t length, uint64_t maxSegmentSize,
-                                      uint64_t segmentBoundaryMask) {
-    std::vector<DmaSegment> out;
+SgTable splitSegments(uint64_t address, uint64_t length, uint64_t maxSegmentSize, uint64_t segmentBoundaryMask) {
+    SgTable out;
     appendSegments(out, address, length, maxSegmentSize, segmentBoundaryMask);
     return out;
 }
@@ -59,9 +58,8 @@ size_t countSegments(uint64_t address, uint64_t length, uint64_t maxSegmentSize,
     return n;
 }
 
-std::vector<DmaSegment> coalesceChunks(std::span<const PhysChunk> chunks, uint64_t maxSegmentSize,
-                                       uint64_t segmentBoundaryMask) {
-    std::vector<DmaSegment> out;
+SgTable coalesceChunks(std::span<const PhysChunk> chunks, uint64_t maxSegmentSize, uint64_t segmentBoundaryMask) {
+    SgTable out;
     size_t i = 0;
     while (i < chunks.size()) {
         uint64_t start = chunks[i].address;

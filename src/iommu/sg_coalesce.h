@@ -11,15 +11,6 @@
 
 namespace cenalloc {
 
-/// One scatter-gather segment as a device sees it: a DMA address (IOVA or,
-/// without an IOMMU, physical) and a length.
-struct DmaSegment {
-    uint64_t address = 0;
-    uint64_t length = 0;
-    uint64_t end() const { return address + length; }
-    bool operator==(const DmaSegment&) const = default;
-};
-
 /// Cut the DMA-contiguous range [@p address, + @p length) into the fewest
 /// segments that each are at most @p maxSegmentSize bytes and never cross a
 /// segment boundary: a segment [a, b] crosses when (a & ~mask) != (b & ~mask)
@@ -30,11 +21,10 @@ struct DmaSegment {
 /// maxSegmentSize != 0; the range does not wrap. A mask that is not of the
 /// form 2^n - 1 acts as its low run of one bits. A zero length gives no
 /// segments.
-std::vector<DmaSegment> splitSegments(uint64_t address, uint64_t length, uint64_t maxSegmentSize,
-                                      uint64_t segmentBoundaryMask);
+SgTable splitSegments(uint64_t address, uint64_t length, uint64_t maxSegmentSize, uint64_t segmentBoundaryMask);
 
 /// The same, appending to @p out (lets callers build one table from many ranges).
-void appendSegments(std::vector<DmaSegment>& out, uint64_t address, uint64_t length, uint64_t maxSegmentSize,
+void appendSegments(SgTable& out, uint64_t address, uint64_t length, uint64_t maxSegmentSize,
                     uint64_t segmentBoundaryMask);
 
 /// How many segments splitSegments() would return, without building them, so
@@ -46,7 +36,6 @@ size_t countSegments(uint64_t address, uint64_t length, uint64_t maxSegmentSize,
 /// list of a device that DMAs to the chunks directly (no IOMMU). The result
 /// has at most as many segments as needed and never more than the limits
 /// allow; chunk order is kept.
-std::vector<DmaSegment> coalesceChunks(std::span<const PhysChunk> chunks, uint64_t maxSegmentSize,
-                                       uint64_t segmentBoundaryMask);
+SgTable coalesceChunks(std::span<const PhysChunk> chunks, uint64_t maxSegmentSize, uint64_t segmentBoundaryMask);
 
 } // namespace cenalloc

@@ -2,7 +2,6 @@
 // The device-tree interpreter shared by dtb_loader.cpp and dtb_reserved_memory.cpp.
 #pragma once
 
-#include <cenalloc/file.h>
 #include <cenalloc/platform_sources.h>
 #include <algorithm>
 #include <cerrno>
@@ -15,6 +14,7 @@
 #include <fmt/format.h>
 #include <cenalloc/unique_fd.h>
 #include <cenalloc/units.h>
+#include "base/file.h"
 #include "platform/compat_table.h"
 #include "platform/dt_tree.h"
 #include "platform/overlay_apply.h"

@@ -91,9 +91,9 @@
 // node name without unit address when unique among the devices, with it
 // when that is unique, the path otherwise. Commas become dots so that names
 // survive `--devices a,b`.
-#include <cenalloc/file.h>
 #include <cenalloc/platform_sources.h>
 
+#include "base/file.h"
 #include "base/try.h"
 #include "platform/dtb_interpreter.h"
 

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 // Board overlays: YAML facts a device tree lacks (RAM, cma=, driver limits), read with the YAML reader.
-#include <cenalloc/file.h>
 #include <cenalloc/platform_sources.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 
 #include <cenalloc/units.h>
 
+#include "base/file.h"
 #include "base/try.h"
 #include "platform/overlay_apply.h"
 #include "platform/yaml_reader.h"

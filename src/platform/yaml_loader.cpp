@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 // The YAML platform loader: the schema of a platform description, read with the YAML reader.
-#include <cenalloc/file.h>
 #include <cenalloc/platform.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 
 #include <cenalloc/units.h>
 
+#include "base/file.h"
 #include "base/try.h"
 #include "platform/yaml_reader.h"
 

@@ -3,9 +3,6 @@
 #include "report/report.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <sys/stat.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -290,19 +287,6 @@ std::string renderBufinfo(const std::vector<BufferInfo>& buffers) {
     if (anyMapping)
         out += "\nmappings:\n" + m.render();
     return out;
-}
-
-Result<BufferInfo> describeBuffer(Session& session, BorrowedFd fd) {
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0)
-        return Error(errno, fmt::format("fstat of buffer fd: {}", std::strerror(errno)));
-    auto buffers = session.bufinfo();
-    if (!buffers)
-        return buffers.error();
-    for (BufferInfo& info : *buffers)
-        if (info.inode == st.st_ino)
-            return std::move(info);
-    return Error(ENOENT, "the buffer is not in bufinfo");
 }
 
 // -------------------------------------------------------------- domains

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Choosing between cenallocd and an in-process session.
-#include "report/session_choice.h"
+#include <cenalloc/session_choice.h>
 
 #include <cerrno>
 

@@ -5,15 +5,11 @@
 #include <string>
 #include <string_view>
 
+#include <cenalloc/report.h>
+
 namespace cenalloc {
 
-/// @p bytes for a terminal: printable ASCII and well-formed UTF-8 of
-/// printable characters stay as they are; a backslash becomes "\\"; every
-/// other byte (controls such as ESC, newline and NUL, C1 controls, the
-/// bidirectional overrides, bytes of ill-formed UTF-8) becomes "\xNN".
-/// The result is one line that cannot move the cursor or change the
-/// terminal's state, and it tells apart any two different inputs.
-std::string printableText(std::string_view bytes);
+// printableText() is public: cenalloc/report.h.
 
 /// @p bytes as well-formed UTF-8 for JSON: each byte of an ill-formed
 /// sequence becomes U+FFFD. Lossy only for ill-formed input; hexBytes()

@@ -9,9 +9,9 @@
 
 #include <fmt/format.h>
 
-#include <cenalloc/file.h>
 #include <cenalloc/units.h>
 
+#include "base/file.h"
 #include "base/try.h"
 #include "platform/yaml_reader.h"
 

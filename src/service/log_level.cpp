@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Log level names, both ways.
-#include "service/log_level.h"
+#include <cenalloc/daemon.h>
 
 #include <cerrno>
 

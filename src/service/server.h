@@ -15,13 +15,13 @@
 #include <thread>
 #include <vector>
 
+#include <cenalloc/daemon.h>
 #include <cenalloc/platform.h>
 #include <cenalloc/result.h>
 #include <cenalloc/unique_fd.h>
 
 #include "service/config.h"
 #include "service/fd_closer.h"
-#include "service/log_level.h"
 #include "service/poll_window.h"
 #include "service/service.h"
 #include "service/systemd.h"

@@ -47,7 +47,7 @@ Error gone() {
 // /proc/self/fd. The inode's mode first loses the permission the mode does
 // not give, so that a holder of the fd who is neither root nor the daemon's
 // uid cannot widen it by reopening /proc/<pid>/fd/N. (A read-only buffer is
-// also sealed against writes, which holds for root too: Buffer::create.)
+// also sealed against writes, which holds for root too: BufferAccess::create.)
 Result<UniqueFd> narrowAccess(UniqueFd fd, uint32_t accessMode) {
     const mode_t mode = accessMode == O_RDONLY ? 0444 : 0222;
     if (::fchmod(fd.get(), mode) != 0)

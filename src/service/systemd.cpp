@@ -2,6 +2,8 @@
 // Socket activation (LISTEN_FDS) and readiness notification (NOTIFY_SOCKET), as libsystemd does them.
 #include "service/systemd.h"
 
+#include <cenalloc/daemon.h>
+
 #include <cerrno>
 #include <charconv>
 #include <cstddef>

@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
-// systemd without libsystemd: the socket it passes (socket activation) and the state it is told (sd_notify).
+// systemd without libsystemd: the socket it passes (socket activation); sd_notify is public, in <cenalloc/daemon.h>.
 #pragma once
-
-#include <string_view>
 
 #include <cenalloc/result.h>
 #include <cenalloc/unique_fd.h>
@@ -15,10 +13,5 @@ namespace cenalloc {
 /// than one socket was passed or it is not a listening SOCK_SEQPACKET Unix
 /// socket.
 Result<UniqueFd> listenFdFromSystemd();
-
-/// sd_notify(3) without libsystemd: send @p state ("READY=1",
-/// "STOPPING=1") to $NOTIFY_SOCKET (a path, or "@name" for an abstract
-/// socket) when it is set; nothing otherwise. Errors: errno of socket/sendto.
-Result<void> notifySystemd(std::string_view state);
 
 } // namespace cenalloc

@@ -15,6 +15,7 @@
 
 #include <cenalloc/units.h>
 
+#include "core/buffer_internal.h"
 #include "support/core_board.h"
 
 namespace cenalloc {
@@ -53,10 +54,10 @@ public:
 
 // A buffer that no registry knows, for registering by hand.
 std::shared_ptr<Buffer> unregisteredBuffer() {
-    Buffer::Params params;
+    BufferParams params;
     params.size = 4 * KiB;
     params.ops = std::make_unique<BareOps>();
-    auto buffer = Buffer::create(std::move(params));
+    auto buffer = BufferAccess::create(std::move(params));
     EXPECT_TRUE(buffer) << buffer.error().toString();
     return buffer ? *buffer : nullptr;
 }

@@ -6,10 +6,10 @@
 
 #include <gtest/gtest.h>
 
-#include <cenalloc/heap_registry.h>
 #include <cenalloc/units.h>
 
 #include "heaps/contiguous_heap.h"
+#include "heaps/heap_registry.h"
 #include "heaps/platform_heaps.h"
 
 namespace cenalloc {

@@ -12,27 +12,26 @@
 namespace cenalloc {
 namespace {
 
-bool crosses(const DmaSegment& s, uint64_t mask) {
-    return (s.address & ~mask) != ((s.address + s.length - 1) & ~mask);
+bool crosses(const SgEntry& s, uint64_t mask) {
+    return (s.dmaAddress & ~mask) != ((s.dmaAddress + s.length - 1) & ~mask);
 }
 
 // What every split must satisfy, whatever the input.
-void checkSegments(const std::vector<DmaSegment>& segs, uint64_t address, uint64_t length, uint64_t maxSeg,
-                   uint64_t mask) {
+void checkSegments(const SgTable& segs, uint64_t address, uint64_t length, uint64_t maxSeg, uint64_t mask) {
     uint64_t next = address;
     uint64_t total = 0;
     for (size_t i = 0; i < segs.size(); ++i) {
         SCOPED_TRACE(::testing::Message() << "segment " << i);
-        const DmaSegment& s = segs[i];
-        EXPECT_EQ(s.address, next) << "segments must be contiguous and in order";
+        const SgEntry& s = segs[i];
+        EXPECT_EQ(s.dmaAddress, next) << "segments must be contiguous and in order";
         EXPECT_GT(s.length, 0u);
         EXPECT_LE(s.length, maxSeg);
         EXPECT_FALSE(crosses(s, mask));
         // Fewest segments: every cut but the last is forced by a limit.
         if (i + 1 < segs.size()) {
-            EXPECT_TRUE(s.length == maxSeg || ((s.address + s.length) & mask) == 0) << "needless cut";
+            EXPECT_TRUE(s.length == maxSeg || ((s.dmaAddress + s.length) & mask) == 0) << "needless cut";
         }
-        next = s.address + s.length;
+        next = s.dmaAddress + s.length;
         total += s.length;
     }
     EXPECT_EQ(total, length);
@@ -46,7 +45,7 @@ TEST(SplitSegments, CutsAtMaxSizeAndBoundaries) {
         uint64_t length;
         uint64_t maxSeg;
         uint64_t mask;
-        std::vector<DmaSegment> expected;
+        SgTable expected;
     };
     const Case cases[] = {
         {"no limits", 0x1000, 1 * MiB, kNoLimit, kNoLimit, {{0x1000, 1 * MiB}}},
@@ -97,7 +96,7 @@ TEST(SplitSegments, CutsAtMaxSizeAndBoundaries) {
     };
     for (const Case& c : cases) {
         SCOPED_TRACE(c.name);
-        std::vector<DmaSegment> segs = splitSegments(c.address, c.length, c.maxSeg, c.mask);
+        SgTable segs = splitSegments(c.address, c.length, c.maxSeg, c.mask);
         EXPECT_EQ(segs, c.expected);
         checkSegments(segs, c.address, c.length, c.maxSeg, c.mask);
     }
@@ -119,11 +118,11 @@ TEST(SplitSegments, InvariantsHoldOverASweep) {
 }
 
 TEST(SplitSegments, AppendBuildsOneTableFromManyRanges) {
-    std::vector<DmaSegment> out = {{0x1, 0x1}};
+    SgTable out = {{0x1, 0x1}};
     appendSegments(out, 0x10000, 0x20000, 64 * KiB, kNoLimit);
     ASSERT_EQ(out.size(), 3u);
-    EXPECT_EQ(out[1], (DmaSegment{0x10000, 0x10000}));
-    EXPECT_EQ(out[2], (DmaSegment{0x20000, 0x10000}));
+    EXPECT_EQ(out[1], (SgEntry{0x10000, 0x10000}));
+    EXPECT_EQ(out[2], (SgEntry{0x20000, 0x10000}));
 }
 
 TEST(CoalesceChunks, MergesAdjacentChunksAndSplitsByTheLimits) {
@@ -132,7 +131,7 @@ TEST(CoalesceChunks, MergesAdjacentChunksAndSplitsByTheLimits) {
         std::vector<PhysChunk> chunks;
         uint64_t maxSeg;
         uint64_t mask;
-        std::vector<DmaSegment> expected;
+        SgTable expected;
     };
     const Case cases[] = {
         {"adjacent merge",
@@ -174,9 +173,9 @@ TEST(CoalesceChunks, ContiguousPagesBecomeFewSegments) {
     for (uint64_t run = 0; run < 8; ++run)
         for (uint64_t p = 0; p < 16; ++p)
             chunks.push_back({0x40000000 + run * 1 * MiB + p * 4 * KiB, 4 * KiB});
-    std::vector<DmaSegment> segs = coalesceChunks(chunks, 64 * KiB, kNoLimit);
+    SgTable segs = coalesceChunks(chunks, 64 * KiB, kNoLimit);
     ASSERT_EQ(segs.size(), 8u);
-    for (const DmaSegment& s : segs) {
+    for (const SgEntry& s : segs) {
         EXPECT_EQ(s.length, 64 * KiB);
     }
     // A 32 KiB max segment doubles the count.

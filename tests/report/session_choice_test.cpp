@@ -16,8 +16,8 @@
 #include <vector>
 
 #include <cenalloc/session.h>
+#include <cenalloc/session_choice.h>
 
-#include "report/session_choice.h"
 #include "support/daemon.h"
 #include "support/process.h"
 

@@ -7,21 +7,20 @@
 
 #include <CLI/CLI.hpp>
 
-#include <cenalloc/context.h>
-#include <cenalloc/session.h>
+#include <cenalloc/explain.h>
 #include <cenalloc/platform_sources.h>
+#include <cenalloc/report.h>
+#include <cenalloc/session.h>
+#include <cenalloc/session_choice.h>
 #include <cenalloc/units.h>
 
-#include "report/host_dmabufs.h"
-#include "report/report.h"
-#include "report/session_choice.h"
-#include "report/untrusted_text.h"
+#include "tools/cenalloc/demo.h"
 
 namespace {
 
 using cenalloc::Error;
-using cenalloc::Platform;
-using cenalloc::Result;
+using cenalloc::ReportFormat;
+using cenalloc::ReportOptions;
 
 constexpr int kExitError = 1;
 constexpr int kExitUnsatisfiable = 2;
@@ -41,14 +40,12 @@ void printNotes() {
         std::cerr << "cenalloc: note: " << note << "\n";
 }
 
-void print(nlohmann::json j) {
-    if (!notes.empty() && j.is_object())
-        j["notes"] = notes;
-    else
-        printNotes();
-    // The renderers give well-formed UTF-8; should any string still not
-    // be, it becomes U+FFFD rather than aborting the tool.
-    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+// How to write the command's report: JSON carries the notes, text leaves
+// them to printNotes().
+ReportOptions reportOptions(bool json) {
+    if (!json)
+        return {};
+    return {ReportFormat::Json, notes};
 }
 
 // When the command line was refused because an option of a subcommand
@@ -176,13 +173,10 @@ int main(int argc, char** argv) {
     if (bufinfoCmd->parsed() && source.host) {
         if (!socketPath.empty())
             return fail(Error(EINVAL, "bufinfo --host reads /proc and /sys: --socket does not apply"));
-        auto scan = cenalloc::scanHostDmaBufs();
-        if (!scan)
-            return fail(scan.error());
-        if (json)
-            print(cenalloc::hostDmaBufsJson(*scan));
-        else
-            std::cout << cenalloc::renderHostDmaBufs(*scan);
+        auto report = cenalloc::reportHostDmaBufs(reportOptions(json));
+        if (!report)
+            return fail(report.error());
+        std::cout << *report;
         return 0;
     }
 
@@ -196,15 +190,13 @@ int main(int argc, char** argv) {
         if (!session)
             return fail(session.error());
         cenalloc::Session& s = **session;
+        const ReportOptions options = reportOptions(json);
 
         if (heapsCmd->parsed()) {
             auto heaps = s.heaps();
             if (!heaps)
                 return fail(heaps.error());
-            if (json)
-                print(cenalloc::heapsJson(s.describe(), *heaps));
-            else
-                std::cout << cenalloc::renderHeaps(s.describe(), *heaps);
+            std::cout << cenalloc::reportHeaps(s.describe(), *heaps, options);
             return 0;
         }
         if (allocCmd->parsed()) {
@@ -220,30 +212,21 @@ int main(int argc, char** argv) {
             auto info = cenalloc::describeBuffer(s, *fd);
             if (!info)
                 return fail(info.error());
-            if (json)
-                print(cenalloc::bufinfoJson({*info})["buffers"][0]);
-            else
-                std::cout << cenalloc::renderBufinfo({*info});
+            std::cout << cenalloc::reportBuffer(*info, options);
             return 0;
         }
         if (bufinfoCmd->parsed()) {
             auto buffers = s.bufinfo();
             if (!buffers)
                 return fail(buffers.error());
-            if (json)
-                print(cenalloc::bufinfoJson(*buffers));
-            else
-                std::cout << cenalloc::renderBufinfo(*buffers);
+            std::cout << cenalloc::reportBuffers(*buffers, options);
             return 0;
         }
         if (statsCmd->parsed()) {
             auto stats = s.stats(resetWatermark);
             if (!stats)
                 return fail(stats.error());
-            if (json)
-                print(cenalloc::statsJson(*stats));
-            else
-                std::cout << cenalloc::renderStats(s.describe(), *stats);
+            std::cout << cenalloc::reportStats(s.describe(), *stats, options);
             return 0;
         }
         auto size = cenalloc::parseSize(sizeText);
@@ -255,10 +238,7 @@ int main(int argc, char** argv) {
         auto explanation = s.explain(devices, *size, *cpu);
         if (!explanation)
             return fail(explanation.error());
-        if (json)
-            print(cenalloc::explanationJson(*explanation));
-        else
-            std::cout << cenalloc::renderExplanation(*explanation);
+        std::cout << cenalloc::reportExplanation(*explanation, options);
         return explanation->satisfiable ? 0 : kExitUnsatisfiable;
     }
 
@@ -268,21 +248,16 @@ int main(int argc, char** argv) {
     if (!platform)
         return fail(platform.error());
 
+    const ReportOptions options = reportOptions(json);
     if (showCmd->parsed()) {
-        if (json)
-            print(cenalloc::platformJson(*platform));
-        else
-            std::cout << cenalloc::renderPlatform(*platform);
+        std::cout << cenalloc::reportPlatform(*platform, options);
         return 0;
     }
     if (demoCmd->parsed()) {
-        auto report = cenalloc::runDemo(*platform);
+        auto report = cenalloc::cli::runDemo(*platform, options);
         if (!report)
             return fail(report.error());
-        if (json)
-            print(report->json);
-        else
-            std::cout << report->text;
+        std::cout << report->output;
         return report->ok ? 0 : kExitError;
     }
     return 0;

@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: MIT
-// cenallocd: the allocator daemon. Parses arguments, sets up signals and logging, runs the library's Server.
+// cenallocd: the allocator daemon. Parses arguments, sets up signals and logging, runs the library's Daemon.
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <iostream>
 #include <string>
 #include <sys/signalfd.h>
@@ -13,11 +12,9 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <cenalloc/daemon.h>
 #include <cenalloc/platform.h>
 #include <cenalloc/session.h>
-
-#include "service/config.h"
-#include "service/server.h"
 
 namespace {
 
@@ -77,28 +74,19 @@ int main(int argc, char** argv) {
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
     if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0)
-        return fail(cenalloc::Error(errno, fmt::format("sigprocmask: {}", std::strerror(errno))));
+        return fail(cenalloc::Error::fromErrno("sigprocmask"));
     cenalloc::UniqueFd signalFd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!signalFd.valid())
-        return fail(cenalloc::Error(errno, fmt::format("signalfd: {}", std::strerror(errno))));
+        return fail(cenalloc::Error::fromErrno("signalfd"));
     std::signal(SIGPIPE, SIG_IGN);
 
     auto platform = platformPath.empty() ? cenalloc::Result<cenalloc::Platform>(cenalloc::defaultPlatform())
                                          : cenalloc::loadPlatformFile(platformPath);
     if (!platform)
         return fail(platform.error());
-    cenalloc::ServerOptions options;
-    if (!configPath.empty()) {
-        auto config = cenalloc::loadServiceConfig(configPath);
-        if (!config)
-            return fail(config.error());
-        options.config = std::move(*config);
-    }
-    auto inherited = cenalloc::listenFdFromSystemd();
-    if (!inherited)
-        return fail(inherited.error());
-    options.listenFd = std::move(*inherited);
+    cenalloc::DaemonOptions options;
     options.socketPath = socketPath;
+    options.configPath = configPath;
     options.logLevel = *level;
     options.stopFd = signalFd.borrow();
     const bool journal = stderrIsJournal();
@@ -109,13 +97,13 @@ int main(int argc, char** argv) {
         [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
     };
 
-    auto server = cenalloc::Server::create(*platform, std::move(options));
-    if (!server)
-        return fail(server.error());
+    auto daemon = cenalloc::Daemon::create(*platform, std::move(options));
+    if (!daemon)
+        return fail(daemon.error());
     // Type=notify units start their dependents once we listen.
     if (auto ok = cenalloc::notifySystemd("READY=1"); !ok)
         std::cerr << "cenallocd: warning: " << ok.error().toString() << "\n";
-    auto ran = (*server)->run();
+    auto ran = (*daemon)->run();
     (void)cenalloc::notifySystemd("STOPPING=1");
     if (!ran)
         return fail(ran.error());

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cenalloc/export.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -141,31 +143,31 @@ typedef struct {
 #define CENALLOC_BUFFER_INFO_SIZE_VER0 240
 
 /** The message of the calling thread's last failure, or "". */
-const char* cenalloc_last_error(void);
+CENALLOC_EXPORT const char* cenalloc_last_error(void);
 
 /**
  * Open an in-process session on the platform described by the YAML file
  * @p platform_path, or on the built-in platform when it is NULL.
  */
-int cenalloc_session_open_local(const char* platform_path, cenalloc_session** out);
+CENALLOC_EXPORT int cenalloc_session_open_local(const char* platform_path, cenalloc_session** out);
 
 /**
  * Connect to cenallocd at @p socket_path (NULL: the default socket).
  * -ENOENT or -ECONNREFUSED when no daemon listens.
  */
-int cenalloc_session_connect(const char* socket_path, cenalloc_session** out);
+CENALLOC_EXPORT int cenalloc_session_connect(const char* socket_path, cenalloc_session** out);
 
 /** Close a session: detach and unmap everything it holds. NULL is a no-op. */
-void cenalloc_session_close(cenalloc_session* session);
+CENALLOC_EXPORT void cenalloc_session_close(cenalloc_session* session);
 
 /** Number of heaps, for cenalloc_get_heap(). */
-int cenalloc_heap_count(cenalloc_session* session, size_t* count);
+CENALLOC_EXPORT int cenalloc_heap_count(cenalloc_session* session, size_t* count);
 
 /**
  * Heap number @p index (a fresh snapshot). -ERANGE past the last heap;
  * -EINVAL or -E2BIG for out->struct_size (see "Structs that grow").
  */
-int cenalloc_get_heap(cenalloc_session* session, size_t index, cenalloc_heap_info* out);
+CENALLOC_EXPORT int cenalloc_get_heap(cenalloc_session* session, size_t index, cenalloc_heap_info* out);
 
 /**
  * Allocate @p length bytes from @p heap now (DMA_HEAP_IOCTL_ALLOC):
@@ -173,39 +175,41 @@ int cenalloc_get_heap(cenalloc_session* session, size_t index, cenalloc_heap_inf
  * O_CLOEXEC|O_ACCMODE and undefined heap flags; -ENOENT for an unknown heap;
  * -ENOMEM when the heap is exhausted. The new fd is stored in *out_fd.
  */
-int cenalloc_alloc(cenalloc_session* session, const char* heap, uint64_t length, uint32_t fd_flags, uint64_t heap_flags,
-                   int* out_fd);
+CENALLOC_EXPORT int cenalloc_alloc(cenalloc_session* session, const char* heap, uint64_t length, uint32_t fd_flags,
+                                   uint64_t heap_flags, int* out_fd);
 
 /** A deferred buffer: storage comes at the first map or CPU access. */
-int cenalloc_create(cenalloc_session* session, uint64_t size, const char* name, int cpu_access, int* out_fd);
+CENALLOC_EXPORT int cenalloc_create(cenalloc_session* session, uint64_t size, const char* name, int cpu_access,
+                                    int* out_fd);
 
 /** Use a buffer fd received from elsewhere; *out_id names the buffer. */
-int cenalloc_import(cenalloc_session* session, int buffer_fd, uint64_t* out_id);
+CENALLOC_EXPORT int cenalloc_import(cenalloc_session* session, int buffer_fd, uint64_t* out_id);
 
 /** This session no longer uses the buffer (its fds stay the caller's). */
-int cenalloc_release(cenalloc_session* session, int buffer_fd);
+CENALLOC_EXPORT int cenalloc_release(cenalloc_session* session, int buffer_fd);
 
 /** Attach @p device; -EBUSY when existing storage cannot serve it. */
-int cenalloc_attach(cenalloc_session* session, int buffer_fd, const char* device, uint64_t* out_attachment);
+CENALLOC_EXPORT int cenalloc_attach(cenalloc_session* session, int buffer_fd, const char* device,
+                                    uint64_t* out_attachment);
 
-int cenalloc_detach(cenalloc_session* session, uint64_t attachment);
+CENALLOC_EXPORT int cenalloc_detach(cenalloc_session* session, uint64_t attachment);
 
 /**
  * Map an attachment. Up to @p capacity segments are copied to @p entries;
  * *count receives the number of segments of the mapping (which may be more
  * than @p capacity: the mapping exists either way). *out_mapping names it.
  */
-int cenalloc_map(cenalloc_session* session, uint64_t attachment, int direction, cenalloc_sg_entry* entries,
-                 size_t capacity, size_t* count, uint64_t* out_mapping);
+CENALLOC_EXPORT int cenalloc_map(cenalloc_session* session, uint64_t attachment, int direction,
+                                 cenalloc_sg_entry* entries, size_t capacity, size_t* count, uint64_t* out_mapping);
 
-int cenalloc_unmap(cenalloc_session* session, uint64_t mapping);
+CENALLOC_EXPORT int cenalloc_unmap(cenalloc_session* session, uint64_t mapping);
 
 /** DMA_BUF_IOCTL_SYNC START/END; flags from CENALLOC_SYNC_*. */
-int cenalloc_begin_cpu_access(cenalloc_session* session, int buffer_fd, uint32_t flags);
-int cenalloc_end_cpu_access(cenalloc_session* session, int buffer_fd, uint32_t flags);
+CENALLOC_EXPORT int cenalloc_begin_cpu_access(cenalloc_session* session, int buffer_fd, uint32_t flags);
+CENALLOC_EXPORT int cenalloc_end_cpu_access(cenalloc_session* session, int buffer_fd, uint32_t flags);
 
 /** DMA_BUF_SET_NAME: at most 31 bytes, else -EINVAL. */
-int cenalloc_set_name(cenalloc_session* session, int buffer_fd, const char* name);
+CENALLOC_EXPORT int cenalloc_set_name(cenalloc_session* session, int buffer_fd, const char* name);
 
 /**
  * The bufinfo entry of the buffer @p buffer_fd names, whoever allocated it
@@ -213,14 +217,14 @@ int cenalloc_set_name(cenalloc_session* session, int buffer_fd, const char* name
  * and for an fd that is not a cenalloc buffer; -EINVAL or -E2BIG for
  * out->struct_size.
  */
-int cenalloc_describe(cenalloc_session* session, int buffer_fd, cenalloc_buffer_info* out);
+CENALLOC_EXPORT int cenalloc_describe(cenalloc_session* session, int buffer_fd, cenalloc_buffer_info* out);
 
 /**
  * Which heap serves @p count devices sharing @p size bytes, and who
  * allocates. -EINVAL or -E2BIG for out->struct_size.
  */
-int cenalloc_explain(cenalloc_session* session, const char* const* devices, size_t count, uint64_t size, int cpu_access,
-                     cenalloc_explanation* out);
+CENALLOC_EXPORT int cenalloc_explain(cenalloc_session* session, const char* const* devices, size_t count, uint64_t size,
+                                     int cpu_access, cenalloc_explanation* out);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,7 @@
 #include <cenalloc/platform.h>
 #include <cenalloc/units.h>
 
+#include "core/buffer_internal.h"
 #include "core/heap_exporter.h"
 #include "core/registry.h"
 #include "heaps/platform_heaps.h"
@@ -75,14 +76,14 @@ public:
         auto storage = h->allocate(size);
         if (!storage)
             return storage.error();
-        Buffer::Params params;
+        BufferParams params;
         params.size = size;
         params.fdFlags = O_CLOEXEC | O_RDWR;
         params.name = std::move(*bufferName);
         params.ops = makeHeapExporter(*h);
         params.storage = std::move(*storage);
         params.registry = registry_;
-        return Buffer::create(std::move(params));
+        return BufferAccess::create(std::move(params));
     }
 
 private:

@@ -1,16 +1,22 @@
 // SPDX-License-Identifier: MIT
 // `cenalloc demo`: an in-process tour that allocates, shares, maps, moves data and checks it.
+#include "tools/cenalloc/demo.h"
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <optional>
 #include <sys/mman.h>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
+#include <cenalloc/context.h>
 #include <cenalloc/units.h>
 
-#include "report/report.h"
-
-namespace cenalloc {
+namespace cenalloc::cli {
 
 namespace {
 
@@ -94,6 +100,19 @@ Result<void> dmaCopy(const DmaDevice& reader, const SgTable& from, const DmaDevi
     return {};
 }
 
+/// The heaps of @p ctx as a session lists them.
+std::vector<HeapInfo> heapInfos(const Context& ctx) {
+    std::vector<HeapInfo> out;
+    for (const auto& heap : ctx.heaps())
+        out.push_back({heap->name(), heap->properties(), heap->stats(), heap->freeBytes()});
+    return out;
+}
+
+/// A JSON report's object.
+json jsonReport(const std::string& text) {
+    return json::parse(text);
+}
+
 struct Live {
     std::vector<Attachment::Mapping> mappings;
     std::vector<Attachment> attachments;
@@ -107,7 +126,7 @@ struct Live {
 
 } // namespace
 
-Result<DemoReport> runDemo(const Platform& platform) {
+Result<DemoReport> runDemo(const Platform& platform, const ReportOptions& options) {
     auto created = Context::create(platform);
     if (!created)
         return created.error();
@@ -201,11 +220,12 @@ Result<DemoReport> runDemo(const Platform& platform) {
         auto copied = dmaCopy(*reader, from->segments(), *writer, to->segments(), src->size());
         auto check = (*dst)->mmap(PROT_READ);
         bool same = copied && check && hasPattern(*check, seeds[i]);
-        n.check(same, fmt::format("{} reads '{}' ({} segment{}{}), {} writes it to '{}' ({} segment{}{})",
-                                  reader->name(), src->name(), from->segments().size(),
-                                  from->segments().size() == 1 ? "" : "s", reader->domain() ? ", via iommu" : "",
-                                  writer->name(), (*dst)->heapName(), to->segments().size(),
-                                  to->segments().size() == 1 ? "" : "s", writer->domain() ? ", via iommu" : ""));
+        n.check(same,
+                fmt::format("{} reads '{}' ({} segment{}{}), {} writes it to '{}' ({} segment{}{})", reader->name(),
+                            src->name(), from->segments().size(), from->segments().size() == 1 ? "" : "s",
+                            reader->description().iommu ? ", via iommu" : "", writer->name(), (*dst)->heapName(),
+                            to->segments().size(), to->segments().size() == 1 ? "" : "s",
+                            writer->description().iommu ? ", via iommu" : ""));
         if (!copied)
             n.say(copied.error().toString());
         live.mappings.push_back(std::move(*from));
@@ -326,17 +346,22 @@ Result<DemoReport> runDemo(const Platform& platform) {
 
     // 5. What a user debugging this would look at.
     n.section("5. bufinfo, heap statistics and iommu domains");
-    auto info = ctx.bufinfo();
-    n.raw(renderBufinfo(info));
+    // The library's own reports, as `cenalloc bufinfo` and `heaps` show them.
+    const ReportOptions asJson{ReportFormat::Json, {}};
+    const std::vector<BufferInfo> info = ctx.bufinfo();
+    const std::vector<HeapInfo> heapList = heapInfos(ctx);
+    const std::vector<IommuDomainStats> domainList = ctx.domainStats();
+    const std::string source = "platform " + platform.name;
+    n.raw(reportBuffers(info));
     n.raw("\n");
-    n.raw(renderHeaps(ctx));
-    if (!ctx.domainStats().empty()) {
+    n.raw(reportHeaps(source, heapList));
+    if (!domainList.empty()) {
         n.raw("\n");
-        n.raw(renderDomains(ctx.domainStats()));
+        n.raw(reportDomains(domainList));
     }
-    json bufinfo = bufinfoJson(info);
-    json heaps = heapsJson(ctx);
-    json domains = domainsJson(ctx.domainStats());
+    json bufinfo = jsonReport(reportBuffers(info, asJson));
+    json heaps = jsonReport(reportHeaps(source, heapList, asJson));
+    json domains = jsonReport(reportDomains(domainList, asJson));
 
     // 6. Dropping the last references releases everything.
     n.section("6. release");
@@ -358,11 +383,18 @@ Result<DemoReport> runDemo(const Platform& platform) {
     n.raw(fmt::format("\n{}\n", n.ok() ? "demo ok" : "demo FAILED"));
     DemoReport report;
     report.ok = n.ok();
-    report.text = std::move(n.text());
-    report.json = {{"platform", platform.name},     {"steps", n.steps()},
-                   {"bufinfo", bufinfo["buffers"]}, {"heaps", heaps["heaps"]},
-                   {"domains", domains["domains"]}, {"ok", report.ok}};
+    if (options.format == ReportFormat::Text) {
+        report.output = std::move(n.text());
+        return report;
+    }
+    json j = {{"platform", platform.name},     {"steps", n.steps()},
+              {"bufinfo", bufinfo["buffers"]}, {"heaps", heaps["heaps"]},
+              {"domains", domains["domains"]}, {"ok", report.ok}};
+    if (!options.notes.empty())
+        j["notes"] = options.notes;
+    // As the library's JSON reports are written (cenalloc/report.h).
+    report.output = j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
     return report;
 }
 
-} // namespace cenalloc
+} // namespace cenalloc::cli

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: MIT
+// The exporter's side of a Buffer: creating one, its ops, and what the ops may read and change under its lock.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <cenalloc/buffer.h>
+#include <cenalloc/heap.h>
+#include <cenalloc/request.h>
+#include <cenalloc/result.h>
+
+namespace cenalloc {
+
+class BufferRegistry;
+class DmaDevice;
+
+/// The exporter ops of a buffer (the dma_buf_ops of cenalloc).
+///
+/// Every op is called with the buffer's lock held, so an op sees a stable
+/// attachment list and storage; an op must not call the buffer's public
+/// methods (they lock), only BufferAccess, which is meant for exporters.
+///  - attach (mandatory): accept or refuse @p device joining the buffer's
+///    users. Refusal leaves the buffer unchanged. EBUSY when storage exists
+///    and cannot serve the device; EINVAL when the device set would become
+///    unsatisfiable.
+///  - detach (optional): the device has left; the attachment list no longer
+///    contains it.
+///  - ensureStorage (mandatory): make storage exist (first map or first CPU
+///    access of a deferred buffer). A no-op for buffers born with storage.
+///    ENOMEM on exhaustion with nothing allocated.
+///  - release (optional): the last reference is gone; storage is freed by
+///    the buffer right after.
+///  - beginCpuAccess / endCpuAccess (optional): the CPU starts or stops
+///    touching the bytes (DMA_BUF_IOCTL_SYNC START/END with @p flags, already
+///    validated); the exporter does the cache maintenance its storage needs.
+///    Storage exists when they run. A failed begin opens no bracket.
+///  - describe (optional): a line for bufinfo about the exporter's state.
+class BufferOps {
+public:
+    virtual ~BufferOps() = default;
+    virtual const char* name() const = 0;
+    virtual Result<void> attach(Buffer& buffer, const DmaDevice& device) = 0;
+    virtual void detach(Buffer& buffer, const DmaDevice& device) { (void)buffer, (void)device; }
+    virtual Result<void> ensureStorage(Buffer& buffer) = 0;
+    virtual void release(Buffer& buffer) { (void)buffer; }
+    virtual Result<void> beginCpuAccess(Buffer& buffer, uint32_t flags) {
+        (void)buffer, (void)flags;
+        return {};
+    }
+    virtual void endCpuAccess(Buffer& buffer, uint32_t flags) { (void)buffer, (void)flags; }
+    virtual std::string describe(const Buffer& buffer) const {
+        (void)buffer;
+        return {};
+    }
+};
+
+/// What a buffer is made of.
+struct BufferParams {
+    uint64_t size = 0; ///< page-aligned, non-zero (validated by the caller)
+    /// O_CLOEXEC | O_ACCMODE; a read-only buffer (O_RDONLY) is sealed
+    /// against every future write (F_SEAL_FUTURE_WRITE).
+    uint32_t fdFlags = kDefaultFdFlags;
+    BufferName name;
+    std::unique_ptr<BufferOps> ops;
+    Storage storage; ///< empty for deferred buffers
+    /// Where the buffer is listed while it lives, and its lifetime bugs
+    /// reported; none: nowhere.
+    std::shared_ptr<BufferRegistry> registry;
+};
+
+/// cenalloc's own way into a Buffer (Buffer befriends it): creating one, and
+/// the accessors its exporter ops use, which must be called with the
+/// buffer's lock held (from inside an op).
+struct BufferAccess {
+    /// Create the buffer and its fd: the storage's real dma-buf when it has
+    /// one (Storage::inHostKernel), else a new sealed memfd. Errors: those
+    /// of createSealedMemfd, and for a host kernel dma-buf those of naming it.
+    static Result<std::shared_ptr<Buffer>> create(BufferParams params);
+
+    /// Devices attached now, in attach order.
+    static std::vector<const DmaDevice*> attachedDevicesLocked(const Buffer& buffer);
+    static bool hasStorageLocked(const Buffer& buffer);
+    static const Storage& storageLocked(const Buffer& buffer);
+    static void setStorageLocked(Buffer& buffer, Storage storage);
+};
+
+} // namespace cenalloc

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: MIT
+// The public reports (cenalloc/report.h): the report layer's views, written as text or as JSON text.
+#include <cenalloc/report.h>
+
+#include <cerrno>
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include "base/try.h"
+#include "report/host_dmabufs.h"
+#include "report/report.h"
+
+namespace cenalloc {
+
+namespace {
+
+using nlohmann::json;
+
+std::string write(json j, const ReportOptions& options) {
+    if (!options.notes.empty())
+        j["notes"] = options.notes;
+    // The views give well-formed UTF-8; should any string still not be
+    // (a note, say), it becomes U+FFFD rather than failing the report.
+    return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+bool asJson(const ReportOptions& options) {
+    return options.format == ReportFormat::Json;
+}
+
+} // namespace
+
+std::string reportPlatform(const Platform& platform, const ReportOptions& options) {
+    return asJson(options) ? write(platformJson(platform), options) : renderPlatform(platform);
+}
+
+std::string reportHeaps(std::string_view source, std::span<const HeapInfo> heaps, const ReportOptions& options) {
+    std::vector<HeapInfo> list(heaps.begin(), heaps.end());
+    return asJson(options) ? write(heapsJson(std::string(source), list), options)
+                           : renderHeaps(std::string(source), list);
+}
+
+std::string reportBuffers(std::span<const BufferInfo> buffers, const ReportOptions& options) {
+    std::vector<BufferInfo> list(buffers.begin(), buffers.end());
+    return asJson(options) ? write(bufinfoJson(list), options) : renderBufinfo(list);
+}
+
+std::string reportBuffer(const BufferInfo& buffer, const ReportOptions& options) {
+    return asJson(options) ? write(bufinfoJson({buffer})["buffers"][0], options) : renderBufinfo({buffer});
+}
+
+std::string reportDomains(std::span<const IommuDomainStats> domains, const ReportOptions& options) {
+    std::vector<IommuDomainStats> list(domains.begin(), domains.end());
+    return asJson(options) ? write(domainsJson(list), options) : renderDomains(list);
+}
+
+std::string reportStats(std::string_view source, const AllocatorStats& stats, const ReportOptions& options) {
+    return asJson(options) ? write(statsJson(stats), options) : renderStats(std::string(source), stats);
+}
+
+std::string reportExplanation(const Explanation& explanation, const ReportOptions& options) {
+    return asJson(options) ? write(explanationJson(explanation), options) : renderExplanation(explanation);
+}
+
+Result<std::string> reportHostDmaBufs(const ReportOptions& options) {
+    const HostDmaBufScan scan = CENALLOC_TRY(scanHostDmaBufs());
+    return asJson(options) ? write(hostDmaBufsJson(scan), options) : renderHostDmaBufs(scan);
+}
+
+Result<BufferInfo> describeBuffer(Session& session, BorrowedFd fd) {
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0)
+        return Error::fromErrno("fstat of buffer fd");
+    auto buffers = session.bufinfo();
+    if (!buffers)
+        return buffers.error();
+    for (BufferInfo& info : *buffers)
+        if (info.inode == st.st_ino)
+            return std::move(info);
+    return Error(ENOENT, "the buffer is not in bufinfo");
+}
+
+} // namespace cenalloc
