@@ -208,6 +208,9 @@ void reconcileDeviceTreeCma(Platform& platform, const CmaFacts& facts, const std
             warn(fmt::format("cma: the kernel's default area 'reserved' ({} at {}, debugfs) is not modelled: {}",
                              formatSize(reserved->size), rangeText(reserved->base, reserved->size), *why));
         } else {
+            // The device tree loader's advice to give cma_size is answered.
+            std::erase_if(report.warnings,
+                          [](const std::string& w) { return w.starts_with("no CMA pool in the device tree"); });
             learned(fmt::format("cma: reserved (the default CMA area, from the kernel's configuration, not the "
                                 "device tree): {} at {}{} (debugfs {})",
                                 formatSize(reserved->size), rangeText(reserved->base, reserved->size),

@@ -508,6 +508,32 @@ TEST(HostLoader, ACmaParameterMakesTheDefaultAreaReserved) {
     EXPECT_TRUE(contains(second.learned, "where the kernel put it (debugfs reserved)"));
 }
 
+TEST(HostLoader, ADefaultAreaWithoutANodeComesFromDebugfs) {
+    // CONFIG_CMA_SIZE_MBYTES: the kernel's default area "reserved", which no
+    // node describes.
+    FakeHost h;
+    liveSystem(h);
+    dtbtest::FdtWriter w;
+    w.begin("").cells("#address-cells", {2}).cells("#size-cells", {2}).string("compatible", "test,bare");
+    w.begin("memory@40000000").string("device_type", "memory").cells("reg", {0, 0x40000000, 0, 0x40000000}).end();
+    w.begin("display@ff900000").string("compatible", "rockchip,rk3399-vop-big");
+    w.cells("reg", {0, 0xff900000, 0, 0x2000}).end();
+    w.end();
+    h.writeBytes(h.paths.sys / "firmware/fdt", w.finish());
+    fs::remove_all(h.paths.sys / "kernel/debug/cma/linux,cma");
+    h.cmaArea("reserved", 0x50000000, 64 * MiB, 0);
+    HostReport report;
+    Result<Platform> p = loadHostPlatform(&report, nullptr, h.paths);
+    ASSERT_TRUE(p) << p.error().toString();
+    const ReservedRegion* r = p->findRegion("reserved");
+    ASSERT_NE(r, nullptr);
+    EXPECT_TRUE(r->isDefault && r->heap);
+    EXPECT_EQ(r->base, 0x50000000u);
+    EXPECT_TRUE(contains(report.learned, "from the kernel's configuration, not the device tree"));
+    EXPECT_FALSE(contains(report.warnings, "no CMA pool in the device tree")) << "answered by debugfs";
+    EXPECT_TRUE(validatePlatform(*p));
+}
+
 TEST(HostLoader, ANonDeviceTreeHostModelsTheCmaAreaDebugfsShows) {
     FakeHost h;
     h.write(h.paths.proc / "iomem", "00100000-bfffffff : System RAM\n");
