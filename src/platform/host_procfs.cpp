@@ -25,6 +25,12 @@ template <typename F> void forEachLine(std::string_view text, F f) {
     }
 }
 
+// The names arm64 and riscv give memblock's no-map RAM (top level) and
+// reservations (nested in System RAM); see Iomem.
+bool reservedName(std::string_view name) {
+    return name == "reserved" || name == "Reserved" || name == "Reserved-memblock";
+}
+
 } // namespace
 
 std::vector<Range> mergeRanges(std::vector<Range> ranges) {
@@ -64,7 +70,7 @@ Iomem parseIomem(std::string_view text) {
             return;
         if (indent == 0) {
             inRam = name == "System RAM";
-            if (!inRam && name != "reserved")
+            if (!inRam && !reservedName(name))
                 return;
             ++out.ramLines;
             if (*first == 0 && *last == 0) {
@@ -74,7 +80,7 @@ Iomem parseIomem(std::string_view text) {
             (inRam ? out.systemRam : out.noMap).push_back({*first, *last});
             return;
         }
-        if (inRam && name == "reserved" && !(*first == 0 && *last == 0))
+        if (inRam && reservedName(name) && !(*first == 0 && *last == 0))
             out.reserved.push_back({*first, *last});
     });
     out.reserved = mergeRanges(std::move(out.reserved));

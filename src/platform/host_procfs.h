@@ -22,14 +22,17 @@ struct Range {
 struct Iomem {
     /// Top-level "System RAM" lines: RAM the kernel maps and manages.
     std::vector<Range> systemRam;
-    /// Top-level "reserved" lines (lower case): RAM the kernel knows but
-    /// does not map, memblock's no-map regions (arm64 and riscv name them
-    /// so: arch/arm64/kernel/setup.c request_standard_resources). x86's
-    /// e820 "Reserved" (capital R) is not RAM and is not listed here.
+    /// Top-level "reserved" lines: on the device-tree architectures, RAM
+    /// the kernel knows but does not map, memblock's no-map regions
+    /// (arch/arm64/kernel/setup.c request_standard_resources: "reserved";
+    /// arch/riscv/kernel/setup.c init_resources: "Reserved"). On x86 the
+    /// top-level "Reserved" lines are e820's, not RAM: the host loader
+    /// uses this list on device-tree hosts only.
     std::vector<Range> noMap;
     /// "reserved" lines nested in System RAM: memblock's reservations
-    /// (arm64: arch/arm64/kernel/setup.c reserve_memblock_reserved_regions)
-    /// - the kernel image, the initrd, the device tree, CMA areas and
+    /// (arm64: arch/arm64/kernel/setup.c reserve_memblock_reserved_regions;
+    /// riscv names them "Reserved", newer kernels "Reserved-memblock") -
+    /// the kernel image, the initrd, the device tree, CMA areas and
     /// reserved-memory regions that stay mapped.
     std::vector<Range> reserved;
     /// Lines seen, and those showing 0-0 (the kernel hides addresses from

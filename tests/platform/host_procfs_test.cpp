@@ -42,6 +42,17 @@ TEST(HostIomem, SeparatesSystemRamNoMapRamAndReservations) {
     EXPECT_EQ(banks[0].size, 1 * GiB);
 }
 
+TEST(HostIomem, ReadsRiscvNamesToo) {
+    // riscv capitalises both (arch/riscv/kernel/setup.c).
+    Iomem m = parseIomem("80000000-801fffff : Reserved\n"
+                         "80200000-bfffffff : System RAM\n"
+                         "  80200000-80ffffff : Reserved-memblock\n"
+                         "  81000000-81ffffff : Reserved\n");
+    EXPECT_EQ(m.noMap, (std::vector<Range>{{0x80000000, 0x801fffff}}));
+    EXPECT_EQ(m.reserved, (std::vector<Range>{{0x80200000, 0x81ffffff}}));
+    EXPECT_EQ(m.ram(), (std::vector<Range>{{0x80000000, 0xbfffffff}}));
+}
+
 TEST(HostIomem, AddressesHiddenFromUsersAreSaidSo) {
     Iomem m = parseIomem("00000000-00000000 : System RAM\n  00000000-00000000 : reserved\n"
                          "00000000-00000000 : reserved\n");
