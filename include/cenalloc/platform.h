@@ -123,6 +123,14 @@ struct Device {
     /// each in words ("needs one contiguous buffer: a display engine without
     /// an IOMMU and no driver row"): what a user should confirm.
     std::vector<std::string> assumedFacts{};
+    /// The running host's device this one is (--host only): its sysfs
+    /// directory ("/sys/devices/platform/ff900000.display"); empty when
+    /// the platform was not read from a running system or the kernel
+    /// created no device for it.
+    std::string sysfsPath{};
+    /// The driver bound to that device (the `driver` link's name,
+    /// "rockchip-vop"); empty when none is bound or sysfsPath is empty.
+    std::string driver{};
 };
 
 /// The I/O virtual address space @p device maps in: its IOMMU's name, then

@@ -153,7 +153,10 @@ CENALLOC_EXPORT Result<Platform> loadDeviceTree(std::span<const std::byte> blob,
 CENALLOC_EXPORT Result<Platform> loadDeviceTreeFile(const std::filesystem::path& path, const Overlay* overlay = nullptr,
                                                     std::vector<std::string>* warnings = nullptr);
 
-/// Where the host loader looks; tests point it at a fake tree.
+/// Where the host loader looks; tests point it at a fake tree. Everything
+/// is read below these roots: the device tree at sys/firmware/fdt,
+/// proc/device-tree or sys/firmware/devicetree/base, debugfs at
+/// sys/kernel/debug.
 struct HostPaths {
     std::filesystem::path sys = "/sys";
     std::filesystem::path proc = "/proc";
@@ -175,11 +178,32 @@ struct HostReport {
     std::vector<std::string> warnings;
 };
 
-/// Build a platform from the running Linux system: the live device tree
-/// (/sys/firmware/devicetree/base) when present, otherwise memory from
-/// /proc/iomem ("System RAM"; addresses read as 0 for non-root users) or
-/// /sys/devices/system/memory; PCI functions from /sys/bus/pci/devices
-/// (dma_mask_bits, consistent_dma_mask_bits, iommu_group), each named
+/// Build a platform from the running Linux system.
+///
+/// With a device tree: the blob the kernel booted with (/sys/firmware/fdt,
+/// root only), else the directory form (/proc/device-tree), read by the
+/// --dtb loader; then what only the running kernel knows:
+///  - RAM: /proc/iomem's "System RAM" and no-map "reserved" lines replace
+///    memory nodes that are missing or differ (a warning says so);
+///  - CMA: a cma= on /proc/cmdline makes the default area "reserved" (as an
+///    overlay's cma_size); debugfs cma/<name>/base_pfn and count place each
+///    CMA region where the kernel put it (a dynamically placed one moves
+///    there; a static one that differs moves with a warning) and add a
+///    default area that has no node; without debugfs, /proc/meminfo's
+///    CmaTotal is checked against the model and the /proc/iomem
+///    reservations against each CMA region;
+///  - devices: each DMA master's sysfs directory and bound driver
+///    (Device::sysfsPath, Device::driver), found through the `of_node`
+///    links of /sys/bus/*/devices;
+///  - IOMMU groups: /sys/kernel/iommu_groups/N/devices; where the kernel
+///    groups masters otherwise than the device tree's stream IDs, the
+///    kernel's groups are modelled (Device::iommuGroup "group-N"), and an
+///    identity group, or a bound device in no group, does direct DMA.
+/// Without one (x86, VMs): memory from /proc/iomem ("System RAM";
+/// addresses read as 0 for non-root users) or /sys/devices/system/memory;
+/// the default CMA area "reserved" when debugfs says where it is.
+/// Always: PCI functions from /sys/bus/pci/devices (dma_mask_bits,
+/// consistent_dma_mask_bits, iommu_group, driver), each named
 /// "<domain:bus:dev.fn>-<class>"; an IOMMU per translating IOMMU group
 /// (/sys/kernel/iommu_groups/N/type DMA or DMA-FQ); the kernel's dma-buf
 /// heaps in the report.

@@ -16,6 +16,7 @@
 #include <cenalloc/units.h>
 #include "base/file.h"
 #include "platform/compat_table.h"
+#include "platform/dtb_details.h"
 #include "platform/dt_tree.h"
 #include "platform/overlay_apply.h"
 
@@ -119,6 +120,8 @@ struct ReservedNode {
     bool reusable = false;
     bool pool = false; // shared-dma-pool
     bool isDefault = false;
+    /// Placed by `size` (or the overlay's cma_size), not by `reg`.
+    bool dynamic = false;
     /// restricted-dma-pool: its users bounce every DMA through it.
     bool restricted = false;
     /// The default CMA area of the board's kernel: its one CMA dma-heap.
@@ -154,8 +157,9 @@ struct Facts {
 
 class Interpreter {
 public:
-    Interpreter(const DtTree& tree, std::string_view source, const Overlay* overlay, std::vector<std::string>* warnings)
-        : tree_(tree), source_(source), overlay_(overlay), warnings_(warnings) {}
+    Interpreter(const DtTree& tree, std::string_view source, const Overlay* overlay, std::vector<std::string>* warnings,
+                DeviceTreeDetails* details = nullptr)
+        : tree_(tree), source_(source), overlay_(overlay), warnings_(warnings), details_(details) {}
 
     Result<Platform> run();
 
@@ -207,6 +211,7 @@ private:
     std::string_view source_;
     const Overlay* overlay_;
     std::vector<std::string>* warnings_;
+    DeviceTreeDetails* details_;
 
     std::vector<RamBank> ram_;
     std::vector<Interval> reserved_; // everything memblock would have reserved, for placement

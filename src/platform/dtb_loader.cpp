@@ -679,6 +679,16 @@ Result<Platform> Interpreter::run() {
             platform.devices.push_back(std::move(d));
     }
     assignOwners(platform);
+    if (details_) {
+        for (const Master& m : masters_)
+            if (m.kept && platform.findDevice(m.name))
+                details_->devicePaths[m.name] = tree_.path(m.node);
+        for (const RamBank& b : ram_)
+            details_->ram.push_back({b.name, b.range.first, b.range.last - b.range.first + 1});
+        for (const ReservedNode& r : regions_)
+            if (r.dynamic && platform.findRegion(r.name))
+                details_->dynamicRegions.insert(r.name);
+    }
     if (overlay_)
         for (const OverlayDevice& o : overlay_->devices)
             if (!overlayUsed_.count(&o))
@@ -692,11 +702,17 @@ Result<Platform> Interpreter::run() {
 
 } // namespace dtb
 
+Result<Platform> loadDeviceTreeDetailed(std::span<const std::byte> blob, std::string_view sourceName,
+                                        const Overlay* overlay, std::vector<std::string>* warnings,
+                                        DeviceTreeDetails* details) {
+    DtTree tree = CENALLOC_TRY(DtTree::parse(blob, sourceName));
+    dtb::Interpreter interpreter(tree, sourceName, overlay, warnings, details);
+    return interpreter.run();
+}
+
 Result<Platform> loadDeviceTree(std::span<const std::byte> blob, std::string_view sourceName, const Overlay* overlay,
                                 std::vector<std::string>* warnings) {
-    DtTree tree = CENALLOC_TRY(DtTree::parse(blob, sourceName));
-    dtb::Interpreter interpreter(tree, sourceName, overlay, warnings);
-    return interpreter.run();
+    return loadDeviceTreeDetailed(blob, sourceName, overlay, warnings, nullptr);
 }
 
 Result<Platform> loadDeviceTreeFile(const std::filesystem::path& path, const Overlay* overlay,

@@ -83,6 +83,7 @@ void Interpreter::readReservedMemory() {
             }
         }
         if (n.has("size")) {
+            r.dynamic = true;
             regions_.push_back(std::move(r));
             dynamic.emplace_back(regions_.size() - 1, child);
             continue;
@@ -314,7 +315,7 @@ void Interpreter::addCmdlineCma() {
     r.placed = true;
     r.base = *base;
     r.size = *size;
-    r.pool = r.reusable = r.isDefault = r.heap = true;
+    r.pool = r.reusable = r.isDefault = r.heap = r.dynamic = true;
     r.use = RegionUse::Cma;
     reserved_.push_back({*base, *base + *size - 1});
     regions_.push_back(std::move(r));

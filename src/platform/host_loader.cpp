@@ -6,21 +6,31 @@
 // rest. What sysfs does not expose at all (PCI segment limits, an IOMMU's
 // aperture when the driver does not publish it) is stated there too, with
 // the value the model uses instead.
+//
+// On a device-tree machine the live tree is read with the --dtb loader and
+// then checked against what only the running kernel knows: the RAM it uses
+// (/proc/iomem, which wins over memory nodes a bootloader or the UEFI
+// memory map overrode), where it put its CMA areas (debugfs, meminfo,
+// cma=: platform/host_cma.cpp), and which devices it created, bound and
+// grouped behind IOMMUs (platform/host_devicetree.cpp).
 #include <cenalloc/platform_sources.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <set>
-#include <sys/stat.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
 #include <cenalloc/units.h>
 
-#include "platform/dt_directory.h"
+#include "platform/dtb_details.h"
+#include "platform/host_cma.h"
+#include "platform/host_devicetree.h"
 #include "platform/host_pci.h"
+#include "platform/host_procfs.h"
 #include "platform/host_sysfs.h"
 
 namespace cenalloc {
@@ -33,22 +43,23 @@ using host::parseUnsigned;
 using host::readText;
 using host::trim;
 
-// Page-aligned banks from byte ranges (inclusive), trimmed inward.
-std::vector<MemoryBank> banksOf(std::vector<std::pair<uint64_t, uint64_t>> ranges) {
-    std::sort(ranges.begin(), ranges.end());
-    std::vector<MemoryBank> banks;
-    for (auto [first, last] : ranges) {
-        std::optional<uint64_t> base = alignUpChecked(first, kPageSize);
-        uint64_t end = last == UINT64_MAX ? UINT64_MAX & ~(kPageSize - 1) : (last + 1) & ~(kPageSize - 1);
-        if (!base || *base >= end)
-            continue;
-        if (!banks.empty() && *base <= banks.back().end()) {
-            banks.back().size = std::max(banks.back().end(), end) - banks.back().base;
-            continue;
-        }
-        banks.push_back({fmt::format("ram-{:x}", *base), *base, end - *base});
-    }
-    return banks;
+std::string banksText(const std::vector<MemoryBank>& banks) {
+    std::vector<std::string> parts;
+    for (const MemoryBank& b : banks)
+        parts.push_back(fmt::format("{:#x}..{:#x}", b.base, b.end()));
+    return fmt::format("{}", fmt::join(parts, ", "));
+}
+
+bool sameBanks(const std::vector<MemoryBank>& a, const std::vector<MemoryBank>& b) {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                      [](const MemoryBank& x, const MemoryBank& y) { return x.base == y.base && x.size == y.size; });
+}
+
+std::vector<host::Range> rangesOf(const std::vector<MemoryBank>& banks) {
+    std::vector<host::Range> out;
+    for (const MemoryBank& b : banks)
+        out.push_back({b.base, b.end() - 1});
+    return out;
 }
 
 class HostLoader {
@@ -62,91 +73,150 @@ private:
     void learned(std::string line) { report_.learned.push_back(std::move(line)); }
     void notLearned(std::string line) { report_.notLearned.push_back(std::move(line)); }
 
+    void readProcFacts();
     std::optional<Platform> readDeviceTree();
-    std::vector<MemoryBank> readIomem();
+    std::optional<Platform> loadLiveTree(std::span<const std::byte> blob, const host::LiveTreeSource& source,
+                                         const std::vector<std::string>& skipped, std::string* error);
+    std::vector<MemoryBank> iomemBanks();
     std::vector<MemoryBank> readMemoryBlocks();
     void readDmaHeaps();
-    void readCma();
 
     const HostPaths& paths_;
     const Overlay* overlay_;
     HostReport& report_;
     std::set<std::string> overlayMatched_; // overlay name entries a PCI function matched
+
+    // What /proc and debugfs say, read once.
+    std::optional<host::Iomem> iomem_;
+    std::string iomemProblem_; // why iomem_ tells nothing
+    host::CmaFacts cma_;
+    DeviceTreeDetails details_;
 };
 
-std::optional<Platform> HostLoader::readDeviceTree() {
-    fs::path base = paths_.sys / "firmware/devicetree/base";
-    struct stat st {};
-    if (::stat(base.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-        notLearned(fmt::format("device tree: {} is absent, so this host was not booted with a device tree (ACPI "
-                               "or a VM): no SoC memory map, reserved memory or bus windows to read",
-                               base.string()));
-        return std::nullopt;
+void HostLoader::readProcFacts() {
+    fs::path iomemPath = paths_.proc / "iomem";
+    if (Result<std::string> text = readText(iomemPath); !text) {
+        iomemProblem_ = fmt::format("cannot read {}: {}", iomemPath.string(), text.error().message());
+    } else {
+        iomem_ = host::parseIomem(*text);
+        if (iomem_->hidden())
+            iomemProblem_ =
+                fmt::format("{} shows every address as 0 to users without CAP_SYS_ADMIN", iomemPath.string());
+        else if (iomem_->systemRam.empty())
+            iomemProblem_ = fmt::format("{} has no \"System RAM\" line", iomemPath.string());
     }
-    Result<std::vector<std::byte>> blob = readDeviceTreeDirectory(base);
-    if (!blob) {
-        notLearned("device tree: " + blob.error().message());
-        return std::nullopt;
+    if (Result<std::string> text = readText(paths_.proc / "meminfo"))
+        cma_.meminfo = host::parseMeminfoCma(*text);
+    if (Result<std::string> text = readText(paths_.proc / "cmdline"))
+        cma_.parameter = host::parseCmaParameter(*text);
+    long page = ::sysconf(_SC_PAGESIZE);
+    cma_.debugfs =
+        host::readCmaDebugfs(paths_.sys / "kernel/debug", page > 0 ? static_cast<uint64_t>(page) : kPageSize);
+}
+
+std::optional<Platform> HostLoader::loadLiveTree(std::span<const std::byte> blob, const host::LiveTreeSource& source,
+                                                 const std::vector<std::string>& skipped, std::string* error) {
+    // The overlay the tree is read with: the user's, plus what the kernel's
+    // command line says (cma= makes the default CMA area "reserved", in place
+    // of a linux,cma-default node, as the overlay's cma_size does).
+    Overlay o = overlay_ ? *overlay_ : Overlay{};
+    if (!overlay_)
+        o.source = fmt::format("the running kernel ({})", paths_.proc.string());
+    const host::CmaParameter* cmaParameter = cma_.parameter ? &*cma_.parameter : nullptr;
+    if (cmaParameter && !o.cmaSize && cmaParameter->size > 0)
+        o.cmaSize = cmaParameter->size;
+    bool useOverlay = overlay_ || o.cmaSize;
+    std::vector<MemoryBank> kernelRam = iomemBanks();
+
+    size_t mark = report_.warnings.size();
+    auto load = [&](const Overlay* with) {
+        report_.warnings.resize(mark);
+        details_ = {};
+        return loadDeviceTreeDetailed(blob, source.path.string(), with, &report_.warnings, &details_);
+    };
+    Result<Platform> p = load(useOverlay ? &o : nullptr);
+    if (!p && p.error().code() == ENODATA && o.memory.empty() && !kernelRam.empty()) {
+        // No memory node with a size: the bootloader did not fill one in,
+        // or an EFI boot took RAM from the UEFI memory map instead
+        // (drivers/firmware/efi/efi-init.c reserve_regions).
+        o.memory = kernelRam;
+        p = load(&o);
+        if (p)
+            learned(fmt::format("memory: {} banks, {}, from /proc/iomem (System RAM and the no-map RAM the kernel "
+                                "shows as \"reserved\"): the device tree has no memory node with a size",
+                                kernelRam.size(), formatSize(p->totalMemory())));
+    } else if (p && !kernelRam.empty()) {
+        std::vector<MemoryBank> treeRam = host::banksOf(rangesOf(details_.ram));
+        bool fromOverlay = overlay_ && !overlay_->memory.empty();
+        if (sameBanks(treeRam, kernelRam)) {
+            learned(fmt::format("memory: the {} RAM ({}) matches what the kernel uses (/proc/iomem)",
+                                fromOverlay ? "overlay's" : "device tree's", banksText(treeRam)));
+        } else if (fromOverlay) {
+            report_.warnings.push_back(fmt::format("memory: the overlay's RAM ({}) differs from what the kernel uses "
+                                                   "({}, /proc/iomem); the overlay's is modelled, as it asks",
+                                                   banksText(treeRam), banksText(kernelRam)));
+        } else {
+            o.memory = kernelRam;
+            p = load(&o);
+            report_.warnings.push_back(fmt::format(
+                "memory: the device tree's memory nodes ({}) differ from the RAM the kernel uses ({}, /proc/iomem: "
+                "a bootloader that patched the tree, mem=, or a UEFI memory map): the kernel's is modelled",
+                banksText(treeRam), banksText(kernelRam)));
+        }
+    } else if (p) {
+        notLearned("memory: the device tree's memory nodes are not checked against the kernel's: " + iomemProblem_);
     }
-    Result<Platform> p = loadDeviceTree(*blob, base.string(), overlay_, &report_.warnings);
     if (!p) {
-        notLearned("device tree: " + p.error().message());
+        *error = p.error().message();
         return std::nullopt;
     }
-    learned(fmt::format("device tree: {} memory banks, {} reserved regions, {} IOMMUs, {} DMA masters from {}",
-                        p->memory.size(), p->regions.size(), p->iommus.size(), p->devices.size(), base.string()));
+    if (o.cmaSize && !(overlay_ && overlay_->cmaSize))
+        learned(fmt::format("cma: cma={} on the kernel command line ({}): the default CMA area is 'reserved', in "
+                            "place of any linux,cma-default node (kernel/dma/contiguous.c rmem_cma_setup)",
+                            formatSize(*o.cmaSize), (paths_.proc / "cmdline").string()));
+    learned(fmt::format("device tree: {} memory banks, {} reserved regions, {} IOMMUs, {} DMA masters from {} ({}{}{})",
+                        p->memory.size(), p->regions.size(), p->iommus.size(), p->devices.size(), source.path.string(),
+                        source.what, skipped.empty() ? "" : "; not from ", fmt::join(skipped, "; ")));
     return std::move(*p);
 }
 
-std::vector<MemoryBank> HostLoader::readIomem() {
-    fs::path path = paths_.proc / "iomem";
-    Result<std::string> text = readText(path);
-    if (!text) {
-        notLearned(fmt::format("memory: cannot read {}: {}", path.string(), text.error().message()));
-        return {};
-    }
-    std::vector<std::pair<uint64_t, uint64_t>> ranges;
-    size_t lines = 0, hidden = 0;
-    std::string_view rest = *text;
-    while (!rest.empty()) {
-        size_t nl = rest.find('\n');
-        std::string_view line = rest.substr(0, nl);
-        rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
-        // Top-level entries only: nested ones (indented) are parts of them.
-        if (line.empty() || line.front() == ' ')
+std::optional<Platform> HostLoader::readDeviceTree() {
+    std::vector<std::string> problems;
+    bool present = false, directorySeen = false;
+    for (const host::LiveTreeSource& source : host::liveTreeSources(paths_)) {
+        // /proc/device-tree is a link to /sys/firmware/devicetree/base:
+        // one directory form is enough.
+        if (!source.blob && directorySeen)
             continue;
-        size_t colon = line.find(" : ");
-        size_t dash = line.find('-');
-        if (colon == std::string_view::npos || dash == std::string_view::npos || dash > colon)
+        Result<std::vector<std::byte>> blob = host::readLiveTree(source);
+        if (!blob && blob.error().code() == ENOENT)
             continue;
-        if (trim(line.substr(colon + 3)) != "System RAM")
-            continue;
-        std::optional<uint64_t> first = parseUnsigned(line.substr(0, dash), 16);
-        std::optional<uint64_t> last = parseUnsigned(line.substr(dash + 1, colon - dash - 1), 16);
-        if (!first || !last || *last < *first)
-            continue;
-        ++lines;
-        if (*first == 0 && *last == 0) {
-            ++hidden;
+        present = true;
+        directorySeen = directorySeen || !source.blob;
+        if (!blob) {
+            problems.push_back(blob.error().message());
             continue;
         }
-        ranges.emplace_back(*first, *last);
+        std::string error;
+        if (std::optional<Platform> p = loadLiveTree(*blob, source, problems, &error))
+            return p;
+        problems.push_back(error);
     }
-    if (lines > 0 && hidden == lines) {
-        notLearned(fmt::format("memory: {} shows every address as 0 to users without CAP_SYS_ADMIN", path.string()));
+    if (!present)
+        notLearned(fmt::format("device tree: {} and {} are absent, so this host was not booted with a device tree "
+                               "(ACPI or a VM): no SoC memory map, reserved memory or bus windows to read",
+                               (paths_.sys / "firmware/fdt").string(),
+                               (paths_.sys / "firmware/devicetree/base").string()));
+    for (const std::string& problem : problems)
+        notLearned("device tree: " + problem);
+    return std::nullopt;
+}
+
+// The RAM the kernel uses, as banks; empty (and iomemProblem_ says why) when /proc/iomem tells nothing.
+std::vector<MemoryBank> HostLoader::iomemBanks() {
+    if (!iomem_ || !iomemProblem_.empty())
         return {};
-    }
-    std::vector<MemoryBank> banks = banksOf(std::move(ranges));
-    if (banks.empty()) {
-        notLearned(fmt::format("memory: {} has no \"System RAM\" line", path.string()));
-        return {};
-    }
-    uint64_t total = 0;
-    for (const MemoryBank& b : banks)
-        total += b.size;
-    learned(fmt::format("memory: {} banks, {}, from the \"System RAM\" lines of {}", banks.size(), formatSize(total),
-                        path.string()));
-    return banks;
+    return host::banksOf(iomem_->ram());
 }
 
 std::vector<MemoryBank> HostLoader::readMemoryBlocks() {
@@ -159,7 +229,7 @@ std::vector<MemoryBank> HostLoader::readMemoryBlocks() {
         return {};
     }
     int error = 0;
-    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    std::vector<host::Range> ranges;
     for (const std::string& entry : listDirectory(dir, &error)) {
         if (entry.rfind("memory", 0) != 0 || entry.size() == 6)
             continue;
@@ -170,9 +240,9 @@ std::vector<MemoryBank> HostLoader::readMemoryBlocks() {
         std::optional<uint64_t> i = parseUnsigned(*index, 16);
         if (!i || *i > UINT64_MAX / *block - 1)
             continue;
-        ranges.emplace_back(*i * *block, *i * *block + *block - 1);
+        ranges.push_back({*i * *block, *i * *block + *block - 1});
     }
-    std::vector<MemoryBank> banks = banksOf(std::move(ranges));
+    std::vector<MemoryBank> banks = host::banksOf(std::move(ranges));
     if (banks.empty()) {
         notLearned(fmt::format("memory: no online memory block in {}", dir.string()));
         return {};
@@ -200,44 +270,44 @@ void HostLoader::readDmaHeaps() {
                         dir.string(), heaps.empty() ? "" : ": ", fmt::join(heaps, ", ")));
 }
 
-void HostLoader::readCma() {
-    fs::path path = paths_.proc / "meminfo";
-    Result<std::string> text = readText(path);
-    if (!text)
-        return;
-    size_t at = text->find("CmaTotal:");
-    if (at == std::string::npos)
-        return;
-    std::string_view line = std::string_view(*text).substr(at + 9);
-    line = line.substr(0, line.find('\n'));
-    line = trim(line);
-    if (line.size() > 3 && line.substr(line.size() - 3) == " kB")
-        line.remove_suffix(3);
-    std::optional<uint64_t> kb = parseUnsigned(line, 10);
-    if (!kb || *kb == 0)
-        return;
-    notLearned(fmt::format("cma: the kernel has a CMA area of {} (CmaTotal in {}), but sysfs does not say where, "
-                           "so it is not modelled",
-                           formatSize(*kb * KiB), path.string()));
-}
-
 Result<Platform> HostLoader::run() {
+    readProcFacts();
     std::optional<Platform> dt = readDeviceTree();
     Platform platform;
     if (dt) {
         platform = std::move(*dt);
+        if (cma_.parameter && cma_.parameter->size == 0) {
+            // cma=0: no default area, and the node is bypassed too.
+            auto& r = platform.regions;
+            auto it = std::find_if(r.begin(), r.end(), [](const ReservedRegion& x) { return x.isDefault; });
+            if (it != r.end()) {
+                report_.warnings.push_back(fmt::format(
+                    "cma: cma=0 on the kernel command line: the kernel has no default CMA area and bypasses {} "
+                    "(kernel/dma/contiguous.c rmem_cma_setup); not modelled",
+                    it->name));
+                r.erase(it);
+            }
+        }
+        if (iomem_ && iomemProblem_.empty())
+            cma_.reserved = iomem_->reserved;
+        host::reconcileDeviceTreeCma(platform, cma_, details_.dynamicRegions, report_);
+        host::reconcileDeviceTreeDevices(platform, details_, paths_, report_);
     } else {
         if (overlay_ && !overlay_->memory.empty()) {
             platform.memory = overlay_->memory;
             learned(fmt::format("memory: {} banks from the overlay {}", platform.memory.size(), overlay_->source));
+        } else if (!iomemProblem_.empty()) {
+            notLearned("memory: " + iomemProblem_);
+            platform.memory = readMemoryBlocks();
         } else {
-            platform.memory = readIomem();
-            if (platform.memory.empty())
-                platform.memory = readMemoryBlocks();
+            platform.memory = host::banksOf(iomem_->systemRam);
+            learned(fmt::format("memory: {} banks, {}, from the \"System RAM\" lines of {}", platform.memory.size(),
+                                formatSize(platform.totalMemory()), (paths_.proc / "iomem").string()));
         }
         if (overlay_ && overlay_->cmaSize)
             report_.warnings.push_back("overlay cma_size applies to device tree platforms only; ignored");
-        readCma();
+        if (!platform.memory.empty())
+            host::addHostCma(platform, cma_, report_);
     }
     overlayMatched_ = host::readPciFunctions(paths_, overlay_, platform, report_);
     readDmaHeaps();

@@ -121,6 +121,8 @@ std::set<std::string> readPciFunctions(const HostPaths& paths, const Overlay* ov
         d.description =
             fmt::format("PCI {} ({} class {:#08x}), {}", ids, cls, *classCode,
                         driver ? "driver " + *driver : std::string("no driver bound: the PCI default masks"));
+        d.sysfsPath = devicePath(paths.sys, f).value_or(f.string());
+        d.driver = driver.value_or("");
         if (std::optional<std::string> group = linkTarget(f / "iommu_group")) {
             fs::path groupDir = paths.sys / "kernel/iommu_groups" / *group;
             Result<std::string> type = readText(groupDir / "type");

@@ -83,12 +83,33 @@ std::vector<std::string> listDirectory(const fs::path& dir, int* error) {
     return out;
 }
 
-std::optional<std::string> linkTarget(const fs::path& link) {
+std::optional<std::string> linkText(const fs::path& link) {
     char buffer[4096];
     ssize_t n = ::readlink(link.c_str(), buffer, sizeof buffer - 1);
     if (n < 0)
         return std::nullopt;
-    return fs::path(std::string(buffer, static_cast<size_t>(n))).filename().string();
+    return std::string(buffer, static_cast<size_t>(n));
+}
+
+std::optional<std::string> linkTarget(const fs::path& link) {
+    std::optional<std::string> text = linkText(link);
+    if (!text)
+        return std::nullopt;
+    return fs::path(*text).filename().string();
+}
+
+std::optional<std::string> devicePath(const fs::path& sys, const fs::path& entry) {
+    std::error_code ec;
+    fs::path root = fs::canonical(sys, ec);
+    if (ec)
+        return std::nullopt;
+    fs::path real = fs::canonical(entry, ec);
+    if (ec)
+        return std::nullopt;
+    fs::path relative = real.lexically_relative(root);
+    if (relative.empty() || *relative.begin() == "..")
+        return real.string();
+    return (sys / relative).string();
 }
 
 } // namespace cenalloc::host

@@ -24,5 +24,10 @@ std::optional<uint64_t> parseUnsigned(std::string_view s, int base);
 std::vector<std::string> listDirectory(const std::filesystem::path& dir, int* error);
 /// The last component of what the symbolic link @p link points at (a driver's or group's name).
 std::optional<std::string> linkTarget(const std::filesystem::path& link);
+/// The whole target of the symbolic link @p link, as written ("../../../firmware/devicetree/base/soc/vop@ff900000").
+std::optional<std::string> linkText(const std::filesystem::path& link);
+/// Where the sysfs entry @p entry (a device's directory, or a link to one) really is, written under @p sys (the
+/// sysfs root the caller uses): "/sys/devices/platform/ff900000.display". nullopt when it cannot be resolved.
+std::optional<std::string> devicePath(const std::filesystem::path& sys, const std::filesystem::path& entry);
 
 } // namespace cenalloc::host

@@ -90,6 +90,8 @@ json platformJson(const Platform& p) {
     for (const Device& d : p.devices) {
         json dj{{"name", d.name}, {"description", d.description}, {"constraints", constraintsJson(d.constraints)}};
         dj["iommu"] = d.iommu ? json(*d.iommu) : json(nullptr);
+        dj["sysfs_path"] = d.sysfsPath.empty() ? json(nullptr) : json(d.sysfsPath);
+        dj["driver"] = d.driver.empty() ? json(nullptr) : json(d.driver);
         j["devices"].push_back(std::move(dj));
     }
     return j;
@@ -137,6 +139,16 @@ std::string renderPlatform(const Platform& p) {
                   formatSize(c.alignment), c.needsContiguous() ? "yes" : "no", c.coherent ? "yes" : "no"});
     }
     out += t.render();
+    // On the host: which device of the running system each one is.
+    bool host = std::any_of(p.devices.begin(), p.devices.end(), [](const Device& d) { return !d.sysfsPath.empty(); });
+    if (host) {
+        out += "\nhost devices:\n";
+        TextTable h({"device", "sysfs", "driver"});
+        for (const Device& d : p.devices)
+            h.addRow({d.name, d.sysfsPath.empty() ? "-" : d.sysfsPath,
+                      d.driver.empty() ? "no driver bound" : "driver: " + d.driver});
+        out += h.render();
+    }
     return out;
 }
 

@@ -2,6 +2,7 @@
 // The cenallocd wire encoding: each reply body described once, for encoding and decoding alike.
 #include "service/protocol.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <optional>
 
@@ -450,6 +451,21 @@ template <typename Io, typename P, typename H> void transferPlatform(Io& io, P& 
         sub.strings(device.assumedFacts);
     });
     io.each(heaps, heapCount, [](auto& sub, auto& heap) { sub.strings(heap.owners); });
+
+    // Last, for a platform read from the running host only, per device its
+    // sysfs path and bound driver. A body without them ends above: any
+    // other platform (so its bytes stay those of version 1), or an older
+    // daemon's.
+    bool hostFacts = io.more();
+    if constexpr (!Io::kDecoding)
+        hostFacts = std::any_of(platform.devices.begin(), platform.devices.end(),
+                                [](const auto& d) { return !d.sysfsPath.empty() || !d.driver.empty(); });
+    if (!hostFacts)
+        return;
+    io.each(platform.devices, devices, [](auto& sub, auto& device) {
+        sub.lstring(device.sysfsPath);
+        sub.lstring(device.driver);
+    });
 }
 
 template <typename Body> Result<void> decodeWith(Reader& r, Body body) {

@@ -3,6 +3,7 @@
 #include <cenalloc/platform_sources.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <fstream>
 #include <unistd.h>
 
@@ -63,6 +64,39 @@ public:
             else
                 fs::create_directories(paths.sys / "kernel/iommu_groups" / group);
         }
+    }
+
+    /// A device of bus @p bus at /sys/devices/platform/@p dir for device tree node @p node, with @p driver bound
+    /// (none when empty) and in IOMMU group @p group (none when empty).
+    void device(const std::string& bus, const std::string& dir, const std::string& node, const std::string& driver,
+                const std::string& group = "", const std::string& groupType = "DMA") {
+        fs::path d = paths.sys / "devices/platform" / dir;
+        fs::create_directories(d);
+        link(paths.sys / "bus" / bus / "devices" / dir, "../../../devices/platform/" + dir);
+        link(d / "of_node", "../../../firmware/devicetree/base" + node);
+        if (!driver.empty())
+            link(d / "driver", "../../../bus/" + bus + "/drivers/" + driver);
+        if (!group.empty()) {
+            fs::path g = paths.sys / "kernel/iommu_groups" / group;
+            if (!fs::exists(g / "type"))
+                write(g / "type", groupType + "\n");
+            link(g / "devices" / dir, "../../../../devices/platform/" + dir);
+            link(d / "iommu_group", "../../../kernel/iommu_groups/" + group);
+        }
+    }
+    /// A CMA area of debugfs.
+    void cmaArea(const std::string& name, uint64_t base, uint64_t size, uint64_t used) {
+        uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+        fs::path d = paths.sys / "kernel/debug/cma" / name;
+        write(d / "base_pfn", fmt::format("{}\n", base / page));
+        write(d / "count", fmt::format("{}\n", size / page));
+        write(d / "used", fmt::format("{}\n", used / page));
+        write(d / "order_per_bit", "0\n");
+    }
+    void writeBytes(const fs::path& path, const std::vector<std::byte>& bytes) {
+        fs::create_directories(path.parent_path());
+        std::ofstream(path, std::ios::binary)
+            .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
     }
 
     HostPaths paths;
@@ -270,6 +304,267 @@ TEST(HostLoader, DirectoryReaderRefusesTooDeepTrees) {
     Result<Platform> p = loadHostPlatform(&report, nullptr, h.paths);
     ASSERT_TRUE(p) << p.error().toString();
     EXPECT_TRUE(contains(report.notLearned, "nested deeper"));
+}
+
+// A board in the shape of the qemu guest: 1 GiB of RAM at 1 GiB, a
+// dynamically placed default CMA area, a display without an IOMMU, a GPU and
+// a USB controller behind an SMMU with their own stream IDs, a codec behind
+// a Rockchip IOMMU and a 2D engine the kernel made no device for.
+std::vector<std::byte> liveBoard(bool memoryNode = true) {
+    dtbtest::FdtWriter w;
+    w.begin("").cells("#address-cells", {2}).cells("#size-cells", {2}).string("compatible", "test,board");
+    w.string("model", "Test Board");
+    if (memoryNode)
+        w.begin("memory@40000000").string("device_type", "memory").cells("reg", {0, 0x40000000, 0, 0x40000000}).end();
+    w.begin("reserved-memory").cells("#address-cells", {2}).cells("#size-cells", {2}).flag("ranges");
+    w.begin("linux,cma").string("compatible", "shared-dma-pool").flag("reusable").cells("size", {0, 0x4000000});
+    w.cells("alloc-ranges", {0, 0x40000000, 0, 0x40000000}).flag("linux,cma-default").end();
+    w.end();
+    w.begin("iommu@fd800000").string("compatible", "arm,smmu-v3").cells("reg", {0, 0xfd800000, 0, 0x20000});
+    w.cells("#iommu-cells", {1}).cells("phandle", {1}).end();
+    w.begin("iommu@ff650800").string("compatible", "rockchip,iommu").cells("reg", {0, 0xff650800, 0, 0x40});
+    w.cells("#iommu-cells", {0}).cells("phandle", {2}).end();
+    w.begin("display@ff900000").string("compatible", "rockchip,rk3399-vop-big");
+    w.cells("reg", {0, 0xff900000, 0, 0x2000}).end();
+    w.begin("gpu@ff9a0000").string("compatible", "rockchip,rk3399-mali").cells("reg", {0, 0xff9a0000, 0, 0x10000});
+    w.cells("iommus", {1, 0x10}).end();
+    w.begin("usb@fe800000").string("compatible", "snps,dwc3").cells("reg", {0, 0xfe800000, 0, 0x100000});
+    w.cells("iommus", {1, 0x20}).end();
+    w.begin("codec@ff650000").string("compatible", "rockchip,rk3399-vpu").cells("reg", {0, 0xff650000, 0, 0x800});
+    w.cells("iommus", {2}).end();
+    w.begin("rga@ff680000").string("compatible", "rockchip,rk3399-rga").cells("reg", {0, 0xff680000, 0, 0x10000});
+    w.end();
+    w.end();
+    return w.finish();
+}
+
+// The running system of that board: its blob in /sys/firmware/fdt, RAM and
+// reservations in /proc/iomem, CMA in meminfo and debugfs, devices in sysfs.
+void liveSystem(FakeHost& h, bool debugfs = true) {
+    h.writeBytes(h.paths.sys / "firmware/fdt", liveBoard());
+    h.write(h.paths.proc / "iomem", "09000000-09000fff : pl011@9000000\n"
+                                    "40000000-7fffffff : System RAM\n"
+                                    "  40210000-41a1ffff : Kernel code\n"
+                                    "  48000000-48ffffff : reserved\n"
+                                    "  50000000-53ffffff : reserved\n");
+    h.write(h.paths.proc / "meminfo", "MemTotal: 1000000 kB\nCmaTotal: 65536 kB\nCmaFree: 63488 kB\n");
+    h.write(h.paths.proc / "cmdline", "console=ttyAMA0 rdinit=/init\n");
+    if (debugfs)
+        h.cmaArea("linux,cma", 0x50000000, 64 * MiB, 2 * MiB);
+    h.device("platform", "ff900000.display", "/display@ff900000", "rockchip-vop");
+    h.device("platform", "ff9a0000.gpu", "/gpu@ff9a0000", "panfrost", "0");
+    h.device("platform", "fe800000.usb", "/usb@fe800000", "dwc3", "1");
+    h.device("platform", "ff650000.codec", "/codec@ff650000", "");
+}
+
+TEST(HostLoader, ADeviceTreeHostReadsTheBlobAndWhatOnlyTheKernelKnows) {
+    FakeHost h;
+    liveSystem(h);
+    HostReport report;
+    Result<Platform> p = loadHostPlatform(&report, nullptr, h.paths);
+    ASSERT_TRUE(p) << p.error().toString();
+    EXPECT_TRUE(contains(report.learned, (h.paths.sys / "firmware/fdt").string() + " (the flattened blob"));
+    // RAM: the memory node agrees with /proc/iomem.
+    ASSERT_EQ(p->memory.size(), 1u);
+    EXPECT_EQ(p->memory[0].base, 0x40000000u);
+    EXPECT_EQ(p->memory[0].size, 1 * GiB);
+    EXPECT_TRUE(contains(report.learned, "matches what the kernel uses"));
+    // CMA: the tree gives a size and a range; debugfs says where it is (the
+    // loader alone would have put it top-down, at 0x7c000000).
+    const ReservedRegion* cma = p->findRegion("linux,cma");
+    ASSERT_NE(cma, nullptr);
+    EXPECT_EQ(cma->base, 0x50000000u);
+    EXPECT_EQ(cma->size, 64 * MiB);
+    EXPECT_TRUE(cma->isDefault && cma->heap);
+    EXPECT_TRUE(contains(report.learned, "where the kernel put it (debugfs linux,cma)"));
+    EXPECT_TRUE(contains(report.learned, "2 MiB in use"));
+    EXPECT_FALSE(contains(report.warnings, "not reserved memory")) << "the kernel reserved 0x50000000..";
+    // Devices: sysfs path and driver of each.
+    const Device* display = p->findDevice("display");
+    ASSERT_NE(display, nullptr);
+    EXPECT_EQ(display->sysfsPath, (h.paths.sys / "devices/platform/ff900000.display").string());
+    EXPECT_EQ(display->driver, "rockchip-vop");
+    EXPECT_FALSE(display->iommu);
+    const Device* codec = p->findDevice("codec");
+    ASSERT_NE(codec, nullptr);
+    EXPECT_TRUE(codec->driver.empty());
+    EXPECT_TRUE(contains(report.learned, "4 of the device tree's 5 DMA masters have a device"));
+    EXPECT_TRUE(contains(report.learned, "3 with a driver bound"));
+    EXPECT_TRUE(contains(report.notLearned, "no device has the node of rga"));
+    EXPECT_TRUE(p->findDevice("rga")->sysfsPath.empty());
+    // IOMMU groups: the kernel's agree with the stream IDs.
+    const Device* gpu = p->findDevice("gpu");
+    const Device* usb = p->findDevice("usb");
+    ASSERT_TRUE(gpu && usb && gpu->iommu && usb->iommu);
+    EXPECT_NE(iommuDomainName(*gpu), iommuDomainName(*usb));
+    EXPECT_EQ(gpu->iommuGroup, "sid-0x10") << "the device tree's name stays when the kernel agrees";
+    EXPECT_TRUE(contains(report.learned, "grouped as the device tree's IOMMU specifiers say"));
+    EXPECT_TRUE(contains(report.notLearned, "codec is in no IOMMU group yet"));
+    EXPECT_TRUE(codec->iommu) << "without a driver, the device tree's word stands";
+    EXPECT_TRUE(validatePlatform(*p));
+}
+
+TEST(HostLoader, TheKernelsIommuGroupsWinOverTheDeviceTrees) {
+    FakeHost h;
+    liveSystem(h);
+    // The kernel put the GPU and the USB controller in one group (say, an
+    // SMMU driver that groups by something the tree does not show).
+    fs::remove_all(h.paths.sys / "kernel/iommu_groups/1");
+    h.link(h.paths.sys / "kernel/iommu_groups/0/devices/fe800000.usb", "../../../../devices/platform/fe800000.usb");
+    // And the codec has a driver but no group: the kernel does direct DMA.
+    h.link(h.paths.sys / "devices/platform/ff650000.codec/driver", "../../../bus/platform/drivers/hantro-vpu");
+    HostReport report;
+    Result<Platform> p = loadHostPlatform(&report, nullptr, h.paths);
+    ASSERT_TRUE(p) << p.error().toString();
+    const Device* gpu = p->findDevice("gpu");
+    const Device* usb = p->findDevice("usb");
+    ASSERT_TRUE(gpu && usb);
+    EXPECT_EQ(iommuDomainName(*gpu), iommuDomainName(*usb)) << "one group, one I/O address space";
+    EXPECT_EQ(gpu->iommuGroup, "group-0");
+    EXPECT_TRUE(contains(report.warnings, "the kernel's groups are modelled"));
+    EXPECT_FALSE(p->findDevice("codec")->iommu);
+    EXPECT_TRUE(contains(report.warnings, "codec is bound to hantro-vpu but in no IOMMU group"));
+    EXPECT_TRUE(validatePlatform(*p));
+}
+
+TEST(HostLoader, UnreadableBlobFallsBackToTheDirectoryTree) {
+    std::vector<std::byte> blob = liveBoard();
+    FakeHost h;
+    liveSystem(h, false);
+    // /sys/firmware/fdt is root's only; here it cannot be read by anyone
+    // (a directory in its place), so /proc/device-tree is read.
+    fs::remove(h.paths.sys / "firmware/fdt");
+    fs::create_directories(h.paths.sys / "firmware/fdt");
+    writeDirectory(blob.data(), 0, h.paths.proc / "device-tree");
+    HostReport report;
+    Result<Platform> p = loadHostPlatform(&report, nullptr, h.paths);
+    ASSERT_TRUE(p) << p.error().toString();
+    EXPECT_TRUE(contains(report.learned, (h.paths.proc / "device-tree").string() + " (the kernel's unflattened tree; "
+                                                                                   "not from"));
+    // Without debugfs the CMA area stays where the loader placed it, and
+    // the report says it is an estimate; meminfo's total agrees.
+    const ReservedRegion* cma = p->findRegion("linux,cma");
+    ASSERT_NE(cma, nullptr);
+    EXPECT_EQ(cma->base, 0x7c000000u);
+    EXPECT_TRUE(contains(report.notLearned, "the loader's estimate"));
+    EXPECT_TRUE(contains(report.notLearned, "debugfs is not mounted"));
+    EXPECT_TRUE(contains(report.learned, "CmaTotal of /proc/meminfo (64 MiB) equals"));
+    // ... and /proc/iomem shows no reservation there: said, not hidden.
+    EXPECT_TRUE(contains(report.warnings, "linux,cma at 0x7c000000..0x80000000 is not reserved memory"));
+}
+
+TEST(HostLoader, TheKernelsRamWinsOverTheMemoryNodes) {
+    FakeHost h;
+    liveSystem(h);
+    // The kernel uses 512 MiB (mem=, or a bootloader that patched the tree
+    // it passed but not this one).
+    h.write(h.paths.proc / "iomem", "40000000-5fffffff : System RAM\n  50000000-53ffffff : reserved\n");
+    HostReport report;
+    Result<Platform> p = loadHostPlatform(&report, nullptr, h.paths);
+    ASSERT_TRUE(p) << p.error().toString();
+    EXPECT_EQ(p->totalMemory(), 512 * MiB);
+    EXPECT_TRUE(contains(report.warnings, "differ from the RAM the kernel uses"));
+    EXPECT_EQ(p->findRegion("linux,cma")->base, 0x50000000u);
+
+    // A tree without a memory node takes the kernel's RAM, saying so.
+    FakeHost bare;
+    liveSystem(bare);
+    bare.writeBytes(bare.paths.sys / "firmware/fdt", liveBoard(false));
+    HostReport bareReport;
+    Result<Platform> q = loadHostPlatform(&bareReport, nullptr, bare.paths);
+    ASSERT_TRUE(q) << q.error().toString();
+    EXPECT_EQ(q->totalMemory(), 1 * GiB);
+    EXPECT_TRUE(contains(bareReport.learned, "the device tree has no memory node with a size"));
+}
+
+TEST(HostLoader, ACmaParameterMakesTheDefaultAreaReserved) {
+    FakeHost h;
+    liveSystem(h, false);
+    h.write(h.paths.proc / "cmdline", "console=ttyAMA0 cma=32M@0x60000000\n");
+    h.write(h.paths.proc / "iomem", "40000000-7fffffff : System RAM\n  60000000-61ffffff : reserved\n");
+    h.write(h.paths.proc / "meminfo", "CmaTotal: 32768 kB\nCmaFree: 32768 kB\n");
+    HostReport report;
+    Result<Platform> p = loadHostPlatform(&report, nullptr, h.paths);
+    ASSERT_TRUE(p) << p.error().toString();
+    // Linux's name for a cma= area, fixed at its base; the node is bypassed.
+    const ReservedRegion* reserved = p->findRegion("reserved");
+    ASSERT_NE(reserved, nullptr);
+    EXPECT_TRUE(reserved->isDefault && reserved->heap);
+    EXPECT_EQ(reserved->base, 0x60000000u);
+    EXPECT_EQ(reserved->size, 32 * MiB);
+    EXPECT_EQ(p->findRegion("linux,cma"), nullptr);
+    EXPECT_TRUE(contains(report.learned, "cma=32 MiB on the kernel command line"));
+    EXPECT_TRUE(contains(report.learned, "fixed there by cma="));
+    EXPECT_FALSE(contains(report.warnings, "not reserved memory")) << "the kernel reserved it there";
+
+    // With debugfs, its placement comes from there.
+    h.cmaArea("reserved", 0x70000000, 32 * MiB, 0);
+    h.write(h.paths.proc / "cmdline", "cma=32M\n");
+    h.write(h.paths.proc / "iomem", "40000000-7fffffff : System RAM\n  70000000-71ffffff : reserved\n");
+    HostReport second;
+    Result<Platform> q = loadHostPlatform(&second, nullptr, h.paths);
+    ASSERT_TRUE(q) << q.error().toString();
+    EXPECT_EQ(q->findRegion("reserved")->base, 0x70000000u);
+    EXPECT_TRUE(contains(second.learned, "where the kernel put it (debugfs reserved)"));
+}
+
+TEST(HostLoader, ADefaultAreaWithoutANodeComesFromDebugfs) {
+    // CONFIG_CMA_SIZE_MBYTES: the kernel's default area "reserved", which no
+    // node describes.
+    FakeHost h;
+    liveSystem(h);
+    dtbtest::FdtWriter w;
+    w.begin("").cells("#address-cells", {2}).cells("#size-cells", {2}).string("compatible", "test,bare");
+    w.begin("memory@40000000").string("device_type", "memory").cells("reg", {0, 0x40000000, 0, 0x40000000}).end();
+    w.begin("display@ff900000").string("compatible", "rockchip,rk3399-vop-big");
+    w.cells("reg", {0, 0xff900000, 0, 0x2000}).end();
+    w.end();
+    h.writeBytes(h.paths.sys / "firmware/fdt", w.finish());
+    fs::remove_all(h.paths.sys / "kernel/debug/cma/linux,cma");
+    h.cmaArea("reserved", 0x50000000, 64 * MiB, 0);
+    HostReport report;
+    Result<Platform> p = loadHostPlatform(&report, nullptr, h.paths);
+    ASSERT_TRUE(p) << p.error().toString();
+    const ReservedRegion* r = p->findRegion("reserved");
+    ASSERT_NE(r, nullptr);
+    EXPECT_TRUE(r->isDefault && r->heap);
+    EXPECT_EQ(r->base, 0x50000000u);
+    EXPECT_TRUE(contains(report.learned, "from the kernel's configuration, not the device tree"));
+    EXPECT_FALSE(contains(report.warnings, "no CMA pool in the device tree")) << "answered by debugfs";
+    EXPECT_TRUE(validatePlatform(*p));
+}
+
+TEST(HostLoader, ANonDeviceTreeHostModelsTheCmaAreaDebugfsShows) {
+    FakeHost h;
+    h.write(h.paths.proc / "iomem", "00100000-bfffffff : System RAM\n");
+    h.write(h.paths.proc / "meminfo", "CmaTotal: 262144 kB\nCmaFree: 262144 kB\n");
+    {
+        // Without debugfs: the honest line.
+        HostReport report;
+        Result<Platform> p = loadHostPlatform(&report, nullptr, h.paths);
+        ASSERT_TRUE(p) << p.error().toString();
+        EXPECT_TRUE(p->regions.empty());
+        EXPECT_TRUE(contains(report.notLearned, "256 MiB of CMA (CmaTotal), but not where"));
+    }
+    h.cmaArea("reserved", 0xb0000000, 256 * MiB, 4 * MiB);
+    HostReport report;
+    Result<Platform> p = loadHostPlatform(&report, nullptr, h.paths);
+    ASSERT_TRUE(p) << p.error().toString();
+    const ReservedRegion* r = p->findRegion("reserved");
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->kind, RegionKind::Cma);
+    EXPECT_TRUE(r->isDefault && r->heap);
+    EXPECT_EQ(r->base, 0xb0000000u);
+    EXPECT_EQ(r->size, 256 * MiB);
+    EXPECT_TRUE(contains(report.learned, "from debugfs reserved"));
+    EXPECT_TRUE(validatePlatform(*p));
+    // An area outside the RAM is not modelled, and that is said.
+    h.write(h.paths.proc / "iomem", "00100000-7fffffff : System RAM\n");
+    HostReport outside;
+    Result<Platform> q = loadHostPlatform(&outside, nullptr, h.paths);
+    ASSERT_TRUE(q) << q.error().toString();
+    EXPECT_TRUE(q->regions.empty());
+    EXPECT_TRUE(contains(outside.notLearned, "does not lie inside one RAM bank"));
 }
 
 // This machine: whatever it is, --host succeeds and says what it learned and

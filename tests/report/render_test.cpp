@@ -530,6 +530,28 @@ TEST(RenderPlatform, TextAndJsonShowBanksRegionsIommusAndDevices) {
     EXPECT_EQ(j["devices"][0]["iommu"], "gpu-smmu");
     EXPECT_TRUE(j["devices"][1]["iommu"].is_null());
     EXPECT_TRUE(j["devices"][1]["constraints"].is_object());
+    EXPECT_TRUE(j["devices"][0]["sysfs_path"].is_null());
+    EXPECT_TRUE(j["devices"][0]["driver"].is_null());
+    EXPECT_FALSE(contains(text, "host devices")) << "only a platform read from the host has them";
+}
+
+TEST(RenderPlatform, HostDevicesShowTheirSysfsPathAndDriver) {
+    Platform p = smallBoard();
+    p.devices[1].sysfsPath = "/sys/devices/platform/ff900000.display";
+    p.devices[1].driver = "rockchip-vop";
+    p.devices[0].sysfsPath = "/sys/devices/platform/ff9a0000.gpu";
+    const std::string text = renderPlatform(p);
+    ASSERT_TRUE(contains(text, "\nhost devices:\n")) << text;
+    std::string section = text.substr(text.find("\nhost devices:\n"));
+    std::string display = rowOf(section, p.devices[1].name);
+    EXPECT_TRUE(contains(display, "/sys/devices/platform/ff900000.display") &&
+                contains(display, "driver: rockchip-vop"))
+        << section;
+    EXPECT_TRUE(contains(rowOf(section, p.devices[0].name), "no driver bound")) << section;
+    const json j = platformJson(p);
+    EXPECT_EQ(j["devices"][1]["sysfs_path"], "/sys/devices/platform/ff900000.display");
+    EXPECT_EQ(j["devices"][1]["driver"], "rockchip-vop");
+    EXPECT_TRUE(j["devices"][0]["driver"].is_null());
 }
 
 } // namespace

@@ -264,7 +264,12 @@ TEST(Protocol, PlatformRoundTripGivesTheSameExplanations) {
         if (d.name == "display") {
             d.factSource = "drivers/gpu/drm/example.c: drm_gem_dma helpers";
             d.assumedFacts = {"needs one contiguous buffer", "not coherent"};
+            // What the host loader adds: the trailing section of the body.
+            d.sysfsPath = "/sys/devices/platform/ff900000.display";
+            d.driver = "rockchip-vop";
         }
+        if (d.name == "isp")
+            d.sysfsPath = "/sys/devices/platform/ff910000.isp";
     }
     ASSERT_TRUE(validatePlatform(facts));
     auto context = Context::create(facts);
@@ -290,7 +295,10 @@ TEST(Protocol, PlatformRoundTripGivesTheSameExplanations) {
         EXPECT_EQ(back->platform.devices[i].restrictedPool, platform.devices[i].restrictedPool);
         EXPECT_EQ(back->platform.devices[i].factSource, platform.devices[i].factSource);
         EXPECT_EQ(back->platform.devices[i].assumedFacts, platform.devices[i].assumedFacts);
+        EXPECT_EQ(back->platform.devices[i].sysfsPath, platform.devices[i].sysfsPath);
+        EXPECT_EQ(back->platform.devices[i].driver, platform.devices[i].driver);
     }
+    EXPECT_NE(platform.findDevice("display")->driver, "") << "the host facts made it through Context::create";
     EXPECT_EQ(back->platform.vendorHeaps, platform.vendorHeaps);
     ASSERT_EQ(back->platform.regions.size(), platform.regions.size());
     for (size_t i = 0; i < platform.regions.size(); ++i) {
