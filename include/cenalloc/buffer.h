@@ -95,6 +95,23 @@ struct MoveNotification {
 /// moved the buffer.
 using MoveCallback = std::function<void(const MoveNotification&)>;
 
+/// What attaching a device to a buffer would do now (Buffer::forecastAttach).
+struct AttachForecast {
+    enum class Outcome {
+        Fits,          ///< the storage serves it, or there is none yet and some heap would
+        WouldMigrate,  ///< the storage must move: fromHeap to toHeap, notifying notified
+        Blocked,       ///< the storage must move and cannot: reason says what holds it
+        Unsatisfiable, ///< no heap serves the device with those attached: reason says why
+    };
+    Outcome outcome = Outcome::Fits;
+    std::string fromHeap;
+    std::string toHeap;
+    /// The dynamic importers a move would notify.
+    std::vector<std::string> notified;
+    std::string reason;
+};
+CENALLOC_EXPORT const char* attachOutcomeName(AttachForecast::Outcome outcome);
+
 /// How an importer attaches.
 struct AttachOptions {
     /// Set: a dynamic importer (dma_buf_dynamic_attach with move_notify).
@@ -311,6 +328,10 @@ public:
     Result<void> migrate(std::string_view heap);
     /// Moves so far (MoveNotification::sequence of the last one).
     uint64_t moveSequence() const;
+    /// What attach(@p device) would do now, changing nothing: fits, would
+    /// move (from which heap to which, notifying whom), blocked (by what),
+    /// or unsatisfiable. A forecast of WouldMigrate can still meet ENOMEM.
+    AttachForecast forecastAttach(const DmaDevice& device) const;
     /// Map the bytes for the CPU. Counts as CPU access for deferred storage.
     Result<BufferMapping> mmap(int prot = PROT_READ | PROT_WRITE);
 

@@ -54,6 +54,43 @@ public:
         return {};
     }
 
+    AttachForecast forecastAttach(const Buffer& buffer, const DmaDevice& device) const override {
+        using Outcome = AttachForecast::Outcome;
+        AttachForecast forecast;
+        const bool hasStorage = BufferAccess::hasStorageLocked(buffer);
+        if (hasStorage) {
+            const Storage& storage = BufferAccess::storageLocked(buffer);
+            forecast.fromHeap = storage.heap()->name();
+            if (checkStorageForDevice(storage, device))
+                return forecast;
+        }
+        auto wanted = checkAttach(attached_, device.description(), state_->platform, heaps_, size_);
+        if (!wanted) {
+            forecast.outcome = Outcome::Unsatisfiable;
+            forecast.reason = wanted.error().message();
+            return forecast;
+        }
+        if (!hasStorage)
+            return forecast;
+        if (std::optional<std::string> blocker = BufferAccess::moveBlockerLocked(buffer)) {
+            forecast.outcome = Outcome::Blocked;
+            forecast.reason = *blocker;
+            return forecast;
+        }
+        // Where the move would go first; attach falls back to the next heap
+        // that serves the set when that one is exhausted.
+        auto chosen = chooseHeap(*wanted, heaps_, size_, cpuAccess_);
+        if (!chosen) {
+            forecast.outcome = Outcome::Unsatisfiable;
+            forecast.reason = chosen.error().message();
+            return forecast;
+        }
+        forecast.outcome = Outcome::WouldMigrate;
+        forecast.toHeap = (*chosen)->name;
+        forecast.notified = BufferAccess::dynamicImportersLocked(buffer);
+        return forecast;
+    }
+
     Result<void> migrate(Buffer& buffer, std::string_view heapName) override {
         auto allowed =
             std::find_if(heaps_.begin(), heaps_.end(), [&](const HeapProperties* h) { return h->name == heapName; });

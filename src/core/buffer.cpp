@@ -283,6 +283,44 @@ Result<void> BufferOps::migrate(Buffer& buffer, std::string_view heap) {
                                     buffer.exporterName()));
 }
 
+AttachForecast BufferOps::forecastAttach(const Buffer& buffer, const DmaDevice& device) const {
+    AttachForecast forecast;
+    const Storage& storage = BufferAccess::storageLocked(buffer);
+    if (storage.empty())
+        return forecast;
+    if (auto served = checkStorageForDevice(storage, device); !served) {
+        forecast.outcome = AttachForecast::Outcome::Blocked;
+        forecast.fromHeap = storage.heap()->name();
+        forecast.reason = fmt::format("storage from heap '{}' cannot serve '{}' ({}) and buffers of exporter '{}' "
+                                      "do not move",
+                                      storage.heap()->name(), device.name(), served.error().message(), name());
+    }
+    return forecast;
+}
+
+const char* attachOutcomeName(AttachForecast::Outcome outcome) {
+    switch (outcome) {
+    case AttachForecast::Outcome::Fits: return "fits";
+    case AttachForecast::Outcome::WouldMigrate: return "would migrate";
+    case AttachForecast::Outcome::Blocked: return "blocked";
+    case AttachForecast::Outcome::Unsatisfiable: return "unsatisfiable";
+    }
+    return "?";
+}
+
+AttachForecast Buffer::forecastAttach(const DmaDevice& device) const {
+    std::lock_guard lock(mutex_);
+    return ops_->forecastAttach(*this, device);
+}
+
+std::vector<std::string> BufferAccess::dynamicImportersLocked(const Buffer& buffer) {
+    std::vector<std::string> names;
+    for (const auto& state : buffer.attachments_)
+        if (state->onMove)
+            names.push_back(state->device->name());
+    return names;
+}
+
 std::optional<std::string> BufferAccess::moveBlockerLocked(const Buffer& buffer) {
     if (buffer.storage_.inHostKernel())
         return std::string("its storage is a dma-buf the host kernel made, which only the kernel can move");

@@ -42,6 +42,9 @@ class DmaDevice;
 ///  - migrate (optional): move the storage to heap @p heap
 ///    (Buffer::migrate()); with BufferAccess::moveBlockerLocked and
 ///    moveStorageLocked. Default: EBUSY, the storage cannot move.
+///  - forecastAttach (optional): what attach would do, changing nothing.
+///    Default: it fits when the storage serves the device, else it is
+///    blocked (the storage cannot move).
 ///  - describe (optional): a line for bufinfo about the exporter's state.
 /// An attach that needs other storage moves it the same way (the exporter
 /// decides whether its buffers can move at all).
@@ -59,6 +62,7 @@ public:
     }
     virtual void endCpuAccess(Buffer& buffer, uint32_t flags) { (void)buffer, (void)flags; }
     virtual Result<void> migrate(Buffer& buffer, std::string_view heap);
+    virtual AttachForecast forecastAttach(const Buffer& buffer, const DmaDevice& device) const;
     virtual std::string describe(const Buffer& buffer) const {
         (void)buffer;
         return {};
@@ -107,6 +111,9 @@ struct BufferAccess {
     /// importer's notification for the public method to deliver once it has
     /// unlocked. @p reason says why ("attach of 'display'").
     static void moveStorageLocked(Buffer& buffer, Storage storage, std::string reason);
+    /// The devices of the dynamic attachments, in attach order: whom a move
+    /// would notify.
+    static std::vector<std::string> dynamicImportersLocked(const Buffer& buffer);
 };
 
 } // namespace cenalloc
