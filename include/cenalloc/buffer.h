@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <fcntl.h>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -40,6 +41,10 @@ enum class DmaDirection {
 };
 CENALLOC_EXPORT const char* dmaDirectionName(DmaDirection direction);
 
+/// Why a device lost a mapping: its importer unmapped it (or detached, or
+/// the buffer went), or the buffer's storage moved under a dynamic importer.
+enum class UnmapCause { Unmapped, Moved };
+
 /// One device mapping as bufinfo shows it.
 struct MappingInfo {
     std::string device;
@@ -72,6 +77,51 @@ struct BufferInfo {
     std::string exporterState;
 };
 
+/// What a dynamic importer is told when the buffer's storage moves
+/// (dma_buf_attach_ops.move_notify). Its mappings of the old storage are
+/// gone when it is told: it maps again before its device's next DMA.
+struct MoveNotification {
+    uint64_t buffer = 0;
+    /// The buffer's move sequence after this move (1 after the first): a
+    /// mapping whose Attachment::Mapping::sequence() is lower is stale.
+    uint64_t sequence = 0;
+    std::string fromHeap;
+    std::string toHeap;
+    /// Why it moved: "attach of 'display'", "migrate to 'reserved'".
+    std::string reason;
+};
+/// Called after the move, with no lock of the buffer held: it may map
+/// again from inside. Called from the thread whose attach or migrate
+/// moved the buffer.
+using MoveCallback = std::function<void(const MoveNotification&)>;
+
+/// What attaching a device to a buffer would do now (Buffer::forecastAttach).
+struct AttachForecast {
+    enum class Outcome {
+        Fits,          ///< the storage serves it, or there is none yet and some heap would
+        WouldMigrate,  ///< the storage must move: fromHeap to toHeap, notifying notified
+        Blocked,       ///< the storage must move and cannot: reason says what holds it
+        Unsatisfiable, ///< no heap serves the device with those attached: reason says why
+    };
+    Outcome outcome = Outcome::Fits;
+    std::string fromHeap;
+    std::string toHeap;
+    /// The dynamic importers a move would notify.
+    std::vector<std::string> notified;
+    std::string reason;
+};
+CENALLOC_EXPORT const char* attachOutcomeName(AttachForecast::Outcome outcome);
+
+/// How an importer attaches.
+struct AttachOptions {
+    /// Set: a dynamic importer (dma_buf_dynamic_attach with move_notify).
+    /// Its unpinned mappings do not hold the storage in place: a later attach
+    /// that needs other storage moves the buffer, invalidates them and calls
+    /// this. Empty: a static importer, whose mappings pin the storage while
+    /// they exist (a later attach that needs other storage is EBUSY).
+    MoveCallback onMove;
+};
+
 /// A device's link to a buffer (dma_buf_attach). Detaches on destruction.
 /// Does not keep the buffer alive: if the buffer is released first, the
 /// registry records the bug and the attachment becomes inert (ENODEV).
@@ -90,6 +140,17 @@ public:
     /// Detach now; idempotent.
     void detach();
 
+    /// Attached with a move callback (AttachOptions::onMove).
+    bool dynamic() const;
+    /// Hold the storage in place (dma_buf_pin), as a scanout engine does
+    /// while a frame is on screen: while any pin is held, a move the buffer
+    /// would need is EBUSY naming this device. Pins nest; each pin() needs
+    /// its unpin(). Errors: EINVAL for a static attachment (its mappings pin
+    /// already), ENODEV when detached or the buffer is gone.
+    Result<void> pin();
+    /// Release one pin. Errors: EINVAL when none is held, ENODEV as pin().
+    Result<void> unpin();
+
     class Mapping;
     /// Map the buffer for the device (dma_buf_map_attachment). Allocates the
     /// storage of a deferred buffer on first use. The returned table obeys
@@ -101,6 +162,7 @@ public:
 private:
     friend class Buffer;
     CENALLOC_NO_EXPORT Attachment(std::weak_ptr<Buffer> buffer, std::shared_ptr<AttachmentState> state);
+    CENALLOC_NO_EXPORT Result<void> changePins(int delta);
     std::weak_ptr<Buffer> buffer_;
     std::shared_ptr<AttachmentState> state_;
 };
@@ -118,9 +180,12 @@ public:
     /// moved from (the table stays readable after a forced teardown).
     const SgTable& segments() const;
     DmaDirection direction() const;
-    /// Still mapped: not unmapped, and not torn down by a detach or the
-    /// buffer's release.
+    /// Still mapped: not unmapped, and not torn down by a detach, the
+    /// buffer's release or a move of its storage.
     bool mapped() const;
+    /// The buffer's move sequence when this mapping was made (0 before any
+    /// move; see MoveNotification::sequence).
+    uint64_t sequence() const;
     void unmap();
 
     struct Record;
@@ -241,7 +306,32 @@ public:
     /// refuse: EBUSY (storage exists and cannot serve the device), EINVAL
     /// (the device set would be unsatisfiable); a refusal changes nothing.
     Result<Attachment> attach(const DmaDevice& device);
+    /// The same with @p options: a dynamic importer when it has a move
+    /// callback. An attach the storage does not serve moves a deferred
+    /// buffer to storage that serves every attached device, when nothing
+    /// holds it in place: every live device mapping belongs to an unpinned
+    /// dynamic attachment (those are invalidated, their devices fault on
+    /// the old addresses, and their callbacks run after the move). Otherwise
+    /// EBUSY naming what holds it: a static attachment's mapping, a pin, or
+    /// storage that cannot move (a heap chosen by name, a host kernel
+    /// dma-buf). A failed move (ENOMEM for the new storage) changes nothing.
+    /// The bytes stay where they are, in the buffer's fd: CPU mappings stay
+    /// valid across a move, only the placement changes.
+    Result<Attachment> attach(const DmaDevice& device, AttachOptions options);
 
+    /// Move the storage to heap @p heap (which must serve every attached
+    /// device), under the rules of attach(): EBUSY naming what holds it in
+    /// place, EINVAL for a heap that does not serve the devices or that this
+    /// buffer may not use, ENOENT for an unknown heap, ENOMEM with nothing
+    /// changed. A deferred buffer without storage gets it from @p heap. A
+    /// buffer already there is left alone.
+    Result<void> migrate(std::string_view heap);
+    /// Moves so far (MoveNotification::sequence of the last one).
+    uint64_t moveSequence() const;
+    /// What attach(@p device) would do now, changing nothing: fits, would
+    /// move (from which heap to which, notifying whom), blocked (by what),
+    /// or unsatisfiable. A forecast of WouldMigrate can still meet ENOMEM.
+    AttachForecast forecastAttach(const DmaDevice& device) const;
     /// Map the bytes for the CPU. Counts as CPU access for deferred storage.
     Result<BufferMapping> mmap(int prot = PROT_READ | PROT_WRITE);
 
@@ -261,11 +351,13 @@ private:
     friend struct AttachmentState;
     friend class DmaDevice;
     // The library's own: not exported (cenalloc/export.h).
-    CENALLOC_NO_EXPORT static void teardownLocked(Attachment::Mapping::Record& record);
+    CENALLOC_NO_EXPORT static void teardownLocked(Attachment::Mapping::Record& record,
+                                                  UnmapCause cause = UnmapCause::Unmapped);
     CENALLOC_NO_EXPORT void detachLocked(AttachmentState& state);
     CENALLOC_NO_EXPORT Result<Attachment::Mapping> mapAttachment(const std::shared_ptr<AttachmentState>& state,
                                                                  DmaDirection direction);
     CENALLOC_NO_EXPORT void endCpuAccess(uint32_t flags);
+    CENALLOC_NO_EXPORT void deliverMoves(std::unique_lock<std::mutex>& lock);
     CENALLOC_NO_EXPORT bool anyNonCoherentLocked() const;
     CENALLOC_NO_EXPORT void noteDeviceAccess();
 
@@ -285,6 +377,10 @@ private:
     uint64_t syncViolations_ = 0;                               // guarded by mutex_
     uint64_t surrenderedInode_ = 0;                             // guarded by mutex_; 0 = fd still owned
     std::vector<std::shared_ptr<IommuDomain>> domainsUsed_;     // guarded by mutex_
+    uint64_t moveSequence_ = 0;                                 // guarded by mutex_
+    /// Callbacks of the last move, run by the public method that moved the
+    /// buffer once it has unlocked.
+    std::vector<std::pair<MoveCallback, MoveNotification>> pendingMoves_; // guarded by mutex_
 };
 
 } // namespace cenalloc

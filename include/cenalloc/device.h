@@ -86,7 +86,7 @@ private:
     // The library's own: not exported (cenalloc/export.h).
     CENALLOC_NO_EXPORT void addMapping(uint64_t mappingId, std::weak_ptr<Buffer> buffer, DmaDirection direction,
                                        const SgTable& segments, std::vector<PhysChunk> chunks) const;
-    CENALLOC_NO_EXPORT void removeMapping(uint64_t mappingId) const;
+    CENALLOC_NO_EXPORT void removeMapping(uint64_t mappingId, UnmapCause cause = UnmapCause::Unmapped) const;
     CENALLOC_NO_EXPORT Result<void> transfer(uint64_t dmaAddress, std::byte* data, uint64_t length, bool write) const;
     CENALLOC_NO_EXPORT Error fault(DmaFaultKind kind, uint64_t address, uint64_t length, bool write,
                                    std::string message) const;
@@ -97,9 +97,14 @@ private:
     // shared read-only by attachments, its mappings and faults are its own.
     mutable std::mutex mutex_;
     mutable std::vector<std::shared_ptr<ActiveSegment>> active_; // guarded by mutex_
-    mutable std::deque<SgEntry> recentlyUnmapped_;               // guarded by mutex_
-    mutable std::deque<DmaFault> faults_;                        // guarded by mutex_
-    mutable uint64_t faultCount_ = 0;                            // guarded by mutex_
+    /// One mapping taken away: its segments, and why.
+    struct Unmapped {
+        SgTable ranges;
+        UnmapCause cause;
+    };
+    mutable std::deque<Unmapped> recentlyUnmapped_; // guarded by mutex_
+    mutable std::deque<DmaFault> faults_;           // guarded by mutex_
+    mutable uint64_t faultCount_ = 0;               // guarded by mutex_
 };
 
 } // namespace cenalloc

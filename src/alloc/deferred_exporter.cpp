@@ -27,19 +27,87 @@ public:
     const char* name() const override { return "cenalloc"; }
 
     Result<void> attach(Buffer& buffer, const DmaDevice& device) override {
-        if (BufferAccess::hasStorageLocked(buffer)) {
-            // Storage is fixed now (migration is not supported yet): the
-            // device joins only if this storage already serves it.
-            if (auto ok = checkStorageForDevice(BufferAccess::storageLocked(buffer), device); !ok)
-                return Error(EBUSY, fmt::format("storage already allocated from heap '{}' cannot serve '{}': {}",
-                                                BufferAccess::storageLocked(buffer).heap()->name(), device.name(),
-                                                ok.error().message()));
+        if (!BufferAccess::hasStorageLocked(buffer)) {
+            attached_ = CENALLOC_TRY(checkAttach(attached_, device.description(), state_->platform, heaps_, size_));
+            return {};
+        }
+        const Storage& storage = BufferAccess::storageLocked(buffer);
+        auto served = checkStorageForDevice(storage, device);
+        if (served) {
             if (auto merged = attached_.merge(device.description(), state_->platform))
                 attached_ = std::move(*merged);
             return {};
         }
-        attached_ = CENALLOC_TRY(checkAttach(attached_, device.description(), state_->platform, heaps_, size_));
+        // The storage cannot serve the device: the buffer moves to storage
+        // that serves every device, if some heap does and nothing holds it
+        // in place (DESIGN.md section 5, "Deferred allocation").
+        const std::string refusal = fmt::format("storage allocated from heap '{}' cannot serve '{}': {}",
+                                                storage.heap()->name(), device.name(), served.error().message());
+        if (std::optional<std::string> blocker = BufferAccess::moveBlockerLocked(buffer))
+            return Error(EBUSY, fmt::format("{}; it cannot move: {}", refusal, *blocker));
+        auto wanted = checkAttach(attached_, device.description(), state_->platform, heaps_, size_);
+        if (!wanted)
+            return Error(EBUSY, fmt::format("{}; no heap serves it with the devices attached: {}", refusal,
+                                            wanted.error().message()));
+        CENALLOC_CHECK(moveTo(buffer, *wanted, heaps_, fmt::format("attach of '{}'", device.name())));
+        attached_ = std::move(*wanted);
         return {};
+    }
+
+    AttachForecast forecastAttach(const Buffer& buffer, const DmaDevice& device) const override {
+        using Outcome = AttachForecast::Outcome;
+        AttachForecast forecast;
+        const bool hasStorage = BufferAccess::hasStorageLocked(buffer);
+        if (hasStorage) {
+            const Storage& storage = BufferAccess::storageLocked(buffer);
+            forecast.fromHeap = storage.heap()->name();
+            if (checkStorageForDevice(storage, device))
+                return forecast;
+        }
+        auto wanted = checkAttach(attached_, device.description(), state_->platform, heaps_, size_);
+        if (!wanted) {
+            forecast.outcome = Outcome::Unsatisfiable;
+            forecast.reason = wanted.error().message();
+            return forecast;
+        }
+        if (!hasStorage)
+            return forecast;
+        if (std::optional<std::string> blocker = BufferAccess::moveBlockerLocked(buffer)) {
+            forecast.outcome = Outcome::Blocked;
+            forecast.reason = *blocker;
+            return forecast;
+        }
+        // Where the move would go first; attach falls back to the next heap
+        // that serves the set when that one is exhausted.
+        auto chosen = chooseHeap(*wanted, heaps_, size_, cpuAccess_);
+        if (!chosen) {
+            forecast.outcome = Outcome::Unsatisfiable;
+            forecast.reason = chosen.error().message();
+            return forecast;
+        }
+        forecast.outcome = Outcome::WouldMigrate;
+        forecast.toHeap = (*chosen)->name;
+        forecast.notified = BufferAccess::dynamicImportersLocked(buffer);
+        return forecast;
+    }
+
+    Result<void> migrate(Buffer& buffer, std::string_view heapName) override {
+        auto allowed =
+            std::find_if(heaps_.begin(), heaps_.end(), [&](const HeapProperties* h) { return h->name == heapName; });
+        if (allowed == heaps_.end())
+            return state_->heaps.find(heapName)
+                       ? Error(EINVAL, "the buffer may not use it (its creator is not allowed that heap)")
+                       : Error(ENOENT, "no such heap");
+        if (BufferAccess::hasStorageLocked(buffer) && BufferAccess::storageLocked(buffer).heap()->name() == heapName)
+            return {};
+        HeapVerdict verdict = matchHeap(**allowed, attached_, size_);
+        if (!verdict.accepted())
+            return Error(EINVAL, fmt::format("it does not serve the attached devices: {}", verdict.reason()));
+        if (!BufferAccess::hasStorageLocked(buffer))
+            return allocateFrom(buffer, {*allowed});
+        if (std::optional<std::string> blocker = BufferAccess::moveBlockerLocked(buffer))
+            return Error(EBUSY, fmt::format("the buffer cannot move: {}", *blocker));
+        return moveTo(buffer, attached_, {*allowed}, fmt::format("migrate to '{}'", heapName));
     }
 
     void detach(Buffer& buffer, const DmaDevice& device) override {
@@ -58,37 +126,61 @@ public:
             return {};
         if (heaps_.empty())
             return Error(EACCES, "the buffer may use no heap (its creator is allowed none)");
-        std::vector<const HeapProperties*> candidates = heaps_;
-        // Best heap first; when it is exhausted, the next best that serves
-        // the set, so a full CMA pool does not fail an allocation a
-        // carveout could serve.
-        std::optional<Error> firstFailure;
-        while (!candidates.empty()) {
-            auto chosen = chooseHeap(attached_, candidates, size_, cpuAccess_);
-            if (!chosen)
-                return firstFailure ? *firstFailure : chosen.error();
-            std::shared_ptr<Heap> heap = state_->heaps.find((*chosen)->name);
-            auto storage = heap->allocate(size_, storageLimits(attached_));
-            if (storage) {
-                BufferAccess::setStorageLocked(buffer, std::move(*storage));
-                chosenHeap_ = heap->name();
-                return {};
-            }
-            if (!firstFailure)
-                firstFailure = storage.error().withContext(fmt::format("heap '{}'", heap->name()));
-            std::erase(candidates, *chosen);
-        }
-        return *firstFailure;
+        return allocateFrom(buffer, heaps_);
     }
 
     std::string describe(const Buffer& buffer) const override {
         (void)buffer;
         if (chosenHeap_.empty())
             return fmt::format("deferred, cpu access {}, no storage yet", cpuAccessName(cpuAccess_));
+        if (moves_ > 0)
+            return fmt::format("deferred, cpu access {}, on '{}' after {} move{}", cpuAccessName(cpuAccess_),
+                               chosenHeap_, moves_, moves_ == 1 ? "" : "s");
         return fmt::format("deferred, cpu access {}, allocated from '{}'", cpuAccessName(cpuAccess_), chosenHeap_);
     }
 
 private:
+    // Storage for @p set from the best of @p candidates; when the best is
+    // exhausted, the next best that serves the set, so a full CMA pool does
+    // not fail an allocation a carveout could serve. Errors: the first
+    // heap's failure (ENOMEM), or chooseHeap's EINVAL when none serves.
+    Result<std::pair<Storage, std::string>> allocateFor(const ConstraintSet& set,
+                                                        std::vector<const HeapProperties*> candidates) const {
+        std::optional<Error> firstFailure;
+        while (!candidates.empty()) {
+            auto chosen = chooseHeap(set, candidates, size_, cpuAccess_);
+            if (!chosen)
+                return firstFailure ? *firstFailure : chosen.error();
+            std::shared_ptr<Heap> heap = state_->heaps.find((*chosen)->name);
+            auto storage = heap->allocate(size_, storageLimits(set));
+            if (storage)
+                return std::pair{std::move(*storage), heap->name()};
+            if (!firstFailure)
+                firstFailure = storage.error().withContext(fmt::format("heap '{}'", heap->name()));
+            std::erase(candidates, *chosen);
+        }
+        return firstFailure ? *firstFailure : Error(EINVAL, "no heap serves the devices");
+    }
+
+    Result<void> allocateFrom(Buffer& buffer, std::vector<const HeapProperties*> candidates) {
+        auto [storage, heap] = CENALLOC_TRY(allocateFor(attached_, std::move(candidates)));
+        BufferAccess::setStorageLocked(buffer, std::move(storage));
+        chosenHeap_ = std::move(heap);
+        return {};
+    }
+
+    // Move to new storage for @p set. The new storage is allocated while the
+    // old one still exists (as a migration copies from one to the other), so
+    // a failure changes nothing.
+    Result<void> moveTo(Buffer& buffer, const ConstraintSet& set, std::vector<const HeapProperties*> candidates,
+                        std::string reason) {
+        auto [storage, heap] = CENALLOC_TRY(allocateFor(set, std::move(candidates)));
+        BufferAccess::moveStorageLocked(buffer, std::move(storage), std::move(reason));
+        chosenHeap_ = std::move(heap);
+        ++moves_;
+        return {};
+    }
+
     std::shared_ptr<const AllocatorState> state_;
     const uint64_t size_;
     const CpuAccess cpuAccess_;
@@ -96,6 +188,7 @@ private:
     // Guarded by the buffer's lock (every op runs under it).
     ConstraintSet attached_;
     std::string chosenHeap_;
+    uint64_t moves_ = 0;
 };
 
 } // namespace

@@ -31,6 +31,10 @@ struct AttachmentState {
     const DmaDevice* device = nullptr;
     uint64_t id = 0;
     bool detached = false;
+    /// Set for a dynamic importer; fixed at attach.
+    MoveCallback onMove;
+    /// Pins held (Attachment::pin()); dynamic attachments only.
+    uint32_t pins = 0;
     std::vector<std::shared_ptr<Attachment::Mapping::Record>> mappings;
 };
 
@@ -43,6 +47,8 @@ struct Attachment::Mapping::Record {
     SgTable segments;
     std::shared_ptr<IommuDomain> domain; // null for a direct mapping; outlives iova
     IommuDomain::MappingRef iova;
+    /// The buffer's move sequence when it was made.
+    uint64_t sequence = 0;
     bool live = true;
 };
 
@@ -66,12 +72,13 @@ const char* dmaDirectionName(DmaDirection direction) {
 // ---------------------------------------------------------------- Buffer
 
 // Undo one mapping: the device loses it, the IOMMU domain gets its use
-// back (the IOVA mapping stays cached). Called with the buffer lock held.
-void Buffer::teardownLocked(Attachment::Mapping::Record& record) {
+// back (the IOVA mapping stays cached unless the storage is moving).
+// Called with the buffer lock held.
+void Buffer::teardownLocked(Attachment::Mapping::Record& record, UnmapCause cause) {
     if (!record.live)
         return;
     record.live = false;
-    record.attachment->device->removeMapping(record.id);
+    record.attachment->device->removeMapping(record.id, cause);
     // Ends this use; the IOVA mapping stays in the domain's cache.
     record.iova.reset();
 }
@@ -230,14 +237,125 @@ bool Buffer::anyNonCoherentLocked() const {
 }
 
 Result<Attachment> Buffer::attach(const DmaDevice& device) {
-    std::lock_guard lock(mutex_);
+    return attach(device, AttachOptions{});
+}
+
+Result<Attachment> Buffer::attach(const DmaDevice& device, AttachOptions options) {
+    std::unique_lock lock(mutex_);
     if (auto ok = ops_->attach(*this, device); !ok)
         return ok.error().withContext(fmt::format("attaching '{}' to buffer {}", device.name(), id_));
     auto state = std::make_shared<AttachmentState>();
     state->device = &device;
     state->id = gNextAttachmentId.fetch_add(1);
+    state->onMove = std::move(options.onMove);
     attachments_.push_back(state);
-    return Attachment(weak_from_this(), std::move(state));
+    Attachment attachment(weak_from_this(), std::move(state));
+    deliverMoves(lock);
+    return attachment;
+}
+
+Result<void> Buffer::migrate(std::string_view heap) {
+    std::unique_lock lock(mutex_);
+    if (auto ok = ops_->migrate(*this, heap); !ok)
+        return ok.error().withContext(fmt::format("moving buffer {} to heap '{}'", id_, heap));
+    deliverMoves(lock);
+    return {};
+}
+
+uint64_t Buffer::moveSequence() const {
+    std::lock_guard lock(mutex_);
+    return moveSequence_;
+}
+
+void Buffer::deliverMoves(std::unique_lock<std::mutex>& lock) {
+    if (pendingMoves_.empty())
+        return;
+    std::vector<std::pair<MoveCallback, MoveNotification>> moves = std::exchange(pendingMoves_, {});
+    lock.unlock();
+    for (auto& [callback, notification] : moves)
+        callback(notification);
+}
+
+Result<void> BufferOps::migrate(Buffer& buffer, std::string_view heap) {
+    (void)heap;
+    return Error(EBUSY, fmt::format("buffers of exporter '{}' stay where they were allocated (their heap was chosen "
+                                    "by name)",
+                                    buffer.exporterName()));
+}
+
+AttachForecast BufferOps::forecastAttach(const Buffer& buffer, const DmaDevice& device) const {
+    AttachForecast forecast;
+    const Storage& storage = BufferAccess::storageLocked(buffer);
+    if (storage.empty())
+        return forecast;
+    if (auto served = checkStorageForDevice(storage, device); !served) {
+        forecast.outcome = AttachForecast::Outcome::Blocked;
+        forecast.fromHeap = storage.heap()->name();
+        forecast.reason = fmt::format("storage from heap '{}' cannot serve '{}' ({}) and buffers of exporter '{}' "
+                                      "do not move",
+                                      storage.heap()->name(), device.name(), served.error().message(), name());
+    }
+    return forecast;
+}
+
+const char* attachOutcomeName(AttachForecast::Outcome outcome) {
+    switch (outcome) {
+    case AttachForecast::Outcome::Fits: return "fits";
+    case AttachForecast::Outcome::WouldMigrate: return "would migrate";
+    case AttachForecast::Outcome::Blocked: return "blocked";
+    case AttachForecast::Outcome::Unsatisfiable: return "unsatisfiable";
+    }
+    return "?";
+}
+
+AttachForecast Buffer::forecastAttach(const DmaDevice& device) const {
+    std::lock_guard lock(mutex_);
+    return ops_->forecastAttach(*this, device);
+}
+
+std::vector<std::string> BufferAccess::dynamicImportersLocked(const Buffer& buffer) {
+    std::vector<std::string> names;
+    for (const auto& state : buffer.attachments_)
+        if (state->onMove)
+            names.push_back(state->device->name());
+    return names;
+}
+
+std::optional<std::string> BufferAccess::moveBlockerLocked(const Buffer& buffer) {
+    if (buffer.storage_.inHostKernel())
+        return std::string("its storage is a dma-buf the host kernel made, which only the kernel can move");
+    for (const auto& state : buffer.attachments_) {
+        if (state->pins > 0)
+            return fmt::format("'{}' pinned it", state->device->name());
+        if (!state->onMove && std::any_of(state->mappings.begin(), state->mappings.end(),
+                                          [](const auto& record) { return record->live; }))
+            return fmt::format("'{}' holds a static mapping of it", state->device->name());
+    }
+    return std::nullopt;
+}
+
+void BufferAccess::moveStorageLocked(Buffer& buffer, Storage storage, std::string reason) {
+    std::string from = buffer.storage_.empty() ? std::string() : buffer.storage_.heap()->name();
+    for (auto& state : buffer.attachments_) {
+        for (auto& record : state->mappings)
+            Buffer::teardownLocked(*record, UnmapCause::Moved);
+        state->mappings.clear();
+    }
+    // The IOVA mappings of the old storage must not be hits for the new one:
+    // destroying them unmaps their IOVA, so a device still using it faults
+    // in its IOMMU.
+    for (auto& domain : buffer.domainsUsed_)
+        if (size_t orphaned = domain->releaseBuffer(buffer.id_); orphaned && buffer.registry_)
+            buffer.registry_->reportBug(fmt::format("buffer {} moved with {} IOVA mapping(s) in use in '{}'",
+                                                    buffer.id_, orphaned, domain->name()));
+    buffer.domainsUsed_.clear();
+    buffer.storage_ = std::move(storage);
+    ++buffer.moveSequence_;
+    MoveNotification notification{buffer.id_, buffer.moveSequence_, std::move(from), buffer.storage_.heap()->name(),
+                                  std::move(reason)};
+    for (const auto& state : buffer.attachments_)
+        if (state->onMove)
+            buffer.pendingMoves_.emplace_back(state->onMove, notification);
 }
 
 void Buffer::detachLocked(AttachmentState& state) {
@@ -269,6 +387,7 @@ Result<Attachment::Mapping> Buffer::mapAttachment(const std::shared_ptr<Attachme
     record->attachment = state;
     record->id = gNextMappingId.fetch_add(1);
     record->direction = direction;
+    record->sequence = moveSequence_;
 
     if ((storage_.heap()->properties().accessBits & c.accessBits) == 0)
         return Error(EINVAL,
@@ -419,6 +538,37 @@ const DmaDevice& Attachment::device() const {
     return *state_->device;
 }
 
+bool Attachment::dynamic() const {
+    // Set at attach and never changed: no lock.
+    return state_ && state_->onMove;
+}
+
+Result<void> Attachment::pin() {
+    return changePins(+1);
+}
+
+Result<void> Attachment::unpin() {
+    return changePins(-1);
+}
+
+Result<void> Attachment::changePins(int delta) {
+    auto buffer = buffer_.lock();
+    if (!state_ || !buffer)
+        return Error(ENODEV, state_ ? "the buffer was released" : "the attachment is detached");
+    std::lock_guard lock(buffer->mutex_);
+    if (state_->detached)
+        return Error(ENODEV, "the attachment was detached");
+    if (!state_->onMove)
+        return Error(EINVAL, fmt::format("'{}' is a static importer: its mappings hold the storage in place",
+                                         state_->device->name()));
+    if (delta < 0 && state_->pins == 0)
+        return Error(EINVAL, fmt::format("'{}' holds no pin of buffer {}", state_->device->name(), buffer->id()));
+    if (delta > 0 && state_->pins == UINT32_MAX)
+        return Error(EOVERFLOW, "too many pins");
+    state_->pins = delta > 0 ? state_->pins + 1 : state_->pins - 1;
+    return {};
+}
+
 void Attachment::detach() {
     if (!state_)
         return;
@@ -457,6 +607,11 @@ const SgTable& Attachment::Mapping::segments() const {
 DmaDirection Attachment::Mapping::direction() const {
     assert(record_ && "Mapping::direction() on an unmapped mapping");
     return record_->direction;
+}
+
+uint64_t Attachment::Mapping::sequence() const {
+    assert(record_ && "Mapping::sequence() on an unmapped mapping");
+    return record_->sequence;
 }
 
 bool Attachment::Mapping::mapped() const {

@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <cenalloc/buffer.h>
@@ -37,7 +39,15 @@ class DmaDevice;
 ///    touching the bytes (DMA_BUF_IOCTL_SYNC START/END with @p flags, already
 ///    validated); the exporter does the cache maintenance its storage needs.
 ///    Storage exists when they run. A failed begin opens no bracket.
+///  - migrate (optional): move the storage to heap @p heap
+///    (Buffer::migrate()); with BufferAccess::moveBlockerLocked and
+///    moveStorageLocked. Default: EBUSY, the storage cannot move.
+///  - forecastAttach (optional): what attach would do, changing nothing.
+///    Default: it fits when the storage serves the device, else it is
+///    blocked (the storage cannot move).
 ///  - describe (optional): a line for bufinfo about the exporter's state.
+/// An attach that needs other storage moves it the same way (the exporter
+/// decides whether its buffers can move at all).
 class BufferOps {
 public:
     virtual ~BufferOps() = default;
@@ -51,6 +61,8 @@ public:
         return {};
     }
     virtual void endCpuAccess(Buffer& buffer, uint32_t flags) { (void)buffer, (void)flags; }
+    virtual Result<void> migrate(Buffer& buffer, std::string_view heap);
+    virtual AttachForecast forecastAttach(const Buffer& buffer, const DmaDevice& device) const;
     virtual std::string describe(const Buffer& buffer) const {
         (void)buffer;
         return {};
@@ -85,6 +97,23 @@ struct BufferAccess {
     static bool hasStorageLocked(const Buffer& buffer);
     static const Storage& storageLocked(const Buffer& buffer);
     static void setStorageLocked(Buffer& buffer, Storage storage);
+
+    /// What holds the storage in place, or nothing when it may move: the
+    /// first static attachment with a live mapping ("'gpu' holds a static
+    /// mapping"), pinned dynamic attachment ("'display' pinned it"), or
+    /// storage the host kernel made.
+    static std::optional<std::string> moveBlockerLocked(const Buffer& buffer);
+    /// Replace the storage with @p storage (which must serve every attached
+    /// device; moveBlockerLocked() said nothing holds it): invalidate every
+    /// live mapping (dynamic ones, by the precondition) so their devices
+    /// fault on the old addresses, drop the buffer's cached IOVA mappings,
+    /// free the old storage, bump the move sequence, and queue each dynamic
+    /// importer's notification for the public method to deliver once it has
+    /// unlocked. @p reason says why ("attach of 'display'").
+    static void moveStorageLocked(Buffer& buffer, Storage storage, std::string reason);
+    /// The devices of the dynamic attachments, in attach order: whom a move
+    /// would notify.
+    static std::vector<std::string> dynamicImportersLocked(const Buffer& buffer);
 };
 
 } // namespace cenalloc

@@ -18,7 +18,7 @@ namespace cenalloc {
 namespace {
 // Bounded histories: enough to report and classify recent faults.
 constexpr size_t kFaultHistory = 64;
-constexpr size_t kUnmapHistory = 64;
+constexpr size_t kUnmapHistory = 64; // mappings, each with all its segments
 } // namespace
 
 /// One segment of a mapping the device holds, with what is needed to reach
@@ -75,15 +75,17 @@ void DmaDevice::addMapping(uint64_t mappingId, std::weak_ptr<Buffer> buffer, Dma
     }
 }
 
-void DmaDevice::removeMapping(uint64_t mappingId) const {
+void DmaDevice::removeMapping(uint64_t mappingId, UnmapCause cause) const {
     std::lock_guard lock(mutex_);
-    for (const auto& seg : active_) {
-        if (seg->mappingId != mappingId)
-            continue;
-        if (recentlyUnmapped_.size() == kUnmapHistory)
-            recentlyUnmapped_.pop_front();
-        recentlyUnmapped_.push_back({seg->start, seg->end - seg->start});
-    }
+    Unmapped gone{{}, cause};
+    for (const auto& seg : active_)
+        if (seg->mappingId == mappingId)
+            gone.ranges.push_back({seg->start, seg->end - seg->start});
+    if (gone.ranges.empty())
+        return;
+    if (recentlyUnmapped_.size() == kUnmapHistory)
+        recentlyUnmapped_.pop_front();
+    recentlyUnmapped_.push_back(std::move(gone));
     std::erase_if(active_, [&](const auto& seg) { return seg->mappingId == mappingId; });
 }
 
@@ -157,10 +159,25 @@ Result<void> DmaDevice::transfer(uint64_t dmaAddress, std::byte* data, uint64_t 
                 break;
         }
         if (!seg) {
-            bool stale = std::any_of(recentlyUnmapped_.begin(), recentlyUnmapped_.end(), [&](const SgEntry& e) {
-                return dmaAddress >= e.dmaAddress && dmaAddress - e.dmaAddress < e.length;
+            // The newest unmapping of the address says what happened to it.
+            auto stale = std::find_if(recentlyUnmapped_.rbegin(), recentlyUnmapped_.rend(), [&](const Unmapped& u) {
+                return std::any_of(u.ranges.begin(), u.ranges.end(), [&](const SgEntry& e) {
+                    return dmaAddress >= e.dmaAddress && dmaAddress - e.dmaAddress < e.length;
+                });
             });
-            if (stale)
+            if (stale != recentlyUnmapped_.rend() && stale->cause == UnmapCause::Moved) {
+                // The buffer moved under a dynamic importer that did not map
+                // it again. Behind an IOMMU the old IOVA was unmapped: the
+                // IOMMU faults. Without one the device would reach memory
+                // that is no longer the buffer's: the model reports it.
+                if (domain_)
+                    return fault(DmaFaultKind::Translation, dmaAddress, length, write,
+                                 "IOMMU fault: the IOVA was released when the buffer moved (map it again after the "
+                                 "move notification)");
+                return fault(DmaFaultKind::AfterUnmap, dmaAddress, length, write,
+                             "stale mapping: the buffer moved (map it again after the move notification)");
+            }
+            if (stale != recentlyUnmapped_.rend())
                 return fault(DmaFaultKind::AfterUnmap, dmaAddress, length, write, "the mapping was unmapped");
             return fault(DmaFaultKind::Unmapped, dmaAddress, length, write, "no mapping of this device covers it");
         }
