@@ -68,6 +68,26 @@ CENALLOC_EXPORT std::string reportStats(std::string_view source, const Allocator
 /// who allocates (`cenalloc explain`).
 CENALLOC_EXPORT std::string reportExplanation(const Explanation& explanation, const ReportOptions& options = {});
 
+/// One device's forecast against a buffer: what Buffer::forecastAttach()
+/// said attaching @c device would do.
+struct DeviceForecast {
+    std::string device;
+    AttachForecast forecast;
+};
+
+/// What attaching each device of @p forecasts to @p buffer would do now
+/// (`cenalloc explain --mapped-by`, the demo's late importer): fits (the
+/// storage serves it, or there is none yet), would migrate (from which heap
+/// to which, which dynamic importers would be told), blocked (what holds
+/// the storage in place: a static mapping, a pin, a heap chosen by name) or
+/// unsatisfiable (why no heap serves it with the devices attached).
+/// JSON: {"buffer": the buffer's object of reportBuffers(), "forecasts":
+/// [{"device", "outcome" ("fits", "would_migrate", "blocked",
+/// "unsatisfiable"), "from_heap" (null without storage), "to_heap" (null
+/// unless it would migrate), "notified": [device names], "reason"}]}.
+CENALLOC_EXPORT std::string reportAttachForecasts(const BufferInfo& buffer, std::span<const DeviceForecast> forecasts,
+                                                  const ReportOptions& options = {});
+
 /// Every dma-buf on the running host and the processes holding it, by fd or
 /// by mapping, read from /proc and /sys rather than asked of a session
 /// (`cenalloc bufinfo --host`): the buffers with their holders, per-process

@@ -63,6 +63,12 @@ std::string reportExplanation(const Explanation& explanation, const ReportOption
     return asJson(options) ? write(explanationJson(explanation), options) : renderExplanation(explanation);
 }
 
+std::string reportAttachForecasts(const BufferInfo& buffer, std::span<const DeviceForecast> forecasts,
+                                  const ReportOptions& options) {
+    std::vector<DeviceForecast> list(forecasts.begin(), forecasts.end());
+    return asJson(options) ? write(attachForecastsJson(buffer, list), options) : renderAttachForecasts(buffer, list);
+}
+
 Result<std::string> reportHostDmaBufs(const ReportOptions& options) {
     const HostDmaBufScan scan = CENALLOC_TRY(scanHostDmaBufs());
     return asJson(options) ? write(hostDmaBufsJson(scan), options) : renderHostDmaBufs(scan);

@@ -12,6 +12,7 @@
 #include <cenalloc/explain.h>
 #include <cenalloc/iommu.h>
 #include <cenalloc/platform.h>
+#include <cenalloc/report.h>
 #include <cenalloc/session.h>
 
 namespace cenalloc {
@@ -44,5 +45,14 @@ std::string renderStats(const std::string& where, const AllocatorStats& stats);
 nlohmann::json constraintSetJson(const ConstraintSet& set);
 nlohmann::json explanationJson(const Explanation& explanation);
 std::string renderExplanation(const Explanation& explanation);
+
+/// "fits", "would_migrate", "blocked", "unsatisfiable".
+const char* attachOutcomeKey(AttachForecast::Outcome outcome);
+/// {"device", "outcome", "from_heap", "to_heap", "notified", "reason"}
+nlohmann::json deviceForecastJson(const DeviceForecast& forecast);
+/// {"buffer", "forecasts"}
+nlohmann::json attachForecastsJson(const BufferInfo& buffer, const std::vector<DeviceForecast>& forecasts);
+/// One line per forecast under a line naming the buffer.
+std::string renderAttachForecasts(const BufferInfo& buffer, const std::vector<DeviceForecast>& forecasts);
 
 } // namespace cenalloc
