@@ -55,6 +55,55 @@ TEST(Cli, DemoJsonReportsEveryCheck) {
     EXPECT_FALSE(j["bufinfo"].empty());
 }
 
+// The late restrictive importer on the built-in platform: the GPU (behind
+// its SMMU) maps a frame on the system heap, then the display (contiguous
+// only) attaches. Each line below is one the demo must print.
+TEST(Cli, DemoShowsTheLateRestrictiveImporter) {
+    CliRun r = cli("demo");
+    ASSERT_EQ(r.exitCode, 0) << r.out;
+    for (const char* line : {
+             "== 5. the late restrictive importer: static blocks, dynamic moves\n",
+             "  'gpu' (behind iommu 'gpu-smmu') maps a 4 MiB frame first; 'display' (no iommu, contiguous only) "
+             "attaches late\n",
+             "    'display': blocked (EBUSY): the storage from 'system' must move and cannot: 'gpu' holds a static "
+             "mapping of it\n",
+             "  [ok] 'display' is refused with EBUSY: the storage cannot move, 'gpu' holds a static mapping of it\n",
+             "    'display': would migrate from 'system' to 'linux,cma', notifying 'gpu' (mappings invalidated, map "
+             "again after the move)\n",
+             "  [ok] 'display' attaches: the buffer moved from 'system' to 'linux,cma' (1 chunk at ",
+             "  [ok] 'gpu' notified: move sequence 1, 'system' -> 'linux,cma' (attach of 'display'); its mapping of "
+             "sequence 0 is invalidated\n",
+             "  [ok] 'gpu' using its old address ",
+             "  [ok] 'gpu' maps again: sequence 1, 1 segment at ",
+             "  [ok] 4 MiB identical byte for byte through 'gpu', 'display' (1 segment at ",
+         })
+        EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
+    // The moved buffer is still live in the bufinfo listing, on CMA.
+    EXPECT_NE(r.out.find("late:dynamic"), std::string::npos) << r.out;
+
+    CliRun j = cli("demo --json");
+    ASSERT_EQ(j.exitCode, 0) << j.out;
+    auto report = nlohmann::json::parse(j.out);
+    ASSERT_EQ(report["forecasts"].size(), 2u) << j.out;
+    const auto& blocked = report["forecasts"][0];
+    EXPECT_EQ(blocked["buffer"]["name"], "late:static");
+    EXPECT_EQ(blocked["forecasts"][0]["device"], "display");
+    EXPECT_EQ(blocked["forecasts"][0]["outcome"], "blocked");
+    EXPECT_EQ(blocked["forecasts"][0]["reason"], "'gpu' holds a static mapping of it");
+    const auto& moves = report["forecasts"][1]["forecasts"][0];
+    EXPECT_EQ(moves["outcome"], "would_migrate");
+    EXPECT_EQ(moves["from_heap"], "system");
+    EXPECT_EQ(moves["to_heap"], "linux,cma");
+    EXPECT_EQ(moves["notified"], nlohmann::json::array({"gpu"}));
+    size_t lateChecks = 0;
+    for (const auto& step : report["steps"])
+        if (step["section"].get<std::string>().starts_with("5.") && step.contains("check")) {
+            ++lateChecks;
+            EXPECT_TRUE(step["ok"].get<bool>()) << step.dump();
+        }
+    EXPECT_EQ(lateChecks, 7u);
+}
+
 TEST(Cli, HeapsJsonHasTheDocumentedShape) {
     for (const char* p : kPlatforms) {
         SCOPED_TRACE(*p ? p : "builtin");

@@ -16,39 +16,14 @@
 #include <cenalloc/context.h>
 #include <cenalloc/units.h>
 
+#include "tools/cenalloc/demo_late_importer.h"
+#include "tools/cenalloc/demo_narrator.h"
+
 namespace cenalloc::cli {
 
 namespace {
 
 using nlohmann::json;
-
-/// Collects the demo's narrative and checks, in text and JSON.
-class Narrator {
-public:
-    void section(const std::string& title) {
-        text_ += fmt::format("\n== {}\n", title);
-        current_ = title;
-    }
-    void say(const std::string& line) {
-        text_ += "  " + line + "\n";
-        steps_.push_back({{"section", current_}, {"note", line}});
-    }
-    void check(bool ok, const std::string& what) {
-        text_ += fmt::format("  [{}] {}\n", ok ? "ok" : "FAIL", what);
-        steps_.push_back({{"section", current_}, {"check", what}, {"ok", ok}});
-        ok_ = ok_ && ok;
-    }
-    void raw(const std::string& block) { text_ += block; }
-    std::string& text() { return text_; }
-    json& steps() { return steps_; }
-    bool ok() const { return ok_; }
-
-private:
-    std::string text_;
-    std::string current_;
-    json steps_ = json::array();
-    bool ok_ = true;
-};
 
 uint8_t patternByte(uint64_t offset, uint64_t seed) {
     return static_cast<uint8_t>((offset * 131 + seed * 17) >> 3);
@@ -112,17 +87,6 @@ std::vector<HeapInfo> heapInfos(const Context& ctx) {
 json jsonReport(const std::string& text) {
     return json::parse(text);
 }
-
-struct Live {
-    std::vector<Attachment::Mapping> mappings;
-    std::vector<Attachment> attachments;
-    std::vector<std::shared_ptr<Buffer>> buffers;
-    void clear() {
-        mappings.clear();
-        attachments.clear();
-        buffers.clear();
-    }
-};
 
 } // namespace
 
@@ -344,8 +308,13 @@ Result<DemoReport> runDemo(const Platform& platform, const ReportOptions& option
         }
     }
 
-    // 5. What a user debugging this would look at.
-    n.section("5. bufinfo, heap statistics and iommu domains");
+    // 5. The objection that stopped constraint-aware dma-buf in the kernel:
+    // a restrictive importer attaching after a relaxed one mapped the buffer.
+    n.section("5. the late restrictive importer: static blocks, dynamic moves");
+    json forecasts = showLateImporter(ctx, n, live);
+
+    // 6. What a user debugging this would look at.
+    n.section("6. bufinfo, heap statistics and iommu domains");
     // The library's own reports, as `cenalloc bufinfo` and `heaps` show them.
     const ReportOptions asJson{ReportFormat::Json, {}};
     const std::vector<BufferInfo> info = ctx.bufinfo();
@@ -363,8 +332,8 @@ Result<DemoReport> runDemo(const Platform& platform, const ReportOptions& option
     json heaps = jsonReport(reportHeaps(source, heapList, asJson));
     json domains = jsonReport(reportDomains(domainList, asJson));
 
-    // 6. Dropping the last references releases everything.
-    n.section("6. release");
+    // 7. Dropping the last references releases everything.
+    n.section("7. release");
     live.clear();
     sources.clear();
     bool statsBack = true;
@@ -387,9 +356,13 @@ Result<DemoReport> runDemo(const Platform& platform, const ReportOptions& option
         report.output = std::move(n.text());
         return report;
     }
-    json j = {{"platform", platform.name},     {"steps", n.steps()},
-              {"bufinfo", bufinfo["buffers"]}, {"heaps", heaps["heaps"]},
-              {"domains", domains["domains"]}, {"ok", report.ok}};
+    json j = {{"platform", platform.name},
+              {"steps", n.steps()},
+              {"bufinfo", bufinfo["buffers"]},
+              {"heaps", heaps["heaps"]},
+              {"domains", domains["domains"]},
+              {"forecasts", forecasts},
+              {"ok", report.ok}};
     if (!options.notes.empty())
         j["notes"] = options.notes;
     // As the library's JSON reports are written (cenalloc/report.h).

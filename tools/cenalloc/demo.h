@@ -22,7 +22,9 @@ struct DemoReport {
 /// The demo scenario on @p platform, in-process: allocate from every heap,
 /// attach devices, map, move data between buffers through the device model
 /// and check it; a deferred allocation where the first device's preference
-/// would have failed; bufinfo, heap statistics and IOMMU counters; release
+/// would have failed; the late restrictive importer (a static importer's
+/// mapping makes the late attach EBUSY, a dynamic one's is moved and told);
+/// bufinfo, heap statistics and IOMMU counters; release
 /// and check everything is back to baseline.
 /// Errors: only when the context cannot be created; failed checks are in
 /// the report (ok = false).
