@@ -104,6 +104,60 @@ TEST(Cli, DemoShowsTheLateRestrictiveImporter) {
     EXPECT_EQ(lateChecks, 7u);
 }
 
+// explain --mapped-by: the late device forecast against a buffer the GPU
+// mapped first, for each kind of importer.
+TEST(Cli, ExplainMappedByForecastsTheLateAttach) {
+    CliRun dynamic = cli("explain --devices display,isp --mapped-by gpu:dynamic --size 8M");
+    EXPECT_EQ(dynamic.exitCode, 0) << dynamic.out;
+    EXPECT_NE(dynamic.out.find("attaching to buffer 1 'explain' (8 MiB, storage from 'system'; attached: 'gpu'):\n"
+                               "  'display': would migrate from 'system' to 'linux,cma', notifying 'gpu' (mappings "
+                               "invalidated, map again after the move)\n"
+                               "  'isp': fits: the storage from 'system' serves it\n"),
+              std::string::npos)
+        << dynamic.out;
+
+    for (const char* importer : {"gpu", "gpu:static"}) {
+        CliRun held = cli(std::string("explain --devices display --mapped-by ") + importer);
+        EXPECT_EQ(held.exitCode, 2) << held.out;
+        EXPECT_NE(held.out.find("'display': blocked (EBUSY): the storage from 'system' must move and cannot: 'gpu' "
+                                "holds a static mapping of it\n"),
+                  std::string::npos)
+            << held.out;
+    }
+    CliRun pinned = cli("explain --devices display --mapped-by gpu:pinned");
+    EXPECT_EQ(pinned.exitCode, 2) << pinned.out;
+    EXPECT_NE(pinned.out.find("must move and cannot: 'gpu' pinned it\n"), std::string::npos) << pinned.out;
+
+    CliRun j = cli("explain --json --devices display --mapped-by gpu:dynamic,isp:dynamic");
+    ASSERT_EQ(j.exitCode, 0) << j.out;
+    auto report = nlohmann::json::parse(j.out);
+    EXPECT_EQ(report["buffer"]["attached_devices"], nlohmann::json::array({"gpu", "isp"}));
+    ASSERT_EQ(report["forecasts"].size(), 1u);
+    EXPECT_EQ(report["forecasts"][0]["outcome"], "would_migrate");
+    EXPECT_EQ(report["forecasts"][0]["notified"], nlohmann::json::array({"gpu", "isp"}));
+}
+
+TEST(Cli, ExplainMappedByRefusesBadImportersAndASocket) {
+    struct Case {
+        const char* args;
+        const char* message;
+    };
+    for (const Case& c : {
+             Case{"--mapped-by gpu:sticky",
+                  "--mapped-by: 'gpu:sticky': the kind is static, dynamic or pinned (EINVAL)"},
+             Case{"--mapped-by :dynamic", "--mapped-by: ':dynamic': no device before the kind (EINVAL)"},
+             Case{"--mapped-by nope", "--mapped-by: no device 'nope' on platform"},
+             Case{"--mapped-by gpu --socket /nonexistent.sock",
+                  "explain --mapped-by runs in-process: --socket does not apply (EINVAL)"},
+         }) {
+        SCOPED_TRACE(c.args);
+        CliRun r = cli(std::string("explain --devices display ") + c.args);
+        EXPECT_EQ(r.exitCode, 1) << r.out;
+        EXPECT_NE(r.out.find(c.message), std::string::npos) << r.out;
+        EXPECT_EQ(r.out.find("attaching to buffer"), std::string::npos) << r.out;
+    }
+}
+
 TEST(Cli, HeapsJsonHasTheDocumentedShape) {
     for (const char* p : kPlatforms) {
         SCOPED_TRACE(*p ? p : "builtin");

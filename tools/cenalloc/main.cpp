@@ -15,6 +15,7 @@
 #include <cenalloc/units.h>
 
 #include "tools/cenalloc/demo.h"
+#include "tools/cenalloc/explain_buffer.h"
 
 namespace {
 
@@ -151,6 +152,12 @@ int main(int argc, char** argv) {
     explainCmd->add_option("--size", sizeText, "buffer size (4096, 0x1000, 64K, 8M, ...)")->capture_default_str();
     explainCmd->add_option("--cpu-access", cpuText, "how often the cpu touches it: none, rare, often")
         ->capture_default_str();
+    std::vector<std::string> mappedBy;
+    explainCmd
+        ->add_option("--mapped-by", mappedBy,
+                     "forecast against a buffer these devices mapped first, in-process: "
+                     "DEVICE[:static|dynamic|pinned],...; each of --devices is forecast alone")
+        ->delimiter(',');
 
     try {
         app.parse(argc, argv);
@@ -178,6 +185,37 @@ int main(int argc, char** argv) {
             return fail(report.error());
         std::cout << *report;
         return 0;
+    }
+
+    // explain --mapped-by: what attaching each device would do to a buffer
+    // the importers mapped first (Buffer::forecastAttach), in-process.
+    if (explainCmd->parsed() && !mappedBy.empty()) {
+        if (!socketPath.empty())
+            return fail(Error(EINVAL, "explain --mapped-by runs in-process: --socket does not apply"));
+        std::vector<cenalloc::cli::MappedImporter> importers;
+        for (const std::string& spec : mappedBy) {
+            auto importer = cenalloc::cli::parseMappedImporter(spec);
+            if (!importer)
+                return fail(importer.error().withContext("--mapped-by"));
+            importers.push_back(std::move(*importer));
+        }
+        auto size = cenalloc::parseSize(sizeText);
+        if (!size)
+            return fail(size.error().withContext("--size"));
+        auto cpu = cenalloc::parseCpuAccess(cpuText);
+        if (!cpu)
+            return fail(cpu.error().withContext("--cpu-access"));
+        auto platform = cenalloc::loadPlatformSource(source, &notes);
+        if (!json || !platform)
+            printNotes();
+        if (!platform)
+            return fail(platform.error());
+        auto report =
+            cenalloc::cli::explainAgainstBuffer(*platform, importers, devices, *size, *cpu, reportOptions(json));
+        if (!report)
+            return fail(report.error());
+        std::cout << report->output;
+        return report->attachable ? 0 : kExitUnsatisfiable;
     }
 
     // Commands about buffers and heaps run in a session: the daemon's when
