@@ -162,11 +162,16 @@ Result<void> Service::unmap(ClientId clientId, uint64_t mapping) {
     auto it = c.mappings.find(mapping);
     if (it == c.mappings.end())
         return Error(ENOENT, fmt::format("no mapping {} in this session", mapping));
-    AttachmentRecord& record = c.attachments.at(it->second.attachment);
+    const uint64_t attachment = it->second.attachment;
+    AttachmentRecord& record = c.attachments.at(attachment);
     record.mappings.erase(mapping);
     c.mappings.erase(it);
-    if (record.servicePin && !liveLocked(c, record) && record.attachment.unpin())
-        record.servicePin = false;
+    if (!liveLocked(c, record)) {
+        if (record.servicePin && record.attachment.unpin())
+            record.servicePin = false;
+        // Nothing of it left to stop using: as good as an acknowledgement.
+        settleLocked(clientId, attachment);
+    }
     return {};
 }
 
