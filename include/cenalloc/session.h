@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -54,6 +55,46 @@ struct ServiceLimits {
     uint64_t rootReserve = 0;    ///< of maxBuffers, what only uid 0 may use
     bool operator==(const ServiceLimits&) const = default;
 };
+
+/// How a session attaches a device (Session::attach with options).
+struct SessionAttachOptions {
+    /// A dynamic importer: its unpinned mappings do not hold the storage in
+    /// place; it is told of moves by MoveEvents (dma_buf_dynamic_attach with
+    /// move_notify). False: a static importer, whose mappings pin the
+    /// storage while they exist.
+    bool dynamic = false;
+};
+
+/// What a session is told about a move of a buffer one of its dynamic
+/// attachments is on (docs/protocol.md, "Events").
+struct MoveEvent {
+    enum class Kind : uint32_t {
+        /// The buffer is about to move, and the attachment has live
+        /// mappings: stop the device's use of them, then
+        /// acknowledgeMove(attachment, sequence). Until every such
+        /// importer acknowledged (or the daemon's bound passed) the
+        /// storage stays where it is.
+        Pending = 0,
+        /// The buffer moved: mappings of the attachment made before are
+        /// gone (a device using one faults); map again.
+        Moved = 1,
+        /// A move announced by Pending did not happen: the mappings are
+        /// valid still, and sequence is the buffer's current one.
+        Cancelled = 2,
+    };
+    Kind kind = Kind::Moved;
+    uint64_t buffer = 0;     ///< the buffer's id (import(), BufferInfo::id)
+    uint64_t attachment = 0; ///< the session's attachment id
+    /// The buffer's move sequence after the move (Pending, Moved), or as it
+    /// stays (Cancelled).
+    uint64_t sequence = 0;
+    /// Why: "attach of 'display'", "migrate to 'reserved'", or why a
+    /// move was cancelled.
+    std::string cause;
+    bool operator==(const MoveEvent&) const = default;
+};
+CENALLOC_EXPORT const char* moveEventKindName(MoveEvent::Kind kind);
+using MoveEventCallback = std::function<void(const MoveEvent&)>;
 
 struct AllocatorStats {
     std::vector<HeapInfo> heaps;
@@ -125,6 +166,12 @@ public:
 
     /// Attach @p device; the id names the attachment in detach() and map().
     virtual Result<uint64_t> attach(BorrowedFd buffer, std::string_view device) = 0;
+    /// The same with @p options: a dynamic attachment receives MoveEvents.
+    /// Through cenallocd a dynamic attach needs a session that receives
+    /// events (every Session::connect() asks for them): EPROTONOSUPPORT
+    /// from a daemon too old to send them. A dynamic attach that needs the
+    /// storage elsewhere moves it under the rules of migrate().
+    virtual Result<uint64_t> attach(BorrowedFd buffer, std::string_view device, SessionAttachOptions options) = 0;
     /// attach() as a handle that detaches when it is destroyed (Context's
     /// Attachment, for a session); Attachment::map() gives mappings that
     /// unmap themselves.
@@ -132,6 +179,47 @@ public:
     virtual Result<void> detach(uint64_t attachment) = 0;
     virtual Result<SessionMapping> map(uint64_t attachment, DmaDirection direction) = 0;
     virtual Result<void> unmap(uint64_t mapping) = 0;
+
+    /// Hold the storage of a dynamic attachment's buffer in place
+    /// (dma_buf_pin): while pinned, a move is EBUSY naming it. Pins nest.
+    /// Errors: EINVAL for a static attachment, ENOENT for an unknown id.
+    virtual Result<void> pin(uint64_t attachment) = 0;
+    /// Release one pin. Errors: EINVAL when none is held, ENOENT.
+    virtual Result<void> unpin(uint64_t attachment) = 0;
+    /// Move the buffer's storage to heap @p heap (Buffer::migrate). Before
+    /// storage that another session's dynamic attachment has mapped moves,
+    /// that session is sent a Pending MoveEvent and the move waits for its
+    /// acknowledgement, up to the daemon's bound (docs/protocol.md,
+    /// "Migration across processes"). Errors: EBUSY naming what holds the
+    /// storage (a static mapping, a pin, an importer that did not
+    /// acknowledge in time: device, pid and uid), EINVAL for a heap that
+    /// does not serve the attached devices, ENOENT for an unknown heap,
+    /// ENOMEM (nothing changed), EDQUOT when the new storage does not fit
+    /// the caller's quota while both exist.
+    virtual Result<void> migrate(BorrowedFd buffer, std::string_view heap) = 0;
+    /// What attaching @p device to @p buffer would do now, changing nothing
+    /// (Buffer::forecastAttach).
+    virtual Result<AttachForecast> forecast(BorrowedFd buffer, std::string_view device) = 0;
+    /// Tell the allocator that the device of @p attachment no longer uses
+    /// its mappings made before move @p sequence (a Pending MoveEvent's).
+    /// Errors: ENOENT when no move to @p sequence waits for this attachment
+    /// (it happened, was cancelled, or the bound passed).
+    virtual Result<void> acknowledgeMove(uint64_t attachment, uint64_t sequence) = 0;
+
+    /// Events. The session queues MoveEvents as they arrive (one per
+    /// attachment: a newer event replaces one not taken yet); eventFd() is
+    /// readable while one may be waiting, for an event loop to poll;
+    /// dispatchEvents() takes what arrived and hands each to the callback
+    /// (when one is set) and returns how many; nextEvent() takes one
+    /// without a callback (nullopt: none waiting). In-process the events
+    /// come from the buffer's move notification; through cenallocd from
+    /// the connection. Errors: those of the connection.
+    virtual BorrowedFd eventFd() = 0;
+    virtual void setMoveCallback(MoveEventCallback callback) = 0;
+    virtual Result<size_t> dispatchEvents() = 0;
+    virtual Result<std::optional<MoveEvent>> nextEvent() = 0;
+    /// nextEvent(), waiting up to @p timeoutMs (-1: for ever) for one.
+    Result<std::optional<MoveEvent>> waitEvent(int timeoutMs);
 
     /// DMA_BUF_IOCTL_SYNC START / END.
     virtual Result<void> beginCpuAccess(BorrowedFd buffer, SyncFlags flags) = 0;

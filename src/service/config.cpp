@@ -36,8 +36,11 @@ Quota ServiceConfig::quotaFor(const Credentials& peer) const {
     // bounds each user's share of the daemon's watches, is not for it (it
     // has the reserve); one the configuration sets, or a rule naming uid 0
     // or a group of its, applies.
-    if (peer.uid == 0 && !defaultBuffersConfigured)
-        return Quota{defaultQuota.bytes, kUnlimited};
+    if (peer.uid == 0 && !defaultBuffersConfigured) {
+        Quota root = defaultQuota;
+        root.buffers = kUnlimited;
+        return root;
+    }
     return defaultQuota;
 }
 
@@ -104,6 +107,8 @@ Result<uint32_t> id(const yaml::Node& node) {
 Result<Quota> readQuota(const yaml::Map& quota, Quota q = {}) {
     CENALLOC_CHECK(quota.read("bytes", q.bytes, bytesLimit));
     CENALLOC_CHECK(quota.read("buffers", q.buffers, limit));
+    CENALLOC_CHECK(quota.read("pending_moves", q.pendingMoves, limit));
+    CENALLOC_CHECK(quota.read("unacked_moves", q.unackedMoves, limit));
     return q;
 }
 
@@ -120,7 +125,7 @@ Result<QuotaRule> readClient(const yaml::Node& entry) {
     else
         rule.gid = CENALLOC_TRY(id(*gid));
     CENALLOC_CHECK(f.require({"quota"}));
-    yaml::Map quota = CENALLOC_TRY(f.find("quota")->map({"bytes", "buffers"}));
+    yaml::Map quota = CENALLOC_TRY(f.find("quota")->map({"bytes", "buffers", "pending_moves", "unacked_moves"}));
     rule.quota = CENALLOC_TRY(readQuota(quota));
     return rule;
 }
@@ -150,13 +155,16 @@ Result<ServiceConfig> readConfig(const yaml::Node& root, std::string_view source
     if (root.isNull())
         return config; // an empty file: the defaults
     yaml::Map top = CENALLOC_TRY(root.map({"max_clients", "max_clients_per_uid", "workers", "busy_poll_us", "quota",
-                                           "clients", "heaps", "kernel_heaps", "max_buffers"}));
+                                           "clients", "heaps", "kernel_heaps", "max_buffers", "move_ack_timeout_ms"}));
     if (std::optional<yaml::Node> v = top.find("max_clients"))
         config.maxClients = CENALLOC_TRY(count(*v));
     if (std::optional<yaml::Node> v = top.find("max_clients_per_uid"))
         config.maxClientsPerUid = CENALLOC_TRY(count(*v));
     if (std::optional<yaml::Node> v = top.find("max_buffers"))
         config.maxBuffers = CENALLOC_TRY(count(*v));
+    // A bound, not a wait anyone may make long: at most a minute.
+    if (std::optional<yaml::Node> v = top.find("move_ack_timeout_ms"))
+        config.moveAckTimeoutMs = CENALLOC_TRY(bounded(*v, 1, 60'000));
     if (std::optional<yaml::Node> v = top.find("workers"))
         config.workers = CENALLOC_TRY(bounded(*v, 1, kMaxWorkers));
     if (std::optional<yaml::Node> v = top.find("busy_poll_us"))
@@ -169,7 +177,7 @@ Result<ServiceConfig> readConfig(const yaml::Node& root, std::string_view source
     if (std::optional<yaml::Node> v = top.find("quota")) {
         // What the default quota does not say keeps its default (a count of
         // buffers always exists).
-        yaml::Map quota = CENALLOC_TRY(v->map({"bytes", "buffers"}));
+        yaml::Map quota = CENALLOC_TRY(v->map({"bytes", "buffers", "pending_moves", "unacked_moves"}));
         config.defaultQuota = CENALLOC_TRY(readQuota(quota, config.defaultQuota));
         config.defaultBuffersConfigured = quota.has("buffers");
     }

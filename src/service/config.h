@@ -34,9 +34,17 @@ inline constexpr size_t kMaxWorkers = 64;
 inline constexpr uint64_t kMaxBusyPollMicros = 10'000;
 
 /// What the buffers charged to one uid may add up to.
+/// Besides buffers, what a uid's clients may keep the daemon waiting on
+/// (docs/protocol.md, "Migration across processes"): migrations they asked
+/// for that wait for other clients' acknowledgements, and move events their
+/// dynamic importers were sent and have not acknowledged. Past the first a
+/// migration is EAGAIN; past the second an importer is not waited for and
+/// holds its storage as a static importer (EBUSY naming it).
 struct Quota {
     uint64_t bytes = kUnlimited;
     uint64_t buffers = kUnlimited;
+    uint64_t pendingMoves = 4;
+    uint64_t unackedMoves = 64;
     bool operator==(const Quota&) const = default;
 };
 
@@ -84,6 +92,9 @@ struct ServiceConfig {
     /// `max_buffers` key): fs.inotify.max_user_watches. A sixteenth of them
     /// (at least 64, at most half) is kept for uid 0.
     uint64_t maxBuffers = 0;
+    /// How long a migration waits for a dynamic importer's acknowledgement
+    /// of its move event before it treats it as static (EBUSY naming it).
+    uint64_t moveAckTimeoutMs = 1000;
     /// In file order; the first rule naming the uid, or a group of the
     /// client, applies.
     std::vector<QuotaRule> quotas;

@@ -61,6 +61,16 @@ template <typename O> Result<Outcome> run(ServiceClient& client, std::span<const
 
 } // namespace
 
+Reply eventMessage(const MoveEvent& event) {
+    Reply reply;
+    reply.header = makeHeader(kEventMove, 0, 0, 0);
+    reply.header.flags = kFlagEvent;
+    Writer w;
+    encode(w, event);
+    reply.payload = std::move(w.bytes());
+    return reply;
+}
+
 Reply errorReply(Op op, uint32_t sequence, const Error& error) {
     return makeReply(op, sequence, error.code(), error.message(), {});
 }
@@ -112,6 +122,11 @@ Reply handleRequest(ServiceClient& client, const Datagram& request) {
     const BorrowedFd fd = wantFds ? request.fds[0].borrow() : BorrowedFd();
     Result<Outcome> outcome = invalid("unknown opcode"); // unreachable: the opcode was range-checked
     ops::withOp(h.opcode, [&]<typename O>() { outcome = run<O>(client, payload, fd); });
+    if (!outcome && outcome.error().code() == Service::kParked && (op == Op::Attach || op == Op::Migrate)) {
+        Reply parked;
+        parked.parked = true;
+        return parked;
+    }
     if (!outcome)
         return fail(outcome.error());
     return makeReply(op, sequence, 0, {}, outcome->body, std::move(outcome->fd));
@@ -130,7 +145,7 @@ template <typename Send> void forEachFragment(const Reply& reply, Send send) {
         MessageHeader h = reply.header;
         h.payloadSize = static_cast<uint32_t>(n);
         h.fdCount = first && reply.fd.valid() ? 1 : 0;
-        h.flags = offset + n < reply.payload.size() ? kFlagMore : 0;
+        h.flags = static_cast<uint16_t>(reply.header.flags | (offset + n < reply.payload.size() ? kFlagMore : 0));
         if (!send(h, std::span(reply.payload).subspan(offset, n)))
             return;
         first = false;

@@ -22,7 +22,16 @@ struct Reply {
     std::vector<std::byte> payload;
     /// The buffer fd an Allocate or Create reply carries (invalid otherwise).
     UniqueFd fd;
+    /// No reply yet: the op waits for other clients (Service::kParked). The
+    /// caller keeps the request and runs it again when the service wakes
+    /// the client or at Service::parkedDeadline(); nothing else of the
+    /// client is read meanwhile.
+    bool parked = false;
 };
+
+/// The event message telling a client of @p event (docs/protocol.md,
+/// "Events"): kFlagEvent, opcode wire::kEventMove, sequence 0.
+Reply eventMessage(const MoveEvent& event);
 
 /// Validate @p request (header, payload size, fd count, reserved fields and
 /// flags, the op's payload struct) and run it for @p client. Every

@@ -15,12 +15,24 @@ namespace {
 /// trusted client, and hands the answer to its finish().
 class LocalBackend {
 public:
-    LocalBackend(std::shared_ptr<Service> service, std::unique_ptr<ServiceClient> client)
-        : service_(std::move(service)), client_(std::move(client)) {}
+    LocalBackend(std::shared_ptr<Service> service, std::unique_ptr<ServiceClient> client, EventQueue events)
+        : service_(std::move(service)), client_(std::move(client)), events_(std::move(events)) {
+        // The in-process client is told of its dynamic attachments' moves by
+        // their move notification, into its queue.
+        service_->enableEvents(client_->id(), true);
+        service_->setHooks(client_->id(), ClientHooks{[this](const MoveEvent& e) { events_.push(e); }, {}});
+    }
+    ~LocalBackend() { service_->setHooks(client_->id(), {}); }
 
     std::string describe() const { return "in-process"; }
+    bool receivesEvents() const { return true; }
+    EventQueue& events() { return events_; }
+    BorrowedFd eventFd() const { return events_.fd(); }
+    Result<void> pollEvents() { return {}; } // pushed as they happen
 
     template <typename O> ops::ResultOf<O> call(const typename O::Args& args, BorrowedFd fd) {
+        // The only client of its service: no other client's importer is
+        // ever waited for, so no request is parked (Service::kParked).
         auto answer = O::serve(*client_, args, fd);
         if (!answer)
             return answer.error();
@@ -33,7 +45,8 @@ public:
 
 private:
     std::shared_ptr<Service> service_;
-    std::unique_ptr<ServiceClient> client_; // destroyed first: disconnects before the service goes
+    std::unique_ptr<ServiceClient> client_; // destroyed before the service: disconnects first
+    EventQueue events_;
 };
 
 } // namespace
@@ -49,7 +62,11 @@ Result<std::unique_ptr<Session>> Session::local(const Platform& platform) {
     auto client = (*service)->connect(self, /*trusted=*/true);
     if (!client)
         return client.error();
-    return std::unique_ptr<Session>(std::make_unique<OpSession<LocalBackend>>(std::move(*service), std::move(*client)));
+    auto events = EventQueue::create();
+    if (!events)
+        return events.error();
+    return std::unique_ptr<Session>(
+        std::make_unique<OpSession<LocalBackend>>(std::move(*service), std::move(*client), std::move(*events)));
 }
 
 } // namespace cenalloc

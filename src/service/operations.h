@@ -20,6 +20,7 @@
 #include <cenalloc/session.h>
 
 #include "base/try.h"
+#include "service/event_queue.h"
 #include "service/protocol.h"
 #include "service/service.h"
 #include "service/socket_io.h"
@@ -47,6 +48,11 @@ enum class Op : uint16_t {
     Stats = 15,
     Platform = 16,
     Describe = 17,
+    Pin = 18,
+    Unpin = 19,
+    Migrate = 20,
+    Forecast = 21,
+    AckMove = 22,
 };
 
 inline MessageHeader makeHeader(Op op, uint32_t payloadSize, uint16_t fdCount, uint32_t sequence) {
@@ -160,19 +166,27 @@ struct Handshake : NoPayload, Same<wire::HandshakeReply> {
     struct Args {
         uint32_t minVersion;
         uint32_t maxVersion;
+        uint32_t capabilities; ///< wire::kCap* bits
     };
     static Result<Args> parse(const Request& r) {
         if (r.minVersion > r.maxVersion)
             return invalid(fmt::format("handshake: version range {}..{} is empty", r.minVersion, r.maxVersion));
-        return Args{r.minVersion, r.maxVersion};
+        if (r.capabilities & ~wire::kValidCapabilities)
+            return invalid(
+                fmt::format("handshake: undefined capabilities {:#x}", r.capabilities & ~wire::kValidCapabilities));
+        return Args{r.minVersion, r.maxVersion, r.capabilities};
     }
-    static Result<Request> format(const Args& a) { return Request{a.minVersion, a.maxVersion, 0}; }
-    static Result<Answer<Reply>> serve(ServiceClient&, const Args& a, BorrowedFd) {
+    static Result<Request> format(const Args& a) { return Request{a.minVersion, a.maxVersion, a.capabilities, 0}; }
+    static Result<Answer<Reply>> serve(ServiceClient& c, const Args& a, BorrowedFd) {
         if (wire::kVersion < a.minVersion || wire::kVersion > a.maxVersion)
             return Error(EPROTONOSUPPORT, fmt::format("the client speaks versions {}..{}, this daemon speaks {}",
                                                       a.minVersion, a.maxVersion, wire::kVersion));
-        return Answer<Reply>{
-            {wire::kVersion, static_cast<uint32_t>(wire::kMaxRequestSize), static_cast<uint32_t>(::getpid()), 0}, {}};
+        // Events from now on, for a client that asked: one that did not (an
+        // older one) gets none.
+        c.service().enableEvents(c.id(), (a.capabilities & wire::kCapMoveEvents) != 0);
+        return Answer<Reply>{{wire::kVersion, static_cast<uint32_t>(wire::kMaxRequestSize),
+                              static_cast<uint32_t>(::getpid()), a.capabilities & wire::kValidCapabilities},
+                             {}};
     }
 };
 
@@ -263,15 +277,24 @@ struct Attach : Id {
     static constexpr const char* kName = "attach";
     static constexpr bool kTakesFd = true;
     using Request = wire::AttachRequest;
-    using Args = std::string; ///< the device
-    static Result<Args> parse(const Request& r) { return nameIn(r.device, "attach: device"); }
-    static Result<Request> format(const Args& device) {
+    struct Args {
+        std::string device;
+        bool dynamic = false;
+    };
+    static Result<Args> parse(const Request& r) {
+        if (r.flags & ~wire::kAttachDynamic)
+            return invalid(fmt::format("attach: undefined flags {:#x}", r.flags & ~wire::kAttachDynamic));
+        std::string device = CENALLOC_TRY(nameIn(r.device, "attach: device"));
+        return Args{std::move(device), (r.flags & wire::kAttachDynamic) != 0};
+    }
+    static Result<Request> format(const Args& a) {
         Request r{};
-        CENALLOC_CHECK(nameOut(r.device, device, Error(ENOENT, fmt::format("no device '{}'", device))));
+        CENALLOC_CHECK(nameOut(r.device, a.device, Error(ENOENT, fmt::format("no device '{}'", a.device))));
+        r.flags = a.dynamic ? wire::kAttachDynamic : 0;
         return r;
     }
-    static Result<Answer<Reply>> serve(ServiceClient& c, const Args& device, BorrowedFd fd) {
-        return idAnswer(c.service().attach(c.id(), fd, device));
+    static Result<Answer<Reply>> serve(ServiceClient& c, const Args& a, BorrowedFd fd) {
+        return idAnswer(c.service().attach(c.id(), fd, a.device, a.dynamic));
     }
 };
 
@@ -423,9 +446,84 @@ struct Describe : NoPayload, Same<BufferInfo> {
     }
 };
 
+struct Pin : ById, Void {
+    static constexpr wire::Op kOp = wire::Op::Pin;
+    static constexpr const char* kName = "pin";
+    static constexpr bool kTakesFd = false;
+    static Result<Answer<Reply>> serve(ServiceClient& c, const Args& attachment, BorrowedFd) {
+        return done(c.service().pin(c.id(), attachment));
+    }
+};
+
+struct Unpin : ById, Void {
+    static constexpr wire::Op kOp = wire::Op::Unpin;
+    static constexpr const char* kName = "unpin";
+    static constexpr bool kTakesFd = false;
+    static Result<Answer<Reply>> serve(ServiceClient& c, const Args& attachment, BorrowedFd) {
+        return done(c.service().unpin(c.id(), attachment));
+    }
+};
+
+/// Move a buffer's storage to a heap; may be parked (Service::kParked)
+/// while other clients' dynamic importers are asked to acknowledge.
+struct Migrate : Void {
+    static constexpr wire::Op kOp = wire::Op::Migrate;
+    static constexpr const char* kName = "migrate";
+    static constexpr bool kTakesFd = true;
+    using Request = wire::MigrateRequest;
+    using Args = std::string; ///< the heap
+    static Result<Args> parse(const Request& r) { return nameIn(r.heap, "migrate: heap"); }
+    static Result<Request> format(const Args& heap) {
+        Request r{};
+        CENALLOC_CHECK(nameOut(r.heap, heap, Error(ENOENT, fmt::format("no heap '{}'", heap))));
+        return r;
+    }
+    static Result<Answer<Reply>> serve(ServiceClient& c, const Args& heap, BorrowedFd fd) {
+        return done(c.service().migrate(c.id(), fd, heap));
+    }
+};
+
+struct Forecast : Same<AttachForecast> {
+    static constexpr wire::Op kOp = wire::Op::Forecast;
+    static constexpr const char* kName = "forecast";
+    static constexpr bool kTakesFd = true;
+    using Request = wire::ForecastRequest;
+    using Args = std::string; ///< the device
+    static Result<Args> parse(const Request& r) { return nameIn(r.device, "forecast: device"); }
+    static Result<Request> format(const Args& device) {
+        Request r{};
+        CENALLOC_CHECK(nameOut(r.device, device, Error(ENOENT, fmt::format("no device '{}'", device))));
+        return r;
+    }
+    static Result<Answer<Reply>> serve(ServiceClient& c, const Args& device, BorrowedFd fd) {
+        return answer(c.service().forecast(c.id(), fd, device));
+    }
+};
+
+struct AckMove : Void {
+    static constexpr wire::Op kOp = wire::Op::AckMove;
+    static constexpr const char* kName = "ack-move";
+    static constexpr bool kTakesFd = false;
+    using Request = wire::AckMoveRequest;
+    struct Args {
+        uint64_t attachment;
+        uint64_t sequence;
+    };
+    static Result<Args> parse(const Request& r) {
+        if (r.sequence == 0)
+            return invalid("ack-move: sequence 0 is no move's");
+        return Args{r.attachment, r.sequence};
+    }
+    static Result<Request> format(const Args& a) { return Request{a.attachment, a.sequence}; }
+    static Result<Answer<Reply>> serve(ServiceClient& c, const Args& a, BorrowedFd) {
+        return done(c.service().acknowledgeMove(c.id(), a.attachment, a.sequence));
+    }
+};
+
 /// Every operation, in opcode order.
-using All = std::tuple<Handshake, ListHeaps, Allocate, Create, Import, Release, Attach, Detach, Map, Unmap,
-                       BeginCpuAccess, EndCpuAccess, SetName, Bufinfo, Stats, Platform, Describe>;
+using All =
+    std::tuple<Handshake, ListHeaps, Allocate, Create, Import, Release, Attach, Detach, Map, Unmap, BeginCpuAccess,
+               EndCpuAccess, SetName, Bufinfo, Stats, Platform, Describe, Pin, Unpin, Migrate, Forecast, AckMove>;
 
 /// What the Session method of op @p O returns.
 template <typename O> using ResultOf = Result<typename O::Value>;
@@ -466,7 +564,9 @@ inline bool opTakesFd(Op op) {
 /// A Session whose every operation is an op above, run by @p Backend: the
 /// in-process service (local_session.cpp) or cenallocd (remote_session.cpp).
 /// A backend has `template <typename O> ops::ResultOf<O> call(const
-/// typename O::Args&, BorrowedFd)`, describe() and explain().
+/// typename O::Args&, BorrowedFd)`, describe(), explain(), receivesEvents(), events() (its
+/// EventQueue), eventFd() and pollEvents()
+/// (take what arrived into events()).
 template <typename Backend> class OpSession final : public Session {
 public:
     template <typename... A> explicit OpSession(A&&... args) : backend_(std::forward<A>(args)...) {}
@@ -479,7 +579,33 @@ public:
     Result<uint64_t> import(BorrowedFd buffer) override { return call<ops::Import>({}, buffer); }
     Result<void> release(BorrowedFd buffer) override { return call<ops::Release>({}, buffer); }
     Result<uint64_t> attach(BorrowedFd buffer, std::string_view device) override {
-        return call<ops::Attach>(std::string(device), buffer);
+        return call<ops::Attach>({std::string(device), false}, buffer);
+    }
+    Result<uint64_t> attach(BorrowedFd buffer, std::string_view device, SessionAttachOptions options) override {
+        if (options.dynamic && !backend_.receivesEvents())
+            return Error(EPROTONOSUPPORT, "the daemon sends no move events: a dynamic attachment needs them");
+        return call<ops::Attach>({std::string(device), options.dynamic}, buffer);
+    }
+    Result<void> pin(uint64_t attachment) override { return call<ops::Pin>(attachment); }
+    Result<void> unpin(uint64_t attachment) override { return call<ops::Unpin>(attachment); }
+    Result<void> migrate(BorrowedFd buffer, std::string_view heap) override {
+        return call<ops::Migrate>(std::string(heap), buffer);
+    }
+    Result<AttachForecast> forecast(BorrowedFd buffer, std::string_view device) override {
+        return call<ops::Forecast>(std::string(device), buffer);
+    }
+    Result<void> acknowledgeMove(uint64_t attachment, uint64_t sequence) override {
+        return call<ops::AckMove>({attachment, sequence});
+    }
+    BorrowedFd eventFd() override { return backend_.eventFd(); }
+    void setMoveCallback(MoveEventCallback callback) override { backend_.events().setCallback(std::move(callback)); }
+    Result<size_t> dispatchEvents() override {
+        CENALLOC_CHECK(backend_.pollEvents());
+        return backend_.events().dispatch();
+    }
+    Result<std::optional<MoveEvent>> nextEvent() override {
+        CENALLOC_CHECK(backend_.pollEvents());
+        return backend_.events().take();
     }
     Result<void> detach(uint64_t attachment) override { return call<ops::Detach>(attachment); }
     Result<SessionMapping> map(uint64_t attachment, DmaDirection direction) override {

@@ -360,6 +360,25 @@ template <typename Io, typename V> void transferMapping(Io& io, V& m) {
     io.each(m.segments, segments, [](auto& sub, auto& e) { transferSegment(sub, e); });
 }
 
+template <typename Io, typename V> void transferForecast(Io& io, V& f) {
+    io.enum32(f.outcome, AttachForecast::Outcome::Unsatisfiable, "forecast outcome");
+    io.zero32();
+    io.lstring(f.fromHeap);
+    io.lstring(f.toHeap);
+    io.lstring(f.reason);
+    io.strings(f.notified);
+}
+
+/// A move event: MoveEventBody, then its cause.
+template <typename Io, typename V> void transferMoveEvent(Io& io, V& e) {
+    io.u64(e.buffer);
+    io.u64(e.attachment);
+    io.u64(e.sequence);
+    io.enum32(e.kind, MoveEvent::Kind::Cancelled, "move event kind");
+    Tail cause = io.length(e.cause);
+    io.text(e.cause, cause);
+}
+
 /// @p platform and @p heaps: the Platform op's body. The facts the fixed
 /// parts do not hold follow the heaps, in the same order (a second pass
 /// over regions, devices and heaps).
@@ -597,6 +616,22 @@ void encode(Writer& w, const PlatformView& platform) {
 }
 Result<void> decodeInto(Reader& r, PlatformBody& platform) {
     return decodeWith(r, [&](Decoder& d) { transferPlatform(d, platform.platform, platform.heaps); });
+}
+
+void encode(Writer& w, const AttachForecast& forecast) {
+    Encoder e(w);
+    transferForecast(e, forecast);
+}
+Result<void> decodeInto(Reader& r, AttachForecast& forecast) {
+    return decodeWith(r, [&](Decoder& d) { transferForecast(d, forecast); });
+}
+
+void encode(Writer& w, const MoveEvent& event) {
+    Encoder e(w);
+    transferMoveEvent(e, event);
+}
+Result<void> decodeInto(Reader& r, MoveEvent& event) {
+    return decodeWith(r, [&](Decoder& d) { transferMoveEvent(d, event); });
 }
 
 } // namespace cenalloc::wire

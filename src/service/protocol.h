@@ -42,10 +42,22 @@ inline constexpr size_t kNameField = 64;
 inline constexpr size_t kBufferNameField = 32;
 
 /// Header flags. Requests define none; in replies kFlagMore marks every
-/// fragment but the last.
+/// fragment but the last. kFlagEvent marks an event: a message the daemon
+/// sends unasked (sequence 0), which only a client that asked for events in
+/// its handshake receives (docs/protocol.md, "Events").
 inline constexpr uint16_t kFlagMore = 0x1;
+inline constexpr uint16_t kFlagEvent = 0x2;
 inline constexpr uint16_t kValidRequestFlags = 0;
 inline constexpr uint16_t kValidReplyFlags = kFlagMore;
+
+/// Capabilities a client asks for in its handshake and the daemon grants.
+/// kCapMoveEvents: the client receives move events and may attach
+/// dynamically.
+inline constexpr uint32_t kCapMoveEvents = 0x1;
+inline constexpr uint32_t kValidCapabilities = kCapMoveEvents;
+
+/// The opcode of a move event (kFlagEvent set, never a request's).
+inline constexpr uint16_t kEventMove = 0x8001;
 
 struct MessageHeader {
     uint32_t magic;
@@ -65,7 +77,8 @@ static_assert(sizeof(MessageHeader) == 32 && std::is_trivially_copyable_v<Messag
 struct HandshakeRequest {
     uint32_t minVersion;
     uint32_t maxVersion;
-    uint64_t reserved;
+    uint32_t capabilities; ///< kCap* bits wanted (was reserved: old clients send 0)
+    uint32_t reserved;
     static constexpr auto kReserved = std::tuple{&HandshakeRequest::reserved};
 };
 static_assert(sizeof(HandshakeRequest) == 16);
@@ -89,10 +102,34 @@ struct CreateRequest {
 };
 static_assert(sizeof(CreateRequest) == 48);
 
+/// Attach flags: kAttachDynamic asks for a dynamic attachment (move events).
+inline constexpr uint32_t kAttachDynamic = 0x1;
 struct AttachRequest {
     char device[kNameField];
+    uint32_t flags; ///< kAttachDynamic; an older client's 64 bytes are static
+    uint32_t reserved;
+    static constexpr auto kReserved = std::tuple{&AttachRequest::reserved};
 };
-static_assert(sizeof(AttachRequest) == 64);
+static_assert(sizeof(AttachRequest) == 72);
+
+/// Migrate: the heap to move the buffer to.
+struct MigrateRequest {
+    char heap[kNameField];
+};
+static_assert(sizeof(MigrateRequest) == 64);
+
+/// Forecast: the device whose attach is forecast.
+struct ForecastRequest {
+    char device[kNameField];
+};
+static_assert(sizeof(ForecastRequest) == 64);
+
+/// AckMove: the attachment and the move sequence its event announced.
+struct AckMoveRequest {
+    uint64_t attachment;
+    uint64_t sequence;
+};
+static_assert(sizeof(AckMoveRequest) == 16);
 
 /// Detach and Unmap.
 struct IdRequest {
@@ -143,7 +180,7 @@ struct HandshakeReply {
     uint32_t version;
     uint32_t maxRequestSize;
     uint32_t serverPid;
-    uint32_t reserved;
+    uint32_t capabilities; ///< kCap* bits granted (0 from an older daemon)
 };
 static_assert(sizeof(HandshakeReply) == 16);
 
@@ -159,6 +196,19 @@ struct IdReply {
     uint64_t id;
 };
 static_assert(sizeof(IdReply) == 8);
+
+/// A move event's fixed part; the cause follows (causeLength bytes, padded
+/// to 8).
+struct MoveEventBody {
+    uint64_t buffer;
+    uint64_t attachment;
+    uint64_t sequence;
+    uint32_t kind; ///< MoveEvent::Kind
+    uint32_t causeLength;
+};
+static_assert(sizeof(MoveEventBody) == 32);
+/// The longest cause an event carries.
+inline constexpr size_t kMaxEventCause = 256;
 
 /// Lists: a count, then the elements.
 struct ListHeader {
@@ -296,6 +346,8 @@ void encode(Writer& w, const BufferInfo& buffer);
 void encode(Writer& w, const std::vector<BufferInfo>& buffers);
 void encode(Writer& w, const SessionMapping& mapping);
 void encode(Writer& w, const PlatformView& platform);
+void encode(Writer& w, const AttachForecast& forecast);
+void encode(Writer& w, const MoveEvent& event);
 template <typename T>
 requires std::is_trivially_copyable_v<T>
 void encode(Writer& w, const T& value) {
@@ -311,6 +363,8 @@ Result<void> decodeInto(Reader& r, BufferInfo& buffer);
 Result<void> decodeInto(Reader& r, std::vector<BufferInfo>& buffers);
 Result<void> decodeInto(Reader& r, SessionMapping& mapping);
 Result<void> decodeInto(Reader& r, PlatformBody& platform);
+Result<void> decodeInto(Reader& r, AttachForecast& forecast);
+Result<void> decodeInto(Reader& r, MoveEvent& event);
 template <typename T>
 requires std::is_trivially_copyable_v<T> Result<void> decodeInto(Reader& r, T& value) {
     auto read = r.get<T>();

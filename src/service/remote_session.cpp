@@ -10,12 +10,14 @@
 #include <mutex>
 #include <optional>
 #include <sched.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
+#include "service/event_queue.h"
 #include "service/poll_window.h"
 #include "service/operations.h"
 #include "service/protocol.h"
@@ -39,10 +41,15 @@ struct Response {
 /// Runs each op by sending its request to cenallocd and decoding the reply.
 class RemoteBackend {
 public:
-    RemoteBackend(UniqueFd socket, std::string path) : socket_(std::move(socket)), path_(std::move(path)) {}
+    RemoteBackend(UniqueFd socket, std::string path, EventQueue events, UniqueFd epoll)
+        : socket_(std::move(socket)), path_(std::move(path)), events_(std::move(events)), epoll_(std::move(epoll)) {}
 
     Result<void> handshake() {
-        auto reply = call<ops::Handshake>({kVersion, kVersion}, {});
+        auto reply = call<ops::Handshake>({kVersion, kVersion, kCapMoveEvents}, {});
+        // A daemon older than events refuses the capability as a reserved
+        // field that is not zero: ask again without it.
+        if (!reply && reply.error().code() == EINVAL)
+            reply = call<ops::Handshake>({kVersion, kVersion, 0}, {});
         if (!reply) {
             if (reply.error().code() == EPROTONOSUPPORT)
                 return Error(EPROTO, reply.error().message());
@@ -51,10 +58,46 @@ public:
         if (reply->version != kVersion)
             return Error(EPROTO, fmt::format("the daemon answered with protocol version {}", reply->version));
         version_ = static_cast<uint16_t>(reply->version);
+        receivesEvents_ = (reply->capabilities & kCapMoveEvents) != 0;
+        // Readable when an event waits in the queue or on the socket.
+        for (int fd : {socket_.get(), events_.fd().get()}) {
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.fd = fd;
+            if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
+                return Error::fromErrno("epoll_ctl");
+        }
         return {};
     }
 
     std::string describe() const { return fmt::format("cenallocd at {} (protocol {})", path_, version_); }
+    bool receivesEvents() const { return receivesEvents_; }
+    EventQueue& events() { return events_; }
+    BorrowedFd eventFd() const { return epoll_.borrow(); }
+
+    /// Take the events waiting on the socket into the queue. Between
+    /// requests anything the daemon sends is an event.
+    Result<void> pollEvents() {
+        std::lock_guard lock(mutex_);
+        for (;;) {
+            auto dg = receiveDatagram(socket_, kMaxFragmentSize, MSG_DONTWAIT);
+            if (!dg) {
+                if (dg.error().code() == EAGAIN)
+                    return {};
+                if (dg.error().code() == ECONNRESET)
+                    return Error(ECONNRESET, fmt::format("cenallocd at {} closed the connection", path_));
+                return dg.error();
+            }
+            MessageHeader h{};
+            if (dg->bytes.size() < sizeof h)
+                return Error(EPROTO, "malformed message from cenallocd");
+            std::memcpy(&h, dg->bytes.data(), sizeof h);
+            if (!(h.flags & kFlagEvent))
+                return Error(EPROTO,
+                             fmt::format("a reply for {} #{} when none was asked for", opName(h.opcode), h.sequence));
+            CENALLOC_CHECK(takeEvent(h, *dg));
+        }
+    }
 
     template <typename O> ops::ResultOf<O> call(const typename O::Args& args, BorrowedFd fd) {
         Writer w;
@@ -134,6 +177,12 @@ private:
             if (h.magic != kMagic || h.version != kVersion)
                 return Error(EPROTO,
                              fmt::format("the peer at {} does not speak cenalloc protocol {}", path_, kVersion));
+            if (h.flags & kFlagEvent) {
+                // Events are ordered with replies on the stream: one that
+                // came before the reply is queued, and the wait goes on.
+                CENALLOC_CHECK(takeEvent(h, *dg));
+                continue;
+            }
             // Sequence 0 is the refusal a daemon sends before hanging up.
             bool refusal = h.sequence == 0 && h.error != 0;
             if (!refusal && (h.opcode != static_cast<uint16_t>(op) || h.sequence != sequence))
@@ -173,6 +222,22 @@ private:
         return out;
     }
 
+    /// Queue the move event @p dg (whose header is @p h). Errors: EPROTO
+    /// for a malformed one.
+    Result<void> takeEvent(const MessageHeader& h, const Datagram& dg) {
+        if (h.opcode != kEventMove || h.sequence != 0 || h.error != 0 || h.fdCount != 0 || !dg.fds.empty() ||
+            h.payloadSize != dg.bytes.size() - sizeof h || (h.flags & ~kFlagEvent) || h.reserved != 0)
+            return Error(EPROTO, "malformed event from cenallocd");
+        Reader reader(std::span<const std::byte>(dg.bytes).subspan(sizeof h));
+        auto event = decode<MoveEvent>(reader);
+        if (!event)
+            return event.error();
+        if (!receivesEvents_)
+            return Error(EPROTO, "an event from cenallocd, which this session did not ask for");
+        events_.push(*event);
+        return {};
+    }
+
     /// The first datagram of a reply. The daemon answers within
     /// microseconds, less than it costs to sleep and be woken for it (in a
     /// VM, the wake-up of a halted CPU is an exit to the hypervisor): so
@@ -200,6 +265,9 @@ private:
     UniqueFd socket_;
     const std::string path_;
     uint16_t version_ = kVersion;
+    bool receivesEvents_ = false; // set by handshake()
+    EventQueue events_;
+    UniqueFd epoll_; // the socket and the queue's fd: eventFd()
 
     std::mutex mutex_;                     // one request in flight per session
     uint32_t sequence_ = 0;                // guarded by mutex_
@@ -234,7 +302,14 @@ Result<std::unique_ptr<Session>> Session::connect(const std::string& socketPath)
     } while (rc != 0 && errno == EINTR);
     if (rc != 0)
         return Error(errno, fmt::format("no cenallocd at {}: {}", path, std::strerror(errno)));
-    auto session = std::make_unique<OpSession<RemoteBackend>>(std::move(fd), path);
+    auto events = EventQueue::create();
+    if (!events)
+        return events.error();
+    UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
+    if (!epoll.valid())
+        return Error::fromErrno("epoll_create1");
+    auto session =
+        std::make_unique<OpSession<RemoteBackend>>(std::move(fd), path, std::move(*events), std::move(epoll));
     CENALLOC_CHECK(session->backend().handshake());
     return std::unique_ptr<Session>(std::move(session));
 }

@@ -14,6 +14,14 @@
 namespace cenalloc {
 
 bool Server::sendOrQueue(Connection& c, Reply reply) {
+    if (!c.outbox.empty()) {
+        // Behind what waits already, in order (a parked request's reply
+        // after the events queued before it).
+        auto datagrams = replyDatagrams(reply);
+        for (size_t i = 0; i < datagrams.size(); ++i)
+            c.outbox.push_back({std::move(datagrams[i]), i == 0 ? std::move(reply.fd) : UniqueFd()});
+        return true;
+    }
     size_t sent = 0;
     auto ok = sendReply(c.socket, reply, &sent);
     // reply.fd closes on return unless queued: the client has its copy,
@@ -54,10 +62,7 @@ bool Server::flush(Connection& c) {
         c.sendDeadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.sendTimeoutMs);
     }
     std::erase(c.worker->waiting, &c);
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.ptr = &c;
-    return ::epoll_ctl(c.worker->epoll.get(), EPOLL_CTL_MOD, c.socket.get(), &ev) == 0;
+    return rearm(c) && deliverMail(c);
 }
 
 void Server::expireSends(Worker& w) {

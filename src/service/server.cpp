@@ -219,6 +219,10 @@ void Server::acceptAll() {
             c.worker->connections += 1;
             connections_.push_back(std::move(connection));
         }
+        // Told from any thread, with the service's lock held: post() only
+        // queues and wakes the worker.
+        service_->setHooks(c.clientId, ClientHooks{[this, &c](const MoveEvent& e) { post(c, &e, false); },
+                                                   [this, &c] { post(c, nullptr, true); }});
         // From here on the connection is its worker's.
         epoll_event ev{};
         ev.events = EPOLLIN;
@@ -244,7 +248,15 @@ void Server::drop(Connection& c) {
     }
     // Outside mutex_: everything the client held goes now (the service's
     // lock, never taken under mutex_), then its socket and queued replies.
+    // Once the client is gone from the service nothing posts to it: its
+    // mail can go.
     gone->client.reset();
+    if (c.parked) // then this is its worker
+        std::erase(c.worker->parked, &c);
+    {
+        std::lock_guard lock(c.worker->mailMutex);
+        std::erase(c.worker->posted, &c);
+    }
     log(LogLevel::Debug, fmt::format("client {} disconnected", gone->clientId));
 }
 

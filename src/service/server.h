@@ -9,6 +9,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -24,6 +25,7 @@
 #include "service/fd_closer.h"
 #include "service/poll_window.h"
 #include "service/service.h"
+#include "service/socket_io.h"
 #include "service/systemd.h"
 
 struct epoll_event;
@@ -110,6 +112,16 @@ private:
         // in order, and when the client must have taken them.
         std::deque<Outgoing> outbox;
         std::chrono::steady_clock::time_point sendDeadline;
+        // The worker's own: a request the service parked (Reply::parked),
+        // run again when woken or at parkDeadline; nothing more is read
+        // from the client meanwhile.
+        std::optional<Datagram> parked;
+        std::chrono::steady_clock::time_point parkDeadline;
+        // Posted by any thread, under worker->mailMutex: move events not
+        // sent yet (one per attachment, as EventQueue keeps them: bounded
+        // by the client's attachments) and the wake of its parked request.
+        std::deque<MoveEvent> mail;
+        bool resume = false;
     };
     struct Worker {
         explicit Worker(PollWindow::Duration pollLimit) : poll(pollLimit) {}
@@ -119,6 +131,12 @@ private:
         size_t connections = 0; // guarded by mutex_
         // Its connections with a non-empty outbox (the worker's own).
         std::vector<Connection*> waiting;
+        // Its connections with a parked request (the worker's own).
+        std::vector<Connection*> parked;
+        // Written when a connection of its has mail; in its epoll set.
+        UniqueFd wake;
+        std::mutex mailMutex;
+        std::vector<Connection*> posted; // guarded by mailMutex
     };
 
     // Fds that are not buffers a uid may have sent and the closer not closed
@@ -138,6 +156,22 @@ private:
     bool serveRequest(Connection& connection);
     bool sendOrQueue(Connection& connection, Reply reply);
     bool flush(Connection& connection);
+    /// From any thread: @p event (when not null) for the connection, and
+    /// (@p resume) its parked request may go on; its worker is woken.
+    void post(Connection& connection, const MoveEvent* event, bool resume);
+    /// The worker's side of post(): for each connection with mail, send
+    /// its events (while nothing is queued before them) and run its parked
+    /// request again when woken.
+    void takeMail(Worker& worker);
+    bool deliverMail(Connection& connection);
+    bool park(Connection& connection, Datagram request);
+    bool resumeParked(Connection& connection);
+    void expireParked(Worker& worker);
+    /// Close what a client sent with a request; false when its uid has sent
+    /// too many fds the closer cannot get rid of.
+    bool closeSent(Connection& connection, std::vector<UniqueFd>& fds);
+    /// The epoll events the connection waits for now.
+    bool rearm(Connection& connection);
     void drop(Connection& connection);
     void expireSends(Worker& worker);
     void reapHungUp();

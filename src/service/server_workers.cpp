@@ -7,6 +7,7 @@
 #include <cstring>
 #include <sched.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <system_error>
 #include <thread>
@@ -39,8 +40,14 @@ Result<void> Server::startWorkers(size_t count) {
             return Error::fromErrno("epoll_create1");
         epoll_event ev{};
         ev.events = EPOLLIN;
-        ev.data.ptr = nullptr; // the stop event; every other entry is a Connection
+        ev.data.ptr = nullptr; // the stop event; then the wake fd; every other entry is a Connection
         if (::epoll_ctl(worker->epoll.get(), EPOLL_CTL_ADD, stopWorkers_.get(), &ev) != 0)
+            return Error::fromErrno("epoll_ctl");
+        worker->wake.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (!worker->wake.valid())
+            return Error::fromErrno("eventfd");
+        ev.data.ptr = &worker->wake;
+        if (::epoll_ctl(worker->epoll.get(), EPOLL_CTL_ADD, worker->wake.get(), &ev) != 0)
             return Error::fromErrno("epoll_ctl");
         Worker& w = *worker;
         workers_.push_back(std::move(worker));
@@ -66,26 +73,39 @@ void Server::work(Worker& w) {
         // replies carry (a buffer's fd) must not outlive them while this
         // round serves someone who asks for statistics.
         for (int i = 0; i < n; ++i) {
-            auto* c = static_cast<Connection*>(events[i].data.ptr);
-            if (!c)
+            if (!events[i].data.ptr)
                 return; // stopping
-            if (!c->outbox.empty() && (events[i].events & (EPOLLHUP | EPOLLERR))) {
+            if (events[i].data.ptr == &w.wake)
+                continue; // mail: below
+            auto* c = static_cast<Connection*>(events[i].data.ptr);
+            const bool hungUp = events[i].events & (EPOLLHUP | EPOLLERR);
+            if (hungUp && (!c->outbox.empty() || c->parked)) {
                 drop(*c);
                 events[i].data.ptr = &w; // done with
             }
         }
+        // Mail first: a parked request that may go on, events to send.
+        for (int i = 0; i < n; ++i)
+            if (events[i].data.ptr == &w.wake) {
+                takeMail(w);
+                break;
+            }
         // Each ready connection once per round: one request, or the
         // replies it was waiting to take.
         for (int i = 0; i < n; ++i) {
-            if (events[i].data.ptr == &w)
+            if (events[i].data.ptr == &w || events[i].data.ptr == &w.wake)
                 continue;
             auto* c = static_cast<Connection*>(events[i].data.ptr);
+            if (c->outbox.empty() && c->parked)
+                continue; // nothing is read from it while it waits
             bool keep = c->outbox.empty() ? serveRequest(*c) : flush(*c);
             if (!keep)
                 drop(*c);
         }
         if (!w.waiting.empty())
             expireSends(w);
+        if (!w.parked.empty())
+            expireParked(w);
     }
 }
 
@@ -109,11 +129,14 @@ int Server::waitForWork(Worker& w, std::span<epoll_event> events) {
                 return n;
         } while (Clock::now() < until);
     }
-    int timeout = -1; // or until the first queued reply's deadline
-    if (!w.waiting.empty()) {
-        auto first = std::min_element(w.waiting.begin(), w.waiting.end(),
-                                      [](Connection* a, Connection* b) { return a->sendDeadline < b->sendDeadline; });
-        auto left = std::chrono::ceil<std::chrono::milliseconds>((*first)->sendDeadline - Clock::now());
+    int timeout = -1; // or until the first queued reply's or parked request's deadline
+    std::optional<Clock::time_point> next;
+    for (Connection* c : w.waiting)
+        next = next ? std::min(*next, c->sendDeadline) : c->sendDeadline;
+    for (Connection* c : w.parked)
+        next = next ? std::min(*next, c->parkDeadline) : c->parkDeadline;
+    if (next) {
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now());
         timeout = static_cast<int>(std::max<int64_t>(0, left.count()));
     }
     n = ::epoll_wait(w.epoll.get(), events.data(), size, timeout);
@@ -132,11 +155,26 @@ bool Server::serveRequest(Connection& c) {
         return false;
     }
     Reply reply = handleRequest(*c.client, *request);
+    if (reply.parked)
+        return park(c, std::move(*request));
+    if (!closeSent(c, request->fds))
+        return false;
+    if (reply.header.error != 0 && options_.logLevel >= LogLevel::Debug) {
+        wire::ReplyPrefix prefix;
+        std::memcpy(&prefix, reply.payload.data(), sizeof prefix);
+        std::string message(reinterpret_cast<const char*>(reply.payload.data() + sizeof prefix), prefix.messageLength);
+        log(LogLevel::Debug, fmt::format("client {}: {}: {} ({})", c.clientId, wire::opName(reply.header.opcode),
+                                         message, errnoName(reply.header.error)));
+    }
+    return sendOrQueue(c, std::move(reply)) && deliverMail(c);
+}
+
+bool Server::closeSent(Connection& c, std::vector<UniqueFd>& fds) {
     // What the client sent is closed before it has the reply: here if that
     // cannot block, else by the closer; a uid whose fds the closer cannot
     // get rid of is cut off.
     bool unclosable = false;
-    for (UniqueFd& fd : request->fds) {
+    for (UniqueFd& fd : fds) {
         if (fd.valid() && !closesWithoutBlocking(fd)) {
             closer_.close(std::move(fd), c.uid);
             unclosable = true;
@@ -149,14 +187,115 @@ bool Server::serveRequest(Connection& c) {
                                            c.clientId, c.uid, closer_.pending(c.uid)));
         return false;
     }
-    if (reply.header.error != 0 && options_.logLevel >= LogLevel::Debug) {
-        wire::ReplyPrefix prefix;
-        std::memcpy(&prefix, reply.payload.data(), sizeof prefix);
-        std::string message(reinterpret_cast<const char*>(reply.payload.data() + sizeof prefix), prefix.messageLength);
-        log(LogLevel::Debug, fmt::format("client {}: {}: {} ({})", c.clientId, wire::opName(reply.header.opcode),
-                                         message, errnoName(reply.header.error)));
+    return true;
+}
+
+// ------------------------------------------------ parked requests and mail
+
+bool Server::park(Connection& c, Datagram request) {
+    // The request waits for other clients' acknowledgements: it keeps its
+    // fd, and this worker serves everyone else meanwhile.
+    const bool wasParked = c.parked.has_value();
+    c.parked = std::move(request);
+    c.parkDeadline = service_->parkedDeadline(c.clientId).value_or(std::chrono::steady_clock::now());
+    if (!wasParked)
+        c.worker->parked.push_back(&c);
+    log(LogLevel::Debug,
+        fmt::format("client {}: {} waits for acknowledgements", c.clientId,
+                    wire::opName(c.parked->bytes.size() >= sizeof(wire::MessageHeader)
+                                     ? reinterpret_cast<const wire::MessageHeader*>(c.parked->bytes.data())->opcode
+                                     : 0)));
+    return rearm(c);
+}
+
+bool Server::resumeParked(Connection& c) {
+    Reply reply = handleRequest(*c.client, *c.parked);
+    if (reply.parked)
+        return park(c, std::move(*c.parked));
+    Datagram request = std::move(*c.parked);
+    c.parked.reset();
+    std::erase(c.worker->parked, &c);
+    if (!closeSent(c, request.fds) || !rearm(c))
+        return false;
+    return sendOrQueue(c, std::move(reply)) && deliverMail(c);
+}
+
+void Server::expireParked(Worker& w) {
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<Connection*> due;
+    for (Connection* c : w.parked)
+        if (c->parkDeadline <= now)
+            due.push_back(c);
+    for (Connection* c : due)
+        if (!resumeParked(*c))
+            drop(*c);
+}
+
+void Server::post(Connection& c, const MoveEvent* event, bool resume) {
+    Worker& w = *c.worker;
+    {
+        std::lock_guard lock(w.mailMutex);
+        if (event) {
+            // One per attachment, the newest: the mail stays bounded by the
+            // client's attachments, however many moves others make.
+            std::erase_if(c.mail, [&](const MoveEvent& e) { return e.attachment == event->attachment; });
+            c.mail.push_back(*event);
+        }
+        c.resume = c.resume || resume;
+        if (std::find(w.posted.begin(), w.posted.end(), &c) == w.posted.end())
+            w.posted.push_back(&c);
     }
-    return sendOrQueue(c, std::move(reply));
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t r = ::write(w.wake.get(), &one, sizeof one);
+}
+
+void Server::takeMail(Worker& w) {
+    uint64_t value;
+    [[maybe_unused]] ssize_t r = ::read(w.wake.get(), &value, sizeof value);
+    std::vector<Connection*> posted;
+    {
+        std::lock_guard lock(w.mailMutex);
+        posted.swap(w.posted);
+    }
+    for (Connection* c : posted) {
+        bool resume;
+        {
+            std::lock_guard lock(w.mailMutex);
+            resume = std::exchange(c->resume, false);
+        }
+        bool keep = deliverMail(*c);
+        if (keep && resume && c->parked)
+            keep = resumeParked(*c);
+        if (!keep)
+            drop(*c);
+    }
+}
+
+bool Server::deliverMail(Connection& c) {
+    // Events go out behind what is queued already: while the outbox is not
+    // empty they stay in the mail (coalesced), and flush() comes back here.
+    while (c.outbox.empty()) {
+        std::optional<MoveEvent> event;
+        {
+            std::lock_guard lock(c.worker->mailMutex);
+            if (c.mail.empty())
+                return true;
+            event = std::move(c.mail.front());
+            c.mail.pop_front();
+        }
+        if (!sendOrQueue(c, eventMessage(*event)))
+            return false;
+    }
+    return true;
+}
+
+bool Server::rearm(Connection& c) {
+    epoll_event ev{};
+    // Replies (or events) to send first; then, unless a request is parked,
+    // the next request. HUP and ERR are always reported.
+    ev.events = !c.outbox.empty() ? uint32_t{EPOLLOUT} : c.parked ? 0u : uint32_t{EPOLLIN};
+    ev.data.ptr = &c;
+    return ::epoll_ctl(c.worker->epoll.get(), EPOLL_CTL_MOD, c.socket.get(), &ev) == 0;
 }
 
 } // namespace cenalloc

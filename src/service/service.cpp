@@ -128,6 +128,14 @@ void Service::disconnect(uint64_t client) {
 }
 
 void Service::disconnectLocked(ClientState& client) {
+    // A move it asked for and that waits is cancelled; as an importer it is
+    // waited for no more (dropClaimLocked settles each attachment).
+    std::vector<uint64_t> mine;
+    for (const auto& [bufferId, move] : moves_)
+        if (move.mover == client.id)
+            mine.push_back(bufferId);
+    for (uint64_t bufferId : mine)
+        cancelMoveLocked(bufferId, "the client that asked for the move is gone");
     // The client's claims go; the charges of what it allocated stay with
     // the buffers (unlinkEntryLocked ends them).
     while (!client.claims.empty())
@@ -155,6 +163,7 @@ void Service::dropClaimLocked(ClientState& client, uint64_t bufferId) {
         for (uint64_t mappingId : att->second.mappings)
             client.mappings.erase(mappingId); // unmaps
         client.attachments.erase(att);        // detaches
+        settleLocked(client.id, attachmentId);
     }
     while (!claim->second.cpuAccess.empty())
         claim->second.cpuAccess.pop_back(); // ends the bracket
@@ -169,6 +178,8 @@ std::unique_ptr<Service::Entry> Service::unlinkEntryLocked(uint64_t bufferId) {
         return nullptr;
     std::unique_ptr<Entry> entry = std::move(it->second);
     entries_.erase(it);
+    if (moves_.contains(bufferId))
+        cancelMoveLocked(bufferId, "the buffer is gone");
     for (uint64_t holder : entry->holders) {
         auto client = clients_.find(holder);
         if (client == clients_.end())

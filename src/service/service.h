@@ -3,6 +3,9 @@
 #pragma once
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <optional>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -29,6 +32,16 @@
 namespace cenalloc {
 
 class ServiceClient;
+
+/// What the service tells a client's transport, from any thread, with the
+/// service's lock held: neither may block or call the service.
+struct ClientHooks {
+    /// A move event for one of the client's dynamic attachments.
+    std::function<void(const MoveEvent&)> event;
+    /// The client's parked request (EINPROGRESS, Service::kParked) may go
+    /// on: run it again.
+    std::function<void()> wake;
+};
 
 /// A buffer handed to a client: its fd (O_CLOEXEC) and what names it.
 struct ServiceBuffer {
@@ -111,8 +124,45 @@ public:
     /// ENOENT when it holds no claim on it.
     Result<void> release(ClientId client, BorrowedFd fd);
     /// Attachment ids count from 1 per client. ENOSPC past the most a
-    /// client may hold.
-    Result<uint64_t> attach(ClientId client, BorrowedFd fd, std::string_view device);
+    /// client may hold. @p dynamic: a dynamic attachment (EPROTONOSUPPORT
+    /// for a client that receives no events). An attach that needs the
+    /// storage moved goes through the move gate as migrate() does.
+    Result<uint64_t> attach(ClientId client, BorrowedFd fd, std::string_view device, bool dynamic = false);
+    /// Pin / unpin a dynamic attachment (Attachment::pin): EINVAL for a
+    /// static one, or an unpin without a pin of the client's.
+    Result<void> pin(ClientId client, uint64_t attachment);
+    Result<void> unpin(ClientId client, uint64_t attachment);
+    /// Move the buffer's storage to @p heap (Buffer::migrate) after access
+    /// control (EACCES) and the move gate.
+    ///
+    /// The move gate (attach and migrate): when the storage is to move and
+    /// other clients' dynamic attachments have live mappings of it, each is
+    /// sent a Pending MoveEvent and the call fails with kParked
+    /// (EINPROGRESS) without waiting: the caller runs the same request
+    /// again when the hooks' wake() says so or at parkedDeadline(). Once
+    /// every such importer acknowledged, detached or went, the move is
+    /// made; past the deadline those that did not are demoted to static
+    /// and the call is EBUSY naming them (device, pid, uid), every notified
+    /// importer being sent Cancelled. Bounds: Quota::pendingMoves (EAGAIN)
+    /// of the caller's uid, Quota::unackedMoves of each importer's uid
+    /// (past it, EBUSY naming the importer, not waited for). The new
+    /// storage is counted against the caller's uid's byte quota while both
+    /// exist (EDQUOT).
+    Result<void> migrate(ClientId client, BorrowedFd fd, std::string_view heap);
+    /// What attaching @p device would do (Buffer::forecastAttach).
+    Result<AttachForecast> forecast(ClientId client, BorrowedFd fd, std::string_view device);
+    /// The client's attachment no longer uses mappings older than
+    /// @p sequence. ENOENT when no move to @p sequence waits for it.
+    Result<void> acknowledgeMove(ClientId client, uint64_t attachment, uint64_t sequence);
+    /// The code of a request parked by the move gate.
+    static constexpr int kParked = EINPROGRESS;
+    /// When the move the client's parked request waits on gives up on
+    /// those not heard from; nullopt when it has none.
+    std::optional<std::chrono::steady_clock::time_point> parkedDeadline(ClientId client) const;
+    /// Install the client's hooks (before its first request) and whether
+    /// it receives move events (its handshake).
+    void setHooks(ClientId client, ClientHooks hooks);
+    void enableEvents(ClientId client, bool enabled);
     /// EBUSY while the attachment has mappings; ENOENT for an id the client
     /// does not have.
     Result<void> detach(ClientId client, uint64_t attachment);
@@ -203,11 +253,39 @@ private:
     struct MappingRecord;
     struct ClientState;
     struct Entry;
+    struct PendingMove;
     struct Usage {
         uint64_t bytes = 0;
         uint64_t buffers = 0;
         size_t clients = 0;
+        uint64_t pendingMoves = 0; ///< migrations its clients asked for that wait
+        uint64_t unackedMoves = 0; ///< Pending events its importers have not answered
     };
+    /// Importers sent a Pending event for a move: (client, attachment).
+    using Told = std::set<std::pair<ClientId, uint64_t>>;
+    /// The move gate (migrate()): whether the move may be made now, and
+    /// whom a failure of it must be told (Cancelled). @p canMove: false
+    /// when the exporter will refuse the move anyway (only what holds the
+    /// buffer is named then, nobody is waited for).
+    Result<Told> moveGateLocked(ClientState& client, Entry& entry, std::string cause, bool canMove);
+    void tellCancelledLocked(uint64_t bufferId, const Told& told, const std::string& why);
+    /// Cancel the move the client's parked request waited on, if any.
+    void dropParkedLocked(ClientState& client);
+    /// The new storage of a move charged while both exist: EDQUOT when the
+    /// client's uid's byte quota has no room; @p make runs charged.
+    template <typename Make> auto chargedMoveLocked(ClientState& client, uint64_t size, Make make);
+    /// Attachment records of every client on buffer @p bufferId.
+    template <typename F> void forEachRecordLocked(const Entry& entry, F f);
+    bool liveLocked(const ClientState& client, const AttachmentRecord& record) const;
+    std::string importerLocked(const ClientState& client, const AttachmentRecord& record) const;
+    /// (client, attachment) is no longer waited for by a pending move.
+    void settleLocked(ClientId client, uint64_t attachment);
+    /// End @p move: counts given back, Cancelled sent to whom it told
+    /// with @p why. Erases it.
+    void cancelMoveLocked(uint64_t bufferId, const std::string& why);
+    void sendLocked(ClientId client, const MoveEvent& event);
+    void wakeLocked(ClientId client);
+    void demoteLocked(ClientState& client, AttachmentRecord& record);
 
     explicit Service(InodeWatcher watcher);
     void observe();
@@ -273,7 +351,9 @@ private:
     uint64_t watchLimit_ = kUnlimited;                         // set by create()
     uint64_t watchReserve_ = 0;                                // set by create(): for uid 0 only
     std::atomic<uint64_t> allocationsSinceReap_{0};
-    uint64_t nextClient_ = 1; // guarded by mutex_
+    uint64_t nextClient_ = 1;               // guarded by mutex_
+    std::map<uint64_t, PendingMove> moves_; // guarded by mutex_; by buffer id
+    uint64_t nextTicket_ = 1;               // guarded by mutex_
 };
 
 /// One client's connection to a Service: what names it in the service's

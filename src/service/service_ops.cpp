@@ -111,23 +111,6 @@ Result<void> Service::release(ClientId clientId, BorrowedFd fd) {
     return {};
 }
 
-Result<uint64_t> Service::attach(ClientId clientId, BorrowedFd fd, std::string_view deviceName) {
-    const InodeKey key = CENALLOC_TRY(inodeOf(fd));
-    const DmaDevice* device = CENALLOC_TRY(context_->device(deviceName));
-    std::lock_guard lock(mutex_);
-    auto [client, entry] = CENALLOC_TRY(targetLocked(clientId, key, fd.get()));
-    ClientState& c = *client;
-    if (c.attachments.size() >= kMaxAttachments)
-        return Error(ENOSPC, fmt::format("this session holds {} attachments, the most it may", c.attachments.size()));
-    uint64_t bufferId = entry->buffer->id();
-    Attachment attachment = CENALLOC_TRY(entry->buffer->attach(*device));
-    Claim& claim = claimLocked(c, *entry);
-    uint64_t id = c.nextAttachment++;
-    c.attachments.emplace(id, AttachmentRecord{bufferId, std::move(attachment), {}});
-    claim.attachments.insert(id);
-    return id;
-}
-
 Result<void> Service::detach(ClientId clientId, uint64_t attachment) {
     std::lock_guard lock(mutex_);
     auto [c, record] = CENALLOC_TRY(attachmentLocked(clientId, attachment));
@@ -137,6 +120,7 @@ Result<void> Service::detach(ClientId clientId, uint64_t attachment) {
     if (auto claim = c->claims.find(record->buffer); claim != c->claims.end())
         claim->second.attachments.erase(attachment);
     c->attachments.erase(attachment);
+    settleLocked(clientId, attachment);
     return {};
 }
 
@@ -166,6 +150,9 @@ Result<SessionMapping> Service::map(ClientId clientId, uint64_t attachment, DmaD
     out.segments = mapping.segments();
     record->mappings.insert(out.id);
     c->mappings.emplace(out.id, MappingRecord{attachment, std::move(mapping)});
+    // A demoted importer's live mappings hold the storage, as a static one's.
+    if (record->demoted && !record->servicePin && record->attachment.pin())
+        record->servicePin = true;
     return out;
 }
 
@@ -175,8 +162,16 @@ Result<void> Service::unmap(ClientId clientId, uint64_t mapping) {
     auto it = c.mappings.find(mapping);
     if (it == c.mappings.end())
         return Error(ENOENT, fmt::format("no mapping {} in this session", mapping));
-    c.attachments.at(it->second.attachment).mappings.erase(mapping);
+    const uint64_t attachment = it->second.attachment;
+    AttachmentRecord& record = c.attachments.at(attachment);
+    record.mappings.erase(mapping);
     c.mappings.erase(it);
+    if (!liveLocked(c, record)) {
+        if (record.servicePin && record.attachment.unpin())
+            record.servicePin = false;
+        // Nothing of it left to stop using: as good as an acknowledgement.
+        settleLocked(clientId, attachment);
+    }
     return {};
 }
 

@@ -2,7 +2,10 @@
 // The service's bookkeeping records, shared by the files that implement Service.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <map>
 #include <memory>
 #include <set>
@@ -43,6 +46,31 @@ struct Service::AttachmentRecord {
     uint64_t buffer = 0;
     Attachment attachment;
     std::set<uint64_t> mappings;
+    std::string device;
+    bool dynamic = false;
+    /// Pins the client holds (Service::pin), apart from the service's own.
+    uint32_t clientPins = 0;
+    /// It let a move's bound pass without acknowledging: from then on a
+    /// static importer (its live mappings hold the storage: servicePin).
+    bool demoted = false;
+    bool servicePin = false; ///< the service pinned it for being demoted
+};
+
+/// A migration waiting for the acknowledgements of other clients' dynamic
+/// importers (service_moves.cpp), one per buffer at most.
+struct Service::PendingMove {
+    uint64_t ticket = 0;
+    ClientId mover = 0;
+    uint32_t moverUid = 0;
+    uint64_t buffer = 0;
+    /// The buffer's move sequence the move will give it.
+    uint64_t sequence = 0;
+    std::string cause;
+    /// (client, attachment) sent a Pending event and not heard from yet.
+    std::set<std::pair<ClientId, uint64_t>> waiting;
+    /// Everyone sent a Pending event (told of a cancel).
+    std::set<std::pair<ClientId, uint64_t>> notified;
+    std::chrono::steady_clock::time_point deadline;
 };
 
 struct Service::Claim {
@@ -61,6 +89,11 @@ struct Service::ClientState {
     std::map<uint64_t, MappingRecord> mappings;
     uint64_t nextAttachment = 1;
     uint64_t nextMapping = 1;
+    /// It asked for move events (handshake) or is in-process.
+    bool events = false;
+    ClientHooks hooks;
+    /// The ticket of the pending move its parked request waits on.
+    std::optional<uint64_t> parked;
 };
 
 } // namespace cenalloc

@@ -2,7 +2,9 @@
 // Session's convenience overloads (where a caller's raw arguments become typed requests) and its RAII handles.
 #include <cenalloc/session.h>
 
+#include <cerrno>
 #include <fcntl.h>
+#include <poll.h>
 #include <utility>
 
 #include <fmt/format.h>
@@ -29,6 +31,29 @@ Result<void> Session::endCpuAccess(BorrowedFd buffer, uint32_t flags) {
 
 Result<void> Session::setName(BorrowedFd buffer, std::string_view name) {
     return setName(buffer, CENALLOC_TRY(BufferName::make(name)));
+}
+
+const char* moveEventKindName(MoveEvent::Kind kind) {
+    switch (kind) {
+    case MoveEvent::Kind::Pending: return "pending";
+    case MoveEvent::Kind::Moved: return "moved";
+    case MoveEvent::Kind::Cancelled: return "cancelled";
+    }
+    return "?";
+}
+
+Result<std::optional<MoveEvent>> Session::waitEvent(int timeoutMs) {
+    auto event = CENALLOC_TRY(nextEvent());
+    if (event)
+        return event;
+    pollfd p{eventFd().get(), POLLIN, 0};
+    int n;
+    do {
+        n = ::poll(&p, 1, timeoutMs);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return Error::fromErrno("poll");
+    return nextEvent();
 }
 
 Result<Session::Attachment> Session::attachHandle(BorrowedFd buffer, std::string_view device) {

@@ -211,8 +211,33 @@ TEST_F(DaemonProtocol, NonZeroReservedPayloadFieldsAreEinval) {
         expectRejected(raw_->send(RawClient::message(Op::Stats, &req, sizeof req)), EINVAL);
     }
     {
-        HandshakeRequest req{1, 1, 5};
+        HandshakeRequest req{1, 1, 0, 5};
         expectRejected(raw_->send(RawClient::message(Op::Handshake, &req, sizeof req)), EINVAL);
+    }
+    {
+        HandshakeRequest req{1, 1, 0x4, 0}; // a capability nobody defined
+        expectRejected(raw_->send(RawClient::message(Op::Handshake, &req, sizeof req)), EINVAL);
+    }
+    {
+        AttachRequest req{};
+        req.device[0] = 'g';
+        req.reserved = 1;
+        auto memfd = createSealedMemfd("x", 4096);
+        snapshotFds();
+        expectRejected(raw_->send(RawClient::message(Op::Attach, &req, sizeof req, 1), {memfd->get()}), EINVAL);
+    }
+    {
+        AttachRequest req{};
+        req.device[0] = 'g';
+        req.flags = 0x2; // a flag nobody defined
+        auto memfd = createSealedMemfd("x", 4096);
+        snapshotFds();
+        expectRejected(raw_->send(RawClient::message(Op::Attach, &req, sizeof req, 1), {memfd->get()}), EINVAL);
+    }
+    {
+        AckMoveRequest req{1, 0}; // sequence 0 is no move's
+        snapshotFds();
+        expectRejected(raw_->send(RawClient::message(Op::AckMove, &req, sizeof req)), EINVAL);
     }
     {
         auto memfd = createSealedMemfd("x", 4096); // the fd is checked after the struct
@@ -391,11 +416,11 @@ TEST_F(DaemonProtocol, AClosedFdIsEbadfForTheClientAndTheConnectionGoesOn) {
 }
 
 TEST_F(DaemonProtocol, AHandshakeForAnotherVersionIsRefused) {
-    HandshakeRequest req{2, 5, 0};
+    HandshakeRequest req{2, 5, 0, 0};
     expectRejected(raw_->send(RawClient::message(Op::Handshake, &req, sizeof req)), EPROTONOSUPPORT);
-    HandshakeRequest empty{3, 2, 0};
+    HandshakeRequest empty{3, 2, 0, 0};
     expectRejected(raw_->send(RawClient::message(Op::Handshake, &empty, sizeof empty)), EINVAL);
-    HandshakeRequest ok{1, 7, 0};
+    HandshakeRequest ok{1, 7, 0, 0};
     auto reply = raw_->send(RawClient::message(Op::Handshake, &ok, sizeof ok));
     ASSERT_EQ(reply.error, 0);
     HandshakeReply body;

@@ -155,6 +155,18 @@ TEST(Stress, SixteenThreadsShareOneLocalSession) {
         Result<void> release(BorrowedFd b) override { return s_.release(b); }
         Result<uint64_t> attach(BorrowedFd b, std::string_view d) override { return s_.attach(b, d); }
         Result<void> detach(uint64_t a) override { return s_.detach(a); }
+        Result<uint64_t> attach(BorrowedFd b, std::string_view d, SessionAttachOptions o) override {
+            return s_.attach(b, d, o);
+        }
+        Result<void> pin(uint64_t a) override { return s_.pin(a); }
+        Result<void> unpin(uint64_t a) override { return s_.unpin(a); }
+        Result<void> migrate(BorrowedFd b, std::string_view h) override { return s_.migrate(b, h); }
+        Result<AttachForecast> forecast(BorrowedFd b, std::string_view d) override { return s_.forecast(b, d); }
+        Result<void> acknowledgeMove(uint64_t a, uint64_t q) override { return s_.acknowledgeMove(a, q); }
+        BorrowedFd eventFd() override { return s_.eventFd(); }
+        void setMoveCallback(MoveEventCallback c) override { s_.setMoveCallback(std::move(c)); }
+        Result<size_t> dispatchEvents() override { return s_.dispatchEvents(); }
+        Result<std::optional<MoveEvent>> nextEvent() override { return s_.nextEvent(); }
         Result<SessionMapping> map(uint64_t a, DmaDirection d) override { return s_.map(a, d); }
         Result<void> unmap(uint64_t m) override { return s_.unmap(m); }
         Result<void> beginCpuAccess(BorrowedFd b, SyncFlags f) override { return s_.beginCpuAccess(b, f); }

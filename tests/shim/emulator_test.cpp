@@ -318,6 +318,18 @@ public:
         return inner_->attach(buffer, device);
     }
     Result<void> detach(uint64_t attachment) override { return inner_->detach(attachment); }
+    Result<uint64_t> attach(BorrowedFd b, std::string_view d, SessionAttachOptions o) override {
+        return inner_->attach(b, d, o);
+    }
+    Result<void> pin(uint64_t a) override { return inner_->pin(a); }
+    Result<void> unpin(uint64_t a) override { return inner_->unpin(a); }
+    Result<void> migrate(BorrowedFd b, std::string_view h) override { return inner_->migrate(b, h); }
+    Result<AttachForecast> forecast(BorrowedFd b, std::string_view d) override { return inner_->forecast(b, d); }
+    Result<void> acknowledgeMove(uint64_t a, uint64_t q) override { return inner_->acknowledgeMove(a, q); }
+    BorrowedFd eventFd() override { return inner_->eventFd(); }
+    void setMoveCallback(MoveEventCallback c) override { inner_->setMoveCallback(std::move(c)); }
+    Result<size_t> dispatchEvents() override { return inner_->dispatchEvents(); }
+    Result<std::optional<MoveEvent>> nextEvent() override { return inner_->nextEvent(); }
     Result<SessionMapping> map(uint64_t attachment, DmaDirection direction) override {
         return inner_->map(attachment, direction);
     }
@@ -691,6 +703,18 @@ public:
         return inner_->attach(buffer, device);
     }
     Result<void> detach(uint64_t attachment) override { return inner_->detach(attachment); }
+    Result<uint64_t> attach(BorrowedFd b, std::string_view d, SessionAttachOptions o) override {
+        return inner_->attach(b, d, o);
+    }
+    Result<void> pin(uint64_t a) override { return inner_->pin(a); }
+    Result<void> unpin(uint64_t a) override { return inner_->unpin(a); }
+    Result<void> migrate(BorrowedFd b, std::string_view h) override { return inner_->migrate(b, h); }
+    Result<AttachForecast> forecast(BorrowedFd b, std::string_view d) override { return inner_->forecast(b, d); }
+    Result<void> acknowledgeMove(uint64_t a, uint64_t q) override { return inner_->acknowledgeMove(a, q); }
+    BorrowedFd eventFd() override { return inner_->eventFd(); }
+    void setMoveCallback(MoveEventCallback c) override { inner_->setMoveCallback(std::move(c)); }
+    Result<size_t> dispatchEvents() override { return inner_->dispatchEvents(); }
+    Result<std::optional<MoveEvent>> nextEvent() override { return inner_->nextEvent(); }
     Result<SessionMapping> map(uint64_t attachment, DmaDirection direction) override {
         return inner_->map(attachment, direction);
     }
