@@ -272,7 +272,7 @@ TEST(MigrationRemote, AnImporterKilledWhileTheMigrationWaitsIsReleasedAndTheMove
 }
 
 TEST(MigrationRemote, AnImporterThatNeverReadsIsStaticAfterTheBoundAndOthersAreServedMeanwhile) {
-    Scene scene("move_ack_timeout_ms: 3000\n");
+    Scene scene("move_ack_timeout_ms: 10000\n");
     ASSERT_NO_FATAL_FAILURE(scene.start(Importer::NeverReads));
     std::atomic<bool> answered{false};
     Result<uint64_t> display = Error(EINVAL, "not run");
