@@ -116,6 +116,7 @@ void checkReply(const Reply& reply) {
         case wire::Op::Describe: ok = bool(wire::decode<BufferInfo>(r)); break;
         case wire::Op::Allocate:
         case wire::Op::Create: ok = reply.fd.valid() && bool(r.get<wire::BufferReply>()); break;
+        case wire::Op::AllocFor: ok = reply.fd.valid() && bool(wire::decode<wire::AllocForReply>(r)); break;
         default: break;
         }
         if (!ok)
@@ -202,7 +203,7 @@ struct Sequence {
         static const uint32_t kFdFlags[] = {O_CLOEXEC | O_RDWR, O_CLOEXEC | O_RDONLY, O_RDWR, O_CLOEXEC | O_WRONLY,
                                             O_NONBLOCK};
         const int which = in.ConsumeBool() ? 1 : 0;
-        switch (in.ConsumeIntegralInRange<int>(0, 18)) {
+        switch (in.ConsumeIntegralInRange<int>(0, 19)) {
         case 0: {
             wire::AllocateRequest r{};
             r.length = in.ConsumeBool() ? in.ConsumeIntegralInRange<uint64_t>(0, 4 * 1024 * 1024)
@@ -292,6 +293,26 @@ struct Sequence {
         }
         case 16: send(which, wire::Op::ListHeaps); break;
         case 17: send(which, wire::Op::Describe, pickFd()); break;
+        case 18: {
+            // Devices from the list (duplicates and unknown ones included), a count that may not match, and
+            // now and then a stray byte in a slot past the count.
+            wire::AllocForRequest r{};
+            r.size = in.ConsumeBool() ? in.ConsumeIntegralInRange<uint64_t>(0, 4 * 1024 * 1024)
+                                      : in.ConsumeIntegral<uint64_t>();
+            r.fdFlags = kFdFlags[in.ConsumeIntegralInRange<size_t>(0, 4)];
+            r.cpuAccess = in.ConsumeIntegralInRange<uint32_t>(0, 3);
+            r.deviceCount = in.ConsumeIntegralInRange<uint32_t>(0, wire::kAllocForDevices + 1);
+            const size_t filled = in.ConsumeIntegralInRange<size_t>(0, wire::kAllocForDevices);
+            for (size_t i = 0; i < filled; ++i)
+                std::strncpy(r.devices[i], kDevices[in.ConsumeIntegralInRange<size_t>(0, 4)], sizeof r.devices[i]);
+            if (in.ConsumeBool())
+                r.devices[in.ConsumeIntegralInRange<size_t>(0, wire::kAllocForDevices - 1)][63] = 'x';
+            std::string name = in.ConsumeRandomLengthString(sizeof r.name);
+            std::memcpy(r.name, name.data(), std::min(name.size(), sizeof r.name));
+            Reply reply = send(which, wire::Op::AllocFor, &r, -1);
+            keep(reply);
+            break;
+        }
         default: {
             // Any bytes at all, now and then, in the middle of a conversation.
             std::string bytes = in.ConsumeRandomLengthString(256);

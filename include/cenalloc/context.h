@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -34,6 +35,14 @@ struct ContextOptions {
     bool kernelHeaps = true;
     /// Where the kernel's heaps are.
     std::string kernelHeapDir = "/dev/dma_heap";
+    /// Place the model on the host kernel's heaps (DESIGN.md section 4, last
+    /// paragraph; see KernelPlacement): each heap of the model whose name is
+    /// a node in kernelHeapDir hands out that node's real dma-bufs, the
+    /// others are never chosen, and nodes that match no heap are offered as
+    /// "kernel:<name>", never chosen. Unset: on when the platform is the
+    /// running host's (Platform::source "host", the --host loader) and
+    /// kernelHeapDir has nodes. Ignored without kernelHeaps.
+    std::optional<bool> placeKernelHeaps{};
 };
 
 /// A deferred buffer's request (Context::create): a non-zero size that
@@ -61,6 +70,70 @@ private:
     uint64_t aligned_ = 0;
     BufferName name_;
     CpuAccess cpuAccess_ = CpuAccess::Rare;
+};
+
+/// An allocation for devices (Context::allocateFor): the devices sharing
+/// the buffer (1 to kMaxDevices distinct names of at most kMaxDeviceName
+/// bytes each), its size, name, the CPU access hint and fd flags, validated
+/// as AllocRequest validates. Made once where input enters.
+class CENALLOC_EXPORT AllocForRequest {
+public:
+    static constexpr size_t kMaxDevices = 16;
+    static constexpr size_t kMaxDeviceName = 63;
+
+    /// Errors: EINVAL for no device or more than kMaxDevices, an empty,
+    /// over-long or repeated device name, a zero or overflowing size, fd
+    /// flags outside O_CLOEXEC|O_ACCMODE, a name over kBufferNameMax bytes.
+    static Result<AllocForRequest> make(std::vector<std::string> devices, uint64_t size, std::string_view name = {},
+                                        CpuAccess cpuAccess = CpuAccess::Rare, uint32_t fdFlags = kDefaultFdFlags);
+
+    const std::vector<std::string>& devices() const { return devices_; }
+    /// The size as asked.
+    uint64_t size() const { return size_; }
+    /// The size rounded up to a page: the buffer's size.
+    uint64_t alignedSize() const { return aligned_; }
+    const BufferName& name() const { return name_; }
+    CpuAccess cpuAccess() const { return cpuAccess_; }
+    uint32_t fdFlags() const { return fdFlags_; }
+
+private:
+    AllocForRequest() = default;
+    std::vector<std::string> devices_;
+    uint64_t size_ = 0;
+    uint64_t aligned_ = 0;
+    BufferName name_;
+    CpuAccess cpuAccess_ = CpuAccess::Rare;
+    uint32_t fdFlags_ = kDefaultFdFlags;
+};
+
+/// One device of an allocation for devices, as the platform names it.
+struct AllocForDevice {
+    std::string name;
+    /// The running host's device (Device::sysfsPath); empty off the host.
+    std::string sysfsPath;
+    /// Its bound driver (Device::driver); empty when none.
+    std::string driver;
+};
+
+/// Which heap served an allocation for devices, and why.
+struct AllocForChoice {
+    /// The heap the storage came from.
+    std::string heap;
+    /// Its host kernel node (/dev/dma_heap/<kernelHeap>) when the storage is
+    /// a real dma-buf the kernel made; empty for the model's storage.
+    std::string kernelHeap;
+    /// Why this heap, in words.
+    std::string reason;
+    /// The devices, in the order asked.
+    std::vector<AllocForDevice> devices;
+    /// What explain() says of the devices and the size.
+    Explanation explanation;
+};
+
+/// A buffer allocated for devices, and the choice behind it.
+struct AllocatedFor {
+    std::shared_ptr<Buffer> buffer;
+    AllocForChoice choice;
 };
 
 /// Everything cenalloc knows about one machine, in this process (the
@@ -150,6 +223,22 @@ public:
     /// which heap, and which device should allocate. See cenalloc::explain.
     Result<Explanation> explain(std::span<const std::string> devices, uint64_t size,
                                 CpuAccess cpuAccess = CpuAccess::Rare) const;
+
+    /// Allocate now, for @p request's devices, from the best heap that serves
+    /// them all (explain()'s choice; when it is exhausted, the next that
+    /// serves them). On the host with placed kernel heaps
+    /// (ContextOptions::placeKernelHeaps) the buffer is a real dma-buf the
+    /// kernel made from that heap, which drivers import as they always have;
+    /// otherwise it has the model's storage, which meets every device's
+    /// limits. The devices are not attached.
+    /// Errors: ENODEV for a device the platform does not have; EINVAL when
+    /// no heap serves the devices, naming each heap's refusal as explain()
+    /// does; ENOMEM when every heap that serves them is exhausted; the
+    /// kernel's errors.
+    /// With @p allowHeap, only the heaps it accepts are allocated from (the
+    /// service's per-client access control): EACCES when every heap that
+    /// serves the devices is refused.
+    Result<AllocatedFor> allocateFor(const AllocForRequest& request, const HeapFilter& allowHeap = {});
 
     /// A bufinfo line per live buffer, by id.
     std::vector<BufferInfo> bufinfo() const;

@@ -36,6 +36,7 @@ CENALLOC_EXPORT Result<CpuAccess> parseCpuAccess(std::string_view text);
 enum class Refusal {
     None,               ///< accepted
     HostKernel,         ///< a host kernel heap: where its pages lie is unknown
+    NotInHostKernel,    ///< a heap of the model the host kernel does not have (KernelPlacement::NotInKernel)
     PrivatePool,        ///< another device's private pool (its memory-region)
     AccessBits,         ///< the heap's memory is of no kind the devices reach
     AboveAddressLimit,  ///< all of the heap's memory lies above the address limit
@@ -78,13 +79,16 @@ private:
     std::array<uint64_t, 7> values_{}; // the numbers reason() quotes; meaning per refusal
     std::string_view iommu_;           // IOVA refusals only (interned)
     std::string_view device_;          // the device a per-device rule refused, when the set has several (interned)
+    std::string_view kernelHeap_;      // placement refusals: the /dev/dma_heap node or the heap (interned)
 };
 
 /// Does @p heap serve a buffer of @p size bytes for @p set? The rules, in
 /// order (the first that fails is the verdict):
-///  0. the heap is no host kernel heap (whose placement is unknown), and no
-///     other device's private pool: a heap with owners serves a non-empty
-///     set of its owners only;
+///  0. the heap is no host kernel heap whose placement is unknown
+///     (HeapKind::Kernel), no heap of the model that the host kernel does
+///     not have (KernelPlacement::NotInKernel), and no other device's
+///     private pool: a heap with owners serves a non-empty set of its
+///     owners only;
 ///  1. access bits: the heap's and the set's share a bit;
 ///  2. address: the heap's memory starts at or below the address limit and
 ///     enough of it (at most capacity, at most limit - lowestAddress + 1)
@@ -206,6 +210,10 @@ struct Explanation {
     std::string cachePolicy;
     /// The chosen heap (ranking.front()), when satisfiable.
     std::optional<std::string> heap;
+    /// The host kernel's node the chosen heap stands for (its
+    /// HeapProperties::kernelHeap: /dev/dma_heap/<kernelHeap>), when the
+    /// heap is placed on the host kernel's; nullopt otherwise.
+    std::optional<std::string> kernelHeap;
     /// The device that should allocate (export) the buffer, when one
     /// device's own choice is the chosen heap.
     std::optional<std::string> allocatingDevice;

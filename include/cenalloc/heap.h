@@ -30,6 +30,29 @@ enum class HeapKind {
 
 CENALLOC_EXPORT const char* heapKindName(HeapKind kind);
 
+/// How a heap relates to the host kernel's dma-heaps (/dev/dma_heap/*)
+/// when a Context places the model on them (ContextOptions::placeKernelHeaps).
+enum class KernelPlacement {
+    /// A heap of the model only: cenalloc allocates its storage (memfds and
+    /// modelled chunks). Every heap when nothing is placed.
+    Modelled,
+    /// A heap of the model that stands for the host kernel's heap of the
+    /// same name: placement reasoning from the model, storage (real
+    /// dma-bufs) from the kernel.
+    Placed,
+    /// A heap of the model the host kernel does not expose: never chosen
+    /// on the host (Refusal::NotInHostKernel).
+    NotInKernel,
+    /// A host kernel heap that matches no heap of the model ("kernel:<n>"):
+    /// usable by name, never chosen (Refusal::HostKernel).
+    Unplaced,
+    /// A host kernel heap that is the same memory as a placed one.
+    Alias,
+};
+
+/// "modelled", "placed", "not-in-kernel", "unplaced", "alias".
+CENALLOC_EXPORT const char* kernelPlacementName(KernelPlacement placement);
+
 /// What a heap promises about every buffer it hands out. Matching a device
 /// against a heap uses only these (see alloc/match).
 struct HeapProperties {
@@ -68,6 +91,16 @@ struct HeapProperties {
     /// all of its memory, or its driver would bounce the buffer through
     /// swiotlb instead of sharing it.
     bool honoursAddressLimit = true;
+    /// How the heap relates to the host kernel's heaps (see KernelPlacement).
+    KernelPlacement kernelPlacement = KernelPlacement::Modelled;
+    /// The host kernel heap's node name in /dev/dma_heap ("system",
+    /// "linux,cma@50000000") for a placed, unplaced or alias heap; empty
+    /// for a heap of the model only.
+    std::string kernelHeap{};
+
+    /// The kernel makes this heap's storage: a real dma-buf whose pages the
+    /// model does not hold (a HeapKind::Kernel heap, or a placed one).
+    bool inHostKernel() const { return kind == HeapKind::Kernel || !kernelHeap.empty(); }
 };
 
 /// Live statistics of one heap.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <cenalloc/buffer.h>
+#include <cenalloc/context.h>
 #include <cenalloc/explain.h>
 #include <cenalloc/export.h>
 #include <cenalloc/iommu.h>
@@ -95,6 +96,16 @@ CENALLOC_EXPORT std::string reportAttachForecasts(const BufferInfo& buffer, std:
 /// Processes this caller may not inspect are named in a note, not guessed.
 /// Errors: only when /proc itself cannot be read.
 CENALLOC_EXPORT Result<std::string> reportHostDmaBufs(const ReportOptions& options = {});
+
+/// A buffer allocated for devices (`cenalloc alloc --for`): its heap, the
+/// host kernel's heap node when the kernel made it, size, fd, inode,
+/// exporter (what the kernel's fdinfo says for a real dma-buf), name, the
+/// reason for the heap, and each device with its sysfs path and driver.
+/// JSON: {"heap", "kernel_heap" (null for the model's storage), "size",
+/// "fd", "inode", "exporter", "name", "reason", "devices": [{"name",
+/// "sysfs", "driver"}]}. Errors: the errno of fstat of the buffer's fd.
+CENALLOC_EXPORT Result<std::string> reportAllocatedFor(const AllocatedFor& allocated,
+                                                       const ReportOptions& options = {});
 
 /// The bufinfo entry of the buffer @p fd names, as @p session sees it
 /// (found by the fd's inode). Errors: errno of fstat; those of

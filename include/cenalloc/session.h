@@ -104,6 +104,18 @@ struct AllocatorStats {
     ServiceLimits limits;
 };
 
+/// A buffer a session allocated for devices (Session::allocateFor).
+struct SessionAllocatedFor {
+    UniqueFd fd;
+    /// Its size (page-aligned).
+    uint64_t size = 0;
+    /// The heap it came from, its host kernel heap node (empty for the
+    /// model's storage) and why that heap (AllocForChoice).
+    std::string heap;
+    std::string kernelHeap;
+    std::string reason;
+};
+
 /// The API of a client of cenalloc, with buffers named by file descriptor
 /// as the kernel's dma-buf uapi names them. The same interface is served
 /// in-process (Session::local, the embedded default, no daemon) and by
@@ -155,6 +167,14 @@ public:
     virtual Result<UniqueFd> create(const CreateRequest& request) = 0;
     /// The same from its arguments (EINVAL as CreateRequest::make says).
     Result<UniqueFd> create(uint64_t size, std::string_view name = {}, CpuAccess cpuAccess = CpuAccess::Rare);
+    /// Allocate now for the devices of @p request from the best heap that
+    /// serves them (Context::allocateFor; on a daemon placed on the host
+    /// kernel's heaps, a real dma-buf from the kernel heap chosen). Returns
+    /// the fd (with O_CLOEXEC when the request's fd flags have it) and the
+    /// choice. Errors: as Context::allocateFor; through cenallocd also those
+    /// of allocate() (EACCES, EDQUOT, ENOSPC), and EINVAL from a daemon too
+    /// old to know the operation.
+    virtual Result<SessionAllocatedFor> allocateFor(const AllocForRequest& request) = 0;
     /// Tell the allocator this session uses @p buffer, received from
     /// elsewhere (another process). Importing the same buffer through any
     /// fd yields the same id. Errors: EBADF when @p buffer is not one of

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <optional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cenalloc/units.h>
 
@@ -27,13 +29,22 @@ Result<std::unique_ptr<Context>> Context::create(const Platform& platform, const
     auto state = std::make_shared<AllocatorState>();
     state->platform = platform;
     state->memory = std::make_shared<PhysicalMemory>(state->platform);
-    std::vector<std::shared_ptr<Heap>> heaps = CENALLOC_TRY(createPlatformHeaps(state->platform, state->memory));
     std::vector<std::string> kernelHeapProblems;
+    std::optional<KernelHeapNodes> nodes;
     if (options.kernelHeaps) {
+        auto names = listKernelHeaps(options.kernelHeapDir);
+        if (!names) // an unreadable directory hides the kernel's heaps, not the model's
+            kernelHeapProblems.push_back(names.error().message());
+        else if (options.placeKernelHeaps.value_or(platform.source == "host" && !names->empty()))
+            nodes = KernelHeapNodes{options.kernelHeapDir, std::move(*names)};
+    }
+    std::vector<std::shared_ptr<Heap>> heaps = CENALLOC_TRY(
+        createPlatformHeaps(state->platform, state->memory, nodes ? &*nodes : nullptr, &kernelHeapProblems));
+    if (options.kernelHeaps && !nodes && kernelHeapProblems.empty()) {
         auto kernel = openKernelHeaps(state->platform, &kernelHeapProblems, options.kernelHeapDir);
         if (kernel)
             heaps.insert(heaps.end(), kernel->begin(), kernel->end());
-        else // an unreadable directory hides the kernel's heaps, not the model's
+        else
             kernelHeapProblems.push_back(kernel.error().message());
     }
     for (auto& heap : heaps) {
@@ -136,6 +147,96 @@ Result<CreateRequest> CreateRequest::make(uint64_t size, std::string_view name, 
         return request.error();
     request->name_ = CENALLOC_TRY(BufferName::make(name));
     return request;
+}
+
+Result<AllocForRequest> AllocForRequest::make(std::vector<std::string> devices, uint64_t size, std::string_view name,
+                                              CpuAccess cpuAccess, uint32_t fdFlags) {
+    if (devices.empty() || devices.size() > kMaxDevices)
+        return Error(EINVAL, fmt::format("{} devices: an allocation is for 1 to {}", devices.size(), kMaxDevices));
+    for (size_t i = 0; i < devices.size(); ++i) {
+        const std::string& d = devices[i];
+        if (d.empty() || d.size() > kMaxDeviceName)
+            return Error(EINVAL, fmt::format("device name of {} bytes: need 1 to {}", d.size(), kMaxDeviceName));
+        if (std::find(devices.begin(), devices.begin() + static_cast<std::ptrdiff_t>(i), d) !=
+            devices.begin() + static_cast<std::ptrdiff_t>(i))
+            return Error(EINVAL, fmt::format("device '{}' is listed twice", d));
+    }
+    // The size and fd flags are judged as an allocation from a heap is.
+    auto alloc = AllocRequest::make(AllocArgs{fmt::format("for {}", fmt::join(devices, ",")), size, fdFlags, 0});
+    if (!alloc)
+        return alloc.error();
+    AllocForRequest request;
+    request.devices_ = std::move(devices);
+    request.size_ = size;
+    request.aligned_ = alloc->alignedLength();
+    request.name_ = CENALLOC_TRY(BufferName::make(name));
+    request.cpuAccess_ = cpuAccess;
+    request.fdFlags_ = fdFlags;
+    return request;
+}
+
+Result<AllocatedFor> Context::allocateFor(const AllocForRequest& request, const HeapFilter& allowHeap) {
+    AllocatedFor out;
+    for (const std::string& name : request.devices()) {
+        const Device* d = state_->platform.findDevice(name);
+        if (!d) {
+            auto known = device(name); // ENOENT naming the known devices
+            return Error(ENODEV, known.error().message());
+        }
+        out.choice.devices.push_back({d->name, d->sysfsPath, d->driver});
+    }
+    Explanation e = CENALLOC_TRY(explain(request.devices(), request.alignedSize(), request.cpuAccess()));
+    if (!e.satisfiable)
+        return Error(EINVAL, e.conflict ? e.conflict->reason : "no heap serves the devices");
+    // The best heap first; a heap that is exhausted passes to the next that
+    // serves the devices, as a deferred buffer's first allocation does.
+    std::optional<Error> firstFailure;
+    std::vector<std::string> refused;
+    for (size_t rank = 0; rank < e.ranking.size(); ++rank) {
+        std::shared_ptr<Heap> heap = state_->heaps.find(e.ranking[rank]);
+        const HeapProperties& p = heap->properties();
+        if (allowHeap && !allowHeap(p)) {
+            refused.push_back(p.name);
+            continue;
+        }
+        // A kernel heap takes no limits; matching found all of its memory
+        // within the devices' reach (HeapProperties::honoursAddressLimit).
+        auto storage = p.inHostKernel() ? heap->allocate(request.alignedSize())
+                                        : heap->allocate(request.alignedSize(), storageLimits(e.constraints));
+        if (!storage) {
+            if (!firstFailure)
+                firstFailure = storage.error().withContext(
+                    fmt::format("allocating {} from heap '{}'", formatSize(request.alignedSize()), heap->name()));
+            continue;
+        }
+        BufferParams params;
+        params.size = request.alignedSize();
+        params.fdFlags = request.fdFlags();
+        params.name = request.name();
+        params.ops = makeHeapExporter(*heap);
+        params.storage = std::move(*storage);
+        params.registry = registry_;
+        out.buffer = CENALLOC_TRY(BufferAccess::create(std::move(params)));
+        out.choice.heap = heap->name();
+        out.choice.kernelHeap = p.inHostKernel() ? p.kernelHeap : std::string();
+        // Heaps before this one in the ranking were refused to the caller or failed.
+        if (!firstFailure)
+            out.choice.reason =
+                fmt::format("the best of the heaps that serve {} (ranked: {}); {}",
+                            fmt::join(request.devices(), " and "), fmt::join(e.ranking, ", "), e.cachePolicy);
+        else
+            out.choice.reason =
+                fmt::format("the next heap that serves {} after a failure ({}); {}",
+                            fmt::join(request.devices(), " and "), firstFailure->message(), e.cachePolicy);
+        if (!refused.empty())
+            out.choice.reason += fmt::format("; not allowed here: {}", fmt::join(refused, ", "));
+        out.choice.explanation = std::move(e);
+        return out;
+    }
+    if (!firstFailure)
+        return Error(EACCES, fmt::format("the heaps that serve {} ({}) are not ones this caller may allocate from",
+                                         fmt::join(request.devices(), " and "), fmt::join(refused, ", ")));
+    return *firstFailure;
 }
 
 Result<std::shared_ptr<Buffer>> Context::allocate(std::string_view heapName, uint64_t length, uint32_t fdFlags,

@@ -13,6 +13,7 @@
 
 #include "base/try.h"
 #include "core/sg_build.h"
+#include "heaps/kernel_heap.h"
 
 namespace cenalloc {
 
@@ -152,6 +153,12 @@ private:
             if (!chosen)
                 return firstFailure ? *firstFailure : chosen.error();
             std::shared_ptr<Heap> heap = state_->heaps.find((*chosen)->name);
+            if (heap->properties().inHostKernel())
+                return Error(EOPNOTSUPP,
+                             fmt::format("the best heap for the devices is '{}', the host kernel's {}/{}: a deferred "
+                                         "buffer's fd was handed out before its storage and cannot become the "
+                                         "kernel's dma-buf; allocate with Context::allocateFor (cenalloc alloc --for)",
+                                         heap->name(), kKernelHeapDir, heap->properties().kernelHeap));
             auto storage = heap->allocate(size_, storageLimits(set));
             if (storage)
                 return std::pair{std::move(*storage), heap->name()};

@@ -379,6 +379,8 @@ Result<Explanation> explainDevices(const Platform& platform, std::span<const Hea
     e.satisfiable = !accepted.empty();
     if (e.satisfiable) {
         e.heap = accepted.front()->name;
+        if (!accepted.front()->kernelHeap.empty())
+            e.kernelHeap = accepted.front()->kernelHeap;
         s.recommend(e, accepted.front());
     } else {
         e.allocatingReason = "no heap serves every device, so no device can allocate for all of them";

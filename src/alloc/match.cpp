@@ -10,6 +10,8 @@
 
 #include <cenalloc/units.h>
 
+#include "heaps/kernel_heap.h"
+
 namespace cenalloc {
 
 namespace {
@@ -68,13 +70,23 @@ std::string segmentShape(uint64_t maxSegmentSize, uint64_t boundaryMask) {
     return out;
 }
 
-// Rule 0: a host kernel heap says nothing of where its pages lie, so no
-// device limit can be checked against it and no modelled device can map its
-// buffers. It is allocated from by name, for kernel drivers.
+// Rule 0: a host kernel heap whose placement is unknown says nothing of
+// where its pages lie, so no device limit can be checked against it and no
+// modelled device can map its buffers: it is allocated from by name, for
+// kernel drivers. A heap of the model that the host kernel does not expose
+// cannot hand out a real dma-buf on the host: it is never chosen there.
 bool refusesHostKernel(const MatchInput& in, HeapVerdict& out) {
+    if (in.heap.kernelPlacement == KernelPlacement::NotInKernel) {
+        out = VerdictAccess::refusePlacement(Refusal::NotInHostKernel, in.subject, internName(in.heap.name));
+        return true;
+    }
     if (in.heap.kind != HeapKind::Kernel)
         return false;
-    out = VerdictAccess::refuse(Refusal::HostKernel, in.subject, {});
+    // Only a heap the Context tried to place names its node: the others
+    // keep the words of a kernel heap offered beside the model.
+    const bool tried = in.heap.kernelPlacement != KernelPlacement::Modelled;
+    out = VerdictAccess::refusePlacement(Refusal::HostKernel, in.subject,
+                                         tried ? internName(in.heap.kernelHeap) : std::string_view());
     return true;
 }
 
@@ -275,6 +287,12 @@ HeapVerdict VerdictAccess::refuse(Refusal refusal, Subject subject, std::array<u
     return v;
 }
 
+HeapVerdict VerdictAccess::refusePlacement(Refusal refusal, Subject subject, std::string_view kernelHeap) {
+    HeapVerdict v = refuse(refusal, subject, {});
+    v.kernelHeap_ = kernelHeap;
+    return v;
+}
+
 uint64_t contiguousSegments(uint64_t size, uint64_t maxSegmentSize, uint64_t boundaryMask, uint64_t startAlignment) {
     if (size == 0)
         return 0;
@@ -331,6 +349,7 @@ const char* refusalName(Refusal refusal) {
     switch (refusal) {
     case Refusal::None: return "none";
     case Refusal::HostKernel: return "host-kernel";
+    case Refusal::NotInHostKernel: return "not-in-host-kernel";
     case Refusal::PrivatePool: return "private-pool";
     case Refusal::AccessBits: return "access-bits";
     case Refusal::AboveAddressLimit: return "above-address-limit";
@@ -354,7 +373,16 @@ std::string HeapVerdict::reason() const {
     const char* accepts = device_.empty() ? w.accepts : kDevice.accepts;
     switch (refusal_) {
     case Refusal::None: return {};
+    case Refusal::NotInHostKernel:
+        return fmt::format(
+            "the host kernel has no heap '{}' ({}/{} does not exist): nothing on this host hands out its "
+            "memory as a dma-buf",
+            kernelHeap_, kKernelHeapDir, kernelHeap_);
     case Refusal::HostKernel:
+        if (!kernelHeap_.empty())
+            return fmt::format("placement unknown: no reserved-memory region or vendor heap of the platform matches "
+                               "{}/{} (allocate from it by name for kernel drivers)",
+                               kKernelHeapDir, kernelHeap_);
         return fmt::format("a host kernel heap: the kernel does not say where its pages lie, so {} limits cannot be "
                            "checked and no modelled device can map it (allocate from it by name for kernel drivers)",
                            w.whose);

@@ -43,11 +43,18 @@ private:
 // kernel's exporter does the cache maintenance.
 class KernelHeapExporter final : public BufferOps {
 public:
-    explicit KernelHeapExporter(std::string heap) : heap_(std::move(heap)) {}
+    KernelHeapExporter(std::string heap, std::string kernelHeap)
+        : heap_(std::move(heap)), kernelHeap_(std::move(kernelHeap)) {}
     const char* name() const override { return heap_.c_str(); }
 
     Result<void> attach(Buffer& buffer, const DmaDevice& device) override {
         (void)buffer;
+        if (!kernelHeap_.empty() && heap_ == kernelHeap_) // a placed heap
+            return Error(EOPNOTSUPP,
+                         fmt::format("the buffer is a real dma-buf the host kernel made from {}/{}: the model holds no "
+                                     "placement for it, so '{}' cannot map it through the model (its driver imports "
+                                     "the fd instead)",
+                                     kKernelHeapDir, kernelHeap_, device.name()));
         return Error(EOPNOTSUPP,
                      fmt::format("heap '{}' is the host kernel's: where its pages lie is unknown, so '{}' cannot be "
                                  "checked against the buffer or map it (kernel drivers import its fd instead)",
@@ -77,13 +84,14 @@ public:
 
 private:
     std::string heap_;
+    std::string kernelHeap_; // its /dev/dma_heap node
 };
 
 } // namespace
 
 std::unique_ptr<BufferOps> makeHeapExporter(const Heap& heap) {
-    if (heap.properties().kind == HeapKind::Kernel)
-        return std::make_unique<KernelHeapExporter>(heap.name());
+    if (heap.properties().inHostKernel())
+        return std::make_unique<KernelHeapExporter>(heap.name(), heap.properties().kernelHeap);
     return std::make_unique<HeapExporter>(heap.name());
 }
 

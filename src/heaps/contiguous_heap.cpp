@@ -20,8 +20,8 @@ namespace {
 
 class ContiguousHeap final : public Heap {
 public:
-    ContiguousHeap(const ReservedRegion& region, bool honoursAddressLimit)
-        : Heap(contiguousHeapProperties(region, honoursAddressLimit)), ranges_(region.base, region.size, kPageSize) {}
+    ContiguousHeap(const ReservedRegion& region, HeapProperties properties)
+        : Heap(std::move(properties)), ranges_(region.base, region.size, kPageSize) {}
 
     uint64_t freeBytes() const override {
         std::lock_guard lock(mutex_);
@@ -81,8 +81,12 @@ HeapProperties contiguousHeapProperties(const ReservedRegion& region, bool honou
 }
 
 std::shared_ptr<Heap> createContiguousHeap(const ReservedRegion& region, bool honoursAddressLimit) {
+    return createContiguousHeap(region, contiguousHeapProperties(region, honoursAddressLimit));
+}
+
+std::shared_ptr<Heap> createContiguousHeap(const ReservedRegion& region, HeapProperties properties) {
     assert(region.base % kPageSize == 0 && region.size % kPageSize == 0);
-    return std::make_shared<ContiguousHeap>(region, honoursAddressLimit);
+    return std::make_shared<ContiguousHeap>(region, std::move(properties));
 }
 
 } // namespace cenalloc

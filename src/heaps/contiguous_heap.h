@@ -18,5 +18,8 @@ HeapProperties contiguousHeapProperties(const ReservedRegion& region, bool honou
 
 /// The heap serving @p region (page-aligned, as validatePlatform() checks).
 std::shared_ptr<Heap> createContiguousHeap(const ReservedRegion& region, bool honoursAddressLimit = true);
+/// The same with @p properties made from contiguousHeapProperties() (a
+/// KernelPlacement set on them, say).
+std::shared_ptr<Heap> createContiguousHeap(const ReservedRegion& region, HeapProperties properties);
 
 } // namespace cenalloc

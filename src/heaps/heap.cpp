@@ -20,6 +20,17 @@ const char* heapKindName(HeapKind kind) {
     return "unknown";
 }
 
+const char* kernelPlacementName(KernelPlacement placement) {
+    switch (placement) {
+    case KernelPlacement::Modelled: return "modelled";
+    case KernelPlacement::Placed: return "placed";
+    case KernelPlacement::NotInKernel: return "not-in-kernel";
+    case KernelPlacement::Unplaced: return "unplaced";
+    case KernelPlacement::Alias: return "alias";
+    }
+    return "unknown";
+}
+
 Storage::Storage(std::shared_ptr<Heap> heap, std::vector<PhysChunk> chunks, uint64_t size, UniqueFd dmaBuf)
     : heap_(std::move(heap)), chunks_(std::move(chunks)), size_(size), dmaBuf_(std::move(dmaBuf)) {}
 
@@ -39,7 +50,7 @@ Storage& Storage::operator=(Storage&& other) noexcept {
 }
 
 bool Storage::inHostKernel() const {
-    return heap_ && heap_->properties().kind == HeapKind::Kernel;
+    return heap_ && heap_->properties().inHostKernel();
 }
 
 void Storage::reset() {
@@ -63,7 +74,7 @@ Result<Storage> Heap::allocate(uint64_t length, const StorageLimits& limits) {
     }
     uint64_t size = length;
 #ifndef NDEBUG
-    if (properties_.kind != HeapKind::Kernel) {
+    if (!properties_.inHostKernel()) {
         uint64_t sum = 0;
         for (const PhysChunk& c : backing->chunks)
             sum += c.size;

@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
+#include <cstring>
+#include <functional>
 
 #include <fmt/format.h>
 
 #include "heaps/contiguous_heap.h"
+#include "heaps/kernel_heap.h"
 #include "heaps/system_heap.h"
 
 namespace cenalloc {
@@ -31,6 +34,34 @@ bool honoursAddressLimit(const Platform& platform, const ReservedRegion& r) {
     return !platform.vendorHeaps || !r.owners.empty();
 }
 
+// The heap of the model as the host kernel's heap of its name, when the
+// kernel has one. The loaders name heaps as the kernel does (DESIGN.md
+// section 5, "Heap names are the kernel's": system_heap.c registers
+// "system"; cma_heap.c registers the default CMA area under cma_get_name(),
+// which for a linux,cma-default node is the node's name, passed by
+// kernel/dma/contiguous.c rmem_cma_setup), so a name is a match.
+std::shared_ptr<Heap> placeOnKernel(HeapProperties p, const KernelHeapNodes* place, std::vector<std::string>* problems,
+                                    const std::function<std::shared_ptr<Heap>(HeapProperties)>& modelled) {
+    if (!place)
+        return modelled(std::move(p));
+    if (std::find(place->names.begin(), place->names.end(), p.name) != place->names.end()) {
+        HeapProperties placed = p;
+        placed.kernelPlacement = KernelPlacement::Placed;
+        placed.kernelHeap = p.name;
+        // cma_heap.c and system_heap.c take no address limit: the model
+        // checks that the devices reach all of the heap instead.
+        placed.honoursAddressLimit = false;
+        placed.description = fmt::format("{} (the host kernel's {}/{})", p.description, place->dir, p.name);
+        auto heap = KernelHeap::open(p.name, std::move(placed), place->dir);
+        if (heap)
+            return *heap;
+        if (problems)
+            problems->push_back(fmt::format("{}: {}", p.name, std::strerror(heap.error().code())));
+    }
+    p.kernelPlacement = KernelPlacement::NotInKernel;
+    return modelled(std::move(p));
+}
+
 } // namespace
 
 std::vector<HeapProperties> platformHeapProperties(const Platform& platform) {
@@ -42,7 +73,9 @@ std::vector<HeapProperties> platformHeapProperties(const Platform& platform) {
 }
 
 Result<std::vector<std::shared_ptr<Heap>>> createPlatformHeaps(const Platform& platform,
-                                                               std::shared_ptr<PhysicalMemory> memory) {
+                                                               std::shared_ptr<PhysicalMemory> memory,
+                                                               const KernelHeapNodes* place,
+                                                               std::vector<std::string>* problems) {
     assert(memory);
     std::vector<HeapProperties> system = systemHeapProperties(platform);
     // Region names are unique (validatePlatform), but nothing stops a region
@@ -53,10 +86,30 @@ Result<std::vector<std::shared_ptr<Heap>>> createPlatformHeaps(const Platform& p
 
     std::vector<std::shared_ptr<Heap>> heaps;
     for (HeapProperties& p : system)
-        heaps.push_back(createSystemHeap(std::move(p), memory));
+        heaps.push_back(placeOnKernel(std::move(p), place, problems,
+                                      [&](HeapProperties q) { return createSystemHeap(std::move(q), memory); }));
     for (const ReservedRegion& r : platform.regions)
         if (isHeap(r))
-            heaps.push_back(createContiguousHeap(r, honoursAddressLimit(platform, r)));
+            heaps.push_back(placeOnKernel(contiguousHeapProperties(r, honoursAddressLimit(platform, r)), place,
+                                          problems,
+                                          [&](HeapProperties q) { return createContiguousHeap(r, std::move(q)); }));
+    if (!place)
+        return heaps;
+    // The kernel's other heaps: usable by name, never chosen.
+    for (const std::string& node : place->names) {
+        if (std::any_of(heaps.begin(), heaps.end(), [&](const auto& h) { return h->name() == node; }))
+            continue;
+        HeapProperties p = kernelHeapProperties(node, platform.findKernelHeap(node));
+        p.kernelPlacement = KernelPlacement::Unplaced;
+        p.kernelHeap = node;
+        auto heap = KernelHeap::open(node, std::move(p), place->dir);
+        if (!heap) {
+            if (problems)
+                problems->push_back(fmt::format("{}: {}", node, std::strerror(heap.error().code())));
+            continue;
+        }
+        heaps.push_back(std::move(*heap));
+    }
     return heaps;
 }
 

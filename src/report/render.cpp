@@ -155,18 +155,24 @@ std::string renderPlatform(const Platform& p) {
 // ---------------------------------------------------------------- heaps
 
 json heapPropertiesJson(const HeapProperties& h) {
-    return {{"kind", heapKindName(h.kind)},
-            {"description", h.description},
-            {"lowest_address", h.lowestAddress},
-            {"highest_address", h.highestAddress},
-            {"contiguous", h.contiguous},
-            {"cached", h.cached},
-            {"max_chunk_size", h.maxChunkSize},
-            {"min_chunk_size", h.minChunkSize},
-            {"chunk_alignment", h.chunkAlignment},
-            {"access_bits", h.accessBits},
-            {"capacity", h.capacity},
-            {"valid_heap_flags", h.validHeapFlags}};
+    json j{{"kind", heapKindName(h.kind)},
+           {"description", h.description},
+           {"lowest_address", h.lowestAddress},
+           {"highest_address", h.highestAddress},
+           {"contiguous", h.contiguous},
+           {"cached", h.cached},
+           {"max_chunk_size", h.maxChunkSize},
+           {"min_chunk_size", h.minChunkSize},
+           {"chunk_alignment", h.chunkAlignment},
+           {"access_bits", h.accessBits},
+           {"capacity", h.capacity},
+           {"valid_heap_flags", h.validHeapFlags}};
+    // Only a context placed on the host kernel's heaps says how each relates to them.
+    if (h.kernelPlacement != KernelPlacement::Modelled) {
+        j["kernel_placement"] = kernelPlacementName(h.kernelPlacement);
+        j["kernel_heap"] = h.kernelHeap.empty() ? json(nullptr) : text(fmt::format("/dev/dma_heap/{}", h.kernelHeap));
+    }
+    return j;
 }
 
 json heapStatsJson(const HeapStats& s) {
@@ -195,18 +201,37 @@ json heapsJson(const std::string& platform, const std::vector<HeapInfo>& heaps) 
 }
 
 std::string renderHeaps(const std::string& platform, const std::vector<HeapInfo>& heaps) {
-    TextTable t(
-        {"heap", "kind", "range", "contig", "cached", "capacity", "free", "live", "live bytes", "watermark", "failed"});
+    // Placed on the host kernel's heaps: which node each heap stands for.
+    const bool placed = std::any_of(heaps.begin(), heaps.end(), [](const HeapInfo& h) {
+        return h.properties.kernelPlacement != KernelPlacement::Modelled;
+    });
+    std::vector<std::string> header = {"heap", "kind", "range",      "contig",    "cached", "capacity",
+                                       "free", "live", "live bytes", "watermark", "failed"};
+    if (placed)
+        header.insert(header.begin() + 1, "kernel heap");
+    TextTable t(std::move(header));
     for (const HeapInfo& heap : heaps) {
         const HeapProperties& p = heap.properties;
         const HeapStats& s = heap.stats;
         // A host kernel heap's placement and free memory are the kernel's secret.
         const bool known = p.kind != HeapKind::Kernel;
-        t.addRow({p.name, heapKindName(p.kind),
-                  known && p.capacity ? fmt::format("{}..{}", hex(p.lowestAddress), hex(p.highestAddress)) : "-",
-                  p.contiguous ? "yes" : "no", p.cached ? "yes" : "no", p.capacity ? formatSize(p.capacity) : "?",
-                  known ? formatSize(heap.freeBytes) : "?", std::to_string(s.liveBuffers), formatSize(s.liveBytes),
-                  formatSize(s.watermarkBytes), std::to_string(s.failedAllocations)});
+        std::vector<std::string> row = {
+            p.name,
+            heapKindName(p.kind),
+            known && p.capacity ? fmt::format("{}..{}", hex(p.lowestAddress), hex(p.highestAddress)) : "-",
+            p.contiguous ? "yes" : "no",
+            p.cached ? "yes" : "no",
+            p.capacity ? formatSize(p.capacity) : "?",
+            known && !p.inHostKernel() ? formatSize(heap.freeBytes) : "?",
+            std::to_string(s.liveBuffers),
+            formatSize(s.liveBytes),
+            formatSize(s.watermarkBytes),
+            std::to_string(s.failedAllocations)};
+        if (placed)
+            row.insert(row.begin() + 1, p.kernelHeap.empty()
+                                            ? fmt::format("- ({})", kernelPlacementName(p.kernelPlacement))
+                                            : fmt::format("/dev/dma_heap/{}", p.kernelHeap));
+        t.addRow(std::move(row));
     }
     return fmt::format("heaps of {}:\n", printableText(platform)) + t.render();
 }
@@ -409,6 +434,7 @@ json explanationJson(const Explanation& e) {
            {"cpu_access", cpuAccessName(e.cpuAccess)},
            {"satisfiable", e.satisfiable},
            {"heap", e.heap ? json(*e.heap) : json(nullptr)},
+           {"kernel_heap", e.kernelHeap ? text(fmt::format("/dev/dma_heap/{}", *e.kernelHeap)) : json(nullptr)},
            {"ranking", e.ranking},
            {"prefer_cached", e.preferCached},
            {"cache_policy", e.cachePolicy},
@@ -471,6 +497,8 @@ std::string renderExplanation(const Explanation& e) {
     out += "\n";
     if (e.satisfiable) {
         out += fmt::format("chosen heap:       {}\n", *e.heap);
+        if (e.kernelHeap)
+            out += fmt::format("kernel heap:       /dev/dma_heap/{}\n", printableText(*e.kernelHeap));
         for (const HeapExplanation& h : e.heaps)
             if (h.name == *e.heap && !h.owners.empty())
                 out += fmt::format("                   a pool private to {}: {} driver allocates it from its "
@@ -499,6 +527,44 @@ std::string renderExplanation(const Explanation& e) {
         for (const std::string& note : e.notes)
             out += fmt::format("  note: {}\n", printableText(note));
     }
+    return out;
+}
+
+json allocatedForJson(const AllocatedFor& allocated, const AllocatedFdFacts& fd) {
+    const AllocForChoice& c = allocated.choice;
+    json devices = json::array();
+    for (const AllocForDevice& d : c.devices)
+        devices.push_back({{"name", text(d.name)},
+                           {"sysfs", d.sysfsPath.empty() ? json(nullptr) : text(d.sysfsPath)},
+                           {"driver", d.driver.empty() ? json(nullptr) : text(d.driver)}});
+    return {{"heap", text(c.heap)},
+            {"kernel_heap", c.kernelHeap.empty() ? json(nullptr) : text(fmt::format("/dev/dma_heap/{}", c.kernelHeap))},
+            {"size", allocated.buffer->size()},
+            {"fd", fd.fd},
+            {"inode", fd.inode},
+            {"exporter", text(fd.exporter)},
+            {"name", text(allocated.buffer->name())},
+            {"reason", text(c.reason)},
+            {"devices", devices}};
+}
+
+std::string renderAllocatedFor(const AllocatedFor& allocated, const AllocatedFdFacts& fd) {
+    const AllocForChoice& c = allocated.choice;
+    auto orDash = [](const std::string& s) { return s.empty() ? std::string("-") : printableText(s); };
+    std::string out;
+    out += fmt::format("heap: {}\n", printableText(c.heap));
+    out += fmt::format("kernel heap: {}\n", c.kernelHeap.empty()
+                                                ? "- (the model's storage: a sealed memfd)"
+                                                : printableText(fmt::format("/dev/dma_heap/{}", c.kernelHeap)));
+    out += fmt::format("size: {} ({} bytes)\n", formatSize(allocated.buffer->size()), allocated.buffer->size());
+    out += fmt::format("fd: {}\n", fd.fd);
+    out += fmt::format("inode: {}\n", fd.inode);
+    out += fmt::format("exporter: {}\n", orDash(fd.exporter));
+    out += fmt::format("name: {}\n", orDash(allocated.buffer->name()));
+    out += fmt::format("reason: {}\n", printableText(c.reason));
+    for (const AllocForDevice& d : c.devices)
+        out += fmt::format("device: {} sysfs={} driver={}\n", printableText(d.name), orDash(d.sysfsPath),
+                           orDash(d.driver));
     return out;
 }
 

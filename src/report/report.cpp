@@ -7,6 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fmt/format.h>
+
+#include "base/file.h"
 #include "base/try.h"
 #include "report/host_dmabufs.h"
 #include "report/report.h"
@@ -72,6 +75,25 @@ std::string reportAttachForecasts(const BufferInfo& buffer, std::span<const Devi
 Result<std::string> reportHostDmaBufs(const ReportOptions& options) {
     const HostDmaBufScan scan = CENALLOC_TRY(scanHostDmaBufs());
     return asJson(options) ? write(hostDmaBufsJson(scan), options) : renderHostDmaBufs(scan);
+}
+
+Result<std::string> reportAllocatedFor(const AllocatedFor& allocated, const ReportOptions& options) {
+    const Buffer& buffer = *allocated.buffer;
+    AllocatedFdFacts facts;
+    facts.fd = buffer.fd().get();
+    struct stat st {};
+    if (::fstat(facts.fd, &st) != 0)
+        return Error::fromErrno("fstat of buffer fd");
+    facts.inode = st.st_ino;
+    facts.exporter = buffer.exporterName();
+    if (buffer.inHostKernel()) {
+        // What the kernel says of its own dma-buf (drivers/dma-buf/dma-buf.c dma_buf_show_fdinfo).
+        auto fdinfo = readFileLimited(fmt::format("/proc/self/fdinfo/{}", facts.fd), 64 * 1024, "an fdinfo");
+        if (fdinfo)
+            if (auto info = parseDmaBufFdInfo(*fdinfo))
+                facts.exporter = info->exporter;
+    }
+    return asJson(options) ? write(allocatedForJson(allocated, facts), options) : renderAllocatedFor(allocated, facts);
 }
 
 Result<BufferInfo> describeBuffer(Session& session, BorrowedFd fd) {

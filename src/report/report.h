@@ -55,4 +55,17 @@ nlohmann::json attachForecastsJson(const BufferInfo& buffer, const std::vector<D
 /// One line per forecast under a line naming the buffer.
 std::string renderAttachForecasts(const BufferInfo& buffer, const std::vector<DeviceForecast>& forecasts);
 
+/// What the fd of a buffer allocated for devices is, as the kernel shows it.
+struct AllocatedFdFacts {
+    int fd = -1;
+    uint64_t inode = 0;
+    /// fdinfo exp_name for a real dma-buf; the buffer's exporter otherwise.
+    std::string exporter;
+};
+/// {"heap", "kernel_heap", "size", "fd", "inode", "exporter", "name", "reason", "devices": [{"name", "sysfs",
+/// "driver"}]}
+nlohmann::json allocatedForJson(const AllocatedFor& allocated, const AllocatedFdFacts& fd);
+/// "heap: ...", "kernel heap: ...", ... one line each, then a "device:" line per device.
+std::string renderAllocatedFor(const AllocatedFor& allocated, const AllocatedFdFacts& fd);
+
 } // namespace cenalloc

@@ -49,6 +49,7 @@ static_assert(offsetof(cenalloc_heap_info, total_allocations) == CENALLOC_HEAP_I
 static_assert(sizeof(cenalloc_heap_info) == CENALLOC_HEAP_INFO_SIZE_VER1);
 static_assert(sizeof(cenalloc_explanation) == CENALLOC_EXPLANATION_SIZE_VER0);
 static_assert(sizeof(cenalloc_buffer_info) == CENALLOC_BUFFER_INFO_SIZE_VER0);
+static_assert(sizeof(cenalloc_alloc_for_info) == CENALLOC_ALLOC_FOR_INFO_SIZE_VER0);
 
 /// A struct the caller sized (its leading struct_size) and the library
 /// fills, under the kernel's rule for extensible structs
@@ -208,6 +209,45 @@ int cenalloc_alloc(cenalloc_session* session, const char* heap, uint64_t length,
         if (!fd)
             return failWith(fd.error());
         *out_fd = fd->release();
+        return succeed();
+    });
+}
+
+int cenalloc_alloc_for(cenalloc_session* session, const char* const* devices, size_t count, uint64_t size,
+                       const char* name, int cpu_access, uint32_t fd_flags, int* out_fd,
+                       cenalloc_alloc_for_info* info) {
+    if (!session || !out_fd || (count > 0 && !devices))
+        return failWith(EINVAL, "session, devices or out_fd is NULL");
+    if (!validCpuAccess(cpu_access))
+        return failWith(EINVAL, "unknown cpu access hint");
+    cenalloc_alloc_for_info ignored{};
+    ignored.struct_size = sizeof ignored;
+    SizedOut sized(info ? info : &ignored, CENALLOC_ALLOC_FOR_INFO_SIZE_VER0);
+    if (int refused = sized.check())
+        return refused;
+    return guarded([&] {
+        if (count > cenalloc::AllocForRequest::kMaxDevices)
+            return failWith(EINVAL, "more devices than an allocation is for (16)");
+        std::vector<std::string> names;
+        for (size_t i = 0; i < count; ++i) {
+            if (!devices[i])
+                return failWith(EINVAL, "a device name is NULL");
+            names.emplace_back(devices[i]);
+        }
+        auto request = cenalloc::AllocForRequest::make(std::move(names), size, name ? name : "",
+                                                       toCpuAccess(cpu_access), fd_flags);
+        if (!request)
+            return failWith(request.error());
+        auto allocated = session->session->allocateFor(*request);
+        if (!allocated)
+            return failWith(allocated.error());
+        cenalloc_alloc_for_info out{};
+        out.size = allocated->size;
+        copyName(out.heap, allocated->heap);
+        copyName(out.kernel_heap, allocated->kernelHeap);
+        copyName(out.reason, allocated->reason);
+        sized.fill(out);
+        *out_fd = allocated->fd.release();
         return succeed();
     });
 }

@@ -53,6 +53,7 @@ enum class Op : uint16_t {
     Migrate = 20,
     Forecast = 21,
     AckMove = 22,
+    AllocFor = 23,
 };
 
 inline MessageHeader makeHeader(Op op, uint32_t payloadSize, uint16_t fdCount, uint32_t sequence) {
@@ -520,10 +521,69 @@ struct AckMove : Void {
     }
 };
 
+struct AllocFor {
+    static constexpr wire::Op kOp = wire::Op::AllocFor;
+    static constexpr const char* kName = "alloc-for";
+    static constexpr bool kTakesFd = false;
+    using Request = wire::AllocForRequest;
+    using Args = AllocForRequest;
+    using Reply = wire::AllocForReply;
+    using Decoded = Reply;
+    using Value = SessionAllocatedFor;
+    static Result<Args> parse(const Request& r) {
+        if (r.cpuAccess > static_cast<uint32_t>(CpuAccess::Often))
+            return invalid(fmt::format("alloc-for: cpu access {} is not 0 (none), 1 (rare) or 2 (often)", r.cpuAccess));
+        if (r.deviceCount == 0 || r.deviceCount > wire::kAllocForDevices)
+            return invalid(fmt::format("alloc-for: {} devices: 1 to {}", r.deviceCount, wire::kAllocForDevices));
+        std::vector<std::string> devices;
+        for (uint32_t i = 0; i < wire::kAllocForDevices; ++i) {
+            std::string device = CENALLOC_TRY(nameIn(r.devices[i], "alloc-for: device"));
+            if (i >= r.deviceCount) {
+                if (!device.empty())
+                    return invalid(
+                        fmt::format("alloc-for: device slot {} is beyond the {} given but not zero", i, r.deviceCount));
+                continue;
+            }
+            devices.push_back(std::move(device));
+        }
+        std::string name = CENALLOC_TRY(nameIn(r.name, "alloc-for: name"));
+        return AllocForRequest::make(std::move(devices), r.size, name, static_cast<CpuAccess>(r.cpuAccess), r.fdFlags);
+    }
+    static Result<Request> format(const Args& a) {
+        Request r{};
+        r.size = a.size();
+        r.fdFlags = a.fdFlags();
+        r.cpuAccess = static_cast<uint32_t>(a.cpuAccess());
+        r.deviceCount = static_cast<uint32_t>(a.devices().size());
+        CENALLOC_CHECK(wire::putName(r.name, sizeof r.name, a.name().str()));
+        for (size_t i = 0; i < a.devices().size(); ++i) // AllocForRequest::make bounded both
+            CENALLOC_CHECK(wire::putName(r.devices[i], sizeof r.devices[i], a.devices()[i]));
+        return r;
+    }
+    static Result<Answer<Reply>> serve(ServiceClient& c, const Args& a, BorrowedFd) {
+        AllocForChoice choice;
+        auto buffer = c.service().allocateFor(c.id(), a, choice);
+        if (!buffer)
+            return buffer.error();
+        return Answer<Reply>{
+            {buffer->id, buffer->size, std::move(choice.heap), std::move(choice.kernelHeap), std::move(choice.reason)},
+            std::move(buffer->fd)};
+    }
+    static Result<SessionAllocatedFor> finish(Reply body, UniqueFd fd, const Args& a) {
+        SessionAllocatedFor out;
+        out.fd = CENALLOC_TRY(bufferFd(std::move(fd), a.fdFlags()));
+        out.size = body.size;
+        out.heap = std::move(body.heap);
+        out.kernelHeap = std::move(body.kernelHeap);
+        out.reason = std::move(body.reason);
+        return out;
+    }
+};
+
 /// Every operation, in opcode order.
-using All =
-    std::tuple<Handshake, ListHeaps, Allocate, Create, Import, Release, Attach, Detach, Map, Unmap, BeginCpuAccess,
-               EndCpuAccess, SetName, Bufinfo, Stats, Platform, Describe, Pin, Unpin, Migrate, Forecast, AckMove>;
+using All = std::tuple<Handshake, ListHeaps, Allocate, Create, Import, Release, Attach, Detach, Map, Unmap,
+                       BeginCpuAccess, EndCpuAccess, SetName, Bufinfo, Stats, Platform, Describe, Pin, Unpin, Migrate,
+                       Forecast, AckMove, AllocFor>;
 
 /// What the Session method of op @p O returns.
 template <typename O> using ResultOf = Result<typename O::Value>;
@@ -576,6 +636,9 @@ public:
     Result<std::vector<HeapInfo>> heaps() override { return call<ops::ListHeaps>({}); }
     Result<UniqueFd> allocate(const AllocRequest& request) override { return call<ops::Allocate>(request); }
     Result<UniqueFd> create(const CreateRequest& request) override { return call<ops::Create>(request); }
+    Result<SessionAllocatedFor> allocateFor(const AllocForRequest& request) override {
+        return call<ops::AllocFor>(request);
+    }
     Result<uint64_t> import(BorrowedFd buffer) override { return call<ops::Import>({}, buffer); }
     Result<void> release(BorrowedFd buffer) override { return call<ops::Release>({}, buffer); }
     Result<uint64_t> attach(BorrowedFd buffer, std::string_view device) override {

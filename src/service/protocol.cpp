@@ -369,6 +369,15 @@ template <typename Io, typename V> void transferForecast(Io& io, V& f) {
     io.strings(f.notified);
 }
 
+/// An AllocFor reply: the buffer and size, then heap, kernel heap and reason.
+template <typename Io, typename V> void transferAllocFor(Io& io, V& a) {
+    io.u64(a.buffer);
+    io.u64(a.size);
+    io.lstring(a.heap);
+    io.lstring(a.kernelHeap);
+    io.lstring(a.reason);
+}
+
 /// A move event: MoveEventBody, then its cause.
 template <typename Io, typename V> void transferMoveEvent(Io& io, V& e) {
     io.u64(e.buffer);
@@ -476,14 +485,30 @@ template <typename Io, typename P, typename H> void transferPlatform(Io& io, P& 
     // other platform (so its bytes stay those of version 1), or an older
     // daemon's.
     bool hostFacts = io.more();
-    if constexpr (!Io::kDecoding)
-        hostFacts = std::any_of(platform.devices.begin(), platform.devices.end(),
-                                [](const auto& d) { return !d.sysfsPath.empty() || !d.driver.empty(); });
+    // After them, for heaps placed on the host kernel's only, per heap its
+    // placement and kernel heap node (the host facts come first, empty if
+    // need be). A body without them: every heap is KernelPlacement::Modelled.
+    bool placement = false;
+    if constexpr (!Io::kDecoding) {
+        placement = std::any_of(heaps.begin(), heaps.end(),
+                                [](const auto& h) { return h.kernelPlacement != KernelPlacement::Modelled; });
+        hostFacts = placement || std::any_of(platform.devices.begin(), platform.devices.end(),
+                                             [](const auto& d) { return !d.sysfsPath.empty() || !d.driver.empty(); });
+    }
     if (!hostFacts)
         return;
     io.each(platform.devices, devices, [](auto& sub, auto& device) {
         sub.lstring(device.sysfsPath);
         sub.lstring(device.driver);
+    });
+    if constexpr (Io::kDecoding)
+        placement = io.more();
+    if (!placement)
+        return;
+    io.each(heaps, heapCount, [](auto& sub, auto& heap) {
+        sub.enum32(heap.kernelPlacement, KernelPlacement::Alias, "kernel placement");
+        sub.zero32();
+        sub.lstring(heap.kernelHeap);
     });
 }
 
@@ -624,6 +649,14 @@ void encode(Writer& w, const AttachForecast& forecast) {
 }
 Result<void> decodeInto(Reader& r, AttachForecast& forecast) {
     return decodeWith(r, [&](Decoder& d) { transferForecast(d, forecast); });
+}
+
+void encode(Writer& w, const AllocForReply& reply) {
+    Encoder e(w);
+    transferAllocFor(e, reply);
+}
+Result<void> decodeInto(Reader& r, AllocForReply& reply) {
+    return decodeWith(r, [&](Decoder& d) { transferAllocFor(d, reply); });
 }
 
 void encode(Writer& w, const MoveEvent& event) {

@@ -102,6 +102,22 @@ struct CreateRequest {
 };
 static_assert(sizeof(CreateRequest) == 48);
 
+/// AllocFor: the devices (device_count of the 16 slots, each a name
+/// NUL-padded to 64 bytes; unused slots all zero), the size, name, CPU
+/// access hint (as create's) and fd flags (as allocate's).
+inline constexpr size_t kAllocForDevices = 16;
+struct AllocForRequest {
+    uint64_t size;
+    uint32_t fdFlags;
+    uint32_t cpuAccess; ///< 0 none, 1 rare, 2 often
+    uint32_t deviceCount;
+    uint32_t reserved;
+    char name[kBufferNameField];
+    char devices[kAllocForDevices][kNameField];
+    static constexpr auto kReserved = std::tuple{&AllocForRequest::reserved};
+};
+static_assert(sizeof(AllocForRequest) == 1080);
+
 /// Attach flags: kAttachDynamic asks for a dynamic attachment (move events).
 inline constexpr uint32_t kAttachDynamic = 0x1;
 struct AttachRequest {
@@ -190,6 +206,17 @@ struct BufferReply {
     uint64_t size;
 };
 static_assert(sizeof(BufferReply) == 16);
+
+/// AllocFor: the buffer as BufferReply, then the heap it came from, the
+/// host kernel's heap node (empty for the model's storage) and the reason,
+/// each {u32 length, u32 0} + bytes padded to 8; the buffer's fd is attached.
+struct AllocForReply {
+    uint64_t buffer = 0;
+    uint64_t size = 0;
+    std::string heap;
+    std::string kernelHeap;
+    std::string reason;
+};
 
 /// Import and Attach.
 struct IdReply {
@@ -347,6 +374,7 @@ void encode(Writer& w, const std::vector<BufferInfo>& buffers);
 void encode(Writer& w, const SessionMapping& mapping);
 void encode(Writer& w, const PlatformView& platform);
 void encode(Writer& w, const AttachForecast& forecast);
+void encode(Writer& w, const AllocForReply& reply);
 void encode(Writer& w, const MoveEvent& event);
 template <typename T>
 requires std::is_trivially_copyable_v<T>
@@ -364,6 +392,7 @@ Result<void> decodeInto(Reader& r, std::vector<BufferInfo>& buffers);
 Result<void> decodeInto(Reader& r, SessionMapping& mapping);
 Result<void> decodeInto(Reader& r, PlatformBody& platform);
 Result<void> decodeInto(Reader& r, AttachForecast& forecast);
+Result<void> decodeInto(Reader& r, AllocForReply& reply);
 Result<void> decodeInto(Reader& r, MoveEvent& event);
 template <typename T>
 requires std::is_trivially_copyable_v<T> Result<void> decodeInto(Reader& r, T& value) {

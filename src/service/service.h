@@ -118,6 +118,10 @@ public:
     /// Context::create restricted to the heaps the client may use, after
     /// the same checks as allocate().
     Result<ServiceBuffer> create(ClientId client, const CreateRequest& request);
+    /// Context::allocateFor restricted to the heaps the client may use
+    /// (EACCES when none that serves the devices is), charged to the quota
+    /// as allocate(); @p choice receives which heap and why.
+    Result<ServiceBuffer> allocateFor(ClientId client, const AllocForRequest& request, AllocForChoice& choice);
     /// The buffer @p fd names, claimed by the client.
     Result<uint64_t> import(ClientId client, BorrowedFd fd);
     /// Drop the client's claim (mappings, attachments, CPU access).

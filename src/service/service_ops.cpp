@@ -92,6 +92,21 @@ Result<ServiceBuffer> Service::create(ClientId client, const CreateRequest& requ
     return makeCharged(client, aligned, false, O_RDWR, [&] { return context_->create(request, filter); });
 }
 
+Result<ServiceBuffer> Service::allocateFor(ClientId client, const AllocForRequest& request, AllocForChoice& choice) {
+    const auto [peer, trusted] = CENALLOC_TRY(peerOf(client));
+    Context::HeapFilter filter;
+    if (!trusted)
+        filter = [this, peer = peer](const HeapProperties& heap) { return config_.allows(heap.name, peer); };
+    // The size was checked against every heap that serves the devices
+    // (explain's capacity rule) before any heap allocates it.
+    return makeCharged(client, request.alignedSize(), false, request.fdFlags() & O_ACCMODE,
+                       [&]() -> Result<std::shared_ptr<Buffer>> {
+                           AllocatedFor allocated = CENALLOC_TRY(context_->allocateFor(request, filter));
+                           choice = std::move(allocated.choice);
+                           return std::move(allocated.buffer);
+                       });
+}
+
 Result<uint64_t> Service::import(ClientId clientId, BorrowedFd fd) {
     const InodeKey key = CENALLOC_TRY(inodeOf(fd));
     std::lock_guard lock(mutex_);

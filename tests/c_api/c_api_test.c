@@ -226,6 +226,53 @@ int main(void) {
     const char* unknown[] = {"gpu", "nope"};
     CHECK(cenalloc_explain(s, unknown, 2, 4096, CENALLOC_CPU_ACCESS_RARE, &e) == -ENOENT);
 
+    /* Allocating for devices: the heap explain chose, and why. */
+    cenalloc_heap_info cmaBefore = {.struct_size = sizeof cmaBefore};
+    CHECK(findHeap(s, "linux,cma", &cmaBefore) == 0);
+    cenalloc_alloc_for_info forInfo = {.struct_size = sizeof forInfo};
+    int forFd = -1;
+    CHECK(cenalloc_alloc_for(s, devices, 2, 5000, "for-both", CENALLOC_CPU_ACCESS_RARE, O_CLOEXEC | O_RDWR, &forFd,
+                             &forInfo) == 0);
+    CHECK(forFd >= 0 && (fcntl(forFd, F_GETFD) & FD_CLOEXEC));
+    CHECK(forInfo.struct_size == sizeof forInfo);
+    CHECK(forInfo.size == 8192);
+    CHECK(strcmp(forInfo.heap, "linux,cma") == 0);
+    CHECK(strcmp(forInfo.kernel_heap, "") == 0);
+    CHECK(strstr(forInfo.reason, "gpu and display") != NULL);
+    cenalloc_heap_info cmaDuring = {.struct_size = sizeof cmaDuring};
+    CHECK(findHeap(s, "linux,cma", &cmaDuring) == 0);
+    CHECK(cmaDuring.live_buffers == cmaBefore.live_buffers + 1);
+    close(forFd);
+    forFd = -1;
+    CHECK(cenalloc_alloc_for(s, devices, 1, 4096, NULL, CENALLOC_CPU_ACCESS_NONE, O_CLOEXEC | O_RDWR, &forFd, NULL) ==
+          0);
+    CHECK(forFd >= 0);
+    close(forFd);
+    /* Bad input: nothing allocated, no fd. */
+    forFd = -1;
+    CHECK(cenalloc_alloc_for(s, unknown, 2, 4096, NULL, CENALLOC_CPU_ACCESS_RARE, O_CLOEXEC, &forFd, &forInfo) ==
+          -ENODEV);
+    const char* twice[] = {"gpu", "gpu"};
+    CHECK(cenalloc_alloc_for(s, twice, 2, 4096, NULL, CENALLOC_CPU_ACCESS_RARE, O_CLOEXEC, &forFd, &forInfo) ==
+          -EINVAL);
+    CHECK(cenalloc_alloc_for(s, devices, 0, 4096, NULL, CENALLOC_CPU_ACCESS_RARE, O_CLOEXEC, &forFd, &forInfo) ==
+          -EINVAL);
+    CHECK(cenalloc_alloc_for(s, devices, 17, 4096, NULL, CENALLOC_CPU_ACCESS_RARE, O_CLOEXEC, &forFd, &forInfo) ==
+          -EINVAL);
+    CHECK(cenalloc_alloc_for(s, devices, 2, 0, NULL, CENALLOC_CPU_ACCESS_RARE, O_CLOEXEC, &forFd, &forInfo) == -EINVAL);
+    CHECK(cenalloc_alloc_for(s, devices, 2, 4096, NULL, 7, O_CLOEXEC, &forFd, &forInfo) == -EINVAL);
+    CHECK(cenalloc_alloc_for(s, devices, 2, 4096, NULL, CENALLOC_CPU_ACCESS_RARE, O_NONBLOCK, &forFd, &forInfo) ==
+          -EINVAL);
+    CHECK(cenalloc_alloc_for(s, devices, 2, 4096, NULL, CENALLOC_CPU_ACCESS_RARE, O_CLOEXEC, NULL, &forInfo) ==
+          -EINVAL);
+    forInfo.struct_size = 8;
+    CHECK(cenalloc_alloc_for(s, devices, 2, 4096, NULL, CENALLOC_CPU_ACCESS_RARE, O_CLOEXEC, &forFd, &forInfo) ==
+          -EINVAL);
+    CHECK(forFd == -1);
+    cenalloc_heap_info cmaAfter = {.struct_size = sizeof cmaAfter};
+    CHECK(findHeap(s, "linux,cma", &cmaAfter) == 0);
+    CHECK(cmaAfter.live_buffers == cmaBefore.live_buffers);
+
     CHECK(cenalloc_unmap(s, m1) == 0);
     CHECK(cenalloc_release(s, shared) == 0);
     close(shared);

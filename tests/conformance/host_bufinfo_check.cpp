@@ -10,7 +10,9 @@
 // fds, then runs `CENALLOC bufinfo --host --json` and the text form and
 // prints what they say about the child in lines that are the same on every
 // run (no pids or inodes), compared with
-// tests/conformance/host_bufinfo_expected.txt.
+// tests/conformance/host_bufinfo_expected.txt. Then it checks `CENALLOC
+// alloc --for` (a real dma-buf from the kernel heap the model chose) and
+// that `explain --host` names that kernel heap.
 #include <fcntl.h>
 #include <linux/dma-buf.h>
 #include <linux/dma-heap.h>
@@ -192,6 +194,44 @@ void checkBuffer(const json& report, const Allocated& a, const char* label, pid_
     std::printf("host-bufinfo-%s-holders: %s\n", label, holders.empty() ? "none" : holders.c_str());
 }
 
+// `cenalloc alloc --for` on the host: the model placed on the kernel's
+// heaps chooses the system heap for the guest's first device, and the CLI
+// hands out a real dma-buf the kernel exported from it. Lines name no pid,
+// fd or inode. Returns the number of failures.
+int checkAllocFor(const std::string& cli) {
+    int status = 0;
+    json platform = json::parse(run({cli, "platform", "show", "--host", "--json"}, &status), nullptr, false);
+    if (platform.is_discarded() || status != 0 || !platform.contains("devices") || platform["devices"].empty()) {
+        std::printf("alloc-for-platform: %s status=%d\n", platform.is_discarded() ? "unparsable" : "no devices",
+                    status);
+        return 1;
+    }
+    const std::string device = platform["devices"][0]["name"].get<std::string>();
+    json a = json::parse(
+        run({cli, "alloc", "--for", device, "--size", "1M", "--name", "for-check", "--host", "--json"}, &status),
+        nullptr, false);
+    std::printf("alloc-for-json: %s status=%d\n", a.is_discarded() ? "unparsable" : "ok", status);
+    if (a.is_discarded() || status != 0)
+        return 1;
+    auto str = [](const json& v) { return v.is_string() ? v.get<std::string>() : std::string("null"); };
+    std::printf("alloc-for-buffer: heap=%s kernel_heap=%s size=%llu exporter=%s name=%s fd=%s inode=%s\n",
+                str(a["heap"]).c_str(), str(a["kernel_heap"]).c_str(),
+                static_cast<unsigned long long>(a["size"].get<uint64_t>()), str(a["exporter"]).c_str(),
+                str(a["name"]).c_str(), a["fd"].get<int>() >= 0 ? "open" : "none",
+                a["inode"].get<uint64_t>() != 0 ? "known" : "unknown");
+    const bool sameDevice = a["devices"].size() == 1 && a["devices"][0]["name"] == device;
+    std::printf("alloc-for-devices: %zu, the one asked %s, sysfs %s\n", a["devices"].size(), sameDevice ? "yes" : "no",
+                sameDevice && a["devices"][0]["sysfs"].is_string() ? "shown" : "missing");
+
+    // explain --host names the kernel heap the chosen heap stands for.
+    std::string text = run({cli, "explain", "--host", "--devices", device, "--size", "1M"}, &status);
+    const bool named = text.find("kernel heap:       /dev/dma_heap/system\n") != std::string::npos;
+    std::printf("alloc-for-explain: status=%d kernel heap %s\n", status, named ? "named" : "missing");
+    if (!named)
+        std::fputs(text.c_str(), stdout);
+    return (str(a["exporter"]) != "system") + !sameDevice + (status != 0) + !named;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -263,6 +303,8 @@ int main(int argc, char** argv) {
 
     ::close(release);
     ::waitpid(child, nullptr, 0);
+
+    failures += checkAllocFor(cli);
     if (mountedSys)
         ::umount("/sys");
     std::printf("host-bufinfo-summary: done\n");

@@ -268,6 +268,67 @@ TEST(Cli, AllocBufinfoAndStatsInProcess) {
     EXPECT_TRUE(sj["domains"].is_array());
 }
 
+TEST(Cli, AllocForChoosesTheHeapForTheDevicesAndShowsEachDevice) {
+    CliRun text = cli("alloc --for display,gpu --size 3M --name scanout", cenalloc::test::Output::Stdout);
+    ASSERT_EQ(text.exitCode, 0) << text.out;
+    std::vector<std::string> keys;
+    for (size_t at = 0; at < text.out.size();) {
+        size_t end = text.out.find('\n', at);
+        const std::string line = text.out.substr(at, end - at);
+        keys.push_back(line.substr(0, line.find(':')));
+        at = end == std::string::npos ? text.out.size() : end + 1;
+    }
+    const std::vector<std::string> expected = {"heap",     "kernel heap", "size",   "fd",     "inode",
+                                               "exporter", "name",        "reason", "device", "device"};
+    EXPECT_EQ(keys, expected) << text.out;
+    EXPECT_NE(text.out.find("heap: linux,cma\n"), std::string::npos) << text.out;
+    EXPECT_NE(text.out.find("name: scanout\n"), std::string::npos) << text.out;
+    EXPECT_NE(text.out.find("device: display sysfs=- driver=-\n"), std::string::npos) << text.out;
+
+    CliRun json = cli("alloc --for gpu --size 1M --cpu-access often --json", cenalloc::test::Output::Stdout);
+    ASSERT_EQ(json.exitCode, 0) << json.out;
+    auto j = nlohmann::json::parse(json.out);
+    EXPECT_EQ(j["heap"], "system");
+    EXPECT_TRUE(j["kernel_heap"].is_null()) << "the built-in platform is not placed on a kernel's heaps";
+    EXPECT_EQ(j["size"], 1024 * 1024);
+    EXPECT_GE(j["fd"].get<int>(), 0);
+    EXPECT_GT(j["inode"].get<uint64_t>(), 0u);
+    EXPECT_EQ(j["exporter"], "system");
+    ASSERT_EQ(j["devices"].size(), 1u);
+    EXPECT_EQ(j["devices"][0]["name"], "gpu");
+    EXPECT_TRUE(j["reason"].is_string());
+}
+
+TEST(Cli, AllocForRefusesBadInputWithItsErrno) {
+    struct Case {
+        const char* args;
+        const char* message;
+    };
+    for (const Case& c : {
+             Case{"--for toaster --size 1M", "no device 'toaster' on platform"},
+             Case{"--for gpu,gpu --size 1M", "device 'gpu' is listed twice (EINVAL)"},
+             Case{"--for gpu --size 0", "(EINVAL)"},
+             Case{"--for display --size 8G", "no heap serves"},
+             Case{"--for gpu --size 1M --cpu-access sometimes", "--cpu-access"},
+             Case{"--for gpu --size 1M --socket /nonexistent.sock",
+                  "alloc --for runs in-process: --socket does not apply (EINVAL)"},
+         }) {
+        SCOPED_TRACE(c.args);
+        CliRun r = cli(std::string("alloc ") + c.args);
+        EXPECT_EQ(r.exitCode, 1) << r.out;
+        EXPECT_NE(r.out.find(c.message), std::string::npos) << r.out;
+        EXPECT_EQ(r.out.find("heap: "), std::string::npos) << r.out;
+    }
+    CliRun unknown = cli("alloc --for toaster --size 1M");
+    EXPECT_NE(unknown.out.find("(ENODEV)"), std::string::npos) << unknown.out;
+    CliRun neither = cli("alloc --size 1M");
+    EXPECT_NE(neither.exitCode, 0);
+    EXPECT_NE(neither.out.find("alloc needs --heap HEAP or --for DEV1,DEV2,..."), std::string::npos) << neither.out;
+    CliRun both = cli("alloc --heap system --for gpu --size 1M");
+    EXPECT_NE(both.exitCode, 0);
+    EXPECT_NE(both.out.find("excludes"), std::string::npos) << both.out;
+}
+
 /// A cenallocd on a private socket, socket-activated: reachable the
 /// moment it is spawned, no waiting.
 using Daemon = cenalloc::test::DaemonProcess;

@@ -267,6 +267,88 @@ TEST_F(DaemonProtocol, UndefinedPayloadFlagsAndValuesAreEinval) {
     }
 }
 
+wire::AllocForRequest allocForRequest(std::vector<const char*> devices, uint64_t size = 3 << 20) {
+    wire::AllocForRequest r{};
+    r.size = size;
+    r.fdFlags = O_CLOEXEC | O_RDWR;
+    r.cpuAccess = 1;
+    r.deviceCount = static_cast<uint32_t>(devices.size());
+    for (size_t i = 0; i < devices.size(); ++i)
+        std::strncpy(r.devices[i], devices[i], sizeof r.devices[i]);
+    std::strncpy(r.name, "for-devices", sizeof r.name);
+    return r;
+}
+
+TEST_F(DaemonProtocol, AllocForAnswersTheHeapItChoseAndTheBuffersFd) {
+    auto req = allocForRequest({"display", "gpu"});
+    auto reply = raw_->send(RawClient::message(Op::AllocFor, &req, sizeof req));
+    ASSERT_EQ(reply.error, 0) << reply.message;
+    ASSERT_EQ(reply.fds.size(), 1u);
+    EXPECT_EQ(test::fdSize(reply.fds[0].get()), 3u << 20);
+    Reader r(reply.body);
+    auto body = decode<AllocForReply>(r);
+    ASSERT_TRUE(body) << body.error().toString();
+    EXPECT_EQ(r.remaining(), 0u);
+    EXPECT_NE(body->buffer, 0u);
+    EXPECT_EQ(body->size, 3u << 20);
+    EXPECT_EQ(body->heap, "linux,cma");
+    EXPECT_EQ(body->kernelHeap, "") << "the model's storage";
+    EXPECT_NE(body->reason.find("display and gpu"), std::string::npos) << body->reason;
+
+    // The client library says the same.
+    auto request = cenalloc::AllocForRequest::make({"gpu"}, 5000, "via-session", CpuAccess::Often);
+    ASSERT_TRUE(request);
+    auto allocated = other_->allocateFor(*request);
+    ASSERT_TRUE(allocated) << allocated.error().toString();
+    EXPECT_EQ(allocated->size, 2 * 4096u);
+    EXPECT_EQ(allocated->heap, "system");
+    EXPECT_TRUE(test::hasCloexec(allocated->fd.get()));
+    EXPECT_EQ(test::fdSize(allocated->fd.get()), 2 * 4096u);
+    auto unknown = other_->allocateFor(*cenalloc::AllocForRequest::make({"toaster"}, 4096));
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error().code(), ENODEV);
+}
+
+TEST_F(DaemonProtocol, HostileAllocForRequestsAreRefusedAndLeaveNothingBehind) {
+    struct Case {
+        const char* what;
+        wire::AllocForRequest req;
+        int code;
+    };
+    std::vector<Case> cases;
+    auto add = [&](const char* what, auto change, int code = EINVAL) {
+        auto req = allocForRequest({"display", "gpu"});
+        change(req);
+        cases.push_back({what, req, code});
+    };
+    add("reserved", [](auto& r) { r.reserved = 1; });
+    add("cpu access 3", [](auto& r) { r.cpuAccess = 3; });
+    add("no device", [](auto& r) { r.deviceCount = 0; });
+    add("17 devices", [](auto& r) { r.deviceCount = 17; });
+    add("a count beyond the names", [](auto& r) { r.deviceCount = 3; });
+    add("a name past the count", [](auto& r) { r.deviceCount = 1; });
+    add("a stray byte in an unused slot", [](auto& r) { r.devices[15][63] = 'x'; });
+    add("a name without its NUL", [](auto& r) { std::memset(r.devices[0], 'd', sizeof r.devices[0]); });
+    add("junk after a name's NUL", [](auto& r) { r.devices[1][40] = 'x'; });
+    add("a device twice", [](auto& r) { std::strcpy(r.devices[1], "display"); });
+    add("junk after the buffer name's NUL", [](auto& r) { r.name[31] = 'x'; });
+    add("size 0", [](auto& r) { r.size = 0; });
+    add("an overflowing size", [](auto& r) { r.size = UINT64_MAX; });
+    add("fd flags", [](auto& r) { r.fdFlags = O_NONBLOCK; });
+    add("more than any heap holds", [](auto& r) { r.size = uint64_t{1} << 40; });
+    add(
+        "an unknown device", [](auto& r) { std::strcpy(r.devices[1], "toaster"); }, ENODEV);
+    for (const Case& c : cases) {
+        SCOPED_TRACE(c.what);
+        expectRejected(raw_->send(RawClient::message(Op::AllocFor, &c.req, sizeof c.req)), c.code);
+    }
+    auto stats = other_->stats();
+    ASSERT_TRUE(stats);
+    // The heap display and gpu would get was never asked (the other client's checks allocate from system).
+    for (const HeapInfo& heap : stats->heaps)
+        EXPECT_TRUE(heap.name == "system" || heap.stats.totalAllocations == 0) << heap.name;
+}
+
 TEST_F(DaemonProtocol, ALongerPayloadIsAcceptedOnlyWhenTheExtraBytesAreZero) {
     auto req = allocateRequest();
     auto bytes = RawClient::message(Op::Allocate, &req, sizeof req + 24);

@@ -11,8 +11,12 @@
 #include <cenalloc/context.h>
 #include <cenalloc/explain.h>
 
+#include "support/fake_kernel_heaps.h"
+
 namespace cenalloc::wire {
 namespace {
+
+using test::FakeKernelHeapDir;
 
 TEST(Protocol, HeaderAndRequestsHaveTheDocumentedSizes) {
     EXPECT_EQ(sizeof(MessageHeader), 32u);
@@ -347,6 +351,62 @@ TEST(Protocol, PlatformRoundTripGivesTheSameExplanations) {
             }
         }
     }
+}
+
+TEST(Protocol, PlacementOnTheHostKernelsHeapsRoundTripsAndAnUnknownOneIsEproto) {
+    FakeKernelHeapDir dir;
+    dir.addHeap("system");
+    dir.addHeap("linux,cma");
+    dir.addHeap("zz"); // matches no heap: "kernel:zz", the last heap
+    auto context =
+        Context::create(defaultPlatform(), ContextOptions{.kernelHeapDir = dir.path(), .placeKernelHeaps = true});
+    ASSERT_TRUE(context) << context.error().toString();
+    std::span<const HeapProperties> heaps = (*context)->heapProperties();
+    ASSERT_EQ(heaps.back().kernelHeap, "zz");
+    Writer w;
+    encode(w, PlatformView{(*context)->platform(), heaps});
+    {
+        Reader r(w.bytes());
+        auto back = decode<PlatformBody>(r);
+        ASSERT_TRUE(back) << back.error().toString();
+        EXPECT_EQ(r.remaining(), 0u);
+        ASSERT_EQ(back->heaps.size(), heaps.size());
+        for (size_t i = 0; i < heaps.size(); ++i) {
+            SCOPED_TRACE(heaps[i].name);
+            EXPECT_EQ(back->heaps[i].kernelPlacement, heaps[i].kernelPlacement);
+            EXPECT_EQ(back->heaps[i].kernelHeap, heaps[i].kernelHeap);
+        }
+        // A client's explain over the decoded copy names the kernel heap, as the daemon's would.
+        const std::vector<std::string> gpu = {"gpu"};
+        auto local = explain((*context)->platform(), heaps, gpu, 1 << 20, CpuAccess::Rare);
+        auto remote = explain(back->platform, back->heaps, gpu, 1 << 20, CpuAccess::Rare);
+        ASSERT_TRUE(local && remote);
+        EXPECT_EQ(local->kernelHeap, std::optional<std::string>("system"));
+        EXPECT_EQ(remote->kernelHeap, local->kernelHeap);
+        EXPECT_EQ(remote->ranking, local->ranking);
+    }
+    // The last heap's part ends the body: {u32 placement, u32 0}, then "zz" as {u32 2, u32 0} + 8 bytes.
+    std::vector<std::byte> bytes = w.bytes();
+    ASSERT_GE(bytes.size(), 24u);
+    const size_t at = bytes.size() - 24;
+    ASSERT_EQ(static_cast<uint8_t>(bytes[at]), static_cast<uint8_t>(KernelPlacement::Unplaced));
+    bytes[at] = std::byte{5};
+    Reader r(bytes);
+    auto bad = decode<PlatformBody>(r);
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code(), EPROTO);
+
+    // Without placement the body is what it was: no part for it.
+    auto plain = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false});
+    ASSERT_TRUE(plain);
+    Writer before;
+    encode(before, PlatformView{(*plain)->platform(), (*plain)->heapProperties()});
+    Reader rb(before.bytes());
+    auto modelled = decode<PlatformBody>(rb);
+    ASSERT_TRUE(modelled);
+    for (const HeapProperties& h : modelled->heaps)
+        EXPECT_EQ(h.kernelPlacement, KernelPlacement::Modelled) << h.name;
+    EXPECT_LT(before.bytes().size(), w.bytes().size());
 }
 
 TEST(Protocol, HeapsRoundTrip) {

@@ -151,6 +151,9 @@ TEST(Stress, SixteenThreadsShareOneLocalSession) {
         Result<std::vector<HeapInfo>> heaps() override { return s_.heaps(); }
         Result<UniqueFd> allocate(const AllocRequest& request) override { return s_.allocate(request); }
         Result<UniqueFd> create(const CreateRequest& request) override { return s_.create(request); }
+        Result<SessionAllocatedFor> allocateFor(const AllocForRequest& request) override {
+            return s_.allocateFor(request);
+        }
         Result<uint64_t> import(BorrowedFd b) override { return s_.import(b); }
         Result<void> release(BorrowedFd b) override { return s_.release(b); }
         Result<uint64_t> attach(BorrowedFd b, std::string_view d) override { return s_.attach(b, d); }

@@ -305,6 +305,9 @@ public:
     Result<std::vector<HeapInfo>> heaps() override { return inner_->heaps(); }
     Result<UniqueFd> allocate(const AllocRequest& request) override { return inner_->allocate(request); }
     Result<UniqueFd> create(const CreateRequest& request) override { return inner_->create(request); }
+    Result<SessionAllocatedFor> allocateFor(const AllocForRequest& request) override {
+        return inner_->allocateFor(request);
+    }
     Result<uint64_t> import(BorrowedFd buffer) override {
         ++fdCalls;
         return inner_->import(buffer);
@@ -697,6 +700,9 @@ public:
     }
     Result<UniqueFd> allocate(const AllocRequest& request) override { return inner_->allocate(request); }
     Result<UniqueFd> create(const CreateRequest& request) override { return inner_->create(request); }
+    Result<SessionAllocatedFor> allocateFor(const AllocForRequest& request) override {
+        return inner_->allocateFor(request);
+    }
     Result<uint64_t> import(BorrowedFd buffer) override { return inner_->import(buffer); }
     Result<void> release(BorrowedFd buffer) override { return inner_->release(buffer); }
     Result<uint64_t> attach(BorrowedFd buffer, std::string_view device) override {

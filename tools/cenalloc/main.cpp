@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cenalloc/context.h>
 #include <cenalloc/explain.h>
 #include <cenalloc/platform_sources.h>
 #include <cenalloc/report.h>
@@ -77,6 +78,30 @@ std::string misplacedOption(const CLI::App& app) {
     return {};
 }
 
+// --size and --cpu-access, each error saying which option it is about.
+struct SizeAndCpu {
+    uint64_t size;
+    cenalloc::CpuAccess cpu;
+};
+cenalloc::Result<SizeAndCpu> parseSizeAndCpu(const std::string& sizeText, const std::string& cpuText) {
+    auto size = cenalloc::parseSize(sizeText);
+    if (!size)
+        return size.error().withContext("--size");
+    auto cpu = cenalloc::parseCpuAccess(cpuText);
+    if (!cpu)
+        return cpu.error().withContext("--cpu-access");
+    return SizeAndCpu{*size, *cpu};
+}
+
+// The platform for an in-process command, its loader's notes said as
+// printNotes() says them (JSON reports carry them instead).
+cenalloc::Result<cenalloc::Platform> loadPlatform(const cenalloc::PlatformSource& source, bool json) {
+    auto platform = cenalloc::loadPlatformSource(source, &notes);
+    if (!json || !platform)
+        printNotes();
+    return platform;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -124,9 +149,19 @@ int main(int argc, char** argv) {
     std::string heapName;
     std::string allocSizeText;
     std::string bufferName;
-    allocCmd->add_option("--heap", heapName, "heap to allocate from")->required();
+    std::vector<std::string> allocFor;
+    std::string allocCpuText = "rare";
+    auto* heapOpt = allocCmd->add_option("--heap", heapName, "heap to allocate from");
+    auto* forOpt = allocCmd
+                       ->add_option("--for", allocFor,
+                                    "devices sharing the buffer (DEV1,DEV2,...): allocate from the best heap for "
+                                    "them, in-process (on --host a real dma-buf from the host kernel's heap)")
+                       ->delimiter(',');
+    heapOpt->excludes(forOpt);
     allocCmd->add_option("--size", allocSizeText, "length (4096, 0x1000, 64K, 8M, ...)")->required();
     allocCmd->add_option("--name", bufferName, "buffer name (at most 31 bytes)");
+    allocCmd->add_option("--cpu-access", allocCpuText, "with --for: how often the cpu touches it: none, rare, often")
+        ->capture_default_str();
 
     CLI::App* bufinfoCmd = app.add_subcommand(
         "bufinfo", "live buffers, their attachments and mappings (--host: every dma-buf of the host, who holds it)");
@@ -199,23 +234,53 @@ int main(int argc, char** argv) {
                 return fail(importer.error().withContext("--mapped-by"));
             importers.push_back(std::move(*importer));
         }
-        auto size = cenalloc::parseSize(sizeText);
-        if (!size)
-            return fail(size.error().withContext("--size"));
-        auto cpu = cenalloc::parseCpuAccess(cpuText);
-        if (!cpu)
-            return fail(cpu.error().withContext("--cpu-access"));
-        auto platform = cenalloc::loadPlatformSource(source, &notes);
-        if (!json || !platform)
-            printNotes();
+        auto args = parseSizeAndCpu(sizeText, cpuText);
+        if (!args)
+            return fail(args.error());
+        auto platform = loadPlatform(source, json);
         if (!platform)
             return fail(platform.error());
-        auto report =
-            cenalloc::cli::explainAgainstBuffer(*platform, importers, devices, *size, *cpu, reportOptions(json));
+        auto report = cenalloc::cli::explainAgainstBuffer(*platform, importers, devices, args->size, args->cpu,
+                                                          reportOptions(json));
         if (!report)
             return fail(report.error());
         std::cout << report->output;
         return report->attachable ? 0 : kExitUnsatisfiable;
+    }
+
+    if (allocCmd->parsed() && allocFor.empty() && heapName.empty()) {
+        std::cerr << "cenalloc: alloc needs --heap HEAP or --for DEV1,DEV2,...\n";
+        return static_cast<int>(CLI::ExitCodes::RequiredError);
+    }
+
+    // alloc --for: the best heap for the devices, in-process (the host's
+    // kernel heaps are this process's to open).
+    if (allocCmd->parsed() && !allocFor.empty()) {
+        if (!socketPath.empty())
+            return fail(Error(EINVAL, "alloc --for runs in-process: --socket does not apply"));
+        auto args = parseSizeAndCpu(allocSizeText, allocCpuText);
+        if (!args)
+            return fail(args.error());
+        auto request = cenalloc::AllocForRequest::make(allocFor, args->size, bufferName, args->cpu);
+        if (!request)
+            return fail(request.error());
+        auto platform = loadPlatform(source, json);
+        if (!platform)
+            return fail(platform.error());
+        auto context = cenalloc::Context::create(*platform);
+        if (!context)
+            return fail(context.error());
+        for (const std::string& problem : (*context)->kernelHeapProblems())
+            std::cerr << "cenalloc: note: kernel heap left out: " << cenalloc::printableText(problem) << "\n";
+        auto allocated = (*context)->allocateFor(*request);
+        if (!allocated)
+            return fail(allocated.error());
+        // The buffer (and its fd) lives until the report is printed.
+        auto report = cenalloc::reportAllocatedFor(*allocated, reportOptions(json));
+        if (!report)
+            return fail(report.error());
+        std::cout << *report << std::flush;
+        return 0;
     }
 
     // Commands about buffers and heaps run in a session: the daemon's when
@@ -267,22 +332,17 @@ int main(int argc, char** argv) {
             std::cout << cenalloc::reportStats(s.describe(), *stats, options);
             return 0;
         }
-        auto size = cenalloc::parseSize(sizeText);
-        if (!size)
-            return fail(size.error().withContext("--size"));
-        auto cpu = cenalloc::parseCpuAccess(cpuText);
-        if (!cpu)
-            return fail(cpu.error().withContext("--cpu-access"));
-        auto explanation = s.explain(devices, *size, *cpu);
+        auto args = parseSizeAndCpu(sizeText, cpuText);
+        if (!args)
+            return fail(args.error());
+        auto explanation = s.explain(devices, args->size, args->cpu);
         if (!explanation)
             return fail(explanation.error());
         std::cout << cenalloc::reportExplanation(*explanation, options);
         return explanation->satisfiable ? 0 : kExitUnsatisfiable;
     }
 
-    auto platform = cenalloc::loadPlatformSource(source, &notes);
-    if (!json || !platform)
-        printNotes();
+    auto platform = loadPlatform(source, json);
     if (!platform)
         return fail(platform.error());
 

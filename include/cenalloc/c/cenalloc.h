@@ -111,6 +111,20 @@ typedef struct {
 } cenalloc_explanation;
 #define CENALLOC_EXPLANATION_SIZE_VER0 136
 
+/** Longest reason cenalloc_alloc_for_info carries, with its NUL (longer ones are cut). */
+#define CENALLOC_REASON_MAX 256
+
+/** Which heap cenalloc_alloc_for() allocated from, and why. */
+typedef struct {
+    uint32_t struct_size; /**< set by the caller (see "Structs that grow") */
+    uint32_t reserved;    /**< 0 */
+    uint64_t size;        /**< the buffer's size (page-aligned) */
+    char heap[CENALLOC_NAME_MAX];
+    char kernel_heap[CENALLOC_NAME_MAX]; /**< its /dev/dma_heap node; "" for the model's storage */
+    char reason[CENALLOC_REASON_MAX];
+} cenalloc_alloc_for_info;
+#define CENALLOC_ALLOC_FOR_INFO_SIZE_VER0 400
+
 /** Longest buffer name cenalloc_buffer_info carries, with its NUL (DMA_BUF_NAME_LEN). */
 #define CENALLOC_BUFFER_NAME_MAX 32
 
@@ -177,6 +191,19 @@ CENALLOC_EXPORT int cenalloc_get_heap(cenalloc_session* session, size_t index, c
  */
 CENALLOC_EXPORT int cenalloc_alloc(cenalloc_session* session, const char* heap, uint64_t length, uint32_t fd_flags,
                                    uint64_t heap_flags, int* out_fd);
+
+/**
+ * Allocate now for @p count devices (1 to 16 distinct names) from the best
+ * heap that serves them all; on a host whose kernel heaps the model is
+ * placed on, a real dma-buf from the chosen kernel heap. @p name may be
+ * NULL; @p fd_flags as cenalloc_alloc()'s. @p info may be NULL; otherwise
+ * it receives the heap, kernel heap and reason (-EINVAL or -E2BIG for
+ * info->struct_size, checked first). -ENODEV for an unknown device, -EINVAL
+ * when no heap serves the devices.
+ */
+CENALLOC_EXPORT int cenalloc_alloc_for(cenalloc_session* session, const char* const* devices, size_t count,
+                                       uint64_t size, const char* name, int cpu_access, uint32_t fd_flags, int* out_fd,
+                                       cenalloc_alloc_for_info* info);
 
 /** A deferred buffer: storage comes at the first map or CPU access. */
 CENALLOC_EXPORT int cenalloc_create(cenalloc_session* session, uint64_t size, const char* name, int cpu_access,

@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: MIT
+// Tests of the model placed on the host kernel's heaps (placed, not-in-kernel, unplaced) and of allocating for
+// devices (Context::allocateFor): against a stand-in /dev/dma_heap, and for real where the host has
+// /dev/dma_heap/system (scripts/kernel-conformance runs the CLI's checks in a qemu guest).
+#include <cenalloc/context.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <cenalloc/units.h>
+
+#include "support/dmabuf_fdinfo.h"
+#include "support/fake_kernel_heaps.h"
+#include "support/fds.h"
+
+namespace cenalloc {
+namespace {
+
+using test::FakeKernelHeapDir;
+
+std::unique_ptr<Context> placedContext(const FakeKernelHeapDir& dir, std::optional<bool> place = true,
+                                       const Platform& platform = defaultPlatform()) {
+    auto context = Context::create(
+        platform, ContextOptions{.kernelHeaps = true, .kernelHeapDir = dir.path(), .placeKernelHeaps = place});
+    EXPECT_TRUE(context) << context.error().toString();
+    return context ? std::move(*context) : nullptr;
+}
+
+void addNodes(const FakeKernelHeapDir& dir, std::initializer_list<const char*> names) {
+    for (const char* name : names)
+        dir.addHeap(name);
+}
+
+const HeapProperties& propertiesOf(const Context& context, std::string_view heap) {
+    auto it = std::find_if(context.heapProperties().begin(), context.heapProperties().end(),
+                           [&](const HeapProperties& p) { return p.name == heap; });
+    EXPECT_NE(it, context.heapProperties().end()) << "no heap " << heap;
+    return *it;
+}
+
+const HeapExplanation* heapIn(const Explanation& e, std::string_view heap) {
+    for (const HeapExplanation& h : e.heaps)
+        if (h.name == heap)
+            return &h;
+    return nullptr;
+}
+
+// The reference platform's heaps: system, system-uncached, system-dma32,
+// system-uncached-dma32, linux,cma and vpu-carveout.
+TEST(KernelPlacement, ModelledHeapsWithANodeArePlacedTheOthersAreNotInTheKernel) {
+    FakeKernelHeapDir dir;
+    addNodes(dir, {"system", "linux,cma", "vendor,secure"});
+    auto context = placedContext(dir);
+    ASSERT_TRUE(context);
+    auto plain = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false});
+    ASSERT_TRUE(plain);
+
+    std::vector<std::string> names;
+    for (const auto& heap : context->heaps())
+        names.push_back(heap->name());
+    std::vector<std::string> expected;
+    for (const auto& heap : (*plain)->heaps())
+        expected.push_back(heap->name());
+    expected.push_back("kernel:vendor,secure");
+    EXPECT_EQ(names, expected) << "the model's heaps keep their names and order; unmatched nodes follow";
+
+    const HeapProperties& system = propertiesOf(*context, "system");
+    EXPECT_EQ(system.kernelPlacement, KernelPlacement::Placed);
+    EXPECT_EQ(system.kernelHeap, "system");
+    EXPECT_EQ(system.kind, HeapKind::System) << "the model's properties are kept";
+    EXPECT_FALSE(system.honoursAddressLimit) << "the kernel's system heap takes no address limit";
+    EXPECT_TRUE(system.inHostKernel());
+    EXPECT_NE(system.description.find(dir.path() + "/system"), std::string::npos) << system.description;
+
+    const HeapProperties& modelSystem = (*plain)->findHeap("system")->properties();
+    EXPECT_EQ(system.lowestAddress, modelSystem.lowestAddress);
+    EXPECT_EQ(system.highestAddress, modelSystem.highestAddress);
+    EXPECT_EQ(system.capacity, modelSystem.capacity);
+
+    const HeapProperties& cma = propertiesOf(*context, "linux,cma");
+    EXPECT_EQ(cma.kernelPlacement, KernelPlacement::Placed);
+    EXPECT_EQ(cma.kind, HeapKind::Cma);
+    EXPECT_TRUE(cma.contiguous);
+
+    for (const char* absent : {"system-uncached", "system-dma32", "vpu-carveout"}) {
+        const HeapProperties& p = propertiesOf(*context, absent);
+        EXPECT_EQ(p.kernelPlacement, KernelPlacement::NotInKernel) << absent;
+        EXPECT_TRUE(p.kernelHeap.empty()) << absent;
+        EXPECT_FALSE(p.inHostKernel()) << absent;
+    }
+
+    const HeapProperties& vendor = propertiesOf(*context, "kernel:vendor,secure");
+    EXPECT_EQ(vendor.kernelPlacement, KernelPlacement::Unplaced);
+    EXPECT_EQ(vendor.kernelHeap, "vendor,secure");
+    EXPECT_EQ(vendor.kind, HeapKind::Kernel);
+    EXPECT_TRUE(context->kernelHeapProblems().empty());
+
+    EXPECT_STREQ(kernelPlacementName(KernelPlacement::Placed), "placed");
+    EXPECT_STREQ(kernelPlacementName(KernelPlacement::NotInKernel), "not-in-kernel");
+    EXPECT_STREQ(kernelPlacementName(KernelPlacement::Unplaced), "unplaced");
+}
+
+TEST(KernelPlacement, IsOnByDefaultOnlyForTheHostsPlatformWithNodes) {
+    FakeKernelHeapDir dir;
+    dir.addHeap("system");
+    auto builtin = placedContext(dir, std::nullopt);
+    ASSERT_TRUE(builtin);
+    EXPECT_EQ(propertiesOf(*builtin, "system").kernelPlacement, KernelPlacement::Modelled);
+    EXPECT_NE(builtin->findHeap("kernel:system"), nullptr) << "offered beside the model, as before";
+
+    Platform host = defaultPlatform();
+    host.source = "host";
+    auto onHost = placedContext(dir, std::nullopt, host);
+    ASSERT_TRUE(onHost);
+    EXPECT_EQ(propertiesOf(*onHost, "system").kernelPlacement, KernelPlacement::Placed);
+    EXPECT_EQ(onHost->findHeap("kernel:system"), nullptr) << "the node is the placed heap, not a second one";
+
+    FakeKernelHeapDir empty;
+    auto noNodes = placedContext(empty, std::nullopt, host);
+    ASSERT_TRUE(noNodes);
+    EXPECT_EQ(propertiesOf(*noNodes, "system").kernelPlacement, KernelPlacement::Modelled)
+        << "a host without kernel heaps keeps the model's";
+
+    auto off = placedContext(dir, false, host);
+    ASSERT_TRUE(off);
+    EXPECT_EQ(propertiesOf(*off, "system").kernelPlacement, KernelPlacement::Modelled);
+}
+
+TEST(KernelPlacement, ANodeThatCannotBeOpenedLeavesItsHeapOutOfTheKernelAndIsAProblem) {
+    FakeKernelHeapDir dir;
+    dir.addHeap("system");
+    dir.addDanglingHeap("linux,cma");
+    auto context = placedContext(dir);
+    ASSERT_TRUE(context);
+    EXPECT_EQ(propertiesOf(*context, "linux,cma").kernelPlacement, KernelPlacement::NotInKernel);
+    EXPECT_EQ(propertiesOf(*context, "system").kernelPlacement, KernelPlacement::Placed);
+    ASSERT_EQ(context->kernelHeapProblems().size(), 1u);
+    EXPECT_EQ(context->kernelHeapProblems()[0].rfind("linux,cma: ", 0), 0u) << context->kernelHeapProblems()[0];
+}
+
+TEST(KernelPlacement, ExplainChoosesOnlyPlacedHeapsAndSaysWhyTheOthersCannotServe) {
+    FakeKernelHeapDir dir;
+    addNodes(dir, {"system", "linux,cma", "vendor,secure"});
+    auto context = placedContext(dir);
+    ASSERT_TRUE(context);
+
+    // The display needs one contiguous buffer below 4 GiB: the CMA area.
+    auto display = context->explain(std::vector<std::string>{"display"}, 4 * MiB);
+    ASSERT_TRUE(display) << display.error().toString();
+    ASSERT_TRUE(display->heap);
+    EXPECT_EQ(*display->heap, "linux,cma");
+
+    // The GPU takes any pages: the system heap, although the model has
+    // system-dma32 and others the kernel lacks.
+    auto gpu = context->explain(std::vector<std::string>{"gpu"}, 4 * MiB);
+    ASSERT_TRUE(gpu) << gpu.error().toString();
+    ASSERT_TRUE(gpu->heap);
+    EXPECT_EQ(*gpu->heap, "system");
+    for (const std::string& ranked : gpu->ranking)
+        EXPECT_TRUE(propertiesOf(*context, ranked).kernelPlacement == KernelPlacement::Placed) << ranked;
+
+    const HeapExplanation* uncached = heapIn(*gpu, "system-uncached");
+    ASSERT_NE(uncached, nullptr);
+    EXPECT_FALSE(uncached->accepted);
+    EXPECT_EQ(uncached->combined.refusal(), Refusal::NotInHostKernel);
+    EXPECT_EQ(uncached->combined.reason(),
+              "the host kernel has no heap 'system-uncached' (/dev/dma_heap/system-uncached "
+              "does not exist): nothing on this host hands out its memory as a dma-buf");
+    EXPECT_STREQ(refusalName(Refusal::NotInHostKernel), "not-in-host-kernel");
+
+    const HeapExplanation* vendor = heapIn(*gpu, "kernel:vendor,secure");
+    ASSERT_NE(vendor, nullptr);
+    EXPECT_EQ(vendor->combined.refusal(), Refusal::HostKernel);
+    EXPECT_EQ(vendor->combined.reason().rfind("placement unknown: no reserved-memory region or vendor heap of the "
+                                              "platform matches /dev/dma_heap/vendor,secure",
+                                              0),
+              0u)
+        << vendor->combined.reason();
+}
+
+// ---------------------------------------------------------------- allocating for devices
+
+TEST(AllocForRequest, IsValidatedWhereItIsMade) {
+    auto ok = AllocForRequest::make({"gpu", "display"}, 5000, "frame", CpuAccess::None);
+    ASSERT_TRUE(ok) << ok.error().toString();
+    EXPECT_EQ(ok->alignedSize(), 2 * kPageSize);
+    EXPECT_EQ(ok->size(), 5000u);
+    EXPECT_EQ(ok->name().str(), "frame");
+    EXPECT_EQ(ok->cpuAccess(), CpuAccess::None);
+    EXPECT_EQ(ok->fdFlags(), kDefaultFdFlags);
+
+    auto code = [](Result<AllocForRequest> r) { return r ? 0 : r.error().code(); };
+    EXPECT_EQ(code(AllocForRequest::make({}, 4096)), EINVAL) << "no device";
+    EXPECT_EQ(code(AllocForRequest::make(std::vector<std::string>(17, "x"), 4096)), EINVAL) << "too many";
+    std::vector<std::string> sixteen;
+    for (int i = 0; i < 16; ++i)
+        sixteen.push_back("d" + std::to_string(i));
+    EXPECT_EQ(code(AllocForRequest::make(sixteen, 4096)), 0) << "sixteen distinct devices are fine";
+    EXPECT_EQ(code(AllocForRequest::make({"gpu", ""}, 4096)), EINVAL) << "empty name";
+    EXPECT_EQ(code(AllocForRequest::make({std::string(64, 'd')}, 4096)), EINVAL) << "name over 63 bytes";
+    EXPECT_EQ(code(AllocForRequest::make({std::string(63, 'd')}, 4096)), 0);
+    EXPECT_EQ(code(AllocForRequest::make({"gpu", "display", "gpu"}, 4096)), EINVAL) << "listed twice";
+    EXPECT_EQ(code(AllocForRequest::make({"gpu"}, 0)), EINVAL) << "zero size";
+    EXPECT_EQ(code(AllocForRequest::make({"gpu"}, UINT64_MAX)), EINVAL) << "overflows when page-aligned";
+    EXPECT_EQ(code(AllocForRequest::make({"gpu"}, 4096, {}, CpuAccess::Rare, O_RDWR | O_NONBLOCK)), EINVAL);
+    EXPECT_EQ(code(AllocForRequest::make({"gpu"}, 4096, std::string(32, 'n'))), EINVAL) << "name over 31 bytes";
+}
+
+TEST(AllocateFor, TakesTheModelsStorageFromExplainsChoiceOffTheHost) {
+    auto created = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false});
+    ASSERT_TRUE(created);
+    Context& context = **created;
+    const size_t fds = test::openFdCount();
+    {
+        auto request = AllocForRequest::make({"display", "gpu"}, 3 * MiB, "scanout");
+        ASSERT_TRUE(request);
+        auto allocated = context.allocateFor(*request);
+        ASSERT_TRUE(allocated) << allocated.error().toString();
+        const AllocForChoice& choice = allocated->choice;
+        EXPECT_EQ(choice.heap, "linux,cma");
+        ASSERT_TRUE(choice.explanation.heap);
+        EXPECT_EQ(choice.heap, *choice.explanation.heap);
+        EXPECT_TRUE(choice.kernelHeap.empty()) << "the model's storage";
+        EXPECT_NE(choice.reason.find("display and gpu"), std::string::npos) << choice.reason;
+        ASSERT_EQ(choice.devices.size(), 2u);
+        EXPECT_EQ(choice.devices[0].name, "display");
+        EXPECT_EQ(choice.devices[1].name, "gpu");
+        EXPECT_TRUE(choice.devices[0].sysfsPath.empty()) << "no running host behind the built-in platform";
+
+        const Buffer& buffer = *allocated->buffer;
+        EXPECT_TRUE(buffer.hasStorage());
+        EXPECT_EQ(buffer.heapName(), "linux,cma");
+        EXPECT_EQ(buffer.size(), 3 * MiB);
+        EXPECT_EQ(buffer.name(), "scanout");
+        EXPECT_FALSE(buffer.inHostKernel());
+        EXPECT_EQ(context.findHeap("linux,cma")->stats().liveBuffers, 1u);
+
+        // The storage serves both devices: they attach and map.
+        auto display = allocated->buffer->attach(**context.device("display"));
+        ASSERT_TRUE(display) << display.error().toString();
+        auto mapping = display->map(DmaDirection::Bidirectional);
+        ASSERT_TRUE(mapping) << mapping.error().toString();
+    }
+    EXPECT_EQ(context.findHeap("linux,cma")->stats().liveBuffers, 0u);
+    EXPECT_EQ(context.liveBuffers(), 0u);
+    EXPECT_EQ(test::openFdCount(), fds);
+}
+
+TEST(AllocateFor, RefusesUnknownDevicesAndUnservableSetsChangingNothing) {
+    auto created = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false});
+    ASSERT_TRUE(created);
+    Context& context = **created;
+    const size_t fds = test::openFdCount();
+
+    auto unknown = context.allocateFor(*AllocForRequest::make({"gpu", "toaster"}, 4096));
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error().code(), ENODEV);
+    EXPECT_NE(unknown.error().message().find("'toaster'"), std::string::npos) << unknown.error().message();
+
+    // Larger than any heap the display can use.
+    auto huge = context.allocateFor(*AllocForRequest::make({"display"}, 8 * GiB));
+    ASSERT_FALSE(huge);
+    EXPECT_EQ(huge.error().code(), EINVAL);
+    EXPECT_NE(huge.error().message().find("no heap serves"), std::string::npos) << huge.error().message();
+    EXPECT_NE(huge.error().message().find("heap 'linux,cma'"), std::string::npos) << huge.error().message();
+
+    for (const auto& heap : context.heaps()) {
+        EXPECT_EQ(heap->stats().liveBuffers, 0u) << heap->name();
+        EXPECT_EQ(heap->stats().totalAllocations, 0u) << heap->name();
+    }
+    EXPECT_EQ(context.liveBuffers(), 0u);
+    EXPECT_EQ(test::openFdCount(), fds);
+}
+
+TEST(AllocateFor, AKernelRefusalOfEveryPlacedHeapFailsAndLeavesNothingBehind) {
+    FakeKernelHeapDir dir; // its nodes are regular files: DMA_HEAP_IOCTL_ALLOC fails with ENOTTY
+    dir.addHeap("system");
+    dir.addHeap("linux,cma");
+    auto context = placedContext(dir);
+    ASSERT_TRUE(context);
+    const size_t fds = test::openFdCount();
+
+    auto allocated = context->allocateFor(*AllocForRequest::make({"gpu"}, 1 * MiB));
+    ASSERT_FALSE(allocated);
+    EXPECT_EQ(allocated.error().code(), ENOTTY);
+    EXPECT_NE(allocated.error().message().find("heap 'system'"), std::string::npos) << allocated.error().message();
+    EXPECT_EQ(context->findHeap("system")->stats().failedAllocations, 1u);
+    EXPECT_EQ(context->findHeap("linux,cma")->stats().failedAllocations, 1u) << "the next heap that serves was tried";
+    EXPECT_EQ(context->findHeap("system-dma32")->stats().totalAllocations, 0u) << "not in the kernel: never tried";
+    EXPECT_EQ(context->liveBuffers(), 0u);
+    EXPECT_EQ(test::openFdCount(), fds);
+}
+
+TEST(AllocateFor, ADeferredBufferWhoseBestHeapIsPlacedSaysToAllocateForTheDevices) {
+    FakeKernelHeapDir dir;
+    dir.addHeap("system");
+    auto context = placedContext(dir);
+    ASSERT_TRUE(context);
+    auto buffer = context->create(1 * MiB);
+    ASSERT_TRUE(buffer);
+    auto attachment = (*buffer)->attach(**context->device("gpu"));
+    ASSERT_TRUE(attachment) << attachment.error().toString();
+    auto mapping = attachment->map(DmaDirection::Bidirectional);
+    ASSERT_FALSE(mapping);
+    EXPECT_EQ(mapping.error().code(), EOPNOTSUPP);
+    EXPECT_NE(mapping.error().message().find("allocateFor"), std::string::npos) << mapping.error().message();
+    EXPECT_FALSE((*buffer)->hasStorage());
+    EXPECT_EQ(context->findHeap("system")->stats().totalAllocations, 0u);
+}
+
+// ---------------------------------------------------------------- real kernel heaps, where the host has them
+
+TEST(AllocateForOnARealKernel, HandsOutTheKernelsDmaBufFromThePlacedSystemHeap) {
+    if (::access("/dev/dma_heap/system", R_OK) != 0)
+        GTEST_SKIP() << "this host has no /dev/dma_heap/system; scripts/kernel-conformance runs alloc --for in a qemu "
+                        "guest";
+    auto created = Context::create(defaultPlatform(), ContextOptions{.placeKernelHeaps = true});
+    ASSERT_TRUE(created) << created.error().toString();
+    Context& context = **created;
+    ASSERT_EQ(propertiesOf(context, "system").kernelPlacement, KernelPlacement::Placed);
+    const size_t fds = test::openFdCount();
+    {
+        auto allocated = context.allocateFor(*AllocForRequest::make({"gpu"}, 5000, "for-gpu"));
+        ASSERT_TRUE(allocated) << allocated.error().toString();
+        EXPECT_EQ(allocated->choice.heap, "system");
+        EXPECT_EQ(allocated->choice.kernelHeap, "system");
+        const Buffer& buffer = *allocated->buffer;
+        EXPECT_TRUE(buffer.inHostKernel());
+        EXPECT_EQ(buffer.size(), 2 * kPageSize);
+        EXPECT_EQ(test::dmaBufFdinfo(buffer.fd().get(), "exp_name"), "system") << "the kernel exported it";
+        EXPECT_EQ(test::dmaBufFdinfo(buffer.fd().get(), "name"), "for-gpu");
+        EXPECT_EQ(context.findHeap("system")->stats().liveBuffers, 1u);
+
+        auto attach = allocated->buffer->attach(**context.device("gpu"));
+        ASSERT_FALSE(attach);
+        EXPECT_EQ(attach.error().code(), EOPNOTSUPP) << "no model placement for a kernel-made buffer";
+        EXPECT_NE(attach.error().message().find("/dev/dma_heap/system"), std::string::npos) << attach.error().message();
+    }
+    EXPECT_EQ(context.findHeap("system")->stats().liveBuffers, 0u);
+    EXPECT_EQ(test::openFdCount(), fds);
+}
+
+} // namespace
+} // namespace cenalloc
