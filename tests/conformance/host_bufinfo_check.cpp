@@ -224,11 +224,12 @@ int checkAllocFor(const std::string& cli) {
                 sameDevice && a["devices"][0]["sysfs"].is_string() ? "shown" : "missing");
 
     // explain --host names the kernel heap the chosen heap stands for.
-    std::string text = run({cli, "explain", "--host", "--devices", device, "--size", "1M"}, &status);
-    const bool named = text.find("kernel heap:       /dev/dma_heap/system\n") != std::string::npos;
-    std::printf("alloc-for-explain: status=%d kernel heap %s\n", status, named ? "named" : "missing");
-    if (!named)
-        std::fputs(text.c_str(), stdout);
+    json e = json::parse(run({cli, "explain", "--host", "--devices", device, "--size", "1M", "--json"}, &status),
+                         nullptr, false);
+    const bool named = !e.is_discarded() && e.value("kernel_heap", json()) == "/dev/dma_heap/system";
+    std::printf("alloc-for-explain: status=%d heap=%s kernel_heap=%s\n", status,
+                e.is_discarded() ? "unparsable" : str(e["heap"]).c_str(),
+                e.is_discarded() ? "unparsable" : str(e["kernel_heap"]).c_str());
     return (str(a["exporter"]) != "system") + !sameDevice + (status != 0) + !named;
 }
 
