@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// libFuzzer target: arbitrary bytes (and fds) as one request, or structured sequences of requests from two clients.
+// libFuzzer target: arbitrary bytes (and fds) as one request or as an event message for the client's decoder, or
+// structured sequences of requests from two clients, moves and their events among them.
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <fmt/format.h>
@@ -35,6 +37,7 @@ constexpr uint8_t kCtrunc = 0x8;          // pretend the kernel set MSG_CTRUNC
 constexpr uint8_t kForeignControl = 0x10; // pretend other control data arrived
 constexpr uint8_t kRepairHeader = 0x20;   // make magic, version, sizes and fd count right so the payload is reached
 constexpr uint8_t kSequence = 0x40;       // the rest is a sequence of requests from two clients (runSequence)
+constexpr uint8_t kEvent = 0x80;          // the rest is an event message for the client's decoder (decodeEventMessage)
 constexpr int kRequestsPerClient = 2000;  // then the client goes, taking its claims with it
 
 [[noreturn]] void die(const char* what) {
@@ -50,8 +53,13 @@ struct Harness {
     int requests = 0;
 
     Harness() {
-        // Quotas keep allocations small so that iterations stay fast.
-        auto config = parseServiceConfig("quota: {bytes: 64M, buffers: 256}\n", "<fuzz>");
+        // Quotas keep allocations small so that iterations stay fast, and
+        // the move bounds low so that inputs reach them. A move's bound on
+        // acknowledgements is the longest there is: an input never lasts it,
+        // so what happens does not depend on the clock.
+        auto config = parseServiceConfig(
+            "quota: {bytes: 64M, buffers: 256, pending_moves: 2, unacked_moves: 3}\nmove_ack_timeout_ms: 60000\n",
+            "<fuzz>");
         if (!config)
             die("config");
         auto created = Service::create(defaultPlatform(), *config);
@@ -114,6 +122,8 @@ void checkReply(const Reply& reply) {
         case wire::Op::Platform: ok = bool(wire::decode<wire::PlatformBody>(r)); break;
         case wire::Op::Map: ok = bool(wire::decode<SessionMapping>(r)); break;
         case wire::Op::Describe: ok = bool(wire::decode<BufferInfo>(r)); break;
+        case wire::Op::Forecast: ok = bool(wire::decode<AttachForecast>(r)); break;
+        case wire::Op::Handshake: ok = bool(r.get<wire::HandshakeReply>()); break;
         case wire::Op::Allocate:
         case wire::Op::Create: ok = reply.fd.valid() && bool(r.get<wire::BufferReply>()); break;
         case wire::Op::AllocFor: ok = reply.fd.valid() && bool(wire::decode<wire::AllocForReply>(r)); break;
@@ -130,6 +140,31 @@ void checkReply(const Reply& reply) {
     }
     if (total != reply.payload.size())
         die("fragments lose bytes");
+}
+
+/// The move counters of @p uid are back to 0: no migration waits, no
+/// event waits for an answer.
+void checkMovesSettled(Service& service, uint32_t uid) {
+    auto usage = service.usageOf(uid);
+    if (usage.pendingMoves != 0)
+        die("a waiting migration outlived its input");
+    if (usage.unackedMoves != 0)
+        die("an unacknowledged move event outlived its input");
+}
+
+/// Whatever the daemon sends as an event, the client must decode to the
+/// same event.
+void checkEventRoundTrip(const MoveEvent& event) {
+    const Reply message = eventMessage(event);
+    const auto datagrams = replyDatagrams(message);
+    if (datagrams.size() != 1)
+        die("an event in fragments");
+    Datagram dg;
+    dg.bytes = datagrams[0];
+    dg.wireSize = dg.bytes.size();
+    auto decoded = decodeEventMessage(dg);
+    if (!decoded || !(*decoded == event))
+        die("the client cannot decode an event the daemon sends");
 }
 
 // ------------------------------------------------------------ sequences
@@ -152,22 +187,61 @@ struct Sequence {
     std::unique_ptr<ServiceClient> clients[2];
     std::vector<UniqueFd> pool; // buffer fds the clients hold
     uint32_t sequence = 1;
+    /// Per client: the move events its hooks received, not looked at yet,
+    /// and its request the move gate parked (run again, as the daemon
+    /// does, until it is answered; nothing else of it is read meanwhile).
+    std::vector<MoveEvent> inbox[2];
+    std::vector<std::pair<uint64_t, uint64_t>> pending[2]; // (attachment, sequence) of Pending events
+    std::optional<Datagram> parked[2];
+    /// Set: send() sends payloads whole (a composite step's requests).
+    bool exact = false;
 
     Sequence(Harness& h, const uint8_t* data, size_t size) : harness(h), in(data, size) {}
 
     void connect(int which) {
         clients[which].reset();
+        parked[which].reset();
+        inbox[which].clear();
+        pending[which].clear();
         auto c =
             harness.service->connect(Credentials{static_cast<int32_t>(100 + which), kUids[which], kUids[which], {}});
         if (!c)
             die("sequence connect");
         clients[which] = std::move(*c);
+        // What a transport does: queue the events (the hooks may not call
+        // the service), wake nothing (a parked request runs again at the
+        // client's next step).
+        constexpr size_t kMaxInbox = 64;
+        harness.service->setHooks(clients[which]->id(), ClientHooks{[this, which](const MoveEvent& e) {
+                                                                        if (inbox[which].size() < kMaxInbox)
+                                                                            inbox[which].push_back(e);
+                                                                    },
+                                                                    {}});
+    }
+
+    /// The client looks at its events: each must survive the wire, and a
+    /// Pending one is remembered for an acknowledgement.
+    void readEvents(int which) {
+        for (const MoveEvent& e : inbox[which]) {
+            checkEventRoundTrip(e);
+            if (e.kind == MoveEvent::Kind::Pending && pending[which].size() < 16)
+                pending[which].emplace_back(e.attachment, e.sequence);
+        }
+        inbox[which].clear();
+    }
+
+    Reply run(int which, const Datagram& request) {
+        Reply reply = handleRequest(*clients[which], request);
+        if (!reply.parked)
+            checkReply(reply);
+        return reply;
     }
 
     template <typename T> Reply send(int which, wire::Op op, const T* payload, int fd) {
         const uint32_t size = payload ? sizeof(T) : 0;
         // Older (shorter) and newer (zero-extended) clients too, now and then.
-        const uint32_t cut = in.ConsumeBool() && size ? in.ConsumeIntegralInRange<uint32_t>(0, size + 8) : size;
+        const uint32_t cut =
+            !exact && in.ConsumeBool() && size ? in.ConsumeIntegralInRange<uint32_t>(0, size + 8) : size;
         Datagram request;
         wire::MessageHeader h = wire::makeHeader(op, cut, fd >= 0 ? 1 : 0, sequence++);
         request.bytes.resize(sizeof h + cut);
@@ -177,8 +251,13 @@ struct Sequence {
         request.wireSize = request.bytes.size();
         if (fd >= 0)
             request.fds.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-        Reply reply = handleRequest(*clients[which], request);
-        checkReply(reply);
+        Reply reply = run(which, request);
+        if (reply.parked) {
+            if (op != wire::Op::Migrate && op != wire::Op::Attach)
+                die("only a move waits");
+            parked[which] = std::move(request);
+            return reply;
+        }
         if (reply.header.error == 0 && reply.header.sequence != h.sequence)
             die("reply to another request");
         return reply;
@@ -197,13 +276,65 @@ struct Sequence {
             pool.push_back(std::move(reply.fd));
     }
 
+    /// The id a successful reply carries (wire::IdReply), or nullopt.
+    static std::optional<uint64_t> idOf(const Reply& reply) {
+        if (reply.parked || reply.header.error != 0)
+            return std::nullopt;
+        wire::Reader r(reply.payload);
+        auto prefix = r.get<wire::ReplyPrefix>();
+        if (!prefix || !r.getString(prefix->messageLength))
+            return std::nullopt;
+        auto id = r.get<wire::IdReply>();
+        return id ? std::optional<uint64_t>(id->id) : std::nullopt;
+    }
+
+    /// Client @p which becomes a dynamic importer of a new buffer.
+    void dynamicImporter(int which) {
+        wire::HandshakeRequest h{wire::kVersion, wire::kVersion, wire::kCapMoveEvents, 0};
+        send(which, wire::Op::Handshake, &h, -1);
+        wire::CreateRequest c{};
+        c.size = 64 * 1024;
+        c.cpuAccess = 1;
+        Reply created = send(which, wire::Op::Create, &c, -1);
+        if (!created.fd.valid() || pool.size() >= kMaxPoolFds)
+            return;
+        const int fd = created.fd.get();
+        keep(created);
+        wire::AttachRequest a{};
+        std::strncpy(a.device, in.ConsumeBool() ? "gpu" : "camera", sizeof a.device);
+        a.flags = wire::kAttachDynamic;
+        auto id = idOf(send(which, wire::Op::Attach, &a, fd));
+        if (!id)
+            return;
+        wire::MapRequest m{};
+        m.attachment = *id;
+        send(which, wire::Op::Map, &m, -1);
+        // And, now and then, the other client moves it at once (parked
+        // until the importer answers, goes or the sequence ends).
+        const int other = 1 - which;
+        if (!parked[other] && in.ConsumeBool()) {
+            wire::MigrateRequest r{};
+            std::strncpy(r.heap, in.ConsumeBool() ? "linux,cma" : "system-uncached", sizeof r.heap);
+            send(other, wire::Op::Migrate, &r, fd);
+        }
+    }
+
     void step() {
         static const char* const kHeaps[] = {"system", "system-uncached", "linux,cma", "no-such-heap"};
         static const char* const kDevices[] = {"gpu", "display", "camera", "vpu", "no-such-device"};
         static const uint32_t kFdFlags[] = {O_CLOEXEC | O_RDWR, O_CLOEXEC | O_RDONLY, O_RDWR, O_CLOEXEC | O_WRONLY,
                                             O_NONBLOCK};
         const int which = in.ConsumeBool() ? 1 : 0;
-        switch (in.ConsumeIntegralInRange<int>(0, 19)) {
+        readEvents(which);
+        if (parked[which]) {
+            // Its parked request, again: answered now, or parked still.
+            Reply reply = run(which, *parked[which]);
+            if (!reply.parked)
+                parked[which].reset();
+            harness.service->reap();
+            return;
+        }
+        switch (in.ConsumeIntegralInRange<int>(0, 27)) {
         case 0: {
             wire::AllocateRequest r{};
             r.length = in.ConsumeBool() ? in.ConsumeIntegralInRange<uint64_t>(0, 4 * 1024 * 1024)
@@ -231,6 +362,7 @@ struct Sequence {
         case 4: {
             wire::AttachRequest r{};
             std::strncpy(r.device, kDevices[in.ConsumeIntegralInRange<size_t>(0, 4)], sizeof r.device);
+            r.flags = in.ConsumeIntegralInRange<uint32_t>(0, 2); // static, dynamic, undefined
             send(which, wire::Op::Attach, &r, pickFd());
             break;
         }
@@ -294,6 +426,56 @@ struct Sequence {
         case 16: send(which, wire::Op::ListHeaps); break;
         case 17: send(which, wire::Op::Describe, pickFd()); break;
         case 18: {
+            // The handshake: capability bits (move events, and undefined ones).
+            wire::HandshakeRequest r{};
+            r.minVersion = in.ConsumeBool() ? wire::kVersion : in.ConsumeIntegral<uint16_t>();
+            r.maxVersion = in.ConsumeBool() ? wire::kVersion : in.ConsumeIntegral<uint16_t>();
+            r.capabilities = in.ConsumeBool() ? wire::kCapMoveEvents : in.ConsumeIntegral<uint32_t>();
+            send(which, wire::Op::Handshake, &r, -1);
+            break;
+        }
+        case 19: {
+            wire::IdRequest r{smallId()};
+            send(which, in.ConsumeBool() ? wire::Op::Pin : wire::Op::Unpin, &r, -1);
+            break;
+        }
+        case 20:
+        case 21: {
+            wire::MigrateRequest r{};
+            std::strncpy(r.heap, kHeaps[in.ConsumeIntegralInRange<size_t>(0, 3)], sizeof r.heap);
+            send(which, wire::Op::Migrate, &r, pickFd());
+            break;
+        }
+        case 22: {
+            wire::ForecastRequest r{};
+            std::strncpy(r.device, kDevices[in.ConsumeIntegralInRange<size_t>(0, 4)], sizeof r.device);
+            send(which, wire::Op::Forecast, &r, pickFd());
+            break;
+        }
+        case 23: {
+            // Acknowledge a move it was told of, or one it was not.
+            wire::AckMoveRequest r{smallId(), in.ConsumeIntegralInRange<uint64_t>(0, 4)};
+            if (!pending[which].empty() && in.ConsumeBool()) {
+                const size_t i = in.ConsumeIntegralInRange<size_t>(0, pending[which].size() - 1);
+                r.attachment = pending[which][i].first;
+                r.sequence = pending[which][i].second;
+                pending[which].erase(pending[which].begin() + static_cast<std::ptrdiff_t>(i));
+            }
+            send(which, wire::Op::AckMove, &r, -1);
+            break;
+        }
+        case 24:
+        case 25: {
+            // A dynamic importer of a new buffer in one step (events asked
+            // for, the buffer made, a dynamic attach, a map): what a move by
+            // the other client waits for, which single requests alone
+            // rarely set up.
+            exact = true;
+            dynamicImporter(which);
+            exact = false;
+            break;
+        }
+        case 26: {
             // Devices from the list (duplicates and unknown ones included), a count that may not match, and
             // now and then a stray byte in a slot past the count.
             wire::AllocForRequest r{};
@@ -336,8 +518,10 @@ struct Sequence {
             step();
         // Everything goes: the fds (the buffers die) and the clients.
         pool.clear();
-        clients[0].reset();
-        clients[1].reset();
+        for (int which : {0, 1}) {
+            parked[which].reset();
+            clients[which].reset();
+        }
         harness.service->reap();
         if (harness.service->trackedBuffers() != before)
             die("a buffer outlived every fd of it");
@@ -347,11 +531,54 @@ struct Sequence {
             auto usage = harness.service->usageOf(uid);
             if (usage.bytes != 0 || usage.buffers != 0)
                 die("a charge outlived its buffer");
+            checkMovesSettled(*harness.service, uid);
         }
         if (!harness.service->context().lifetimeBugs().empty())
             die("a lifetime bug");
     }
 };
+
+// ------------------------------------------------------------ events
+//
+// Arbitrary bytes as a message from the daemon that the client's event
+// decoder (decodeEventMessage) gets: it decodes an event or refuses it,
+// never reads past the bytes, and what it decodes survives the wire.
+
+void decodeEvent(uint8_t mode, const uint8_t* data, size_t size) {
+    Datagram dg;
+    dg.bytes.assign(reinterpret_cast<const std::byte*>(data), reinterpret_cast<const std::byte*>(data + size));
+    dg.wireSize = dg.bytes.size();
+    static const UniqueFd nothing(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    for (size_t i = 0; i < (mode & kFdCountMask); ++i)
+        dg.fds.emplace_back(::fcntl(nothing.get(), F_DUPFD_CLOEXEC, 0));
+    dg.controlTruncated = mode & kCtrunc;
+    dg.foreignControl = mode & kForeignControl;
+    if ((mode & kRepairHeader) && dg.bytes.size() >= sizeof(wire::MessageHeader)) {
+        wire::MessageHeader h;
+        std::memcpy(&h, dg.bytes.data(), sizeof h);
+        h.magic = wire::kMagic;
+        h.version = wire::kVersion;
+        h.opcode = wire::kEventMove;
+        h.flags = wire::kFlagEvent;
+        h.payloadSize = static_cast<uint32_t>(dg.bytes.size() - sizeof h);
+        h.fdCount = 0;
+        h.sequence = 0;
+        h.error = 0;
+        h.reserved = 0;
+        std::memcpy(dg.bytes.data(), &h, sizeof h);
+    }
+    auto event = decodeEventMessage(dg);
+    if (!event) {
+        if (event.error().message().empty())
+            die("an event refused without a message");
+        return;
+    }
+    if (!dg.fds.empty() || dg.controlTruncated || dg.foreignControl)
+        die("an event with fds or control data decoded");
+    if (static_cast<uint32_t>(event->kind) > static_cast<uint32_t>(MoveEvent::Kind::Cancelled))
+        die("an event of an undefined kind decoded");
+    checkEventRoundTrip(*event);
+}
 
 } // namespace
 
@@ -360,8 +587,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0)
         return 0;
     const uint8_t mode = data[0];
+    if (mode & kEvent) {
+        decodeEvent(mode, data + 1, size - 1);
+        return 0;
+    }
     if (mode & kSequence) {
         Sequence(harness, data + 1, size - 1).run();
+        checkMovesSettled(*harness.service, 1000);
         return 0;
     }
     Datagram request;
@@ -395,5 +627,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     harness.service->reap();
     if (++harness.requests == kRequestsPerClient)
         harness.reconnect();
+    checkMovesSettled(*harness.service, 1000);
     return 0;
 }

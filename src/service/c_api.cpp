@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <exception>
@@ -11,6 +12,8 @@
 #include <new>
 #include <string>
 #include <vector>
+
+#include <poll.h>
 
 #include <fmt/format.h>
 
@@ -50,6 +53,16 @@ static_assert(sizeof(cenalloc_heap_info) == CENALLOC_HEAP_INFO_SIZE_VER1);
 static_assert(sizeof(cenalloc_explanation) == CENALLOC_EXPLANATION_SIZE_VER0);
 static_assert(sizeof(cenalloc_buffer_info) == CENALLOC_BUFFER_INFO_SIZE_VER0);
 static_assert(sizeof(cenalloc_alloc_for_info) == CENALLOC_ALLOC_FOR_INFO_SIZE_VER0);
+static_assert(sizeof(cenalloc_forecast) == CENALLOC_FORECAST_SIZE_VER0);
+static_assert(sizeof(cenalloc_move_event) == CENALLOC_MOVE_EVENT_SIZE_VER0);
+// The C enums are the C++ ones, value for value.
+static_assert(CENALLOC_FORECAST_FITS == static_cast<int>(cenalloc::AttachForecast::Outcome::Fits));
+static_assert(CENALLOC_FORECAST_WOULD_MIGRATE == static_cast<int>(cenalloc::AttachForecast::Outcome::WouldMigrate));
+static_assert(CENALLOC_FORECAST_BLOCKED == static_cast<int>(cenalloc::AttachForecast::Outcome::Blocked));
+static_assert(CENALLOC_FORECAST_UNSATISFIABLE == static_cast<int>(cenalloc::AttachForecast::Outcome::Unsatisfiable));
+static_assert(CENALLOC_MOVE_PENDING == static_cast<int>(cenalloc::MoveEvent::Kind::Pending));
+static_assert(CENALLOC_MOVE_MOVED == static_cast<int>(cenalloc::MoveEvent::Kind::Moved));
+static_assert(CENALLOC_MOVE_CANCELLED == static_cast<int>(cenalloc::MoveEvent::Kind::Cancelled));
 
 /// A struct the caller sized (its leading struct_size) and the library
 /// fills, under the kernel's rule for extensible structs
@@ -114,6 +127,29 @@ cenalloc::CpuAccess toCpuAccess(int access) {
 
 bool validCpuAccess(int access) {
     return access >= CENALLOC_CPU_ACCESS_NONE && access <= CENALLOC_CPU_ACCESS_OFTEN;
+}
+
+/// An operation that answers nothing but success or failure, on a session
+/// that must not be NULL.
+template <typename Op> int runVoid(cenalloc_session* session, Op&& op) {
+    if (!session)
+        return failWith(EINVAL, "session is NULL");
+    return guarded([&] {
+        auto r = op(*session->session);
+        return r ? succeed() : failWith(r.error());
+    });
+}
+
+/// Hand @p event to the caller's struct (checked already).
+int giveEvent(SizedOut<cenalloc_move_event>& sized, const cenalloc::MoveEvent& event) {
+    cenalloc_move_event out{};
+    out.kind = static_cast<uint32_t>(event.kind);
+    out.buffer = event.buffer;
+    out.attachment = event.attachment;
+    out.sequence = event.sequence;
+    copyName(out.cause, event.cause);
+    sized.fill(out);
+    return succeed();
 }
 
 int openWith(cenalloc::Result<std::unique_ptr<cenalloc::Session>> opened, cenalloc_session** out) {
@@ -279,12 +315,7 @@ int cenalloc_import(cenalloc_session* session, int buffer_fd, uint64_t* out_id) 
 }
 
 int cenalloc_release(cenalloc_session* session, int buffer_fd) {
-    if (!session)
-        return failWith(EINVAL, "session is NULL");
-    return guarded([&] {
-        auto r = session->session->release(cenalloc::BorrowedFd(buffer_fd));
-        return r ? succeed() : failWith(r.error());
-    });
+    return runVoid(session, [&](cenalloc::Session& s) { return s.release(cenalloc::BorrowedFd(buffer_fd)); });
 }
 
 int cenalloc_attach(cenalloc_session* session, int buffer_fd, const char* device, uint64_t* out_attachment) {
@@ -299,13 +330,125 @@ int cenalloc_attach(cenalloc_session* session, int buffer_fd, const char* device
     });
 }
 
-int cenalloc_detach(cenalloc_session* session, uint64_t attachment) {
-    if (!session)
-        return failWith(EINVAL, "session is NULL");
+int cenalloc_attach_flags(cenalloc_session* session, int buffer_fd, const char* device, uint32_t flags,
+                          uint64_t* out_attachment) {
+    if (!session || !device || !out_attachment)
+        return failWith(EINVAL, "session, device or out_attachment is NULL");
+    if ((flags & ~uint32_t{CENALLOC_ATTACH_DYNAMIC}) != 0)
+        return failWith(EINVAL, "unknown attach flags");
     return guarded([&] {
-        auto r = session->session->detach(attachment);
+        cenalloc::SessionAttachOptions options;
+        options.dynamic = (flags & CENALLOC_ATTACH_DYNAMIC) != 0;
+        auto id = session->session->attach(cenalloc::BorrowedFd(buffer_fd), device, options);
+        if (!id)
+            return failWith(id.error());
+        *out_attachment = *id;
+        return succeed();
+    });
+}
+
+int cenalloc_pin(cenalloc_session* session, uint64_t attachment) {
+    return runVoid(session, [&](cenalloc::Session& s) { return s.pin(attachment); });
+}
+
+int cenalloc_unpin(cenalloc_session* session, uint64_t attachment) {
+    return runVoid(session, [&](cenalloc::Session& s) { return s.unpin(attachment); });
+}
+
+int cenalloc_migrate(cenalloc_session* session, int buffer_fd, const char* heap) {
+    if (!session || !heap)
+        return failWith(EINVAL, "session or heap is NULL");
+    return guarded([&] {
+        auto r = session->session->migrate(cenalloc::BorrowedFd(buffer_fd), heap);
         return r ? succeed() : failWith(r.error());
     });
+}
+
+int cenalloc_forecast_attach(cenalloc_session* session, int buffer_fd, const char* device, cenalloc_forecast* out) {
+    if (!session || !device || !out)
+        return failWith(EINVAL, "session, device or out is NULL");
+    SizedOut sized(out, CENALLOC_FORECAST_SIZE_VER0);
+    if (int refused = sized.check())
+        return refused;
+    return guarded([&] {
+        auto f = session->session->forecast(cenalloc::BorrowedFd(buffer_fd), device);
+        if (!f)
+            return failWith(f.error());
+        cenalloc_forecast forecast{};
+        forecast.outcome = static_cast<int>(f->outcome);
+        copyName(forecast.from_heap, f->fromHeap);
+        copyName(forecast.to_heap, f->toHeap);
+        copyName(forecast.reason, f->reason);
+        forecast.notified_count = static_cast<uint32_t>(f->notified.size());
+        for (size_t i = 0; i < f->notified.size() && i < CENALLOC_NOTIFIED_MAX; ++i)
+            copyName(forecast.notified[i], f->notified[i]);
+        sized.fill(forecast);
+        return succeed();
+    });
+}
+
+int cenalloc_event_fd(cenalloc_session* session, int* out_fd) {
+    if (!session || !out_fd)
+        return failWith(EINVAL, "session or out_fd is NULL");
+    *out_fd = session->session->eventFd().get();
+    return succeed();
+}
+
+int cenalloc_next_event(cenalloc_session* session, cenalloc_move_event* out) {
+    if (!session || !out)
+        return failWith(EINVAL, "session or out is NULL");
+    SizedOut sized(out, CENALLOC_MOVE_EVENT_SIZE_VER0);
+    if (int refused = sized.check())
+        return refused;
+    return guarded([&] {
+        auto event = session->session->nextEvent();
+        if (!event)
+            return failWith(event.error());
+        if (!*event)
+            return failWith(EAGAIN, "no move event waits");
+        return giveEvent(sized, **event);
+    });
+}
+
+int cenalloc_wait_event(cenalloc_session* session, int timeout_ms, cenalloc_move_event* out) {
+    if (!session || !out)
+        return failWith(EINVAL, "session or out is NULL");
+    if (timeout_ms < -1)
+        return failWith(EINVAL, "timeout_ms is below -1");
+    SizedOut sized(out, CENALLOC_MOVE_EVENT_SIZE_VER0);
+    if (int refused = sized.check())
+        return refused;
+    return guarded([&] {
+        using Clock = std::chrono::steady_clock;
+        const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+        // The fd can be readable with no move event to take (a reply or
+        // another message arrived), so wait again until the deadline.
+        for (;;) {
+            auto event = session->session->nextEvent();
+            if (!event)
+                return failWith(event.error());
+            if (*event)
+                return giveEvent(sized, **event);
+            int left = -1;
+            if (timeout_ms >= 0) {
+                const auto remaining = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+                if (remaining <= 0)
+                    return failWith(ETIMEDOUT, "no move event came in time");
+                left = static_cast<int>(remaining);
+            }
+            pollfd p{session->session->eventFd().get(), POLLIN, 0};
+            if (::poll(&p, 1, left) < 0 && errno != EINTR)
+                return failWith(cenalloc::Error::fromErrno("poll"));
+        }
+    });
+}
+
+int cenalloc_acknowledge_move(cenalloc_session* session, uint64_t attachment, uint64_t sequence) {
+    return runVoid(session, [&](cenalloc::Session& s) { return s.acknowledgeMove(attachment, sequence); });
+}
+
+int cenalloc_detach(cenalloc_session* session, uint64_t attachment) {
+    return runVoid(session, [&](cenalloc::Session& s) { return s.detach(attachment); });
 }
 
 int cenalloc_map(cenalloc_session* session, uint64_t attachment, int direction, cenalloc_sg_entry* entries,
@@ -328,30 +471,17 @@ int cenalloc_map(cenalloc_session* session, uint64_t attachment, int direction, 
 }
 
 int cenalloc_unmap(cenalloc_session* session, uint64_t mapping) {
-    if (!session)
-        return failWith(EINVAL, "session is NULL");
-    return guarded([&] {
-        auto r = session->session->unmap(mapping);
-        return r ? succeed() : failWith(r.error());
-    });
+    return runVoid(session, [&](cenalloc::Session& s) { return s.unmap(mapping); });
 }
 
 int cenalloc_begin_cpu_access(cenalloc_session* session, int buffer_fd, uint32_t flags) {
-    if (!session)
-        return failWith(EINVAL, "session is NULL");
-    return guarded([&] {
-        auto r = session->session->beginCpuAccess(cenalloc::BorrowedFd(buffer_fd), flags);
-        return r ? succeed() : failWith(r.error());
-    });
+    return runVoid(session,
+                   [&](cenalloc::Session& s) { return s.beginCpuAccess(cenalloc::BorrowedFd(buffer_fd), flags); });
 }
 
 int cenalloc_end_cpu_access(cenalloc_session* session, int buffer_fd, uint32_t flags) {
-    if (!session)
-        return failWith(EINVAL, "session is NULL");
-    return guarded([&] {
-        auto r = session->session->endCpuAccess(cenalloc::BorrowedFd(buffer_fd), flags);
-        return r ? succeed() : failWith(r.error());
-    });
+    return runVoid(session,
+                   [&](cenalloc::Session& s) { return s.endCpuAccess(cenalloc::BorrowedFd(buffer_fd), flags); });
 }
 
 int cenalloc_set_name(cenalloc_session* session, int buffer_fd, const char* name) {

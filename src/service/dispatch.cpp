@@ -71,6 +71,19 @@ Reply eventMessage(const MoveEvent& event) {
     return reply;
 }
 
+Result<MoveEvent> decodeEventMessage(const Datagram& dg) {
+    MessageHeader h{};
+    if (dg.bytes.size() < sizeof h || dg.wireSize != dg.bytes.size() || dg.controlTruncated || dg.foreignControl)
+        return Error(EPROTO, "malformed event from cenallocd");
+    std::memcpy(&h, dg.bytes.data(), sizeof h);
+    if (h.magic != kMagic || h.version != kVersion || h.opcode != kEventMove || h.sequence != 0 || h.error != 0 ||
+        h.fdCount != 0 || !dg.fds.empty() || h.payloadSize != dg.bytes.size() - sizeof h || h.flags != kFlagEvent ||
+        h.reserved != 0)
+        return Error(EPROTO, "malformed event from cenallocd");
+    Reader reader(std::span<const std::byte>(dg.bytes).subspan(sizeof h));
+    return decode<MoveEvent>(reader);
+}
+
 Reply errorReply(Op op, uint32_t sequence, const Error& error) {
     return makeReply(op, sequence, error.code(), error.message(), {});
 }

@@ -33,6 +33,12 @@ struct Reply {
 /// "Events"): kFlagEvent, opcode wire::kEventMove, sequence 0.
 Reply eventMessage(const MoveEvent& event);
 
+/// The client's side of eventMessage(): the move event datagram @p dg
+/// carries. Errors: EPROTO for a datagram that is not a well-formed event
+/// message (header, flags, no fds, a payload of exactly the size it says,
+/// cut or with control data), and those of decoding the event.
+Result<MoveEvent> decodeEventMessage(const Datagram& dg);
+
 /// Validate @p request (header, payload size, fd count, reserved fields and
 /// flags, the op's payload struct) and run it for @p client. Every
 /// validation failure is EINVAL with a message saying what was wrong. The

@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "service/dispatch.h"
 #include "service/event_queue.h"
 #include "service/poll_window.h"
 #include "service/operations.h"
@@ -95,7 +96,7 @@ public:
             if (!(h.flags & kFlagEvent))
                 return Error(EPROTO,
                              fmt::format("a reply for {} #{} when none was asked for", opName(h.opcode), h.sequence));
-            CENALLOC_CHECK(takeEvent(h, *dg));
+            CENALLOC_CHECK(takeEvent(*dg));
         }
     }
 
@@ -180,7 +181,7 @@ private:
             if (h.flags & kFlagEvent) {
                 // Events are ordered with replies on the stream: one that
                 // came before the reply is queued, and the wait goes on.
-                CENALLOC_CHECK(takeEvent(h, *dg));
+                CENALLOC_CHECK(takeEvent(*dg));
                 continue;
             }
             // Sequence 0 is the refusal a daemon sends before hanging up.
@@ -222,14 +223,10 @@ private:
         return out;
     }
 
-    /// Queue the move event @p dg (whose header is @p h). Errors: EPROTO
+    /// Queue the move event @p dg (decodeEventMessage). Errors: EPROTO
     /// for a malformed one.
-    Result<void> takeEvent(const MessageHeader& h, const Datagram& dg) {
-        if (h.opcode != kEventMove || h.sequence != 0 || h.error != 0 || h.fdCount != 0 || !dg.fds.empty() ||
-            h.payloadSize != dg.bytes.size() - sizeof h || (h.flags & ~kFlagEvent) || h.reserved != 0)
-            return Error(EPROTO, "malformed event from cenallocd");
-        Reader reader(std::span<const std::byte>(dg.bytes).subspan(sizeof h));
-        auto event = decode<MoveEvent>(reader);
+    Result<void> takeEvent(const Datagram& dg) {
+        auto event = decodeEventMessage(dg);
         if (!event)
             return event.error();
         if (!receivesEvents_)

@@ -149,7 +149,10 @@ void Service::disconnectLocked(ClientState& client) {
 
 void Service::releaseUsageLocked(uint32_t uid) {
     auto usage = usage_.find(uid);
-    if (usage != usage_.end() && usage->second.clients == 0 && usage->second.bytes == 0 && usage->second.buffers == 0)
+    // Kept while it counts anything, moves too: a count given back later
+    // must find its entry.
+    if (usage != usage_.end() && usage->second.clients == 0 && usage->second.bytes == 0 && usage->second.buffers == 0 &&
+        usage->second.pendingMoves == 0 && usage->second.unackedMoves == 0)
         usage_.erase(usage);
 }
 
@@ -282,7 +285,10 @@ size_t Service::trackedBuffers() const {
 Service::UidUsage Service::usageOf(uint32_t uid) const {
     std::lock_guard lock(mutex_);
     auto it = usage_.find(uid);
-    return it == usage_.end() ? UidUsage{} : UidUsage{it->second.bytes, it->second.buffers};
+    if (it == usage_.end())
+        return {};
+    const Usage& u = it->second;
+    return UidUsage{u.bytes, u.buffers, u.pendingMoves, u.unackedMoves};
 }
 
 Result<Service::ClientState*> Service::clientLocked(ClientId id) const {

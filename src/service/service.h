@@ -248,6 +248,8 @@ public:
     struct UidUsage {
         uint64_t bytes = 0;
         uint64_t buffers = 0;
+        uint64_t pendingMoves = 0; ///< its clients' migrations that wait (Quota::pendingMoves)
+        uint64_t unackedMoves = 0; ///< Pending events its importers have not answered (Quota::unackedMoves)
     };
     UidUsage usageOf(uint32_t uid) const;
 

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* The C API used from C11: every call, its errors, and no leaked fds. */
+/* The C API used from C11: every call, its errors, and no leaked fds; with
+ * arguments, one side of a migration through cenallocd
+ * (tests/integration/c_api_moves_test.cpp runs it). */
 #define _GNU_SOURCE /* fcntl F_DUPFD_CLOEXEC, mmap, readdir with -std=c11 */
 #include <cenalloc/c/cenalloc.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,7 +114,204 @@ static void checkStructSizes(cenalloc_session* s) {
     CHECK(cenalloc_explain(s, devices, 1, 4096, CENALLOC_CPU_ACCESS_RARE, &explanation.e) == -EINVAL);
 }
 
-int main(void) {
+/* tests/support's patternByte(): the C++ side fills, this side checks. */
+static unsigned char pattern(size_t i) {
+    return (unsigned char)((i * 7 + 13) & 0xff);
+}
+
+/* Whether the buffer's bytes are pattern(i); fill them first when @p fill. */
+static int patterned(int fd, size_t size, int fill) {
+    unsigned char* p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return 0;
+    int same = 1;
+    for (size_t i = 0; i < size; ++i) {
+        if (fill)
+            p[i] = pattern(i);
+        same = same && p[i] == pattern(i);
+    }
+    munmap(p, size);
+    return same;
+}
+
+static int readable(int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
+}
+
+/* In-process migration: a dynamic GPU importer, pin/unpin, forecast, the
+ * event queue, and the bytes across the move. */
+static void checkMigration(cenalloc_session* s) {
+    enum { kSize = 1 << 20 };
+    int fd = -1;
+    CHECK(cenalloc_create(s, kSize, "movable", CENALLOC_CPU_ACCESS_RARE, &fd) == 0);
+    CHECK(patterned(fd, kSize, 1));
+    uint64_t gpu = 0, staticGpu = 0, mapping = 0;
+    CHECK(cenalloc_attach_flags(s, fd, "gpu", 0x2, &gpu) == -EINVAL);
+    CHECK(cenalloc_attach_flags(s, fd, "gpu", CENALLOC_ATTACH_DYNAMIC | 0x80000000u, &gpu) == -EINVAL);
+    CHECK(cenalloc_attach_flags(s, fd, "no-such-device", CENALLOC_ATTACH_DYNAMIC, &gpu) == -ENOENT);
+    CHECK(cenalloc_attach_flags(s, fd, "gpu", CENALLOC_ATTACH_DYNAMIC, &gpu) == 0);
+    cenalloc_sg_entry entries[4];
+    size_t count = 0;
+    CHECK(cenalloc_map(s, gpu, CENALLOC_DMA_BIDIRECTIONAL, entries, 4, &count, &mapping) == 0);
+    cenalloc_buffer_info info = {.struct_size = sizeof info};
+    CHECK(cenalloc_describe(s, fd, &info) == 0 && strcmp(info.heap, "system") == 0);
+
+    /* A static attachment has nothing to pin; unknown ids are ENOENT. */
+    CHECK(cenalloc_attach_flags(s, fd, "gpu", 0, &staticGpu) == 0);
+    CHECK(cenalloc_pin(s, staticGpu) == -EINVAL);
+    CHECK(cenalloc_detach(s, staticGpu) == 0);
+    CHECK(cenalloc_pin(s, 987654321) == -ENOENT);
+    CHECK(cenalloc_unpin(s, gpu) == -EINVAL);
+
+    /* The display attaching would move the buffer to CMA, telling the GPU. */
+    cenalloc_forecast f = {.struct_size = sizeof f};
+    CHECK(cenalloc_forecast_attach(s, fd, "display", &f) == 0);
+    CHECK(f.struct_size == sizeof f);
+    CHECK(f.outcome == CENALLOC_FORECAST_WOULD_MIGRATE);
+    CHECK(strcmp(f.from_heap, "system") == 0 && strcmp(f.to_heap, "linux,cma") == 0);
+    CHECK(f.notified_count == 1 && strcmp(f.notified[0], "gpu") == 0);
+    CHECK(cenalloc_forecast_attach(s, fd, "gpu", &f) == 0 && f.outcome == CENALLOC_FORECAST_FITS);
+    CHECK(cenalloc_forecast_attach(s, fd, "no-such-device", &f) == -ENOENT);
+    f.struct_size = CENALLOC_FORECAST_SIZE_VER0 - 4;
+    CHECK(cenalloc_forecast_attach(s, fd, "display", &f) == -EINVAL);
+    f.struct_size = sizeof f;
+
+    /* Pinned: the move is EBUSY naming the GPU, and the forecast says so. */
+    CHECK(cenalloc_pin(s, gpu) == 0);
+    CHECK(cenalloc_migrate(s, fd, "linux,cma") == -EBUSY);
+    CHECK(strstr(cenalloc_last_error(), "gpu") != NULL);
+    CHECK(cenalloc_forecast_attach(s, fd, "display", &f) == 0);
+    CHECK(f.outcome == CENALLOC_FORECAST_BLOCKED && strstr(f.reason, "gpu") != NULL);
+    CHECK(cenalloc_unpin(s, gpu) == 0);
+    CHECK(cenalloc_migrate(s, fd, "no-such-heap") == -ENOENT);
+    CHECK(cenalloc_migrate(s, fd, NULL) == -EINVAL);
+    CHECK(cenalloc_describe(s, fd, &info) == 0 && strcmp(info.heap, "system") == 0);
+
+    /* No event yet. */
+    int events = -1;
+    CHECK(cenalloc_event_fd(s, &events) == 0 && events >= 0);
+    cenalloc_move_event e = {.struct_size = sizeof e};
+    CHECK(cenalloc_next_event(s, &e) == -EAGAIN);
+    CHECK(cenalloc_wait_event(s, 0, &e) == -ETIMEDOUT);
+    CHECK(cenalloc_wait_event(s, -2, &e) == -EINVAL);
+    CHECK(!readable(events));
+
+    /* Unpinned: the move happens, the GPU is told, the bytes survive. */
+    CHECK(cenalloc_migrate(s, fd, "linux,cma") == 0);
+    CHECK(cenalloc_describe(s, fd, &info) == 0 && strcmp(info.heap, "linux,cma") == 0);
+    CHECK(readable(events));
+    e.struct_size = 0; /* refused: the event stays */
+    CHECK(cenalloc_next_event(s, &e) == -EINVAL);
+    e.struct_size = sizeof e;
+    CHECK(cenalloc_next_event(s, &e) == 0);
+    CHECK(e.struct_size == sizeof e && e.kind == CENALLOC_MOVE_MOVED);
+    CHECK(e.attachment == gpu && e.buffer == info.id && e.sequence == 1);
+    CHECK(strcmp(e.cause, "migrate to 'linux,cma'") == 0);
+    CHECK(cenalloc_next_event(s, &e) == -EAGAIN);
+    CHECK(!readable(events));
+    CHECK(cenalloc_acknowledge_move(s, gpu, 1) == -ENOENT);
+    CHECK(patterned(fd, kSize, 0));
+
+    /* The old mapping's id still unmaps; a new mapping is the new storage. */
+    CHECK(cenalloc_unmap(s, mapping) == 0);
+    CHECK(cenalloc_map(s, gpu, CENALLOC_DMA_BIDIRECTIONAL, entries, 4, &count, &mapping) == 0);
+    CHECK(cenalloc_unmap(s, mapping) == 0);
+    CHECK(cenalloc_detach(s, gpu) == 0);
+    CHECK(cenalloc_release(s, fd) == 0);
+    close(fd);
+}
+
+/*
+ * One process of a migration through cenallocd at @p socket, on the buffer
+ * it was given as fd 3 (1 MiB of pattern(i)). It reports on stdout, one line
+ * a step, and waits on stdin where the test paces it.
+ *  - "dynamic": a dynamic GPU importer that maps, says "mapped", takes the
+ *    pending event, acknowledges it, takes the moved event, maps again,
+ *    checks the bytes, says "remapped".
+ *  - "static": a static GPU importer that maps, says "mapped" and holds the
+ *    mapping until stdin closes.
+ *  - "attach-moves" / "attach-busy": the restrictive attacher: attaches the
+ *    display, which must move the buffer to CMA / be EBUSY naming the GPU,
+ *    and says "attached" / "busy".
+ */
+static int daemonMode(const char* role, const char* socket) {
+    enum { kSize = 1 << 20, kBuffer = 3, kWaitMs = 30000 };
+    cenalloc_session* s = NULL;
+    CHECK(cenalloc_session_connect(socket, &s) == 0);
+    if (!s)
+        return 1;
+    uint64_t id = 0, attachment = 0, mapping = 0;
+    cenalloc_sg_entry entries[4];
+    size_t count = 0;
+    cenalloc_buffer_info info = {.struct_size = sizeof info};
+    CHECK(cenalloc_import(s, kBuffer, &id) == 0);
+    if (strcmp(role, "dynamic") == 0 || strcmp(role, "static") == 0) {
+        const int dynamic = strcmp(role, "dynamic") == 0;
+        CHECK(cenalloc_attach_flags(s, kBuffer, "gpu", dynamic ? CENALLOC_ATTACH_DYNAMIC : 0, &attachment) == 0);
+        CHECK(cenalloc_map(s, attachment, CENALLOC_DMA_BIDIRECTIONAL, entries, 4, &count, &mapping) == 0);
+        CHECK(cenalloc_describe(s, kBuffer, &info) == 0 && strcmp(info.heap, "system") == 0);
+        printf("mapped\n");
+        fflush(stdout);
+        if (dynamic) {
+            cenalloc_move_event e = {.struct_size = sizeof e};
+            CHECK(cenalloc_wait_event(s, kWaitMs, &e) == 0);
+            CHECK(e.kind == CENALLOC_MOVE_PENDING && e.attachment == attachment && e.buffer == id);
+            CHECK(e.sequence == 1 && strcmp(e.cause, "attach of 'display'") == 0);
+            CHECK(cenalloc_acknowledge_move(s, attachment, e.sequence + 1) == -ENOENT);
+            CHECK(cenalloc_acknowledge_move(s, attachment, e.sequence) == 0);
+            CHECK(cenalloc_wait_event(s, kWaitMs, &e) == 0);
+            CHECK(e.kind == CENALLOC_MOVE_MOVED && e.attachment == attachment && e.sequence == 1);
+            CHECK(cenalloc_unmap(s, mapping) == 0);
+            CHECK(cenalloc_map(s, attachment, CENALLOC_DMA_BIDIRECTIONAL, entries, 4, &count, &mapping) == 0);
+            CHECK(count == 1 && entries[0].length == kSize);
+            CHECK(cenalloc_describe(s, kBuffer, &info) == 0 && strcmp(info.heap, "linux,cma") == 0);
+            CHECK(patterned(kBuffer, kSize, 0));
+            CHECK(cenalloc_next_event(s, &e) == -EAGAIN);
+            printf("remapped\n");
+        } else {
+            char line[16];
+            while (fgets(line, sizeof line, stdin)) {
+            }
+        }
+        CHECK(cenalloc_unmap(s, mapping) == 0);
+        CHECK(cenalloc_detach(s, attachment) == 0);
+    } else if (strcmp(role, "attach-moves") == 0) {
+        CHECK(cenalloc_attach(s, kBuffer, "display", &attachment) == 0);
+        CHECK(cenalloc_describe(s, kBuffer, &info) == 0 && strcmp(info.heap, "linux,cma") == 0);
+        CHECK(cenalloc_map(s, attachment, CENALLOC_DMA_TO_DEVICE, entries, 4, &count, &mapping) == 0);
+        CHECK(count == 1 && entries[0].length == kSize);
+        CHECK(patterned(kBuffer, kSize, 0));
+        CHECK(cenalloc_unmap(s, mapping) == 0);
+        CHECK(cenalloc_detach(s, attachment) == 0);
+        printf("attached\n");
+    } else if (strcmp(role, "attach-busy") == 0) {
+        cenalloc_forecast f = {.struct_size = sizeof f};
+        CHECK(cenalloc_forecast_attach(s, kBuffer, "display", &f) == 0);
+        CHECK(f.outcome == CENALLOC_FORECAST_BLOCKED && strstr(f.reason, "gpu") != NULL);
+        CHECK(cenalloc_attach(s, kBuffer, "display", &attachment) == -EBUSY);
+        CHECK(strstr(cenalloc_last_error(), "gpu") != NULL);
+        CHECK(cenalloc_migrate(s, kBuffer, "linux,cma") == -EBUSY);
+        CHECK(cenalloc_describe(s, kBuffer, &info) == 0 && strcmp(info.heap, "system") == 0);
+        printf("busy\n");
+    } else {
+        fprintf(stderr, "unknown role %s\n", role);
+        ++failures;
+    }
+    CHECK(cenalloc_release(s, kBuffer) == 0);
+    cenalloc_session_close(s);
+    fflush(stdout);
+    fprintf(stderr, "%s: %d passed, %d failed\n", role, checks - failures, failures);
+    return failures == 0 ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+    if (argc == 3)
+        return daemonMode(argv[1], argv[2]);
+    if (argc != 1) {
+        fprintf(stderr, "usage: %s [ROLE SOCKET]\n", argv[0]);
+        return 2;
+    }
     const int fdsBefore = countFds();
     cenalloc_session* s = NULL;
     CHECK(cenalloc_session_open_local(NULL, NULL) == -EINVAL);
@@ -125,6 +325,8 @@ int main(void) {
     cenalloc_heap_info before = {.struct_size = sizeof before};
     CHECK(findHeap(s, "system", &before) == 0);
     CHECK(before.contiguous == 0 && before.cached == 1);
+    cenalloc_heap_info cmaBefore = {.struct_size = sizeof cmaBefore};
+    CHECK(findHeap(s, "linux,cma", &cmaBefore) == 0);
     size_t heaps = 0;
     CHECK(cenalloc_heap_count(s, &heaps) == 0 && heaps >= 2);
     cenalloc_heap_info ignored = {.struct_size = sizeof ignored};
@@ -278,11 +480,16 @@ int main(void) {
     close(shared);
     close(fd);
 
+    checkMigration(s);
+
     /* Everything back to where it was. */
     cenalloc_heap_info after = {.struct_size = sizeof after};
     CHECK(findHeap(s, "system", &after) == 0);
     CHECK(after.live_buffers == before.live_buffers);
     CHECK(after.live_bytes == before.live_bytes);
+    cenalloc_heap_info cmaAfter = {.struct_size = sizeof cmaAfter};
+    CHECK(findHeap(s, "linux,cma", &cmaAfter) == 0);
+    CHECK(cmaAfter.live_buffers == cmaBefore.live_buffers && cmaAfter.free_bytes == cmaBefore.free_bytes);
     cenalloc_session_close(s);
     cenalloc_session_close(NULL);
     CHECK(countFds() == fdsBefore);

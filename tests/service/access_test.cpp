@@ -22,12 +22,7 @@ namespace cenalloc {
 namespace {
 
 using test::baselineOf;
-
-ServiceConfig configOf(const std::string& yaml) {
-    auto config = parseServiceConfig(yaml, "test.yaml");
-    EXPECT_TRUE(config) << config.error().toString();
-    return config ? *config : ServiceConfig{};
-}
+using test::configOf;
 
 TEST(Quota, BytesOverTheQuotaAreEdquotAndChangeNothing) {
     test::InProcessDaemon daemon(configOf("quota: {bytes: 1M, buffers: 100}\n"));

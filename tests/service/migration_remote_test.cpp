@@ -60,20 +60,6 @@ private:
     int fds_[2] = {-1, -1};
 };
 
-unsigned char pattern(size_t i) {
-    return static_cast<unsigned char>((i * 7 + 13) & 0xff);
-}
-
-bool holdsPattern(int fd) {
-    test::Mapped m(fd, kSize);
-    if (!m.valid())
-        return false;
-    for (size_t i = 0; i < kSize; ++i)
-        if (m.bytes()[i] != pattern(i))
-            return false;
-    return true;
-}
-
 /// How the importer process behaves.
 enum class Importer {
     Dynamic,    ///< acknowledges, maps again after the move, checks the bytes
@@ -93,12 +79,7 @@ int importer(const std::string& path, Importer kind, UniqueFd channel, Signal& s
     Session& s = **session;
     auto fd = s.create(kSize, "frame");
     CHILD_CHECK(fd);
-    {
-        test::Mapped m(fd->get(), kSize);
-        CHILD_CHECK(m.valid());
-        for (size_t i = 0; i < kSize; ++i)
-            m.bytes()[i] = pattern(i);
-    }
+    CHILD_CHECK(test::fillPattern(fd->get(), kSize));
     auto gpu = s.attach(*fd, "gpu", SessionAttachOptions{kind != Importer::Static});
     CHILD_CHECK(gpu);
     if (kind == Importer::Pinned)
@@ -125,7 +106,7 @@ int importer(const std::string& path, Importer kind, UniqueFd channel, Signal& s
         CHILD_CHECK(s.unmap(mapping->id));
         auto again = s.map(*gpu, DmaDirection::Bidirectional);
         CHILD_CHECK(again && again->segments.size() == 1 && again->segments[0].length == kSize);
-        CHILD_CHECK(holdsPattern(fd->get()));
+        CHILD_CHECK(test::holdsPattern(fd->get(), kSize));
         CHILD_CHECK(s.unmap(again->id));
         status.send('d');
         break;
@@ -182,10 +163,7 @@ struct Scene {
         EXPECT_EQ(test::reap(child), exitCode);
         mover.reset();
         buffer.reset();
-        EXPECT_EQ(baselineOf(*observer), baseline);
-        auto stats = observer->stats();
-        ASSERT_TRUE(stats);
-        EXPECT_TRUE(stats->lifetimeBugs.empty());
+        test::expectBackTo(*observer, baseline);
     }
     test::DaemonProcess daemon;
     std::unique_ptr<Session> observer;
@@ -217,7 +195,7 @@ TEST(MigrationRemote, ADynamicImporterIsToldAcknowledgesMapsAgainAndTheBytesSurv
         auto scanout = mover.map(*display, DmaDirection::ToDevice);
         ASSERT_TRUE(scanout);
         EXPECT_EQ(scanout->segments.size(), 1u) << "contiguous for the display";
-        EXPECT_TRUE(holdsPattern(scene.buffer.get()));
+        EXPECT_TRUE(test::holdsPattern(scene.buffer.get(), kSize));
         ASSERT_TRUE(mover.unmap(scanout->id));
         ASSERT_TRUE(mover.detach(*display));
         scene.finish();
@@ -266,7 +244,7 @@ TEST(MigrationRemote, AnImporterKilledWhileTheMigrationWaitsIsReleasedAndTheMove
     ASSERT_TRUE(info);
     EXPECT_NE(info->heap, "system");
     EXPECT_EQ(info->attachedDevices, std::vector<std::string>{"display"}) << "the dead importer's attachment went";
-    EXPECT_TRUE(holdsPattern(scene.buffer.get()));
+    EXPECT_TRUE(test::holdsPattern(scene.buffer.get(), kSize));
     ASSERT_TRUE(scene.mover->detach(*display));
     scene.finish(128 + SIGKILL);
 }

@@ -45,4 +45,27 @@ void Mapped::reset() {
     data_ = nullptr;
 }
 
+unsigned char patternByte(size_t i) {
+    return static_cast<unsigned char>((i * 7 + 13) & 0xff);
+}
+
+bool fillPattern(int fd, size_t size) {
+    Mapped m(fd, size);
+    if (!m.valid())
+        return false;
+    for (size_t i = 0; i < size; ++i)
+        m.bytes()[i] = patternByte(i);
+    return true;
+}
+
+bool holdsPattern(int fd, size_t size) {
+    Mapped m(fd, size);
+    if (!m.valid())
+        return false;
+    for (size_t i = 0; i < size; ++i)
+        if (m.bytes()[i] != patternByte(i))
+            return false;
+    return true;
+}
+
 } // namespace cenalloc::test

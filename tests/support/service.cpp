@@ -36,6 +36,19 @@ Baseline baselineOf(Session& session) {
     return b;
 }
 
+void expectBackTo(Session& session, const Baseline& baseline) {
+    EXPECT_EQ(baselineOf(session), baseline);
+    auto stats = session.stats();
+    ASSERT_TRUE(stats) << stats.error().toString();
+    EXPECT_TRUE(stats->lifetimeBugs.empty());
+}
+
+ServiceConfig configOf(const std::string& yaml) {
+    auto config = parseServiceConfig(yaml, "test.yaml");
+    EXPECT_TRUE(config) << config.error().toString();
+    return config ? *config : ServiceConfig{};
+}
+
 void PrintTo(const Baseline& b, std::ostream* os) {
     *os << "live " << b.liveBuffers << " heaps";
     for (auto [n, bytes] : b.heaps)

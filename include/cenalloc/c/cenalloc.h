@@ -253,6 +253,136 @@ CENALLOC_EXPORT int cenalloc_describe(cenalloc_session* session, int buffer_fd, 
 CENALLOC_EXPORT int cenalloc_explain(cenalloc_session* session, const char* const* devices, size_t count, uint64_t size,
                                      int cpu_access, cenalloc_explanation* out);
 
+/*
+ * Migration (DESIGN.md section 5, "Deferred allocation"; docs/protocol.md,
+ * "Migration across processes"). A dynamic attachment's unpinned mappings
+ * do not hold the storage in place: when the buffer moves, its session is
+ * sent move events (cenalloc_next_event(), cenalloc_wait_event(), or poll
+ * cenalloc_event_fd()). Through cenallocd, an importer with live mappings is
+ * first sent CENALLOC_MOVE_PENDING and the move waits for its
+ * cenalloc_acknowledge_move(), up to the daemon's bound.
+ */
+
+/** cenalloc_attach_flags() flags. */
+enum {
+    /** A dynamic importer (dma_buf_dynamic_attach with move_notify): told of moves, may be moved. */
+    CENALLOC_ATTACH_DYNAMIC = 0x1,
+};
+
+/** cenalloc_forecast.outcome: what attaching a device would do now. */
+typedef enum {
+    CENALLOC_FORECAST_FITS = 0,          /**< the storage serves it (or none exists yet and a heap would) */
+    CENALLOC_FORECAST_WOULD_MIGRATE = 1, /**< the storage must move: from_heap to to_heap, notifying notified */
+    CENALLOC_FORECAST_BLOCKED = 2,       /**< the storage must move and cannot: reason names the blocker */
+    CENALLOC_FORECAST_UNSATISFIABLE = 3, /**< no heap serves the device with those attached: reason says why */
+} cenalloc_forecast_outcome;
+
+/**
+ * Longest reason or cause the structs below carry, with its NUL; a longer
+ * message is cut at CENALLOC_MESSAGE_MAX - 1 bytes.
+ */
+#define CENALLOC_MESSAGE_MAX 256
+/**
+ * Most notified devices cenalloc_forecast lists; notified_count says how
+ * many there are, which may be more.
+ */
+#define CENALLOC_NOTIFIED_MAX 8
+
+/** What cenalloc_forecast() found (Buffer::forecastAttach). */
+typedef struct {
+    uint32_t struct_size;                                    /**< set by the caller (see "Structs that grow") */
+    int outcome;                                             /**< a cenalloc_forecast_outcome */
+    char from_heap[CENALLOC_NAME_MAX];                       /**< WOULD_MIGRATE: the heap the storage is on */
+    char to_heap[CENALLOC_NAME_MAX];                         /**< WOULD_MIGRATE: the heap it would move to */
+    char reason[CENALLOC_MESSAGE_MAX];                       /**< BLOCKED, UNSATISFIABLE: why */
+    uint32_t notified_count;                                 /**< dynamic importers a move would notify (all of them) */
+    uint32_t reserved;                                       /**< 0 */
+    char notified[CENALLOC_NOTIFIED_MAX][CENALLOC_NAME_MAX]; /**< the first CENALLOC_NOTIFIED_MAX of them */
+} cenalloc_forecast;
+#define CENALLOC_FORECAST_SIZE_VER0 912
+
+/** cenalloc_move_event.kind. */
+typedef enum {
+    /** The buffer is about to move: stop the device's use of its mappings, then cenalloc_acknowledge_move(). */
+    CENALLOC_MOVE_PENDING = 0,
+    /** The buffer moved: the attachment's earlier mappings are gone (a device using one faults); map again. */
+    CENALLOC_MOVE_MOVED = 1,
+    /** A move announced as pending did not happen: the mappings stay valid. */
+    CENALLOC_MOVE_CANCELLED = 2,
+} cenalloc_move_kind;
+
+/** One move event of a dynamic attachment of the session. */
+typedef struct {
+    uint32_t struct_size;             /**< set by the caller (see "Structs that grow") */
+    uint32_t kind;                    /**< a cenalloc_move_kind */
+    uint64_t buffer;                  /**< the buffer's id (cenalloc_import(), cenalloc_buffer_info.id) */
+    uint64_t attachment;              /**< the session's attachment id */
+    uint64_t sequence;                /**< the buffer's move sequence after the move (PENDING, MOVED) or as it stays */
+    char cause[CENALLOC_MESSAGE_MAX]; /**< "attach of 'display'", "migrate to 'linux,cma'", ... */
+} cenalloc_move_event;
+#define CENALLOC_MOVE_EVENT_SIZE_VER0 288
+
+/**
+ * cenalloc_attach() with @p flags (CENALLOC_ATTACH_*; others are -EINVAL).
+ * A dynamic attach that needs the storage elsewhere moves it under the
+ * rules of cenalloc_migrate(). Through cenallocd -EPROTONOSUPPORT from a
+ * daemon too old to send events.
+ */
+CENALLOC_EXPORT int cenalloc_attach_flags(cenalloc_session* session, int buffer_fd, const char* device, uint32_t flags,
+                                          uint64_t* out_attachment);
+
+/**
+ * Hold a dynamic attachment's storage in place (dma_buf_pin): while pinned
+ * a move is -EBUSY naming it. Pins nest. -EINVAL for a static attachment,
+ * -ENOENT for an unknown one.
+ */
+CENALLOC_EXPORT int cenalloc_pin(cenalloc_session* session, uint64_t attachment);
+
+/** Release one pin: -EINVAL when none is held, -ENOENT for an unknown attachment. */
+CENALLOC_EXPORT int cenalloc_unpin(cenalloc_session* session, uint64_t attachment);
+
+/**
+ * Move the buffer's storage to @p heap. -EBUSY naming what holds it (a
+ * static mapping, a pin, an importer that did not acknowledge in time),
+ * -EINVAL for a heap that does not serve the attached devices, -ENOENT for
+ * an unknown heap, -ENOMEM (nothing changed), -EDQUOT when the new storage
+ * does not fit the caller's quota while both exist.
+ */
+CENALLOC_EXPORT int cenalloc_migrate(cenalloc_session* session, int buffer_fd, const char* heap);
+
+/**
+ * What attaching @p device to the buffer would do now; changes nothing.
+ * -ENOENT for an unknown device; -EINVAL or -E2BIG for out->struct_size.
+ */
+CENALLOC_EXPORT int cenalloc_forecast_attach(cenalloc_session* session, int buffer_fd, const char* device,
+                                             cenalloc_forecast* out);
+
+/**
+ * The session's event fd, readable while a move event may be waiting (for
+ * poll(2) in an event loop). Borrowed: it stays the session's, valid until
+ * cenalloc_session_close(); never close it.
+ */
+CENALLOC_EXPORT int cenalloc_event_fd(cenalloc_session* session, int* out_fd);
+
+/**
+ * Take the oldest move event without waiting: -EAGAIN when none waits.
+ * -EINVAL or -E2BIG for out->struct_size (no event is taken then).
+ */
+CENALLOC_EXPORT int cenalloc_next_event(cenalloc_session* session, cenalloc_move_event* out);
+
+/**
+ * cenalloc_next_event(), waiting up to @p timeout_ms milliseconds (-1: for
+ * ever; below -1 is -EINVAL) for an event: -ETIMEDOUT when none came.
+ */
+CENALLOC_EXPORT int cenalloc_wait_event(cenalloc_session* session, int timeout_ms, cenalloc_move_event* out);
+
+/**
+ * The device of @p attachment no longer uses its mappings made before move
+ * @p sequence (a CENALLOC_MOVE_PENDING event's). -ENOENT when no move to
+ * @p sequence waits for it (it happened, was cancelled, or the bound passed).
+ */
+CENALLOC_EXPORT int cenalloc_acknowledge_move(cenalloc_session* session, uint64_t attachment, uint64_t sequence);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,6 +18,15 @@ uint64_t fdSize(int fd);
 /// Whether @p fd has FD_CLOEXEC.
 bool hasCloexec(int fd);
 
+/// The byte a pattern buffer holds at offset @p i (what fillPattern()
+/// writes): one that moves or is copied wrong shows.
+unsigned char patternByte(size_t i);
+/// Write patternByte(i) into the first @p size bytes of buffer @p fd;
+/// false when it cannot be mapped.
+bool fillPattern(int fd, size_t size);
+/// Whether the first @p size bytes of buffer @p fd are patternByte(i).
+bool holdsPattern(int fd, size_t size);
+
 /// A shared read-write mapping of a whole buffer fd; unmapped on destruction.
 class Mapped {
 public:

@@ -15,6 +15,7 @@
 #include <cenalloc/session.h>
 #include <cenalloc/unique_fd.h>
 
+#include "service/config.h"
 #include "service/operations.h"
 #include "service/protocol.h"
 
@@ -34,6 +35,12 @@ struct Baseline {
     bool operator==(const Baseline&) const = default;
 };
 Baseline baselineOf(Session& session);
+/// What every test ends with once it released everything: @p session sees
+/// @p baseline again and no lifetime bug was recorded.
+void expectBackTo(Session& session, const Baseline& baseline);
+/// @p yaml parsed as a daemon configuration; the test fails when it does
+/// not parse.
+ServiceConfig configOf(const std::string& yaml);
 void PrintTo(const Baseline& b, std::ostream* os);
 
 /// The statistics of @p heap as @p session lists them; the test fails when
