@@ -17,6 +17,7 @@
 #include <cenalloc/heap.h>
 #include <cenalloc/iommu.h>
 #include <cenalloc/platform.h>
+#include <cenalloc/ready_pool.h>
 #include <cenalloc/request.h>
 #include <cenalloc/result.h>
 
@@ -24,6 +25,7 @@ namespace cenalloc {
 
 class BufferRegistry;
 class PhysicalMemory;
+class ReadyMemory;
 struct AllocatorState;
 
 /// How a Context is built, beyond its platform.
@@ -34,6 +36,9 @@ struct ContextOptions {
     bool kernelHeaps = true;
     /// Where the kernel's heaps are.
     std::string kernelHeapDir = "/dev/dma_heap";
+    /// The pool of ready (allocated and zeroed) memory allocate() serves
+    /// buffers of the model's heaps from; a zero budget turns it off.
+    ReadyPoolOptions readyPool;
 };
 
 /// A deferred buffer's request (Context::create): a non-zero size that
@@ -151,6 +156,18 @@ public:
     Result<Explanation> explain(std::span<const std::string> devices, uint64_t size,
                                 CpuAccess cpuAccess = CpuAccess::Rare) const;
 
+    /// The ready-memory pool's statistics: one entry per heap that asked
+    /// for ready memory, then the whole pool's (heap name empty).
+    std::vector<ReadyPoolStats> readyPoolStats() const;
+    /// Block until the pool's background thread has made every refill
+    /// ordered so far: the steady state a benchmark or test wants to start
+    /// from. Returns at once when the pool was never used.
+    void waitReadyPoolRefilled() const;
+    /// Read MemAvailable now and give the pool's memory back when it is
+    /// below ReadyPoolOptions::lowMemoryBytes (the background thread does
+    /// this on its own about once a second; for tests).
+    void checkReadyPoolMemory() const;
+
     /// A bufinfo line per live buffer, by id.
     std::vector<BufferInfo> bufinfo() const;
     size_t liveBuffers() const;
@@ -163,6 +180,8 @@ private:
     std::shared_ptr<BufferRegistry> registry_;
     std::vector<std::unique_ptr<DmaDevice>> devices_;
     std::vector<std::string> kernelHeapProblems_;
+    /// Last: its refill thread stops before anything else goes.
+    std::unique_ptr<ReadyMemory> ready_;
 };
 
 } // namespace cenalloc
