@@ -100,16 +100,22 @@ void pauseForRefill(benchmark::State& state, cenalloc::Context* context) {
     state.ResumeTiming();
 }
 
-std::unique_ptr<cenalloc::Context> readyContext(bool pool) {
+// How the pool is set up: off (the cold set), as by default, or serving
+// every size (to measure where ReadyPoolOptions::minBytes belongs).
+enum class Pool { Off, Default, AllSizes };
+
+std::unique_ptr<cenalloc::Context> readyContext(Pool pool) {
     cenalloc::ContextOptions options;
     options.kernelHeaps = false;
-    if (!pool)
-        options.readyPool.heapBytes = 0; // off: the cold set
+    if (pool == Pool::Off)
+        options.readyPool.heapBytes = 0;
+    if (pool == Pool::AllSizes)
+        options.readyPool.minBytes = 0;
     auto context = cenalloc::Context::create(cenalloc::defaultPlatform(), options);
     return context ? std::move(*context) : nullptr;
 }
 
-void readyCenalloc(benchmark::State& state, bool pool) {
+void readyCenalloc(benchmark::State& state, Pool pool) {
     const size_t size = static_cast<size_t>(state.range(0));
     auto context = readyContext(pool);
     if (!context) {
@@ -143,10 +149,13 @@ void readyCenalloc(benchmark::State& state, bool pool) {
 }
 
 void BM_Ready_Cenalloc(benchmark::State& state) {
-    readyCenalloc(state, true);
+    readyCenalloc(state, Pool::Default);
 }
 void BM_Ready_CenallocCold(benchmark::State& state) {
-    readyCenalloc(state, false);
+    readyCenalloc(state, Pool::Off);
+}
+void BM_Ready_CenallocAllSizes(benchmark::State& state) {
+    readyCenalloc(state, Pool::AllSizes);
 }
 
 void BM_Ready_RawMemfd(benchmark::State& state) {
@@ -215,6 +224,7 @@ const int kRegistered = [] {
              {std::pair{"BM_Ready_Cenalloc", &BM_Ready_Cenalloc}, std::pair{"BM_Ready_RawMemfd", &BM_Ready_RawMemfd},
               std::pair{"BM_Ready_AnonPopulate", &BM_Ready_AnonPopulate},
               std::pair{"BM_Ready_CenallocCold", &BM_Ready_CenallocCold},
+              std::pair{"BM_Ready_CenallocAllSizes", &BM_Ready_CenallocAllSizes},
               std::pair{"BM_Ready_ShrinkEighth", &BM_Ready_ShrinkEighth}})
             benchmark::RegisterBenchmark(name, fn)->ArgName("size")->Arg(size)->Unit(benchmark::kMicrosecond);
     }
