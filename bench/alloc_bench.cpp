@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Allocate+free from the system heap against the raw memfd baseline, with and without touching pages.
 #include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -21,14 +24,24 @@ void touchPages(void* data, size_t size) {
         p[off] = 1;
 }
 
+// A sealed memfd of @p size as a buffer's, with nothing else: -1 on failure.
+int rawSealedMemfd(size_t size) {
+    int fd = memfd_create("raw", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd >= 0 && (ftruncate(fd, static_cast<off_t>(size)) != 0 ||
+                    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 // The baseline: what a buffer costs with no allocator at all.
 void BM_RawMemfd(benchmark::State& state) {
     const size_t size = static_cast<size_t>(state.range(0));
     const bool touch = state.range(1) != 0;
     for (auto _ : state) {
-        int fd = memfd_create("raw", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-        if (fd < 0 || ftruncate(fd, static_cast<off_t>(size)) != 0 ||
-            fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+        int fd = rawSealedMemfd(size);
+        if (fd < 0) {
             state.SkipWithError("memfd");
             break;
         }
@@ -73,6 +86,150 @@ void BM_CenallocSystem(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations());
     state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(size));
 }
+
+// ---- Ready buffers (issue 17): the whole cycle a user pays for a buffer,
+// allocate + map + touch every page + unmap + free, in one run and
+// interleaved per size. Each iteration is followed (untimed) by what lets
+// the pool's background refill keep up, the steady state of a steady
+// allocation rate; the baselines pause the same way.
+
+void pauseForRefill(benchmark::State& state, cenalloc::Context* context) {
+    state.PauseTiming();
+    if (context)
+        context->waitReadyPoolRefilled();
+    state.ResumeTiming();
+}
+
+// How the pool is set up: off (the cold set), as by default, or serving
+// every size (to measure where ReadyPoolOptions::minBytes belongs).
+enum class Pool { Off, Default, AllSizes };
+
+std::unique_ptr<cenalloc::Context> readyContext(Pool pool) {
+    cenalloc::ContextOptions options;
+    options.kernelHeaps = false;
+    if (pool == Pool::Off)
+        options.readyPool.heapBytes = 0;
+    if (pool == Pool::AllSizes)
+        options.readyPool.minBytes = 0;
+    auto context = cenalloc::Context::create(cenalloc::defaultPlatform(), options);
+    return context ? std::move(*context) : nullptr;
+}
+
+void readyCenalloc(benchmark::State& state, Pool pool) {
+    const size_t size = static_cast<size_t>(state.range(0));
+    auto context = readyContext(pool);
+    if (!context) {
+        state.SkipWithError("context");
+        return;
+    }
+    // Warm: one allocation of the size orders its class.
+    (void)context->allocate("system", size);
+    context->waitReadyPoolRefilled();
+    const auto before = context->readyPoolStats().back();
+    for (auto _ : state) {
+        {
+            auto buffer = context->allocate("system", size);
+            if (!buffer) {
+                state.SkipWithError(buffer.error().toString().c_str());
+                break;
+            }
+            auto map = (*buffer)->mmap();
+            if (!map) {
+                state.SkipWithError(map.error().toString().c_str());
+                break;
+            }
+            touchPages(map->data(), map->size());
+        }
+        pauseForRefill(state, context.get());
+    }
+    const auto after = context->readyPoolStats().back();
+    const double asked = static_cast<double>((after.hits + after.misses) - (before.hits + before.misses));
+    state.counters["hit_rate"] = asked > 0 ? static_cast<double>(after.hits - before.hits) / asked : 0.0;
+    state.SetItemsProcessed(state.iterations());
+}
+
+void BM_Ready_Cenalloc(benchmark::State& state) {
+    readyCenalloc(state, Pool::Default);
+}
+void BM_Ready_CenallocCold(benchmark::State& state) {
+    readyCenalloc(state, Pool::Off);
+}
+void BM_Ready_CenallocAllSizes(benchmark::State& state) {
+    readyCenalloc(state, Pool::AllSizes);
+}
+
+void BM_Ready_RawMemfd(benchmark::State& state) {
+    const size_t size = static_cast<size_t>(state.range(0));
+    for (auto _ : state) {
+        int fd = rawSealedMemfd(size);
+        if (fd < 0) {
+            state.SkipWithError("memfd");
+            break;
+        }
+        void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+            state.SkipWithError("mmap");
+            break;
+        }
+        touchPages(p, size);
+        munmap(p, size);
+        close(fd);
+        pauseForRefill(state, nullptr);
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+
+void BM_Ready_AnonPopulate(benchmark::State& state) {
+    const size_t size = static_cast<size_t>(state.range(0));
+    for (auto _ : state) {
+        void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (p == MAP_FAILED) {
+            state.SkipWithError("mmap");
+            break;
+        }
+        touchPages(p, size);
+        munmap(p, size);
+        pauseForRefill(state, nullptr);
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+
+// What serving a request from a larger size class costs: cutting a ready
+// memfd (pages allocated and zeroed) of size + 1/8 down to the size.
+void BM_Ready_ShrinkEighth(benchmark::State& state) {
+    const size_t size = static_cast<size_t>(state.range(0));
+    const size_t cls = size + size / 8;
+    for (auto _ : state) {
+        state.PauseTiming();
+        int fd = memfd_create("shrink", MFD_CLOEXEC);
+        if (fd < 0 || fallocate(fd, 0, 0, static_cast<off_t>(cls)) != 0) {
+            state.SkipWithError("fallocate");
+            break;
+        }
+        void* p = mmap(nullptr, cls, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+        if (p != MAP_FAILED)
+            munmap(p, cls);
+        state.ResumeTiming();
+        if (ftruncate(fd, static_cast<off_t>(size)) != 0)
+            state.SkipWithError("ftruncate");
+        state.PauseTiming();
+        close(fd);
+        state.ResumeTiming();
+    }
+}
+
+const int kRegistered = [] {
+    for (int64_t size : {4 * KiB, 64 * KiB, MiB, 8 * MiB, 32 * MiB}) {
+        for (auto [name, fn] :
+             {std::pair{"BM_Ready_Cenalloc", &BM_Ready_Cenalloc}, std::pair{"BM_Ready_RawMemfd", &BM_Ready_RawMemfd},
+              std::pair{"BM_Ready_AnonPopulate", &BM_Ready_AnonPopulate},
+              std::pair{"BM_Ready_CenallocCold", &BM_Ready_CenallocCold},
+              std::pair{"BM_Ready_CenallocAllSizes", &BM_Ready_CenallocAllSizes},
+              std::pair{"BM_Ready_ShrinkEighth", &BM_Ready_ShrinkEighth}})
+            benchmark::RegisterBenchmark(name, fn)->ArgName("size")->Arg(size)->Unit(benchmark::kMicrosecond);
+    }
+    return 0;
+}();
 
 void sizes(benchmark::internal::Benchmark* b) {
     for (int touch : {0, 1})

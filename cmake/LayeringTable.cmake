@@ -23,6 +23,7 @@ set(CENALLOC_PUBLIC_HEADERS
     constraints.h=alloc
     explain.h=alloc
     context.h=alloc
+    ready_pool.h=alloc
     session.h=service
     daemon.h=service
     c/cenalloc.h=service

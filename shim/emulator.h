@@ -119,8 +119,11 @@ public:
     /// ioctl() on a heap fd or a buffer fd.
     std::optional<int> ioctl(int fd, unsigned long request, void* arg);
     /// mmap() of a heap fd or a buffer fd where the kernel would refuse
-    /// what a memfd accepts.
-    std::optional<void*> mmap(void* addr, size_t length, int prot, int flags, int fd, off_t offset);
+    /// what a memfd accepts. Where libc is to map (nothing returned) a
+    /// buffer the shim handed out, MAP_POPULATE is added to @p *libcFlags
+    /// (when given): the kernel's heaps map a buffer's pages at mmap time.
+    std::optional<void*> mmap(void* addr, size_t length, int prot, int flags, int fd, off_t offset,
+                              int* libcFlags = nullptr);
     std::optional<off_t> lseek(int fd, off_t offset, int whence);
 
     /// fstatat() semantics, for struct stat and (identical on 64-bit) stat64.

@@ -223,7 +223,8 @@ std::optional<int> DmaHeapEmulator::bufferIoctl(int fd, const struct stat& st, u
 
 // ------------------------------------------------------------ mmap, lseek
 
-std::optional<void*> DmaHeapEmulator::mmap(void* addr, size_t length, int prot, int flags, int fd, off_t offset) {
+std::optional<void*> DmaHeapEmulator::mmap(void* addr, size_t length, int prot, int flags, int fd, off_t offset,
+                                           int* libcFlags) {
     (void)addr;
     if (fd < 0 || (flags & MAP_ANONYMOUS) || length == 0 || (offset & static_cast<off_t>(kPage - 1)) || offset < 0)
         return std::nullopt; // libc gives the generic answers
@@ -240,8 +241,14 @@ std::optional<void*> DmaHeapEmulator::mmap(void* addr, size_t length, int prot, 
         const uint64_t first = static_cast<uint64_t>(offset) / kPage;
         const uint64_t sizePages = static_cast<uint64_t>(k.st.st_size) / kPage;
         const bool beyond = first + pages > sizePages;
-        if (!beyond && (shared || pages <= 1))
+        if (!beyond && (shared || pages <= 1)) {
+            // Populated at mmap time, as system_heap_mmap()
+            // (drivers/dma-buf/heaps/system_heap.c) maps every page with
+            // remap_pfn_range() before returning; the caller's flags stay.
+            if (libcFlags && shared && knownBuffer(k.st))
+                *libcFlags |= MAP_POPULATE;
             return std::nullopt;
+        }
         if (!knownBuffer(k.st) || !isBuffer(fd))
             return std::nullopt;
     }

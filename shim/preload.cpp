@@ -352,7 +352,7 @@ void* mmap(void* addr, size_t length, int prot, int flags, int fd, off_t offset)
     if (fd >= 0 && !(flags & MAP_ANONYMOUS)) {
         if (DmaHeapEmulator* e = emulator(false)) {
             ShimScope scope;
-            if (auto result = e->mmap(addr, length, prot, flags, fd, offset))
+            if (auto result = e->mmap(addr, length, prot, flags, fd, offset, &flags))
                 return *result;
         }
     }
@@ -367,7 +367,7 @@ void* mmap64(void* addr, size_t length, int prot, int flags, int fd, off64_t off
     if (fd >= 0 && !(flags & MAP_ANONYMOUS)) {
         if (DmaHeapEmulator* e = emulator(false)) {
             ShimScope scope;
-            if (auto result = e->mmap(addr, length, prot, flags, fd, offset))
+            if (auto result = e->mmap(addr, length, prot, flags, fd, offset, &flags))
                 return *result;
         }
     }

@@ -18,6 +18,7 @@
 #include <cenalloc/heap.h>
 #include <cenalloc/iommu.h>
 #include <cenalloc/platform.h>
+#include <cenalloc/ready_pool.h>
 #include <cenalloc/request.h>
 #include <cenalloc/result.h>
 
@@ -25,6 +26,7 @@ namespace cenalloc {
 
 class BufferRegistry;
 class PhysicalMemory;
+class ReadyMemory;
 struct AllocatorState;
 
 /// How a Context is built, beyond its platform.
@@ -43,6 +45,9 @@ struct ContextOptions {
     /// running host's (Platform::source "host", the --host loader) and
     /// kernelHeapDir has nodes. Ignored without kernelHeaps.
     std::optional<bool> placeKernelHeaps{};
+    /// The pool of ready (allocated and zeroed) memory allocate() serves
+    /// buffers of the model's heaps from; a zero budget turns it off.
+    ReadyPoolOptions readyPool;
 };
 
 /// A deferred buffer's request (Context::create): a non-zero size that
@@ -239,6 +244,17 @@ public:
     /// service's per-client access control): EACCES when every heap that
     /// serves the devices is refused.
     Result<AllocatedFor> allocateFor(const AllocForRequest& request, const HeapFilter& allowHeap = {});
+    /// The ready-memory pool's statistics: one entry per heap that asked
+    /// for ready memory, then the whole pool's (heap name empty).
+    std::vector<ReadyPoolStats> readyPoolStats() const;
+    /// Block until the pool's background thread has made every refill
+    /// ordered so far: the steady state a benchmark or test wants to start
+    /// from. Returns at once when the pool was never used.
+    void waitReadyPoolRefilled() const;
+    /// Read MemAvailable now and give the pool's memory back when it is
+    /// below ReadyPoolOptions::lowMemoryBytes (the background thread does
+    /// this on its own about once a second; for tests).
+    void checkReadyPoolMemory() const;
 
     /// A bufinfo line per live buffer, by id.
     std::vector<BufferInfo> bufinfo() const;
@@ -252,6 +268,8 @@ private:
     std::shared_ptr<BufferRegistry> registry_;
     std::vector<std::unique_ptr<DmaDevice>> devices_;
     std::vector<std::string> kernelHeapProblems_;
+    /// Last: its refill thread stops before anything else goes.
+    std::unique_ptr<ReadyMemory> ready_;
 };
 
 } // namespace cenalloc

@@ -102,6 +102,10 @@ struct AllocatorStats {
     uint64_t liveBuffers = 0;
     std::vector<std::string> lifetimeBugs;
     ServiceLimits limits;
+    /// The pool of ready memory (Context::readyPoolStats): per heap that
+    /// asked for some, then the whole pool's (heap ""). Empty from a
+    /// daemon too old to say.
+    std::vector<ReadyPoolStats> readyPools;
 };
 
 /// A buffer a session allocated for devices (Session::allocateFor).

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <optional>
+#include <fcntl.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -12,8 +13,8 @@
 #include <cenalloc/units.h>
 
 #include "alloc/allocator_state.h"
-#include "base/try.h"
 #include "alloc/deferred_exporter.h"
+#include "alloc/ready_memory.h"
 #include "base/try.h"
 #include "core/buffer_internal.h"
 #include "core/heap_exporter.h"
@@ -83,6 +84,7 @@ Result<std::unique_ptr<Context>> Context::create(const Platform& platform, const
     context->state_ = std::move(state);
     context->registry_ = std::make_shared<BufferRegistry>();
     context->kernelHeapProblems_ = std::move(kernelHeapProblems);
+    context->ready_ = std::make_unique<ReadyMemory>(options.readyPool);
     return context;
 }
 
@@ -262,6 +264,13 @@ Result<std::shared_ptr<Buffer>> Context::allocate(const AllocRequest& request) {
     BufferParams params;
     params.size = aligned;
     params.fdFlags = request.fdFlags();
+    if (!storage->inHostKernel()) {
+        // Memory the kernel allocated and zeroed beforehand, when the pool
+        // has some: the user's first touch then faults nothing in.
+        const int seals = (request.fdFlags() & O_ACCMODE) == O_RDONLY ? kReadOnlySeals : 0;
+        if (auto ready = CENALLOC_TRY(ready_->take(heap->name(), aligned, seals)))
+            params.fd = std::move(*ready);
+    }
     params.ops = makeHeapExporter(*heap);
     params.storage = std::move(*storage);
     params.registry = registry_;
@@ -294,6 +303,18 @@ Result<std::shared_ptr<Buffer>> Context::create(const CreateRequest& request, co
 
 Result<Explanation> Context::explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) const {
     return cenalloc::explain(state_->platform, state_->heapProperties, devices, size, cpuAccess);
+}
+
+std::vector<ReadyPoolStats> Context::readyPoolStats() const {
+    return ready_->stats();
+}
+
+void Context::waitReadyPoolRefilled() const {
+    ready_->waitIdle();
+}
+
+void Context::checkReadyPoolMemory() const {
+    ready_->checkMemory();
 }
 
 std::vector<BufferInfo> Context::bufinfo() const {

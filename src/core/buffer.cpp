@@ -93,13 +93,15 @@ Result<std::shared_ptr<Buffer>> BufferAccess::create(BufferParams params) {
         fd = params.storage.takeDmaBuf();
         if (!params.name.empty())
             CENALLOC_CHECK(setDmaBufName(fd.borrow(), params.name));
+    } else if (params.fd.valid()) {
+        fd = std::move(params.fd); // a ready memfd, sealed by its pool
     } else {
         // A buffer allocated read-only (fd flags O_RDONLY, as the kernel's
         // dma-heap takes them) is sealed against every future write: its
         // fds are read-only, and no reopen through /proc/self/fd, by
         // anyone, gives a way to write it.
         const bool readOnly = (params.fdFlags & O_ACCMODE) == O_RDONLY;
-        fd = CENALLOC_TRY(createSealedMemfd("cenalloc", params.size, readOnly ? F_SEAL_FUTURE_WRITE : 0));
+        fd = CENALLOC_TRY(createSealedMemfd("cenalloc", params.size, readOnly ? kReadOnlySeals : 0));
     }
     // One allocation for the buffer and its reference counts.
     auto buffer = std::make_shared<Buffer>(Buffer::PassKey{}, std::move(params), std::move(fd));
@@ -438,7 +440,12 @@ Result<BufferMapping> Buffer::mmap(int prot) {
     }
     if (!fd_.valid())
         return Error(EBADF, fmt::format("buffer {} gave its fd away: map the fd instead", id_));
-    void* data = ::mmap(nullptr, size_, prot, MAP_SHARED, fd_.get(), 0);
+    // Populated at map time, as the kernel's system heap maps its buffers:
+    // system_heap_mmap() (drivers/dma-buf/heaps/system_heap.c) inserts
+    // every page with remap_pfn_range() before mmap returns. The user's
+    // first touch then faults nothing in; pages from the pool of ready
+    // memory are only mapped here, never cleared.
+    void* data = ::mmap(nullptr, size_, prot, MAP_SHARED | MAP_POPULATE, fd_.get(), 0);
     if (data == MAP_FAILED)
         return Error::fromErrno(fmt::format("mmap of buffer {}", id_));
     return BufferMapping(shared_from_this(), data, size_);

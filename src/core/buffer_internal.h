@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <fcntl.h>
 #include <memory>
 #include <optional>
 #include <string>
@@ -78,10 +79,17 @@ struct BufferParams {
     BufferName name;
     std::unique_ptr<BufferOps> ops;
     Storage storage; ///< empty for deferred buffers
+    /// A memfd of exactly @c size bytes sealed as createSealedMemfd seals
+    /// (with kReadOnlySeals for a read-only buffer) to be the buffer's fd,
+    /// from the pool of ready memory; invalid: a fresh one is made.
+    UniqueFd fd;
     /// Where the buffer is listed while it lives, and its lifetime bugs
     /// reported; none: nowhere.
     std::shared_ptr<BufferRegistry> registry;
 };
+
+/// The seals a read-only buffer's memfd carries beyond the size seals.
+inline constexpr int kReadOnlySeals = F_SEAL_FUTURE_WRITE;
 
 /// cenalloc's own way into a Buffer (Buffer befriends it): creating one, and
 /// the accessors its exporter ops use, which must be called with the

@@ -362,10 +362,29 @@ json statsJson(const AllocatorStats& stats) {
         s["free_bytes"] = heap.freeBytes;
         heaps.push_back({{"name", text(heap.name)}, {"stats", s}});
     }
+    json pools = json::array();
+    for (const ReadyPoolStats& p : stats.readyPools)
+        pools.push_back({{"heap", p.heap.empty() ? json(nullptr) : json(text(p.heap))},
+                         {"ready_bytes", p.readyBytes},
+                         {"ready_buffers", p.readyBuffers},
+                         {"hits", p.hits},
+                         {"misses", p.misses},
+                         {"refills", p.refills},
+                         {"refill_ns", p.refillNanos}});
     return {{"heaps", heaps},
             {"domains", domainsJson(stats.domains)["domains"]},
             {"live_buffers", stats.liveBuffers},
-            {"lifetime_bugs", texts(stats.lifetimeBugs)}};
+            {"lifetime_bugs", texts(stats.lifetimeBugs)},
+            {"ready_memory", pools}};
+}
+
+std::string renderReadyPools(const std::vector<ReadyPoolStats>& pools) {
+    TextTable t({"heap", "ready", "buffers", "hits", "misses", "refills", "refill time"});
+    for (const ReadyPoolStats& p : pools)
+        t.addRow({p.heap.empty() ? "(all)" : p.heap, formatSize(p.readyBytes), std::to_string(p.readyBuffers),
+                  std::to_string(p.hits), std::to_string(p.misses), std::to_string(p.refills),
+                  fmt::format("{:.1f} ms", static_cast<double>(p.refillNanos) / 1e6)});
+    return "ready memory:\n" + t.render();
 }
 
 std::string renderStats(const std::string& where, const AllocatorStats& stats) {
@@ -380,6 +399,11 @@ std::string renderStats(const std::string& where, const AllocatorStats& stats) {
     if (!stats.domains.empty()) {
         out += "\n";
         out += renderDomains(stats.domains);
+    }
+    // The whole pool's line is always last; alone it says nothing was asked.
+    if (stats.readyPools.size() > 1) {
+        out += "\n";
+        out += renderReadyPools(stats.readyPools);
     }
     if (!stats.lifetimeBugs.empty()) {
         out += "\nlifetime bugs:\n";

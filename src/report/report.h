@@ -37,6 +37,8 @@ std::string renderBufinfo(const std::vector<BufferInfo>& buffers);
 
 nlohmann::json domainsJson(const std::vector<IommuDomainStats>& domains);
 std::string renderDomains(const std::vector<IommuDomainStats>& domains);
+/// The pool of ready memory per heap, then in all, as a table.
+std::string renderReadyPools(const std::vector<ReadyPoolStats>& pools);
 
 /// {"heaps", "domains", "live_buffers", "lifetime_bugs"}
 nlohmann::json statsJson(const AllocatorStats& stats);

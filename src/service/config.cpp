@@ -130,6 +130,28 @@ Result<QuotaRule> readClient(const yaml::Node& entry) {
     return rule;
 }
 
+// The most ready memory the daemon may be told to keep: a pool is optional
+// memory, and a typo ("64G" for "64M") must not pin the machine's RAM.
+constexpr uint64_t kMaxReadyBytes = 16 * GiB;
+
+// ready_memory: {heap_bytes, total_bytes, min_bytes, low_memory_bytes};
+// what it does not say keeps its value in @p r.
+Result<ReadyPoolOptions> readReadyMemory(const yaml::Node& node, ReadyPoolOptions r) {
+    yaml::Map m = CENALLOC_TRY(node.map({"heap_bytes", "total_bytes", "min_bytes", "low_memory_bytes"}));
+    CENALLOC_CHECK(m.read("heap_bytes", r.heapBytes, yaml::size));
+    CENALLOC_CHECK(m.read("total_bytes", r.totalBytes, yaml::size));
+    CENALLOC_CHECK(m.read("min_bytes", r.minBytes, yaml::size));
+    CENALLOC_CHECK(m.read("low_memory_bytes", r.lowMemoryBytes, yaml::size));
+    for (auto [key, value] : {std::pair{"heap_bytes", r.heapBytes}, std::pair{"total_bytes", r.totalBytes}})
+        if (value > kMaxReadyBytes)
+            return m.errorAt(key,
+                             fmt::format("{}: {} is more than {}", key, formatSize(value), formatSize(kMaxReadyBytes)));
+    if (r.totalBytes != 0 && r.heapBytes > r.totalBytes)
+        return m.errorAt("heap_bytes", fmt::format("heap_bytes: {} per heap is more than the {} in all (total_bytes)",
+                                                   formatSize(r.heapBytes), formatSize(r.totalBytes)));
+    return r;
+}
+
 Result<HeapAccess> readHeap(const yaml::Node& entry, std::span<const HeapAccess> earlier) {
     yaml::Map f = CENALLOC_TRY(entry.map({"name", "allow_uids", "allow_gids"}));
     HeapAccess access;
@@ -154,8 +176,9 @@ Result<ServiceConfig> readConfig(const yaml::Node& root, std::string_view source
     config.source = std::string(source);
     if (root.isNull())
         return config; // an empty file: the defaults
-    yaml::Map top = CENALLOC_TRY(root.map({"max_clients", "max_clients_per_uid", "workers", "busy_poll_us", "quota",
-                                           "clients", "heaps", "kernel_heaps", "max_buffers", "move_ack_timeout_ms"}));
+    yaml::Map top =
+        CENALLOC_TRY(root.map({"max_clients", "max_clients_per_uid", "workers", "busy_poll_us", "quota", "clients",
+                               "heaps", "kernel_heaps", "max_buffers", "move_ack_timeout_ms", "ready_memory"}));
     if (std::optional<yaml::Node> v = top.find("max_clients"))
         config.maxClients = CENALLOC_TRY(count(*v));
     if (std::optional<yaml::Node> v = top.find("max_clients_per_uid"))
@@ -174,6 +197,8 @@ Result<ServiceConfig> readConfig(const yaml::Node& root, std::string_view source
             return v->error("'a collection' is not true or false");
         config.context.kernelHeaps = CENALLOC_TRY(v->as(yaml::yaml11Boolean));
     }
+    if (std::optional<yaml::Node> v = top.find("ready_memory"))
+        config.context.readyPool = CENALLOC_TRY(readReadyMemory(*v, config.context.readyPool));
     if (std::optional<yaml::Node> v = top.find("quota")) {
         // What the default quota does not say keeps its default (a count of
         // buffers always exists).

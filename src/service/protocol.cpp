@@ -310,6 +310,19 @@ template <typename Io, typename V> void transferStats(Io& io, V& s) {
     io.u64(l.maxBuffers);
     io.u64(l.rootReserve);
     io.zero64();
+    if (!io.more())
+        return; // a daemon from before the pool of ready memory: none
+    io.list(s.readyPools, [](auto& sub, auto& p) {
+        sub.u64(p.readyBytes);
+        sub.u64(p.readyBuffers);
+        sub.u64(p.hits);
+        sub.u64(p.misses);
+        sub.u64(p.refills);
+        sub.u64(p.refillNanos);
+        Tail heap = sub.length(p.heap);
+        sub.zero32();
+        sub.text(p.heap, heap);
+    });
 }
 
 template <typename Io, typename V> void transferBuffer(Io& io, V& b) {

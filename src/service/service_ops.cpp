@@ -281,6 +281,7 @@ Result<AllocatorStats> Service::stats(ClientId clientId, bool resetWatermark) {
     stats.domains = context_->domainStats();
     stats.liveBuffers = context_->liveBuffers();
     stats.lifetimeBugs = context_->lifetimeBugs();
+    stats.readyPools = context_->readyPoolStats();
     {
         std::lock_guard lock(mutex_);
         const ClientState& client = *CENALLOC_TRY(clientLocked(clientId));

@@ -27,7 +27,8 @@ namespace {
 using test::FakeKernelHeapDir;
 
 std::unique_ptr<Context> contextWith(const std::string& kernelHeapDir, const Platform& platform = defaultPlatform()) {
-    auto context = Context::create(platform, ContextOptions{.kernelHeaps = true, .kernelHeapDir = kernelHeapDir});
+    auto context =
+        Context::create(platform, ContextOptions{.kernelHeaps = true, .kernelHeapDir = kernelHeapDir, .readyPool = {}});
     EXPECT_TRUE(context) << context.error().toString();
     return context ? std::move(*context) : nullptr;
 }
@@ -45,7 +46,8 @@ TEST(KernelHeapsInAContext, FollowTheModelsHeapsSortedAndPrefixed) {
     dir.addHeap("linux,cma");
     auto context = contextWith(dir.path());
     ASSERT_TRUE(context);
-    auto plain = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false});
+    auto plain = Context::create(
+        defaultPlatform(), ContextOptions{.kernelHeaps = false, .kernelHeapDir = "/dev/dma_heap", .readyPool = {}});
     ASSERT_TRUE(plain);
     std::vector<std::string> expected = heapNames(**plain);
     expected.push_back("kernel:linux,cma");
@@ -65,7 +67,8 @@ TEST(KernelHeapsInAContext, FollowTheModelsHeapsSortedAndPrefixed) {
 TEST(KernelHeapsInAContext, AreLeftOutWhenAskedOrAbsent) {
     FakeKernelHeapDir dir;
     dir.addHeap("system");
-    auto off = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false, .kernelHeapDir = dir.path()});
+    auto off = Context::create(defaultPlatform(),
+                               ContextOptions{.kernelHeaps = false, .kernelHeapDir = dir.path(), .readyPool = {}});
     ASSERT_TRUE(off);
     EXPECT_EQ((*off)->findHeap("kernel:system"), nullptr);
 

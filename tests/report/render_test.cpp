@@ -393,6 +393,27 @@ TEST(RenderStats, JsonHasHeapsDomainsLiveBuffersAndBugs) {
     EXPECT_EQ(j["lifetime_bugs"], json::array({"bug"}));
 }
 
+TEST(RenderStats, TheReadyMemoryPoolIsShownPerHeapAndInAllOnceAnyWasAskedFor) {
+    AllocatorStats stats = someStats();
+    stats.readyPools = {ReadyPoolStats{"", 0, 0, 0, 0, 0, 0}};
+    EXPECT_FALSE(contains(renderStats("in-process", stats), "ready memory:"));
+    stats.readyPools = {ReadyPoolStats{"system", 8 * MiB, 2, 10, 3, 12, 4'500'000},
+                        ReadyPoolStats{"", 8 * MiB, 2, 10, 3, 12, 4'500'000}};
+    const std::string text = renderStats("in-process", stats);
+    EXPECT_TRUE(contains(text, "\nready memory:\n")) << text;
+    const std::string all = rowOf(text, "(all)");
+    EXPECT_TRUE(contains(all, "8 MiB")) << all;
+    EXPECT_TRUE(all.ends_with("4.5 ms")) << all;
+    const json j = statsJson(stats);
+    ASSERT_EQ(j["ready_memory"].size(), 2u);
+    EXPECT_EQ(j["ready_memory"][0]["heap"], "system");
+    EXPECT_EQ(j["ready_memory"][0]["ready_bytes"], 8 * MiB);
+    EXPECT_EQ(j["ready_memory"][0]["hits"], 10);
+    EXPECT_EQ(j["ready_memory"][0]["misses"], 3);
+    EXPECT_EQ(j["ready_memory"][0]["refill_ns"], 4'500'000);
+    EXPECT_TRUE(j["ready_memory"][1]["heap"].is_null());
+}
+
 // --------------------------------------------------------------- explain
 
 TEST(RenderExplain, ASatisfiableSetNamesTheHeapWhyOthersRefusedAndWhoAllocates) {

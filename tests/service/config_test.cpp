@@ -101,6 +101,27 @@ TEST(ServiceConfig, KernelHeapsCanBeTurnedOff) {
     EXPECT_TRUE(on->context.kernelHeaps);
 }
 
+TEST(ServiceConfig, ReadyMemoryBudgetsAreConfigurable) {
+    auto defaults = parseServiceConfig("", "r.yaml");
+    ASSERT_TRUE(defaults);
+    EXPECT_EQ(defaults->context.readyPool.heapBytes, 64 * MiB);
+    EXPECT_EQ(defaults->context.readyPool.totalBytes, 128 * MiB);
+    auto config = parseServiceConfig("ready_memory: {heap_bytes: 32M, total_bytes: 1G, min_bytes: 4K, "
+                                     "low_memory_bytes: 2G}\n",
+                                     "r.yaml");
+    ASSERT_TRUE(config) << config.error().toString();
+    const ReadyPoolOptions& r = config->context.readyPool;
+    EXPECT_EQ(r.heapBytes, 32 * MiB);
+    EXPECT_EQ(r.totalBytes, GiB);
+    EXPECT_EQ(r.minBytes, 4 * KiB);
+    EXPECT_EQ(r.lowMemoryBytes, 2 * GiB);
+    // What it does not say keeps its default; zero turns the pool off.
+    auto off = parseServiceConfig("ready_memory: {total_bytes: 0}\n", "r.yaml");
+    ASSERT_TRUE(off) << off.error().toString();
+    EXPECT_EQ(off->context.readyPool.heapBytes, 64 * MiB);
+    EXPECT_FALSE(off->context.readyPool.enabled());
+}
+
 TEST(ServiceConfig, ErrorsNameTheFileAndLine) {
     struct Case {
         const char* yaml;
@@ -135,6 +156,13 @@ TEST(ServiceConfig, ErrorsNameTheFileAndLine) {
         {"workers: unlimited\n", "c.yaml:1: workers: 'unlimited' is not a number"},
         {"kernel_heaps: maybe\n", "c.yaml:1: kernel_heaps: 'maybe' is not true or false"},
         {"kernel_heaps: [true]\n", "c.yaml:1: kernel_heaps: 'a collection' is not true or false"},
+        {"ready_memory: 64M\n", "c.yaml:1: ready_memory: expected a mapping"},
+        {"ready_memory:\n  heap_byte: 1M\n", "c.yaml:2: ready_memory: unknown key 'heap_byte'"},
+        {"ready_memory:\n  heap_bytes: lots\n", "c.yaml:2: ready_memory: heap_bytes:"},
+        {"ready_memory:\n  total_bytes: -1\n", "c.yaml:2: ready_memory: total_bytes:"},
+        {"ready_memory:\n  total_bytes: 17G\n", "c.yaml:2: ready_memory: total_bytes: 17 GiB is more than 16 GiB"},
+        {"ready_memory:\n  heap_bytes: 256M\n",
+         "c.yaml:2: ready_memory: heap_bytes: 256 MiB per heap is more than the 128 MiB in all (total_bytes)"},
     };
     for (const Case& c : cases) {
         SCOPED_TRACE(c.yaml);

@@ -535,7 +535,10 @@ TEST(Protocol, BodiesKeepTheirVersion1Bytes) {
     {
         Writer w;
         encode(w, goldenStats());
-        check("stats", w.bytes(), 688, 0x336041af4bb4e0f2ull);
+        // Version 1's bytes, then the (here empty) list of ready pools a
+        // version-1 client does not read.
+        ASSERT_GT(w.bytes().size(), 688u);
+        check("stats", std::vector<std::byte>(w.bytes().begin(), w.bytes().begin() + 688), 688, 0x336041af4bb4e0f2ull);
     }
     {
         Writer w;
@@ -592,12 +595,37 @@ TEST(Protocol, AStatsReplyFromBeforeTheLimitsDecodesWithZeroLimits) {
     Writer w;
     encode(w, goldenStats());
     std::vector<std::byte> older = w.bytes();
-    older.resize(older.size() - 64); // no limits
+    older.resize(688 - 64); // version 1 (688 bytes, see above) without the limits
     Reader r(older);
     auto back = decode<AllocatorStats>(r);
     ASSERT_TRUE(back) << back.error().toString();
     EXPECT_EQ(back->limits, ServiceLimits{});
     EXPECT_EQ(back->lifetimeBugs, goldenStats().lifetimeBugs);
+}
+
+TEST(Protocol, ReadyPoolStatisticsRoundTripAndAreEmptyFromAnOlderDaemon) {
+    AllocatorStats stats = goldenStats();
+    stats.readyPools = {ReadyPoolStats{"system", 8 * 1024 * 1024, 2, 10, 3, 12, 4567},
+                        ReadyPoolStats{"", 8 * 1024 * 1024, 2, 10, 3, 12, 4567}};
+    Writer w;
+    encode(w, stats);
+    EXPECT_EQ(w.bytes().size() % 8, 0u);
+    Reader r(w.bytes());
+    auto back = decode<AllocatorStats>(r);
+    ASSERT_TRUE(back) << back.error().toString();
+    EXPECT_EQ(back->readyPools, stats.readyPools);
+    EXPECT_EQ(back->limits, stats.limits);
+    EXPECT_EQ(r.remaining(), 0u);
+
+    Writer older;
+    encode(older, goldenStats());
+    std::vector<std::byte> v1 = older.bytes();
+    v1.resize(688); // a daemon from before the pool
+    Reader r1(v1);
+    auto fromOlder = decode<AllocatorStats>(r1);
+    ASSERT_TRUE(fromOlder) << fromOlder.error().toString();
+    EXPECT_TRUE(fromOlder->readyPools.empty());
+    EXPECT_EQ(fromOlder->limits, goldenStats().limits);
 }
 
 TEST(Protocol, ReservedRequestFieldsAreCheckedOnceForEveryRequest) {

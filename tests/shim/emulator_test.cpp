@@ -449,6 +449,29 @@ TEST_F(Emulator, TheSetOfKnownBuffersIsPrunedAsBuffersDie) {
     ::close(heap);
 }
 
+TEST_F(Emulator, SharedMappingsOfItsBuffersArePopulatedKeepingTheCallersFlags) {
+    int heap = openHeap();
+    int fd = allocate(heap, 4 * 4096);
+    ASSERT_GE(fd, 0);
+    int flags = MAP_SHARED | MAP_NORESERVE;
+    EXPECT_FALSE(emulator_->mmap(nullptr, 4 * 4096, PROT_READ, flags, fd, 0, &flags));
+    EXPECT_EQ(flags, MAP_SHARED | MAP_NORESERVE | MAP_POPULATE);
+    // A private page is copy-on-write: left as asked.
+    flags = MAP_PRIVATE;
+    EXPECT_FALSE(emulator_->mmap(nullptr, 4096, PROT_READ, flags, fd, 0, &flags));
+    EXPECT_EQ(flags, MAP_PRIVATE);
+    // A memfd that is not one of its buffers is none of its business.
+    int other = ::memfd_create("other", MFD_CLOEXEC);
+    ASSERT_GE(other, 0);
+    ASSERT_EQ(::ftruncate(other, 4096), 0);
+    flags = MAP_SHARED;
+    EXPECT_FALSE(emulator_->mmap(nullptr, 4096, PROT_READ, flags, other, 0, &flags));
+    EXPECT_EQ(flags, MAP_SHARED);
+    ::close(other);
+    ::close(fd);
+    ::close(heap);
+}
+
 TEST_F(Emulator, MappingsBeyondTheBufferOrPrivateOnesOfSeveralPagesAreRefused) {
     int heap = openHeap();
     int fd = allocate(heap, 4 * 4096);

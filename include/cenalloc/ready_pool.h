@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+// The bounded pool of ready memory: options and statistics.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <cenalloc/units.h>
+
+namespace cenalloc {
+
+/// How much ready memory a Context keeps: memfds whose pages the kernel has
+/// already allocated and zeroed, made by a background thread off the
+/// allocation path (as the kernel's heaps keep page pools), so an
+/// allocation from a heap of the model (system, CMA, carveouts; not the
+/// host kernel's heaps, which pool their own) gets its pages without
+/// faulting and zeroing them. Each memfd is handed out once and never comes
+/// back: what a buffer gets is always zero-filled.
+///
+/// The pool refills what was taken, in the size classes asked for, within
+/// @c heapBytes per heap and @c totalBytes in all; a budget of 0 turns it
+/// off. When the system's MemAvailable falls below @c lowMemoryBytes the
+/// pool gives everything back and makes nothing until it recovers.
+struct ReadyPoolOptions {
+    uint64_t heapBytes = 64 * MiB;
+    uint64_t totalBytes = 128 * MiB;
+    /// Smaller buffers are allocated as before: below it the first touch
+    /// of a fresh memfd costs about what the pool's shrink and bookkeeping
+    /// save (bench/alloc_bench, BM_Ready_*).
+    uint64_t minBytes = 64 * KiB;
+    uint64_t lowMemoryBytes = 512 * MiB;
+    /// Where MemAvailable is read (bytes; nothing when unknown, which never
+    /// counts as pressure). Empty: /proc/meminfo. For tests.
+    std::function<std::optional<uint64_t>()> memAvailable;
+
+    /// Whether the pool is used at all.
+    bool enabled() const { return heapBytes != 0 && totalBytes != 0; }
+};
+
+/// One heap's ready memory (or, with an empty heap name, the whole pool's).
+struct ReadyPoolStats {
+    std::string heap;
+    uint64_t readyBytes = 0;   ///< in memfds ready to be handed out (their size classes)
+    uint64_t readyBuffers = 0; ///< memfds ready to be handed out
+    uint64_t hits = 0;         ///< allocations served from the pool
+    uint64_t misses = 0;       ///< allocations of a pooled size that found nothing ready
+    uint64_t refills = 0;      ///< memfds made by the background thread
+    uint64_t refillNanos = 0;  ///< time it spent making them
+    bool operator==(const ReadyPoolStats&) const = default;
+};
+
+} // namespace cenalloc

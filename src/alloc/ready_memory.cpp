@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: MIT
+// ReadyMemory: a Context's pool of ready memfds and the background thread that refills it.
+#include "alloc/ready_memory.h"
+
+#include <charconv>
+#include <unistd.h>
+
+#include "base/file.h"
+
+namespace cenalloc {
+
+namespace {
+
+// How often MemAvailable is read: before refills at most this often, and
+// once per kIdleCheck while the thread waits for work.
+constexpr auto kCheckPeriod = std::chrono::milliseconds(100);
+constexpr auto kIdleCheck = std::chrono::seconds(1);
+
+MemfdPoolLimits limitsOf(const ReadyPoolOptions& options) {
+    return MemfdPoolLimits{options.heapBytes, options.totalBytes, options.minBytes};
+}
+
+ReadyPoolStats statsOf(std::string heap, const MemfdPoolCounters& c) {
+    ReadyPoolStats s;
+    s.heap = std::move(heap);
+    s.readyBytes = c.readyBytes;
+    s.readyBuffers = c.readyBuffers;
+    s.hits = c.hits;
+    s.misses = c.misses;
+    s.refills = c.refills;
+    s.refillNanos = c.refillNanos;
+    return s;
+}
+
+} // namespace
+
+std::optional<uint64_t> readMemAvailable() {
+    auto text = readFileLimited("/proc/meminfo", 64 * 1024, "memory information");
+    if (!text)
+        return std::nullopt;
+    constexpr std::string_view kKey = "MemAvailable:";
+    const size_t at = text->find(kKey);
+    if (at == std::string::npos)
+        return std::nullopt; // kernels before 3.14
+    const char* p = text->data() + at + kKey.size();
+    const char* end = text->data() + text->size();
+    while (p < end && *p == ' ')
+        ++p;
+    uint64_t kib = 0;
+    auto [next, ec] = std::from_chars(p, end, kib);
+    if (ec != std::errc() || next == p || kib > UINT64_MAX / 1024)
+        return std::nullopt;
+    return kib * 1024; // meminfo counts in kB (KiB)
+}
+
+ReadyMemory::ReadyMemory(ReadyPoolOptions options)
+    : options_(std::move(options)), pool_(limitsOf(options_)), owner_(::getpid()), worker_(std::make_unique<Worker>()) {
+}
+
+ReadyMemory::~ReadyMemory() {
+    if (::getpid() != owner_) {
+        // A forked child: the thread exists in the parent only, and
+        // neither it nor what it waits on can be ended here. Leave them.
+        (void)worker_.release();
+        return;
+    }
+    Worker& w = *worker_;
+    {
+        std::lock_guard lock(w.mutex);
+        w.stop = true;
+    }
+    w.wake.notify_all();
+    if (w.thread)
+        w.thread->join(); // finishes a refill in flight
+}
+
+Result<std::optional<UniqueFd>> ReadyMemory::take(std::string_view heap, uint64_t bytes, int extraSeals) {
+    Worker& w = *worker_;
+    if (!pool_.serves(bytes) || ::getpid() != owner_)
+        return std::optional<UniqueFd>();
+    auto fd = pool_.take(heap, bytes, extraSeals); // orders its refill, hit or miss
+    {
+        std::lock_guard lock(w.mutex);
+        if (!w.thread)
+            w.thread = std::make_unique<std::thread>([this] { run(); });
+    }
+    w.wake.notify_one();
+    return fd;
+}
+
+std::vector<ReadyPoolStats> ReadyMemory::stats() const {
+    std::vector<ReadyPoolStats> out;
+    for (auto& [heap, counters] : pool_.heapCounters())
+        out.push_back(statsOf(heap, counters));
+    out.push_back(statsOf({}, pool_.total()));
+    return out;
+}
+
+bool ReadyMemory::lowMemory() {
+    const std::optional<uint64_t> available = options_.memAvailable ? options_.memAvailable() : readMemAvailable();
+    return available && *available < options_.lowMemoryBytes;
+}
+
+void ReadyMemory::checkMemory() {
+    if (::getpid() != owner_)
+        return; // a forked child's pool is never used
+    Worker& w = *worker_;
+    const bool low = lowMemory();
+    if (low)
+        pool_.drain();
+    std::lock_guard lock(w.mutex);
+    w.low = low;
+    w.lastCheck = std::chrono::steady_clock::now();
+}
+
+void ReadyMemory::waitIdle() {
+    if (::getpid() != owner_)
+        return; // the thread is the parent's
+    Worker& w = *worker_;
+    std::unique_lock lock(w.mutex);
+    if (!w.thread)
+        return; // nothing was ever ordered
+    w.idle.wait(lock, [&] { return w.stop || (!w.busy && !pool_.refillPending()); });
+}
+
+void ReadyMemory::run() {
+    Worker& w = *worker_;
+    std::unique_lock lock(w.mutex);
+    while (!w.stop) {
+        w.busy = true;
+        const bool check = std::chrono::steady_clock::now() - w.lastCheck >= kCheckPeriod;
+        lock.unlock();
+        if (check)
+            checkMemory();
+        lock.lock();
+        while (!w.stop) {
+            const bool low = w.low;
+            lock.unlock();
+            std::optional<MemfdRefill> refill = pool_.takeRefill();
+            if (refill && low) {
+                pool_.abandon(*refill); // short of memory: make nothing
+            } else if (refill) {
+                const auto start = std::chrono::steady_clock::now();
+                auto fd = makeReadyMemfd(refill->classBytes);
+                if (fd)
+                    pool_.put(*refill, std::move(*fd), std::chrono::steady_clock::now() - start);
+                else
+                    pool_.abandon(*refill); // the next take orders it again
+            }
+            lock.lock();
+            if (!refill)
+                break;
+        }
+        w.busy = false;
+        w.idle.notify_all();
+        if (w.stop)
+            break;
+        w.wake.wait_for(lock, kIdleCheck, [&] { return w.stop || pool_.refillPending(); });
+    }
+    w.busy = false;
+    w.idle.notify_all();
+}
+
+} // namespace cenalloc

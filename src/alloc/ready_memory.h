@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: MIT
+// ReadyMemory: a Context's pool of ready memfds and the background thread that refills it.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <sys/types.h>
+
+#include <cenalloc/ready_pool.h>
+#include <cenalloc/result.h>
+#include <cenalloc/unique_fd.h>
+
+#include "base/memfd_pool.h"
+
+namespace cenalloc {
+
+/// MemfdPool with its refill thread, started at the first allocation that
+/// orders a refill and stopped (joined, a refill in flight finished) by the
+/// destructor. Watches MemAvailable: below the options' lowMemoryBytes the
+/// pool is drained and not refilled until it recovers (checked before
+/// refills and once a second while idle).
+///
+/// MemAvailable rather than PSI: PSI (/proc/pressure/memory) needs
+/// CONFIG_PSI and reports the time tasks stalled on memory, which rises only
+/// once reclaim already hurts; MemAvailable is in every kernel's meminfo and
+/// says how much headroom is left, which is what a pool of optional memory
+/// should yield to.
+///
+/// Fork: a child never uses the pool (its memfds are the parent's open
+/// files: handing one out in both processes would share a buffer) nor its
+/// thread (which does not exist there): in a process other than the
+/// creator's, take() finds nothing and the destructor leaves the thread
+/// object alone.
+///
+/// Thread safety: every method may be called concurrently.
+class ReadyMemory {
+public:
+    explicit ReadyMemory(ReadyPoolOptions options);
+    ~ReadyMemory();
+    ReadyMemory(const ReadyMemory&) = delete;
+    ReadyMemory& operator=(const ReadyMemory&) = delete;
+
+    /// A ready memfd of exactly @p bytes for heap @p heap, sealed like every
+    /// buffer's (size seals, @p extraSeals, F_SEAL_SEAL); nothing when the
+    /// pool does not serve the size or has none ready. Errors: those of
+    /// sealing it (MemfdPool::take).
+    Result<std::optional<UniqueFd>> take(std::string_view heap, uint64_t bytes, int extraSeals);
+
+    /// Per heap that asked for ready memory, then the whole pool's (heap "").
+    std::vector<ReadyPoolStats> stats() const;
+
+    /// Read MemAvailable now: drain the pool when it is low (what the
+    /// refill thread does on its own; tests call it to be deterministic).
+    void checkMemory();
+    /// Block until no refill is ordered or being made.
+    void waitIdle();
+
+private:
+    void run();
+    bool lowMemory();
+
+    const ReadyPoolOptions options_;
+    MemfdPool pool_;
+    const pid_t owner_;
+
+    // The thread and what it synchronises on, on the heap: a forked child
+    // must leave them alone (a condition variable the parent's thread
+    // waited on at fork() counts a waiter the child never wakes, and
+    // destroying it there blocks for ever), so its destructor leaks them.
+    struct Worker {
+        std::mutex mutex;
+        std::condition_variable wake;                      // the thread: a refill was ordered, or stop
+        std::condition_variable idle;                      // waitIdle(): the thread finished its work
+        bool stop = false;                                 // guarded by mutex
+        bool busy = false;                                 // guarded by mutex: the thread is making refills
+        bool low = false;                                  // guarded by mutex: MemAvailable was low at the last check
+        std::chrono::steady_clock::time_point lastCheck{}; // guarded by mutex
+        std::unique_ptr<std::thread> thread;               // guarded by mutex; set once
+    };
+    std::unique_ptr<Worker> worker_;
+};
+
+/// MemAvailable of /proc/meminfo in bytes; nothing when unreadable.
+std::optional<uint64_t> readMemAvailable();
+
+} // namespace cenalloc

@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: MIT
+// Tests of the Context's pool of ready memory: hits and misses, zero fill, pressure, lifetime, fork.
+#include <cenalloc/context.h>
+
+#include <atomic>
+#include <cstring>
+#include <fcntl.h>
+#include <future>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <cenalloc/memfd.h>
+#include <cenalloc/units.h>
+
+#include "alloc/ready_memory.h"
+
+namespace cenalloc {
+namespace {
+
+ReadyPoolOptions budgets(uint64_t heapBytes, uint64_t totalBytes) {
+    ReadyPoolOptions options;
+    options.heapBytes = heapBytes;
+    options.totalBytes = totalBytes;
+    return options;
+}
+
+std::unique_ptr<Context> makeContext(ReadyPoolOptions pool = {}) {
+    ContextOptions options;
+    options.kernelHeaps = false;
+    options.readyPool = std::move(pool);
+    auto context = Context::create(defaultPlatform(), options);
+    EXPECT_TRUE(context) << context.error().message();
+    return context ? std::move(*context) : nullptr;
+}
+
+ReadyPoolStats statsOf(const Context& context, const std::string& heap) {
+    for (const ReadyPoolStats& s : context.readyPoolStats())
+        if (s.heap == heap)
+            return s;
+    return ReadyPoolStats{heap};
+}
+
+bool allZero(Buffer& buffer) {
+    auto map = buffer.mmap(PROT_READ);
+    if (!map)
+        return false;
+    const auto* bytes = static_cast<const unsigned char*>(map->data());
+    for (size_t i = 0; i < map->size(); ++i)
+        if (bytes[i] != 0)
+            return false;
+    return true;
+}
+
+// Allocate a buffer of @p size from system, then wait for its refill: the
+// steady state in which the next allocation of the size hits.
+std::shared_ptr<Buffer> warm(Context& context, uint64_t size) {
+    auto buffer = context.allocate("system", size);
+    EXPECT_TRUE(buffer) << buffer.error().message();
+    context.waitReadyPoolRefilled();
+    return buffer ? *buffer : nullptr;
+}
+
+TEST(ReadyMemory, CountsHitsAndMissesPerHeapAndInAll) {
+    auto context = makeContext();
+    ASSERT_TRUE(context);
+    warm(*context, MiB);
+    EXPECT_EQ(statsOf(*context, "system").misses, 1u);
+    EXPECT_EQ(statsOf(*context, "system").hits, 0u);
+    EXPECT_EQ(statsOf(*context, "system").readyBytes, MiB);
+    EXPECT_EQ(statsOf(*context, "system").readyBuffers, 1u);
+    EXPECT_EQ(statsOf(*context, "system").refills, 1u);
+    EXPECT_GT(statsOf(*context, "system").refillNanos, 0u);
+    auto hit = context->allocate("system", MiB);
+    ASSERT_TRUE(hit);
+    EXPECT_EQ(statsOf(*context, "system").hits, 1u);
+    EXPECT_EQ(statsOf(*context, "system").misses, 1u);
+    EXPECT_EQ(statsOf(*context, "").hits, 1u); // the whole pool's
+    // Below the minimum the pool is not asked at all.
+    auto small = context->allocate("system", 4 * KiB);
+    ASSERT_TRUE(small);
+    EXPECT_EQ(statsOf(*context, "").hits + statsOf(*context, "").misses, 2u);
+}
+
+TEST(ReadyMemory, APooledBufferIsZeroEvenWhenItsClassMateWasDirtied) {
+    auto context = makeContext();
+    ASSERT_TRUE(context);
+    {
+        auto first = warm(*context, 2 * MiB);
+        auto dirty = context->allocate("system", 2 * MiB); // from the pool
+        ASSERT_TRUE(dirty);
+        ASSERT_EQ(statsOf(*context, "system").hits, 1u);
+        auto map = (*dirty)->mmap();
+        ASSERT_TRUE(map);
+        std::memset(map->data(), 0x5a, map->size());
+    }
+    context->waitReadyPoolRefilled();
+    auto clean = context->allocate("system", 2 * MiB);
+    ASSERT_TRUE(clean);
+    EXPECT_EQ(statsOf(*context, "system").hits, 2u);
+    EXPECT_TRUE(allZero(**clean));
+}
+
+TEST(ReadyMemory, APooledBufferBehavesLikeAnyOther) {
+    auto context = makeContext();
+    ASSERT_TRUE(context);
+    auto fresh = context->allocate("system", 3 * MiB - 4096, O_RDWR | O_CLOEXEC); // a miss: made as before
+    ASSERT_TRUE(fresh);
+    context->waitReadyPoolRefilled();
+    auto pooled = context->allocate("system", 3 * MiB - 4096, O_RDWR | O_CLOEXEC);
+    ASSERT_TRUE(pooled);
+    ASSERT_EQ(statsOf(*context, "system").hits, 1u);
+    for (const auto& buffer : {*fresh, *pooled}) {
+        SCOPED_TRACE(buffer->id());
+        struct stat st {};
+        ASSERT_EQ(::fstat(buffer->fd().get(), &st), 0);
+        EXPECT_EQ(static_cast<uint64_t>(st.st_size), 3 * MiB - 4096);
+        EXPECT_EQ(buffer->size(), 3 * MiB - 4096);
+        EXPECT_EQ(::fcntl(buffer->fd().get(), F_GET_SEALS), F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+        EXPECT_NE(::ftruncate(buffer->fd().get(), MiB), 0);
+        EXPECT_EQ(buffer->heapName(), "system");
+        EXPECT_TRUE(allZero(*buffer));
+    }
+    // Attributed to its heap like the other, and released with it.
+    EXPECT_EQ(context->findHeap("system")->stats().liveBuffers, 2u);
+    EXPECT_EQ(context->liveBuffers(), 2u);
+    fresh->reset();
+    pooled->reset();
+    EXPECT_EQ(context->findHeap("system")->stats().liveBuffers, 0u);
+    EXPECT_EQ(context->liveBuffers(), 0u);
+}
+
+TEST(ReadyMemory, AReadOnlyPooledBufferIsSealedAgainstWrites) {
+    auto context = makeContext();
+    ASSERT_TRUE(context);
+    warm(*context, MiB);
+    auto buffer = context->allocate("system", MiB, O_RDONLY | O_CLOEXEC);
+    ASSERT_TRUE(buffer);
+    ASSERT_EQ(statsOf(*context, "system").hits, 1u);
+    EXPECT_TRUE(::fcntl((*buffer)->fd().get(), F_GET_SEALS) & F_SEAL_FUTURE_WRITE);
+    EXPECT_FALSE((*buffer)->mmap(PROT_READ | PROT_WRITE));
+}
+
+TEST(ReadyMemory, AZeroBudgetTurnsThePoolOff) {
+    for (ReadyPoolOptions options : {budgets(0, 128 * MiB), budgets(64 * MiB, 0)}) {
+        auto context = makeContext(options);
+        ASSERT_TRUE(context);
+        warm(*context, MiB);
+        auto again = context->allocate("system", MiB);
+        ASSERT_TRUE(again);
+        EXPECT_TRUE(allZero(**again));
+        const ReadyPoolStats all = statsOf(*context, "");
+        EXPECT_EQ(all.hits + all.misses + all.refills + all.readyBytes, 0u);
+    }
+}
+
+TEST(ReadyMemory, NeverExceedsItsBudgets) {
+    auto context = makeContext(budgets(4 * MiB, 6 * MiB));
+    ASSERT_TRUE(context);
+    std::vector<std::shared_ptr<Buffer>> held;
+    for (uint64_t size : {MiB, 3 * MiB, 2 * MiB, MiB, 4 * MiB, 512 * KiB, 3 * MiB})
+        for (const char* heap : {"system", "system-uncached"}) {
+            SCOPED_TRACE(fmt::format("{} {}", heap, size));
+            auto buffer = context->allocate(heap, size);
+            ASSERT_TRUE(buffer);
+            held.push_back(*buffer);
+            context->waitReadyPoolRefilled();
+            EXPECT_LE(statsOf(*context, heap).readyBytes, 4 * MiB);
+            EXPECT_LE(statsOf(*context, "").readyBytes, 6 * MiB);
+        }
+    EXPECT_GT(statsOf(*context, "").readyBytes, 0u);
+}
+
+TEST(ReadyMemory, DrainsUnderMemoryPressureAndRefillsOnceItPasses) {
+    auto available = std::make_shared<std::atomic<uint64_t>>(4 * GiB);
+    ReadyPoolOptions options;
+    options.lowMemoryBytes = 512 * MiB;
+    options.memAvailable = [available]() -> std::optional<uint64_t> { return available->load(); };
+    auto context = makeContext(options);
+    ASSERT_TRUE(context);
+    warm(*context, 2 * MiB);
+    ASSERT_EQ(statsOf(*context, "system").readyBytes, 2 * MiB);
+
+    available->store(100 * MiB);
+    context->checkReadyPoolMemory();
+    EXPECT_EQ(statsOf(*context, "").readyBytes, 0u);
+    auto miss = context->allocate("system", 2 * MiB);
+    ASSERT_TRUE(miss);
+    context->waitReadyPoolRefilled();
+    EXPECT_EQ(statsOf(*context, "").readyBytes, 0u); // nothing made while short
+    EXPECT_TRUE(allZero(**miss));
+
+    available->store(4 * GiB);
+    context->checkReadyPoolMemory();
+    warm(*context, 2 * MiB);
+    EXPECT_EQ(statsOf(*context, "system").readyBytes, 2 * MiB);
+}
+
+TEST(ReadyMemory, AnUnknownMemAvailableIsNoPressure) {
+    ReadyPoolOptions options;
+    options.memAvailable = []() -> std::optional<uint64_t> { return std::nullopt; };
+    auto context = makeContext(options);
+    ASSERT_TRUE(context);
+    warm(*context, MiB);
+    context->checkReadyPoolMemory();
+    EXPECT_EQ(statsOf(*context, "system").readyBytes, MiB);
+}
+
+TEST(ReadyMemory, ReadsMemAvailableFromProcMeminfo) {
+    const std::optional<uint64_t> available = readMemAvailable();
+    ASSERT_TRUE(available);
+    EXPECT_GT(*available, 0u);
+    EXPECT_EQ(*available % 1024, 0u); // meminfo counts in kB
+}
+
+TEST(ReadyMemory, ContextDestructionWhileTheRefillThreadWorks) {
+    // The reader blocks the refill thread inside its round until released,
+    // so the context is destroyed while the thread is at work.
+    auto entered = std::make_shared<std::promise<void>>();
+    auto release = std::make_shared<std::promise<void>>();
+    std::shared_future<void> go = release->get_future().share();
+    auto once = std::make_shared<std::atomic<bool>>(false);
+    ReadyPoolOptions options;
+    options.memAvailable = [entered, go, once]() -> std::optional<uint64_t> {
+        if (!once->exchange(true)) {
+            entered->set_value();
+            go.wait();
+        }
+        return 4 * GiB;
+    };
+    auto context = makeContext(options);
+    ASSERT_TRUE(context);
+    auto buffer = context->allocate("system", 32 * MiB);
+    ASSERT_TRUE(buffer);
+    entered->get_future().wait();
+    std::thread destroyer([&] { context.reset(); });
+    release->set_value();
+    destroyer.join();
+    EXPECT_FALSE(context);
+    // The buffer outlives its context, as every buffer may.
+    EXPECT_TRUE(allZero(**buffer));
+}
+
+TEST(ReadyMemory, AForkedChildNeverUsesTheParentsPool) {
+    auto context = makeContext();
+    ASSERT_TRUE(context);
+    warm(*context, MiB);
+    const ReadyPoolStats before = statsOf(*context, "system");
+    ASSERT_EQ(before.readyBuffers, 1u);
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        // No gtest assertions here: exit codes say what went wrong.
+        auto buffer = context->allocate("system", MiB);
+        if (!buffer)
+            ::_exit(2);
+        const ReadyPoolStats after = statsOf(*context, "system");
+        if (after.hits != before.hits || after.misses != before.misses || after.readyBuffers != 1)
+            ::_exit(3);
+        if (!allZero(**buffer))
+            ::_exit(4);
+        buffer->reset();
+        context.reset(); // must not wait for a thread the child does not have
+        ::_exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+    // The parent's memfd is still its own, and still ready.
+    EXPECT_EQ(statsOf(*context, "system").readyBuffers, 1u);
+    auto hit = context->allocate("system", MiB);
+    ASSERT_TRUE(hit);
+    EXPECT_EQ(statsOf(*context, "system").hits, before.hits + 1);
+    EXPECT_TRUE(allZero(**hit));
+}
+
+} // namespace
+} // namespace cenalloc
