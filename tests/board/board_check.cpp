@@ -63,12 +63,12 @@ std::optional<uint64_t> readNumber(const std::string& path) {
     return std::strtoull(text.c_str(), nullptr, 0);
 }
 
-/// The value after "@p key:" on a line of @p text (trimmed); empty when absent.
+/// The value after "@p key:" on a line of @p text (spaces and tabs after the colon left out); empty when absent.
 std::string field(const std::string& text, const std::string& key) {
     size_t at = 0;
     while ((at = text.find(key + ":", at)) != std::string::npos) {
         if (at == 0 || text[at - 1] == '\n') {
-            size_t begin = text.find_first_not_of(' ', at + key.size() + 1);
+            size_t begin = text.find_first_not_of(" \t", at + key.size() + 1);
             size_t end = text.find('\n', at);
             return begin == std::string::npos || begin >= end ? std::string() : text.substr(begin, end - begin);
         }
@@ -87,7 +87,7 @@ std::vector<std::string> fields(const std::string& text, const std::string& key)
             end = text.size();
         std::string line = text.substr(at, end - at);
         if (line.rfind(key + ":", 0) == 0) {
-            size_t begin = line.find_first_not_of(' ', key.size() + 1);
+            size_t begin = line.find_first_not_of(" \t", key.size() + 1);
             found.push_back(begin == std::string::npos ? std::string() : line.substr(begin));
         }
         at = end + 1;
@@ -99,9 +99,10 @@ json runJson(const std::string& cli, std::vector<std::string> args, const char* 
     args.insert(args.begin(), cli);
     args.push_back("--json");
     int status = 0;
-    json j = json::parse(guest::run(args, &status), nullptr, false);
+    std::string errors;
+    json j = json::parse(guest::run(args, &status, &errors), nullptr, false);
     if (status != 0 || j.is_discarded()) {
-        std::printf("%s: status=%d %s\n", label, status, j.is_discarded() ? "unparsable" : "");
+        std::printf("%s: status=%d %s\n%s", label, status, j.is_discarded() ? "unparsable" : "", errors.c_str());
         ++failures;
         return json::object();
     }
@@ -178,12 +179,20 @@ void listHeaps(const json& heaps) {
 /// names none (the heap names of a device-tree board are the kernel's).
 std::string explain(const std::string& cli, const std::string& devices) {
     int status = 0;
-    std::string text = guest::run({cli, "explain", "--host", "--devices", devices, "--size", "4M"}, &status);
+    std::string errors;
+    std::string text = guest::run({cli, "explain", "--host", "--devices", devices, "--size", "4M"}, &status, &errors);
     std::string chosen = field(text, "chosen heap");
     std::string kernel = field(text, "kernel heap");
     std::printf("board-explain: %s status=%d chosen=%s kernel-heap=%s\n", devices.c_str(), status,
                 chosen.empty() ? "none" : chosen.c_str(), kernel.empty() ? "none" : kernel.c_str());
-    failures += status != 0 || chosen.empty() || kernel.empty();
+    if (status != 0) {
+        std::printf("board-explain: %s said:\n%s", devices.c_str(), errors.c_str());
+        ++failures;
+    } else if (chosen.empty() || kernel.empty()) {
+        std::printf("board-explain: %s printed no '%s' line\n", devices.c_str(),
+                    chosen.empty() ? "chosen heap:" : "kernel heap:");
+        ++failures;
+    }
     if (!kernel.empty())
         return kernel;
     return chosen.empty() ? std::string() : "/dev/dma_heap/" + chosen;
@@ -194,9 +203,10 @@ void allocFor(const std::string& cli, const std::string& devices, uint64_t size,
     const std::string successPath = kCmaSysfs + cma + "/alloc_pages_success";
     auto before = readNumber(successPath);
     int status = 0;
+    std::string errors;
     std::string text = guest::run({cli, "alloc", "--host", "--for", devices, "--size", std::to_string(size), "--name",
                                    "board-" + std::to_string(size >> 10) + "k"},
-                                  &status);
+                                  &status, &errors);
     auto after = readNumber(successPath);
     std::printf("board-alloc: %s size=%" PRIu64 " status=%d\n", devices.c_str(), size, status);
     // fd, inode and reason are left out: numbers of this run, and words that may change.
@@ -208,7 +218,10 @@ void allocFor(const std::string& cli, const std::string& devices, uint64_t size,
         std::printf("board-alloc: %s cma alloc_pages_success +%" PRIu64 "\n", devices.c_str(), *after - *before);
     else
         std::printf("board-alloc: %s %s unreadable\n", devices.c_str(), successPath.c_str());
-    failures += status != 0 || !before || !after;
+    if (status != 0 || !before || !after) {
+        std::printf("board-alloc: %s said:\n%s", devices.c_str(), status != 0 ? errors.c_str() : text.c_str());
+        ++failures;
+    }
 }
 
 std::string fdinfoField(int fd, const char* key) {

@@ -67,15 +67,20 @@ inline std::string readText(const std::string& path) {
 }
 
 /// What @p args (args[0] an absolute path) printed on stdout, and its exit
-/// status in @p status (-1 when it could not be waited for).
-inline std::string run(const std::vector<std::string>& args, int* status) {
+/// status in @p status (-1 when it could not be waited for). What it printed
+/// on stderr goes to @p errors when given (notes with numbers of the run that
+/// a compared output leaves out), else to this program's stderr.
+inline std::string run(const std::vector<std::string>& args, int* status, std::string* errors = nullptr) {
     *status = -1;
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0)
         return {};
+    int err = errors ? ::memfd_create("stderr", MFD_CLOEXEC) : -1;
     pid_t pid = ::fork();
     if (pid == 0) {
         ::dup2(out[1], STDOUT_FILENO);
+        if (err >= 0)
+            ::dup2(err, STDERR_FILENO);
         std::vector<char*> argv;
         for (const std::string& a : args)
             argv.push_back(const_cast<char*>(a.c_str()));
@@ -93,6 +98,13 @@ inline std::string run(const std::vector<std::string>& args, int* status) {
     int raw = 0;
     if (pid > 0 && ::waitpid(pid, &raw, 0) == pid)
         *status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+    if (err >= 0) {
+        errors->clear();
+        off_t offset = 0;
+        for (ssize_t n; (n = ::pread(err, buf, sizeof buf, offset)) > 0; offset += n)
+            errors->append(buf, static_cast<size_t>(n));
+        ::close(err);
+    }
     return text;
 }
 
