@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: MIT
-// /init of the conformance guest: mounts /dev and /proc, runs the listed programs, powers off.
+// /init of the conformance guests: mounts /dev, /proc, /sys, debugfs and /tmp, runs the listed programs, powers off.
 //
-// scripts/kernel-conformance boots a stock distribution kernel with an
-// initramfs holding this program as /init, statically linked test programs
-// and /init.cmds (one command line per line, words separated by spaces). The
-// output of every command goes to the second serial port (/dev/ttyS1, a file
-// on the host) between marker lines, so kernel messages on the console
-// (ttyS0) never interleave with it:
+// scripts/kernel-conformance boots a stock distribution kernel (x86) and
+// scripts/board-conformance a kernel of its own (arm64) with an initramfs
+// holding this program as /init, the test programs and /init.cmds (one
+// command line per line, words separated by spaces). The output of every
+// command goes to the device named by guest_output= on the kernel command
+// line (the kernel hands parameters it does not know to init in its
+// environment; default /dev/ttyS1, the x86 guest's second serial port, a
+// file on the host, so kernel messages on the console never interleave with
+// it; qemu's arm64 virt machine has one PL011, so the arm64 guest says
+// guest_output=/dev/ttyAMA0 and boots quiet) between marker lines:
 //
 //     === begin <command line> ===
 //     ...what the command printed...
@@ -55,11 +59,18 @@ static int runCommand(char* line, int out) {
 int main(void) {
     mountOrSay("devtmpfs", "/dev", "devtmpfs");
     mountOrSay("proc", "/proc", "proc");
+    mountOrSay("sysfs", "/sys", "sysfs");
+    // A kernel without CONFIG_DEBUG_FS has no /sys/kernel/debug: nothing to mount there.
+    if (access("/sys/kernel/debug", F_OK) == 0)
+        mountOrSay("debugfs", "/sys/kernel/debug", "debugfs");
     mountOrSay("tmpfs", "/tmp", "tmpfs");
 
-    int out = open("/dev/ttyS1", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+    const char* output = getenv("guest_output");
+    if (!output || output[0] == '\0')
+        output = "/dev/ttyS1";
+    int out = open(output, O_WRONLY | O_NOCTTY | O_CLOEXEC);
     if (out < 0) {
-        fprintf(stderr, "init: /dev/ttyS1: %s; writing to the console\n", strerror(errno));
+        fprintf(stderr, "init: %s: %s; writing to the console\n", output, strerror(errno));
         out = STDOUT_FILENO;
     }
     FILE* commands = fopen("/init.cmds", "re");

@@ -33,6 +33,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "conformance/guest_programs.h"
+
 namespace {
 
 using nlohmann::json;
@@ -41,11 +43,7 @@ constexpr uint64_t kHeapSize = 1 << 20;
 constexpr uint64_t kUdmabufSize = 64 << 10;
 constexpr const char kChildComm[] = "bufholder";
 
-struct Allocated {
-    int fd = -1;
-    ino_t inode = 0;
-    uint64_t size = 0;
-    std::string name;
+struct Allocated : cenalloc::guest::HeldBuffer {
     std::string exporter;
 };
 
@@ -59,24 +57,12 @@ void name(Allocated& a, const char* n) {
 
 Allocated allocateFromSystemHeap() {
     Allocated a;
-    int heap = ::open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
-    if (heap < 0) {
-        std::printf("host-bufinfo-system-alloc: %s\n", std::strerror(errno));
+    if (int error = cenalloc::guest::allocateFromHeap("/dev/dma_heap/system", kHeapSize, "held-by-child", &a)) {
+        std::printf("host-bufinfo-system-alloc: %s\n", std::strerror(error));
         return a;
     }
-    dma_heap_allocation_data data{};
-    data.len = kHeapSize;
-    data.fd_flags = O_RDWR | O_CLOEXEC;
-    if (::ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &data) != 0) {
-        std::printf("host-bufinfo-system-alloc: %s\n", std::strerror(errno));
-    } else {
-        a.fd = static_cast<int>(data.fd);
-        a.size = kHeapSize;
-        a.exporter = "system";
-        name(a, "held-by-child");
-        std::printf("host-bufinfo-system-alloc: ok size=%llu\n", static_cast<unsigned long long>(a.size));
-    }
-    ::close(heap);
+    a.exporter = "system";
+    std::printf("host-bufinfo-system-alloc: ok size=%llu\n", static_cast<unsigned long long>(a.size));
     return a;
 }
 
@@ -110,70 +96,8 @@ Allocated allocateFromUdmabuf() {
     return a;
 }
 
-/// A child that maps every buffer, says so, and holds fds and mappings
-/// until @p *release is closed.
-pid_t startHolder(const std::vector<Allocated>& buffers, int* release) {
-    int ready[2], done[2];
-    if (::pipe2(ready, O_CLOEXEC) != 0 || ::pipe2(done, O_CLOEXEC) != 0)
-        return -1;
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        ::close(ready[0]);
-        ::close(done[1]);
-        ::prctl(PR_SET_NAME, kChildComm);
-        char ok = 'k';
-        for (const Allocated& a : buffers)
-            if (::mmap(nullptr, a.size, PROT_READ | PROT_WRITE, MAP_SHARED, a.fd, 0) == MAP_FAILED)
-                ok = 'x';
-        (void)!::write(ready[1], &ok, 1);
-        char c;
-        (void)!::read(done[0], &c, 1);
-        ::_exit(0);
-    }
-    ::close(ready[1]);
-    ::close(done[0]);
-    char ok = 0;
-    if (::read(ready[0], &ok, 1) != 1 || ok != 'k')
-        std::printf("host-bufinfo-child-mmap: failed\n");
-    ::close(ready[0]);
-    *release = done[1];
-    return pid;
-}
-
-/// What @p argv printed on stdout, and its exit status.
-std::string run(const std::vector<std::string>& args, int* status) {
-    int out[2];
-    if (::pipe2(out, O_CLOEXEC) != 0)
-        return {};
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        ::dup2(out[1], STDOUT_FILENO);
-        std::vector<char*> argv;
-        for (const std::string& a : args)
-            argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
-        ::execv(argv[0], argv.data());
-        std::fprintf(stderr, "exec %s: %s\n", argv[0], std::strerror(errno));
-        ::_exit(127);
-    }
-    ::close(out[1]);
-    std::string text;
-    char buf[65536];
-    for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;)
-        text.append(buf, static_cast<size_t>(n));
-    ::close(out[0]);
-    *status = -1;
-    int raw = 0;
-    if (::waitpid(pid, &raw, 0) == pid)
-        *status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-    return text;
-}
-
 void checkBuffer(const json& report, const Allocated& a, const char* label, pid_t child) {
-    const json* found = nullptr;
-    for (const json& b : report["buffers"])
-        if (b["inode"] == a.inode)
-            found = &b;
+    const json* found = cenalloc::guest::findBuffer(report, a.inode);
     if (!found) {
         std::printf("host-bufinfo-%s-buffer: missing\n", label);
         return;
@@ -183,15 +107,7 @@ void checkBuffer(const json& report, const Allocated& a, const char* label, pid_
                 b["exporter"].is_string() ? b["exporter"].get<std::string>().c_str() : "?",
                 static_cast<unsigned long long>(b["size"].get<uint64_t>()), b["size_exact"] ? "yes" : "no",
                 b["name"].get<std::string>().c_str());
-    std::string holders;
-    for (const json& h : b["holders"]) {
-        std::string who = h["pid"] == child ? "child" : h["pid"] == ::getpid() ? "parent" : "other";
-        holders += (holders.empty() ? "" : " ") + who + "(" + h["comm"].get<std::string>() +
-                   ") fds=" + std::to_string(h["fds"].get<int>()) +
-                   " maps=" + std::to_string(h["mappings"].get<int>()) +
-                   " mapped=" + std::to_string(h["mapped_bytes"].get<uint64_t>());
-    }
-    std::printf("host-bufinfo-%s-holders: %s\n", label, holders.empty() ? "none" : holders.c_str());
+    std::printf("host-bufinfo-%s-holders: %s\n", label, cenalloc::guest::describeHolders(b, child).c_str());
 }
 
 // `cenalloc alloc --for` on the host: the model placed on the kernel's
@@ -250,7 +166,7 @@ int main(int argc, char** argv) {
         mountedSys = ::mount("sysfs", "/sys", "sysfs", 0, nullptr) == 0;
     }
 
-    std::vector<Allocated> buffers;
+    std::vector<cenalloc::guest::HeldBuffer> buffers;
     Allocated heap = allocateFromSystemHeap();
     if (heap.fd >= 0)
         buffers.push_back(heap);
@@ -259,12 +175,12 @@ int main(int argc, char** argv) {
         buffers.push_back(udmabuf);
 
     int release = -1;
-    pid_t child = startHolder(buffers, &release);
-    for (const Allocated& a : buffers)
+    pid_t child = cenalloc::guest::startHolder(buffers, kChildComm, "host-bufinfo", &release);
+    for (const cenalloc::guest::HeldBuffer& a : buffers)
         ::close(a.fd); // the child alone holds them now
 
     int status = 0;
-    std::string out = run({cli, "bufinfo", "--host", "--json"}, &status);
+    std::string out = cenalloc::guest::run({cli, "bufinfo", "--host", "--json"}, &status);
     json report = json::parse(out, nullptr, false);
     std::printf("host-bufinfo-json: %s status=%d\n", report.is_discarded() ? "unparsable" : "ok", status);
     int failures = report.is_discarded() || status != 0;
@@ -294,7 +210,7 @@ int main(int argc, char** argv) {
     }
 
     // The text form names the child by pid and comm.
-    std::string text = run({cli, "bufinfo", "--host"}, &status);
+    std::string text = cenalloc::guest::run({cli, "bufinfo", "--host"}, &status);
     std::string expected = std::to_string(child) + " " + kChildComm + " (1 fd, 1 map)";
     bool named = text.find(expected) != std::string::npos;
     std::printf("host-bufinfo-text: status=%d child %s\n", status, named ? "named" : "missing");

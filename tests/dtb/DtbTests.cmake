@@ -26,6 +26,18 @@ if(CENALLOC_DTC)
       VERBATIM)
     list(APPEND dtb_fixture_outputs ${output})
   endforeach()
+  # The board scripts/board-conformance boots in qemu (qemu's virt machine and tests/board/board.dtsi), so the
+  # model's answers for it are checked on every run, qemu or not.
+  set(output ${CENALLOC_DTB_FIXTURES}/qemu-board.dtb)
+  add_custom_command(
+    OUTPUT ${output}
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${CENALLOC_DTB_FIXTURES}
+    COMMAND ${CENALLOC_DTC} -q -I dts -O dtb -o ${output} ${PROJECT_SOURCE_DIR}/tests/board/board.dts
+    DEPENDS ${PROJECT_SOURCE_DIR}/tests/board/board.dts ${PROJECT_SOURCE_DIR}/tests/board/board.dtsi
+            ${PROJECT_SOURCE_DIR}/tests/board/qemu-virt.dts
+    COMMENT "dtc tests/board/board.dts"
+    VERBATIM)
+  list(APPEND dtb_fixture_outputs ${output})
 else()
   message(WARNING "dtc not found (Debian: device-tree-compiler): the device tree fixture tests will skip")
 endif()
