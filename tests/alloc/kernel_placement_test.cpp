@@ -26,7 +26,8 @@ using test::FakeKernelHeapDir;
 std::unique_ptr<Context> placedContext(const FakeKernelHeapDir& dir, std::optional<bool> place = true,
                                        const Platform& platform = defaultPlatform()) {
     auto context = Context::create(
-        platform, ContextOptions{.kernelHeaps = true, .kernelHeapDir = dir.path(), .placeKernelHeaps = place});
+        platform,
+        ContextOptions{.kernelHeaps = true, .kernelHeapDir = dir.path(), .placeKernelHeaps = place, .readyPool = {}});
     EXPECT_TRUE(context) << context.error().toString();
     return context ? std::move(*context) : nullptr;
 }
@@ -57,7 +58,7 @@ TEST(KernelPlacement, ModelledHeapsWithANodeArePlacedTheOthersAreNotInTheKernel)
     addNodes(dir, {"system", "linux,cma", "vendor,secure"});
     auto context = placedContext(dir);
     ASSERT_TRUE(context);
-    auto plain = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false});
+    auto plain = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false, .readyPool = {}});
     ASSERT_TRUE(plain);
 
     std::vector<std::string> names;
@@ -212,7 +213,7 @@ TEST(AllocForRequest, IsValidatedWhereItIsMade) {
 }
 
 TEST(AllocateFor, TakesTheModelsStorageFromExplainsChoiceOffTheHost) {
-    auto created = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false});
+    auto created = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false, .readyPool = {}});
     ASSERT_TRUE(created);
     Context& context = **created;
     const size_t fds = test::openFdCount();
@@ -252,7 +253,7 @@ TEST(AllocateFor, TakesTheModelsStorageFromExplainsChoiceOffTheHost) {
 }
 
 TEST(AllocateFor, RefusesUnknownDevicesAndUnservableSetsChangingNothing) {
-    auto created = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false});
+    auto created = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false, .readyPool = {}});
     ASSERT_TRUE(created);
     Context& context = **created;
     const size_t fds = test::openFdCount();
@@ -319,7 +320,7 @@ TEST(AllocateForOnARealKernel, HandsOutTheKernelsDmaBufFromThePlacedSystemHeap) 
     if (::access("/dev/dma_heap/system", R_OK) != 0)
         GTEST_SKIP() << "this host has no /dev/dma_heap/system; scripts/kernel-conformance runs alloc --for in a qemu "
                         "guest";
-    auto created = Context::create(defaultPlatform(), ContextOptions{.placeKernelHeaps = true});
+    auto created = Context::create(defaultPlatform(), ContextOptions{.placeKernelHeaps = true, .readyPool = {}});
     ASSERT_TRUE(created) << created.error().toString();
     Context& context = **created;
     ASSERT_EQ(propertiesOf(context, "system").kernelPlacement, KernelPlacement::Placed);

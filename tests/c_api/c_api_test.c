@@ -429,8 +429,8 @@ int main(int argc, char** argv) {
     CHECK(cenalloc_explain(s, unknown, 2, 4096, CENALLOC_CPU_ACCESS_RARE, &e) == -ENOENT);
 
     /* Allocating for devices: the heap explain chose, and why. */
-    cenalloc_heap_info cmaBefore = {.struct_size = sizeof cmaBefore};
-    CHECK(findHeap(s, "linux,cma", &cmaBefore) == 0);
+    cenalloc_heap_info cmaForBefore = {.struct_size = sizeof cmaForBefore};
+    CHECK(findHeap(s, "linux,cma", &cmaForBefore) == 0);
     cenalloc_alloc_for_info forInfo = {.struct_size = sizeof forInfo};
     int forFd = -1;
     CHECK(cenalloc_alloc_for(s, devices, 2, 5000, "for-both", CENALLOC_CPU_ACCESS_RARE, O_CLOEXEC | O_RDWR, &forFd,
@@ -443,7 +443,7 @@ int main(int argc, char** argv) {
     CHECK(strstr(forInfo.reason, "gpu and display") != NULL);
     cenalloc_heap_info cmaDuring = {.struct_size = sizeof cmaDuring};
     CHECK(findHeap(s, "linux,cma", &cmaDuring) == 0);
-    CHECK(cmaDuring.live_buffers == cmaBefore.live_buffers + 1);
+    CHECK(cmaDuring.live_buffers == cmaForBefore.live_buffers + 1);
     close(forFd);
     forFd = -1;
     CHECK(cenalloc_alloc_for(s, devices, 1, 4096, NULL, CENALLOC_CPU_ACCESS_NONE, O_CLOEXEC | O_RDWR, &forFd, NULL) ==
@@ -471,9 +471,9 @@ int main(int argc, char** argv) {
     CHECK(cenalloc_alloc_for(s, devices, 2, 4096, NULL, CENALLOC_CPU_ACCESS_RARE, O_CLOEXEC, &forFd, &forInfo) ==
           -EINVAL);
     CHECK(forFd == -1);
-    cenalloc_heap_info cmaAfter = {.struct_size = sizeof cmaAfter};
-    CHECK(findHeap(s, "linux,cma", &cmaAfter) == 0);
-    CHECK(cmaAfter.live_buffers == cmaBefore.live_buffers);
+    cenalloc_heap_info cmaForAfter = {.struct_size = sizeof cmaForAfter};
+    CHECK(findHeap(s, "linux,cma", &cmaForAfter) == 0);
+    CHECK(cmaForAfter.live_buffers == cmaForBefore.live_buffers);
 
     CHECK(cenalloc_unmap(s, m1) == 0);
     CHECK(cenalloc_release(s, shared) == 0);

@@ -116,7 +116,8 @@ void checkBuffer(const json& report, const Allocated& a, const char* label, pid_
 // fd or inode. Returns the number of failures.
 int checkAllocFor(const std::string& cli) {
     int status = 0;
-    json platform = json::parse(run({cli, "platform", "show", "--host", "--json"}, &status), nullptr, false);
+    json platform =
+        json::parse(cenalloc::guest::run({cli, "platform", "show", "--host", "--json"}, &status), nullptr, false);
     if (platform.is_discarded() || status != 0 || !platform.contains("devices") || platform["devices"].empty()) {
         std::printf("alloc-for-platform: %s status=%d\n", platform.is_discarded() ? "unparsable" : "no devices",
                     status);
@@ -124,7 +125,8 @@ int checkAllocFor(const std::string& cli) {
     }
     const std::string device = platform["devices"][0]["name"].get<std::string>();
     json a = json::parse(
-        run({cli, "alloc", "--for", device, "--size", "1M", "--name", "for-check", "--host", "--json"}, &status),
+        cenalloc::guest::run({cli, "alloc", "--for", device, "--size", "1M", "--name", "for-check", "--host", "--json"},
+                             &status),
         nullptr, false);
     std::printf("alloc-for-json: %s status=%d\n", a.is_discarded() ? "unparsable" : "ok", status);
     if (a.is_discarded() || status != 0)
@@ -140,8 +142,9 @@ int checkAllocFor(const std::string& cli) {
                 sameDevice && a["devices"][0]["sysfs"].is_string() ? "shown" : "missing");
 
     // explain --host names the kernel heap the chosen heap stands for.
-    json e = json::parse(run({cli, "explain", "--host", "--devices", device, "--size", "1M", "--json"}, &status),
-                         nullptr, false);
+    json e = json::parse(
+        cenalloc::guest::run({cli, "explain", "--host", "--devices", device, "--size", "1M", "--json"}, &status),
+        nullptr, false);
     const bool named = !e.is_discarded() && e.value("kernel_heap", json()) == "/dev/dma_heap/system";
     std::printf("alloc-for-explain: status=%d heap=%s kernel_heap=%s\n", status,
                 e.is_discarded() ? "unparsable" : str(e["heap"]).c_str(),

@@ -358,8 +358,8 @@ TEST(Protocol, PlacementOnTheHostKernelsHeapsRoundTripsAndAnUnknownOneIsEproto) 
     dir.addHeap("system");
     dir.addHeap("linux,cma");
     dir.addHeap("zz"); // matches no heap: "kernel:zz", the last heap
-    auto context =
-        Context::create(defaultPlatform(), ContextOptions{.kernelHeapDir = dir.path(), .placeKernelHeaps = true});
+    auto context = Context::create(
+        defaultPlatform(), ContextOptions{.kernelHeapDir = dir.path(), .placeKernelHeaps = true, .readyPool = {}});
     ASSERT_TRUE(context) << context.error().toString();
     std::span<const HeapProperties> heaps = (*context)->heapProperties();
     ASSERT_EQ(heaps.back().kernelHeap, "zz");
@@ -397,7 +397,7 @@ TEST(Protocol, PlacementOnTheHostKernelsHeapsRoundTripsAndAnUnknownOneIsEproto) 
     EXPECT_EQ(bad.error().code(), EPROTO);
 
     // Without placement the body is what it was: no part for it.
-    auto plain = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false});
+    auto plain = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false, .readyPool = {}});
     ASSERT_TRUE(plain);
     Writer before;
     encode(before, PlatformView{(*plain)->platform(), (*plain)->heapProperties()});
