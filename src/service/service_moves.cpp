@@ -20,7 +20,8 @@ namespace cenalloc {
 
 namespace {
 
-// Attachments one session may hold (as service_ops.cpp's kMaxAttachments).
+// Attachments one session may hold: each costs the daemon memory, and a
+// client that only ever attaches must hit a limit.
 constexpr size_t kMaxAttachments = 4096;
 
 std::string truncatedCause(std::string cause) {

@@ -22,9 +22,8 @@ namespace {
 
 // Open begin_cpu_access brackets one session may hold on one buffer.
 constexpr size_t kMaxOpenCpuAccess = 1024;
-// Attachments and mappings one session may hold: each costs the daemon
-// memory, and a client that only ever attaches must hit a limit.
-constexpr size_t kMaxAttachments = 4096;
+// Mappings one session may hold: each costs the daemon memory, and a
+// client that only ever maps must hit a limit (attachments: service_moves.cpp).
 constexpr size_t kMaxMappings = 4096;
 
 } // namespace
