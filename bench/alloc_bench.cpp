@@ -24,6 +24,19 @@ void touchPages(void* data, size_t size) {
         p[off] = 1;
 }
 
+// Map @p fd shared, touch every page, unmap: false (and the benchmark
+// skipped) when the mapping fails.
+bool mapTouchUnmap(benchmark::State& state, int fd, size_t size) {
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        state.SkipWithError("mmap");
+        return false;
+    }
+    touchPages(p, size);
+    munmap(p, size);
+    return true;
+}
+
 // A sealed memfd of @p size as a buffer's, with nothing else: -1 on failure.
 int rawSealedMemfd(size_t size) {
     int fd = memfd_create("raw", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -45,16 +58,10 @@ void BM_RawMemfd(benchmark::State& state) {
             state.SkipWithError("memfd");
             break;
         }
-        if (touch) {
-            void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-            if (p == MAP_FAILED) {
-                state.SkipWithError("mmap");
-                break;
-            }
-            touchPages(p, size);
-            munmap(p, size);
-        }
+        const bool mapped = !touch || mapTouchUnmap(state, fd, size);
         close(fd);
+        if (!mapped)
+            break;
     }
     state.SetItemsProcessed(state.iterations());
     state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(size));
@@ -166,14 +173,10 @@ void BM_Ready_RawMemfd(benchmark::State& state) {
             state.SkipWithError("memfd");
             break;
         }
-        void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (p == MAP_FAILED) {
-            state.SkipWithError("mmap");
-            break;
-        }
-        touchPages(p, size);
-        munmap(p, size);
+        const bool mapped = mapTouchUnmap(state, fd, size);
         close(fd);
+        if (!mapped)
+            break;
         pauseForRefill(state, nullptr);
     }
     state.SetItemsProcessed(state.iterations());
