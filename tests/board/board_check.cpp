@@ -294,12 +294,10 @@ void hold(const std::string& cli, const std::string& cmaHeap, const std::string&
 } // namespace
 
 int main(int argc, char** argv) {
-    if (argc > 2) {
-        std::fprintf(stderr, "usage: %s [CENALLOC]\n", argv[0]);
+    const std::optional<std::string> cliPath = cenalloc::guest::cliArgument(argc, argv);
+    if (!cliPath)
         return 2;
-    }
-    const std::string cli = argc == 2 ? argv[1] : "/cenalloc";
-    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    const std::string& cli = *cliPath;
 
     json platform = runJson(cli, {"platform", "show", "--host"}, "board-platform");
     checkDevices(platform);

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -26,6 +27,18 @@
 #include <nlohmann/json.hpp>
 
 namespace cenalloc::guest {
+
+/// A guest check's one optional argument, the cenalloc CLI to run (default
+/// /cenalloc), with stdout line-buffered so its lines interleave with the
+/// children's; nothing (and the usage printed) for more arguments.
+inline std::optional<std::string> cliArgument(int argc, char** argv) {
+    if (argc > 2) {
+        std::fprintf(stderr, "usage: %s [CENALLOC]\n", argv[0]);
+        return std::nullopt;
+    }
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    return argc == 2 ? argv[1] : "/cenalloc";
+}
 
 /// A dma-buf the check made: its fd, inode and size, and what it was named.
 struct HeldBuffer {

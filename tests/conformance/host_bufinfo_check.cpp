@@ -155,12 +155,10 @@ int checkAllocFor(const std::string& cli) {
 } // namespace
 
 int main(int argc, char** argv) {
-    if (argc > 2) {
-        std::fprintf(stderr, "usage: %s [CENALLOC]\n", argv[0]);
+    const std::optional<std::string> cliPath = cenalloc::guest::cliArgument(argc, argv);
+    if (!cliPath)
         return 2;
-    }
-    const std::string cli = argc == 2 ? argv[1] : "/cenalloc";
-    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    const std::string& cli = *cliPath;
     // /sys/kernel/dmabuf/buffers where the kernel has it (init mounts no sysfs).
     bool mountedSys = false;
     struct stat st {};
