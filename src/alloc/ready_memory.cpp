@@ -2,14 +2,56 @@
 // ReadyMemory: a Context's pool of ready memfds and the background thread that refills it.
 #include "alloc/ready_memory.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <unistd.h>
 
 #include "base/file.h"
 
 namespace cenalloc {
 
+struct ReadyMemory::Worker {
+    explicit Worker(pid_t creator) : owner(creator) {}
+
+    /// Stop the thread and wait for it (a refill in flight is finished).
+    /// Called with the registry's lock held, so that the destructor and the
+    /// exit handler never join the same thread.
+    void stopAndJoin() {
+        {
+            std::lock_guard lock(mutex);
+            stop = true;
+        }
+        wake.notify_all();
+        if (thread && thread->joinable())
+            thread->join();
+    }
+
+    const pid_t owner;
+    std::mutex mutex;
+    std::condition_variable wake;                      // the thread: a refill was ordered, or stop
+    std::condition_variable idle;                      // waitIdle(): the thread finished its work
+    bool stop = false;                                 // guarded by mutex
+    bool busy = false;                                 // guarded by mutex: the thread is making refills
+    bool low = false;                                  // guarded by mutex: MemAvailable was low at the last check
+    std::chrono::steady_clock::time_point lastCheck{}; // guarded by mutex
+    std::unique_ptr<std::thread> thread;               // guarded by mutex; set once, by startWorker
+};
+
 namespace {
+
+/// Every ReadyMemory of the process whose thread was started and not yet
+/// joined. Never destroyed: the exit handler and late destructors use it.
+struct WorkerRegistry {
+    std::mutex mutex;
+    std::vector<ReadyMemory::Worker*> workers; // guarded by mutex
+    bool exiting = false;                      // guarded by mutex: the exit handler ran
+};
+
+WorkerRegistry& registry() {
+    static auto* r = new WorkerRegistry();
+    return *r;
+}
 
 // How often MemAvailable is read: before refills at most this often, and
 // once per kIdleCheck while the thread waits for work.
@@ -34,6 +76,19 @@ ReadyPoolStats statsOf(std::string heap, const MemfdPoolCounters& c) {
 
 } // namespace
 
+void ReadyMemory::stopAllThreads() {
+    // A forked child's registry lists its parent's threads, which do not
+    // exist there: only this process's own are joined.
+    WorkerRegistry& r = registry();
+    std::lock_guard lock(r.mutex);
+    r.exiting = true;
+    for (ReadyMemory::Worker* w : r.workers) {
+        if (w->owner == ::getpid())
+            w->stopAndJoin();
+    }
+    r.workers.clear();
+}
+
 std::optional<uint64_t> readMemAvailable() {
     auto text = readFileLimited("/proc/meminfo", 64 * 1024, "memory information");
     if (!text)
@@ -54,8 +109,8 @@ std::optional<uint64_t> readMemAvailable() {
 }
 
 ReadyMemory::ReadyMemory(ReadyPoolOptions options)
-    : options_(std::move(options)), pool_(limitsOf(options_)), owner_(::getpid()), worker_(std::make_unique<Worker>()) {
-}
+    : options_(std::move(options)), pool_(limitsOf(options_)), owner_(::getpid()),
+      worker_(std::make_unique<Worker>(owner_)) {}
 
 ReadyMemory::~ReadyMemory() {
     if (::getpid() != owner_) {
@@ -64,14 +119,25 @@ ReadyMemory::~ReadyMemory() {
         (void)worker_.release();
         return;
     }
+    WorkerRegistry& r = registry();
+    std::lock_guard lock(r.mutex);
+    std::erase(r.workers, worker_.get());
+    worker_->stopAndJoin(); // finishes a refill in flight; nothing if the exit handler did
+}
+
+void ReadyMemory::startWorker() {
+    static std::once_flag handler;
+    WorkerRegistry& r = registry();
+    std::lock_guard registryLock(r.mutex);
+    if (r.exiting)
+        return; // exit() is under way: no new thread
     Worker& w = *worker_;
-    {
-        std::lock_guard lock(w.mutex);
-        w.stop = true;
-    }
-    w.wake.notify_all();
-    if (w.thread)
-        w.thread->join(); // finishes a refill in flight
+    std::lock_guard lock(w.mutex);
+    if (w.thread || w.stop)
+        return;
+    std::call_once(handler, [] { std::atexit([] { stopAllThreads(); }); });
+    w.thread = std::make_unique<std::thread>([this] { run(); });
+    r.workers.push_back(&w);
 }
 
 Result<std::optional<UniqueFd>> ReadyMemory::take(std::string_view heap, uint64_t bytes, int extraSeals) {
@@ -79,11 +145,13 @@ Result<std::optional<UniqueFd>> ReadyMemory::take(std::string_view heap, uint64_
     if (!pool_.serves(bytes) || ::getpid() != owner_)
         return std::optional<UniqueFd>();
     auto fd = pool_.take(heap, bytes, extraSeals); // orders its refill, hit or miss
+    bool started;
     {
         std::lock_guard lock(w.mutex);
-        if (!w.thread)
-            w.thread = std::make_unique<std::thread>([this] { run(); });
+        started = w.thread != nullptr;
     }
+    if (!started)
+        startWorker();
     w.wake.notify_one();
     return fd;
 }

@@ -40,6 +40,14 @@ namespace cenalloc {
 /// creator's, take() finds nothing and the destructor leaves the thread
 /// object alone.
 ///
+/// Process exit: a Context that is never destroyed (a preloaded shim's, a
+/// leaked singleton's) must not leave its thread running while exit()
+/// destroys the statics that thread uses. The first thread started
+/// registers an atexit handler, stopAllThreads(), that stops and joins
+/// every live refill thread of the process; after it has run, take() still
+/// serves what is ready but starts no thread (refills it orders are never
+/// made).
+///
 /// Thread safety: every method may be called concurrently.
 class ReadyMemory {
 public:
@@ -63,9 +71,16 @@ public:
     /// Block until no refill is ordered or being made.
     void waitIdle();
 
+    /// What the atexit handler does: stop and join the refill thread of every
+    /// ReadyMemory of this process, and start none from now on.
+    static void stopAllThreads();
+
+    struct Worker;
+
 private:
     void run();
     bool lowMemory();
+    void startWorker();
 
     const ReadyPoolOptions options_;
     MemfdPool pool_;
@@ -75,16 +90,6 @@ private:
     // must leave them alone (a condition variable the parent's thread
     // waited on at fork() counts a waiter the child never wakes, and
     // destroying it there blocks for ever), so its destructor leaks them.
-    struct Worker {
-        std::mutex mutex;
-        std::condition_variable wake;                      // the thread: a refill was ordered, or stop
-        std::condition_variable idle;                      // waitIdle(): the thread finished its work
-        bool stop = false;                                 // guarded by mutex
-        bool busy = false;                                 // guarded by mutex: the thread is making refills
-        bool low = false;                                  // guarded by mutex: MemAvailable was low at the last check
-        std::chrono::steady_clock::time_point lastCheck{}; // guarded by mutex
-        std::unique_ptr<std::thread> thread;               // guarded by mutex; set once
-    };
     std::unique_ptr<Worker> worker_;
 };
 

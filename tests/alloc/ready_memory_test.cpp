@@ -14,6 +14,8 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <dirent.h>
+
 #include <cenalloc/memfd.h>
 #include <cenalloc/units.h>
 
@@ -54,6 +56,18 @@ bool allZero(Buffer& buffer) {
         if (bytes[i] != 0)
             return false;
     return true;
+}
+
+// The threads of this process, from /proc/self/task.
+int threadCount() {
+    DIR* dir = ::opendir("/proc/self/task");
+    if (!dir)
+        return -1;
+    int n = 0;
+    while (const dirent* entry = ::readdir(dir))
+        n += entry->d_name[0] != '.';
+    ::closedir(dir);
+    return n;
 }
 
 // Allocate a buffer of @p size from system, then wait for its refill: the
@@ -277,6 +291,36 @@ TEST(ReadyMemory, AForkedChildNeverUsesTheParentsPool) {
     ASSERT_TRUE(hit);
     EXPECT_EQ(statsOf(*context, "system").hits, before.hits + 1);
     EXPECT_TRUE(allZero(**hit));
+}
+
+TEST(ReadyMemory, ExitStopsTheRefillThreadOfAContextNeverDestroyed) {
+    // A preloaded shim's context lives until exit(): the atexit handler
+    // (stopAllThreads) must join its refill thread before exit destroys the
+    // statics that thread uses. Run in a child, which starts with one thread.
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        // No gtest assertions here: exit codes say what went wrong.
+        if (threadCount() != 1)
+            ::_exit(2);
+        auto* context = makeContext().release(); // never destroyed, as the shim's
+        if (!context || !context->allocate("system", MiB))
+            ::_exit(3);
+        if (threadCount() != 2)
+            ::_exit(4); // the refill thread was started
+        ReadyMemory::stopAllThreads();
+        if (threadCount() != 1)
+            ::_exit(5);
+        // After it, allocation still works and starts no thread.
+        auto buffer = context->allocate("system", 2 * MiB);
+        if (!buffer || !allZero(**buffer) || threadCount() != 1)
+            ::_exit(6);
+        ::_exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 } // namespace
