@@ -72,6 +72,8 @@ void Server::expireSends(Worker& w) {
         if (c->sendDeadline <= now)
             late.push_back(c);
     for (Connection* c : late) {
+        if (c->dropped)
+            continue;
         log(LogLevel::Debug,
             fmt::format("client {}: dropping: it took no reply for {} ms", c->clientId, options_.sendTimeoutMs));
         drop(*c);

@@ -229,12 +229,22 @@ void Server::acceptAll() {
         ev.data.ptr = &c;
         if (::epoll_ctl(c.worker->epoll.get(), EPOLL_CTL_ADD, c.socket.get(), &ev) != 0) {
             log(LogLevel::Warning, fmt::format("client {}: epoll_ctl: {}", c.clientId, std::strerror(errno)));
-            drop(c);
+            // Not the worker's yet (nothing was read from it, so nothing
+            // was posted to it): freed here.
+            unlink(c).reset();
         }
     }
 }
 
 void Server::drop(Connection& c) {
+    if (c.dropped)
+        return;
+    Worker& w = *c.worker;
+    w.dropped.push_back(unlink(c));
+}
+
+std::unique_ptr<Server::Connection> Server::unlink(Connection& c) {
+    c.dropped = true;
     if (!c.outbox.empty()) // then it is on the list, and this is its worker
         std::erase(c.worker->waiting, &c);
     ::epoll_ctl(c.worker->epoll.get(), EPOLL_CTL_DEL, c.socket.get(), nullptr);
@@ -247,9 +257,9 @@ void Server::drop(Connection& c) {
         c.worker->connections -= 1;
     }
     // Outside mutex_: everything the client held goes now (the service's
-    // lock, never taken under mutex_), then its socket and queued replies.
-    // Once the client is gone from the service nothing posts to it: its
-    // mail can go.
+    // lock, never taken under mutex_); its socket and queued replies go
+    // with the connection. Once the client is gone from the service
+    // nothing posts to it: its mail can go.
     gone->client.reset();
     if (c.parked) // then this is its worker
         std::erase(c.worker->parked, &c);
@@ -258,6 +268,7 @@ void Server::drop(Connection& c) {
         std::erase(c.worker->posted, &c);
     }
     log(LogLevel::Debug, fmt::format("client {} disconnected", gone->clientId));
+    return gone;
 }
 
 void Server::reapHungUp() {

@@ -122,6 +122,9 @@ private:
         // by the client's attachments) and the wake of its parked request.
         std::deque<MoveEvent> mail;
         bool resume = false;
+        // Set by drop(): its worker may still hold events or mail naming it
+        // this round; Worker::dropped keeps it alive until the round ends.
+        bool dropped = false;
     };
     struct Worker {
         explicit Worker(PollWindow::Duration pollLimit) : poll(pollLimit) {}
@@ -137,6 +140,10 @@ private:
         UniqueFd wake;
         std::mutex mailMutex;
         std::vector<Connection*> posted; // guarded by mailMutex
+        // Connections dropped this round (the worker's own), freed when the
+        // round is over: an epoll event or a mail of the same round may name
+        // one, and finds it marked dropped instead of freed.
+        std::vector<std::unique_ptr<Connection>> dropped;
     };
 
     // Fds that are not buffers a uid may have sent and the closer not closed
@@ -172,7 +179,12 @@ private:
     bool closeSent(Connection& connection, std::vector<UniqueFd>& fds);
     /// The epoll events the connection waits for now.
     bool rearm(Connection& connection);
+    /// On the connection's worker: the client's claims released, the
+    /// connection marked dropped and freed at the end of the round.
     void drop(Connection& connection);
+    /// What drop() does, for any thread: the connection is out of every
+    /// list and the caller owns it.
+    std::unique_ptr<Connection> unlink(Connection& connection);
     void expireSends(Worker& worker);
     void reapHungUp();
     void shutdownConnections();

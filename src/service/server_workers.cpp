@@ -79,10 +79,8 @@ void Server::work(Worker& w) {
                 continue; // mail: below
             auto* c = static_cast<Connection*>(events[i].data.ptr);
             const bool hungUp = events[i].events & (EPOLLHUP | EPOLLERR);
-            if (hungUp && (!c->outbox.empty() || c->parked)) {
+            if (hungUp && (!c->outbox.empty() || c->parked))
                 drop(*c);
-                events[i].data.ptr = &w; // done with
-            }
         }
         // Mail first: a parked request that may go on, events to send.
         for (int i = 0; i < n; ++i)
@@ -93,9 +91,11 @@ void Server::work(Worker& w) {
         // Each ready connection once per round: one request, or the
         // replies it was waiting to take.
         for (int i = 0; i < n; ++i) {
-            if (events[i].data.ptr == &w || events[i].data.ptr == &w.wake)
+            if (events[i].data.ptr == &w.wake)
                 continue;
             auto* c = static_cast<Connection*>(events[i].data.ptr);
+            if (c->dropped)
+                continue; // above, or by its mail: freed below
             if (c->outbox.empty() && c->parked)
                 continue; // nothing is read from it while it waits
             bool keep = c->outbox.empty() ? serveRequest(*c) : flush(*c);
@@ -106,6 +106,7 @@ void Server::work(Worker& w) {
             expireSends(w);
         if (!w.parked.empty())
             expireParked(w);
+        w.dropped.clear(); // nothing of this round names them any more
     }
 }
 
@@ -227,7 +228,7 @@ void Server::expireParked(Worker& w) {
         if (c->parkDeadline <= now)
             due.push_back(c);
     for (Connection* c : due)
-        if (!resumeParked(*c))
+        if (!c->dropped && !resumeParked(*c))
             drop(*c);
 }
 
@@ -258,6 +259,8 @@ void Server::takeMail(Worker& w) {
         posted.swap(w.posted);
     }
     for (Connection* c : posted) {
+        if (c->dropped)
+            continue;
         bool resume;
         {
             std::lock_guard lock(w.mailMutex);
