@@ -39,6 +39,9 @@ bool Server::sendOrQueue(Connection& c, Reply reply) {
         c.outbox.push_back({std::move(datagrams[i]), i == 0 ? std::move(reply.fd) : UniqueFd()});
     c.sendDeadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.sendTimeoutMs);
     c.worker->waiting.push_back(&c);
+    log(LogLevel::Debug, fmt::format("client {}: not taking its replies: nothing more is read from it until it "
+                                     "takes them, for up to {} ms",
+                                     c.clientId, options_.sendTimeoutMs));
     epoll_event ev{};
     ev.events = EPOLLOUT;
     ev.data.ptr = &c;
