@@ -271,6 +271,27 @@ struct Sequence {
         return pool[in.ConsumeIntegralInRange<size_t>(0, pool.size() - 1)].get();
     }
     uint64_t smallId() { return in.ConsumeIntegralInRange<uint64_t>(0, 6); }
+    /// A successful alloc-for reply passes the client library's strict
+    /// check against the request it answers (ops::AllocFor::finish): the
+    /// devices asked, in order, with bounded paths.
+    static void checkAllocFor(const Reply& reply, const wire::AllocForRequest& request) {
+        if (reply.parked || reply.header.error != 0)
+            return;
+        auto args = ops::AllocFor::parse(request);
+        if (!args)
+            die("the daemon served an alloc-for its own parse refuses");
+        wire::Reader r(reply.payload);
+        auto prefix = r.get<wire::ReplyPrefix>();
+        if (!prefix || !r.getString(prefix->messageLength))
+            die("alloc-for reply without prefix");
+        auto body = wire::decode<wire::AllocForReply>(r);
+        if (!body)
+            die("the client cannot decode an alloc-for reply");
+        UniqueFd fd(::fcntl(reply.fd.get(), F_DUPFD_CLOEXEC, 0));
+        if (!fd.valid() || !ops::AllocFor::finish(std::move(*body), std::move(fd), *args))
+            die("the client refuses the daemon's alloc-for reply");
+    }
+
     void keep(Reply& reply) {
         if (reply.fd.valid() && pool.size() < kMaxPoolFds)
             pool.push_back(std::move(reply.fd));
@@ -492,6 +513,7 @@ struct Sequence {
             std::string name = in.ConsumeRandomLengthString(sizeof r.name);
             std::memcpy(r.name, name.data(), std::min(name.size(), sizeof r.name));
             Reply reply = send(which, wire::Op::AllocFor, &r, -1);
+            checkAllocFor(reply, r);
             keep(reply);
             break;
         }

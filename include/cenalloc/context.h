@@ -129,6 +129,8 @@ struct AllocForChoice {
     std::string kernelHeap;
     /// Why this heap, in words.
     std::string reason;
+    /// The buffer's exporter (Buffer::exporterName()).
+    std::string exporter;
     /// The devices, in the order asked.
     std::vector<AllocForDevice> devices;
     /// What explain() says of the devices and the size.

@@ -37,6 +37,7 @@ enum class Refusal {
     None,               ///< accepted
     HostKernel,         ///< a host kernel heap: where its pages lie is unknown
     NotInHostKernel,    ///< a heap of the model the host kernel does not have (KernelPlacement::NotInKernel)
+    KernelAlias,        ///< a second host kernel node of a placed heap's memory (KernelPlacement::Alias)
     PrivatePool,        ///< another device's private pool (its memory-region)
     AccessBits,         ///< the heap's memory is of no kind the devices reach
     AboveAddressLimit,  ///< all of the heap's memory lies above the address limit

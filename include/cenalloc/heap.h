@@ -46,7 +46,12 @@ enum class KernelPlacement {
     /// A host kernel heap that matches no heap of the model ("kernel:<n>"):
     /// usable by name, never chosen (Refusal::HostKernel).
     Unplaced,
-    /// A host kernel heap that is the same memory as a placed one.
+    /// A second host kernel node of the memory a placed heap stands for
+    /// ("kernel:<n>", with the placed heap's properties): from Linux 6.17
+    /// cma_heap.c registers the default CMA area as "default_cma_region"
+    /// and, with CONFIG_DMABUF_HEAPS_CMA_LEGACY, under its legacy name too.
+    /// Usable by name, never chosen (Refusal::KernelAlias): the placed heap
+    /// is.
     Alias,
 };
 
@@ -94,7 +99,8 @@ struct HeapProperties {
     /// How the heap relates to the host kernel's heaps (see KernelPlacement).
     KernelPlacement kernelPlacement = KernelPlacement::Modelled;
     /// The host kernel heap's node name in /dev/dma_heap ("system",
-    /// "linux,cma@50000000") for a placed, unplaced or alias heap; empty
+    /// "linux,cma@50000000", "default_cma_region") for a placed, unplaced or
+    /// alias heap; empty
     /// for a heap of the model only.
     std::string kernelHeap{};
 

@@ -220,6 +220,9 @@ struct PlatformSource {
     std::string dtbPath;
     std::string overlayPath;
     bool host = false;
+
+    /// Does it name a platform (else the built-in one, or a daemon's)?
+    bool given() const { return !yamlPath.empty() || !dtbPath.empty() || host; }
 };
 
 /// Load the platform @p source names. @p notes (when given) receives the

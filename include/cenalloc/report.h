@@ -106,6 +106,11 @@ CENALLOC_EXPORT Result<std::string> reportHostDmaBufs(const ReportOptions& optio
 /// "sysfs", "driver"}]}. Errors: the errno of fstat of the buffer's fd.
 CENALLOC_EXPORT Result<std::string> reportAllocatedFor(const AllocatedFor& allocated,
                                                        const ReportOptions& options = {});
+/// The same for a buffer a session allocated for devices
+/// (Session::allocateFor, in-process or through cenallocd): the same lines
+/// and JSON, the fd being @p allocated's.
+CENALLOC_EXPORT Result<std::string> reportAllocatedFor(const SessionAllocatedFor& allocated,
+                                                       const ReportOptions& options = {});
 
 /// The bufinfo entry of the buffer @p fd names, as @p session sees it
 /// (found by the fd's inode). Errors: errno of fstat; those of

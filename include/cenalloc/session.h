@@ -118,6 +118,15 @@ struct SessionAllocatedFor {
     std::string heap;
     std::string kernelHeap;
     std::string reason;
+    /// The buffer's name, as asked.
+    std::string name;
+    /// Its exporter (AllocForChoice::exporter; empty from a daemon too old
+    /// to say).
+    std::string exporter;
+    /// The devices as the platform names them, in the order asked, with
+    /// their sysfs path and bound driver on the running host (from a daemon
+    /// too old to say: the names asked, nothing else).
+    std::vector<AllocForDevice> devices;
 };
 
 /// The API of a client of cenalloc, with buffers named by file descriptor

@@ -220,6 +220,7 @@ Result<AllocatedFor> Context::allocateFor(const AllocForRequest& request, const 
         params.registry = registry_;
         out.buffer = CENALLOC_TRY(BufferAccess::create(std::move(params)));
         out.choice.heap = heap->name();
+        out.choice.exporter = out.buffer->exporterName();
         out.choice.kernelHeap = p.inHostKernel() ? p.kernelHeap : std::string();
         // Heaps before this one in the ranking were refused to the caller or failed.
         if (!firstFailure)

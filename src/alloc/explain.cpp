@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cenalloc/units.h>
 
@@ -176,6 +177,25 @@ void describeFacts(Explanation& e, std::span<const Device* const> devices) {
         for (const std::string& fact : d->assumedFacts)
             e.notes.push_back(fmt::format("'{}': assumed, confirm with its driver: {}", d->name, fact));
     }
+}
+
+// A private pool of one of the devices (its memory-region) on a host whose
+// kernel heaps the model is placed on: the kernel hands the pool to its
+// owners' drivers (of_reserved_mem_device_init, drivers/of/of_reserved_mem.c),
+// whose dma_alloc_* calls allocate from it, and exports no dma-heap node for
+// it, so nothing here can hand it out as a dma-buf.
+void notePrivatePoolOffHost(Explanation& e, const HeapProperties& h) {
+    if (h.owners.empty() || h.kernelPlacement != KernelPlacement::NotInKernel)
+        return;
+    auto owner = std::find_if(h.owners.begin(), h.owners.end(), [&](const std::string& o) {
+        return std::find(e.devices.begin(), e.devices.end(), o) != e.devices.end();
+    });
+    if (owner == h.owners.end())
+        return;
+    e.notes.push_back(fmt::format("'{}' is the private pool of {} (memory-region): on this host the driver of '{}' "
+                                  "allocates from it itself (dma_alloc_*), and no /dev/dma_heap node exists for it, "
+                                  "so it is not a heap to allocate from here",
+                                  h.name, fmt::format("'{}'", fmt::join(h.owners, "', '")), *owner));
 }
 
 struct Solver {
@@ -366,6 +386,7 @@ Result<Explanation> explainDevices(const Platform& platform, std::span<const Hea
         if (he.accepted)
             accepted.push_back(&h);
         e.heaps.push_back(std::move(he));
+        notePrivatePoolOffHost(e, h);
     }
 
     const RankingContext context = RankingContext::of(e.constraints, cpuAccess);

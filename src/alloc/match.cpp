@@ -74,10 +74,16 @@ std::string segmentShape(uint64_t maxSegmentSize, uint64_t boundaryMask) {
 // where its pages lie, so no device limit can be checked against it and no
 // modelled device can map its buffers: it is allocated from by name, for
 // kernel drivers. A heap of the model that the host kernel does not expose
-// cannot hand out a real dma-buf on the host: it is never chosen there.
+// cannot hand out a real dma-buf on the host: it is never chosen there. A
+// second node of a placed heap's memory is that heap again: the placed heap
+// is chosen, so that one memory is not ranked twice.
 bool refusesHostKernel(const MatchInput& in, HeapVerdict& out) {
     if (in.heap.kernelPlacement == KernelPlacement::NotInKernel) {
         out = VerdictAccess::refusePlacement(Refusal::NotInHostKernel, in.subject, internName(in.heap.name));
+        return true;
+    }
+    if (in.heap.kernelPlacement == KernelPlacement::Alias) {
+        out = VerdictAccess::refusePlacement(Refusal::KernelAlias, in.subject, internName(in.heap.kernelHeap));
         return true;
     }
     if (in.heap.kind != HeapKind::Kernel)
@@ -350,6 +356,7 @@ const char* refusalName(Refusal refusal) {
     case Refusal::None: return "none";
     case Refusal::HostKernel: return "host-kernel";
     case Refusal::NotInHostKernel: return "not-in-host-kernel";
+    case Refusal::KernelAlias: return "kernel-alias";
     case Refusal::PrivatePool: return "private-pool";
     case Refusal::AccessBits: return "access-bits";
     case Refusal::AboveAddressLimit: return "above-address-limit";
@@ -378,6 +385,11 @@ std::string HeapVerdict::reason() const {
             "the host kernel has no heap '{}' ({}/{} does not exist): nothing on this host hands out its "
             "memory as a dma-buf",
             kernelHeap_, kKernelHeapDir, kernelHeap_);
+    case Refusal::KernelAlias:
+        return fmt::format("{}/{} is a second node of the memory a placed heap stands for (the kernel's default CMA "
+                           "area, which cma_heap.c registers under two names): that heap is chosen instead "
+                           "(allocate from this one by name)",
+                           kKernelHeapDir, kernelHeap_);
     case Refusal::HostKernel:
         if (!kernelHeap_.empty())
             return fmt::format("placement unknown: no reserved-memory region or vendor heap of the platform matches "

@@ -40,7 +40,7 @@ struct VerdictAccess {
     /// @p iommu and @p device must be interned (internName()): the verdict keeps the views.
     static HeapVerdict refuse(Refusal refusal, Subject subject, std::array<uint64_t, 7> values,
                               std::string_view iommu = {}, std::string_view device = {});
-    /// A placement refusal (HostKernel, NotInHostKernel) quoting @p kernelHeap (interned).
+    /// A placement refusal (HostKernel, NotInHostKernel, KernelAlias) quoting @p kernelHeap (interned).
     static HeapVerdict refusePlacement(Refusal refusal, Subject subject, std::string_view kernelHeap);
     static const std::array<uint64_t, 7>& values(const HeapVerdict& v) { return v.values_; }
     static Subject subject(const HeapVerdict& v) { return v.subject_; }

@@ -230,6 +230,8 @@ std::string renderHeaps(const std::string& platform, const std::vector<HeapInfo>
         if (placed)
             row.insert(row.begin() + 1, p.kernelHeap.empty()
                                             ? fmt::format("- ({})", kernelPlacementName(p.kernelPlacement))
+                                        : p.kernelPlacement == KernelPlacement::Alias
+                                            ? fmt::format("/dev/dma_heap/{} (alias)", p.kernelHeap)
                                             : fmt::format("/dev/dma_heap/{}", p.kernelHeap));
         t.addRow(std::move(row));
     }
@@ -554,8 +556,7 @@ std::string renderExplanation(const Explanation& e) {
     return out;
 }
 
-json allocatedForJson(const AllocatedFor& allocated, const AllocatedFdFacts& fd) {
-    const AllocForChoice& c = allocated.choice;
+json allocatedForJson(const SessionAllocatedFor& c, const AllocatedFdFacts& fd) {
     json devices = json::array();
     for (const AllocForDevice& d : c.devices)
         devices.push_back({{"name", text(d.name)},
@@ -563,28 +564,27 @@ json allocatedForJson(const AllocatedFor& allocated, const AllocatedFdFacts& fd)
                            {"driver", d.driver.empty() ? json(nullptr) : text(d.driver)}});
     return {{"heap", text(c.heap)},
             {"kernel_heap", c.kernelHeap.empty() ? json(nullptr) : text(fmt::format("/dev/dma_heap/{}", c.kernelHeap))},
-            {"size", allocated.buffer->size()},
+            {"size", c.size},
             {"fd", fd.fd},
             {"inode", fd.inode},
             {"exporter", text(fd.exporter)},
-            {"name", text(allocated.buffer->name())},
+            {"name", text(c.name)},
             {"reason", text(c.reason)},
             {"devices", devices}};
 }
 
-std::string renderAllocatedFor(const AllocatedFor& allocated, const AllocatedFdFacts& fd) {
-    const AllocForChoice& c = allocated.choice;
+std::string renderAllocatedFor(const SessionAllocatedFor& c, const AllocatedFdFacts& fd) {
     auto orDash = [](const std::string& s) { return s.empty() ? std::string("-") : printableText(s); };
     std::string out;
     out += fmt::format("heap: {}\n", printableText(c.heap));
     out += fmt::format("kernel heap: {}\n", c.kernelHeap.empty()
                                                 ? "- (the model's storage: a sealed memfd)"
                                                 : printableText(fmt::format("/dev/dma_heap/{}", c.kernelHeap)));
-    out += fmt::format("size: {} ({} bytes)\n", formatSize(allocated.buffer->size()), allocated.buffer->size());
+    out += fmt::format("size: {} ({} bytes)\n", formatSize(c.size), c.size);
     out += fmt::format("fd: {}\n", fd.fd);
     out += fmt::format("inode: {}\n", fd.inode);
     out += fmt::format("exporter: {}\n", orDash(fd.exporter));
-    out += fmt::format("name: {}\n", orDash(allocated.buffer->name()));
+    out += fmt::format("name: {}\n", orDash(c.name));
     out += fmt::format("reason: {}\n", printableText(c.reason));
     for (const AllocForDevice& d : c.devices)
         out += fmt::format("device: {} sysfs={} driver={}\n", printableText(d.name), orDash(d.sysfsPath),

@@ -77,16 +77,18 @@ Result<std::string> reportHostDmaBufs(const ReportOptions& options) {
     return asJson(options) ? write(hostDmaBufsJson(scan), options) : renderHostDmaBufs(scan);
 }
 
-Result<std::string> reportAllocatedFor(const AllocatedFor& allocated, const ReportOptions& options) {
-    const Buffer& buffer = *allocated.buffer;
+namespace {
+
+// @p allocated as reportAllocatedFor shows it, its buffer's fd being @p fd.
+Result<std::string> reportAllocated(const SessionAllocatedFor& allocated, int fd, const ReportOptions& options) {
     AllocatedFdFacts facts;
-    facts.fd = buffer.fd().get();
+    facts.fd = fd;
     struct stat st {};
     if (::fstat(facts.fd, &st) != 0)
         return Error::fromErrno("fstat of buffer fd");
     facts.inode = st.st_ino;
-    facts.exporter = buffer.exporterName();
-    if (buffer.inHostKernel()) {
+    facts.exporter = allocated.exporter;
+    if (!allocated.kernelHeap.empty()) {
         // What the kernel says of its own dma-buf (drivers/dma-buf/dma-buf.c dma_buf_show_fdinfo).
         auto fdinfo = readFileLimited(fmt::format("/proc/self/fdinfo/{}", facts.fd), 64 * 1024, "an fdinfo");
         if (fdinfo)
@@ -94,6 +96,25 @@ Result<std::string> reportAllocatedFor(const AllocatedFor& allocated, const Repo
                 facts.exporter = info->exporter;
     }
     return asJson(options) ? write(allocatedForJson(allocated, facts), options) : renderAllocatedFor(allocated, facts);
+}
+
+} // namespace
+
+Result<std::string> reportAllocatedFor(const AllocatedFor& allocated, const ReportOptions& options) {
+    const Buffer& buffer = *allocated.buffer;
+    SessionAllocatedFor view; // its fd stays the buffer's
+    view.size = buffer.size();
+    view.heap = allocated.choice.heap;
+    view.kernelHeap = allocated.choice.kernelHeap;
+    view.reason = allocated.choice.reason;
+    view.name = buffer.name();
+    view.exporter = buffer.exporterName();
+    view.devices = allocated.choice.devices;
+    return reportAllocated(view, buffer.fd().get(), options);
+}
+
+Result<std::string> reportAllocatedFor(const SessionAllocatedFor& allocated, const ReportOptions& options) {
+    return reportAllocated(allocated, allocated.fd.get(), options);
 }
 
 Result<BufferInfo> describeBuffer(Session& session, BorrowedFd fd) {

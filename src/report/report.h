@@ -65,9 +65,9 @@ struct AllocatedFdFacts {
     std::string exporter;
 };
 /// {"heap", "kernel_heap", "size", "fd", "inode", "exporter", "name", "reason", "devices": [{"name", "sysfs",
-/// "driver"}]}
-nlohmann::json allocatedForJson(const AllocatedFor& allocated, const AllocatedFdFacts& fd);
+/// "driver"}]}. @p allocated's own fd is not looked at: @p fd says it.
+nlohmann::json allocatedForJson(const SessionAllocatedFor& allocated, const AllocatedFdFacts& fd);
 /// "heap: ...", "kernel heap: ...", ... one line each, then a "device:" line per device.
-std::string renderAllocatedFor(const AllocatedFor& allocated, const AllocatedFdFacts& fd);
+std::string renderAllocatedFor(const SessionAllocatedFor& allocated, const AllocatedFdFacts& fd);
 
 } // namespace cenalloc

@@ -10,8 +10,7 @@ Result<std::unique_ptr<Session>> openSession(const SessionChoice& choice, std::v
     if (!choice.socketPath.empty())
         return Session::connect(choice.socketPath);
     const PlatformSource& p = choice.platform;
-    bool platformGiven = !p.yamlPath.empty() || !p.dtbPath.empty() || p.host;
-    if (!platformGiven) {
+    if (!p.given()) {
         auto remote = Session::connect();
         if (remote)
             return remote;

@@ -102,6 +102,11 @@ struct ServiceConfig {
     /// Which host kernel heaps to offer (YAML `kernel_heaps: false` turns
     /// them off; the directory is for tests).
     ContextOptions context;
+    /// Offer the host kernel's heaps only after one page allocated from one
+    /// showed that the kernel reports a dma-buf's end (serviceContext). Not
+    /// a configuration key: tests whose stand-in heap directory
+    /// (context.kernelHeapDir) holds nodes that cannot allocate turn it off.
+    bool probeKernelHeaps = true;
     /// The file it came from, for messages ("<defaults>" without one).
     std::string source = "<defaults>";
 

@@ -565,17 +565,48 @@ struct AllocFor {
         auto buffer = c.service().allocateFor(c.id(), a, choice);
         if (!buffer)
             return buffer.error();
-        return Answer<Reply>{
-            {buffer->id, buffer->size, std::move(choice.heap), std::move(choice.kernelHeap), std::move(choice.reason)},
-            std::move(buffer->fd)};
+        return Answer<Reply>{{buffer->id, buffer->size, std::move(choice.heap), std::move(choice.kernelHeap),
+                              std::move(choice.reason), std::move(choice.exporter), std::move(choice.devices)},
+                             std::move(buffer->fd)};
+    }
+    /// The longest sysfs path and driver name a reply may carry (PATH_MAX
+    /// and NAME_MAX without their NUL), and exporter name (a heap's name).
+    static constexpr size_t kMaxSysfsPath = 4095;
+    static constexpr size_t kMaxDriver = 255;
+    static constexpr size_t kMaxExporter = sizeof(wire::AllocateRequest::heap);
+    /// A reply whose devices are not the ones asked, in order, or whose
+    /// strings are longer than any the daemon has: EPROTO.
+    static Result<void> checkDevices(const Reply& body, const Args& a) {
+        if (body.exporter.size() > kMaxExporter)
+            return Error(EPROTO, fmt::format("alloc-for reply: an exporter name of {} bytes", body.exporter.size()));
+        if (body.devices.size() != a.devices().size())
+            return Error(EPROTO, fmt::format("alloc-for reply: {} devices for the {} asked", body.devices.size(),
+                                             a.devices().size()));
+        for (size_t i = 0; i < body.devices.size(); ++i) {
+            const AllocForDevice& d = body.devices[i];
+            if (d.name != a.devices()[i])
+                return Error(EPROTO, fmt::format("alloc-for reply: device {} is not the one asked", i));
+            if (d.sysfsPath.size() > kMaxSysfsPath || d.driver.size() > kMaxDriver)
+                return Error(EPROTO, fmt::format("alloc-for reply: device {}'s sysfs path or driver is too long", i));
+        }
+        return {};
     }
     static Result<SessionAllocatedFor> finish(Reply body, UniqueFd fd, const Args& a) {
+        const bool older = body.exporter.empty() && body.devices.empty(); // a daemon from before them
+        if (!older)
+            CENALLOC_CHECK(checkDevices(body, a));
         SessionAllocatedFor out;
         out.fd = CENALLOC_TRY(bufferFd(std::move(fd), a.fdFlags()));
         out.size = body.size;
         out.heap = std::move(body.heap);
         out.kernelHeap = std::move(body.kernelHeap);
         out.reason = std::move(body.reason);
+        out.name = a.name().str();
+        out.exporter = std::move(body.exporter);
+        out.devices = std::move(body.devices);
+        if (older)
+            for (const std::string& device : a.devices())
+                out.devices.push_back({device, {}, {}});
         return out;
     }
 };

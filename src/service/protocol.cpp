@@ -278,6 +278,36 @@ template <typename Io, typename V> void transferHeaps(Io& io, V& heaps) {
     io.list(heaps, [](auto& sub, auto& h) { transferHeapInfo(sub, h); });
 }
 
+/// How a heap relates to the host kernel's (KernelPlacement) and its
+/// /dev/dma_heap node: {u32 placement, u32 0} + the node's name.
+template <typename Io, typename V> void transferKernelPlacement(Io& io, V& p) {
+    io.enum32(p.kernelPlacement, KernelPlacement::Alias, "kernel placement");
+    io.zero32();
+    io.lstring(p.kernelHeap);
+}
+
+/// Whether any of @p heaps (properties) is placed on the host kernel's: only
+/// then do the bodies that can carry placement carry it.
+template <typename H, typename Props> bool anyPlaced(const H& heaps, Props props) {
+    return std::any_of(heaps.begin(), heaps.end(),
+                       [&](const auto& h) { return props(h).kernelPlacement != KernelPlacement::Modelled; });
+}
+
+/// The ListHeaps body: the heap list, then, from a daemon placed on the host
+/// kernel's heaps only, per heap its kernel placement. A body that ends after
+/// the list (any other daemon, an older one) means every heap is modelled,
+/// and an older client stops reading before the placements.
+template <typename Io, typename V> void transferHeapList(Io& io, V& heaps) {
+    transferHeaps(io, heaps);
+    bool placement = io.more();
+    if constexpr (!Io::kDecoding)
+        placement = anyPlaced(heaps, [](const auto& h) -> const HeapProperties& { return h.properties; });
+    if (!placement)
+        return;
+    io.each(heaps, Tail{static_cast<uint32_t>(heaps.size())},
+            [](auto& sub, auto& h) { transferKernelPlacement(sub, h.properties); });
+}
+
 template <typename Io, typename V> void transferStats(Io& io, V& s) {
     transferHeaps(io, s.heaps);
     io.list(s.domains, [](auto& sub, auto& d) {
@@ -382,13 +412,22 @@ template <typename Io, typename V> void transferForecast(Io& io, V& f) {
     io.strings(f.notified);
 }
 
-/// An AllocFor reply: the buffer and size, then heap, kernel heap and reason.
+/// An AllocFor reply: the buffer and size, then heap, kernel heap and
+/// reason; then, but from an older daemon, the exporter and the devices.
 template <typename Io, typename V> void transferAllocFor(Io& io, V& a) {
     io.u64(a.buffer);
     io.u64(a.size);
     io.lstring(a.heap);
     io.lstring(a.kernelHeap);
     io.lstring(a.reason);
+    if (!io.more())
+        return;
+    io.lstring(a.exporter);
+    io.list(a.devices, [](auto& sub, auto& device) {
+        sub.lstring(device.name);
+        sub.lstring(device.sysfsPath);
+        sub.lstring(device.driver);
+    });
 }
 
 /// A move event: MoveEventBody, then its cause.
@@ -503,8 +542,7 @@ template <typename Io, typename P, typename H> void transferPlatform(Io& io, P& 
     // need be). A body without them: every heap is KernelPlacement::Modelled.
     bool placement = false;
     if constexpr (!Io::kDecoding) {
-        placement = std::any_of(heaps.begin(), heaps.end(),
-                                [](const auto& h) { return h.kernelPlacement != KernelPlacement::Modelled; });
+        placement = anyPlaced(heaps, [](const auto& h) -> const HeapProperties& { return h; });
         hostFacts = placement || std::any_of(platform.devices.begin(), platform.devices.end(),
                                              [](const auto& d) { return !d.sysfsPath.empty() || !d.driver.empty(); });
     }
@@ -518,11 +556,7 @@ template <typename Io, typename P, typename H> void transferPlatform(Io& io, P& 
         placement = io.more();
     if (!placement)
         return;
-    io.each(heaps, heapCount, [](auto& sub, auto& heap) {
-        sub.enum32(heap.kernelPlacement, KernelPlacement::Alias, "kernel placement");
-        sub.zero32();
-        sub.lstring(heap.kernelHeap);
-    });
+    io.each(heaps, heapCount, [](auto& sub, auto& heap) { transferKernelPlacement(sub, heap); });
 }
 
 template <typename Body> Result<void> decodeWith(Reader& r, Body body) {
@@ -610,10 +644,10 @@ MessageHeader makeHeader(uint16_t opcode, uint32_t payloadSize, uint16_t fdCount
 
 void encode(Writer& w, const std::vector<HeapInfo>& heaps) {
     Encoder e(w);
-    transferHeaps(e, heaps);
+    transferHeapList(e, heaps);
 }
 Result<void> decodeInto(Reader& r, std::vector<HeapInfo>& heaps) {
-    return decodeWith(r, [&](Decoder& d) { transferHeaps(d, heaps); });
+    return decodeWith(r, [&](Decoder& d) { transferHeapList(d, heaps); });
 }
 
 void encode(Writer& w, const AllocatorStats& stats) {

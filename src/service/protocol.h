@@ -209,13 +209,18 @@ static_assert(sizeof(BufferReply) == 16);
 
 /// AllocFor: the buffer as BufferReply, then the heap it came from, the
 /// host kernel's heap node (empty for the model's storage) and the reason,
-/// each {u32 length, u32 0} + bytes padded to 8; the buffer's fd is attached.
+/// each {u32 length, u32 0} + bytes padded to 8; then (a daemon from before
+/// them ends the body there) the buffer's exporter and the list of devices,
+/// each its name, sysfs path and bound driver (empty when unknown or none);
+/// the buffer's fd is attached.
 struct AllocForReply {
     uint64_t buffer = 0;
     uint64_t size = 0;
     std::string heap;
     std::string kernelHeap;
     std::string reason;
+    std::string exporter;
+    std::vector<AllocForDevice> devices;
 };
 
 /// Import and Attach.

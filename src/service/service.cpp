@@ -68,7 +68,7 @@ Service::Service(InodeWatcher watcher) : watcher_(std::move(watcher)) {}
 
 Result<std::shared_ptr<Service>> Service::create(const Platform& platform, ServiceConfig config) {
     std::vector<std::string> notes;
-    auto context = serviceContext(platform, config.context, notes);
+    auto context = serviceContext(platform, config.context, notes, config.probeKernelHeaps);
     if (!context)
         return context.error();
     std::vector<std::string> heapNames;

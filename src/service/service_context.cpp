@@ -12,12 +12,14 @@
 namespace cenalloc {
 
 Result<std::unique_ptr<Context>> serviceContext(const Platform& platform, const ContextOptions& options,
-                                                std::vector<std::string>& notes) {
+                                                std::vector<std::string>& notes, bool probeHeaps) {
     auto context = Context::create(platform, options);
     if (!context)
         return context.error();
     for (const std::string& problem : (*context)->kernelHeapProblems())
         notes.push_back(fmt::format("kernel heap left out: {}", problem));
+    if (!probeHeaps)
+        return context;
     for (const auto& heap : (*context)->heaps()) {
         auto kernel = std::dynamic_pointer_cast<KernelHeap>(heap);
         if (!kernel)

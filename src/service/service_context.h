@@ -16,8 +16,9 @@ namespace cenalloc {
 /// kernel's heaps are kept only when this kernel lets the service see their
 /// buffers end (else it could never count them free); otherwise the context
 /// has none, and @p notes says why, as it lists kernel heaps left out for
-/// other reasons (Context::kernelHeapProblems). Errors: Context::create's.
+/// other reasons (Context::kernelHeapProblems). Without @p probeHeaps they are
+/// kept untried (ServiceConfig::probeKernelHeaps). Errors: Context::create's.
 Result<std::unique_ptr<Context>> serviceContext(const Platform& platform, const ContextOptions& options,
-                                                std::vector<std::string>& notes);
+                                                std::vector<std::string>& notes, bool probeHeaps = true);
 
 } // namespace cenalloc

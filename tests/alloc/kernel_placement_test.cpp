@@ -10,6 +10,8 @@
 #include <unistd.h>
 #include <vector>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
 #include <cenalloc/units.h>
@@ -182,6 +184,107 @@ TEST(KernelPlacement, ExplainChoosesOnlyPlacedHeapsAndSaysWhyTheOthersCannotServ
                                               0),
               0u)
         << vendor->combined.reason();
+}
+
+// ---------------------------------------------------------------- the default CMA area's two names
+
+// From Linux 6.17 cma_heap.c registers the default CMA area as
+// "default_cma_region" and, with CONFIG_DMABUF_HEAPS_CMA_LEGACY, under its
+// legacy name (here the reference platform's "linux,cma") too.
+TEST(KernelPlacement, TheDefaultCmaAreasSecondNodeIsAnAliasOfItsPlacedHeapNeverChosen) {
+    FakeKernelHeapDir dir;
+    addNodes(dir, {"system", "linux,cma", "default_cma_region"});
+    auto context = placedContext(dir);
+    ASSERT_TRUE(context);
+
+    const HeapProperties& cma = propertiesOf(*context, "linux,cma");
+    EXPECT_EQ(cma.kernelPlacement, KernelPlacement::Placed);
+    EXPECT_EQ(cma.kernelHeap, "linux,cma") << "the node of its own name first";
+
+    const HeapProperties& alias = propertiesOf(*context, "kernel:default_cma_region");
+    EXPECT_EQ(alias.kernelPlacement, KernelPlacement::Alias);
+    EXPECT_EQ(alias.kernelHeap, "default_cma_region");
+    EXPECT_TRUE(alias.inHostKernel());
+    // The same memory: the placed heap's properties.
+    EXPECT_EQ(alias.kind, cma.kind);
+    EXPECT_TRUE(alias.contiguous);
+    EXPECT_EQ(alias.lowestAddress, cma.lowestAddress);
+    EXPECT_EQ(alias.highestAddress, cma.highestAddress);
+    EXPECT_EQ(alias.capacity, cma.capacity);
+    EXPECT_NE(alias.description.find("the same CMA area as heap 'linux,cma'"), std::string::npos) << alias.description;
+    EXPECT_STREQ(kernelPlacementName(KernelPlacement::Alias), "alias");
+
+    // The display needs the CMA area: the placed heap serves, its alias never.
+    auto display = context->explain(std::vector<std::string>{"display"}, 4 * MiB);
+    ASSERT_TRUE(display) << display.error().toString();
+    ASSERT_TRUE(display->heap);
+    EXPECT_EQ(*display->heap, "linux,cma");
+    EXPECT_EQ(std::count(display->ranking.begin(), display->ranking.end(), "kernel:default_cma_region"), 0);
+    const HeapExplanation* second = heapIn(*display, "kernel:default_cma_region");
+    ASSERT_NE(second, nullptr);
+    EXPECT_EQ(second->combined.refusal(), Refusal::KernelAlias);
+    EXPECT_NE(second->combined.reason().find("/dev/dma_heap/default_cma_region is a second node"), std::string::npos)
+        << second->combined.reason();
+    EXPECT_STREQ(refusalName(Refusal::KernelAlias), "kernel-alias");
+}
+
+TEST(KernelPlacement, WithoutTheLegacyNodeTheDefaultCmaAreaIsPlacedOnDefaultCmaRegion) {
+    FakeKernelHeapDir dir;
+    addNodes(dir, {"system", "default_cma_region"});
+    auto context = placedContext(dir);
+    ASSERT_TRUE(context);
+    const HeapProperties& cma = propertiesOf(*context, "linux,cma");
+    EXPECT_EQ(cma.kernelPlacement, KernelPlacement::Placed);
+    EXPECT_EQ(cma.kernelHeap, "default_cma_region");
+    EXPECT_EQ(context->findHeap("kernel:default_cma_region"), nullptr) << "the node is the placed heap's, not another";
+    auto display = context->explain(std::vector<std::string>{"display"}, 4 * MiB);
+    ASSERT_TRUE(display && display->heap);
+    EXPECT_EQ(*display->heap, "linux,cma");
+    EXPECT_EQ(display->kernelHeap, std::optional<std::string>("default_cma_region"));
+}
+
+TEST(KernelPlacement, DefaultCmaRegionIsNoAliasOfAnythingButTheDefaultCmaArea) {
+    // Linux 6.12: one node per default area, named after it; a node called
+    // default_cma_region beside a model without a default CMA area is unplaced.
+    Platform noDefault = defaultPlatform();
+    for (ReservedRegion& r : noDefault.regions)
+        r.isDefault = false;
+    FakeKernelHeapDir dir;
+    addNodes(dir, {"system", "default_cma_region"});
+    auto context = placedContext(dir, true, noDefault);
+    ASSERT_TRUE(context);
+    EXPECT_EQ(propertiesOf(*context, "linux,cma").kernelPlacement, KernelPlacement::NotInKernel);
+    EXPECT_EQ(propertiesOf(*context, "kernel:default_cma_region").kernelPlacement, KernelPlacement::Unplaced);
+}
+
+// ---------------------------------------------------------------- private pools on the host
+
+TEST(KernelPlacement, ExplainSaysAPrivatePoolOffTheHostKernelIsItsDriversAlone) {
+    Platform platform = defaultPlatform();
+    for (ReservedRegion& r : platform.regions)
+        if (r.name == "vpu-carveout")
+            r.owners = {"codec"}; // the codec's memory-region
+    FakeKernelHeapDir dir;
+    addNodes(dir, {"system", "linux,cma"});
+    auto context = placedContext(dir, true, platform);
+    ASSERT_TRUE(context);
+    EXPECT_EQ(propertiesOf(*context, "vpu-carveout").kernelPlacement, KernelPlacement::NotInKernel);
+    const std::string expected = "'vpu-carveout' is the private pool of 'codec' (memory-region): on this host the "
+                                 "driver of 'codec' allocates from it itself (dma_alloc_*), and no /dev/dma_heap "
+                                 "node exists for it, so it is not a heap to allocate from here";
+    auto codec = context->explain(std::vector<std::string>{"codec", "gpu"}, 4 * MiB);
+    ASSERT_TRUE(codec) << codec.error().toString();
+    EXPECT_EQ(std::count(codec->notes.begin(), codec->notes.end(), expected), 1)
+        << fmt::format("{}", fmt::join(codec->notes, "\n"));
+    // Not for devices the pool is not theirs, nor off the host.
+    auto gpu = context->explain(std::vector<std::string>{"gpu"}, 4 * MiB);
+    ASSERT_TRUE(gpu);
+    EXPECT_EQ(std::count(gpu->notes.begin(), gpu->notes.end(), expected), 0);
+    auto modelled = Context::create(platform, ContextOptions{.kernelHeaps = false, .readyPool = {}});
+    ASSERT_TRUE(modelled);
+    auto offHost = (*modelled)->explain(std::vector<std::string>{"codec"}, 4 * MiB);
+    ASSERT_TRUE(offHost);
+    EXPECT_EQ(std::count(offHost->notes.begin(), offHost->notes.end(), expected), 0);
 }
 
 // ---------------------------------------------------------------- allocating for devices

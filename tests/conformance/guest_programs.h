@@ -79,6 +79,18 @@ inline std::string readText(const std::string& path) {
     return text.str();
 }
 
+/// In a child: exec @p args (args[0] is the program's path); on failure say
+/// why on stderr and exit 127, as a shell does.
+[[noreturn]] inline void execOrExit(const std::vector<std::string>& args) {
+    std::vector<char*> argv;
+    for (const std::string& a : args)
+        argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    std::fprintf(stderr, "exec %s: %s\n", argv[0], std::strerror(errno));
+    ::_exit(127);
+}
+
 /// What @p args (args[0] an absolute path) printed on stdout, and its exit
 /// status in @p status (-1 when it could not be waited for). What it printed
 /// on stderr goes to @p errors when given (notes with numbers of the run that
@@ -94,13 +106,7 @@ inline std::string run(const std::vector<std::string>& args, int* status, std::s
         ::dup2(out[1], STDOUT_FILENO);
         if (err >= 0)
             ::dup2(err, STDERR_FILENO);
-        std::vector<char*> argv;
-        for (const std::string& a : args)
-            argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
-        ::execv(argv[0], argv.data());
-        std::fprintf(stderr, "exec %s: %s\n", argv[0], std::strerror(errno));
-        ::_exit(127);
+        execOrExit(args);
     }
     ::close(out[1]);
     std::string text;

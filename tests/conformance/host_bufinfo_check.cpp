@@ -12,8 +12,14 @@
 // run (no pids or inodes), compared with
 // tests/conformance/host_bufinfo_expected.txt. Then it checks `CENALLOC
 // alloc --for` (a real dma-buf from the kernel heap the model chose) and
-// that `explain --host` names that kernel heap.
+// that `explain --host` names that kernel heap; then the same through
+// `cenallocd --host` (CENALLOC's sibling cenallocd): its heap list's kernel
+// heap column and `alloc --for --socket`.
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <linux/dma-buf.h>
 #include <linux/dma-heap.h>
 #include <linux/udmabuf.h>
@@ -29,6 +35,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -110,6 +117,99 @@ void checkBuffer(const json& report, const Allocated& a, const char* label, pid_
     std::printf("host-bufinfo-%s-holders: %s\n", label, cenalloc::guest::describeHolders(b, child).c_str());
 }
 
+/// cenallocd, started as the sibling of @p cli with @p args, once it said
+/// READY=1 (NOTIFY_SOCKET, as systemd's Type=notify waits for it, bounded
+/// by 60 s); -1 when it did not.
+pid_t startDaemon(const std::string& cli, const std::vector<std::string>& args, const std::string& dir) {
+    const std::string daemon = cli.substr(0, cli.rfind('/') + 1) + "cenallocd";
+    const std::string notifyPath = dir + "/notify";
+    int notify = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", notifyPath.c_str());
+    if (notify < 0 || ::bind(notify, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+        std::printf("alloc-for-daemon: notify socket: %s\n", std::strerror(errno));
+        return -1;
+    }
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::setenv("NOTIFY_SOCKET", notifyPath.c_str(), 1);
+        std::vector<std::string> command = {daemon};
+        command.insert(command.end(), args.begin(), args.end());
+        cenalloc::guest::execOrExit(command);
+    }
+    pollfd p{notify, POLLIN, 0};
+    char said[64] = {};
+    const bool ready = ::poll(&p, 1, 60000) == 1 && ::recv(notify, said, sizeof said - 1, 0) > 0 &&
+                       std::string_view(said).starts_with("READY=1");
+    ::close(notify);
+    if (!ready) {
+        std::printf("alloc-for-daemon: cenallocd did not become ready (%s)\n", said);
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+        return -1;
+    }
+    return pid;
+}
+
+// The same allocation through `cenallocd --host`: the daemon's heap list
+// says which /dev/dma_heap node the system heap stands for, and `alloc
+// --for --socket` prints what the in-process command printed (the device's
+// sysfs path @p sysfs included). Returns the number of failures.
+int checkThroughDaemon(const std::string& cli, const std::string& device, const std::string& sysfs) {
+    ::mkdir("/tmp", 01777); // the guest's initramfs may have none
+    char dirTemplate[] = "/tmp/host-bufinfo.XXXXXX";
+    if (!::mkdtemp(dirTemplate)) {
+        std::printf("alloc-for-daemon: mkdtemp: %s\n", std::strerror(errno));
+        return 1;
+    }
+    const std::string dir = dirTemplate;
+    const std::string socketPath = dir + "/cenalloc.sock";
+    pid_t daemon = startDaemon(cli, {"--host", "--socket", socketPath, "--log-level", "error"}, dir);
+    if (daemon < 0)
+        return 1;
+    auto str = [](const json& v) { return v.is_string() ? v.get<std::string>() : std::string("null"); };
+    int failures = 0;
+    int status = 0;
+    json heaps =
+        json::parse(cenalloc::guest::run({cli, "heaps", "--socket", socketPath, "--json"}, &status), nullptr, false);
+    std::string systemNode = "missing";
+    if (!heaps.is_discarded())
+        for (const json& h : heaps["heaps"])
+            if (h["name"] == "system")
+                systemNode = str(h["properties"].value("kernel_heap", json())) + " (" +
+                             str(h["properties"].value("kernel_placement", json())) + ")";
+    std::printf("alloc-for-daemon-heaps: status=%d system=%s\n", status, systemNode.c_str());
+    failures += status != 0 || systemNode != "/dev/dma_heap/system (placed)";
+
+    json a = json::parse(cenalloc::guest::run({cli, "alloc", "--for", device, "--size", "1M", "--name", "via-daemon",
+                                               "--socket", socketPath, "--json"},
+                                              &status),
+                         nullptr, false);
+    std::printf("alloc-for-daemon-json: %s status=%d\n", a.is_discarded() ? "unparsable" : "ok", status);
+    if (!a.is_discarded() && status == 0) {
+        std::printf("alloc-for-daemon-buffer: heap=%s kernel_heap=%s size=%llu exporter=%s name=%s fd=%s\n",
+                    str(a["heap"]).c_str(), str(a["kernel_heap"]).c_str(),
+                    static_cast<unsigned long long>(a["size"].get<uint64_t>()), str(a["exporter"]).c_str(),
+                    str(a["name"]).c_str(), a["fd"].get<int>() >= 0 ? "open" : "none");
+        const bool sameDevice = a["devices"].size() == 1 && a["devices"][0]["name"] == device;
+        const bool sameSysfs = sameDevice && str(a["devices"][0]["sysfs"]) == sysfs;
+        std::printf("alloc-for-daemon-devices: %zu, the one asked %s, sysfs as in-process %s\n", a["devices"].size(),
+                    sameDevice ? "yes" : "no", sameSysfs ? "yes" : "no");
+        failures += str(a["kernel_heap"]) != "/dev/dma_heap/system" || !sameSysfs;
+    } else {
+        failures += 1;
+    }
+    ::kill(daemon, SIGTERM);
+    int raw = 0;
+    ::waitpid(daemon, &raw, 0);
+    std::printf("alloc-for-daemon-stopped: %s\n", WIFEXITED(raw) && WEXITSTATUS(raw) == 0 ? "exit 0" : "abnormally");
+    failures += !(WIFEXITED(raw) && WEXITSTATUS(raw) == 0);
+    ::unlink((dir + "/notify").c_str());
+    ::rmdir(dir.c_str());
+    return failures;
+}
+
 // `cenalloc alloc --for` on the host: the model placed on the kernel's
 // heaps chooses the system heap for the guest's first device, and the CLI
 // hands out a real dma-buf the kernel exported from it. Lines name no pid,
@@ -149,7 +249,9 @@ int checkAllocFor(const std::string& cli) {
     std::printf("alloc-for-explain: status=%d heap=%s kernel_heap=%s\n", status,
                 e.is_discarded() ? "unparsable" : str(e["heap"]).c_str(),
                 e.is_discarded() ? "unparsable" : str(e["kernel_heap"]).c_str());
-    return (str(a["exporter"]) != "system") + !sameDevice + (status != 0) + !named;
+    const std::string sysfs = sameDevice ? str(a["devices"][0]["sysfs"]) : std::string();
+    return (str(a["exporter"]) != "system") + !sameDevice + (status != 0) + !named +
+           checkThroughDaemon(cli, device, sysfs);
 }
 
 } // namespace

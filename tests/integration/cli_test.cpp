@@ -310,8 +310,7 @@ TEST(Cli, AllocForRefusesBadInputWithItsErrno) {
              Case{"--for gpu --size 0", "(EINVAL)"},
              Case{"--for display --size 8G", "no heap serves"},
              Case{"--for gpu --size 1M --cpu-access sometimes", "--cpu-access"},
-             Case{"--for gpu --size 1M --socket /nonexistent.sock",
-                  "alloc --for runs in-process: --socket does not apply (EINVAL)"},
+             Case{"--for gpu --size 1M --socket /nonexistent.sock", "(ENOENT)"},
          }) {
         SCOPED_TRACE(c.args);
         CliRun r = cli(std::string("alloc ") + c.args);
@@ -368,6 +367,50 @@ TEST(Cli, CommandsTalkToTheDaemonWithSocket) {
 
     CliRun nobody = cli("heaps --socket " + daemon.path() + ".missing");
     EXPECT_EQ(nobody.exitCode, 1);
+}
+
+// The lines of `alloc --for`'s text output but fd and inode, which differ
+// between two buffers.
+std::string withoutFdAndInode(const std::string& out) {
+    std::string kept;
+    for (size_t at = 0; at < out.size();) {
+        size_t end = out.find('\n', at);
+        const std::string line = out.substr(at, end == std::string::npos ? std::string::npos : end + 1 - at);
+        if (!line.starts_with("fd: ") && !line.starts_with("inode: "))
+            kept += line;
+        at = end == std::string::npos ? out.size() : end + 1;
+    }
+    return kept;
+}
+
+TEST(Cli, AllocForThroughTheDaemonPrintsWhatInProcessPrints) {
+    Daemon daemon({.logLevel = "error"});
+    ASSERT_TRUE(daemon.running());
+    const std::string socket = " --socket " + daemon.path();
+    const std::string args = "alloc --for display,gpu --size 3M --name scanout";
+    CliRun remote = cli(args + socket, cenalloc::test::Output::Stdout);
+    ASSERT_EQ(remote.exitCode, 0) << remote.out;
+    CliRun local = cli(args, cenalloc::test::Output::Stdout); // in-process, on the built-in platform
+    ASSERT_EQ(local.exitCode, 0) << local.out;
+    EXPECT_EQ(withoutFdAndInode(remote.out), withoutFdAndInode(local.out));
+    EXPECT_NE(remote.out.find("heap: linux,cma\n"), std::string::npos) << remote.out;
+    EXPECT_NE(remote.out.find("device: gpu sysfs=- driver=-\n"), std::string::npos) << remote.out;
+
+    CliRun json = cli("alloc --for gpu --size 1M --json" + socket, cenalloc::test::Output::Stdout);
+    ASSERT_EQ(json.exitCode, 0) << json.out;
+    auto j = nlohmann::json::parse(json.out);
+    EXPECT_EQ(j["heap"], "system");
+    EXPECT_EQ(j["exporter"], "system");
+    ASSERT_EQ(j["devices"].size(), 1u);
+    EXPECT_EQ(j["devices"][0]["name"], "gpu");
+
+    // Refusals come from the daemon with their errno, and leave nothing behind.
+    CliRun unknown = cli("alloc --for toaster --size 1M" + socket);
+    EXPECT_EQ(unknown.exitCode, 1);
+    EXPECT_NE(unknown.out.find("(ENODEV)"), std::string::npos) << unknown.out;
+    CliRun stats = cli("stats --json" + socket);
+    ASSERT_EQ(stats.exitCode, 0) << stats.out;
+    EXPECT_EQ(nlohmann::json::parse(stats.out)["live_buffers"], 0) << "each buffer died with its process";
 }
 
 TEST(Cli, OptionsEveryCommandTakesGoBeforeTheSubcommandOrAfterIt) {

@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: MIT
-// Tests of which host kernel heaps the service offers: only those whose buffers' end it can see, else none, said.
+// Tests of which host kernel heaps the service offers (only those whose buffers' end it can see, else none, said),
+// and of the placement a placed daemon's heap list carries.
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
 #include <cenalloc/context.h>
+#include <cenalloc/session.h>
 
+#include "support/daemon.h"
 #include "support/fake_kernel_heaps.h"
 #include "service/config.h"
 #include "service/service.h"
@@ -54,6 +58,57 @@ TEST(ServiceKernelHeaps, AHostWithoutKernelHeapsHasNothingToSay) {
     auto service = Service::create(defaultPlatform(), config);
     ASSERT_TRUE(service) << service.error().toString();
     EXPECT_TRUE((*service)->notes().empty());
+}
+
+// A daemon placed on a stand-in of the host kernel's heaps: "system" has a
+// node, "linux,cma" has none, and node "zz" matches no heap of the model.
+ServiceConfig placedOnStandIn(const FakeKernelHeapDir& dir) {
+    dir.addHeap("system");
+    dir.addHeap("zz");
+    ServiceConfig config;
+    config.context.kernelHeapDir = dir.path();
+    config.context.placeKernelHeaps = true;
+    config.probeKernelHeaps = false; // stand-in nodes cannot allocate the probe's page
+    return config;
+}
+
+TEST(ServiceKernelHeaps, TheHeapListThroughTheDaemonCarriesEachHeapsKernelPlacement) {
+    FakeKernelHeapDir dir;
+    test::InProcessDaemon daemon(placedOnStandIn(dir));
+    ASSERT_TRUE(daemon.ok());
+    auto session = Session::connect(daemon.path());
+    ASSERT_TRUE(session) << session.error().toString();
+    auto heaps = (*session)->heaps();
+    ASSERT_TRUE(heaps) << heaps.error().toString();
+
+    std::span<const HeapProperties> own = daemon.server().service().context().heapProperties();
+    ASSERT_EQ(heaps->size(), own.size());
+    for (size_t i = 0; i < own.size(); ++i) {
+        SCOPED_TRACE(own[i].name);
+        EXPECT_EQ((*heaps)[i].properties.kernelPlacement, own[i].kernelPlacement);
+        EXPECT_EQ((*heaps)[i].properties.kernelHeap, own[i].kernelHeap);
+    }
+    auto placement = [&](std::string_view name) {
+        for (const HeapInfo& h : *heaps)
+            if (h.name == name)
+                return std::pair(h.properties.kernelPlacement, h.properties.kernelHeap);
+        ADD_FAILURE() << "no heap " << name;
+        return std::pair(KernelPlacement::Modelled, std::string());
+    };
+    EXPECT_EQ(placement("system"), std::pair(KernelPlacement::Placed, std::string("system")));
+    EXPECT_EQ(placement("linux,cma"), std::pair(KernelPlacement::NotInKernel, std::string()));
+    EXPECT_EQ(placement("kernel:zz"), std::pair(KernelPlacement::Unplaced, std::string("zz")));
+}
+
+TEST(ServiceKernelHeaps, AnUnplacedDaemonsHeapListSaysEveryHeapIsModelled) {
+    test::InProcessDaemon daemon;
+    ASSERT_TRUE(daemon.ok());
+    auto session = Session::connect(daemon.path());
+    ASSERT_TRUE(session) << session.error().toString();
+    auto heaps = (*session)->heaps();
+    ASSERT_TRUE(heaps) << heaps.error().toString();
+    for (const HeapInfo& h : *heaps)
+        EXPECT_EQ(h.properties.kernelPlacement, KernelPlacement::Modelled) << h.name;
 }
 
 } // namespace

@@ -2,6 +2,7 @@
 // Tests of the wire encoding: struct sizes, round trips, the zero-extension rule, names, truncated replies.
 #include "service/protocol.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <vector>
@@ -11,6 +12,9 @@
 #include <cenalloc/context.h>
 #include <cenalloc/explain.h>
 
+#include <cenalloc/memfd.h>
+
+#include "service/operations.h"
 #include "support/fake_kernel_heaps.h"
 
 namespace cenalloc::wire {
@@ -417,6 +421,164 @@ TEST(Protocol, HeapsRoundTrip) {
     auto back = decode<std::vector<HeapInfo>>(r);
     ASSERT_TRUE(back);
     expectSameHeaps(*back, heaps);
+}
+
+TEST(Protocol, TheHeapListOfAPlacedDaemonCarriesPlacementAfterTheListOnly) {
+    const std::vector<HeapInfo> modelled = someHeaps();
+    Writer plain;
+    encode(plain, modelled);
+    std::vector<HeapInfo> heaps = modelled;
+    heaps[0].properties.kernelPlacement = KernelPlacement::Placed;
+    heaps[0].properties.kernelHeap = "system";
+    heaps[1].properties.kernelPlacement = KernelPlacement::NotInKernel;
+    Writer w;
+    encode(w, heaps);
+    // Per heap {u32 placement, u32 0} + its node as {u32 n, u32 0} + bytes padded to 8.
+    ASSERT_EQ(w.bytes().size(), plain.bytes().size() + (8 + 8 + 8) + (8 + 8));
+    {
+        Reader r(w.bytes());
+        auto back = decode<std::vector<HeapInfo>>(r);
+        ASSERT_TRUE(back) << back.error().toString();
+        EXPECT_EQ(r.remaining(), 0u);
+        expectSameHeaps(*back, heaps);
+        ASSERT_EQ(back->size(), 2u);
+        EXPECT_EQ((*back)[0].properties.kernelPlacement, KernelPlacement::Placed);
+        EXPECT_EQ((*back)[0].properties.kernelHeap, "system");
+        EXPECT_EQ((*back)[1].properties.kernelPlacement, KernelPlacement::NotInKernel);
+        EXPECT_EQ((*back)[1].properties.kernelHeap, "");
+    }
+    // What an older daemon sends (the list alone) is every heap modelled,
+    // and the list's bytes are the same as before: an older client reads
+    // them and stops.
+    ASSERT_TRUE(std::equal(plain.bytes().begin(), plain.bytes().end(), w.bytes().begin()));
+    {
+        Reader r(plain.bytes());
+        auto back = decode<std::vector<HeapInfo>>(r);
+        ASSERT_TRUE(back);
+        for (const HeapInfo& h : *back)
+            EXPECT_EQ(h.properties.kernelPlacement, KernelPlacement::Modelled) << h.name;
+    }
+    // A placement past the last defined one, or placements cut short, are EPROTO.
+    std::vector<std::byte> bad = w.bytes();
+    bad[plain.bytes().size()] = std::byte{static_cast<uint8_t>(KernelPlacement::Alias) + 1};
+    Reader rb(bad);
+    auto undefined = decode<std::vector<HeapInfo>>(rb);
+    ASSERT_FALSE(undefined);
+    EXPECT_EQ(undefined.error().code(), EPROTO);
+    std::vector<std::byte> cut(w.bytes().begin(), w.bytes().end() - 8);
+    Reader rc(cut);
+    auto truncated = decode<std::vector<HeapInfo>>(rc);
+    ASSERT_FALSE(truncated);
+    EXPECT_EQ(truncated.error().code(), EPROTO);
+}
+
+AllocForReply someAllocFor() {
+    AllocForReply a;
+    a.buffer = 7;
+    a.size = 1 << 20;
+    a.heap = "linux,cma@50000000";
+    a.kernelHeap = "linux,cma@50000000";
+    a.reason = "the best of the heaps that serve display and gpu";
+    a.exporter = "linux,cma@50000000";
+    a.devices = {{"display", "/sys/devices/platform/soc@0/32e80000.display-controller", ""},
+                 {"gpu", "/sys/devices/platform/soc@0/38000000.gpu", "etnaviv"}};
+    return a;
+}
+
+Result<SessionAllocatedFor> finishAllocFor(AllocForReply body, std::vector<std::string> devices) {
+    auto fd = createSealedMemfd("alloc-for", 4096);
+    EXPECT_TRUE(fd);
+    auto request = cenalloc::AllocForRequest::make(std::move(devices), 4096, "asked");
+    EXPECT_TRUE(request);
+    return ops::AllocFor::finish(std::move(body), std::move(*fd), *request);
+}
+
+TEST(Protocol, AllocForRepliesCarryTheExporterAndEachDevicesSysfsPathAndDriver) {
+    const AllocForReply a = someAllocFor();
+    Writer w;
+    encode(w, a);
+    Reader r(w.bytes());
+    auto back = decode<AllocForReply>(r);
+    ASSERT_TRUE(back) << back.error().toString();
+    EXPECT_EQ(r.remaining(), 0u);
+    EXPECT_EQ(back->exporter, a.exporter);
+    ASSERT_EQ(back->devices.size(), 2u);
+    for (size_t i = 0; i < 2; ++i) {
+        SCOPED_TRACE(i);
+        EXPECT_EQ(back->devices[i].name, a.devices[i].name);
+        EXPECT_EQ(back->devices[i].sysfsPath, a.devices[i].sysfsPath);
+        EXPECT_EQ(back->devices[i].driver, a.devices[i].driver);
+    }
+    auto finished = finishAllocFor(*back, {"display", "gpu"});
+    ASSERT_TRUE(finished) << finished.error().toString();
+    EXPECT_EQ(finished->name, "asked");
+    EXPECT_EQ(finished->exporter, a.exporter);
+    ASSERT_EQ(finished->devices.size(), 2u);
+    EXPECT_EQ(finished->devices[1].driver, "etnaviv");
+
+    // Every prefix of the body either decodes as an older daemon's (ending
+    // right after the reason) or is EPROTO: never a partial device list.
+    AllocForReply older = a;
+    older.exporter.clear();
+    older.devices.clear();
+    Writer wo;
+    encode(wo, older);
+    const std::vector<std::byte>& full = w.bytes();
+    const size_t olderSize = wo.bytes().size() - 16; // its empty exporter and device list are 16 bytes
+    for (size_t n = 0; n < full.size(); n += 8) {
+        SCOPED_TRACE(n);
+        std::vector<std::byte> cut(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(n));
+        Reader rc(cut);
+        auto partial = decode<AllocForReply>(rc);
+        EXPECT_EQ(bool(partial), n == olderSize) << (partial ? "" : partial.error().toString());
+        if (!partial) {
+            EXPECT_EQ(partial.error().code(), EPROTO);
+        }
+    }
+    // An older daemon's reply: the devices are the names asked, nothing known of them.
+    std::vector<std::byte> olderBytes(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(olderSize));
+    Reader ro(olderBytes);
+    auto fromOlder = decode<AllocForReply>(ro);
+    ASSERT_TRUE(fromOlder);
+    auto finishedOlder = finishAllocFor(*fromOlder, {"display", "gpu"});
+    ASSERT_TRUE(finishedOlder) << finishedOlder.error().toString();
+    ASSERT_EQ(finishedOlder->devices.size(), 2u);
+    EXPECT_EQ(finishedOlder->devices[0].name, "display");
+    EXPECT_EQ(finishedOlder->devices[0].sysfsPath, "");
+    EXPECT_EQ(finishedOlder->exporter, "");
+}
+
+TEST(Protocol, AnAllocForReplyWhoseDevicesAreNotTheOnesAskedOrTooLongIsEproto) {
+    struct Case {
+        const char* what;
+        void (*change)(AllocForReply&);
+    };
+    const Case cases[] = {
+        {"a device fewer", [](AllocForReply& a) { a.devices.pop_back(); }},
+        {"a device more",
+         [](AllocForReply& a) {
+             a.devices.push_back({"usb", "", ""});
+         }},
+        {"another device", [](AllocForReply& a) { a.devices[1].name = "usb"; }},
+        {"the devices swapped", [](AllocForReply& a) { std::swap(a.devices[0], a.devices[1]); }},
+        {"a sysfs path past PATH_MAX", [](AllocForReply& a) { a.devices[0].sysfsPath.assign(4096, 'p'); }},
+        {"a driver past NAME_MAX", [](AllocForReply& a) { a.devices[1].driver.assign(256, 'd'); }},
+        {"an exporter longer than a heap name", [](AllocForReply& a) { a.exporter.assign(65, 'e'); }},
+    };
+    for (const Case& c : cases) {
+        SCOPED_TRACE(c.what);
+        AllocForReply a = someAllocFor();
+        c.change(a);
+        auto finished = finishAllocFor(a, {"display", "gpu"});
+        ASSERT_FALSE(finished);
+        EXPECT_EQ(finished.error().code(), EPROTO);
+    }
+    // At the limits it is accepted.
+    AllocForReply longest = someAllocFor();
+    longest.devices[0].sysfsPath.assign(4095, 'p');
+    longest.devices[1].driver.assign(255, 'd');
+    longest.exporter.assign(64, 'e');
+    EXPECT_TRUE(finishAllocFor(longest, {"display", "gpu"}));
 }
 
 // ---------------------------------------------------- byte-identical bodies

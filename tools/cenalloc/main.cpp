@@ -155,7 +155,8 @@ int main(int argc, char** argv) {
     auto* forOpt = allocCmd
                        ->add_option("--for", allocFor,
                                     "devices sharing the buffer (DEV1,DEV2,...): allocate from the best heap for "
-                                    "them, in-process (on --host a real dma-buf from the host kernel's heap)")
+                                    "them (on --host, or through a cenallocd placed on the host, a real dma-buf "
+                                    "from the host kernel's heap)")
                        ->delimiter(',');
     heapOpt->excludes(forOpt);
     allocCmd->add_option("--size", allocSizeText, "length (4096, 0x1000, 64K, 8M, ...)")->required();
@@ -253,17 +254,36 @@ int main(int argc, char** argv) {
         return static_cast<int>(CLI::ExitCodes::RequiredError);
     }
 
-    // alloc --for: the best heap for the devices, in-process (the host's
-    // kernel heaps are this process's to open).
+    // alloc --for: the best heap for the devices. On a platform given here,
+    // in-process (the host's kernel heaps are this process's to open);
+    // otherwise in the session the other commands use: cenallocd (op
+    // alloc-for) when --socket names one or one answers at the default
+    // socket, else in-process on the built-in platform.
     if (allocCmd->parsed() && !allocFor.empty()) {
-        if (!socketPath.empty())
-            return fail(Error(EINVAL, "alloc --for runs in-process: --socket does not apply"));
         auto args = parseSizeAndCpu(allocSizeText, allocCpuText);
         if (!args)
             return fail(args.error());
         auto request = cenalloc::AllocForRequest::make(allocFor, args->size, bufferName, args->cpu);
         if (!request)
             return fail(request.error());
+        // The buffer (and its fd) lives until the report is printed.
+        auto print = [&](const auto& allocated) {
+            if (!allocated)
+                return fail(allocated.error());
+            auto report = cenalloc::reportAllocatedFor(*allocated, reportOptions(json));
+            if (!report)
+                return fail(report.error());
+            std::cout << *report << std::flush;
+            return 0;
+        };
+        if (!socketPath.empty() || !source.given()) {
+            auto session = cenalloc::openSession({socketPath, source}, &notes);
+            if (!json || !session)
+                printNotes();
+            if (!session)
+                return fail(session.error());
+            return print((*session)->allocateFor(*request));
+        }
         auto platform = loadPlatform(source, json);
         if (!platform)
             return fail(platform.error());
@@ -272,15 +292,7 @@ int main(int argc, char** argv) {
             return fail(context.error());
         for (const std::string& problem : (*context)->kernelHeapProblems())
             std::cerr << "cenalloc: note: kernel heap left out: " << cenalloc::printableText(problem) << "\n";
-        auto allocated = (*context)->allocateFor(*request);
-        if (!allocated)
-            return fail(allocated.error());
-        // The buffer (and its fd) lives until the report is printed.
-        auto report = cenalloc::reportAllocatedFor(*allocated, reportOptions(json));
-        if (!report)
-            return fail(report.error());
-        std::cout << *report << std::flush;
-        return 0;
+        return print((*context)->allocateFor(*request));
     }
 
     // Commands about buffers and heaps run in a session: the daemon's when

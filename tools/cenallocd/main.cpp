@@ -8,12 +8,14 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include <cenalloc/daemon.h>
 #include <cenalloc/platform.h>
+#include <cenalloc/platform_sources.h>
 #include <cenalloc/session.h>
 
 namespace {
@@ -51,12 +53,18 @@ int fail(const cenalloc::Error& error) {
 
 int main(int argc, char** argv) {
     CLI::App app{"cenallocd: the cenalloc allocator service"};
-    std::string platformPath;
+    cenalloc::PlatformSource source;
     std::string socketPath;
     std::string configPath;
     std::string logLevelText = "info";
-    app.add_option("--platform", platformPath, "platform description (YAML); default: the built-in one")
+    app.add_option("--platform", source.yamlPath, "platform description (YAML); default: the built-in one")
         ->check(CLI::ExistingFile);
+    app.add_option("--dtb", source.dtbPath, "a flattened device tree (.dtb) instead")->check(CLI::ExistingFile);
+    app.add_option("--overlay", source.overlayPath, "board overlay (YAML) for --dtb or --host")
+        ->check(CLI::ExistingFile);
+    app.add_flag("--host", source.host,
+                 "the running host (/sys, /proc, /dev) instead: its heaps placed on the host kernel's "
+                 "/dev/dma_heap, whose real dma-bufs alloc-for hands out");
     app.add_option("--socket", socketPath,
                    fmt::format("socket to listen on (default {})", cenalloc::Session::defaultSocketPath()));
     app.add_option("--config", configPath, "configuration (YAML): quotas, heap access, client limits");
@@ -80,8 +88,9 @@ int main(int argc, char** argv) {
         return fail(cenalloc::Error::fromErrno("signalfd"));
     std::signal(SIGPIPE, SIG_IGN);
 
-    auto platform = platformPath.empty() ? cenalloc::Result<cenalloc::Platform>(cenalloc::defaultPlatform())
-                                         : cenalloc::loadPlatformFile(platformPath);
+    std::vector<std::string> notes;
+    auto platform = source.given() ? cenalloc::loadPlatformSource(source, &notes)
+                                   : cenalloc::Result<cenalloc::Platform>(cenalloc::defaultPlatform());
     if (!platform)
         return fail(platform.error());
     cenalloc::DaemonOptions options;
@@ -96,6 +105,11 @@ int main(int argc, char** argv) {
         // One write per line so that lines of concurrent threads never interleave.
         [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
     };
+    // What the platform loader noted (device tree warnings, what --host
+    // could and could not learn).
+    if (*level >= LogLevel::Info)
+        for (const std::string& note : notes)
+            options.log(LogLevel::Info, "platform: " + note);
 
     auto daemon = cenalloc::Daemon::create(*platform, std::move(options));
     if (!daemon)
