@@ -2,11 +2,16 @@
 // Tests of heap-driven moves: a fragmented CMA heap making room by moving movable buffers, and Context::evacuate.
 #include <cenalloc/context.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <latch>
 
 #include <gtest/gtest.h>
 
@@ -405,6 +410,84 @@ TEST(HeapMoves, EvacuateRefusesBadRangesAndHeapsThatMoveNothing) {
     auto empty = f.context->evacuate(kCma, kCmaBase, kSlots * kSlot);
     ASSERT_TRUE(empty) << empty.error().toString();
     EXPECT_TRUE(empty->moved.empty());
+    f.finish();
+}
+
+// Buffers moving for their heap while their own threads map them and other
+// threads allocate from the same pool: every allocation either gets its
+// room or ENOMEM, nothing deadlocks (a heap never waits for a buffer's lock
+// while it holds another's), and everything is back at the baseline after.
+TEST(HeapMoves, ConcurrentAllocationsMapsAndMovesNeverDeadlockAndLeaveNothingBehind) {
+    Fragmented f;
+    constexpr int kThreads = 4;
+    constexpr int kRounds = 200;
+    std::latch start(kThreads);
+    std::vector<std::thread> threads;
+    std::atomic<int> made{0};
+    std::atomic<int> movesTold{0};
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+            // Each thread keeps its last few buffers: the pool fragments.
+            struct Live {
+                std::shared_ptr<Buffer> buffer;
+                Attachment display;
+                Attachment::Mapping mapping;
+            };
+            std::vector<std::unique_ptr<Live>> live;
+            start.arrive_and_wait();
+            for (int round = 0; round < kRounds; ++round) {
+                if (live.size() >= 3)
+                    live.erase(live.begin());
+                if (t % 2 == 0) {
+                    // A deferred buffer the GPU (behind its SMMU) maps,
+                    // placed in the pool by hand: its own best heap is
+                    // general memory, where a move for the pool takes it.
+                    // Every third one is pinned (it cannot move).
+                    auto frame = f.context->create((8 + 16 * ((round + t) % 4)) * MiB, "frame");
+                    ASSERT_TRUE(frame);
+                    auto l = std::make_unique<Live>();
+                    l->buffer = std::move(*frame);
+                    // Told from whichever thread's allocation moved it, maybe
+                    // after it detached: the callback uses the test's state.
+                    auto gpu = l->buffer->attach(
+                        f.gpu, {.onMove = [&movesTold](const MoveNotification&) { movesTold.fetch_add(1); }});
+                    ASSERT_TRUE(gpu);
+                    l->display = std::move(*gpu);
+                    if (!l->buffer->migrate(kCma))
+                        continue;
+                    auto mapping = l->display.map(DmaDirection::Bidirectional);
+                    if (!mapping)
+                        continue;
+                    made.fetch_add(1);
+                    l->mapping = std::move(*mapping);
+                    if (round % 3 == 0) {
+                        ASSERT_TRUE(l->display.pin());
+                    }
+                    live.push_back(std::move(l));
+                } else {
+                    // Buffers allocated from the pool by name, 48 or 96 MiB.
+                    auto byName = f.context->allocate(kCma, (round % 2 ? 48 : 96) * MiB);
+                    if (!byName)
+                        continue;
+                    made.fetch_add(1);
+                    auto l = std::make_unique<Live>();
+                    l->buffer = std::move(*byName);
+                    live.push_back(std::move(l));
+                }
+            }
+            // Mappings and attachments go before their buffers.
+            for (auto& l : live) {
+                l->mapping.unmap();
+                while (l->display.attached() && l->display.unpin())
+                    ;
+                l->display.detach();
+            }
+        });
+    }
+    for (std::thread& thread : threads)
+        thread.join();
+    EXPECT_GT(made.load(), 0);
+    std::printf("%d allocations, %d move notifications\n", made.load(), movesTold.load());
     f.finish();
 }
 
