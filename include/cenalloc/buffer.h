@@ -120,6 +120,12 @@ struct AttachOptions {
     /// this. Empty: a static importer, whose mappings pin the storage while
     /// they exist (a later attach that needs other storage is EBUSY).
     MoveCallback onMove;
+    /// With onMove: the importer is told of a move before it is made and
+    /// must acknowledge it first (a cenallocd client's dynamic attachment,
+    /// whose service waits for the acknowledgement). A move the buffer's own
+    /// heap needs (a CMA heap making room) waits for nobody, so it leaves a
+    /// buffer with such an importer where it is.
+    bool acknowledgesMoves = false;
 };
 
 /// A device's link to a buffer (dma_buf_attach). Detaches on destruction.
@@ -356,6 +362,8 @@ private:
     CENALLOC_NO_EXPORT void detachLocked(AttachmentState& state);
     CENALLOC_NO_EXPORT Result<Attachment::Mapping> mapAttachment(const std::shared_ptr<AttachmentState>& state,
                                                                  DmaDirection direction);
+    CENALLOC_NO_EXPORT Result<Attachment::Mapping> mapAttachmentLocked(const std::shared_ptr<AttachmentState>& state,
+                                                                       DmaDirection direction);
     CENALLOC_NO_EXPORT void endCpuAccess(uint32_t flags);
     CENALLOC_NO_EXPORT void deliverMoves(std::unique_lock<std::mutex>& lock);
     CENALLOC_NO_EXPORT bool anyNonCoherentLocked() const;

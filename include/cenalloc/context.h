@@ -143,6 +143,26 @@ struct AllocatedFor {
     AllocForChoice choice;
 };
 
+/// One buffer a heap moved out of its way (Context::evacuate).
+struct EvacuatedBuffer {
+    uint64_t buffer = 0;
+    std::string name;
+    /// Where its storage was, and where it is now.
+    std::vector<PhysChunk> from;
+    std::string toHeap;
+    std::vector<PhysChunk> to;
+    /// Its dynamic importers, each told of the move (MoveNotification).
+    std::vector<std::string> notified;
+};
+
+/// What Context::evacuate moved to clear a range of a heap.
+struct Evacuation {
+    std::string heap;
+    PhysChunk range;
+    /// The buffers moved, by id.
+    std::vector<EvacuatedBuffer> moved;
+};
+
 /// Everything cenalloc knows about one machine, in this process (the
 /// embedded default; the service runs one for every client): the platform
 /// model, its simulated physical memory, heaps, IOMMU domains and devices,
@@ -257,6 +277,25 @@ public:
     /// below ReadyPoolOptions::lowMemoryBytes (the background thread does
     /// this on its own about once a second; for tests).
     void checkReadyPoolMemory() const;
+
+    /// Clear [@p address, @p address + @p size) of CMA heap @p heap: move
+    /// every buffer with storage there to another place that serves its
+    /// attached devices (another heap, or elsewhere in the same one), as the
+    /// kernel's CMA migrates movable pages out of a range it allocates, under
+    /// the rules of every move (Buffer::attach with options): dynamic
+    /// importers are told, and what holds a buffer in place blocks it. An
+    /// allocation from the heap that finds no room does the same on its own
+    /// for the window that needs the fewest bytes moved. All or nothing:
+    /// a failure moves no buffer. The range is free when this returns
+    /// (until something is allocated there).
+    /// Errors: ENOENT for an unknown heap; EINVAL for a heap that is not a
+    /// CMA heap of the model, or a range that is empty, not page-aligned or
+    /// not inside the heap; EBUSY naming every buffer there that cannot move
+    /// and why (a pin, a static mapping, an importer that must acknowledge
+    /// first, a buffer allocated from the heap by name), or bytes in use by
+    /// a buffer busy in another thread; ENOMEM when no other place has room
+    /// for them.
+    Result<Evacuation> evacuate(std::string_view heap, uint64_t address, uint64_t size);
 
     /// A bufinfo line per live buffer, by id.
     std::vector<BufferInfo> bufinfo() const;

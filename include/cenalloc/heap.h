@@ -214,10 +214,16 @@ protected:
     };
     virtual Result<Backing> allocateBacking(uint64_t length, const StorageLimits& limits) = 0;
     virtual void freeChunks(std::span<const PhysChunk> chunks) = 0;
+    /// Storage of @p chunks (@p size bytes in all) that the backend set
+    /// aside itself rather than in allocateBacking (a contiguous heap's
+    /// window cleared by moving buffers out of it), counted in the
+    /// statistics as an allocation.
+    CENALLOC_NO_EXPORT Storage adoptChunks(std::vector<PhysChunk> chunks, uint64_t size);
 
 private:
     friend class Storage;
     CENALLOC_NO_EXPORT void release(std::span<const PhysChunk> chunks, uint64_t size);
+    CENALLOC_NO_EXPORT Storage countAllocation(std::vector<PhysChunk> chunks, uint64_t size, UniqueFd dmaBuf);
 
     HeapProperties properties_;
     mutable std::mutex statsMutex_;

@@ -8,6 +8,7 @@
 #include <cenalloc/heap.h>
 #include <cenalloc/platform.h>
 
+#include "alloc/heap_moves.h"
 #include "heaps/heap_registry.h"
 
 #include "iommu/iommu_domain.h"
@@ -24,6 +25,8 @@ struct AllocatorState {
     HeapRegistry heaps;
     std::vector<HeapProperties> heapProperties;        // parallel to heaps.heaps()
     std::vector<std::shared_ptr<IommuDomain>> domains; // parallel to platform.iommus
+    /// Moves the buffers in a CMA heap's way (thread-safe itself).
+    std::shared_ptr<HeapMover> mover;
 };
 
 } // namespace cenalloc

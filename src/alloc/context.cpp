@@ -81,8 +81,9 @@ Result<std::unique_ptr<Context>> Context::create(const Platform& platform, const
             domain = domainFor(*state->platform.findIommu(*d.iommu), iommuDomainName(d));
         context->devices_.push_back(std::make_unique<DmaDevice>(d, std::move(domain)));
     }
-    context->state_ = std::move(state);
     context->registry_ = std::make_shared<BufferRegistry>();
+    state->mover = std::make_shared<HeapMover>(context->registry_);
+    context->state_ = std::move(state);
     context->kernelHeapProblems_ = std::move(kernelHeapProblems);
     context->ready_ = std::make_unique<ReadyMemory>(options.readyPool);
     return context;
@@ -203,8 +204,9 @@ Result<AllocatedFor> Context::allocateFor(const AllocForRequest& request, const 
         }
         // A kernel heap takes no limits; matching found all of its memory
         // within the devices' reach (HeapProperties::honoursAddressLimit).
-        auto storage = p.inHostKernel() ? heap->allocate(request.alignedSize())
-                                        : heap->allocate(request.alignedSize(), storageLimits(e.constraints));
+        auto storage = p.inHostKernel()
+                           ? heap->allocate(request.alignedSize())
+                           : state_->mover->allocate(heap, request.alignedSize(), storageLimits(e.constraints));
         if (!storage) {
             if (!firstFailure)
                 firstFailure = storage.error().withContext(
@@ -258,7 +260,8 @@ Result<std::shared_ptr<Heap>> Context::heapFor(const AllocRequest& request) cons
 Result<std::shared_ptr<Buffer>> Context::allocate(const AllocRequest& request) {
     std::shared_ptr<Heap> heap = CENALLOC_TRY(heapFor(request));
     const uint64_t aligned = request.alignedLength();
-    auto storage = heap->allocate(aligned);
+    // A CMA heap without room moves buffers out of its way.
+    auto storage = state_->mover->allocate(heap, aligned, {});
     if (!storage)
         return storage.error().withContext(
             fmt::format("allocating {} from heap '{}'", formatSize(aligned), request.heap()));
@@ -316,6 +319,23 @@ void Context::waitReadyPoolRefilled() const {
 
 void Context::checkReadyPoolMemory() const {
     ready_->checkMemory();
+}
+
+Result<Evacuation> Context::evacuate(std::string_view heapName, uint64_t address, uint64_t size) {
+    std::shared_ptr<Heap> heap = state_->heaps.find(heapName);
+    if (!heap)
+        return Error(ENOENT, fmt::format("no heap '{}'", heapName));
+    if (!heapMovesBuffers(*heap))
+        return Error(EINVAL,
+                     fmt::format("heap '{}' is not a CMA heap of the model: nothing moves out of its way", heapName));
+    const HeapProperties& p = heap->properties();
+    if (size == 0 || address % kPageSize != 0 || size % kPageSize != 0 || address < p.lowestAddress ||
+        address > p.highestAddress || size - 1 > p.highestAddress - address)
+        return Error(EINVAL, fmt::format("{:#x} bytes at {:#x}: need a non-empty range of whole pages inside heap "
+                                         "'{}' [{}, {}]",
+                                         size, address, heapName, formatAddress(p.lowestAddress),
+                                         formatAddress(p.highestAddress)));
+    return state_->mover->evacuate(heap, {address, size});
 }
 
 std::vector<BufferInfo> Context::bufinfo() const {

@@ -111,6 +111,21 @@ public:
         return moveTo(buffer, attached_, {*allowed}, fmt::format("migrate to '{}'", heapName));
     }
 
+    // Any buffer with storage may move for its heap's need; what holds it
+    // in place is BufferAccess::heapMoveBlockerLocked's to say.
+    bool movable() const override { return true; }
+
+    Result<Storage> storageElsewhere(Buffer& buffer) override {
+        (void)buffer;
+        return allocateFor(attached_, heaps_, nullptr);
+    }
+
+    void adoptStorage(Buffer& buffer, Storage storage, std::string reason) override {
+        chosenHeap_ = storage.heap()->name();
+        BufferAccess::moveStorageLocked(buffer, std::move(storage), std::move(reason));
+        ++moves_;
+    }
+
     void detach(Buffer& buffer, const DmaDevice& device) override {
         (void)device;
         // Recompute over the devices that remain: merging is order-free, so
@@ -145,8 +160,11 @@ private:
     // exhausted, the next best that serves the set, so a full CMA pool does
     // not fail an allocation a carveout could serve. Errors: the first
     // heap's failure (ENOMEM), or chooseHeap's EINVAL when none serves.
-    Result<std::pair<Storage, std::string>> allocateFor(const ConstraintSet& set,
-                                                        std::vector<const HeapProperties*> candidates) const {
+    // @p roomFor: the buffer whose lock the caller holds, when a CMA heap
+    // without room may move other buffers out of its way for it (never for
+    // a buffer that is itself moving out of a heap's way).
+    Result<Storage> allocateFor(const ConstraintSet& set, std::vector<const HeapProperties*> candidates,
+                                Buffer* roomFor) const {
         std::optional<Error> firstFailure;
         while (!candidates.empty()) {
             auto chosen = chooseHeap(set, candidates, size_, cpuAccess_);
@@ -159,9 +177,10 @@ private:
                                          "buffer's fd was handed out before its storage and cannot become the "
                                          "kernel's dma-buf; allocate with Context::allocateFor (cenalloc alloc --for)",
                                          heap->name(), kKernelHeapDir, heap->properties().kernelHeap));
-            auto storage = heap->allocate(size_, storageLimits(set));
+            auto storage = roomFor ? state_->mover->allocate(heap, size_, storageLimits(set), roomFor)
+                                   : heap->allocate(size_, storageLimits(set));
             if (storage)
-                return std::pair{std::move(*storage), heap->name()};
+                return storage;
             if (!firstFailure)
                 firstFailure = storage.error().withContext(fmt::format("heap '{}'", heap->name()));
             std::erase(candidates, *chosen);
@@ -170,9 +189,9 @@ private:
     }
 
     Result<void> allocateFrom(Buffer& buffer, std::vector<const HeapProperties*> candidates) {
-        auto [storage, heap] = CENALLOC_TRY(allocateFor(attached_, std::move(candidates)));
+        Storage storage = CENALLOC_TRY(allocateFor(attached_, std::move(candidates), &buffer));
+        chosenHeap_ = storage.heap()->name();
         BufferAccess::setStorageLocked(buffer, std::move(storage));
-        chosenHeap_ = std::move(heap);
         return {};
     }
 
@@ -181,10 +200,7 @@ private:
     // a failure changes nothing.
     Result<void> moveTo(Buffer& buffer, const ConstraintSet& set, std::vector<const HeapProperties*> candidates,
                         std::string reason) {
-        auto [storage, heap] = CENALLOC_TRY(allocateFor(set, std::move(candidates)));
-        BufferAccess::moveStorageLocked(buffer, std::move(storage), std::move(reason));
-        chosenHeap_ = std::move(heap);
-        ++moves_;
+        adoptStorage(buffer, CENALLOC_TRY(allocateFor(set, std::move(candidates), &buffer)), std::move(reason));
         return {};
     }
 

@@ -33,6 +33,8 @@ struct AttachmentState {
     bool detached = false;
     /// Set for a dynamic importer; fixed at attach.
     MoveCallback onMove;
+    /// AttachOptions::acknowledgesMoves; fixed at attach.
+    bool acknowledgesMoves = false;
     /// Pins held (Attachment::pin()); dynamic attachments only.
     uint32_t pins = 0;
     std::vector<std::shared_ptr<Attachment::Mapping::Record>> mappings;
@@ -250,6 +252,7 @@ Result<Attachment> Buffer::attach(const DmaDevice& device, AttachOptions options
     state->device = &device;
     state->id = gNextAttachmentId.fetch_add(1);
     state->onMove = std::move(options.onMove);
+    state->acknowledgesMoves = options.acknowledgesMoves && state->onMove;
     attachments_.push_back(state);
     Attachment attachment(weak_from_this(), std::move(state));
     deliverMoves(lock);
@@ -283,6 +286,16 @@ Result<void> BufferOps::migrate(Buffer& buffer, std::string_view heap) {
     return Error(EBUSY, fmt::format("buffers of exporter '{}' stay where they were allocated (their heap was chosen "
                                     "by name)",
                                     buffer.exporterName()));
+}
+
+Result<Storage> BufferOps::storageElsewhere(Buffer& buffer) {
+    return Error(EBUSY, fmt::format("buffers of exporter '{}' stay where they were allocated", buffer.exporterName()));
+}
+
+void BufferOps::adoptStorage(Buffer& buffer, Storage storage, std::string reason) {
+    // Only an exporter whose storageElsewhere gives storage is asked to adopt it.
+    (void)buffer, (void)storage, (void)reason;
+    assert(false && "adoptStorage without storageElsewhere");
 }
 
 AttachForecast BufferOps::forecastAttach(const Buffer& buffer, const DmaDevice& device) const {
@@ -336,6 +349,40 @@ std::optional<std::string> BufferAccess::moveBlockerLocked(const Buffer& buffer)
     return std::nullopt;
 }
 
+std::unique_lock<std::mutex> BufferAccess::tryLock(const Buffer& buffer) {
+    return std::unique_lock(buffer.mutex_, std::try_to_lock);
+}
+
+BufferOps& BufferAccess::opsLocked(Buffer& buffer) {
+    return *buffer.ops_;
+}
+
+const std::string& BufferAccess::nameLocked(const Buffer& buffer) {
+    return buffer.name_;
+}
+
+std::optional<std::string> BufferAccess::heapMoveBlockerLocked(const Buffer& buffer) {
+    if (std::optional<std::string> blocker = moveBlockerLocked(buffer))
+        return blocker;
+    for (const auto& state : buffer.attachments_)
+        if (state->acknowledgesMoves)
+            return fmt::format("'{}' must acknowledge a move before it is made, and a move its heap needs waits for "
+                               "nobody",
+                               state->device->name());
+    if (!buffer.ops_->movable())
+        return fmt::format("buffers of exporter '{}' stay where they were allocated", buffer.ops_->name());
+    return std::nullopt;
+}
+
+BufferAccess::PendingMoves BufferAccess::takePendingMovesLocked(Buffer& buffer) {
+    return std::exchange(buffer.pendingMoves_, {});
+}
+
+void BufferAccess::queueMovesLocked(Buffer& buffer, PendingMoves moves) {
+    for (auto& move : moves)
+        buffer.pendingMoves_.push_back(std::move(move));
+}
+
 void BufferAccess::moveStorageLocked(Buffer& buffer, Storage storage, std::string reason) {
     std::string from = buffer.storage_.empty() ? std::string() : buffer.storage_.heap()->name();
     for (auto& state : buffer.attachments_) {
@@ -376,7 +423,16 @@ void Buffer::detachLocked(AttachmentState& state) {
 
 Result<Attachment::Mapping> Buffer::mapAttachment(const std::shared_ptr<AttachmentState>& state,
                                                   DmaDirection direction) {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
+    auto mapping = mapAttachmentLocked(state, direction);
+    // The storage a first map allocated may have made room by moving
+    // other buffers: their importers are told now.
+    deliverMoves(lock);
+    return mapping;
+}
+
+Result<Attachment::Mapping> Buffer::mapAttachmentLocked(const std::shared_ptr<AttachmentState>& state,
+                                                        DmaDirection direction) {
     if (state->detached)
         return Error(ENODEV, "the attachment was detached");
     if (auto ok = ops_->ensureStorage(*this); !ok)
@@ -434,8 +490,10 @@ Result<Attachment::Mapping> Buffer::mapAttachment(const std::shared_ptr<Attachme
 
 Result<BufferMapping> Buffer::mmap(int prot) {
     {
-        std::lock_guard lock(mutex_);
-        if (auto ok = ops_->ensureStorage(*this); !ok)
+        std::unique_lock lock(mutex_);
+        auto ok = ops_->ensureStorage(*this);
+        deliverMoves(lock);
+        if (!ok)
             return ok.error().withContext(fmt::format("allocating storage of buffer {}", id_));
     }
     if (!fd_.valid())
@@ -457,9 +515,13 @@ Result<CpuAccessGuard> Buffer::beginCpuAccess(uint32_t flags) {
 
 Result<CpuAccessGuard> Buffer::beginCpuAccess(SyncFlags sync) {
     const uint32_t flags = sync.bits();
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     if (auto ok = ops_->ensureStorage(*this); !ok)
         return ok.error().withContext(fmt::format("allocating storage of buffer {}", id_));
+    if (!pendingMoves_.empty()) {
+        deliverMoves(lock);
+        lock.lock();
+    }
     if (auto ok = ops_->beginCpuAccess(*this, flags); !ok)
         return ok.error().withContext(fmt::format("CPU access to buffer {}", id_));
     ++cpuAccessDepth_;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <fcntl.h>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -46,6 +47,16 @@ class DmaDevice;
 ///  - forecastAttach (optional): what attach would do, changing nothing.
 ///    Default: it fits when the storage serves the device, else it is
 ///    blocked (the storage cannot move).
+///  - movable (optional): whether the buffer's own heap may move its storage
+///    to make room (storageElsewhere works, unless something holds it: see
+///    BufferAccess::heapMoveBlockerLocked). Default: false.
+///  - storageElsewhere (optional): new storage that serves every attached
+///    device, allocated while the old storage still exists (so never on
+///    it), for a move the old storage's heap needs (a CMA heap making room
+///    for an allocation, Context::evacuate). It must not make room in a heap
+///    itself. ENOMEM when no heap has room. Default: EBUSY.
+///  - adoptStorage (mandatory with storageElsewhere): replace the storage
+///    with what storageElsewhere gave (BufferAccess::moveStorageLocked).
 ///  - describe (optional): a line for bufinfo about the exporter's state.
 /// An attach that needs other storage moves it the same way (the exporter
 /// decides whether its buffers can move at all).
@@ -64,6 +75,9 @@ public:
     virtual void endCpuAccess(Buffer& buffer, uint32_t flags) { (void)buffer, (void)flags; }
     virtual Result<void> migrate(Buffer& buffer, std::string_view heap);
     virtual AttachForecast forecastAttach(const Buffer& buffer, const DmaDevice& device) const;
+    virtual bool movable() const { return false; }
+    virtual Result<Storage> storageElsewhere(Buffer& buffer);
+    virtual void adoptStorage(Buffer& buffer, Storage storage, std::string reason);
     virtual std::string describe(const Buffer& buffer) const {
         (void)buffer;
         return {};
@@ -122,6 +136,24 @@ struct BufferAccess {
     /// The devices of the dynamic attachments, in attach order: whom a move
     /// would notify.
     static std::vector<std::string> dynamicImportersLocked(const Buffer& buffer);
+
+    /// The buffer's lock, taken only when free now (owns_lock() false
+    /// otherwise): a heap making room locks the buffers in its way this way,
+    /// so it never waits for a buffer while it holds another's lock.
+    static std::unique_lock<std::mutex> tryLock(const Buffer& buffer);
+    static BufferOps& opsLocked(Buffer& buffer);
+    static const std::string& nameLocked(const Buffer& buffer);
+    /// What keeps the storage where it is when its own heap wants it moved,
+    /// or nothing: moveBlockerLocked(), an importer that must acknowledge a
+    /// move before it is made (AttachOptions::acknowledgesMoves: a move the
+    /// heap needs waits for nobody), an exporter whose buffers do not move.
+    static std::optional<std::string> heapMoveBlockerLocked(const Buffer& buffer);
+    /// Notifications queued by moveStorageLocked and not yet delivered.
+    using PendingMoves = std::vector<std::pair<MoveCallback, MoveNotification>>;
+    static PendingMoves takePendingMovesLocked(Buffer& buffer);
+    /// Queue @p moves (another buffer's) for @p buffer's public method to
+    /// deliver once it has unlocked, with its own.
+    static void queueMovesLocked(Buffer& buffer, PendingMoves moves);
 };
 
 } // namespace cenalloc

@@ -84,6 +84,14 @@ Result<Storage> Heap::allocate(uint64_t length, const StorageLimits& limits) {
     }
 #endif
 
+    return countAllocation(std::move(backing->chunks), size, std::move(backing->dmaBuf));
+}
+
+Storage Heap::adoptChunks(std::vector<PhysChunk> chunks, uint64_t size) {
+    return countAllocation(std::move(chunks), size, {});
+}
+
+Storage Heap::countAllocation(std::vector<PhysChunk> chunks, uint64_t size, UniqueFd dmaBuf) {
     // Storage keeps the heap alive, so a heap must be owned by a shared_ptr;
     // weak_from_this() (unlike shared_from_this()) never throws.
     std::shared_ptr<Heap> self = weak_from_this().lock();
@@ -95,7 +103,7 @@ Result<Storage> Heap::allocate(uint64_t length, const StorageLimits& limits) {
         stats_.watermarkBytes = std::max(stats_.watermarkBytes, stats_.liveBytes);
         ++stats_.totalAllocations;
     }
-    return Storage(std::move(self), std::move(backing->chunks), size, std::move(backing->dmaBuf));
+    return Storage(std::move(self), std::move(chunks), size, std::move(dmaBuf));
 }
 
 void Heap::release(std::span<const PhysChunk> chunks, uint64_t size) {

@@ -84,6 +84,38 @@ void RangeAllocator::free(uint64_t address, uint64_t size) {
     freeBytes_ += size;
 }
 
+std::vector<PhysChunk> RangeAllocator::takeFree(uint64_t address, uint64_t size) {
+    assert(address % granule_ == 0 && size % granule_ == 0 && address >= base_ && address - base_ <= size_ &&
+           size <= size_ - (address - base_));
+    const uint64_t end = address + size;
+    std::vector<PhysChunk> taken;
+    auto it = free_.upper_bound(address);
+    if (it != free_.begin() && std::prev(it)->first + std::prev(it)->second > address)
+        --it;
+    while (it != free_.end() && it->first < end) {
+        const uint64_t rangeStart = it->first;
+        const uint64_t rangeEnd = it->first + it->second;
+        const uint64_t from = std::max(rangeStart, address);
+        const uint64_t to = std::min(rangeEnd, end);
+        it = free_.erase(it);
+        if (rangeStart < from)
+            free_.emplace(rangeStart, from - rangeStart);
+        if (to < rangeEnd)
+            it = free_.emplace(to, rangeEnd - to).first;
+        taken.push_back({from, to - from});
+        freeBytes_ -= to - from;
+    }
+    return taken;
+}
+
+std::vector<PhysChunk> RangeAllocator::freeRanges() const {
+    std::vector<PhysChunk> ranges;
+    ranges.reserve(free_.size());
+    for (const auto& [start, length] : free_)
+        ranges.push_back({start, length});
+    return ranges;
+}
+
 uint64_t RangeAllocator::largestFree() const {
     uint64_t largest = 0;
     for (const auto& [start, length] : free_)

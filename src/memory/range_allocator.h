@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <vector>
 
 #include <cenalloc/result.h>
 
@@ -29,6 +30,14 @@ public:
 
     /// Give back a range from allocate() (same size as requested).
     void free(uint64_t address, uint64_t size);
+
+    /// Take every free byte of [@p address, @p address + @p size) (granule
+    /// multiples inside the region) out of the free ranges, as allocate()
+    /// would, and return the pieces taken, lowest first: what a contiguous
+    /// heap holds of a window it is clearing. Each piece goes back with free().
+    std::vector<PhysChunk> takeFree(uint64_t address, uint64_t size);
+    /// The free ranges, lowest first.
+    std::vector<PhysChunk> freeRanges() const;
 
     uint64_t base() const { return base_; }
     uint64_t size() const { return size_; }

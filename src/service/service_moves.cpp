@@ -137,12 +137,17 @@ Result<uint64_t> Service::attach(ClientId clientId, BorrowedFd fd, std::string_v
         dropParkedLocked(c);
     const uint64_t id = c.nextAttachment;
     AttachOptions options;
-    if (dynamic)
+    if (dynamic) {
         // Runs inside the buffer's attach or migrate, which the service
         // calls with its lock held.
         options.onMove = [this, clientId, id](const MoveNotification& n) {
             sendLocked(clientId, MoveEvent{MoveEvent::Kind::Moved, n.buffer, id, n.sequence, truncatedCause(n.reason)});
         };
+        // The move gate waits for its acknowledgement; a move a CMA heap
+        // needs for an allocation waits for nobody (and may run without the
+        // service's lock), so it leaves this buffer where it is.
+        options.acknowledgesMoves = true;
+    }
     auto attach = [&] { return buffer.attach(*device, std::move(options)); };
     auto attached = moves ? chargedMoveLocked(c, buffer.size(), attach) : attach();
     if (!attached) {

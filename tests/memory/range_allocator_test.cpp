@@ -107,6 +107,33 @@ TEST(RangeAllocator, FragmentationDefeatsAContiguousRequest) {
     EXPECT_EQ(*ranges.allocate(128 * KiB, 4 * KiB), blocks[4]);
 }
 
+TEST(RangeAllocator, TakeFreeTakesOnlyTheFreeBytesOfAWindowAndFreeGivesThemBack) {
+    RangeAllocator ranges(kBase, 1 * MiB);
+    std::vector<uint64_t> blocks;
+    for (int i = 0; i < 4; ++i)
+        blocks.push_back(*ranges.allocate(64 * KiB, 4 * KiB));
+    ranges.free(blocks[1], 64 * KiB);
+    ranges.free(blocks[3], 64 * KiB); // joins the free top: [192 KiB, 1 MiB)
+    ASSERT_EQ(ranges.freeRanges(),
+              (std::vector<PhysChunk>{{kBase + 64 * KiB, 64 * KiB}, {kBase + 192 * KiB, 832 * KiB}}));
+
+    // The window [96 KiB, 256 KiB): half of hole 1, block 2 (not free), the
+    // start of the top range.
+    std::vector<PhysChunk> taken = ranges.takeFree(kBase + 96 * KiB, 160 * KiB);
+    EXPECT_EQ(taken, (std::vector<PhysChunk>{{kBase + 96 * KiB, 32 * KiB}, {kBase + 192 * KiB, 64 * KiB}}));
+    EXPECT_EQ(ranges.freeBytes(), 1 * MiB - 128 * KiB - 96 * KiB);
+    EXPECT_EQ(ranges.freeRanges(),
+              (std::vector<PhysChunk>{{kBase + 64 * KiB, 32 * KiB}, {kBase + 256 * KiB, 768 * KiB}}));
+    // Nothing free there any more: a second take is empty.
+    EXPECT_TRUE(ranges.takeFree(kBase + 96 * KiB, 160 * KiB).empty());
+
+    for (const PhysChunk& piece : taken)
+        ranges.free(piece.address, piece.size);
+    EXPECT_EQ(ranges.freeRanges(),
+              (std::vector<PhysChunk>{{kBase + 64 * KiB, 64 * KiB}, {kBase + 192 * KiB, 832 * KiB}}));
+    EXPECT_EQ(ranges.freeBytes(), 1 * MiB - 128 * KiB);
+}
+
 TEST(RangeAllocator, HonoursAddressLimits) {
     RangeAllocator ranges(kBase, 4 * MiB);
     // Lowest bound inside the region.

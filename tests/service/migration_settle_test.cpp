@@ -118,6 +118,42 @@ TEST(MigrationSettle, UnmappingTheLastMappingAnswersAPendingMoveAndTheImporterIs
     scene.finish();
 }
 
+// The per-uid count of unanswered move events (Quota::unackedMoves) is
+// given back when the importer's client goes mid-move: its uid, at a bound
+// of one, is waited for again by the next move (a count left behind would
+// refuse it with "is not waited for").
+TEST(MigrationSettle, AnImporterGoneMidMoveGivesItsUidsUnacknowledgedCountBack) {
+    Scene scene("move_ack_timeout_ms: 60000\nquota:\n  unacked_moves: 1\n");
+    ASSERT_TRUE(scene.ok);
+    scene.migrateInBackground();
+    EXPECT_EQ(Scene::nextOf(*scene.importer).kind, MoveEvent::Kind::Pending);
+    scene.importer.reset(); // gone without an answer: the move goes on
+    auto moved = scene.joinMove();
+    ASSERT_TRUE(moved) << moved.error().toString();
+
+    // The same uid's next importer, on another buffer, is waited for.
+    auto importer = scene.daemon.connect();
+    ASSERT_NE(importer, nullptr);
+    auto fd = importer->create(kSize, "second");
+    ASSERT_TRUE(fd) << fd.error().toString();
+    auto gpu = importer->attach(*fd, "gpu", SessionAttachOptions{true});
+    ASSERT_TRUE(gpu) << gpu.error().toString();
+    auto mapping = importer->map(*gpu, DmaDirection::Bidirectional);
+    ASSERT_TRUE(mapping) << mapping.error().toString();
+    Result<void> second = Error(EINVAL, "not run");
+    std::thread moving([&] { second = scene.mover->migrate(*fd, "linux,cma"); });
+    MoveEvent pending = Scene::nextOf(*importer);
+    EXPECT_EQ(pending.kind, MoveEvent::Kind::Pending) << "the uid's count was not given back";
+    if (pending.kind == MoveEvent::Kind::Pending) {
+        EXPECT_TRUE(importer->acknowledgeMove(*gpu, pending.sequence));
+    }
+    moving.join();
+    ASSERT_TRUE(second) << second.error().toString();
+    importer.reset();
+    fd->reset();
+    scene.finish();
+}
+
 TEST(MigrationSettle, ReleasingTheBufferAnswersAPendingMoveAndTheReleasedAttachmentIsToldNothingMore) {
     Scene scene("move_ack_timeout_ms: 60000\n");
     ASSERT_TRUE(scene.ok);
