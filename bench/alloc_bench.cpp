@@ -122,6 +122,13 @@ std::unique_ptr<cenalloc::Context> readyContext(Pool pool) {
     return context ? std::move(*context) : nullptr;
 }
 
+// One buffer of @p size, used (mapped), orders its class; wait until it is made.
+void warmClass(cenalloc::Context& context, size_t size) {
+    if (auto warm = context.allocate("system", size))
+        (void)(*warm)->mmap();
+    context.waitReadyPoolRefilled();
+}
+
 void readyCenalloc(benchmark::State& state, Pool pool) {
     const size_t size = static_cast<size_t>(state.range(0));
     auto context = readyContext(pool);
@@ -129,9 +136,7 @@ void readyCenalloc(benchmark::State& state, Pool pool) {
         state.SkipWithError("context");
         return;
     }
-    // Warm: one allocation of the size orders its class.
-    (void)context->allocate("system", size);
-    context->waitReadyPoolRefilled();
+    warmClass(*context, size);
     const auto before = context->readyPoolStats().back();
     for (auto _ : state) {
         {
@@ -221,6 +226,54 @@ void BM_Ready_ShrinkEighth(benchmark::State& state) {
     }
 }
 
+// ---- Allocate + free of a buffer nobody maps, back to back: what the pool
+// must not make worse than a raw memfd. A buffer orders the refill of its
+// class only when it is used (mapped, or its fd handed out), so the refill
+// thread stays idle here; refills_per_op says so.
+
+void noTouchCenalloc(benchmark::State& state, Pool pool) {
+    const size_t size = static_cast<size_t>(state.range(0));
+    auto context = readyContext(pool);
+    if (!context) {
+        state.SkipWithError("context");
+        return;
+    }
+    // The steady state of a mapped workload first: the class is stocked.
+    warmClass(*context, size);
+    const auto before = context->readyPoolStats().back();
+    for (auto _ : state) {
+        auto buffer = context->allocate("system", size);
+        if (!buffer) {
+            state.SkipWithError(buffer.error().toString().c_str());
+            break;
+        }
+    }
+    context->waitReadyPoolRefilled();
+    const auto after = context->readyPoolStats().back();
+    state.counters["refills_per_op"] = benchmark::Counter(static_cast<double>(after.refills - before.refills) /
+                                                          static_cast<double>(state.iterations()));
+    state.SetItemsProcessed(state.iterations());
+}
+
+void BM_NoTouch_Cenalloc(benchmark::State& state) {
+    noTouchCenalloc(state, Pool::Default);
+}
+void BM_NoTouch_CenallocOff(benchmark::State& state) {
+    noTouchCenalloc(state, Pool::Off);
+}
+void BM_NoTouch_RawMemfd(benchmark::State& state) {
+    const size_t size = static_cast<size_t>(state.range(0));
+    for (auto _ : state) {
+        int fd = rawSealedMemfd(size);
+        if (fd < 0) {
+            state.SkipWithError("memfd");
+            break;
+        }
+        close(fd);
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+
 const int kRegistered = [] {
     for (int64_t size : {4 * KiB, 64 * KiB, MiB, 8 * MiB, 32 * MiB}) {
         for (auto [name, fn] :
@@ -229,6 +282,12 @@ const int kRegistered = [] {
               std::pair{"BM_Ready_CenallocCold", &BM_Ready_CenallocCold},
               std::pair{"BM_Ready_CenallocAllSizes", &BM_Ready_CenallocAllSizes},
               std::pair{"BM_Ready_ShrinkEighth", &BM_Ready_ShrinkEighth}})
+            benchmark::RegisterBenchmark(name, fn)->ArgName("size")->Arg(size)->Unit(benchmark::kMicrosecond);
+    }
+    for (int64_t size : {64 * KiB, MiB, 8 * MiB}) {
+        for (auto [name, fn] : {std::pair{"BM_NoTouch_Cenalloc", &BM_NoTouch_Cenalloc},
+                                std::pair{"BM_NoTouch_CenallocOff", &BM_NoTouch_CenallocOff},
+                                std::pair{"BM_NoTouch_RawMemfd", &BM_NoTouch_RawMemfd}})
             benchmark::RegisterBenchmark(name, fn)->ArgName("size")->Arg(size)->Unit(benchmark::kMicrosecond);
     }
     return 0;
