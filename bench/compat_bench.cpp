@@ -474,6 +474,11 @@ void BM_Ready_Shim(benchmark::State& state) {
         }
     }
     ::close(*heap);
+    if (auto stats = session->stats(false); stats && !stats->readyPools.empty()) {
+        const auto& all = stats->readyPools.back();
+        state.counters["hits"] = static_cast<double>(all.hits);
+        state.counters["misses"] = static_cast<double>(all.misses);
+    }
     state.SetItemsProcessed(state.iterations());
 }
 
