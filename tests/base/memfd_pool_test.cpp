@@ -181,14 +181,19 @@ TEST(MemfdPool, APooledMemfdIsZeroEvenAfterItsClassMateWasDirtied) {
     EXPECT_TRUE(allZero(second.get(), 2 * MiB));
 }
 
-TEST(MemfdPool, ReadyMemfdsHaveTheirPagesAlready) {
+TEST(MemfdPool, ReadyMemfdsHaveTheirPagesAlreadyCleared) {
     auto fd = makeReadyMemfd(MiB);
     ASSERT_TRUE(fd) << fd.error().message();
     struct stat st {};
     ASSERT_EQ(::fstat(fd->get(), &st), 0);
     EXPECT_EQ(static_cast<uint64_t>(st.st_size), MiB);
     EXPECT_GE(static_cast<uint64_t>(st.st_blocks) * 512, MiB); // allocated, not a hole
-    EXPECT_EQ(::fcntl(fd->get(), F_GET_SEALS), 0);             // sealed only when taken
+    // Cleared too: SEEK_DATA counts a page as data only once it is
+    // uptodate (folio_seek_hole_data() in mm/filemap.c); a page fallocate
+    // allocated but nobody cleared yet is a hole to it.
+    EXPECT_EQ(::lseek(fd->get(), 0, SEEK_DATA), 0);
+    EXPECT_EQ(::lseek(fd->get(), 0, SEEK_HOLE), static_cast<off_t>(MiB));
+    EXPECT_EQ(::fcntl(fd->get(), F_GET_SEALS), 0); // sealed only when taken
 }
 
 TEST(MemfdPool, ReadOnlySealsAreAddedWhenTaken) {
