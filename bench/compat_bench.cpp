@@ -28,10 +28,12 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 #include <benchmark/benchmark.h>
 
+#include <cenalloc/context.h>
 #include <cenalloc/session.h>
 #include <cenalloc/units.h>
 
@@ -377,6 +379,152 @@ void BM_KernelHeap(benchmark::State& state) {
     ::close(heap);
     setCounters(state, size);
 }
+
+// ---- Ready buffers (issue 17): the whole cycle an unmodified dma-heap
+// program pays under the shim in-process (DMA_HEAP_IOCTL_ALLOC, mmap through
+// the shim, which populates the mapping as the kernel's system heap does,
+// touch every page, munmap, close) against the same cycle through the
+// library (alloc_bench's BM_Ready_Cenalloc), in one run, each followed
+// (untimed) by what lets the pool's refill keep up. The preloaded library
+// adds only its interposition to the emulator's path (BM_Preloaded against
+// BM_Shim).
+
+void touchPages(void* data, size_t size) {
+    auto* p = static_cast<volatile char*>(data);
+    for (size_t off = 0; off < size; off += cenalloc::kPageSize)
+        p[off] = 1;
+}
+
+// Wait until the session's pool has made @p refills memfds in all, or a
+// second passed (a refill given up under memory pressure never comes).
+void waitForRefills(Session& session, uint64_t refills) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (std::chrono::steady_clock::now() < until) {
+        auto stats = session.stats(false);
+        if (!stats || stats->readyPools.empty() || stats->readyPools.back().refills >= refills)
+            break;
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+}
+
+uint64_t refillsSoFar(Session& session) {
+    auto stats = session.stats(false);
+    return stats && !stats->readyPools.empty() ? stats->readyPools.back().refills : 0;
+}
+
+void BM_Ready_Shim(benchmark::State& state) {
+    const size_t size = static_cast<size_t>(state.range(0));
+    auto session = makeSession(state, 0);
+    if (!session)
+        return;
+    ShimOptions options;
+    options.kernelHeapDir = "/nonexistent/dma_heap";
+    auto emulator = DmaHeapEmulator::create(session, options, cenalloc::shim::nextLibc());
+    if (!emulator) {
+        state.SkipWithError(emulator.error().toString().c_str());
+        return;
+    }
+    auto heap = (*emulator)->open(AT_FDCWD, "/dev/dma_heap/system", O_RDWR | O_CLOEXEC, 0);
+    if (!heap || *heap < 0) {
+        state.SkipWithError("opening /dev/dma_heap/system");
+        return;
+    }
+    auto cycle = [&] {
+        dma_heap_allocation_data data{size, 0, O_RDWR | O_CLOEXEC, 0};
+        auto ret = (*emulator)->ioctl(*heap, DMA_HEAP_IOCTL_ALLOC, &data);
+        if (!ret || *ret != 0)
+            return false;
+        const int fd = static_cast<int>(data.fd);
+        // What the preloaded mmap() does: the emulator adjusts the flags,
+        // libc maps.
+        int flags = MAP_SHARED;
+        void* p = MAP_FAILED;
+        if (auto refused = (*emulator)->mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, 0, &flags))
+            p = *refused;
+        else
+            p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, 0);
+        if (p == MAP_FAILED) {
+            ::close(fd);
+            return false;
+        }
+        touchPages(p, size);
+        ::munmap(p, size);
+        ::close(fd);
+        return true;
+    };
+    // Warm: one buffer of the size orders its class (unless the pool does
+    // not serve the size: then nothing is waited for).
+    uint64_t refills = refillsSoFar(*session);
+    if (!cycle()) {
+        state.SkipWithError("allocation failed");
+        return;
+    }
+    waitForRefills(*session, refills + 1);
+    const bool pooled = refillsSoFar(*session) > refills;
+    refills = refillsSoFar(*session);
+    for (auto _ : state) {
+        if (!cycle()) {
+            state.SkipWithError("allocation or mmap failed");
+            break;
+        }
+        if (pooled) {
+            state.PauseTiming();
+            waitForRefills(*session, ++refills);
+            state.ResumeTiming();
+        }
+    }
+    ::close(*heap);
+    if (auto stats = session->stats(false); stats && !stats->readyPools.empty()) {
+        const auto& all = stats->readyPools.back();
+        state.counters["hits"] = static_cast<double>(all.hits);
+        state.counters["misses"] = static_cast<double>(all.misses);
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+
+void BM_Ready_Cenalloc(benchmark::State& state) {
+    const size_t size = static_cast<size_t>(state.range(0));
+    cenalloc::ContextOptions options;
+    options.kernelHeaps = false;
+    auto context = cenalloc::Context::create(cenalloc::defaultPlatform(), options);
+    if (!context) {
+        state.SkipWithError(context.error().toString().c_str());
+        return;
+    }
+    auto cycle = [&] {
+        auto buffer = (*context)->allocate("system", size);
+        if (!buffer)
+            return false;
+        auto map = (*buffer)->mmap();
+        if (!map)
+            return false;
+        touchPages(map->data(), map->size());
+        return true;
+    };
+    if (!cycle()) {
+        state.SkipWithError("allocation failed");
+        return;
+    }
+    (*context)->waitReadyPoolRefilled();
+    for (auto _ : state) {
+        if (!cycle()) {
+            state.SkipWithError("allocation or mmap failed");
+            break;
+        }
+        state.PauseTiming();
+        (*context)->waitReadyPoolRefilled();
+        state.ResumeTiming();
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+
+const int kReadyRegistered = [] {
+    for (int64_t size : {4 * KiB, 64 * KiB, MiB, 8 * MiB, 32 * MiB})
+        for (auto [name, fn] :
+             {std::pair{"BM_Ready_Shim", &BM_Ready_Shim}, std::pair{"BM_Ready_Cenalloc", &BM_Ready_Cenalloc}})
+            benchmark::RegisterBenchmark(name, fn)->ArgName("size")->Arg(size)->Unit(benchmark::kMicrosecond);
+    return 0;
+}();
 
 void modes(benchmark::internal::Benchmark* b) {
     b->ArgNames({"size", "daemon"});

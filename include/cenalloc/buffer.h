@@ -2,6 +2,7 @@
 // Buffers (the dma-buf), their attachments, device mappings and CPU access.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <fcntl.h>
 #include <functional>
@@ -29,6 +30,7 @@ class BufferOps;
 class BufferRegistry;
 class DmaDevice;
 class IommuDomain;
+class RefillSink;
 struct AttachmentState;
 struct BufferAccess;
 struct BufferParams;
@@ -368,12 +370,19 @@ private:
     CENALLOC_NO_EXPORT void deliverMoves(std::unique_lock<std::mutex>& lock);
     CENALLOC_NO_EXPORT bool anyNonCoherentLocked() const;
     CENALLOC_NO_EXPORT void noteDeviceAccess();
+    CENALLOC_NO_EXPORT void noteCpuUse() const;
 
     const uint64_t id_;
     const uint64_t size_;
     const uint32_t fdFlags_;
     UniqueFd fd_; // written only by surrenderFd(), under mutex_
     std::shared_ptr<BufferRegistry> registry_;
+    /// The pool of ready memory this buffer owes the refill of its size
+    /// class, ordered at its first use (mmap, dupFd, surrenderFd): set at
+    /// creation, then only read; empty when it owes none.
+    const std::weak_ptr<RefillSink> refillSink_;
+    const std::string refillHeap_;
+    mutable std::atomic<bool> refillOwed_;
 
     mutable std::mutex mutex_;
     std::unique_ptr<BufferOps> ops_;                            // guarded by mutex_

@@ -309,8 +309,10 @@ private:
     std::shared_ptr<BufferRegistry> registry_;
     std::vector<std::unique_ptr<DmaDevice>> devices_;
     std::vector<std::string> kernelHeapProblems_;
-    /// Last: its refill thread stops before anything else goes.
-    std::unique_ptr<ReadyMemory> ready_;
+    /// Last: its refill thread stops before anything else goes (unless a
+    /// buffer ordering a refill holds it for that moment: buffers hold it
+    /// weakly, and it uses nothing else of the context).
+    std::shared_ptr<ReadyMemory> ready_;
 };
 
 } // namespace cenalloc

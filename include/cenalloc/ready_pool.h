@@ -19,10 +19,14 @@ namespace cenalloc {
 /// faulting and zeroing them. Each memfd is handed out once and never comes
 /// back: what a buffer gets is always zero-filled.
 ///
-/// The pool refills what was taken, in the size classes asked for, within
-/// @c heapBytes per heap and @c totalBytes in all; a budget of 0 turns it
-/// off. When the system's MemAvailable falls below @c lowMemoryBytes the
-/// pool gives everything back and makes nothing until it recovers.
+/// The pool makes again, in its size class, each buffer of a pooled size
+/// that is used: mapped (Buffer::mmap), or its fd handed out (dupFd,
+/// surrenderFd: the service's buffers), since whoever gets it may map it
+/// unseen. A buffer allocated and freed untouched orders nothing, so such
+/// allocations cost the refill thread no work. Within @c heapBytes per
+/// heap and @c totalBytes in all; a budget of 0 turns it off. When the
+/// system's MemAvailable falls below @c lowMemoryBytes the pool gives
+/// everything back and makes nothing until it recovers.
 struct ReadyPoolOptions {
     uint64_t heapBytes = 64 * MiB;
     uint64_t totalBytes = 128 * MiB;

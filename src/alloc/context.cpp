@@ -85,7 +85,7 @@ Result<std::unique_ptr<Context>> Context::create(const Platform& platform, const
     state->mover = std::make_shared<HeapMover>(context->registry_);
     context->state_ = std::move(state);
     context->kernelHeapProblems_ = std::move(kernelHeapProblems);
-    context->ready_ = std::make_unique<ReadyMemory>(options.readyPool);
+    context->ready_ = std::make_shared<ReadyMemory>(options.readyPool);
     return context;
 }
 
@@ -268,12 +268,15 @@ Result<std::shared_ptr<Buffer>> Context::allocate(const AllocRequest& request) {
     BufferParams params;
     params.size = aligned;
     params.fdFlags = request.fdFlags();
-    if (!storage->inHostKernel()) {
+    if (!storage->inHostKernel() && ready_->serves(aligned)) {
         // Memory the kernel allocated and zeroed beforehand, when the pool
-        // has some: the user's first touch then faults nothing in.
+        // has some: the user's first touch then faults nothing in. The
+        // buffer, hit or miss, orders its class again when it is first used.
         const int seals = (request.fdFlags() & O_ACCMODE) == O_RDONLY ? kReadOnlySeals : 0;
         if (auto ready = CENALLOC_TRY(ready_->take(heap->name(), aligned, seals)))
             params.fd = std::move(*ready);
+        params.refillSink = ready_;
+        params.refillHeap = heap->name();
     }
     params.ops = makeHeapExporter(*heap);
     params.storage = std::move(*storage);

@@ -140,11 +140,21 @@ void ReadyMemory::startWorker() {
     r.workers.push_back(&w);
 }
 
+bool ReadyMemory::serves(uint64_t bytes) const {
+    return pool_.serves(bytes) && ::getpid() == owner_;
+}
+
 Result<std::optional<UniqueFd>> ReadyMemory::take(std::string_view heap, uint64_t bytes, int extraSeals) {
-    Worker& w = *worker_;
-    if (!pool_.serves(bytes) || ::getpid() != owner_)
+    if (!serves(bytes))
         return std::optional<UniqueFd>();
-    auto fd = pool_.take(heap, bytes, extraSeals); // orders its refill, hit or miss
+    return pool_.take(heap, bytes, extraSeals);
+}
+
+void ReadyMemory::orderRefill(std::string_view heap, uint64_t bytes) {
+    if (::getpid() != owner_)
+        return; // a forked child's pool is never used
+    pool_.order(heap, bytes);
+    Worker& w = *worker_;
     bool started;
     {
         std::lock_guard lock(w.mutex);
@@ -153,7 +163,6 @@ Result<std::optional<UniqueFd>> ReadyMemory::take(std::string_view heap, uint64_
     if (!started)
         startWorker();
     w.wake.notify_one();
-    return fd;
 }
 
 std::vector<ReadyPoolStats> ReadyMemory::stats() const {

@@ -22,8 +22,8 @@
 
 namespace cenalloc {
 
-/// MemfdPool with its refill thread, started at the first allocation that
-/// orders a refill and stopped (joined, a refill in flight finished) by the
+/// MemfdPool with its refill thread, started at the first refill ordered (the
+/// first use of a buffer of a pooled size: RefillSink) and stopped (joined, a refill in flight finished) by the
 /// destructor. Watches MemAvailable: below the options' lowMemoryBytes the
 /// pool is drained and not refilled until it recovers (checked before
 /// refills and once a second while idle).
@@ -49,18 +49,28 @@ namespace cenalloc {
 /// made).
 ///
 /// Thread safety: every method may be called concurrently.
-class ReadyMemory {
+class ReadyMemory final : public RefillSink {
 public:
     explicit ReadyMemory(ReadyPoolOptions options);
-    ~ReadyMemory();
+    ~ReadyMemory() override;
     ReadyMemory(const ReadyMemory&) = delete;
     ReadyMemory& operator=(const ReadyMemory&) = delete;
 
+    /// Whether allocations of @p bytes ask the pool (and their buffers owe
+    /// it a refill at first use): the pool is on, the size within its
+    /// limits, and this is the process that made it.
+    bool serves(uint64_t bytes) const;
+
     /// A ready memfd of exactly @p bytes for heap @p heap, sealed like every
     /// buffer's (size seals, @p extraSeals, F_SEAL_SEAL); nothing when the
-    /// pool does not serve the size or has none ready. Errors: those of
-    /// sealing it (MemfdPool::take).
+    /// pool does not serve the size or has none ready. Orders no refill: the
+    /// buffer does at its first use (orderRefill). Errors: those of sealing
+    /// it (MemfdPool::take).
     Result<std::optional<UniqueFd>> take(std::string_view heap, uint64_t bytes, int extraSeals);
+
+    /// Order a memfd of the class of @p bytes for @p heap and wake (or
+    /// start) the refill thread; nothing in a forked child.
+    void orderRefill(std::string_view heap, uint64_t bytes) override;
 
     /// Per heap that asked for ready memory, then the whole pool's (heap "").
     std::vector<ReadyPoolStats> stats() const;

@@ -36,6 +36,7 @@ void add(MemfdPoolCounters& sum, const MemfdPoolCounters& c) {
     sum.readyBuffers += c.readyBuffers;
     sum.hits += c.hits;
     sum.misses += c.misses;
+    sum.orders += c.orders;
     sum.refills += c.refills;
     sum.refillNanos += c.refillNanos;
     sum.drained += c.drained;
@@ -67,13 +68,9 @@ Result<std::optional<UniqueFd>> MemfdPool::take(std::string_view heap, uint64_t 
         return std::optional<UniqueFd>();
     const uint64_t cls = classFor(bytes);
     std::optional<UniqueFd> fd;
-    std::vector<UniqueFd> closing; // evicted: closed once the lock is dropped
     {
         std::lock_guard lock(mutex_);
-        auto it = stocks_.find(heap);
-        if (it == stocks_.end())
-            it = stocks_.emplace(std::string(heap), Stock{}).first;
-        Stock& stock = it->second;
+        Stock& stock = stockLocked(heap);
         auto entry =
             std::find_if(stock.ready.begin(), stock.ready.end(), [&](const Entry& e) { return e.classBytes == cls; });
         if (entry != stock.ready.end()) {
@@ -85,8 +82,6 @@ Result<std::optional<UniqueFd>> MemfdPool::take(std::string_view heap, uint64_t 
         } else {
             ++stock.counters.misses;
         }
-        // What was taken (or wanted) is made again for the next request.
-        orderLocked(stock, cls, closing);
     }
     if (!fd)
         return fd;
@@ -95,6 +90,21 @@ Result<std::optional<UniqueFd>> MemfdPool::take(std::string_view heap, uint64_t 
     // it is a buffer's and never the pool's again.
     CENALLOC_CHECK(sizeAndSealMemfd(fd->borrow(), bytes, extraSeals));
     return fd;
+}
+
+MemfdPool::Stock& MemfdPool::stockLocked(std::string_view heap) {
+    auto it = stocks_.find(heap);
+    if (it == stocks_.end())
+        it = stocks_.emplace(std::string(heap), Stock{}).first;
+    return it->second;
+}
+
+void MemfdPool::order(std::string_view heap, uint64_t bytes) {
+    if (!serves(bytes))
+        return;
+    std::vector<UniqueFd> closing; // evicted: closed once the lock is dropped
+    std::lock_guard lock(mutex_);
+    orderLocked(stockLocked(heap), classFor(bytes), closing);
 }
 
 void MemfdPool::orderLocked(Stock& stock, uint64_t cls, std::vector<UniqueFd>& closing) {
@@ -117,6 +127,7 @@ void MemfdPool::orderLocked(Stock& stock, uint64_t cls, std::vector<UniqueFd>& c
     if (!fits())
         return; // the budget is full of this class already, or made of orders
     stock.orders.push_back(cls);
+    ++stock.counters.orders;
     stock.orderedBytes += cls;
     committedBytes_ += cls;
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -31,6 +32,7 @@ struct MemfdPoolCounters {
     uint64_t readyBuffers = 0; ///< memfds made and not handed out
     uint64_t hits = 0;         ///< requests served from the stock
     uint64_t misses = 0;       ///< requests of a served size the stock had nothing for
+    uint64_t orders = 0;       ///< refills ordered (one per buffer used, within the budgets)
     uint64_t refills = 0;      ///< memfds made
     uint64_t refillNanos = 0;  ///< time spent making them
     uint64_t drained = 0;      ///< memfds given back to the kernel unused
@@ -53,8 +55,10 @@ struct MemfdRefill {
 ///
 /// The pool does no slow work under its lock: memfds are made by the caller
 /// of takeRefill() (a background worker), outside the lock, and given back
-/// with put(). Every take(), hit or miss, asks for the memfd taken to be made
-/// again (a refill order), so the stock follows the sizes asked for.
+/// with put(). A take() orders nothing: the buffer it served (hit or miss)
+/// orders the refill of its class with order() when it is first used (see
+/// RefillSink), so the stock follows the sizes that are used, and buffers
+/// that are allocated and freed untouched cost the worker no work.
 ///
 /// Thread safety: every method may be called concurrently.
 class MemfdPool {
@@ -76,10 +80,15 @@ public:
     /// A ready memfd of exactly @p bytes (page-aligned) for heap @p heap,
     /// sealed against shrinking and growing and with @p extraSeals, then
     /// F_SEAL_SEAL; nothing (a miss) when the heap's stock has none of the
-    /// class. Either way a refill of the class is ordered, within the
-    /// budgets. Errors: those of ftruncate/fcntl on the memfd (which is
-    /// then closed; the caller makes a fresh one).
+    /// class. Orders no refill (order() does). Errors: those of
+    /// ftruncate/fcntl on the memfd (which is then closed; the caller makes
+    /// a fresh one).
     Result<std::optional<UniqueFd>> take(std::string_view heap, uint64_t bytes, int extraSeals);
+
+    /// Order a memfd of the class serving @p bytes for heap @p heap, within
+    /// the budgets (giving back ready memfds of other classes of the heap to
+    /// make room); nothing for a size the pool does not serve.
+    void order(std::string_view heap, uint64_t bytes);
 
     /// The next memfd to make, counted against the budgets until put() or
     /// abandon(); nothing when no refill is ordered.
@@ -121,12 +130,29 @@ private:
     // Order a refill of @p classBytes when the budgets allow, giving back
     // ready memfds of other classes to make room (moved to @p closing).
     void orderLocked(Stock& stock, uint64_t classBytes, std::vector<UniqueFd>& closing);
+    Stock& stockLocked(std::string_view heap);
 
     const MemfdPoolLimits limits_;
     mutable std::mutex mutex_;
     std::map<std::string, Stock, std::less<>> stocks_; // guarded by mutex_
     uint64_t committedBytes_ = 0;                      // guarded by mutex_: all stocks' committed()
     uint64_t drainEpoch_ = 0;                          // guarded by mutex_: drain() calls
+};
+
+/// Where a buffer of a size the pool serves orders the refill of its class
+/// when it is first used: mapped by the CPU, or its fd handed to a user who
+/// maps it where cenalloc cannot see (another process, a caller's mmap()).
+/// A buffer freed untouched orders nothing, so allocations nobody maps do
+/// not pay for memory made for them on the refill thread (a 1 MiB refill,
+/// fallocate and populate, costs about 80 µs of CPU: on two cores, more
+/// than such an allocation itself). Buffers hold it weakly: a buffer may
+/// outlive its pool.
+class RefillSink {
+public:
+    virtual ~RefillSink() = default;
+    /// A buffer of @p bytes from heap @p heap (served from the pool or a
+    /// miss) was used: make its class again.
+    virtual void orderRefill(std::string_view heap, uint64_t bytes) = 0;
 };
 
 /// A memfd of @p bytes whose pages exist and are zero: fallocate() allocates

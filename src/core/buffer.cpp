@@ -16,6 +16,7 @@
 #include <cenalloc/memfd.h>
 #include <cenalloc/units.h>
 
+#include "base/memfd_pool.h"
 #include "base/try.h"
 #include "core/registry.h"
 #include "core/sg_build.h"
@@ -114,8 +115,9 @@ Result<std::shared_ptr<Buffer>> BufferAccess::create(BufferParams params) {
 
 Buffer::Buffer(PassKey, BufferParams params, UniqueFd fd)
     : id_(gNextBufferId.fetch_add(1)), size_(params.size), fdFlags_(params.fdFlags), fd_(std::move(fd)),
-      registry_(std::move(params.registry)), ops_(std::move(params.ops)), name_(params.name.str()),
-      storage_(std::move(params.storage)) {}
+      registry_(std::move(params.registry)), refillSink_(std::move(params.refillSink)),
+      refillHeap_(std::move(params.refillHeap)), refillOwed_(!refillSink_.expired()), ops_(std::move(params.ops)),
+      name_(params.name.str()), storage_(std::move(params.storage)) {}
 
 std::vector<const DmaDevice*> BufferAccess::attachedDevicesLocked(const Buffer& buffer) {
     std::vector<const DmaDevice*> devices;
@@ -165,6 +167,15 @@ const char* Buffer::exporterName() const {
     return ops_->name();
 }
 
+void Buffer::noteCpuUse() const {
+    // The first use orders the refill of the buffer's class (RefillSink);
+    // later ones, and buffers that owe none, cost one atomic load.
+    if (!refillOwed_.load(std::memory_order_relaxed) || !refillOwed_.exchange(false))
+        return;
+    if (std::shared_ptr<RefillSink> sink = refillSink_.lock())
+        sink->orderRefill(refillHeap_, size_);
+}
+
 Result<UniqueFd> Buffer::dupFd(int flags) const {
     if (flags & ~O_CLOEXEC)
         return Error(EINVAL, fmt::format("fd flags {:#x}: only O_CLOEXEC is allowed", flags));
@@ -173,6 +184,8 @@ Result<UniqueFd> Buffer::dupFd(int flags) const {
     int fd = ::fcntl(fd_.get(), (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
     if (fd < 0)
         return Error::fromErrno("duplicating buffer fd");
+    // Whoever gets the fd may map it where this object cannot see.
+    noteCpuUse();
     return UniqueFd(fd);
 }
 
@@ -187,6 +200,8 @@ Result<UniqueFd> Buffer::surrenderFd(struct ::stat* stat) {
     surrenderedInode_ = st.st_ino;
     if (stat)
         *stat = st;
+    // Its new holder maps it where this object cannot see: count it used.
+    noteCpuUse();
     return std::move(fd_);
 }
 
@@ -506,6 +521,7 @@ Result<BufferMapping> Buffer::mmap(int prot) {
     void* data = ::mmap(nullptr, size_, prot, MAP_SHARED | MAP_POPULATE, fd_.get(), 0);
     if (data == MAP_FAILED)
         return Error::fromErrno(fmt::format("mmap of buffer {}", id_));
+    noteCpuUse();
     return BufferMapping(shared_from_this(), data, size_);
 }
 

@@ -97,6 +97,10 @@ struct BufferParams {
     /// (with kReadOnlySeals for a read-only buffer) to be the buffer's fd,
     /// from the pool of ready memory; invalid: a fresh one is made.
     UniqueFd fd;
+    /// The pool (and heap) whose class of @c size this buffer orders again
+    /// at its first use (RefillSink); empty: none.
+    std::weak_ptr<RefillSink> refillSink;
+    std::string refillHeap;
     /// Where the buffer is listed while it lives, and its lifetime bugs
     /// reported; none: nowhere.
     std::shared_ptr<BufferRegistry> registry;

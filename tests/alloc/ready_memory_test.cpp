@@ -70,13 +70,17 @@ int threadCount() {
     return n;
 }
 
-// Allocate a buffer of @p size from system, then wait for its refill: the
-// steady state in which the next allocation of the size hits.
+// Allocate a buffer of @p size from system and map it (its first use orders
+// its class again), then wait for the refill: the steady state in which the
+// next allocation of the size hits.
 std::shared_ptr<Buffer> warm(Context& context, uint64_t size) {
     auto buffer = context.allocate("system", size);
     EXPECT_TRUE(buffer) << buffer.error().message();
+    if (!buffer)
+        return nullptr;
+    EXPECT_TRUE((*buffer)->mmap());
     context.waitReadyPoolRefilled();
-    return buffer ? *buffer : nullptr;
+    return *buffer;
 }
 
 TEST(ReadyMemory, CountsHitsAndMissesPerHeapAndInAll) {
@@ -124,6 +128,7 @@ TEST(ReadyMemory, APooledBufferBehavesLikeAnyOther) {
     ASSERT_TRUE(context);
     auto fresh = context->allocate("system", 3 * MiB - 4096, O_RDWR | O_CLOEXEC); // a miss: made as before
     ASSERT_TRUE(fresh);
+    ASSERT_TRUE((*fresh)->mmap()); // used: orders its class
     context->waitReadyPoolRefilled();
     auto pooled = context->allocate("system", 3 * MiB - 4096, O_RDWR | O_CLOEXEC);
     ASSERT_TRUE(pooled);
@@ -181,6 +186,7 @@ TEST(ReadyMemory, NeverExceedsItsBudgets) {
             SCOPED_TRACE(fmt::format("{} {}", heap, size));
             auto buffer = context->allocate(heap, size);
             ASSERT_TRUE(buffer);
+            ASSERT_TRUE((*buffer)->mmap());
             held.push_back(*buffer);
             context->waitReadyPoolRefilled();
             EXPECT_LE(statsOf(*context, heap).readyBytes, 4 * MiB);
@@ -204,9 +210,9 @@ TEST(ReadyMemory, DrainsUnderMemoryPressureAndRefillsOnceItPasses) {
     EXPECT_EQ(statsOf(*context, "").readyBytes, 0u);
     auto miss = context->allocate("system", 2 * MiB);
     ASSERT_TRUE(miss);
+    EXPECT_TRUE(allZero(**miss)); // its map orders a refill
     context->waitReadyPoolRefilled();
     EXPECT_EQ(statsOf(*context, "").readyBytes, 0u); // nothing made while short
-    EXPECT_TRUE(allZero(**miss));
 
     available->store(4 * GiB);
     context->checkReadyPoolMemory();
@@ -250,12 +256,69 @@ TEST(ReadyMemory, ContextDestructionWhileTheRefillThreadWorks) {
     ASSERT_TRUE(context);
     auto buffer = context->allocate("system", 32 * MiB);
     ASSERT_TRUE(buffer);
+    ASSERT_TRUE((*buffer)->mmap()); // orders a refill: the thread starts
     entered->get_future().wait();
     std::thread destroyer([&] { context.reset(); });
     release->set_value();
     destroyer.join();
     EXPECT_FALSE(context);
     // The buffer outlives its context, as every buffer may.
+    EXPECT_TRUE(allZero(**buffer));
+}
+
+TEST(ReadyMemory, ABufferFreedUntouchedOrdersNoRefill) {
+    auto context = makeContext();
+    ASSERT_TRUE(context);
+    warm(*context, MiB);
+    ASSERT_EQ(statsOf(*context, "system").refills, 1u);
+    ASSERT_EQ(statsOf(*context, "system").readyBuffers, 1u);
+    for (int i = 0; i < 3; ++i) {
+        // A hit, then misses: allocated and freed, never mapped nor handed out.
+        SCOPED_TRACE(i);
+        auto buffer = context->allocate("system", MiB);
+        ASSERT_TRUE(buffer);
+        buffer->reset();
+        context->waitReadyPoolRefilled();
+        EXPECT_EQ(statsOf(*context, "system").refills, 1u);
+        EXPECT_EQ(statsOf(*context, "system").readyBuffers, 0u);
+    }
+    EXPECT_EQ(statsOf(*context, "system").hits, 1u);
+    EXPECT_EQ(statsOf(*context, "system").misses, 3u); // warm's and two here
+    // The first use of a buffer, miss or hit, orders its class once.
+    auto used = context->allocate("system", MiB);
+    ASSERT_TRUE(used);
+    ASSERT_TRUE((*used)->mmap());
+    ASSERT_TRUE((*used)->mmap());
+    context->waitReadyPoolRefilled();
+    EXPECT_EQ(statsOf(*context, "system").refills, 2u);
+    EXPECT_EQ(statsOf(*context, "system").readyBuffers, 1u);
+}
+
+TEST(ReadyMemory, AnFdHandedOutCountsAsAUse) {
+    // Whoever gets the fd may map it unseen: dupFd and surrenderFd order the
+    // refill as a map does.
+    auto context = makeContext();
+    ASSERT_TRUE(context);
+    auto duped = context->allocate("system", MiB);
+    ASSERT_TRUE(duped);
+    ASSERT_TRUE((*duped)->dupFd());
+    context->waitReadyPoolRefilled();
+    EXPECT_EQ(statsOf(*context, "system").refills, 1u);
+    auto surrendered = context->allocate("system", 2 * MiB);
+    ASSERT_TRUE(surrendered);
+    ASSERT_TRUE((*surrendered)->surrenderFd());
+    context->waitReadyPoolRefilled();
+    EXPECT_EQ(statsOf(*context, "system").refills, 2u);
+    EXPECT_EQ(statsOf(*context, "system").readyBytes, 3 * MiB);
+}
+
+TEST(ReadyMemory, ABufferOutlivingItsContextOrdersNothingWhenUsed) {
+    auto context = makeContext();
+    ASSERT_TRUE(context);
+    auto buffer = context->allocate("system", MiB);
+    ASSERT_TRUE(buffer);
+    context.reset();
+    // The pool is gone with the context: the first map finds no pool to order from.
     EXPECT_TRUE(allZero(**buffer));
 }
 
@@ -306,7 +369,10 @@ TEST(ReadyMemory, ExitStopsTheRefillThreadOfAContextNeverDestroyed) {
         if (alone < 1)
             ::_exit(2);
         auto* context = makeContext().release(); // never destroyed, as the shim's
-        if (!context || !context->allocate("system", MiB))
+        if (!context)
+            ::_exit(3);
+        auto first = context->allocate("system", MiB);
+        if (!first || !(*first)->mmap()) // the map orders a refill
             ::_exit(3);
         const int running = threadCount();
         if (running <= alone)

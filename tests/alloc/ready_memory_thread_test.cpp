@@ -34,6 +34,9 @@ TEST(ReadyMemoryThreads, ConcurrentTakesDrainsAndStatsStayWithinTheBudgets) {
                     failed = true;
                 else if (*fd)
                     ++hits;
+                if (i % 4 != 3)
+                    ready.orderRefill(heap, size); // most buffers are used
+
                 if (i % 50 == 0)
                     ready.waitIdle();
             }
@@ -64,7 +67,9 @@ TEST(ReadyMemoryThreads, DestroyedRightAfterOrderingRefills) {
     for (int i = 0; i < 20; ++i) {
         ReadyMemory ready(ReadyPoolOptions{});
         ASSERT_TRUE(ready.take("system", 4 * MiB, 0));
+        ready.orderRefill("system", 4 * MiB);
         ASSERT_TRUE(ready.take("system", 2 * MiB, 0));
+        ready.orderRefill("system", 2 * MiB);
         // Destroyed with the refills ordered or in flight: joins, no leak.
     }
 }

@@ -37,8 +37,16 @@ size_t refillAll(MemfdPool& pool) {
     return made;
 }
 
-UniqueFd takeHit(MemfdPool& pool, std::string_view heap, uint64_t bytes, int seals = 0) {
+// A take whose buffer is then used (mapped): it orders its class again, as
+// Buffer does through RefillSink.
+Result<std::optional<UniqueFd>> takeUsed(MemfdPool& pool, std::string_view heap, uint64_t bytes, int seals = 0) {
     auto taken = pool.take(heap, bytes, seals);
+    pool.order(heap, bytes);
+    return taken;
+}
+
+UniqueFd takeHit(MemfdPool& pool, std::string_view heap, uint64_t bytes, int seals = 0) {
+    auto taken = takeUsed(pool, heap, bytes, seals);
     EXPECT_TRUE(taken) << taken.error().message();
     if (!taken || !*taken) {
         ADD_FAILURE() << "expected a ready memfd of " << bytes << " bytes";
@@ -98,20 +106,27 @@ TEST(MemfdPool, ServesOnlySizesWithinTheBudgetsAndAboveTheMinimum) {
     EXPECT_FALSE(offTotal.serves(MiB));
 }
 
-TEST(MemfdPool, MissOrdersARefillAndTheNextTakeHitsWithTheExactSizeSealed) {
+TEST(MemfdPool, AUseOrdersARefillAndTheNextTakeHitsWithTheExactSizeSealed) {
     MemfdPool pool(limits(8 * MiB, 8 * MiB));
     auto miss = pool.take("system", MiB + 4096, 0);
     ASSERT_TRUE(miss);
     EXPECT_FALSE(*miss);
     EXPECT_EQ(pool.counters("system").misses, 1u);
     EXPECT_EQ(pool.counters("system").readyBytes, 0u);
+    EXPECT_FALSE(pool.refillPending()); // a take orders nothing by itself
+    EXPECT_EQ(pool.counters("system").orders, 0u);
+    pool.order("system", MiB + 4096); // the buffer was used
+    EXPECT_TRUE(pool.refillPending());
+    EXPECT_EQ(pool.counters("system").orders, 1u);
     EXPECT_EQ(refillAll(pool), 1u);
     EXPECT_EQ(pool.counters("system").readyBytes, MiB + 128 * KiB);
     EXPECT_EQ(pool.counters("system").readyBuffers, 1u);
     EXPECT_EQ(pool.counters("system").refills, 1u);
 
-    UniqueFd fd = takeHit(pool, "system", MiB + 4096);
-    ASSERT_TRUE(fd.valid());
+    auto hit = pool.take("system", MiB + 4096, 0);
+    ASSERT_TRUE(hit);
+    ASSERT_TRUE(*hit);
+    UniqueFd fd = std::move(**hit);
     EXPECT_EQ(test::fdSize(fd.get()), MiB + 4096); // shrunk to the request
     EXPECT_EQ(::fcntl(fd.get(), F_GET_SEALS), kSizeSeals);
     EXPECT_TRUE(isSizeSealed(fd.borrow()));
@@ -122,14 +137,30 @@ TEST(MemfdPool, MissOrdersARefillAndTheNextTakeHitsWithTheExactSizeSealed) {
     EXPECT_EQ(c.hits, 1u);
     EXPECT_EQ(c.misses, 1u);
     EXPECT_EQ(c.readyBytes, 0u);
-    // The hit ordered its replacement.
-    EXPECT_TRUE(pool.refillPending());
+    // A hit whose buffer is never used orders no replacement either.
+    EXPECT_FALSE(pool.refillPending());
+    EXPECT_EQ(c.orders, 1u);
     EXPECT_EQ(pool.counters("other").hits + pool.counters("other").misses, 0u); // stocks are per heap
+}
+
+TEST(MemfdPool, OrdersOnlySizesItServesAndWithinTheBudget) {
+    MemfdPool pool(limits(2 * MiB, 2 * MiB, 64 * KiB));
+    pool.order("system", 60 * KiB); // below the minimum
+    pool.order("system", 4 * MiB);  // beyond the budget
+    EXPECT_FALSE(pool.refillPending());
+    EXPECT_EQ(pool.total().orders, 0u);
+    for (int i = 0; i < 5; ++i)
+        pool.order("system", MiB); // two fit
+    EXPECT_EQ(pool.total().orders, 2u);
+    EXPECT_EQ(refillAll(pool), 2u);
+    EXPECT_EQ(pool.counters("system").readyBytes, 2 * MiB);
+    pool.order("system", MiB); // full of ready memfds of the class
+    EXPECT_FALSE(pool.refillPending());
 }
 
 TEST(MemfdPool, APooledMemfdIsZeroEvenAfterItsClassMateWasDirtied) {
     MemfdPool pool(limits(8 * MiB, 8 * MiB));
-    ASSERT_TRUE(pool.take("system", 2 * MiB, 0));
+    ASSERT_TRUE(takeUsed(pool, "system", 2 * MiB));
     refillAll(pool);
     UniqueFd first = takeHit(pool, "system", 2 * MiB);
     ASSERT_TRUE(first.valid());
@@ -150,19 +181,24 @@ TEST(MemfdPool, APooledMemfdIsZeroEvenAfterItsClassMateWasDirtied) {
     EXPECT_TRUE(allZero(second.get(), 2 * MiB));
 }
 
-TEST(MemfdPool, ReadyMemfdsHaveTheirPagesAlready) {
+TEST(MemfdPool, ReadyMemfdsHaveTheirPagesAlreadyCleared) {
     auto fd = makeReadyMemfd(MiB);
     ASSERT_TRUE(fd) << fd.error().message();
     struct stat st {};
     ASSERT_EQ(::fstat(fd->get(), &st), 0);
     EXPECT_EQ(static_cast<uint64_t>(st.st_size), MiB);
     EXPECT_GE(static_cast<uint64_t>(st.st_blocks) * 512, MiB); // allocated, not a hole
-    EXPECT_EQ(::fcntl(fd->get(), F_GET_SEALS), 0);             // sealed only when taken
+    // Cleared too: SEEK_DATA counts a page as data only once it is
+    // uptodate (folio_seek_hole_data() in mm/filemap.c); a page fallocate
+    // allocated but nobody cleared yet is a hole to it.
+    EXPECT_EQ(::lseek(fd->get(), 0, SEEK_DATA), 0);
+    EXPECT_EQ(::lseek(fd->get(), 0, SEEK_HOLE), static_cast<off_t>(MiB));
+    EXPECT_EQ(::fcntl(fd->get(), F_GET_SEALS), 0); // sealed only when taken
 }
 
 TEST(MemfdPool, ReadOnlySealsAreAddedWhenTaken) {
     MemfdPool pool(limits(8 * MiB, 8 * MiB));
-    ASSERT_TRUE(pool.take("system", MiB, F_SEAL_FUTURE_WRITE));
+    ASSERT_TRUE(takeUsed(pool, "system", MiB, F_SEAL_FUTURE_WRITE));
     refillAll(pool);
     UniqueFd fd = takeHit(pool, "system", MiB, F_SEAL_FUTURE_WRITE);
     ASSERT_TRUE(fd.valid());
@@ -180,7 +216,7 @@ TEST(MemfdPool, NeverHoldsMoreThanItsBudgets) {
         for (uint64_t size : sizes) {
             for (const char* heap : {"a", "b"}) {
                 SCOPED_TRACE(fmt::format("round {} heap {} size {}", round, heap, size));
-                auto taken = pool.take(heap, size, 0);
+                auto taken = takeUsed(pool, heap, size);
                 ASSERT_TRUE(taken);
                 refillAll(pool);
                 EXPECT_LE(pool.counters("a").readyBytes, 3 * MiB);
@@ -197,10 +233,10 @@ TEST(MemfdPool, TheStockFollowsTheSizesAskedFor) {
     // A budget of one 2 MiB class: asking for 1 MiB buffers gives back the
     // 2 MiB memfd to make room.
     MemfdPool pool(limits(2 * MiB, 2 * MiB));
-    ASSERT_TRUE(pool.take("system", 2 * MiB, 0));
+    ASSERT_TRUE(takeUsed(pool, "system", 2 * MiB));
     refillAll(pool);
     EXPECT_EQ(pool.counters("system").readyBytes, 2 * MiB);
-    ASSERT_TRUE(pool.take("system", MiB, 0)); // a miss
+    ASSERT_TRUE(takeUsed(pool, "system", MiB)); // a miss
     refillAll(pool);
     EXPECT_EQ(pool.counters("system").readyBytes, MiB);
     EXPECT_EQ(pool.counters("system").drained, 1u);
@@ -211,8 +247,8 @@ TEST(MemfdPool, DrainGivesEverythingBackAndDropsRefillsInFlight) {
     const size_t fdsBefore = test::openFdCount();
     {
         MemfdPool pool(limits(8 * MiB, 8 * MiB));
-        ASSERT_TRUE(pool.take("system", MiB, 0));
-        ASSERT_TRUE(pool.take("system", 2 * MiB, 0));
+        ASSERT_TRUE(takeUsed(pool, "system", MiB));
+        ASSERT_TRUE(takeUsed(pool, "system", 2 * MiB));
         refillAll(pool);
         EXPECT_EQ(pool.counters("system").readyBytes, 3 * MiB);
         EXPECT_EQ(test::openFdCount(), fdsBefore + 2);
@@ -232,7 +268,7 @@ TEST(MemfdPool, DrainGivesEverythingBackAndDropsRefillsInFlight) {
         EXPECT_EQ(pool.counters("system").drained, 2u);
         EXPECT_EQ(test::openFdCount(), fdsBefore + 1); // the buffer taken before only
         // After the drain the pool works again.
-        ASSERT_TRUE(pool.take("system", MiB, 0));
+        ASSERT_TRUE(takeUsed(pool, "system", MiB));
         refillAll(pool);
         EXPECT_EQ(pool.counters("system").readyBytes, MiB);
     }
@@ -241,13 +277,13 @@ TEST(MemfdPool, DrainGivesEverythingBackAndDropsRefillsInFlight) {
 
 TEST(MemfdPool, AnAbandonedRefillFreesItsBudget) {
     MemfdPool pool(limits(MiB, MiB));
-    ASSERT_TRUE(pool.take("system", MiB, 0));
+    pool.order("system", MiB);
     auto refill = pool.takeRefill();
     ASSERT_TRUE(refill);
-    ASSERT_TRUE(pool.take("system", MiB, 0)); // the budget is committed: no second order
+    pool.order("system", MiB); // the budget is committed: no second order
     EXPECT_FALSE(pool.refillPending());
     pool.abandon(*refill);
-    ASSERT_TRUE(pool.take("system", MiB, 0));
+    pool.order("system", MiB);
     EXPECT_TRUE(pool.refillPending());
 }
 
