@@ -381,7 +381,8 @@ void BM_KernelHeap(benchmark::State& state) {
 }
 
 // ---- Ready buffers (issue 17): the whole cycle an unmodified dma-heap
-// program pays under the shim in-process (DMA_HEAP_IOCTL_ALLOC, mmap through
+// program pays under the shim, in-process (no pool there) or through
+// cenallocd (the daemon's pool) (DMA_HEAP_IOCTL_ALLOC, mmap through
 // the shim, which populates the mapping as the kernel's system heap does,
 // touch every page, munmap, close) against the same cycle through the
 // library (alloc_bench's BM_Ready_Cenalloc), in one run, each followed
@@ -414,7 +415,19 @@ uint64_t refillsSoFar(Session& session) {
 
 void BM_Ready_Shim(benchmark::State& state) {
     const size_t size = static_cast<size_t>(state.range(0));
-    auto session = makeSession(state, 0);
+    // As the shim runs: in-process without a pool of ready memory
+    // (inProcessContextOptions), or through cenallocd, whose pool serves it.
+    std::shared_ptr<Session> session;
+    if (state.range(1) == 0) {
+        auto local = Session::local(cenalloc::defaultPlatform(), cenalloc::shim::inProcessContextOptions());
+        if (!local) {
+            state.SkipWithError(local.error().toString().c_str());
+            return;
+        }
+        session = std::move(*local);
+    } else {
+        session = makeSession(state, 1);
+    }
     if (!session)
         return;
     ShimOptions options;
@@ -519,10 +532,17 @@ void BM_Ready_Cenalloc(benchmark::State& state) {
 }
 
 const int kReadyRegistered = [] {
-    for (int64_t size : {4 * KiB, 64 * KiB, MiB, 8 * MiB, 32 * MiB})
-        for (auto [name, fn] :
-             {std::pair{"BM_Ready_Shim", &BM_Ready_Shim}, std::pair{"BM_Ready_Cenalloc", &BM_Ready_Cenalloc}})
-            benchmark::RegisterBenchmark(name, fn)->ArgName("size")->Arg(size)->Unit(benchmark::kMicrosecond);
+    for (int64_t size : {4 * KiB, 64 * KiB, MiB, 8 * MiB, 32 * MiB}) {
+        for (int64_t daemon : {0, 1})
+            benchmark::RegisterBenchmark("BM_Ready_Shim", &BM_Ready_Shim)
+                ->ArgNames({"size", "daemon"})
+                ->Args({size, daemon})
+                ->Unit(benchmark::kMicrosecond);
+        benchmark::RegisterBenchmark("BM_Ready_Cenalloc", &BM_Ready_Cenalloc)
+            ->ArgName("size")
+            ->Arg(size)
+            ->Unit(benchmark::kMicrosecond);
+    }
     return 0;
 }();
 

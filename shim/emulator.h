@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <vector>
 
+#include <cenalloc/context.h>
 #include <cenalloc/result.h>
 #include <cenalloc/session.h>
 #include <cenalloc/unique_fd.h>
@@ -97,6 +98,12 @@ void noteCreatedFd(int fd);
 /// cenallocd the child makes its own connection on next use.
 ///
 /// Thread safety: all methods may be called concurrently.
+/// The Context options of the in-process session (CENALLOC_SHIM_MODE=local):
+/// no pool of ready memory, which would keep memfds in the program's fd
+/// table (emulator_session.cpp says why). Through cenallocd the daemon's
+/// pool serves the shim.
+ContextOptions inProcessContextOptions();
+
 class DmaHeapEmulator {
 public:
     /// A session as @p options say, then the emulator over it.

@@ -18,6 +18,21 @@
 
 namespace cenalloc::shim {
 
+// The in-process session's context: no pool of ready memory. The kernel's
+// system heap takes zeroed pages from the page allocator at
+// DMA_HEAP_IOCTL_ALLOC (drivers/dma-buf/heaps/system_heap.c: alloc_pages
+// with the __GFP_ZERO of its order_flags) and keeps no file in the caller's
+// fd table; a pool of memfds would put fds in the program's table behind its back, which
+// it counts (the dma-heap selftest compares fd counts), closes with
+// closefrom() under the pool, and pays for in RLIMIT_NOFILE. Through
+// cenallocd the pool lives in the daemon.
+ContextOptions inProcessContextOptions() {
+    ContextOptions context;
+    context.readyPool.heapBytes = 0;
+    context.readyPool.totalBytes = 0;
+    return context;
+}
+
 namespace {
 
 /// The fds made by the session being created on this thread (see
@@ -49,12 +64,12 @@ Result<std::shared_ptr<Session>> makeSession(const ShimOptions& options) {
         auto platform = loadPlatformFile(options.platformPath);
         if (!platform)
             return platform.error().withContext("CENALLOC_PLATFORM");
-        auto local = Session::local(*platform);
+        auto local = Session::local(*platform, inProcessContextOptions());
         if (!local)
             return local.error();
         return std::shared_ptr<Session>(std::move(*local));
     }
-    auto local = Session::local();
+    auto local = Session::local(defaultPlatform(), inProcessContextOptions());
     if (!local)
         return local.error();
     return std::shared_ptr<Session>(std::move(*local));

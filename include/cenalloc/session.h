@@ -156,6 +156,9 @@ public:
 
     /// An in-process session over its own Context for @p platform.
     static Result<std::unique_ptr<Session>> local(const Platform& platform = defaultPlatform());
+    /// The same, its Context made with @p options (e.g. no ready pool: the
+    /// preloaded shim's, which must make no fd the kernel would not).
+    static Result<std::unique_ptr<Session>> local(const Platform& platform, const ContextOptions& options);
     /// A session with the cenallocd listening on @p socketPath
     /// (defaultSocketPath() when empty). Errors: ENOENT/ECONNREFUSED when no
     /// daemon listens, EPROTO for a daemon speaking another protocol.

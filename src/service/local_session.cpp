@@ -52,7 +52,13 @@ private:
 } // namespace
 
 Result<std::unique_ptr<Session>> Session::local(const Platform& platform) {
-    auto service = Service::create(platform);
+    return local(platform, ServiceConfig{}.context);
+}
+
+Result<std::unique_ptr<Session>> Session::local(const Platform& platform, const ContextOptions& options) {
+    ServiceConfig config;
+    config.context = options;
+    auto service = Service::create(platform, std::move(config));
     if (!service)
         return service.error();
     Credentials self;

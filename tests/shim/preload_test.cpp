@@ -237,6 +237,18 @@ TEST(Preload, AfterClosefromTheShimNeverTouchesTheProgramsFdsThroughCenallocd) {
     EXPECT_EQ(child.out(), kClosefromExpected);
 }
 
+TEST(Preload, InProcessTheShimMakesNoFdOrThreadTheKernelWouldNot) {
+    // The kernel's heaps keep their ready pages in page pools, not in the
+    // program's fd table; a pool of ready memfds in the program would show
+    // in its fd count (as the conformance program's fds-delta once did),
+    // be closed under the pool by closefrom() and eat RLIMIT_NOFILE.
+    Child child({SHIM_SCENARIOS, "fd-steady"},
+                environment({"LD_PRELOAD=" + preloadValue(), "CENALLOC_SHIM_MODE=local"}));
+    ASSERT_TRUE(child.exitsWithin(std::chrono::seconds(60)));
+    EXPECT_EQ(child.wait(), 0) << child.err() << child.out();
+    EXPECT_EQ(child.out(), "fds: +0\nthreads: +0\n");
+}
+
 TEST(Preload, ForkWhileOtherThreadsAllocateLeavesNoChildDeadlockedInProcess) {
     // Four threads allocate and free without pause while 300 children are
     // forked one by one, each allocating once from the session it inherited.

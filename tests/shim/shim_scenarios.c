@@ -12,6 +12,11 @@
 //       THREADS threads allocate and free in a loop while the main thread
 //       forks CHILDREN children, each allocating once; a child that has not
 //       exited 20 s after it was forked counts as hung (and is killed).
+//   shim_scenarios fd-steady
+//       Allocates, maps, touches, unmaps and closes one buffer, counts its
+//       open fds and threads, then does the same for 24 buffers of other
+//       sizes and counts again: the kernel makes no fd and no thread of the
+//       program's, so neither may the shim (a pool of ready memfds would).
 //   shim_scenarios lseek-time COUNT
 //       ns per lseek(SEEK_CUR) on a tmpfile() and on a buffer fd (a timing
 //       loop for people; no test asserts on it).
@@ -247,14 +252,66 @@ static int lseekTime(long count) {
     return 0;
 }
 
+static int countEntries(const char* path) {
+    DIR* dir = opendir(path);
+    if (!dir)
+        return -1;
+    int n = 0;
+    for (struct dirent* entry; (entry = readdir(dir)) != NULL;)
+        n += entry->d_name[0] != '.';
+    closedir(dir);
+    return n;
+}
+
+// One buffer's life as a program lives it: allocate, map, touch every page, unmap, close.
+static int bufferCycle(int heap, size_t size) {
+    int buffer = allocate(heap, size);
+    if (buffer < 0)
+        return -1;
+    unsigned char* bytes = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, buffer, 0);
+    if (bytes == MAP_FAILED) {
+        close(buffer);
+        return -1;
+    }
+    for (size_t i = 0; i < size; i += 4096)
+        bytes[i] = 1;
+    munmap(bytes, size);
+    return close(buffer);
+}
+
+static int fdSteady(void) {
+    int heap = open("/dev/dma_heap/system", O_RDWR | O_CLOEXEC);
+    if (heap < 0 || bufferCycle(heap, 64 * 1024) != 0) {
+        printf("error: the first buffer: %s\n", strerror(errno));
+        return 1;
+    }
+    // /proc/self/fd counts the fd opendir itself holds, both times.
+    const int fds = countEntries("/proc/self/fd");
+    const int threads = countEntries("/proc/self/task");
+    for (int i = 1; i <= 24; ++i)
+        if (bufferCycle(heap, (size_t)i * 96 * 1024) != 0) {
+            printf("error: buffer %d: %s\n", i, strerror(errno));
+            return 1;
+        }
+    // A background thread making fds would have made them by now.
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    printf("fds: %+d\n", countEntries("/proc/self/fd") - fds);
+    printf("threads: %+d\n", countEntries("/proc/self/task") - threads);
+    close(heap);
+    return 0;
+}
+
 int main(int argc, char** argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && strcmp(argv[1], "closefrom") == 0)
         return closefromScenario();
     if (argc >= 4 && strcmp(argv[1], "fork-stress") == 0)
         return forkStress(atoi(argv[2]), atoi(argv[3]));
+    if (argc >= 2 && strcmp(argv[1], "fd-steady") == 0)
+        return fdSteady();
     if (argc >= 3 && strcmp(argv[1], "lseek-time") == 0)
         return lseekTime(atol(argv[2]));
-    fprintf(stderr, "usage: %s closefrom | fork-stress CHILDREN THREADS | lseek-time COUNT\n", argv[0]);
+    fprintf(stderr, "usage: %s closefrom | fork-stress CHILDREN THREADS | fd-steady | lseek-time COUNT\n", argv[0]);
     return 2;
 }
