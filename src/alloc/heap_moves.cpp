@@ -29,6 +29,13 @@ namespace {
 // at %p is busy, retrying"); a few, so a hopeless request stays cheap.
 constexpr size_t kMaxWindows = 4;
 
+// Planning weighs every candidate window against every buffer in the heap,
+// with those buffers locked: past this many (window, buffer) pairs the heap
+// moves nothing, so a client that fills a CMA heap with small buffers and
+// then asks for large ones makes the daemon do bounded work (a few ms)
+// while it holds other clients' buffers.
+constexpr uint64_t kMaxPlanPairs = uint64_t{1} << 22;
+
 // A buffer whose storage lies in the heap, locked from the plan to the end
 // of the moves so that nothing it holds changes meanwhile. The buffer is
 // declared first: the lock is released before the last reference can go.
@@ -94,10 +101,10 @@ std::vector<Occupant> lockOccupants(BufferRegistry& registry, const Heap& heap, 
 // [lowest, highest] that moving buffers can clear, cheapest first (fewest
 // bytes moved, then lowest address). A window may hold free bytes and
 // movable buffers only; a buffer partly inside moves whole.
-std::vector<Plan> planWindows(const std::vector<PhysChunk>& free, const std::vector<Occupant>& occupants,
-                              uint64_t length, uint64_t alignment, uint64_t lowest, uint64_t highest) {
+Result<std::vector<Plan>> planWindows(const std::vector<PhysChunk>& free, const std::vector<Occupant>& occupants,
+                                      uint64_t length, uint64_t alignment, uint64_t lowest, uint64_t highest) {
     if (highest < lowest || highest - lowest < length - 1)
-        return {};
+        return std::vector<Plan>();
     // An optimal window can slide down until its start or its end meets the
     // edge of a free range or of a buffer (or of the limits): only those
     // starts are tried.
@@ -116,6 +123,10 @@ std::vector<Plan> planWindows(const std::vector<PhysChunk>& free, const std::vec
     }
     std::sort(starts.begin(), starts.end());
     starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
+    if (starts.size() * (occupants.size() + free.size()) > kMaxPlanPairs)
+        return Error(ENOMEM, fmt::format("its {} buffers and {} free ranges are too many to plan moves among; "
+                                         "no buffer moved",
+                                         occupants.size(), free.size()));
 
     std::vector<Plan> plans;
     for (uint64_t start : starts) {
@@ -252,8 +263,11 @@ Result<Storage> HeapMover::allocate(const std::shared_ptr<Heap>& heap, uint64_t 
     {
         std::lock_guard guard(mutex_);
         std::vector<Occupant> occupants = lockOccupants(*registry_, *heap, self);
-        std::vector<Plan> plans = planWindows(contiguous.freeRanges(), occupants, length, alignment, p.lowestAddress,
-                                              std::min(p.highestAddress, limits.highestAddress));
+        auto planned = planWindows(contiguous.freeRanges(), occupants, length, alignment, p.lowestAddress,
+                                   std::min(p.highestAddress, limits.highestAddress));
+        if (!planned)
+            return storage.error().withContext(planned.error().message());
+        std::vector<Plan>& plans = *planned;
         if (plans.empty())
             return storage.error().withContext(
                 fmt::format("no window of {} in it holds only free memory and buffers that can move{}",

@@ -491,5 +491,42 @@ TEST(HeapMoves, ConcurrentAllocationsMapsAndMovesNeverDeadlockAndLeaveNothingBeh
     f.finish();
 }
 
+TEST(HeapMoves, AHeapOfTooManySmallBuffersIsNotPlannedAndNothingMoves) {
+    // Planning weighs every window against every buffer, with them locked:
+    // a client that fills the pool with small buffers and asks for a large
+    // one gets ENOMEM at once, and the daemon did bounded work.
+    auto context = makeContext();
+    const DmaDevice& display = deviceOf(*context, "display");
+    const Snapshot baseline = Snapshot::of(*context);
+    constexpr uint64_t kSmall = 64 * KiB;
+    std::vector<std::shared_ptr<Buffer>> buffers;
+    std::vector<Attachment> attachments;
+    for (uint64_t i = 0; i < kSlots * kSlot / kSmall; ++i) {
+        auto buffer = context->create(kSmall, "small");
+        ASSERT_TRUE(buffer) << buffer.error().toString();
+        auto attachment = (*buffer)->attach(display);
+        ASSERT_TRUE(attachment) << attachment.error().toString();
+        ASSERT_TRUE((*buffer)->mmap()); // its storage: the next 64 KiB of the pool
+        buffers.push_back(std::move(*buffer));
+        attachments.push_back(std::move(*attachment));
+    }
+    ASSERT_EQ(buffers.back()->heapName(), kCma) << "the pool is full";
+    // Every other one released: 128 MiB free in 64 KiB holes, each buffer
+    // movable (one display attachment, not mapped).
+    for (size_t i = 0; i < buffers.size(); i += 2) {
+        attachments[i].detach();
+        buffers[i].reset();
+    }
+    const Snapshot fragmented = Snapshot::of(*context);
+    auto big = context->allocate(kCma, 1 * MiB);
+    ASSERT_FALSE(big);
+    EXPECT_EQ(big.error().code(), ENOMEM);
+    EXPECT_TRUE(contains(big.error().message(), "too many to plan moves among")) << big.error().message();
+    EXPECT_TRUE(Snapshot::of(*context) == fragmented) << "nothing moved";
+    attachments.clear();
+    buffers.clear();
+    EXPECT_TRUE(Snapshot::of(*context) == baseline);
+}
+
 } // namespace
 } // namespace cenalloc
