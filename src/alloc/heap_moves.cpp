@@ -29,12 +29,13 @@ namespace {
 // at %p is busy, retrying"); a few, so a hopeless request stays cheap.
 constexpr size_t kMaxWindows = 4;
 
-// Planning weighs every candidate window against every buffer in the heap,
-// with those buffers locked: past this many (window, buffer) pairs the heap
-// moves nothing, so a client that fills a CMA heap with small buffers and
-// then asks for large ones makes the daemon do bounded work (a few ms)
-// while it holds other clients' buffers.
-constexpr uint64_t kMaxPlanPairs = uint64_t{1} << 22;
+// Planning locks every buffer in the heap and weighs every candidate window
+// (a few per buffer) against every buffer: a heap holding more buffers than
+// this moves none, so a client that fills a CMA pool with small buffers and
+// asks for a large one makes the daemon hold a bounded number of other
+// clients' buffers for bounded work. (ThreadSanitizer's deadlock detector
+// also refuses more than 64 mutexes held by one thread.)
+constexpr size_t kMaxOccupants = 48;
 
 // A buffer whose storage lies in the heap, locked from the plan to the end
 // of the moves so that nothing it holds changes meanwhile. The buffer is
@@ -75,7 +76,7 @@ std::string describeBuffer(const Buffer& buffer) {
 // Every buffer of the registry whose storage lies in @p heap, locked; a
 // buffer busy in another thread right now is not examined, so its bytes
 // count as in use by something that cannot move.
-std::vector<Occupant> lockOccupants(BufferRegistry& registry, const Heap& heap, const Buffer* self) {
+Result<std::vector<Occupant>> lockOccupants(BufferRegistry& registry, const Heap& heap, const Buffer* self) {
     std::vector<Occupant> occupants;
     for (std::shared_ptr<Buffer>& buffer : registry.buffers()) {
         if (buffer.get() == self)
@@ -86,6 +87,10 @@ std::vector<Occupant> lockOccupants(BufferRegistry& registry, const Heap& heap, 
         const Storage& storage = BufferAccess::storageLocked(*buffer);
         if (storage.empty() || storage.heap() != &heap)
             continue;
+        if (occupants.size() == kMaxOccupants)
+            return Error(ENOMEM, fmt::format("its buffers are too many to plan moves among (more than {}, each locked "
+                                             "while the moves are planned); no buffer moved",
+                                             kMaxOccupants));
         Occupant o;
         o.chunks = storage.chunks();
         o.bytes = storage.size();
@@ -101,10 +106,10 @@ std::vector<Occupant> lockOccupants(BufferRegistry& registry, const Heap& heap, 
 // [lowest, highest] that moving buffers can clear, cheapest first (fewest
 // bytes moved, then lowest address). A window may hold free bytes and
 // movable buffers only; a buffer partly inside moves whole.
-Result<std::vector<Plan>> planWindows(const std::vector<PhysChunk>& free, const std::vector<Occupant>& occupants,
-                                      uint64_t length, uint64_t alignment, uint64_t lowest, uint64_t highest) {
+std::vector<Plan> planWindows(const std::vector<PhysChunk>& free, const std::vector<Occupant>& occupants,
+                              uint64_t length, uint64_t alignment, uint64_t lowest, uint64_t highest) {
     if (highest < lowest || highest - lowest < length - 1)
-        return std::vector<Plan>();
+        return {};
     // An optimal window can slide down until its start or its end meets the
     // edge of a free range or of a buffer (or of the limits): only those
     // starts are tried.
@@ -123,10 +128,6 @@ Result<std::vector<Plan>> planWindows(const std::vector<PhysChunk>& free, const 
     }
     std::sort(starts.begin(), starts.end());
     starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
-    if (starts.size() * (occupants.size() + free.size()) > kMaxPlanPairs)
-        return Error(ENOMEM, fmt::format("its {} buffers and {} free ranges are too many to plan moves among; "
-                                         "no buffer moved",
-                                         occupants.size(), free.size()));
 
     std::vector<Plan> plans;
     for (uint64_t start : starts) {
@@ -262,12 +263,12 @@ Result<Storage> HeapMover::allocate(const std::shared_ptr<Heap>& heap, uint64_t 
     Result<Storage> made = Error(ENOMEM, "");
     {
         std::lock_guard guard(mutex_);
-        std::vector<Occupant> occupants = lockOccupants(*registry_, *heap, self);
-        auto planned = planWindows(contiguous.freeRanges(), occupants, length, alignment, p.lowestAddress,
-                                   std::min(p.highestAddress, limits.highestAddress));
-        if (!planned)
-            return storage.error().withContext(planned.error().message());
-        std::vector<Plan>& plans = *planned;
+        auto locked = lockOccupants(*registry_, *heap, self);
+        if (!locked)
+            return storage.error().withContext(locked.error().message());
+        std::vector<Occupant>& occupants = *locked;
+        std::vector<Plan> plans = planWindows(contiguous.freeRanges(), occupants, length, alignment, p.lowestAddress,
+                                              std::min(p.highestAddress, limits.highestAddress));
         if (plans.empty())
             return storage.error().withContext(
                 fmt::format("no window of {} in it holds only free memory and buffers that can move{}",
@@ -302,7 +303,10 @@ Result<Evacuation> HeapMover::evacuate(const std::shared_ptr<Heap>& heap, PhysCh
     BufferAccess::PendingMoves notifications;
     {
         std::lock_guard guard(mutex_);
-        std::vector<Occupant> occupants = lockOccupants(*registry_, *heap, nullptr);
+        auto locked = lockOccupants(*registry_, *heap, nullptr);
+        if (!locked)
+            return locked.error().withContext(fmt::format("heap '{}'", heap->name()));
+        std::vector<Occupant>& occupants = *locked;
         Plan plan{range, {}, 0};
         std::vector<std::string> blockers;
         for (size_t i = 0; i < occupants.size(); ++i) {
