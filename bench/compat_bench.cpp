@@ -126,6 +126,37 @@ std::shared_ptr<Session> makeSession(benchmark::State& state, int mode) {
     return std::shared_ptr<Session>(std::move(*remote));
 }
 
+/// The shim's emulator over @p session with its system heap open (the
+/// host's kernel heaps hidden, so that "system" is always cenalloc's); null,
+/// the benchmark skipped saying why, on failure.
+struct EmulatedHeap {
+    std::unique_ptr<DmaHeapEmulator> emulator;
+    int heap = -1;
+    ~EmulatedHeap() {
+        if (heap >= 0)
+            ::close(heap);
+    }
+};
+
+std::unique_ptr<EmulatedHeap> openEmulatedHeap(benchmark::State& state, std::shared_ptr<Session> session) {
+    ShimOptions options;
+    options.kernelHeapDir = "/nonexistent/dma_heap";
+    auto emulator = DmaHeapEmulator::create(std::move(session), options, cenalloc::shim::nextLibc());
+    if (!emulator) {
+        state.SkipWithError(emulator.error().toString().c_str());
+        return nullptr;
+    }
+    auto shim = std::make_unique<EmulatedHeap>();
+    shim->emulator = std::move(*emulator);
+    auto heap = shim->emulator->open(AT_FDCWD, "/dev/dma_heap/system", O_RDWR | O_CLOEXEC, 0);
+    if (!heap || *heap < 0) {
+        state.SkipWithError("opening /dev/dma_heap/system");
+        return nullptr;
+    }
+    shim->heap = *heap;
+    return shim;
+}
+
 void setCounters(benchmark::State& state, size_t size) {
     state.SetItemsProcessed(state.iterations());
     state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(size));
@@ -152,28 +183,18 @@ void BM_Shim(benchmark::State& state) {
     auto session = makeSession(state, static_cast<int>(state.range(1)));
     if (!session)
         return;
-    ShimOptions options;
-    options.kernelHeapDir = "/nonexistent/dma_heap"; // serve "system" even on a host with kernel heaps
-    auto emulator = DmaHeapEmulator::create(session, options, cenalloc::shim::nextLibc());
-    if (!emulator) {
-        state.SkipWithError(emulator.error().toString().c_str());
+    auto shim = openEmulatedHeap(state, session);
+    if (!shim)
         return;
-    }
-    auto heap = (*emulator)->open(AT_FDCWD, "/dev/dma_heap/system", O_RDWR | O_CLOEXEC, 0);
-    if (!heap || *heap < 0) {
-        state.SkipWithError("opening /dev/dma_heap/system");
-        return;
-    }
     for (auto _ : state) {
         dma_heap_allocation_data data{size, 0, O_RDWR | O_CLOEXEC, 0};
-        auto ret = (*emulator)->ioctl(*heap, DMA_HEAP_IOCTL_ALLOC, &data);
+        auto ret = shim->emulator->ioctl(shim->heap, DMA_HEAP_IOCTL_ALLOC, &data);
         if (!ret || *ret != 0) {
             state.SkipWithError(std::strerror(errno));
             break;
         }
         ::close(static_cast<int>(data.fd));
     }
-    ::close(*heap);
     setCounters(state, size);
 }
 
@@ -189,18 +210,9 @@ void BM_Overhead(benchmark::State& state) {
     auto direct = makeSession(state, static_cast<int>(state.range(1)));
     if (!direct)
         return;
-    ShimOptions options;
-    options.kernelHeapDir = "/nonexistent/dma_heap";
-    auto emulator = DmaHeapEmulator::create(direct, options, cenalloc::shim::nextLibc());
-    if (!emulator) {
-        state.SkipWithError(emulator.error().toString().c_str());
+    auto shim = openEmulatedHeap(state, direct);
+    if (!shim)
         return;
-    }
-    auto heap = (*emulator)->open(AT_FDCWD, "/dev/dma_heap/system", O_RDWR | O_CLOEXEC, 0);
-    if (!heap || *heap < 0) {
-        state.SkipWithError("opening /dev/dma_heap/system");
-        return;
-    }
     using Clock = std::chrono::steady_clock;
     Clock::duration directTime{}, shimTime{};
     bool shimFirst = false;
@@ -217,7 +229,7 @@ void BM_Overhead(benchmark::State& state) {
     auto viaShim = [&] {
         auto start = Clock::now();
         dma_heap_allocation_data data{size, 0, O_RDWR | O_CLOEXEC, 0};
-        auto ret = (*emulator)->ioctl(*heap, DMA_HEAP_IOCTL_ALLOC, &data);
+        auto ret = shim->emulator->ioctl(shim->heap, DMA_HEAP_IOCTL_ALLOC, &data);
         bool ok = ret && *ret == 0;
         if (ok)
             ::close(static_cast<int>(data.fd));
@@ -242,7 +254,6 @@ void BM_Overhead(benchmark::State& state) {
         }
         shimFirst = !shimFirst;
     }
-    ::close(*heap);
     const double n = static_cast<double>(state.iterations()) * kBlock;
     const double directNs = std::chrono::duration<double, std::nano>(directTime).count() / n;
     const double shimNs = std::chrono::duration<double, std::nano>(shimTime).count() / n;
@@ -304,20 +315,11 @@ void BM_Lseek(benchmark::State& state) {
     auto session = makeSession(state, static_cast<int>(state.range(1)));
     if (!session)
         return;
-    ShimOptions options;
-    options.kernelHeapDir = "/nonexistent/dma_heap";
-    auto emulator = DmaHeapEmulator::create(session, options, cenalloc::shim::nextLibc());
-    if (!emulator) {
-        state.SkipWithError(emulator.error().toString().c_str());
+    auto shim = openEmulatedHeap(state, session);
+    if (!shim)
         return;
-    }
-    auto heap = (*emulator)->open(AT_FDCWD, "/dev/dma_heap/system", O_RDWR | O_CLOEXEC, 0);
-    if (!heap || *heap < 0) {
-        state.SkipWithError("opening /dev/dma_heap/system");
-        return;
-    }
     dma_heap_allocation_data data{64 * KiB, 0, O_RDWR | O_CLOEXEC, 0};
-    auto allocated = (*emulator)->ioctl(*heap, DMA_HEAP_IOCTL_ALLOC, &data);
+    auto allocated = shim->emulator->ioctl(shim->heap, DMA_HEAP_IOCTL_ALLOC, &data);
     if (!allocated || *allocated != 0) {
         state.SkipWithError("allocation failed");
         return;
@@ -327,13 +329,12 @@ void BM_Lseek(benchmark::State& state) {
     for (auto _ : state) {
         // SEEK_CUR: a buffer refuses it (EINVAL) only after the shim knows
         // the fd is one; on the tmpfile it is the file's own answer.
-        auto r = (*emulator)->lseek(fd, 0, SEEK_CUR);
+        auto r = shim->emulator->lseek(fd, 0, SEEK_CUR);
         off_t at = r ? *r : ::lseek(fd, 0, SEEK_CUR);
         benchmark::DoNotOptimize(at);
     }
     std::fclose(file);
     ::close(static_cast<int>(data.fd));
-    ::close(*heap);
     state.SetItemsProcessed(state.iterations());
 }
 
@@ -430,21 +431,12 @@ void BM_Ready_Shim(benchmark::State& state) {
     }
     if (!session)
         return;
-    ShimOptions options;
-    options.kernelHeapDir = "/nonexistent/dma_heap";
-    auto emulator = DmaHeapEmulator::create(session, options, cenalloc::shim::nextLibc());
-    if (!emulator) {
-        state.SkipWithError(emulator.error().toString().c_str());
+    auto shim = openEmulatedHeap(state, session);
+    if (!shim)
         return;
-    }
-    auto heap = (*emulator)->open(AT_FDCWD, "/dev/dma_heap/system", O_RDWR | O_CLOEXEC, 0);
-    if (!heap || *heap < 0) {
-        state.SkipWithError("opening /dev/dma_heap/system");
-        return;
-    }
     auto cycle = [&] {
         dma_heap_allocation_data data{size, 0, O_RDWR | O_CLOEXEC, 0};
-        auto ret = (*emulator)->ioctl(*heap, DMA_HEAP_IOCTL_ALLOC, &data);
+        auto ret = shim->emulator->ioctl(shim->heap, DMA_HEAP_IOCTL_ALLOC, &data);
         if (!ret || *ret != 0)
             return false;
         const int fd = static_cast<int>(data.fd);
@@ -452,7 +444,7 @@ void BM_Ready_Shim(benchmark::State& state) {
         // libc maps.
         int flags = MAP_SHARED;
         void* p = MAP_FAILED;
-        if (auto refused = (*emulator)->mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, 0, &flags))
+        if (auto refused = shim->emulator->mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, 0, &flags))
             p = *refused;
         else
             p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, 0);
@@ -486,7 +478,6 @@ void BM_Ready_Shim(benchmark::State& state) {
             state.ResumeTiming();
         }
     }
-    ::close(*heap);
     if (auto stats = session->stats(false); stats && !stats->readyPools.empty()) {
         const auto& all = stats->readyPools.back();
         state.counters["hits"] = static_cast<double>(all.hits);
