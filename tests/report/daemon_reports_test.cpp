@@ -16,6 +16,7 @@
 #include "service/config.h"
 #include "support/daemon.h"
 #include "support/fake_kernel_heaps.h"
+#include "support/service.h"
 
 namespace cenalloc {
 namespace {
@@ -25,12 +26,7 @@ using test::FakeKernelHeapDir;
 TEST(DaemonReports, HeapsThroughAPlacedDaemonShowTheKernelHeapColumnAsInProcess) {
     // "system" has a node, "linux,cma" none, and node "zz" matches no heap.
     FakeKernelHeapDir dir;
-    dir.addHeap("system");
-    dir.addHeap("zz");
-    ServiceConfig config;
-    config.context.kernelHeapDir = dir.path();
-    config.context.placeKernelHeaps = true;
-    config.probeKernelHeaps = false; // stand-in nodes cannot allocate the probe's page
+    const ServiceConfig config = test::placedOnStandIn(dir);
     test::InProcessDaemon daemon(config);
     ASSERT_TRUE(daemon.ok());
     auto session = Session::connect(daemon.path());

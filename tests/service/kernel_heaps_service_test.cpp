@@ -11,6 +11,7 @@
 
 #include "support/daemon.h"
 #include "support/fake_kernel_heaps.h"
+#include "support/service.h"
 #include "service/config.h"
 #include "service/service.h"
 
@@ -60,21 +61,9 @@ TEST(ServiceKernelHeaps, AHostWithoutKernelHeapsHasNothingToSay) {
     EXPECT_TRUE((*service)->notes().empty());
 }
 
-// A daemon placed on a stand-in of the host kernel's heaps: "system" has a
-// node, "linux,cma" has none, and node "zz" matches no heap of the model.
-ServiceConfig placedOnStandIn(const FakeKernelHeapDir& dir) {
-    dir.addHeap("system");
-    dir.addHeap("zz");
-    ServiceConfig config;
-    config.context.kernelHeapDir = dir.path();
-    config.context.placeKernelHeaps = true;
-    config.probeKernelHeaps = false; // stand-in nodes cannot allocate the probe's page
-    return config;
-}
-
 TEST(ServiceKernelHeaps, TheHeapListThroughTheDaemonCarriesEachHeapsKernelPlacement) {
     FakeKernelHeapDir dir;
-    test::InProcessDaemon daemon(placedOnStandIn(dir));
+    test::InProcessDaemon daemon(test::placedOnStandIn(dir));
     ASSERT_TRUE(daemon.ok());
     auto session = Session::connect(daemon.path());
     ASSERT_TRUE(session) << session.error().toString();

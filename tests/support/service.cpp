@@ -49,6 +49,16 @@ ServiceConfig configOf(const std::string& yaml) {
     return config ? *config : ServiceConfig{};
 }
 
+ServiceConfig placedOnStandIn(const FakeKernelHeapDir& dir) {
+    dir.addHeap("system");
+    dir.addHeap("zz");
+    ServiceConfig config;
+    config.context.kernelHeapDir = dir.path();
+    config.context.placeKernelHeaps = true;
+    config.probeKernelHeaps = false;
+    return config;
+}
+
 void PrintTo(const Baseline& b, std::ostream* os) {
     *os << "live " << b.liveBuffers << " heaps";
     for (auto [n, bytes] : b.heaps)

@@ -16,6 +16,7 @@
 #include <cenalloc/unique_fd.h>
 
 #include "service/config.h"
+#include "support/fake_kernel_heaps.h"
 #include "service/operations.h"
 #include "service/protocol.h"
 
@@ -41,6 +42,12 @@ void expectBackTo(Session& session, const Baseline& baseline);
 /// @p yaml parsed as a daemon configuration; the test fails when it does
 /// not parse.
 ServiceConfig configOf(const std::string& yaml);
+
+/// A service placed on a stand-in of the host kernel's heaps: @p dir gets
+/// node "system" (a heap of the model) and "zz" (none), so "system" is
+/// placed, "linux,cma" has no node and "kernel:zz" matches nothing. The
+/// page probe is off: stand-in nodes cannot allocate it.
+ServiceConfig placedOnStandIn(const FakeKernelHeapDir& dir);
 void PrintTo(const Baseline& b, std::ostream* os);
 
 /// The statistics of @p heap as @p session lists them; the test fails when
