@@ -31,6 +31,7 @@ endif()
 file(GLOB shim_test_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/*.cpp)
 add_executable(test_shim ${shim_test_sources})
 target_compile_options(test_shim PRIVATE ${CENALLOC_TEST_OPTIONS})
+cenalloc_test_headers(test_shim service)
 # The tests may reach cenalloc's private headers (the shim may not).
 target_link_libraries(test_shim PRIVATE cenalloc_dmaheap_core cenalloc_internal cenalloc_test_support
                                         cenalloc_test_support_service GTest::gtest GTest::gtest_main)
