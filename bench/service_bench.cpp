@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: MIT
 // Allocate+free through cenallocd vs in-process (Session::local) vs a raw sealed memfd; daemon latency and throughput.
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
+#include <pthread.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -163,6 +168,116 @@ void BM_Daemon(benchmark::State& state) {
     }
 }
 
+// The kernel's share of one daemon allocate+free, without cenalloc: a
+// server thread answers each request on a SOCK_SEQPACKET socketpair with a
+// new sealed memfd and the syscalls the daemon makes for it (fstat, an
+// inotify watch on /proc/self/fd/N, sendmsg with SCM_RIGHTS, close; the
+// watch's events read every 32 answers, as the daemon reaps); the client
+// sends, receives the fd and closes it. poll:0, both sides sleep in
+// recv; poll:1, both spin on non-blocking receives (sched_yield between),
+// as the daemon and its clients poll. Its p50 and the server's CPU per
+// operation are the reference, in the same run, that tells a slower host
+// from slower code.
+void BM_KernelFloor(benchmark::State& state) {
+    const uint64_t size = static_cast<uint64_t>(state.range(0));
+    const int wait = state.range(1) != 0 ? MSG_DONTWAIT : 0;
+    // recv/recvmsg, retried while a polling side finds nothing yet.
+    auto receive = [wait](auto call) {
+        for (;;) {
+            ssize_t n = call(wait);
+            if (n >= 0 || errno != EAGAIN)
+                return n;
+            ::sched_yield();
+        }
+    };
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
+        state.SkipWithError("socketpair");
+        return;
+    }
+    UniqueFd client(pair[0]);
+    UniqueFd serverEnd(pair[1]);
+    UniqueFd watcher(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    double serverCpuMicros = 0;
+    std::thread server([&] {
+        clockid_t clock;
+        ::pthread_getcpuclockid(::pthread_self(), &clock);
+        alignas(inotify_event) char events[16 * 1024];
+        char request[64];
+        for (uint64_t served = 0;; ++served) {
+            if (receive([&](int flags) { return ::recv(serverEnd.get(), request, sizeof request, flags); }) <= 0)
+                break;
+            auto fd = createSealedMemfd("bench", size);
+            struct stat st {};
+            char path[40];
+            if (!fd || ::fstat(fd->get(), &st) != 0)
+                break;
+            std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd->get());
+            if (::inotify_add_watch(watcher.get(), path, IN_DELETE_SELF) < 0)
+                break;
+            char control[CMSG_SPACE(sizeof(int))] = {};
+            iovec iov{request, 1};
+            msghdr msg{};
+            msg.msg_iov = &iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control;
+            msg.msg_controllen = sizeof control;
+            cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+            cmsg->cmsg_level = SOL_SOCKET;
+            cmsg->cmsg_type = SCM_RIGHTS;
+            cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+            const int sent = fd->get();
+            std::memcpy(CMSG_DATA(cmsg), &sent, sizeof sent);
+            if (::sendmsg(serverEnd.get(), &msg, MSG_NOSIGNAL) < 0)
+                break;
+            fd->reset();
+            if (served % 32 == 31)
+                while (::read(watcher.get(), events, sizeof events) > 0) {
+                }
+        }
+        timespec ts{};
+        ::clock_gettime(clock, &ts);
+        serverCpuMicros = static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+    });
+    std::vector<double> micros;
+    micros.reserve(1 << 16);
+    bool failed = false;
+    for (auto _ : state) {
+        auto start = std::chrono::steady_clock::now();
+        char byte = 1;
+        char control[CMSG_SPACE(sizeof(int))] = {};
+        iovec iov{&byte, 1};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        if (::send(client.get(), &byte, 1, MSG_NOSIGNAL) != 1 ||
+            receive([&](int flags) { return ::recvmsg(client.get(), &msg, MSG_CMSG_CLOEXEC | flags); }) != 1 ||
+            !CMSG_FIRSTHDR(&msg)) {
+            failed = true;
+            break;
+        }
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof fd);
+        ::close(fd);
+        auto end = std::chrono::steady_clock::now();
+        if (micros.size() < micros.capacity())
+            micros.push_back(std::chrono::duration<double, std::micro>(end - start).count());
+    }
+    ::shutdown(client.get(), SHUT_RDWR);
+    server.join();
+    if (failed) {
+        state.SkipWithError("the kernel floor's server stopped");
+        return;
+    }
+    state.SetItemsProcessed(state.iterations());
+    state.counters["server_cpu_us"] = serverCpuMicros / static_cast<double>(state.iterations());
+    std::sort(micros.begin(), micros.end());
+    if (!micros.empty())
+        state.counters["p50_us"] = micros[micros.size() / 2];
+}
+
 // Throughput with N clients, each its own connection (and, in the daemon,
 // its own thread); items_per_second is the total over all clients.
 void BM_DaemonClients(benchmark::State& state) {
@@ -188,6 +303,7 @@ void BM_DaemonClients(benchmark::State& state) {
 BENCHMARK(BM_RawMemfd)->Arg(4 * KiB)->Arg(1 * MiB)->UseRealTime();
 BENCHMARK(BM_InProcess)->Arg(4 * KiB)->Arg(1 * MiB)->UseRealTime();
 BENCHMARK(BM_Daemon)->Arg(4 * KiB)->Arg(1 * MiB)->UseRealTime();
+BENCHMARK(BM_KernelFloor)->ArgsProduct({{4 * KiB}, {0, 1}})->ArgNames({"", "poll"})->UseRealTime();
 BENCHMARK(BM_DaemonClients)->Arg(4 * KiB)->Threads(1)->Threads(4)->Threads(8)->UseRealTime();
 
 } // namespace
