@@ -127,6 +127,7 @@ void checkReply(const Reply& reply) {
         case wire::Op::Allocate:
         case wire::Op::Create: ok = reply.fd.valid() && bool(r.get<wire::BufferReply>()); break;
         case wire::Op::AllocFor: ok = reply.fd.valid() && bool(wire::decode<wire::AllocForReply>(r)); break;
+        case wire::Op::StorageFd: ok = reply.fd.valid(); break;
         default: break;
         }
         if (!ok)
@@ -355,7 +356,7 @@ struct Sequence {
             harness.service->reap();
             return;
         }
-        switch (in.ConsumeIntegralInRange<int>(0, 27)) {
+        switch (in.ConsumeIntegralInRange<int>(0, 28)) {
         case 0: {
             wire::AllocateRequest r{};
             r.length = in.ConsumeBool() ? in.ConsumeIntegralInRange<uint64_t>(0, 4 * 1024 * 1024)
@@ -514,6 +515,12 @@ struct Sequence {
             std::memcpy(r.name, name.data(), std::min(name.size(), sizeof r.name));
             Reply reply = send(which, wire::Op::AllocFor, &r, -1);
             checkAllocFor(reply, r);
+            keep(reply);
+            break;
+        }
+        case 27: {
+            // The fd of a buffer's bytes, for any fd of the pool (read-only reopens included) or none.
+            Reply reply = send(which, wire::Op::StorageFd, pickFd());
             keep(reply);
             break;
         }

@@ -277,6 +277,26 @@ public:
     /// @p flags: O_CLOEXEC or 0. Errors: EINVAL for other flags, EBADF after
     /// surrenderFd(), errno of fcntl.
     Result<UniqueFd> dupFd(int flags = O_CLOEXEC) const;
+    /// A new fd of the buffer's bytes for a driver to import: the host
+    /// kernel's dma-buf when the storage is one (a buffer allocated for
+    /// host devices, or a deferred buffer whose storage the kernel made),
+    /// else the same as dupFd(). A deferred buffer gets its storage first,
+    /// as at its first map. A deferred buffer made where a host kernel heap
+    /// may serve it keeps its bytes only there: its own fd is a handle of 0
+    /// bytes, sealed against growth and writes (a mapping of it faults with
+    /// SIGBUS at its first touch: it never holds bytes the storage lacks),
+    /// and mmap() maps the storage fd.
+    /// @p flags: O_CLOEXEC or 0. Errors: EINVAL for other flags, those of
+    /// allocating the storage (ENOMEM, the kernel's), EBADF when the fd
+    /// holding the bytes was surrendered, errno of fcntl.
+    Result<UniqueFd> dupStorageFd(int flags = O_CLOEXEC);
+    /// Allocate a deferred buffer's storage now, as its first map would (a
+    /// no-op for a buffer that has storage). Errors: those of allocating it
+    /// (ENOMEM, EINVAL when no heap serves the devices, the kernel's).
+    Result<void> ensureStorage();
+    /// True when the bytes live in a storage fd apart from fd() (see
+    /// dupStorageFd()); fixed at creation.
+    bool bytesApart() const { return bytesApart_; }
     /// Give the fd away, keeping no fd of the buffer in this object: the
     /// service hands the fd to its client so that only the kernel counts who
     /// still holds the buffer (the last close or munmap anywhere frees it).
@@ -341,6 +361,10 @@ public:
     /// or unsatisfiable. A forecast of WouldMigrate can still meet ENOMEM.
     AttachForecast forecastAttach(const DmaDevice& device) const;
     /// Map the bytes for the CPU. Counts as CPU access for deferred storage.
+    /// Maps the fd that holds the bytes: the storage fd of a buffer whose
+    /// bytes live apart (bytesApart(), which works after surrenderFd() too),
+    /// else fd(). Errors: those of allocating the storage, EBADF after
+    /// surrenderFd() of a buffer whose bytes are in its fd, errno of mmap.
     Result<BufferMapping> mmap(int prot = PROT_READ | PROT_WRITE);
 
     /// DMA_BUF_IOCTL_SYNC START. @p flags: kSyncRead/kSyncWrite, at least one,
@@ -371,11 +395,14 @@ private:
     CENALLOC_NO_EXPORT bool anyNonCoherentLocked() const;
     CENALLOC_NO_EXPORT void noteDeviceAccess();
     CENALLOC_NO_EXPORT void noteCpuUse() const;
+    /// Ensure the storage, then the number of the fd holding the bytes.
+    CENALLOC_NO_EXPORT Result<int> bytesFdWithStorage();
 
     const uint64_t id_;
     const uint64_t size_;
     const uint32_t fdFlags_;
     UniqueFd fd_; // written only by surrenderFd(), under mutex_
+    const bool bytesApart_;
     std::shared_ptr<BufferRegistry> registry_;
     /// The pool of ready memory this buffer owes the refill of its size
     /// class, ordered at its first use (mmap, dupFd, surrenderFd): set at
@@ -395,6 +422,9 @@ private:
     uint64_t surrenderedInode_ = 0;                             // guarded by mutex_; 0 = fd still owned
     std::vector<std::shared_ptr<IommuDomain>> domainsUsed_;     // guarded by mutex_
     uint64_t moveSequence_ = 0;                                 // guarded by mutex_
+    /// Where the bytes live when bytesApart_: set with the first storage
+    /// (under mutex_), then never replaced until the buffer dies.
+    UniqueFd storageFd_;
     /// Callbacks of the last move, run by the public method that moved the
     /// buffer once it has unlocked.
     std::vector<std::pair<MoveCallback, MoveNotification>> pendingMoves_; // guarded by mutex_

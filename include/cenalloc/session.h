@@ -283,6 +283,16 @@ public:
     /// claimed. Errors: EBADF for a closed fd, and for an fd that is not one
     /// of this allocator's buffers ("not a cenalloc buffer").
     virtual Result<BufferInfo> describe(BorrowedFd buffer) = 0;
+    /// The fd of @p buffer's bytes for a driver to import and for the CPU to
+    /// map (Buffer::dupStorageFd), with O_CLOEXEC: the host kernel's dma-buf
+    /// for a buffer whose storage the kernel made, else a new fd of the
+    /// buffer itself. A deferred buffer made where a host kernel heap may
+    /// serve it (its handle holds 0 bytes) gets its storage now, from the
+    /// heap that serves its attached devices; map this fd, not the handle.
+    /// Errors: EBADF as describe(); EACCES through cenallocd for a buffer
+    /// fd that is not read-write; those of allocating the storage (ENOMEM,
+    /// the kernel's); EINVAL from a daemon too old to know the operation.
+    virtual Result<UniqueFd> storageFd(BorrowedFd buffer) = 0;
     /// Statistics; @p resetWatermark resets every heap's high-water mark first.
     virtual Result<AllocatorStats> stats(bool resetWatermark = false) = 0;
     virtual Result<Explanation> explain(std::span<const std::string> devices, uint64_t size,

@@ -303,6 +303,12 @@ Result<std::shared_ptr<Buffer>> Context::create(const CreateRequest& request, co
     for (const HeapProperties& p : state_->heapProperties)
         if (!allowHeap || allowHeap(p))
             heaps.push_back(&p);
+    // Where a heap placed on the host kernel's may serve the buffer, its
+    // storage may be the kernel's dma-buf, which cannot exist before the
+    // storage: the bytes then live apart from the handle returned now.
+    params.bytesApart = std::any_of(heaps.begin(), heaps.end(), [](const HeapProperties* p) {
+        return p->kernelPlacement == KernelPlacement::Placed;
+    });
     params.ops = makeDeferredExporter(state_, request.alignedSize(), request.cpuAccess(), std::move(heaps));
     params.registry = registry_;
     return BufferAccess::create(std::move(params));

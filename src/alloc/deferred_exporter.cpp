@@ -3,7 +3,9 @@
 #include "alloc/deferred_exporter.h"
 
 #include <algorithm>
+#include <span>
 #include <cerrno>
+#include <linux/dma-buf.h>
 
 #include <fmt/format.h>
 
@@ -33,7 +35,7 @@ public:
             return {};
         }
         const Storage& storage = BufferAccess::storageLocked(buffer);
-        auto served = checkStorageForDevice(storage, device);
+        auto served = servesDevice(storage, device);
         if (served) {
             if (auto merged = attached_.merge(device.description(), state_->platform))
                 attached_ = std::move(*merged);
@@ -62,7 +64,7 @@ public:
         if (hasStorage) {
             const Storage& storage = BufferAccess::storageLocked(buffer);
             forecast.fromHeap = storage.heap()->name();
-            if (checkStorageForDevice(storage, device))
+            if (servesDevice(storage, device))
                 return forecast;
         }
         auto wanted = checkAttach(attached_, device.description(), state_->platform, heaps_, size_);
@@ -117,7 +119,7 @@ public:
 
     Result<Storage> storageElsewhere(Buffer& buffer) override {
         (void)buffer;
-        return allocateFor(attached_, heaps_, nullptr);
+        return allocateFor(attached_, withoutHostKernel(heaps_), nullptr);
     }
 
     void adoptStorage(Buffer& buffer, Storage storage, std::string reason) override {
@@ -145,6 +147,21 @@ public:
         return allocateFrom(buffer, heaps_);
     }
 
+    // A host kernel dma-buf is synced by the kernel (DMA_BUF_IOCTL_SYNC on
+    // the storage fd, which this buffer holds as long as it lives).
+    Result<void> beginCpuAccess(Buffer& buffer, uint32_t flags) override {
+        if (!BufferAccess::storageLocked(buffer).inHostKernel())
+            return {};
+        return syncDmaBuf(BufferAccess::bytesFdLocked(buffer), DMA_BUF_SYNC_START | flags);
+    }
+
+    void endCpuAccess(Buffer& buffer, uint32_t flags) override {
+        if (!BufferAccess::storageLocked(buffer).inHostKernel())
+            return;
+        // END after a successful START cannot fail for valid flags.
+        (void)syncDmaBuf(BufferAccess::bytesFdLocked(buffer), DMA_BUF_SYNC_END | flags);
+    }
+
     std::string describe(const Buffer& buffer) const override {
         (void)buffer;
         if (chosenHeap_.empty())
@@ -156,6 +173,19 @@ public:
     }
 
 private:
+    // Whether @p storage serves @p device besides those attached. Storage
+    // the host kernel made has no chunks to check a device against: its
+    // heap is judged instead, as matching judged it when it was chosen (a
+    // placed heap keeps the model's properties).
+    Result<void> servesDevice(const Storage& storage, const DmaDevice& device) const {
+        if (!storage.inHostKernel())
+            return checkStorageForDevice(storage, device);
+        const HeapProperties* own[] = {&storage.heap()->properties()};
+        CENALLOC_CHECK(checkAttach(attached_, device.description(), state_->platform,
+                                   std::span<const HeapProperties* const>(own), size_));
+        return {};
+    }
+
     // Storage for @p set from the best of @p candidates; when the best is
     // exhausted, the next best that serves the set, so a full CMA pool does
     // not fail an allocation a carveout could serve. Errors: the first
@@ -171,14 +201,13 @@ private:
             if (!chosen)
                 return firstFailure ? *firstFailure : chosen.error();
             std::shared_ptr<Heap> heap = state_->heaps.find((*chosen)->name);
-            if (heap->properties().inHostKernel())
-                return Error(EOPNOTSUPP,
-                             fmt::format("the best heap for the devices is '{}', the host kernel's {}/{}: a deferred "
-                                         "buffer's fd was handed out before its storage and cannot become the "
-                                         "kernel's dma-buf; allocate with Context::allocateFor (cenalloc alloc --for)",
-                                         heap->name(), kKernelHeapDir, heap->properties().kernelHeap));
-            auto storage = roomFor ? state_->mover->allocate(heap, size_, storageLimits(set), roomFor)
-                                   : heap->allocate(size_, storageLimits(set));
+            // A kernel heap takes no limits; matching found all of its memory
+            // within the devices' reach (HeapProperties::honoursAddressLimit).
+            // Only a buffer whose bytes live apart gets here with one among
+            // its candidates (Context::create, movesTo).
+            auto storage = heap->properties().inHostKernel() ? heap->allocate(size_)
+                           : roomFor ? state_->mover->allocate(heap, size_, storageLimits(set), roomFor)
+                                     : heap->allocate(size_, storageLimits(set));
             if (storage)
                 return storage;
             if (!firstFailure)
@@ -189,10 +218,23 @@ private:
     }
 
     Result<void> allocateFrom(Buffer& buffer, std::vector<const HeapProperties*> candidates) {
+        if (!buffer.bytesApart())
+            candidates = withoutHostKernel(std::move(candidates));
         Storage storage = CENALLOC_TRY(allocateFor(attached_, std::move(candidates), &buffer));
-        chosenHeap_ = storage.heap()->name();
-        BufferAccess::setStorageLocked(buffer, std::move(storage));
+        std::string heap = storage.heap()->name();
+        CENALLOC_CHECK(BufferAccess::setStorageLocked(buffer, std::move(storage)));
+        chosenHeap_ = std::move(heap);
         return {};
+    }
+
+    // @p candidates but the host kernel's heaps. Storage that exists never
+    // moves onto one: its dma-buf would be a second fd of the bytes while
+    // mappings of the first live on (storage the kernel made never moves
+    // either: BufferAccess::moveBlockerLocked). A buffer whose bytes are in
+    // its own fd never gets one: that fd cannot become the kernel's dma-buf.
+    static std::vector<const HeapProperties*> withoutHostKernel(std::vector<const HeapProperties*> candidates) {
+        std::erase_if(candidates, [](const HeapProperties* p) { return p->inHostKernel(); });
+        return candidates;
     }
 
     // Move to new storage for @p set. The new storage is allocated while the
@@ -200,7 +242,8 @@ private:
     // a failure changes nothing.
     Result<void> moveTo(Buffer& buffer, const ConstraintSet& set, std::vector<const HeapProperties*> candidates,
                         std::string reason) {
-        adoptStorage(buffer, CENALLOC_TRY(allocateFor(set, std::move(candidates), &buffer)), std::move(reason));
+        adoptStorage(buffer, CENALLOC_TRY(allocateFor(set, withoutHostKernel(std::move(candidates)), &buffer)),
+                     std::move(reason));
         return {};
     }
 

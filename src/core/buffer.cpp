@@ -16,6 +16,7 @@
 #include <cenalloc/memfd.h>
 #include <cenalloc/units.h>
 
+#include "base/memfd_internal.h"
 #include "base/memfd_pool.h"
 #include "base/try.h"
 #include "core/registry.h"
@@ -96,6 +97,13 @@ Result<std::shared_ptr<Buffer>> BufferAccess::create(BufferParams params) {
         fd = params.storage.takeDmaBuf();
         if (!params.name.empty())
             CENALLOC_CHECK(setDmaBufName(fd.borrow(), params.name));
+    } else if (params.bytesApart) {
+        // A handle of 0 bytes that nobody can grow or write: its bytes are
+        // the storage's (made at its first use), so a mapping of the handle
+        // faults at its first touch (SIGBUS past the end of the file)
+        // instead of holding bytes the storage never sees.
+        fd = CENALLOC_TRY(openSealableMemfd("cenalloc-handle"));
+        CENALLOC_CHECK(sizeAndSealMemfd(fd.borrow(), 0, F_SEAL_WRITE));
     } else if (params.fd.valid()) {
         fd = std::move(params.fd); // a ready memfd, sealed by its pool
     } else {
@@ -115,7 +123,7 @@ Result<std::shared_ptr<Buffer>> BufferAccess::create(BufferParams params) {
 
 Buffer::Buffer(PassKey, BufferParams params, UniqueFd fd)
     : id_(gNextBufferId.fetch_add(1)), size_(params.size), fdFlags_(params.fdFlags), fd_(std::move(fd)),
-      registry_(std::move(params.registry)), refillSink_(std::move(params.refillSink)),
+      bytesApart_(params.bytesApart), registry_(std::move(params.registry)), refillSink_(std::move(params.refillSink)),
       refillHeap_(std::move(params.refillHeap)), refillOwed_(!refillSink_.expired()), ops_(std::move(params.ops)),
       name_(params.name.str()), storage_(std::move(params.storage)) {}
 
@@ -135,8 +143,25 @@ const Storage& BufferAccess::storageLocked(const Buffer& buffer) {
     return buffer.storage_;
 }
 
-void BufferAccess::setStorageLocked(Buffer& buffer, Storage storage) {
+Result<void> BufferAccess::setStorageLocked(Buffer& buffer, Storage storage) {
+    if (buffer.bytesApart_ && !buffer.storageFd_.valid()) {
+        UniqueFd bytes;
+        if (storage.inHostKernel()) {
+            bytes = storage.takeDmaBuf();
+            if (!buffer.name_.empty())
+                CENALLOC_CHECK(setDmaBufName(bytes.borrow(), buffer.name_));
+        } else {
+            const bool readOnly = (buffer.fdFlags_ & O_ACCMODE) == O_RDONLY;
+            bytes = CENALLOC_TRY(createSealedMemfd("cenalloc", buffer.size_, readOnly ? kReadOnlySeals : 0));
+        }
+        buffer.storageFd_ = std::move(bytes);
+    }
     buffer.storage_ = std::move(storage);
+    return {};
+}
+
+BorrowedFd BufferAccess::bytesFdLocked(const Buffer& buffer) {
+    return buffer.bytesApart_ ? buffer.storageFd_.borrow() : buffer.fd_.borrow();
 }
 
 Buffer::~Buffer() {
@@ -223,8 +248,9 @@ Result<void> Buffer::setName(const BufferName& name) {
     std::lock_guard lock(mutex_);
     // A real dma-buf carries its name in the kernel; a refusal there leaves
     // the old name everywhere.
-    if (storage_.inHostKernel() && fd_.valid())
-        if (auto named = setDmaBufName(fd_.borrow(), name); !named)
+    BorrowedFd bytes = BufferAccess::bytesFdLocked(*this);
+    if (storage_.inHostKernel() && bytes.valid())
+        if (auto named = setDmaBufName(bytes, name); !named)
             return named.error().withContext(fmt::format("naming buffer {}", id_));
     name_ = name.str();
     return {};
@@ -454,6 +480,13 @@ Result<Attachment::Mapping> Buffer::mapAttachmentLocked(const std::shared_ptr<At
         return ok.error().withContext(fmt::format("allocating storage of buffer {}", id_));
     const DmaDevice& device = *state->device;
     const DmaConstraints& c = device.constraints();
+    if (storage_.inHostKernel())
+        return Error(
+            EOPNOTSUPP,
+            fmt::format("buffer {}'s storage is a real dma-buf the host kernel made from {}/{}: the model holds "
+                        "no placement for it, so '{}' cannot map it through the model (its driver imports the "
+                        "storage fd instead: Buffer::dupStorageFd)",
+                        id_, kKernelHeapDir, storage_.heap()->properties().kernelHeap, device.name()));
 
     auto record = std::make_shared<Attachment::Mapping::Record>();
     record->buffer = weak_from_this();
@@ -503,22 +536,46 @@ Result<Attachment::Mapping> Buffer::mapAttachmentLocked(const std::shared_ptr<At
     return Attachment::Mapping(std::move(record));
 }
 
-Result<BufferMapping> Buffer::mmap(int prot) {
-    {
-        std::unique_lock lock(mutex_);
-        auto ok = ops_->ensureStorage(*this);
-        deliverMoves(lock);
-        if (!ok)
-            return ok.error().withContext(fmt::format("allocating storage of buffer {}", id_));
-    }
-    if (!fd_.valid())
+Result<int> Buffer::bytesFdWithStorage() {
+    CENALLOC_CHECK(ensureStorage());
+    // The fd holding the bytes is never replaced once it exists (a storage
+    // fd lives as long as the buffer; fd_ only goes invalid), so its number
+    // stays good after the unlock while the caller holds the buffer.
+    std::lock_guard lock(mutex_);
+    const int bytes = BufferAccess::bytesFdLocked(*this).get();
+    if (bytes < 0)
         return Error(EBADF, fmt::format("buffer {} gave its fd away: map the fd instead", id_));
+    return bytes;
+}
+
+Result<void> Buffer::ensureStorage() {
+    std::unique_lock lock(mutex_);
+    auto ok = ops_->ensureStorage(*this);
+    deliverMoves(lock);
+    if (!ok)
+        return ok.error().withContext(fmt::format("allocating storage of buffer {}", id_));
+    return {};
+}
+
+Result<UniqueFd> Buffer::dupStorageFd(int flags) {
+    if (flags & ~O_CLOEXEC)
+        return Error(EINVAL, fmt::format("fd flags {:#x}: only O_CLOEXEC is allowed", flags));
+    const int bytes = CENALLOC_TRY(bytesFdWithStorage());
+    int fd = ::fcntl(bytes, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+    if (fd < 0)
+        return Error::fromErrno("duplicating the storage fd");
+    noteCpuUse();
+    return UniqueFd(fd);
+}
+
+Result<BufferMapping> Buffer::mmap(int prot) {
+    const int bytes = CENALLOC_TRY(bytesFdWithStorage());
     // Populated at map time, as the kernel's system heap maps its buffers:
     // system_heap_mmap() (drivers/dma-buf/heaps/system_heap.c) inserts
     // every page with remap_pfn_range() before mmap returns. The user's
     // first touch then faults nothing in; pages from the pool of ready
     // memory are only mapped here, never cleared.
-    void* data = ::mmap(nullptr, size_, prot, MAP_SHARED | MAP_POPULATE, fd_.get(), 0);
+    void* data = ::mmap(nullptr, size_, prot, MAP_SHARED | MAP_POPULATE, bytes, 0);
     if (data == MAP_FAILED)
         return Error::fromErrno(fmt::format("mmap of buffer {}", id_));
     noteCpuUse();

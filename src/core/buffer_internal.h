@@ -97,6 +97,12 @@ struct BufferParams {
     /// (with kReadOnlySeals for a read-only buffer) to be the buffer's fd,
     /// from the pool of ready memory; invalid: a fresh one is made.
     UniqueFd fd;
+    /// The bytes live apart from the buffer's fd, in a storage fd made with
+    /// the storage (a deferred buffer that may get a host kernel heap's
+    /// dma-buf, whose fd cannot exist before the storage): the buffer's own
+    /// fd is then a handle of 0 bytes sealed against growth and writes, so
+    /// no mapping of it can hold bytes that the storage does not see.
+    bool bytesApart = false;
     /// The pool (and heap) whose class of @c size this buffer orders again
     /// at its first use (RefillSink); empty: none.
     std::weak_ptr<RefillSink> refillSink;
@@ -122,7 +128,16 @@ struct BufferAccess {
     static std::vector<const DmaDevice*> attachedDevicesLocked(const Buffer& buffer);
     static bool hasStorageLocked(const Buffer& buffer);
     static const Storage& storageLocked(const Buffer& buffer);
-    static void setStorageLocked(Buffer& buffer, Storage storage);
+    /// Give a buffer without storage its first storage. For a buffer whose
+    /// bytes live apart (BufferParams::bytesApart) this makes the storage
+    /// fd too: the host kernel's dma-buf (named as the buffer is) or a new
+    /// sealed memfd. Errors: those of createSealedMemfd and of naming the
+    /// dma-buf; the storage is then freed and the buffer left without.
+    static Result<void> setStorageLocked(Buffer& buffer, Storage storage);
+    /// The fd that holds the bytes (the storage fd of a buffer whose bytes
+    /// live apart, else the buffer's fd); invalid before the storage of such
+    /// a buffer exists, or after surrenderFd() of another.
+    static BorrowedFd bytesFdLocked(const Buffer& buffer);
 
     /// What holds the storage in place, or nothing when it may move: the
     /// first static attachment with a live mapping ("'gpu' holds a static

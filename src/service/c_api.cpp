@@ -51,8 +51,9 @@ template <size_t N> void copyName(char (&out)[N], const std::string& name) {
 static_assert(offsetof(cenalloc_heap_info, total_allocations) == CENALLOC_HEAP_INFO_SIZE_VER0);
 static_assert(sizeof(cenalloc_heap_info) == CENALLOC_HEAP_INFO_SIZE_VER1);
 static_assert(sizeof(cenalloc_explanation) == CENALLOC_EXPLANATION_SIZE_VER0);
+static_assert(offsetof(cenalloc_alloc_for_info, exporter) == CENALLOC_ALLOC_FOR_INFO_SIZE_VER0);
+static_assert(sizeof(cenalloc_alloc_for_info) == CENALLOC_ALLOC_FOR_INFO_SIZE_VER1);
 static_assert(sizeof(cenalloc_buffer_info) == CENALLOC_BUFFER_INFO_SIZE_VER0);
-static_assert(sizeof(cenalloc_alloc_for_info) == CENALLOC_ALLOC_FOR_INFO_SIZE_VER0);
 static_assert(sizeof(cenalloc_forecast) == CENALLOC_FORECAST_SIZE_VER0);
 static_assert(sizeof(cenalloc_move_event) == CENALLOC_MOVE_EVENT_SIZE_VER0);
 // The C enums are the C++ ones, value for value.
@@ -282,8 +283,34 @@ int cenalloc_alloc_for(cenalloc_session* session, const char* const* devices, si
         copyName(out.heap, allocated->heap);
         copyName(out.kernel_heap, allocated->kernelHeap);
         copyName(out.reason, allocated->reason);
+        copyName(out.exporter, allocated->exporter);
+        out.device_count = static_cast<uint32_t>(allocated->devices.size());
+        // The caller's array, read only from a struct that has the fields,
+        // and given back to it as it was.
+        if (info && info->struct_size >= CENALLOC_ALLOC_FOR_INFO_SIZE_VER1) {
+            out.device_capacity = info->device_capacity;
+            out.devices = info->devices;
+            const size_t n = info->devices ? std::min<size_t>(out.device_count, info->device_capacity) : 0;
+            for (size_t i = 0; i < n; ++i) {
+                copyName(info->devices[i].name, allocated->devices[i].name);
+                copyName(info->devices[i].sysfs_path, allocated->devices[i].sysfsPath);
+                copyName(info->devices[i].driver, allocated->devices[i].driver);
+            }
+        }
         sized.fill(out);
         *out_fd = allocated->fd.release();
+        return succeed();
+    });
+}
+
+int cenalloc_storage_fd(cenalloc_session* session, int buffer_fd, int* out_fd) {
+    if (!session || !out_fd)
+        return failWith(EINVAL, "session or out_fd is NULL");
+    return guarded([&] {
+        auto fd = session->session->storageFd(cenalloc::BorrowedFd(buffer_fd));
+        if (!fd)
+            return failWith(fd.error());
+        *out_fd = fd->release();
         return succeed();
     });
 }

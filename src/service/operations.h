@@ -54,6 +54,7 @@ enum class Op : uint16_t {
     Forecast = 21,
     AckMove = 22,
     AllocFor = 23,
+    StorageFd = 24,
 };
 
 inline MessageHeader makeHeader(Op op, uint32_t payloadSize, uint16_t fdCount, uint32_t sequence) {
@@ -611,10 +612,30 @@ struct AllocFor {
     }
 };
 
+struct StorageFd : NoPayload {
+    static constexpr wire::Op kOp = wire::Op::StorageFd;
+    static constexpr const char* kName = "storage-fd";
+    static constexpr bool kTakesFd = true;
+    using Reply = wire::None;
+    using Decoded = wire::None;
+    using Value = UniqueFd;
+    static Result<Answer<Reply>> serve(ServiceClient& c, const Args&, BorrowedFd fd) {
+        auto storage = c.service().storageFd(c.id(), fd);
+        if (!storage)
+            return storage.error();
+        return Answer<Reply>{{}, std::move(*storage)};
+    }
+    static Result<UniqueFd> finish(Reply, UniqueFd fd, const Args&) {
+        if (!fd.valid())
+            return Error(EPROTO, "the daemon's reply carried no storage fd");
+        return applyFdFlags(std::move(fd), O_CLOEXEC);
+    }
+};
+
 /// Every operation, in opcode order.
 using All = std::tuple<Handshake, ListHeaps, Allocate, Create, Import, Release, Attach, Detach, Map, Unmap,
                        BeginCpuAccess, EndCpuAccess, SetName, Bufinfo, Stats, Platform, Describe, Pin, Unpin, Migrate,
-                       Forecast, AckMove, AllocFor>;
+                       Forecast, AckMove, AllocFor, StorageFd>;
 
 /// What the Session method of op @p O returns.
 template <typename O> using ResultOf = Result<typename O::Value>;
@@ -717,6 +738,7 @@ public:
     }
     Result<std::vector<BufferInfo>> bufinfo() override { return call<ops::Bufinfo>({}); }
     Result<BufferInfo> describe(BorrowedFd buffer) override { return call<ops::Describe>({}, buffer); }
+    Result<UniqueFd> storageFd(BorrowedFd buffer) override { return call<ops::StorageFd>({}, buffer); }
     Result<AllocatorStats> stats(bool resetWatermark) override { return call<ops::Stats>(resetWatermark); }
     Result<Explanation> explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) override {
         return backend_.explain(devices, size, cpuAccess);

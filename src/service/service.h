@@ -181,6 +181,12 @@ public:
     /// The buffer @p fd names, as it is now, without claiming it (the fd is
     /// the capability, as for import). Owned here for the caller's use.
     Result<std::shared_ptr<Buffer>> lookup(ClientId client, BorrowedFd fd);
+    /// The fd holding the bytes of the buffer @p fd names
+    /// (Buffer::dupStorageFd: a deferred buffer gets its storage now, which
+    /// its creator's quota paid for at create). The fd is the capability,
+    /// as for import(); EACCES when it is not read-write (a read-only fd
+    /// gives no writable storage fd).
+    Result<UniqueFd> storageFd(ClientId client, BorrowedFd fd);
     /// @p resetWatermark needs a trusted client or uid 0 (EPERM).
     Result<AllocatorStats> stats(ClientId client, bool resetWatermark);
 

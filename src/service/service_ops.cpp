@@ -201,7 +201,7 @@ Result<void> Service::beginCpuAccess(ClientId clientId, BorrowedFd fd, SyncFlags
                                         brackets.size(), entry->buffer->id()));
     // The service holds no fd of a host kernel dma-buf: the kernel does its
     // cache maintenance through the caller's.
-    if (entry->buffer->inHostKernel())
+    if (entry->buffer->inHostKernel() && !entry->buffer->bytesApart())
         CENALLOC_CHECK(syncDmaBuf(fd, DMA_BUF_SYNC_START | flags.bits()));
     CpuAccessGuard guard = CENALLOC_TRY(entry->buffer->beginCpuAccess(flags));
     brackets.emplace_back(flags.bits(), std::move(guard));
@@ -219,7 +219,7 @@ Result<void> Service::endCpuAccess(ClientId clientId, BorrowedFd fd, SyncFlags f
         for (auto it = brackets.rbegin(); it != brackets.rend(); ++it) {
             if (it->first == flags.bits()) {
                 brackets.erase(std::next(it).base()); // ends the bracket
-                if (entry->buffer->inHostKernel())
+                if (entry->buffer->inHostKernel() && !entry->buffer->bytesApart())
                     return syncDmaBuf(fd, DMA_BUF_SYNC_END | flags.bits());
                 return {};
             }
@@ -240,9 +240,29 @@ Result<void> Service::setName(ClientId clientId, BorrowedFd fd, const BufferName
     // The buffer has its own lock: naming it needs nothing of the service's.
     std::shared_ptr<Buffer> buffer = CENALLOC_TRY(lookup(clientId, fd));
     // A host kernel dma-buf keeps its name in the kernel too (its fdinfo).
-    if (buffer->inHostKernel())
+    if (buffer->inHostKernel() && !buffer->bytesApart())
         CENALLOC_CHECK(setDmaBufName(fd, name));
     return buffer->setName(name);
+}
+
+Result<UniqueFd> Service::storageFd(ClientId clientId, BorrowedFd fd) {
+    std::shared_ptr<Buffer> buffer = CENALLOC_TRY(lookup(clientId, fd));
+    const int mode = ::fcntl(fd.get(), F_GETFL);
+    if (mode < 0)
+        return Error::fromErrno("fd flags of the buffer fd");
+    if ((mode & O_ACCMODE) != O_RDWR)
+        return Error(EACCES, fmt::format("buffer {}: a read-only fd of it gives no storage fd", buffer->id()));
+    // Outside the service's lock: the buffer's own lock covers allocating
+    // its storage.
+    if (buffer->bytesApart())
+        return buffer->dupStorageFd(O_CLOEXEC);
+    // The bytes are in the buffer's own file, whose fd the service gave
+    // away: the caller's fd is one of it.
+    CENALLOC_CHECK(buffer->ensureStorage());
+    int again = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0);
+    if (again < 0)
+        return Error::fromErrno("duplicating the buffer fd");
+    return UniqueFd(again);
 }
 
 Result<std::vector<BufferInfo>> Service::bufinfo(ClientId clientId) {

@@ -6,7 +6,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
 #include <string>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
@@ -400,21 +405,77 @@ TEST(AllocateFor, AKernelRefusalOfEveryPlacedHeapFailsAndLeavesNothingBehind) {
     EXPECT_EQ(test::openFdCount(), fds);
 }
 
-TEST(AllocateFor, ADeferredBufferWhoseBestHeapIsPlacedSaysToAllocateForTheDevices) {
+// A deferred buffer on a host whose kernel heaps are placed keeps its bytes
+// apart: its fd is a handle of 0 bytes that nobody can grow or write, so no
+// mapping of it holds bytes the kernel's dma-buf (made at the first use)
+// would not see.
+TEST(DeferredOnKernelHeaps, TheHandleIsEmptyAndSealedSoNoMappingOfItHoldsBytes) {
     FakeKernelHeapDir dir;
     dir.addHeap("system");
     auto context = placedContext(dir);
     ASSERT_TRUE(context);
-    auto buffer = context->create(1 * MiB);
-    ASSERT_TRUE(buffer);
-    auto attachment = (*buffer)->attach(**context->device("gpu"));
-    ASSERT_TRUE(attachment) << attachment.error().toString();
-    auto mapping = attachment->map(DmaDirection::Bidirectional);
-    ASSERT_FALSE(mapping);
-    EXPECT_EQ(mapping.error().code(), EOPNOTSUPP);
-    EXPECT_NE(mapping.error().message().find("allocateFor"), std::string::npos) << mapping.error().message();
-    EXPECT_FALSE((*buffer)->hasStorage());
-    EXPECT_EQ(context->findHeap("system")->stats().totalAllocations, 0u);
+    auto buffer = context->create(1 * MiB, "frame");
+    ASSERT_TRUE(buffer) << buffer.error().toString();
+    EXPECT_TRUE((*buffer)->bytesApart());
+    const int handle = (*buffer)->fd().get();
+    struct stat st {};
+    ASSERT_EQ(::fstat(handle, &st), 0);
+    EXPECT_EQ(st.st_size, 0) << "the handle holds no bytes";
+    const int seals = ::fcntl(handle, F_GET_SEALS);
+    EXPECT_EQ(seals & (F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_WRITE | F_SEAL_SEAL),
+              F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_WRITE | F_SEAL_SEAL);
+    EXPECT_NE(::ftruncate(handle, 1 * MiB), 0) << "nobody can grow it to write bytes into it";
+    EXPECT_EQ(::mmap(nullptr, 1 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, handle, 0), MAP_FAILED)
+        << "no writable mapping of the handle";
+    EXPECT_EQ(errno, EPERM);
+    void* readable = ::mmap(nullptr, 1 * MiB, PROT_READ, MAP_SHARED, handle, 0);
+    ASSERT_NE(readable, MAP_FAILED);
+    // A reader of the handle learns at once that it holds nothing: no stale
+    // zeros read silently while the storage has the bytes.
+    EXPECT_EXIT((void)*static_cast<volatile const char*>(readable), ::testing::KilledBySignal(SIGBUS), "");
+    ::munmap(readable, 1 * MiB);
+
+    auto plain = Context::create(defaultPlatform(), ContextOptions{.kernelHeaps = false, .readyPool = {}});
+    ASSERT_TRUE(plain);
+    auto modelled = (*plain)->create(1 * MiB);
+    ASSERT_TRUE(modelled);
+    EXPECT_FALSE((*modelled)->bytesApart()) << "without a placed heap the bytes stay in the buffer's fd";
+}
+
+TEST(DeferredOnKernelHeaps, TheFirstMapAllocatesFromThePlacedHeapAndAKernelRefusalLeavesNothing) {
+    FakeKernelHeapDir dir; // its nodes are regular files: DMA_HEAP_IOCTL_ALLOC fails with ENOTTY
+    dir.addHeap("system");
+    auto context = placedContext(dir);
+    ASSERT_TRUE(context);
+    const size_t fds = test::openFdCount();
+    {
+        auto buffer = context->create(1 * MiB);
+        ASSERT_TRUE(buffer);
+        auto attachment = (*buffer)->attach(**context->device("gpu"));
+        ASSERT_TRUE(attachment) << attachment.error().toString();
+        auto mapping = attachment->map(DmaDirection::Bidirectional);
+        ASSERT_FALSE(mapping);
+        EXPECT_EQ(mapping.error().code(), ENOTTY) << "the kernel's heap was asked: " << mapping.error().message();
+        EXPECT_NE(mapping.error().message().find("heap 'system'"), std::string::npos) << mapping.error().message();
+        EXPECT_FALSE((*buffer)->hasStorage());
+        EXPECT_EQ(context->findHeap("system")->stats().failedAllocations, 1u);
+
+        for (int cloexec : {O_CLOEXEC, 0}) {
+            auto fd = (*buffer)->dupStorageFd(cloexec);
+            ASSERT_FALSE(fd);
+            EXPECT_EQ(fd.error().code(), ENOTTY);
+        }
+        auto cpu = (*buffer)->mmap();
+        ASSERT_FALSE(cpu);
+        EXPECT_EQ(cpu.error().code(), ENOTTY);
+        auto flags = (*buffer)->dupStorageFd(O_NONBLOCK);
+        ASSERT_FALSE(flags);
+        EXPECT_EQ(flags.error().code(), EINVAL);
+        EXPECT_EQ(context->findHeap("system")->stats().failedAllocations, 4u) << "the bad flags asked nothing";
+        EXPECT_EQ(context->findHeap("system")->stats().liveBuffers, 0u);
+    }
+    EXPECT_EQ(context->liveBuffers(), 0u);
+    EXPECT_EQ(test::openFdCount(), fds);
 }
 
 // ---------------------------------------------------------------- real kernel heaps, where the host has them
@@ -444,6 +505,47 @@ TEST(AllocateForOnARealKernel, HandsOutTheKernelsDmaBufFromThePlacedSystemHeap) 
         ASSERT_FALSE(attach);
         EXPECT_EQ(attach.error().code(), EOPNOTSUPP) << "no model placement for a kernel-made buffer";
         EXPECT_NE(attach.error().message().find("/dev/dma_heap/system"), std::string::npos) << attach.error().message();
+    }
+    EXPECT_EQ(context.findHeap("system")->stats().liveBuffers, 0u);
+    EXPECT_EQ(test::openFdCount(), fds);
+}
+
+TEST(DeferredOnARealKernel, TheFirstMapMakesTheKernelsDmaBufAndEveryCpuMappingSeesItsBytes) {
+    if (::access("/dev/dma_heap/system", R_OK) != 0)
+        GTEST_SKIP() << "this host has no /dev/dma_heap/system; scripts/kernel-conformance runs a deferred buffer for "
+                        "a host device in a qemu guest";
+    auto created = Context::create(defaultPlatform(), ContextOptions{.placeKernelHeaps = true, .readyPool = {}});
+    ASSERT_TRUE(created) << created.error().toString();
+    Context& context = **created;
+    const size_t fds = test::openFdCount();
+    {
+        auto buffer = context.create(5000, "deferred");
+        ASSERT_TRUE(buffer) << buffer.error().toString();
+        ASSERT_TRUE((*buffer)->bytesApart());
+        auto attachment = (*buffer)->attach(**context.device("gpu"));
+        ASSERT_TRUE(attachment) << attachment.error().toString();
+        auto first = (*buffer)->mmap();
+        ASSERT_TRUE(first) << first.error().toString();
+        EXPECT_TRUE((*buffer)->inHostKernel());
+        EXPECT_EQ((*buffer)->heapName(), "system");
+        std::memset(first->data(), 0x5a, first->size());
+        auto storage = (*buffer)->dupStorageFd();
+        ASSERT_TRUE(storage) << storage.error().toString();
+        EXPECT_EQ(test::dmaBufFdinfo(storage->get(), "exp_name"), "system");
+        EXPECT_EQ(test::dmaBufFdinfo(storage->get(), "name"), "deferred");
+        void* second = ::mmap(nullptr, 2 * kPageSize, PROT_READ, MAP_SHARED, storage->get(), 0);
+        ASSERT_NE(second, MAP_FAILED);
+        EXPECT_EQ(static_cast<const unsigned char*>(second)[4999], 0x5a) << "the driver's fd holds the bytes";
+        ::munmap(second, 2 * kPageSize);
+        auto sync = (*buffer)->beginCpuAccess(kSyncRead);
+        EXPECT_TRUE(sync) << sync.error().toString();
+        auto mapping = attachment->map(DmaDirection::Bidirectional);
+        ASSERT_FALSE(mapping);
+        EXPECT_EQ(mapping.error().code(), EOPNOTSUPP) << "its driver maps the storage fd itself";
+        auto display = (*buffer)->attach(**context.device("display"));
+        ASSERT_FALSE(display) << "a display without an IOMMU needs contiguous memory; the kernel's storage stays";
+        EXPECT_EQ(display.error().code(), EBUSY) << display.error().message();
+        EXPECT_EQ(context.findHeap("system")->stats().liveBuffers, 1u);
     }
     EXPECT_EQ(context.findHeap("system")->stats().liveBuffers, 0u);
     EXPECT_EQ(test::openFdCount(), fds);

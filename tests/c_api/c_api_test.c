@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int failures;
@@ -408,6 +409,20 @@ int main(int argc, char** argv) {
     CHECK(cenalloc_map(s, a2, CENALLOC_DMA_TO_DEVICE, entries, 4, &count, &m1) == 0);
     CHECK(count == 1 && entries[0].length == (1u << 20));
 
+    /* The fd of its bytes (here, the model's: the buffer's own memfd). */
+    int storage = -1;
+    CHECK(cenalloc_storage_fd(s, shared, &storage) == 0);
+    CHECK(storage >= 0 && (fcntl(storage, F_GETFD) & FD_CLOEXEC));
+    struct stat sharedStat, storageStat;
+    CHECK(fstat(shared, &sharedStat) == 0 && fstat(storage, &storageStat) == 0);
+    CHECK(sharedStat.st_ino == storageStat.st_ino);
+    close(storage);
+    int stranger = open("/dev/null", O_RDWR | O_CLOEXEC);
+    storage = -1;
+    CHECK(cenalloc_storage_fd(s, stranger, &storage) == -EBADF && storage == -1);
+    CHECK(cenalloc_storage_fd(s, shared, NULL) == -EINVAL);
+    close(stranger);
+
     /* Import of our own buffer through another fd names the same buffer. */
     uint64_t id1 = 0, id2 = 0;
     int dup = fcntl(shared, F_DUPFD_CLOEXEC, 0);
@@ -441,9 +456,38 @@ int main(int argc, char** argv) {
     CHECK(strcmp(forInfo.heap, "linux,cma") == 0);
     CHECK(strcmp(forInfo.kernel_heap, "") == 0);
     CHECK(strstr(forInfo.reason, "gpu and display") != NULL);
+    CHECK(strcmp(forInfo.exporter, "linux,cma") == 0);
+    CHECK(forInfo.device_count == 2 && forInfo.device_capacity == 0 && forInfo.devices == NULL);
     cenalloc_heap_info cmaDuring = {.struct_size = sizeof cmaDuring};
     CHECK(findHeap(s, "linux,cma", &cmaDuring) == 0);
     CHECK(cmaDuring.live_buffers == cmaForBefore.live_buffers + 1);
+    close(forFd);
+    /* Each device with its sysfs path and driver, into the caller's array:
+       as many as it has room for, nothing past them. */
+    static cenalloc_alloc_for_device forDevices[3];
+    memset(forDevices, 'x', sizeof forDevices);
+    cenalloc_alloc_for_info withDevices = {
+        .struct_size = sizeof withDevices, .device_capacity = 1, .devices = forDevices};
+    CHECK(cenalloc_alloc_for(s, devices, 2, 4096, NULL, CENALLOC_CPU_ACCESS_RARE, O_CLOEXEC | O_RDWR, &forFd,
+                             &withDevices) == 0);
+    CHECK(withDevices.device_count == 2 && withDevices.device_capacity == 1 && withDevices.devices == forDevices);
+    CHECK(strcmp(forDevices[0].name, "gpu") == 0);
+    CHECK(strcmp(forDevices[0].sysfs_path, "") == 0 && strcmp(forDevices[0].driver, "") == 0); /* the model's */
+    CHECK(forDevices[1].name[0] == 'x' && forDevices[1].driver[CENALLOC_DRIVER_MAX - 1] == 'x');
+    close(forFd);
+    withDevices.device_capacity = 3;
+    CHECK(cenalloc_alloc_for(s, devices, 2, 4096, NULL, CENALLOC_CPU_ACCESS_RARE, O_CLOEXEC | O_RDWR, &forFd,
+                             &withDevices) == 0);
+    CHECK(strcmp(forDevices[1].name, "display") == 0 && forDevices[2].name[0] == 'x');
+    close(forFd);
+    /* A caller built against the first version gets its 400 bytes, no more. */
+    cenalloc_alloc_for_info oldInfo = {.struct_size = CENALLOC_ALLOC_FOR_INFO_SIZE_VER0};
+    unsigned char* tail = (unsigned char*)&oldInfo + CENALLOC_ALLOC_FOR_INFO_SIZE_VER0;
+    memset(tail, 0x7f, sizeof oldInfo - CENALLOC_ALLOC_FOR_INFO_SIZE_VER0);
+    CHECK(cenalloc_alloc_for(s, devices, 2, 4096, NULL, CENALLOC_CPU_ACCESS_RARE, O_CLOEXEC | O_RDWR, &forFd,
+                             &oldInfo) == 0);
+    CHECK(oldInfo.struct_size == CENALLOC_ALLOC_FOR_INFO_SIZE_VER0 && strcmp(oldInfo.heap, "linux,cma") == 0);
+    CHECK(tail[0] == 0x7f && tail[sizeof oldInfo - CENALLOC_ALLOC_FOR_INFO_SIZE_VER0 - 1] == 0x7f);
     close(forFd);
     forFd = -1;
     CHECK(cenalloc_alloc_for(s, devices, 1, 4096, NULL, CENALLOC_CPU_ACCESS_NONE, O_CLOEXEC | O_RDWR, &forFd, NULL) ==

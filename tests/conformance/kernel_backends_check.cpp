@@ -16,6 +16,7 @@
 #include <string>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -325,11 +326,91 @@ void sessionKernelHeaps() {
     report("session-freed-with-last-mapping", liveOf());
 }
 
+// A deferred buffer for a device the placed system heap serves (issue 15):
+// its handle holds no bytes; its storage is the kernel's dma-buf, made at
+// its first use, which the CPU maps and a driver imports (the storage fd).
+void deferredOnPlacedHeaps() {
+    const ContextOptions placed{.placeKernelHeaps = true, .readyPool = {}};
+    auto context = Context::create(defaultPlatform(), placed);
+    if (!context) {
+        report("deferred-context", outcome(context.error()));
+        return;
+    }
+    auto systemStats = [&] { return statsLine((*context)->findHeap("system")->stats()); };
+    {
+        auto buffer = (*context)->create(5000, "deferred");
+        if (!buffer) {
+            report("deferred-create", outcome(buffer.error()));
+            return;
+        }
+        Buffer& b = **buffer;
+        struct stat st {};
+        const bool empty = ::fstat(b.fd().get(), &st) == 0 && st.st_size == 0;
+        report("deferred-create",
+               fmt::format("ok bytes-apart={} handle-empty={}", b.bytesApart() ? "yes" : "no", empty ? "yes" : "no"));
+        auto device = (*context)->device("gpu");
+        if (!device) {
+            report("deferred-attach", outcome(device.error()));
+            return;
+        }
+        auto attachment = b.attach(**device);
+        report("deferred-attach", outcome(attachment));
+        report("deferred-storage-before-use", b.hasStorage() ? "yes" : "no");
+        auto cpu = b.mmap();
+        report("deferred-mmap", outcome(cpu));
+        report("deferred-heap", fmt::format("{} in-host-kernel={}", b.heapName(), b.inHostKernel() ? "yes" : "no"));
+        report("deferred-stats", systemStats());
+        if (cpu)
+            std::memset(cpu->data(), 0x5a, cpu->size());
+        auto storage = b.dupStorageFd();
+        report("deferred-storage-fd", outcome(storage));
+        if (storage) {
+            auto size = dmaBufSize(*storage);
+            report("deferred-storage-dmabuf",
+                   fmt::format("exporter={} name={} size={}", fdinfoField(storage->get(), "exp_name"),
+                               fdinfoName(storage->get()), size ? std::to_string(*size) : outcome(size.error())));
+            unsigned char* seen = mapFd(storage->get(), 2 * kPage, PROT_READ);
+            report("deferred-storage-sees-cpu-writes",
+                   seen && seen[0] == 0x5a && seen[4999] == 0x5a ? "ok" : "differs");
+            if (seen)
+                ::munmap(seen, 2 * kPage);
+        }
+        report("deferred-cpu-access", outcome(b.beginCpuAccess(kSyncRead | kSyncWrite)));
+        if (attachment)
+            report("deferred-map-for-device", outcome(attachment->map(DmaDirection::Bidirectional)));
+        // A display without an IOMMU needs one contiguous block, which the
+        // system heap's dma-buf is not, and the kernel's storage cannot move.
+        if (auto display = (*context)->device("display"))
+            report("deferred-attach-display-after", outcome(b.attach(**display)));
+    }
+    report("deferred-stats-after-free", systemStats());
+
+    // The same through a session: the storage-fd op.
+    auto session = Session::local(defaultPlatform(), placed);
+    if (!session) {
+        report("session-deferred", outcome(session.error()));
+        return;
+    }
+    auto handle = (*session)->create(64 * 1024, "session-deferred");
+    report("session-deferred-create", outcome(handle));
+    if (!handle)
+        return;
+    report("session-deferred-attach", outcome((*session)->attach(*handle, "gpu")));
+    auto storage = (*session)->storageFd(*handle);
+    report("session-deferred-storage-fd", outcome(storage));
+    if (storage)
+        report("session-deferred-dmabuf",
+               fmt::format("exporter={} name={}", fdinfoField(storage->get(), "exp_name"), fdinfoName(storage->get())));
+    report("session-deferred-cpu-access", outcome((*session)->beginCpuAccess(*handle, kSyncWrite)));
+    report("session-deferred-cpu-access-end", outcome((*session)->endCpuAccess(*handle, kSyncWrite)));
+}
+
 int main() {
     kernelHeaps();
     udmabuf();
     contextKernelHeaps();
     sessionKernelHeaps();
+    deferredOnPlacedHeaps();
     std::printf("summary: done\n");
     return 0;
 }

@@ -177,6 +177,7 @@ TEST(Stress, SixteenThreadsShareOneLocalSession) {
         Result<void> setName(BorrowedFd b, const BufferName& n) override { return s_.setName(b, n); }
         Result<std::vector<BufferInfo>> bufinfo() override { return s_.bufinfo(); }
         Result<BufferInfo> describe(BorrowedFd b) override { return s_.describe(b); }
+        Result<UniqueFd> storageFd(BorrowedFd b) override { return s_.storageFd(b); }
         Result<AllocatorStats> stats(bool r) override { return s_.stats(r); }
         Result<Explanation> explain(std::span<const std::string> d, uint64_t s, CpuAccess c) override {
             return s_.explain(d, s, c);

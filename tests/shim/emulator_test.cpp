@@ -354,6 +354,10 @@ public:
         ++fdCalls;
         return inner_->describe(buffer);
     }
+    Result<UniqueFd> storageFd(BorrowedFd buffer) override {
+        ++fdCalls;
+        return inner_->storageFd(buffer);
+    }
     Result<AllocatorStats> stats(bool resetWatermark) override { return inner_->stats(resetWatermark); }
     Result<Explanation> explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) override {
         return inner_->explain(devices, size, cpuAccess);
@@ -757,6 +761,7 @@ public:
     Result<void> setName(BorrowedFd buffer, const BufferName& name) override { return inner_->setName(buffer, name); }
     Result<std::vector<BufferInfo>> bufinfo() override { return inner_->bufinfo(); }
     Result<BufferInfo> describe(BorrowedFd buffer) override { return inner_->describe(buffer); }
+    Result<UniqueFd> storageFd(BorrowedFd buffer) override { return inner_->storageFd(buffer); }
     Result<AllocatorStats> stats(bool resetWatermark) override { return inner_->stats(resetWatermark); }
     Result<Explanation> explain(std::span<const std::string> devices, uint64_t size, CpuAccess cpuAccess) override {
         return inner_->explain(devices, size, cpuAccess);

@@ -64,7 +64,8 @@ int main(int argc, char** argv) {
         ->check(CLI::ExistingFile);
     app.add_flag("--host", source.host,
                  "the running host (/sys, /proc, /dev) instead: its heaps placed on the host kernel's "
-                 "/dev/dma_heap, whose real dma-bufs alloc-for hands out");
+                 "/dev/dma_heap, whose real dma-bufs alloc-for hands out, and a deferred buffer's storage "
+                 "(storage-fd); what systemd/cenallocd.service runs");
     app.add_option("--socket", socketPath,
                    fmt::format("socket to listen on (default {})", cenalloc::Session::defaultSocketPath()));
     app.add_option("--config", configPath, "configuration (YAML): quotas, heap access, client limits");

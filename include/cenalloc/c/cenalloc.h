@@ -114,6 +114,23 @@ typedef struct {
 /** Longest reason cenalloc_alloc_for_info carries, with its NUL (longer ones are cut). */
 #define CENALLOC_REASON_MAX 256
 
+/** Longest sysfs path cenalloc_alloc_for_device carries, with its NUL (PATH_MAX). */
+#define CENALLOC_SYSFS_PATH_MAX 4096
+/** Longest driver name cenalloc_alloc_for_device carries, with its NUL (NAME_MAX + 1). */
+#define CENALLOC_DRIVER_MAX 256
+
+/**
+ * One device a cenalloc_alloc_for() buffer is for, as the platform's loader
+ * names it: an element of the caller's array cenalloc_alloc_for_info.devices
+ * points to (fixed size, no struct_size). The daemon sends no longer strings
+ * (sysfs paths up to 4095 bytes, drivers up to 255): each is NUL-terminated.
+ */
+typedef struct {
+    char name[CENALLOC_NAME_MAX];
+    char sysfs_path[CENALLOC_SYSFS_PATH_MAX]; /**< "/sys/devices/..."; "" for a device of the model only */
+    char driver[CENALLOC_DRIVER_MAX];         /**< the bound driver; "" when none is bound or known */
+} cenalloc_alloc_for_device;
+
 /** Which heap cenalloc_alloc_for() allocated from, and why. */
 typedef struct {
     uint32_t struct_size; /**< set by the caller (see "Structs that grow") */
@@ -122,8 +139,19 @@ typedef struct {
     char heap[CENALLOC_NAME_MAX];
     char kernel_heap[CENALLOC_NAME_MAX]; /**< its /dev/dma_heap node; "" for the model's storage */
     char reason[CENALLOC_REASON_MAX];
+    /* CENALLOC_ALLOC_FOR_INFO_SIZE_VER0 ends here. */
+    char exporter[CENALLOC_NAME_MAX]; /**< the buffer's exporter (the kernel heap's name for a real dma-buf) */
+    uint32_t device_count;            /**< the devices the buffer is for: as many as asked, in their order */
+    /**
+     * Set by the caller: how many elements @c devices has room for (0 with
+     * NULL). The library fills the first min(device_count, device_capacity)
+     * and writes nothing else there; the array stays the caller's.
+     */
+    uint32_t device_capacity;
+    cenalloc_alloc_for_device* devices; /**< set by the caller: its array, or NULL */
 } cenalloc_alloc_for_info;
 #define CENALLOC_ALLOC_FOR_INFO_SIZE_VER0 400
+#define CENALLOC_ALLOC_FOR_INFO_SIZE_VER1 480 /* exporter, device_count, device_capacity, devices */
 
 /** Longest buffer name cenalloc_buffer_info carries, with its NUL (DMA_BUF_NAME_LEN). */
 #define CENALLOC_BUFFER_NAME_MAX 32
@@ -205,9 +233,24 @@ CENALLOC_EXPORT int cenalloc_alloc_for(cenalloc_session* session, const char* co
                                        uint64_t size, const char* name, int cpu_access, uint32_t fd_flags, int* out_fd,
                                        cenalloc_alloc_for_info* info);
 
-/** A deferred buffer: storage comes at the first map or CPU access. */
+/**
+ * A deferred buffer: storage comes at the first map or CPU access. Where the
+ * session's heaps are placed on the host kernel's (`cenallocd --host`), the
+ * fd is a handle of 0 bytes sealed against growth and writes: its bytes live
+ * in the storage, whose fd cenalloc_storage_fd() gives.
+ */
 CENALLOC_EXPORT int cenalloc_create(cenalloc_session* session, uint64_t size, const char* name, int cpu_access,
                                     int* out_fd);
+
+/**
+ * *out_fd receives a new fd (O_CLOEXEC, the caller's to close) of the bytes
+ * of the buffer @p buffer_fd names, for the CPU to map and drivers to import:
+ * the host kernel's dma-buf when the storage is one, else another fd of the
+ * buffer. A deferred buffer gets its storage now (its first use). -EBADF for
+ * an fd that is not a buffer, -EACCES through cenallocd for a read-only fd,
+ * -ENOMEM and the kernel's errors for the storage.
+ */
+CENALLOC_EXPORT int cenalloc_storage_fd(cenalloc_session* session, int buffer_fd, int* out_fd);
 
 /** Use a buffer fd received from elsewhere; *out_id names the buffer. */
 CENALLOC_EXPORT int cenalloc_import(cenalloc_session* session, int buffer_fd, uint64_t* out_id);
