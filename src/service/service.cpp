@@ -189,17 +189,39 @@ std::unique_ptr<Service::Entry> Service::unlinkEntryLocked(uint64_t bufferId) {
             continue;
         dropClaimLocked(*client->second, bufferId);
     }
-    if (entry->charged) {
-        // The buffer is gone everywhere: so is its charge.
-        Usage& usage = usage_[entry->chargedUid];
-        usage.bytes -= entry->chargedBytes;
-        usage.buffers -= 1;
-        chargedBuffers_ -= 1;
-        releaseUsageLocked(entry->chargedUid);
-    }
+    // The buffer is gone everywhere: so is its charge, unless a client may
+    // still hold its storage file.
+    if (entry->charged && !(entry->storageOut && lingerLocked(*entry)))
+        releaseChargeLocked(entry->chargedUid, entry->chargedBytes);
     byInode_.erase(entry->key);
     byWatch_.erase(entry->watch);
     return entry;
+}
+
+void Service::releaseChargeLocked(uint32_t uid, uint64_t bytes) {
+    Usage& usage = usage_[uid];
+    usage.bytes -= bytes;
+    usage.buffers -= 1;
+    chargedBuffers_ -= 1;
+    releaseUsageLocked(uid);
+}
+
+bool Service::lingerLocked(const Entry& entry) {
+    // The buffer has its storage (storage-fd made it): this only dups the
+    // fd the buffer holds, which closes with the buffer once the caller
+    // destroys the entry. The kernel's dma-buf then lives on only in the
+    // clients that kept its fd, and so does the charge (the buffer's watch
+    // is gone, this one takes its place in the count). Should the daemon
+    // have no fd or watch to spare, the charge ends now, as before.
+    auto storage = entry.buffer->dupStorageFd(O_CLOEXEC);
+    if (!storage)
+        return false;
+    auto wd = watcher_.watch(*storage, entry.buffer->inHostKernel() ? BufferFile::DmaBuf : BufferFile::Memfd);
+    if (!wd)
+        return false;
+    lingering_[*wd] = {entry.chargedUid, entry.chargedBytes};
+    lingered_ += 1;
+    return true;
 }
 
 void Service::dropEntryLocked(uint64_t bufferId) {
@@ -219,8 +241,16 @@ void Service::reap() {
 }
 
 void Service::reapLocked() {
-    std::vector<std::unique_ptr<Entry>> dead;
-    takeDeadLocked(dead);
+    // Again when a death left a storage file watched: if no client kept it,
+    // its end comes as the dead buffer's own fd of it closes here.
+    for (;;) {
+        const uint64_t lingered = lingered_;
+        std::vector<std::unique_ptr<Entry>> dead;
+        takeDeadLocked(dead);
+        dead.clear();
+        if (lingered_ == lingered)
+            return;
+    }
 }
 
 void Service::takeDeadLocked(std::vector<std::unique_ptr<Entry>>& dead) {
@@ -231,6 +261,8 @@ void Service::takeDeadLocked(std::vector<std::unique_ptr<Entry>>& dead) {
     for (int wd : *gone)
         if (auto it = byWatch_.find(wd); it != byWatch_.end())
             dead.push_back(unlinkEntryLocked(it->second));
+        else if (auto file = lingering_.find(wd); file != lingering_.end())
+            endLingeringLocked(file);
     if (!overflowed)
         return;
     // Events were lost: every watch the kernel no longer holds is a buffer
@@ -244,6 +276,13 @@ void Service::takeDeadLocked(std::vector<std::unique_ptr<Entry>>& dead) {
             lost.push_back(id);
     for (uint64_t id : lost)
         dead.push_back(unlinkEntryLocked(id));
+    for (auto file = lingering_.begin(); file != lingering_.end();)
+        file = live->contains(file->first) ? std::next(file) : endLingeringLocked(file);
+}
+
+Service::Lingering::iterator Service::endLingeringLocked(Lingering::iterator file) {
+    releaseChargeLocked(file->second.first, file->second.second);
+    return lingering_.erase(file);
 }
 
 BorrowedFd Service::watcherFd() const {

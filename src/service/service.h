@@ -318,6 +318,16 @@ private:
     /// charges dropped) and hand them over, to be destroyed by the caller.
     void takeDeadLocked(std::vector<std::unique_ptr<Entry>>& dead);
     std::unique_ptr<Entry> unlinkEntryLocked(uint64_t bufferId);
+    /// The charge of a dead buffer whose storage file a client may still
+    /// hold (Entry::storageOut) moves to a watch on that file, and ends when
+    /// the file does. False when it cannot be watched (the charge ends now).
+    bool lingerLocked(const Entry& entry);
+    void releaseChargeLocked(uint32_t uid, uint64_t bytes);
+    /// Charges of dead buffers whose storage file lives on (lingerLocked),
+    /// by the watch on that file: (uid, bytes).
+    using Lingering = std::map<int, std::pair<uint32_t, uint64_t>>;
+    /// A lingering storage file is gone: its charge ends.
+    Lingering::iterator endLingeringLocked(Lingering::iterator file);
     void dropEntryLocked(uint64_t bufferId);
     void dropClaimLocked(ClientState& client, uint64_t bufferId);
     void releaseUsageLocked(uint32_t uid);
@@ -357,6 +367,8 @@ private:
     std::map<uint64_t, std::unique_ptr<Entry>> entries_;       // guarded by mutex_; by buffer id
     std::map<InodeKey, uint64_t> byInode_;                     // guarded by mutex_
     std::map<int, uint64_t> byWatch_;                          // guarded by mutex_
+    Lingering lingering_;                                      // guarded by mutex_; see Lingering
+    uint64_t lingered_ = 0;                                    // guarded by mutex_; lingering_ insertions, ever
     std::map<uint64_t, std::unique_ptr<ClientState>> clients_; // guarded by mutex_
     std::map<uint32_t, Usage> usage_;                          // guarded by mutex_; by uid
     uint64_t chargedBuffers_ = 0;                              // guarded by mutex_; sum of usage_ buffers

@@ -254,8 +254,16 @@ Result<UniqueFd> Service::storageFd(ClientId clientId, BorrowedFd fd) {
         return Error(EACCES, fmt::format("buffer {}: a read-only fd of it gives no storage fd", buffer->id()));
     // Outside the service's lock: the buffer's own lock covers allocating
     // its storage.
-    if (buffer->bytesApart())
-        return buffer->dupStorageFd(O_CLOEXEC);
+    if (buffer->bytesApart()) {
+        UniqueFd storage = CENALLOC_TRY(buffer->dupStorageFd(O_CLOEXEC));
+        // The storage file can outlive the buffer in the client's hands: its
+        // charge then lasts as long as that file (lingerLocked). The entry
+        // exists: the fd this request carries keeps the buffer alive.
+        std::lock_guard lock(mutex_);
+        if (auto entry = entries_.find(buffer->id()); entry != entries_.end())
+            entry->second->storageOut = true;
+        return storage;
+    }
     // The bytes are in the buffer's own file, whose fd the service gave
     // away: the caller's fd is one of it.
     CENALLOC_CHECK(buffer->ensureStorage());

@@ -35,6 +35,10 @@ struct Service::Entry {
     bool charged = false;
     uint32_t chargedUid = 0;
     uint64_t chargedBytes = 0;
+    /// storage-fd handed a client the fd of bytes that live apart from the
+    /// buffer's file (Buffer::bytesApart: the kernel's dma-buf, or a memfd
+    /// of its own): that file can outlive the buffer, and the charge with it.
+    bool storageOut = false;
 };
 
 struct Service::MappingRecord {

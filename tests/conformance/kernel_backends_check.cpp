@@ -15,6 +15,7 @@
 #include <linux/udmabuf.h>
 #include <string>
 #include <sys/ioctl.h>
+#include <thread>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +29,7 @@
 #include <cenalloc/udmabuf.h>
 #include "support/dmabuf_fdinfo.h"
 #include "heaps/kernel_heap.h"
+#include "service/server.h"
 
 namespace {
 
@@ -405,12 +407,62 @@ void deferredOnPlacedHeaps() {
     report("session-deferred-cpu-access-end", outcome((*session)->endCpuAccess(*handle, kSyncWrite)));
 }
 
+// Through cenallocd placed on the kernel's heaps, with a quota of one
+// buffer: the kernel's dma-buf storage-fd handed out outlives the buffer
+// in the client's hands, and the charge lasts until it goes too.
+void daemonChargesKeptStorage() {
+    ServerOptions options;
+    options.socketPath = "/tmp/cenalloc-check.sock";
+    options.config.context.placeKernelHeaps = true;
+    options.config.defaultQuota = Quota{kUnlimited, 1};
+    options.config.defaultBuffersConfigured = true; // for root too
+    auto server = Server::create(defaultPlatform(), std::move(options));
+    if (!server) {
+        report("daemon", outcome(server.error()));
+        return;
+    }
+    std::thread serving([&] { (void)(*server)->run(); });
+    {
+        auto session = Session::connect("/tmp/cenalloc-check.sock");
+        report("daemon-connect", outcome(session));
+        if (session) {
+            Session& s = **session;
+            UniqueFd storage;
+            {
+                auto handle = s.create(64 * 1024, "kept");
+                report("daemon-deferred-create", outcome(handle));
+                if (handle) {
+                    auto gpu = s.attach(*handle, "gpu");
+                    auto out = s.storageFd(*handle);
+                    report("daemon-deferred-storage-fd", outcome(out));
+                    if (out) {
+                        report("daemon-deferred-dmabuf", fdinfoField(out->get(), "exp_name"));
+                        storage = std::move(*out);
+                    }
+                    if (gpu)
+                        (void)s.detach(*gpu);
+                    (void)s.release(*handle);
+                }
+            } // the handle's last fd closes
+            report("daemon-create-while-storage-kept", outcome(s.create(4096, "second")));
+            storage.reset();
+            auto second = s.create(4096, "second");
+            report("daemon-create-after-storage-closed", outcome(second));
+            if (second)
+                (void)s.release(*second);
+        }
+    }
+    (*server)->stop();
+    serving.join();
+}
+
 int main() {
     kernelHeaps();
     udmabuf();
     contextKernelHeaps();
     sessionKernelHeaps();
     deferredOnPlacedHeaps();
+    daemonChargesKeptStorage();
     std::printf("summary: done\n");
     return 0;
 }
