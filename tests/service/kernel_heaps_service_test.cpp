@@ -137,8 +137,11 @@ TEST(ServiceStorageFd, OfAModelledBufferIsItsOwnFileAndSeesItsBytes) {
         ::munmap(bytes, 64 * 1024);
         ::munmap(handle, 64 * 1024);
 
-        UniqueFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
-        auto stranger = (*session)->storageFd(devNull.borrow());
+        // A memfd that is no buffer (the daemon closes a received memfd at
+        // once; other files go to its closer thread, after the count below).
+        UniqueFd notABuffer(::memfd_create("not-a-buffer", MFD_CLOEXEC));
+        ASSERT_TRUE(notABuffer.valid());
+        auto stranger = (*session)->storageFd(notABuffer.borrow());
         ASSERT_FALSE(stranger);
         EXPECT_EQ(stranger.error().code(), EBADF) << stranger.error().message();
         ASSERT_TRUE((*session)->release(buffer->borrow()));
