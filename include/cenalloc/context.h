@@ -304,6 +304,7 @@ public:
     std::vector<std::string> lifetimeBugs() const;
 
 private:
+    friend struct ContextAccess; // alloc/context_access.h: what the service layer reaches inside
     Context() = default;
     std::shared_ptr<AllocatorState> state_;
     std::shared_ptr<BufferRegistry> registry_;

@@ -30,10 +30,17 @@ namespace cenalloc {
 struct ReadyPoolOptions {
     uint64_t heapBytes = 64 * MiB;
     uint64_t totalBytes = 128 * MiB;
-    /// Smaller buffers are allocated as before: below it the first touch
-    /// of a fresh memfd costs about what the pool's shrink and bookkeeping
-    /// save (bench/alloc_bench, BM_Ready_*).
-    uint64_t minBytes = 64 * KiB;
+    /// Smaller buffers are allocated as before (0: every size is served).
+    uint64_t minBytes = 0;
+    /// Smaller classes are made ahead without their pages: a memfd of the
+    /// class's size, whose first touch costs what any fresh memfd's does
+    /// (below it populating costs about what it saves: bench/alloc_bench,
+    /// BM_Ready_*); what such a buffer gains is the memfd made off the
+    /// allocation path.
+    uint64_t populateBytes = 64 * KiB;
+    /// The most memfds the pool holds at once (ready, ordered or being
+    /// made): each is an open fd of the process. 0: only the budgets bound it.
+    uint64_t maxBuffers = 64;
     uint64_t lowMemoryBytes = 512 * MiB;
     /// Where MemAvailable is read (bytes; nothing when unknown, which never
     /// counts as pressure). Empty: /proc/meminfo. For tests.

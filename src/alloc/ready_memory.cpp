@@ -59,7 +59,7 @@ constexpr auto kCheckPeriod = std::chrono::milliseconds(100);
 constexpr auto kIdleCheck = std::chrono::seconds(1);
 
 MemfdPoolLimits limitsOf(const ReadyPoolOptions& options) {
-    return MemfdPoolLimits{options.heapBytes, options.totalBytes, options.minBytes};
+    return MemfdPoolLimits{options.heapBytes, options.totalBytes, options.minBytes, options.maxBuffers};
 }
 
 ReadyPoolStats statsOf(std::string heap, const MemfdPoolCounters& c) {
@@ -200,6 +200,10 @@ void ReadyMemory::waitIdle() {
     w.idle.wait(lock, [&] { return w.stop || (!w.busy && !pool_.refillPending()); });
 }
 
+void ReadyMemory::setPreparer(std::shared_ptr<MemfdPreparer> preparer) {
+    pool_.setPreparer(std::move(preparer));
+}
+
 void ReadyMemory::run() {
     Worker& w = *worker_;
     std::unique_lock lock(w.mutex);
@@ -218,11 +222,12 @@ void ReadyMemory::run() {
                 pool_.abandon(*refill); // short of memory: make nothing
             } else if (refill) {
                 const auto start = std::chrono::steady_clock::now();
-                auto fd = makeReadyMemfd(refill->classBytes);
-                if (fd)
+                auto fd = makeReadyMemfd(refill->classBytes, refill->classBytes >= options_.populateBytes);
+                const std::shared_ptr<MemfdPreparer> preparer = pool_.preparer();
+                if (fd && (!preparer || preparer->prepare(fd->borrow())))
                     pool_.put(*refill, std::move(*fd), std::chrono::steady_clock::now() - start);
                 else
-                    pool_.abandon(*refill); // the next take orders it again
+                    pool_.abandon(*refill); // the next use orders it again
             }
             lock.lock();
             if (!refill)

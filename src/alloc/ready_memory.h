@@ -72,6 +72,9 @@ public:
     /// start) the refill thread; nothing in a forked child.
     void orderRefill(std::string_view heap, uint64_t bytes) override;
 
+    /// Who prepares each memfd made from now on (MemfdPreparer).
+    void setPreparer(std::shared_ptr<MemfdPreparer> preparer);
+
     /// Per heap that asked for ready memory, then the whole pool's (heap "").
     std::vector<ReadyPoolStats> stats() const;
 

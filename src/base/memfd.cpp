@@ -38,6 +38,10 @@ Result<void> sizeAndSealMemfd(BorrowedFd fd, uint64_t size, int extraSeals) {
         return Error(e == EFBIG || e == EINVAL ? ENOMEM : e,
                      fmt::format("ftruncate to {} bytes: {}", size, std::strerror(e)));
     }
+    return sealMemfd(fd, extraSeals);
+}
+
+Result<void> sealMemfd(BorrowedFd fd, int extraSeals) {
     // Seal before the fd leaves cenalloc: from here on nobody can resize
     // the buffer under a peer's mapping (which would SIGBUS the peer), and
     // F_SEAL_SEAL stops anyone from lifting the seals.

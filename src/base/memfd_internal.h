@@ -19,4 +19,8 @@ Result<UniqueFd> openSealableMemfd(const char* name);
 /// tmpfs refuses (EFBIG/EINVAL), else the errno of ftruncate/fcntl.
 Result<void> sizeAndSealMemfd(BorrowedFd fd, uint64_t size, int extraSeals);
 
+/// The sealing half of sizeAndSealMemfd, for a memfd already of its size.
+/// Errors: the errno of fcntl.
+Result<void> sealMemfd(BorrowedFd fd, int extraSeals);
+
 } // namespace cenalloc

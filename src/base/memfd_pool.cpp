@@ -44,6 +44,29 @@ void add(MemfdPoolCounters& sum, const MemfdPoolCounters& c) {
 
 } // namespace
 
+class MemfdPool::Closing {
+public:
+    Closing() = default;
+    Closing(const Closing&) = delete;
+    Closing& operator=(const Closing&) = delete;
+    ~Closing() {
+        for (UniqueFd& fd : fds_)
+            if (preparer_)
+                preparer_->discard(fd.borrow());
+    }
+    /// Under the pool's lock.
+    void add(UniqueFd fd, const std::shared_ptr<MemfdPreparer>& preparer) {
+        if (!preparer_)
+            preparer_ = preparer;
+        fds_.push_back(std::move(fd));
+    }
+
+private:
+    // Destroyed after the discards: the fds close last.
+    std::vector<UniqueFd> fds_;
+    std::shared_ptr<MemfdPreparer> preparer_;
+};
+
 MemfdPool::MemfdPool(MemfdPoolLimits limits) : limits_(limits) {}
 
 MemfdPool::~MemfdPool() = default;
@@ -78,6 +101,7 @@ Result<std::optional<UniqueFd>> MemfdPool::take(std::string_view heap, uint64_t 
             stock.ready.erase(entry);
             stock.readyBytes -= cls;
             committedBytes_ -= cls;
+            heldBuffers_ -= 1;
             ++stock.counters.hits;
         } else {
             ++stock.counters.misses;
@@ -87,8 +111,12 @@ Result<std::optional<UniqueFd>> MemfdPool::take(std::string_view heap, uint64_t 
         return fd;
     // Cut the class down to the request (tmpfs frees the pages past the
     // new end) and seal it as every buffer's memfd is sealed: from here on
-    // it is a buffer's and never the pool's again.
-    CENALLOC_CHECK(sizeAndSealMemfd(fd->borrow(), bytes, extraSeals));
+    // it is a buffer's and never the pool's again. A class that is the
+    // request's size (every one up to 64 KiB) needs no cut.
+    if (bytes == cls)
+        CENALLOC_CHECK(sealMemfd(fd->borrow(), extraSeals));
+    else
+        CENALLOC_CHECK(sizeAndSealMemfd(fd->borrow(), bytes, extraSeals));
     return fd;
 }
 
@@ -102,14 +130,15 @@ MemfdPool::Stock& MemfdPool::stockLocked(std::string_view heap) {
 void MemfdPool::order(std::string_view heap, uint64_t bytes) {
     if (!serves(bytes))
         return;
-    std::vector<UniqueFd> closing; // evicted: closed once the lock is dropped
+    Closing closing; // evicted: closed once the lock is dropped
     std::lock_guard lock(mutex_);
     orderLocked(stockLocked(heap), classFor(bytes), closing);
 }
 
-void MemfdPool::orderLocked(Stock& stock, uint64_t cls, std::vector<UniqueFd>& closing) {
+void MemfdPool::orderLocked(Stock& stock, uint64_t cls, Closing& closing) {
     auto fits = [&] {
-        return stock.committed() + cls <= limits_.heapBytes && committedBytes_ + cls <= limits_.totalBytes;
+        return stock.committed() + cls <= limits_.heapBytes && committedBytes_ + cls <= limits_.totalBytes &&
+               (limits_.maxBuffers == 0 || heldBuffers_ < limits_.maxBuffers);
     };
     // Make room by giving back the oldest memfds of other classes: the
     // stock follows the sizes asked for now.
@@ -120,8 +149,9 @@ void MemfdPool::orderLocked(Stock& stock, uint64_t cls, std::vector<UniqueFd>& c
         }
         stock.readyBytes -= it->classBytes;
         committedBytes_ -= it->classBytes;
+        heldBuffers_ -= 1;
         ++stock.counters.drained;
-        closing.push_back(std::move(it->fd));
+        closing.add(std::move(it->fd), preparer_);
         it = stock.ready.erase(it);
     }
     if (!fits())
@@ -130,6 +160,7 @@ void MemfdPool::orderLocked(Stock& stock, uint64_t cls, std::vector<UniqueFd>& c
     ++stock.counters.orders;
     stock.orderedBytes += cls;
     committedBytes_ += cls;
+    heldBuffers_ += 1;
 }
 
 std::optional<MemfdRefill> MemfdPool::takeRefill() {
@@ -141,24 +172,27 @@ std::optional<MemfdRefill> MemfdPool::takeRefill() {
         stock.orders.pop_front();
         stock.orderedBytes -= cls;
         stock.makingBytes += cls;
+        stock.making += 1;
         return MemfdRefill{heap, cls, drainEpoch_};
     }
     return std::nullopt;
 }
 
 void MemfdPool::put(const MemfdRefill& refill, UniqueFd fd, std::chrono::nanoseconds elapsed) {
-    UniqueFd closing; // a refill that a drain overtook: closed once the lock is dropped
+    Closing closing; // a refill that a drain overtook: closed once the lock is dropped
     std::lock_guard lock(mutex_);
     auto it = stocks_.find(refill.heap);
     assert(it != stocks_.end()); // stocks are never removed
     Stock& stock = it->second;
     stock.makingBytes -= refill.classBytes;
+    stock.making -= 1;
     stock.counters.refills += 1;
     stock.counters.refillNanos += static_cast<uint64_t>(elapsed.count());
     if (refill.epoch != drainEpoch_) {
         committedBytes_ -= refill.classBytes;
+        heldBuffers_ -= 1;
         ++stock.counters.drained;
-        closing = std::move(fd);
+        closing.add(std::move(fd), preparer_);
         return;
     }
     stock.ready.push_back(Entry{refill.classBytes, std::move(fd)});
@@ -170,7 +204,9 @@ void MemfdPool::abandon(const MemfdRefill& refill) {
     auto it = stocks_.find(refill.heap);
     assert(it != stocks_.end());
     it->second.makingBytes -= refill.classBytes;
+    it->second.making -= 1;
     committedBytes_ -= refill.classBytes;
+    heldBuffers_ -= 1;
 }
 
 bool MemfdPool::refillPending() const {
@@ -178,16 +214,27 @@ bool MemfdPool::refillPending() const {
     return std::any_of(stocks_.begin(), stocks_.end(), [](const auto& s) { return !s.second.orders.empty(); });
 }
 
+void MemfdPool::setPreparer(std::shared_ptr<MemfdPreparer> preparer) {
+    std::lock_guard lock(mutex_);
+    preparer_ = std::move(preparer);
+}
+
+std::shared_ptr<MemfdPreparer> MemfdPool::preparer() const {
+    std::lock_guard lock(mutex_);
+    return preparer_;
+}
+
 void MemfdPool::drain() {
-    std::vector<UniqueFd> closing;
+    Closing closing;
     {
         std::lock_guard lock(mutex_);
         ++drainEpoch_;
         for (auto& [heap, stock] : stocks_) {
             for (Entry& e : stock.ready)
-                closing.push_back(std::move(e.fd));
+                closing.add(std::move(e.fd), preparer_);
             stock.counters.drained += stock.ready.size();
             committedBytes_ -= stock.readyBytes + stock.orderedBytes;
+            heldBuffers_ -= stock.ready.size() + stock.orders.size();
             stock.ready.clear();
             stock.orders.clear();
             stock.readyBytes = 0;
@@ -225,10 +272,15 @@ MemfdPoolCounters MemfdPool::total() const {
     return sum;
 }
 
-Result<UniqueFd> makeReadyMemfd(uint64_t bytes) {
+Result<UniqueFd> makeReadyMemfd(uint64_t bytes, bool populate) {
     if (bytes == 0 || bytes > kLargestClassed)
         return Error(EINVAL, fmt::format("no ready memfd of {} bytes", bytes));
     UniqueFd fd = CENALLOC_TRY(openSealableMemfd("cenalloc"));
+    if (!populate) {
+        if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0)
+            return Error::fromErrno(fmt::format("ftruncate to {}", formatSize(bytes)));
+        return fd;
+    }
     // Mode 0 sets the size too: the memfd is the class's size from here.
     if (::fallocate(fd.get(), 0, 0, static_cast<off_t>(bytes)) != 0)
         return Error::fromErrno(fmt::format("fallocate of {}", formatSize(bytes)));

@@ -24,6 +24,22 @@ struct MemfdPoolLimits {
     uint64_t heapBytes = 0;  ///< the most one heap's stock holds (ready and being made)
     uint64_t totalBytes = 0; ///< the most all heaps' stocks hold together
     uint64_t minBytes = 0;   ///< smaller requests are not served from the pool
+    /// The most memfds held (ready, ordered and being made), each an open fd
+    /// of the process; 0: no bound but the bytes'.
+    uint64_t maxBuffers = 0;
+};
+
+/// What the pool's owner does to each memfd made for it before it is
+/// stocked (on the worker that made it), and undoes when the pool closes
+/// one that was never taken: e.g. the service watches it ahead, so that
+/// the request that gets it adds no watch of its own.
+class MemfdPreparer {
+public:
+    virtual ~MemfdPreparer() = default;
+    /// Errors: any; the memfd is then closed instead of stocked.
+    virtual Result<void> prepare(BorrowedFd fd) = 0;
+    /// The pool is about to close prepared memfd @p fd, never taken.
+    virtual void discard(BorrowedFd fd) = 0;
 };
 
 /// Counters of one heap's stock (or of all, summed).
@@ -101,6 +117,10 @@ public:
     /// Whether a refill is ordered and not yet taken.
     bool refillPending() const;
 
+    /// Who prepares the memfds made from now on (MemfdPreparer).
+    void setPreparer(std::shared_ptr<MemfdPreparer> preparer);
+    std::shared_ptr<MemfdPreparer> preparer() const;
+
     /// Give every ready memfd back to the kernel and forget the refill
     /// orders (memory pressure). Memfds being made are dropped at put().
     void drain();
@@ -116,6 +136,9 @@ private:
         uint64_t classBytes = 0;
         UniqueFd fd;
     };
+    /// Memfds leaving the pool unused, closed (and discarded through the
+    /// preparer) once the lock is dropped.
+    class Closing;
     struct Stock {
         std::deque<Entry> ready;     // oldest first
         std::deque<uint64_t> orders; // classes to make, oldest first
@@ -123,19 +146,23 @@ private:
         uint64_t orderedBytes = 0; // in orders
         uint64_t makingBytes = 0;  // taken by a worker, not put back yet
         MemfdPoolCounters counters;
+        uint64_t making = 0; // memfds taken by a worker
         uint64_t committed() const { return readyBytes + orderedBytes + makingBytes; }
+        uint64_t held() const { return ready.size() + orders.size() + making; }
         MemfdPoolCounters snapshot() const;
     };
 
     // Order a refill of @p classBytes when the budgets allow, giving back
     // ready memfds of other classes to make room (moved to @p closing).
-    void orderLocked(Stock& stock, uint64_t classBytes, std::vector<UniqueFd>& closing);
+    void orderLocked(Stock& stock, uint64_t classBytes, Closing& closing);
     Stock& stockLocked(std::string_view heap);
 
     const MemfdPoolLimits limits_;
     mutable std::mutex mutex_;
     std::map<std::string, Stock, std::less<>> stocks_; // guarded by mutex_
     uint64_t committedBytes_ = 0;                      // guarded by mutex_: all stocks' committed()
+    uint64_t heldBuffers_ = 0;                         // guarded by mutex_: all stocks' held()
+    std::shared_ptr<MemfdPreparer> preparer_;          // guarded by mutex_
     uint64_t drainEpoch_ = 0;                          // guarded by mutex_: drain() calls
 };
 
@@ -155,14 +182,17 @@ public:
     virtual void orderRefill(std::string_view heap, uint64_t bytes) = 0;
 };
 
-/// A memfd of @p bytes whose pages exist and are zero: fallocate() allocates
-/// them and one MAP_POPULATE mapping makes the kernel clear them, then the
-/// mapping is dropped. fallocate alone would leave the clearing to the
-/// user's first touch: shmem_get_folio_gfp() (mm/shmem.c) gives a folio
+/// A memfd of @p bytes, made with MFD_ALLOW_SEALING and MFD_CLOEXEC,
+/// unsealed. With @p populate its pages exist and are zero: fallocate()
+/// allocates them and one MAP_POPULATE mapping makes the kernel clear them,
+/// then the mapping is dropped. fallocate alone would leave the clearing to
+/// the user's first touch: shmem_get_folio_gfp() (mm/shmem.c) gives a folio
 /// new to SGP_FALLOC "the SGP_WRITE optimization", leaving it !uptodate,
 /// and clears a !uptodate folio only for a later non-write lookup such as
-/// the fault. Slow: off the allocation path. Made with MFD_ALLOW_SEALING
-/// and MFD_CLOEXEC, unsealed. Errors: those of memfd_create/fallocate/mmap.
-Result<UniqueFd> makeReadyMemfd(uint64_t bytes);
+/// the fault. Slow: off the allocation path. Without it the memfd only has
+/// its size (what a small buffer gains is the memfd made ahead: its first
+/// touch costs what any fresh memfd's does). Errors: those of
+/// memfd_create/ftruncate/fallocate/mmap.
+Result<UniqueFd> makeReadyMemfd(uint64_t bytes, bool populate = true);
 
 } // namespace cenalloc

@@ -13,6 +13,7 @@
 
 #include <cenalloc/units.h>
 
+#include "alloc/context_access.h"
 #include "service/service_context.h"
 #include "service/service_state.h"
 
@@ -79,7 +80,14 @@ Result<std::shared_ptr<Service>> Service::create(const Platform& platform, Servi
     auto watcher = InodeWatcher::create();
     if (!watcher)
         return watcher.error();
+    // The ready pool's memfds come watched (PreparedWatches): set before
+    // anything is allocated, so every memfd it makes is.
+    auto prepared = PreparedWatches::create(*watcher);
+    if (!prepared)
+        return prepared.error();
+    ContextAccess::readyMemory(**context).setPreparer(*prepared);
     std::shared_ptr<Service> service(new Service(std::move(*watcher)));
+    service->prepared_ = std::move(*prepared);
     service->context_ = std::move(*context);
     service->watchLimit_ = config.maxBuffers != 0 ? config.maxBuffers : kernelWatchLimit();
     if (service->watchLimit_ != kUnlimited)
@@ -263,6 +271,8 @@ void Service::takeDeadLocked(std::vector<std::unique_ptr<Entry>>& dead) {
             dead.push_back(unlinkEntryLocked(it->second));
         else if (auto file = lingering_.find(wd); file != lingering_.end())
             endLingeringLocked(file);
+        else
+            prepared_->forget(wd);
     if (!overflowed)
         return;
     // Events were lost: every watch the kernel no longer holds is a buffer
@@ -278,6 +288,7 @@ void Service::takeDeadLocked(std::vector<std::unique_ptr<Entry>>& dead) {
         dead.push_back(unlinkEntryLocked(id));
     for (auto file = lingering_.begin(); file != lingering_.end();)
         file = live->contains(file->first) ? std::next(file) : endLingeringLocked(file);
+    prepared_->forgetAllBut(*live);
 }
 
 Service::Lingering::iterator Service::endLingeringLocked(Lingering::iterator file) {
@@ -319,6 +330,10 @@ size_t Service::clientCount() const {
 size_t Service::trackedBuffers() const {
     std::lock_guard lock(mutex_);
     return entries_.size();
+}
+
+size_t Service::preparedWatches() const {
+    return prepared_->size();
 }
 
 Service::UidUsage Service::usageOf(uint32_t uid) const {
@@ -458,9 +473,12 @@ Result<ServiceBuffer> Service::adopt(ClientId clientId, Reservation reservation,
             return narrowed.error();
         *fd = std::move(*narrowed);
     }
-    // Outside the lock: adding a watch is one syscall the kernel serialises,
-    // and no event can come for it while we hold the fd.
-    auto wd = watcher_.watch(*fd, buffer->inHostKernel() ? BufferFile::DmaBuf : BufferFile::Memfd);
+    // A memfd from the ready pool comes watched; else watch it now, outside
+    // the lock: adding a watch is one syscall the kernel serialises, and no
+    // event can come for it while we hold the fd.
+    const std::optional<int> ahead = buffer->inHostKernel() ? std::nullopt : prepared_->claim(key);
+    Result<int> wd = ahead ? Result<int>(*ahead)
+                           : watcher_.watch(*fd, buffer->inHostKernel() ? BufferFile::DmaBuf : BufferFile::Memfd);
     if (!wd)
         return wd.error();
     std::lock_guard lock(mutex_);

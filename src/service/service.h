@@ -250,6 +250,9 @@ public:
     size_t clientCount() const;
     /// Buffers the service tracks (live somewhere).
     size_t trackedBuffers() const;
+    /// Watches made ahead on the ready pool's memfds, not yet a buffer's
+    /// (PreparedWatches): at most ReadyPoolOptions::maxBuffers.
+    size_t preparedWatches() const;
     /// What the buffers charged to @p uid add up to now.
     struct UidUsage {
         uint64_t bytes = 0;
@@ -364,6 +367,7 @@ private:
     AdaptiveMutex reapMutex_;
     mutable AdaptiveMutex mutex_;
     InodeWatcher watcher_;                                     // readGone() under mutex_; watch() is thread-safe
+    std::shared_ptr<PreparedWatches> prepared_;                // set by create(); thread-safe (shared with the pool)
     std::map<uint64_t, std::unique_ptr<Entry>> entries_;       // guarded by mutex_; by buffer id
     std::map<InodeKey, uint64_t> byInode_;                     // guarded by mutex_
     std::map<int, uint64_t> byWatch_;                          // guarded by mutex_

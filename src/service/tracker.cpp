@@ -18,6 +18,8 @@
 
 #include <fmt/format.h>
 
+#include "base/try.h"
+
 namespace cenalloc {
 
 namespace {
@@ -95,6 +97,13 @@ Result<int> InodeWatcher::watch(BorrowedFd fd, BufferFile kind) const {
     return wd;
 }
 
+Result<InodeWatcher> InodeWatcher::share() const {
+    UniqueFd fd(::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0));
+    if (!fd.valid())
+        return Error(errno, fmt::format("dup of the inotify fd: {}", std::strerror(errno)));
+    return InodeWatcher(std::move(fd));
+}
+
 Result<std::vector<int>> InodeWatcher::readGone(bool& overflowed) {
     overflowed = false;
     std::vector<int> gone;
@@ -167,6 +176,67 @@ Result<std::set<int>> InodeWatcher::liveWatches() const {
             live.insert(wd);
     }
     return live;
+}
+
+Result<std::shared_ptr<PreparedWatches>> PreparedWatches::create(const InodeWatcher& watcher) {
+    InodeWatcher shared = CENALLOC_TRY(watcher.share());
+    return std::shared_ptr<PreparedWatches>(new PreparedWatches(std::move(shared)));
+}
+
+Result<void> PreparedWatches::prepare(BorrowedFd fd) {
+    const InodeKey key = CENALLOC_TRY(inodeOf(fd));
+    const int wd = CENALLOC_TRY(watcher_.watch(fd, BufferFile::Memfd));
+    std::lock_guard lock(mutex_);
+    byKey_[key] = wd;
+    byWatch_[wd] = key;
+    return {};
+}
+
+void PreparedWatches::discard(BorrowedFd fd) {
+    auto key = inodeOf(fd);
+    if (!key)
+        return;
+    std::lock_guard lock(mutex_);
+    if (auto it = byKey_.find(*key); it != byKey_.end()) {
+        byWatch_.erase(it->second);
+        byKey_.erase(it);
+    }
+}
+
+std::optional<int> PreparedWatches::claim(const InodeKey& key) {
+    std::lock_guard lock(mutex_);
+    auto it = byKey_.find(key);
+    if (it == byKey_.end())
+        return std::nullopt;
+    const int wd = it->second;
+    byWatch_.erase(wd);
+    byKey_.erase(it);
+    return wd;
+}
+
+void PreparedWatches::forget(int wd) {
+    std::lock_guard lock(mutex_);
+    if (auto it = byWatch_.find(wd); it != byWatch_.end()) {
+        byKey_.erase(it->second);
+        byWatch_.erase(it);
+    }
+}
+
+void PreparedWatches::forgetAllBut(const std::set<int>& live) {
+    std::lock_guard lock(mutex_);
+    for (auto it = byWatch_.begin(); it != byWatch_.end();) {
+        if (live.contains(it->first)) {
+            ++it;
+            continue;
+        }
+        byKey_.erase(it->second);
+        it = byWatch_.erase(it);
+    }
+}
+
+size_t PreparedWatches::size() const {
+    std::lock_guard lock(mutex_);
+    return byKey_.size();
 }
 
 } // namespace cenalloc

@@ -3,11 +3,17 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <vector>
 
 #include <cenalloc/result.h>
 #include <cenalloc/unique_fd.h>
+
+#include "base/memfd_pool.h"
 
 struct stat;
 
@@ -85,9 +91,57 @@ public:
     /// closes) to a watch: the service offers kernel heaps only then.
     static bool kernelReportsDmaBufCloses(UniqueFd probe);
 
+    /// Another watcher on the same inotify instance (a dup of its fd):
+    /// watches either adds are read from either. Errors: errno of dup.
+    Result<InodeWatcher> share() const;
+
 private:
     explicit InodeWatcher(UniqueFd fd) : fd_(std::move(fd)) {}
     UniqueFd fd_;
+};
+
+/// Watches added ahead, by the ready pool's refill thread, on the memfds it
+/// makes (MemfdPreparer): a buffer served from the pool comes with its
+/// watch, so the request adds none (the watch, a path walk through
+/// /proc/self/fd, costs more than a raw memfd on its own). Keyed by inode:
+/// the service finds a buffer's watch by the key its fstat gives.
+///
+/// Every memfd the service's context takes from the pool becomes a buffer
+/// that the service adopts, claiming its watch; one the pool closes unused
+/// is discarded before its fd closes. So a key here always names a live
+/// memfd, save one taken and lost before adopt() (no path does this today),
+/// which forget() clears when its death is read.
+///
+/// Thread safety: every method may be called concurrently (a leaf lock).
+class PreparedWatches final : public MemfdPreparer {
+public:
+    /// Watches through @p watcher's inotify instance (a dup of its fd, so
+    /// that this may outlive it).
+    static Result<std::shared_ptr<PreparedWatches>> create(const InodeWatcher& watcher);
+
+    /// Watch @p fd's inode (on the refill thread). Errors: those of
+    /// InodeWatcher::watch and inodeOf.
+    Result<void> prepare(BorrowedFd fd) override;
+    /// Forget @p fd's watch: the pool closes it unused (its event, for a
+    /// watch nobody knows, is then ignored).
+    void discard(BorrowedFd fd) override;
+
+    /// The watch made ahead for the memfd @p key names, now the caller's;
+    /// nothing when none was.
+    std::optional<int> claim(const InodeKey& key);
+    /// Watch @p wd's inode is gone: forget it, if it is here.
+    void forget(int wd);
+    /// Forget every watch not in @p live (after the event queue overflowed).
+    void forgetAllBut(const std::set<int>& live);
+    /// Watches made ahead and not claimed.
+    size_t size() const;
+
+private:
+    explicit PreparedWatches(InodeWatcher watcher) : watcher_(std::move(watcher)) {}
+    const InodeWatcher watcher_;
+    mutable std::mutex mutex_;
+    std::map<InodeKey, int> byKey_;   // guarded by mutex_
+    std::map<int, InodeKey> byWatch_; // guarded by mutex_
 };
 
 } // namespace cenalloc

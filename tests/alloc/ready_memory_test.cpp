@@ -6,6 +6,8 @@
 #include <cstring>
 #include <fcntl.h>
 #include <future>
+#include <mutex>
+#include <set>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
@@ -19,6 +21,7 @@
 #include <cenalloc/memfd.h>
 #include <cenalloc/units.h>
 
+#include "alloc/context_access.h"
 #include "alloc/ready_memory.h"
 
 namespace cenalloc {
@@ -58,9 +61,10 @@ bool allZero(Buffer& buffer) {
     return true;
 }
 
-// The threads of this process, from /proc/self/task.
-int threadCount() {
-    DIR* dir = ::opendir("/proc/self/task");
+// The entries of @p directory (threads in /proc/self/task, fds in
+// /proc/self/fd, whose own fd it counts too).
+int entries(const char* directory) {
+    DIR* dir = ::opendir(directory);
     if (!dir)
         return -1;
     int n = 0;
@@ -68,6 +72,10 @@ int threadCount() {
         n += entry->d_name[0] != '.';
     ::closedir(dir);
     return n;
+}
+
+int threadCount() {
+    return entries("/proc/self/task");
 }
 
 // Allocate a buffer of @p size from system and map it (its first use orders
@@ -84,7 +92,9 @@ std::shared_ptr<Buffer> warm(Context& context, uint64_t size) {
 }
 
 TEST(ReadyMemory, CountsHitsAndMissesPerHeapAndInAll) {
-    auto context = makeContext();
+    ReadyPoolOptions options;
+    options.minBytes = 64 * KiB;
+    auto context = makeContext(options);
     ASSERT_TRUE(context);
     warm(*context, MiB);
     EXPECT_EQ(statsOf(*context, "system").misses, 1u);
@@ -193,6 +203,120 @@ TEST(ReadyMemory, NeverExceedsItsBudgets) {
             EXPECT_LE(statsOf(*context, "").readyBytes, 6 * MiB);
         }
     EXPECT_GT(statsOf(*context, "").readyBytes, 0u);
+}
+
+TEST(ReadyMemory, SmallClassesAreMadeAheadWithoutTheirPages) {
+    auto context = makeContext();
+    ASSERT_TRUE(context);
+    for (uint64_t size : {4 * KiB, 60 * KiB, 64 * KiB, MiB}) {
+        SCOPED_TRACE(size);
+        warm(*context, size);
+        auto pooled = context->allocate("system", size);
+        ASSERT_TRUE(pooled);
+        struct stat st {};
+        ASSERT_EQ(::fstat((*pooled)->fd().get(), &st), 0);
+        EXPECT_EQ(static_cast<uint64_t>(st.st_size), size);
+        EXPECT_EQ(::fcntl((*pooled)->fd().get(), F_GET_SEALS), F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+        // Below ReadyPoolOptions::populateBytes (64 KiB) the memfd holds no
+        // page yet; from it, every page.
+        if (size < 64 * KiB)
+            EXPECT_EQ(st.st_blocks, 0);
+        else
+            EXPECT_EQ(static_cast<uint64_t>(st.st_blocks) * 512, size);
+        EXPECT_TRUE(allZero(**pooled));
+    }
+    EXPECT_EQ(statsOf(*context, "system").hits, 4u);
+}
+
+TEST(ReadyMemory, HoldsNoMoreMemfdsThanItsCount) {
+    ReadyPoolOptions options;
+    options.maxBuffers = 2;
+    auto context = makeContext(options);
+    ASSERT_TRUE(context);
+    std::vector<std::shared_ptr<Buffer>> held;
+    auto first = context->allocate("system", 4 * KiB); // the thread starts with the first refill
+    ASSERT_TRUE(first && (*first)->mmap());
+    context->waitReadyPoolRefilled();
+    const int fds = entries("/proc/self/fd");
+    // Each size its own class, each used: each orders a memfd of its own.
+    for (uint64_t pages = 2; pages <= 9; ++pages) {
+        SCOPED_TRACE(pages);
+        auto buffer = context->allocate("system", pages * 4 * KiB);
+        ASSERT_TRUE(buffer);
+        ASSERT_TRUE((*buffer)->mmap());
+        held.push_back(*buffer);
+        context->waitReadyPoolRefilled();
+        EXPECT_LE(statsOf(*context, "").readyBuffers, 2u);
+    }
+    // The stock follows the newest classes; the process holds the buffers'
+    // fds and at most one more memfd than before (the first's class went).
+    EXPECT_EQ(statsOf(*context, "").readyBuffers, 2u);
+    EXPECT_LE(entries("/proc/self/fd"), fds + static_cast<int>(held.size()) + 1);
+    auto newest = context->allocate("system", 9 * 4 * KiB);
+    ASSERT_TRUE(newest);
+    EXPECT_EQ(statsOf(*context, "system").hits, 1u);
+}
+
+// Records what the pool asks of its preparer: the inode of each memfd
+// prepared and of each discarded (fstat inside discard(): the fd must still
+// be open then).
+struct RecordingPreparer final : MemfdPreparer {
+    Result<void> prepare(BorrowedFd fd) override {
+        std::lock_guard lock(mutex);
+        if (fail)
+            return Error(EIO, "refused");
+        prepared.insert(inodeOf(fd));
+        return {};
+    }
+    void discard(BorrowedFd fd) override {
+        std::lock_guard lock(mutex);
+        discarded.insert(inodeOf(fd));
+    }
+    static ino_t inodeOf(BorrowedFd fd) {
+        struct stat st {};
+        return ::fstat(fd.get(), &st) == 0 ? st.st_ino : 0;
+    }
+    std::mutex mutex;
+    bool fail = false;
+    std::set<ino_t> prepared;
+    std::set<ino_t> discarded;
+};
+
+TEST(ReadyMemory, APreparerSeesEachMemfdMadeAndEachClosedUnused) {
+    auto available = std::make_shared<std::atomic<uint64_t>>(4 * GiB);
+    ReadyPoolOptions options;
+    options.memAvailable = [available]() -> std::optional<uint64_t> { return available->load(); };
+    auto context = makeContext(options);
+    ASSERT_TRUE(context);
+    auto preparer = std::make_shared<RecordingPreparer>();
+    ContextAccess::readyMemory(*context).setPreparer(preparer);
+    warm(*context, 4 * KiB);
+    warm(*context, MiB);
+    ASSERT_EQ(preparer->prepared.size(), 2u);
+    EXPECT_FALSE(preparer->prepared.contains(0)) << "prepared before it was stocked, its fd open";
+
+    // A memfd taken is the buffer's: never discarded.
+    auto pooled = context->allocate("system", 4 * KiB);
+    ASSERT_TRUE(pooled);
+    const ino_t taken = RecordingPreparer::inodeOf((*pooled)->fd());
+    EXPECT_TRUE(preparer->prepared.contains(taken));
+    // A drain closes the other, discarded first.
+    available->store(0);
+    context->checkReadyPoolMemory();
+    ASSERT_EQ(preparer->discarded.size(), 1u);
+    EXPECT_FALSE(preparer->discarded.contains(0)) << "discarded while its fd was open";
+    EXPECT_FALSE(preparer->discarded.contains(taken));
+    EXPECT_TRUE(preparer->prepared.contains(*preparer->discarded.begin()));
+
+    // A memfd its preparer refuses is never stocked.
+    available->store(4 * GiB);
+    context->checkReadyPoolMemory();
+    preparer->fail = true;
+    warm(*context, MiB);
+    EXPECT_EQ(statsOf(*context, "").readyBuffers, 0u);
+    auto miss = context->allocate("system", MiB);
+    ASSERT_TRUE(miss);
+    EXPECT_EQ(statsOf(*context, "system").hits, 1u);
 }
 
 TEST(ReadyMemory, DrainsUnderMemoryPressureAndRefillsOnceItPasses) {

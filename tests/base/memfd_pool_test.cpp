@@ -244,14 +244,14 @@ TEST(MemfdPool, TheStockFollowsTheSizesAskedFor) {
 }
 
 TEST(MemfdPool, DrainGivesEverythingBackAndDropsRefillsInFlight) {
-    const size_t fdsBefore = test::openFdCount();
+    const size_t fdsBefore = test::everyOpenFdCount();
     {
         MemfdPool pool(limits(8 * MiB, 8 * MiB));
         ASSERT_TRUE(takeUsed(pool, "system", MiB));
         ASSERT_TRUE(takeUsed(pool, "system", 2 * MiB));
         refillAll(pool);
         EXPECT_EQ(pool.counters("system").readyBytes, 3 * MiB);
-        EXPECT_EQ(test::openFdCount(), fdsBefore + 2);
+        EXPECT_EQ(test::everyOpenFdCount(), fdsBefore + 2);
         // Taken: orders a refill, which a worker starts making...
         UniqueFd taken = takeHit(pool, "system", MiB);
         auto inFlight = pool.takeRefill();
@@ -266,13 +266,13 @@ TEST(MemfdPool, DrainGivesEverythingBackAndDropsRefillsInFlight) {
         pool.put(*inFlight, std::move(*made), std::chrono::nanoseconds(1));
         EXPECT_EQ(pool.total().readyBytes, 0u); // dropped, not stocked
         EXPECT_EQ(pool.counters("system").drained, 2u);
-        EXPECT_EQ(test::openFdCount(), fdsBefore + 1); // the buffer taken before only
+        EXPECT_EQ(test::everyOpenFdCount(), fdsBefore + 1); // the buffer taken before only
         // After the drain the pool works again.
         ASSERT_TRUE(takeUsed(pool, "system", MiB));
         refillAll(pool);
         EXPECT_EQ(pool.counters("system").readyBytes, MiB);
     }
-    EXPECT_EQ(test::openFdCount(), fdsBefore);
+    EXPECT_EQ(test::everyOpenFdCount(), fdsBefore);
 }
 
 TEST(MemfdPool, AnAbandonedRefillFreesItsBudget) {

@@ -9,8 +9,13 @@
 namespace cenalloc::test {
 
 /// Open fds of process @p pid (this one by default, without the one this
-/// count itself uses).
+/// count itself uses, nor a ready pool's: the memfds of its stock, a bounded
+/// number, ReadyPoolOptions::maxBuffers, made on a thread of its own at
+/// moments a test cannot see, which become counted buffers when taken; and
+/// /proc/meminfo, open for a moment while that thread reads it).
 size_t openFdCount(pid_t pid = 0);
+/// Every open fd of this process, a ready pool's stock included.
+size_t everyOpenFdCount();
 
 /// st_size of @p fd (0 when fstat fails).
 uint64_t fdSize(int fd);
