@@ -3,8 +3,10 @@
 #include "alloc/ready_memory.h"
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cstdlib>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "base/file.h"
@@ -53,10 +55,24 @@ WorkerRegistry& registry() {
     return *r;
 }
 
+// This process's id without a syscall per call (glibc's getpid() no longer
+// caches it, and the allocation path asks on every buffer): read once,
+// then again in each child fork() makes (a pthread_atfork handler).
+pid_t thisProcess() {
+    static std::atomic<pid_t> pid = [] {
+        ::pthread_atfork(nullptr, nullptr, [] { pid.store(::getpid(), std::memory_order_relaxed); });
+        return ::getpid();
+    }();
+    return pid.load(std::memory_order_relaxed);
+}
+
 // How often MemAvailable is read: before refills at most this often, and
 // once per kIdleCheck while the thread waits for work.
 constexpr auto kCheckPeriod = std::chrono::milliseconds(100);
 constexpr auto kIdleCheck = std::chrono::seconds(1);
+// Orders the refill thread is woken for, when the classes ordered still
+// have memfds ready.
+constexpr size_t kWakeBatch = 8;
 
 MemfdPoolLimits limitsOf(const ReadyPoolOptions& options) {
     return MemfdPoolLimits{options.heapBytes, options.totalBytes, options.minBytes, options.maxBuffers};
@@ -83,7 +99,7 @@ void ReadyMemory::stopAllThreads() {
     std::lock_guard lock(r.mutex);
     r.exiting = true;
     for (ReadyMemory::Worker* w : r.workers) {
-        if (w->owner == ::getpid())
+        if (w->owner == thisProcess())
             w->stopAndJoin();
     }
     r.workers.clear();
@@ -109,11 +125,11 @@ std::optional<uint64_t> readMemAvailable() {
 }
 
 ReadyMemory::ReadyMemory(ReadyPoolOptions options)
-    : options_(std::move(options)), pool_(limitsOf(options_)), owner_(::getpid()),
+    : options_(std::move(options)), pool_(limitsOf(options_)), owner_(thisProcess()),
       worker_(std::make_unique<Worker>(owner_)) {}
 
 ReadyMemory::~ReadyMemory() {
-    if (::getpid() != owner_) {
+    if (thisProcess() != owner_) {
         // A forked child: the thread exists in the parent only, and
         // neither it nor what it waits on can be ended here. Leave them.
         (void)worker_.release();
@@ -141,7 +157,7 @@ void ReadyMemory::startWorker() {
 }
 
 bool ReadyMemory::serves(uint64_t bytes) const {
-    return pool_.serves(bytes) && ::getpid() == owner_;
+    return pool_.serves(bytes) && thisProcess() == owner_;
 }
 
 Result<std::optional<UniqueFd>> ReadyMemory::take(std::string_view heap, uint64_t bytes, int extraSeals) {
@@ -151,9 +167,9 @@ Result<std::optional<UniqueFd>> ReadyMemory::take(std::string_view heap, uint64_
 }
 
 void ReadyMemory::orderRefill(std::string_view heap, uint64_t bytes) {
-    if (::getpid() != owner_)
+    if (thisProcess() != owner_)
         return; // a forked child's pool is never used
-    pool_.order(heap, bytes);
+    const MemfdPool::Backlog backlog = pool_.order(heap, bytes);
     Worker& w = *worker_;
     bool started;
     {
@@ -162,7 +178,12 @@ void ReadyMemory::orderRefill(std::string_view heap, uint64_t bytes) {
     }
     if (!started)
         startWorker();
-    w.wake.notify_one();
+    // Woken for a batch of orders, or at once when the class has nothing
+    // ready (its next allocation would miss): a wake-up per buffer, two
+    // futex calls and a switch of threads, costs more CPU than making a
+    // small buffer's memfd. Orders short of a batch wait at most kIdleCheck.
+    if (backlog.orders >= kWakeBatch || backlog.readyOfClass == 0)
+        w.wake.notify_one();
 }
 
 std::vector<ReadyPoolStats> ReadyMemory::stats() const {
@@ -179,7 +200,7 @@ bool ReadyMemory::lowMemory() {
 }
 
 void ReadyMemory::checkMemory() {
-    if (::getpid() != owner_)
+    if (thisProcess() != owner_)
         return; // a forked child's pool is never used
     Worker& w = *worker_;
     const bool low = lowMemory();
@@ -191,12 +212,13 @@ void ReadyMemory::checkMemory() {
 }
 
 void ReadyMemory::waitIdle() {
-    if (::getpid() != owner_)
+    if (thisProcess() != owner_)
         return; // the thread is the parent's
     Worker& w = *worker_;
     std::unique_lock lock(w.mutex);
     if (!w.thread)
-        return; // nothing was ever ordered
+        return;          // nothing was ever ordered
+    w.wake.notify_one(); // orders short of a batch are made now
     w.idle.wait(lock, [&] { return w.stop || (!w.busy && !pool_.refillPending()); });
 }
 

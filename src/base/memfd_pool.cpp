@@ -127,12 +127,20 @@ MemfdPool::Stock& MemfdPool::stockLocked(std::string_view heap) {
     return it->second;
 }
 
-void MemfdPool::order(std::string_view heap, uint64_t bytes) {
+MemfdPool::Backlog MemfdPool::order(std::string_view heap, uint64_t bytes) {
     if (!serves(bytes))
-        return;
+        return {};
     Closing closing; // evicted: closed once the lock is dropped
     std::lock_guard lock(mutex_);
-    orderLocked(stockLocked(heap), classFor(bytes), closing);
+    const uint64_t cls = classFor(bytes);
+    Stock& stock = stockLocked(heap);
+    orderLocked(stock, cls, closing);
+    Backlog backlog;
+    for (const auto& [name, s] : stocks_)
+        backlog.orders += s.orders.size();
+    backlog.readyOfClass = static_cast<size_t>(
+        std::count_if(stock.ready.begin(), stock.ready.end(), [&](const Entry& e) { return e.classBytes == cls; }));
+    return backlog;
 }
 
 void MemfdPool::orderLocked(Stock& stock, uint64_t cls, Closing& closing) {

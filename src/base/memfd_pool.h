@@ -101,10 +101,15 @@ public:
     /// a fresh one).
     Result<std::optional<UniqueFd>> take(std::string_view heap, uint64_t bytes, int extraSeals);
 
+    /// What order() leaves: whether the worker is wanted now.
+    struct Backlog {
+        size_t orders = 0;       ///< refills ordered and not taken, in all stocks
+        size_t readyOfClass = 0; ///< memfds ready in the class ordered
+    };
     /// Order a memfd of the class serving @p bytes for heap @p heap, within
     /// the budgets (giving back ready memfds of other classes of the heap to
     /// make room); nothing for a size the pool does not serve.
-    void order(std::string_view heap, uint64_t bytes);
+    Backlog order(std::string_view heap, uint64_t bytes);
 
     /// The next memfd to make, counted against the budgets until put() or
     /// abandon(); nothing when no refill is ordered.

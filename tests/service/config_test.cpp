@@ -106,15 +106,25 @@ TEST(ServiceConfig, ReadyMemoryBudgetsAreConfigurable) {
     ASSERT_TRUE(defaults);
     EXPECT_EQ(defaults->context.readyPool.heapBytes, 64 * MiB);
     EXPECT_EQ(defaults->context.readyPool.totalBytes, 128 * MiB);
+    EXPECT_EQ(defaults->context.readyPool.minBytes, 0u);
+    EXPECT_EQ(defaults->context.readyPool.populateBytes, 64 * KiB);
+    EXPECT_EQ(defaults->context.readyPool.maxBuffers, 64u);
     auto config = parseServiceConfig("ready_memory: {heap_bytes: 32M, total_bytes: 1G, min_bytes: 4K, "
-                                     "low_memory_bytes: 2G}\n",
+                                     "populate_bytes: 1M, max_buffers: 16, low_memory_bytes: 2G}\n",
                                      "r.yaml");
     ASSERT_TRUE(config) << config.error().toString();
     const ReadyPoolOptions& r = config->context.readyPool;
     EXPECT_EQ(r.heapBytes, 32 * MiB);
     EXPECT_EQ(r.totalBytes, GiB);
     EXPECT_EQ(r.minBytes, 4 * KiB);
+    EXPECT_EQ(r.populateBytes, MiB);
+    EXPECT_EQ(r.maxBuffers, 16u);
     EXPECT_EQ(r.lowMemoryBytes, 2 * GiB);
+    // The count of memfds held is bounded: each is an fd of the daemon.
+    auto many = parseServiceConfig("ready_memory: {max_buffers: 100000}\n", "r.yaml");
+    ASSERT_FALSE(many);
+    EXPECT_EQ(many.error().code(), EINVAL);
+    EXPECT_NE(many.error().message().find("4096"), std::string::npos) << many.error().message();
     // What it does not say keeps its default; zero turns the pool off.
     auto off = parseServiceConfig("ready_memory: {total_bytes: 0}\n", "r.yaml");
     ASSERT_TRUE(off) << off.error().toString();
