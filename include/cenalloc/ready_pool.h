@@ -41,6 +41,11 @@ struct ReadyPoolOptions {
     /// The most memfds the pool holds at once (ready, ordered or being
     /// made): each is an open fd of the process. 0: only the budgets bound it.
     uint64_t maxBuffers = 64;
+    /// How many memfds of a class in use the pool keeps ready or ordered:
+    /// each use orders one, and more while fewer are, so the background
+    /// thread makes them in batches (a wake-up per buffer costs more than a
+    /// small buffer's memfd) and a burst finds some ready. At least 1.
+    uint64_t classDepth = 4;
     uint64_t lowMemoryBytes = 512 * MiB;
     /// Where MemAvailable is read (bytes; nothing when unknown, which never
     /// counts as pressure). Empty: /proc/meminfo. For tests.

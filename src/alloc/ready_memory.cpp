@@ -70,9 +70,10 @@ pid_t thisProcess() {
 // once per kIdleCheck while the thread waits for work.
 constexpr auto kCheckPeriod = std::chrono::milliseconds(100);
 constexpr auto kIdleCheck = std::chrono::seconds(1);
-// Orders the refill thread is woken for, when the classes ordered still
-// have memfds ready.
-constexpr size_t kWakeBatch = 8;
+// Orders the refill thread is woken for, when the class ordered still has
+// kLowWater memfds ready or more.
+constexpr size_t kWakeBatch = 4;
+constexpr size_t kLowWater = 2;
 
 MemfdPoolLimits limitsOf(const ReadyPoolOptions& options) {
     return MemfdPoolLimits{options.heapBytes, options.totalBytes, options.minBytes, options.maxBuffers};
@@ -169,7 +170,7 @@ Result<std::optional<UniqueFd>> ReadyMemory::take(std::string_view heap, uint64_
 void ReadyMemory::orderRefill(std::string_view heap, uint64_t bytes) {
     if (thisProcess() != owner_)
         return; // a forked child's pool is never used
-    const MemfdPool::Backlog backlog = pool_.order(heap, bytes);
+    const MemfdPool::Backlog backlog = pool_.order(heap, bytes, std::max<uint64_t>(options_.classDepth, 1));
     Worker& w = *worker_;
     bool started;
     {
@@ -178,11 +179,11 @@ void ReadyMemory::orderRefill(std::string_view heap, uint64_t bytes) {
     }
     if (!started)
         startWorker();
-    // Woken for a batch of orders, or at once when the class has nothing
-    // ready (its next allocation would miss): a wake-up per buffer, two
+    // Woken for a batch of orders, or at once when the class is running
+    // out (its next allocations would miss): a wake-up per buffer, two
     // futex calls and a switch of threads, costs more CPU than making a
     // small buffer's memfd. Orders short of a batch wait at most kIdleCheck.
-    if (backlog.orders >= kWakeBatch || backlog.readyOfClass == 0)
+    if (backlog.orders >= kWakeBatch || backlog.readyOfClass < kLowWater)
         w.wake.notify_one();
 }
 

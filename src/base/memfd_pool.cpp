@@ -127,23 +127,29 @@ MemfdPool::Stock& MemfdPool::stockLocked(std::string_view heap) {
     return it->second;
 }
 
-MemfdPool::Backlog MemfdPool::order(std::string_view heap, uint64_t bytes) {
+MemfdPool::Backlog MemfdPool::order(std::string_view heap, uint64_t bytes, size_t depth) {
     if (!serves(bytes))
         return {};
     Closing closing; // evicted: closed once the lock is dropped
     std::lock_guard lock(mutex_);
     const uint64_t cls = classFor(bytes);
     Stock& stock = stockLocked(heap);
-    orderLocked(stock, cls, closing);
+    const auto ready = static_cast<size_t>(
+        std::count_if(stock.ready.begin(), stock.ready.end(), [&](const Entry& e) { return e.classBytes == cls; }));
+    auto ordered = static_cast<size_t>(std::count(stock.orders.begin(), stock.orders.end(), cls));
+    do {
+        if (!orderLocked(stock, cls, closing))
+            break;
+        ++ordered;
+    } while (ready + ordered < depth);
     Backlog backlog;
     for (const auto& [name, s] : stocks_)
         backlog.orders += s.orders.size();
-    backlog.readyOfClass = static_cast<size_t>(
-        std::count_if(stock.ready.begin(), stock.ready.end(), [&](const Entry& e) { return e.classBytes == cls; }));
+    backlog.readyOfClass = ready;
     return backlog;
 }
 
-void MemfdPool::orderLocked(Stock& stock, uint64_t cls, Closing& closing) {
+bool MemfdPool::orderLocked(Stock& stock, uint64_t cls, Closing& closing) {
     auto fits = [&] {
         return stock.committed() + cls <= limits_.heapBytes && committedBytes_ + cls <= limits_.totalBytes &&
                (limits_.maxBuffers == 0 || heldBuffers_ < limits_.maxBuffers);
@@ -163,12 +169,13 @@ void MemfdPool::orderLocked(Stock& stock, uint64_t cls, Closing& closing) {
         it = stock.ready.erase(it);
     }
     if (!fits())
-        return; // the budget is full of this class already, or made of orders
+        return false; // the budget is full of this class already, or made of orders
     stock.orders.push_back(cls);
     ++stock.counters.orders;
     stock.orderedBytes += cls;
     committedBytes_ += cls;
     heldBuffers_ += 1;
+    return true;
 }
 
 std::optional<MemfdRefill> MemfdPool::takeRefill() {

@@ -106,10 +106,11 @@ public:
         size_t orders = 0;       ///< refills ordered and not taken, in all stocks
         size_t readyOfClass = 0; ///< memfds ready in the class ordered
     };
-    /// Order a memfd of the class serving @p bytes for heap @p heap, within
-    /// the budgets (giving back ready memfds of other classes of the heap to
-    /// make room); nothing for a size the pool does not serve.
-    Backlog order(std::string_view heap, uint64_t bytes);
+    /// Order a memfd of the class serving @p bytes for heap @p heap, and
+    /// more while fewer than @p depth of the class are ready or ordered,
+    /// within the budgets (giving back ready memfds of other classes of the
+    /// heap to make room); nothing for a size the pool does not serve.
+    Backlog order(std::string_view heap, uint64_t bytes, size_t depth = 1);
 
     /// The next memfd to make, counted against the budgets until put() or
     /// abandon(); nothing when no refill is ordered.
@@ -158,8 +159,9 @@ private:
     };
 
     // Order a refill of @p classBytes when the budgets allow, giving back
-    // ready memfds of other classes to make room (moved to @p closing).
-    void orderLocked(Stock& stock, uint64_t classBytes, Closing& closing);
+    // ready memfds of other classes to make room (moved to @p closing);
+    // false when they do not.
+    bool orderLocked(Stock& stock, uint64_t classBytes, Closing& closing);
     Stock& stockLocked(std::string_view heap);
 
     const MemfdPoolLimits limits_;

@@ -34,9 +34,12 @@ ReadyPoolOptions budgets(uint64_t heapBytes, uint64_t totalBytes) {
     return options;
 }
 
-std::unique_ptr<Context> makeContext(ReadyPoolOptions pool = {}) {
+// Every use orders exactly one memfd (classDepth 1), so that the counts the
+// tests expect are exact, unless @p depth says otherwise.
+std::unique_ptr<Context> makeContext(ReadyPoolOptions pool = {}, uint64_t depth = 1) {
     ContextOptions options;
     options.kernelHeaps = false;
+    pool.classDepth = depth;
     options.readyPool = std::move(pool);
     auto context = Context::create(defaultPlatform(), options);
     EXPECT_TRUE(context) << context.error().message();
@@ -226,6 +229,33 @@ TEST(ReadyMemory, SmallClassesAreMadeAheadWithoutTheirPages) {
         EXPECT_TRUE(allZero(**pooled));
     }
     EXPECT_EQ(statsOf(*context, "system").hits, 4u);
+}
+
+TEST(ReadyMemory, KeepsItsClassDepthReadyOrOrdered) {
+    ReadyPoolOptions options;
+    auto context = makeContext(options, 3);
+    ASSERT_TRUE(context);
+    // The first use orders three: one for itself and two for the depth.
+    warm(*context, 8 * KiB);
+    EXPECT_EQ(statsOf(*context, "system").readyBuffers, 3u);
+    EXPECT_EQ(statsOf(*context, "system").refills, 3u);
+    // Each later use orders one: the class stays three deep.
+    for (int i = 0; i < 5; ++i) {
+        auto buffer = context->allocate("system", 8 * KiB);
+        ASSERT_TRUE(buffer && (*buffer)->mmap());
+        context->waitReadyPoolRefilled();
+        EXPECT_EQ(statsOf(*context, "system").readyBuffers, 3u);
+    }
+    EXPECT_EQ(statsOf(*context, "system").hits, 5u);
+    EXPECT_EQ(statsOf(*context, "system").refills, 8u);
+    // Within the budgets: a class of which only two fit gets two.
+    ReadyPoolOptions tight;
+    tight.heapBytes = 2 * MiB;
+    tight.totalBytes = 2 * MiB;
+    auto small = makeContext(tight, 3);
+    ASSERT_TRUE(small);
+    warm(*small, MiB);
+    EXPECT_EQ(statsOf(*small, "system").readyBuffers, 2u);
 }
 
 TEST(ReadyMemory, HoldsNoMoreMemfdsThanItsCount) {

@@ -109,8 +109,9 @@ TEST(ServiceConfig, ReadyMemoryBudgetsAreConfigurable) {
     EXPECT_EQ(defaults->context.readyPool.minBytes, 0u);
     EXPECT_EQ(defaults->context.readyPool.populateBytes, 64 * KiB);
     EXPECT_EQ(defaults->context.readyPool.maxBuffers, 64u);
+    EXPECT_EQ(defaults->context.readyPool.classDepth, 4u);
     auto config = parseServiceConfig("ready_memory: {heap_bytes: 32M, total_bytes: 1G, min_bytes: 4K, "
-                                     "populate_bytes: 1M, max_buffers: 16, low_memory_bytes: 2G}\n",
+                                     "populate_bytes: 1M, max_buffers: 16, class_depth: 2, low_memory_bytes: 2G}\n",
                                      "r.yaml");
     ASSERT_TRUE(config) << config.error().toString();
     const ReadyPoolOptions& r = config->context.readyPool;
@@ -119,6 +120,7 @@ TEST(ServiceConfig, ReadyMemoryBudgetsAreConfigurable) {
     EXPECT_EQ(r.minBytes, 4 * KiB);
     EXPECT_EQ(r.populateBytes, MiB);
     EXPECT_EQ(r.maxBuffers, 16u);
+    EXPECT_EQ(r.classDepth, 2u);
     EXPECT_EQ(r.lowMemoryBytes, 2 * GiB);
     // The count of memfds held is bounded: each is an fd of the daemon.
     auto many = parseServiceConfig("ready_memory: {max_buffers: 100000}\n", "r.yaml");

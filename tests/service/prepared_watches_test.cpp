@@ -24,6 +24,7 @@ struct Fixture {
         ServiceConfig config;
         config.context.kernelHeaps = false;
         config.context.readyPool.memAvailable = [a = available] { return std::optional<uint64_t>(a->load()); };
+        config.context.readyPool.classDepth = 1; // one memfd per use: exact counts
         auto made = Service::create(defaultPlatform(), config);
         EXPECT_TRUE(made) << made.error().toString();
         if (!made)
@@ -114,6 +115,7 @@ TEST(PreparedWatches, AreBoundedByThePoolsCountOfMemfds) {
     ServiceConfig config;
     config.context.kernelHeaps = false;
     config.context.readyPool.maxBuffers = 3;
+    config.context.readyPool.classDepth = 1;
     auto service = Service::create(defaultPlatform(), config);
     ASSERT_TRUE(service) << service.error().toString();
     auto client = (*service)->connect(Credentials{::getpid(), ::getuid(), ::getgid(), {}}, true);
