@@ -38,6 +38,7 @@ struct ReadyMemory::Worker {
     bool low = false;                                  // guarded by mutex: MemAvailable was low at the last check
     std::chrono::steady_clock::time_point lastCheck{}; // guarded by mutex
     std::unique_ptr<std::thread> thread;               // guarded by mutex; set once, by startWorker
+    std::atomic<bool> started{false};                  // thread was set: read without the lock
 };
 
 namespace {
@@ -154,6 +155,7 @@ void ReadyMemory::startWorker() {
         return;
     std::call_once(handler, [] { std::atexit([] { stopAllThreads(); }); });
     w.thread = std::make_unique<std::thread>([this] { run(); });
+    w.started.store(true, std::memory_order_release);
     r.workers.push_back(&w);
 }
 
@@ -172,12 +174,7 @@ void ReadyMemory::orderRefill(std::string_view heap, uint64_t bytes) {
         return; // a forked child's pool is never used
     const MemfdPool::Backlog backlog = pool_.order(heap, bytes, std::max<uint64_t>(options_.classDepth, 1));
     Worker& w = *worker_;
-    bool started;
-    {
-        std::lock_guard lock(w.mutex);
-        started = w.thread != nullptr;
-    }
-    if (!started)
+    if (!w.started.load(std::memory_order_acquire))
         startWorker();
     // Woken for a batch of orders, or at once when the class is running
     // out (its next allocations would miss): a wake-up per buffer, two
