@@ -187,6 +187,7 @@ void Server::acceptAll() {
         auto peer = peerCredentials(socket.get());
         if (!peer) {
             log(LogLevel::Warning, fmt::format("refusing a client: {}", peer.error().toString()));
+            hangUp(std::move(socket), kUnknownUid);
             continue;
         }
         Result<std::unique_ptr<ServiceClient>> client =
@@ -201,6 +202,8 @@ void Server::acceptAll() {
             log(LogLevel::Warning,
                 fmt::format("refusing pid {} uid {}: {}", peer->pid, peer->uid, client.error().toString()));
             (void)sendReply(socket, errorReply(wire::Op::Handshake, 0, client.error()));
+            // It may have sent requests already, fds attached.
+            hangUp(std::move(socket), peer->uid);
             continue;
         }
         log(LogLevel::Debug, fmt::format("client {} connected (pid {}, uid {}, gid {})", (*client)->id(), peer->pid,
@@ -257,10 +260,12 @@ std::unique_ptr<Server::Connection> Server::unlink(Connection& c) {
         c.worker->connections -= 1;
     }
     // Outside mutex_: everything the client held goes now (the service's
-    // lock, never taken under mutex_); its socket and queued replies go
-    // with the connection. Once the client is gone from the service
-    // nothing posts to it: its mail can go.
+    // lock, never taken under mutex_); its queued replies go with the
+    // connection, its socket to the closer (what the client queued on it
+    // goes with it). Once the client is gone from the service nothing
+    // posts to it: its mail can go.
     gone->client.reset();
+    hangUp(std::move(gone->socket), gone->uid);
     if (c.parked) // then this is its worker
         std::erase(c.worker->parked, &c);
     {
@@ -269,6 +274,15 @@ std::unique_ptr<Server::Connection> Server::unlink(Connection& c) {
     }
     log(LogLevel::Debug, fmt::format("client {} disconnected", gone->clientId));
     return gone;
+}
+
+void Server::hangUp(UniqueFd socket, uint32_t uid) {
+    // The client sees the end now; the close, which releases whatever it
+    // queued on the socket (fds in flight included: a TCP socket with
+    // SO_LINGER among them blocks the thread that lets go of it last), is
+    // the closer's, charged to its uid.
+    ::shutdown(socket.get(), SHUT_RDWR);
+    closer_.close(std::move(socket), uid);
 }
 
 void Server::reapHungUp() {

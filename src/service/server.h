@@ -149,6 +149,9 @@ private:
     // Fds that are not buffers a uid may have sent and the closer not closed
     // yet (a close that blocks: FdCloser) before its clients are cut off.
     static constexpr size_t kMaxUnclosedFdsPerUid = 64;
+    // The closer's uid for a socket whose peer is unknown ((uid_t)-1 names
+    // no user: setresuid(2) takes it as "unchanged").
+    static constexpr uint32_t kUnknownUid = UINT32_MAX;
     /// ServiceConfig::workers, or one per CPU up to a few.
     static size_t workerCountFor(const ServiceConfig& config);
 
@@ -185,6 +188,9 @@ private:
     /// What drop() does, for any thread: the connection is out of every
     /// list and the caller owns it.
     std::unique_ptr<Connection> unlink(Connection& connection);
+    /// End a client's connection (or one refused): shut down at once,
+    /// closed by the closer.
+    void hangUp(UniqueFd socket, uint32_t uid);
     void expireSends(Worker& worker);
     void reapHungUp();
     void shutdownConnections();
