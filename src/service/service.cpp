@@ -168,6 +168,7 @@ void Service::dropClaimLocked(ClientState& client, uint64_t bufferId) {
         client.attachments.erase(att);        // detaches
         settleLocked(client.id, attachmentId);
     }
+    client.cpuAccessOpen -= claim->second.cpuAccess.size();
     while (!claim->second.cpuAccess.empty())
         claim->second.cpuAccess.pop_back(); // ends the bracket
     client.claims.erase(claim);

@@ -20,8 +20,10 @@ namespace cenalloc {
 
 namespace {
 
-// Open begin_cpu_access brackets one session may hold on one buffer.
+// Open begin_cpu_access brackets one session may hold on one buffer, and
+// on all its buffers together (it may claim every buffer it has an fd of).
 constexpr size_t kMaxOpenCpuAccess = 1024;
+constexpr size_t kMaxOpenCpuAccessPerSession = 4096;
 // Mappings one session may hold: each costs the daemon memory, and a
 // client that only ever maps must hit a limit (attachments: service_moves.cpp).
 constexpr size_t kMaxMappings = 4096;
@@ -199,12 +201,16 @@ Result<void> Service::beginCpuAccess(ClientId clientId, BorrowedFd fd, SyncFlags
     if (brackets.size() >= kMaxOpenCpuAccess)
         return Error(EBUSY, fmt::format("{} cpu accesses are already open on buffer {} in this session",
                                         brackets.size(), entry->buffer->id()));
+    if (client->cpuAccessOpen >= kMaxOpenCpuAccessPerSession)
+        return Error(EBUSY, fmt::format("{} cpu accesses are already open in this session, the most it may",
+                                        client->cpuAccessOpen));
     // The service holds no fd of a host kernel dma-buf: the kernel does its
     // cache maintenance through the caller's.
     if (entry->buffer->inHostKernel() && !entry->buffer->bytesApart())
         CENALLOC_CHECK(syncDmaBuf(fd, DMA_BUF_SYNC_START | flags.bits()));
     CpuAccessGuard guard = CENALLOC_TRY(entry->buffer->beginCpuAccess(flags));
     brackets.emplace_back(flags.bits(), std::move(guard));
+    ++client->cpuAccessOpen;
     return {};
 }
 
@@ -219,6 +225,7 @@ Result<void> Service::endCpuAccess(ClientId clientId, BorrowedFd fd, SyncFlags f
         for (auto it = brackets.rbegin(); it != brackets.rend(); ++it) {
             if (it->first == flags.bits()) {
                 brackets.erase(std::next(it).base()); // ends the bracket
+                --client->cpuAccessOpen;
                 if (entry->buffer->inHostKernel() && !entry->buffer->bytesApart())
                     return syncDmaBuf(fd, DMA_BUF_SYNC_END | flags.bits());
                 return {};

@@ -91,6 +91,8 @@ struct Service::ClientState {
     std::map<uint64_t, Claim> claims; // by buffer id
     std::map<uint64_t, AttachmentRecord> attachments;
     std::map<uint64_t, MappingRecord> mappings;
+    /// Open CPU-access brackets over all its claims.
+    size_t cpuAccessOpen = 0;
     uint64_t nextAttachment = 1;
     uint64_t nextMapping = 1;
     /// It asked for move events (handshake) or is in-process.

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -306,6 +307,37 @@ TEST(LocalSession, OpenCpuAccessBracketsAreBounded) {
     // Ending one makes room for one more.
     ASSERT_TRUE(session->endCpuAccess(*fd, kSyncRead));
     EXPECT_TRUE(session->beginCpuAccess(*fd, kSyncRead));
+}
+
+TEST(LocalSession, OpenCpuAccessBracketsAreBoundedPerSessionNotOnlyPerBuffer) {
+    auto session = makeLocal();
+    // 1024 on one buffer is its bound; a session that spreads its brackets
+    // over many buffers (a uid may have 4096, and claim any it has an fd
+    // of) must hit a bound of its own too: 4096, as for mappings.
+    std::vector<UniqueFd> fds;
+    size_t begun = 0;
+    Result<void> r;
+    for (int buffer = 0; buffer < 8 && r; ++buffer) {
+        auto fd = session->allocate("system", 4096);
+        ASSERT_TRUE(fd);
+        fds.push_back(std::move(*fd));
+        for (size_t i = 0; i < 1024 && (r = session->beginCpuAccess(fds.back(), kSyncRead)); ++i)
+            ++begun;
+    }
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), EBUSY) << r.error().message();
+    EXPECT_EQ(begun, 4096u);
+    // Ending one anywhere makes room for one more anywhere; so does
+    // releasing a buffer, with every bracket on it.
+    ASSERT_TRUE(session->endCpuAccess(fds.front(), kSyncRead));
+    EXPECT_TRUE(session->beginCpuAccess(fds.back(), kSyncRead));
+    EXPECT_FALSE(session->beginCpuAccess(fds.back(), kSyncRead));
+    ASSERT_TRUE(session->release(fds.front())); // its 1023
+    auto another = session->allocate("system", 4096);
+    ASSERT_TRUE(another);
+    for (size_t i = 0; i < 1023; ++i)
+        ASSERT_TRUE(session->beginCpuAccess(*another, kSyncRead)) << i;
+    EXPECT_FALSE(session->beginCpuAccess(*another, kSyncRead));
 }
 
 TEST(LocalSession, SetNameShowsInBufinfoAndIsLimitedLikeDmaBuf) {
