@@ -27,6 +27,11 @@ constexpr size_t kMaxOpenCpuAccessPerSession = 4096;
 // Mappings one session may hold: each costs the daemon memory, and a
 // client that only ever maps must hit a limit (attachments: service_moves.cpp).
 constexpr size_t kMaxMappings = 4096;
+// And what they hold, which grows with the buffer: the device keeps every
+// segment of a mapping and the storage's chunks (DmaDevice::addMapping),
+// some 100 bytes each. A 1 GiB buffer of 1 MiB chunks on a device of 64 KiB
+// segments is 17408 of them.
+constexpr uint64_t kMaxMappedPieces = 65536;
 
 } // namespace
 
@@ -160,12 +165,19 @@ Result<SessionMapping> Service::map(ClientId clientId, uint64_t attachment, DmaD
     if (c->mappings.size() >= kMaxMappings)
         return Error(ENOSPC, fmt::format("this session holds {} mappings, the most it may", c->mappings.size()));
     Attachment::Mapping mapping = CENALLOC_TRY(record->attachment.map(direction));
+    // Known once mapped; a mapping past the bound is undone as it goes.
+    const uint64_t pieces = mapping.segments().size() + entries_.at(record->buffer)->buffer->chunks().size();
+    if (c->mappedPieces + pieces > kMaxMappedPieces)
+        return Error(ENOSPC, fmt::format("this session's mappings hold {} segments and chunks, {} more would pass "
+                                         "the most they may ({})",
+                                         c->mappedPieces, pieces, kMaxMappedPieces));
     SessionMapping out;
     out.id = c->nextMapping++;
     out.direction = direction;
     out.segments = mapping.segments();
     record->mappings.insert(out.id);
-    c->mappings.emplace(out.id, MappingRecord{attachment, std::move(mapping)});
+    c->mappings.emplace(out.id, MappingRecord{attachment, std::move(mapping), pieces});
+    c->mappedPieces += pieces;
     // A demoted importer's live mappings hold the storage, as a static one's.
     if (record->demoted && !record->servicePin && record->attachment.pin())
         record->servicePin = true;
@@ -181,6 +193,7 @@ Result<void> Service::unmap(ClientId clientId, uint64_t mapping) {
     const uint64_t attachment = it->second.attachment;
     AttachmentRecord& record = c.attachments.at(attachment);
     record.mappings.erase(mapping);
+    c.mappedPieces -= it->second.pieces;
     c.mappings.erase(it);
     if (!liveLocked(c, record)) {
         if (record.servicePin && record.attachment.unpin())

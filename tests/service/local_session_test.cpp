@@ -340,6 +340,43 @@ TEST(LocalSession, OpenCpuAccessBracketsAreBoundedPerSessionNotOnlyPerBuffer) {
     EXPECT_FALSE(session->beginCpuAccess(*another, kSyncRead));
 }
 
+TEST(LocalSession, WhatASessionsMappingsHoldIsBoundedNotOnlyTheirCount) {
+    auto session = makeLocal();
+    const auto baseline = baselineOf(*session);
+    // A mapping costs the daemon its segments and the storage's chunks
+    // (the device keeps both, for transfers and bufinfo): 1 GiB of 1 MiB
+    // chunks on a device of 64 KiB segments and no IOMMU is 16384 of one
+    // and 1024 of the other, some 2 MiB of the daemon's memory, for one
+    // request over memory no one ever touches. 4096 mappings of it must
+    // not be the only bound.
+    {
+        auto fd = session->allocate("system-dma32", 1 * GiB);
+        ASSERT_TRUE(fd) << fd.error().toString();
+        auto usb = session->attach(*fd, "usb");
+        ASSERT_TRUE(usb) << usb.error().toString();
+        std::vector<uint64_t> mapped;
+        Result<SessionMapping> m = Error(EINVAL, "none yet");
+        while (mapped.size() < 8 && (m = session->map(*usb, DmaDirection::ToDevice))) {
+            EXPECT_EQ(m->segments.size(), 16384u);
+            mapped.push_back(m->id);
+        }
+        ASSERT_FALSE(m) << "8 mappings of 16384 segments each";
+        EXPECT_EQ(m.error().code(), ENOSPC) << m.error().message();
+        EXPECT_EQ(mapped.size(), 65536u / (16384 + 1024)) << "65536 segments and chunks in all";
+        // Unmapping makes room; so does releasing the buffer, with every
+        // mapping of it.
+        ASSERT_TRUE(session->unmap(mapped.back()));
+        EXPECT_TRUE(session->map(*usb, DmaDirection::ToDevice));
+        ASSERT_TRUE(session->release(*fd));
+        auto again = session->attach(*fd, "usb");
+        ASSERT_TRUE(again);
+        for (size_t i = 0; i < mapped.size(); ++i)
+            EXPECT_TRUE(session->map(*again, DmaDirection::ToDevice)) << i;
+        ASSERT_TRUE(session->release(*fd));
+    }
+    expectBackTo(*session, baseline);
+}
+
 TEST(LocalSession, SetNameShowsInBufinfoAndIsLimitedLikeDmaBuf) {
     auto session = makeLocal();
     auto fd = session->allocate("system", 4096);
