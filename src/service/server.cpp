@@ -258,6 +258,8 @@ std::unique_ptr<Server::Connection> Server::unlink(Connection& c) {
         gone = std::move(*it);
         connections_.erase(it);
         c.worker->connections -= 1;
+        if (c.queuedBytes != 0)
+            unqueueLocked(c, c.queuedBytes);
     }
     // Outside mutex_: everything the client held goes now (the service's
     // lock, never taken under mutex_); its queued replies go with the
