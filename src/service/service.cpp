@@ -166,6 +166,7 @@ void Service::dropClaimLocked(ClientState& client, uint64_t bufferId) {
         for (uint64_t mappingId : att->second.mappings) {
             auto mapping = client.mappings.find(mappingId);
             client.mappedPieces -= mapping->second.pieces;
+            usage_[client.peer.uid].mappedPieces -= mapping->second.pieces;
             client.mappings.erase(mapping); // unmaps
         }
         client.attachments.erase(att); // detaches

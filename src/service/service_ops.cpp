@@ -30,8 +30,10 @@ constexpr size_t kMaxMappings = 4096;
 // And what they hold, which grows with the buffer: the device keeps every
 // segment of a mapping and the storage's chunks (DmaDevice::addMapping),
 // some 100 bytes each. A 1 GiB buffer of 1 MiB chunks on a device of 64 KiB
-// segments is 17408 of them.
+// segments is 17408 of them. Per session, and per uid over all its
+// sessions (a uid has up to max_clients_per_uid of them).
 constexpr uint64_t kMaxMappedPieces = 65536;
+constexpr uint64_t kMaxMappedPiecesPerUid = 4 * kMaxMappedPieces;
 
 } // namespace
 
@@ -171,6 +173,11 @@ Result<SessionMapping> Service::map(ClientId clientId, uint64_t attachment, DmaD
         return Error(ENOSPC, fmt::format("this session's mappings hold {} segments and chunks, {} more would pass "
                                          "the most they may ({})",
                                          c->mappedPieces, pieces, kMaxMappedPieces));
+    Usage& usage = usage_[c->peer.uid];
+    if (!c->trusted && usage.mappedPieces + pieces > kMaxMappedPiecesPerUid)
+        return Error(ENOSPC, fmt::format("the mappings of uid {} hold {} segments and chunks, {} more would pass the "
+                                         "most they may ({})",
+                                         c->peer.uid, usage.mappedPieces, pieces, kMaxMappedPiecesPerUid));
     SessionMapping out;
     out.id = c->nextMapping++;
     out.direction = direction;
@@ -178,6 +185,7 @@ Result<SessionMapping> Service::map(ClientId clientId, uint64_t attachment, DmaD
     record->mappings.insert(out.id);
     c->mappings.emplace(out.id, MappingRecord{attachment, std::move(mapping), pieces});
     c->mappedPieces += pieces;
+    usage.mappedPieces += pieces;
     // A demoted importer's live mappings hold the storage, as a static one's.
     if (record->demoted && !record->servicePin && record->attachment.pin())
         record->servicePin = true;
@@ -194,6 +202,7 @@ Result<void> Service::unmap(ClientId clientId, uint64_t mapping) {
     AttachmentRecord& record = c.attachments.at(attachment);
     record.mappings.erase(mapping);
     c.mappedPieces -= it->second.pieces;
+    usage_[c.peer.uid].mappedPieces -= it->second.pieces;
     c.mappings.erase(it);
     if (!liveLocked(c, record)) {
         if (record.servicePin && record.attachment.unpin())
