@@ -18,19 +18,26 @@ bool Server::queue(Connection& c, Reply& reply, size_t from) {
     size_t bytes = 0;
     for (size_t i = from; i < datagrams.size(); ++i)
         bytes += datagrams[i].size();
+    bool fits;
+    size_t queued; // the uid's, before this
     {
         std::lock_guard lock(mutex_);
-        size_t& queued = queuedBytes_[c.uid];
-        if (bytes > options_.maxQueuedBytesPerUid - queued) {
-            log(LogLevel::Warning, fmt::format("client {}: dropping: uid {} has {} bytes of replies not taken, {} more "
-                                               "would pass the most it may leave ({})",
-                                               c.clientId, c.uid, queued, bytes, options_.maxQueuedBytesPerUid));
-            if (queued == 0)
-                queuedBytes_.erase(c.uid);
-            return false;
+        size_t& uid = queuedBytes_[c.uid];
+        queued = uid;
+        fits = bytes <= options_.maxQueuedBytesPerUid - uid;
+        if (fits) {
+            uid += bytes;
+            c.queuedBytes += bytes;
+        } else if (uid == 0) {
+            queuedBytes_.erase(c.uid);
         }
-        queued += bytes;
-        c.queuedBytes += bytes;
+    }
+    if (!fits) {
+        log(LogLevel::Warning,
+            fmt::format("client {}: dropping: uid {} has {} bytes of replies not taken, {} more would pass the most "
+                        "it may leave ({})",
+                        c.clientId, c.uid, queued, bytes, options_.maxQueuedBytesPerUid));
+        return false;
     }
     for (size_t i = from; i < datagrams.size(); ++i)
         c.outbox.push_back({std::move(datagrams[i]), i == 0 ? std::move(reply.fd) : UniqueFd()});
