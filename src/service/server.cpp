@@ -318,7 +318,12 @@ void Server::shutdownConnections() {
         std::lock_guard lock(mutex_);
         all.swap(connections_);
     }
-    all.clear(); // each client's claims, then its socket
+    // Each client's claims, then its socket, as drop() does.
+    for (auto& c : all) {
+        c->client.reset();
+        hangUp(std::move(c->socket), c->uid);
+    }
+    all.clear();
 }
 
 } // namespace cenalloc

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <sys/mman.h>
@@ -71,8 +72,9 @@ struct Scene {
     }
 
     /// Start the daemon on the listening socket, with one worker.
-    bool start(ServiceConfig config = {}) {
+    bool start(ServiceConfig config = {}, int sendTimeoutMs = 5000) {
         ServerOptions options;
+        options.sendTimeoutMs = sendTimeoutMs;
         options.listenFd = std::move(listener);
         options.config = std::move(config);
         options.config.workers = 1; // everybody shares it
@@ -209,6 +211,35 @@ TEST(QueuedFds, AUidAtItsBoundOfUnclosedFdsHasNoMoreReceived) {
     EXPECT_TRUE(scene.lingering.drain()) << "the daemon never let go of the socket";
     readEnd.reset();
     EXPECT_TRUE(test::waitForEvents(writeEnd, 0)) << "the daemon never closed what it holds of the pipe";
+}
+
+// A client whose reply waits in the daemon (it takes none) has nothing more
+// read from it; what it sends meanwhile stays queued on its socket, which
+// the daemon closes when it stops.
+TEST(QueuedFds, OnAConnectionTheDaemonStillHasWhenItStopsDoNotHoldUpItsStop) {
+    Scene scene;
+    ASSERT_TRUE(scene.start({}, 600'000)); // the client is not dropped for taking nothing
+    auto session = Session::connect(scene.path);
+    ASSERT_TRUE(session) << session.error().toString();
+    // Enough buffers for a bufinfo reply larger than the daemon's socket
+    // buffer (wmem_default, some 200 KiB): held by mappings, not fds.
+    std::vector<std::unique_ptr<test::Mapped>> held;
+    for (int i = 0; i < 3000; ++i) {
+        auto fd = (*session)->allocate("system", 4096);
+        ASSERT_TRUE(fd) << fd.error().toString();
+        held.push_back(std::make_unique<test::Mapped>(fd->get(), 4096));
+    }
+    UniqueFd hostile = test::connectRaw(scene.path);
+    ASSERT_TRUE(bool(sendDatagram(hostile, header(wire::Op::Bufinfo, 0, 1), {})));
+    ASSERT_TRUE((*session)->heaps()); // served after it, on the one worker: its reply waits
+    std::vector<int> fds{scene.lingering.socket.get()};
+    ASSERT_TRUE(bool(sendDatagram(hostile, header(wire::Op::Import, 1, 2), std::span(fds))));
+    scene.lingering.socket.reset(); // returns at once: the datagram holds it
+    held.clear();
+    session->reset();
+    EXPECT_TRUE(scene.finishes([&] { scene.daemon.reset(); })) << "the daemon's stop waits for a close the client "
+                                                                  "controls";
+    EXPECT_TRUE(scene.lingering.drain()) << "the daemon never let go of the socket";
 }
 
 } // namespace
