@@ -279,12 +279,15 @@ std::unique_ptr<Server::Connection> Server::unlink(Connection& c) {
 }
 
 void Server::hangUp(UniqueFd socket, uint32_t uid) {
-    // The client sees the end now; the close, which releases whatever it
-    // queued on the socket (fds in flight included: a TCP socket with
-    // SO_LINGER among them blocks the thread that lets go of it last), is
-    // the closer's, charged to its uid.
+    // The client sees the end now. Closing the socket releases whatever it
+    // queued there, fds in flight included, and a TCP socket with
+    // SO_LINGER among them blocks the thread that lets go of it last: a
+    // socket with fds queued is the closer's, charged to its uid. Any
+    // other closes here (the closer's threads are few, and a blocked one
+    // must not hold up every client's end).
     ::shutdown(socket.get(), SHUT_RDWR);
-    closer_.close(std::move(socket), uid);
+    if (!discardQueuedWithoutFds(socket))
+        closer_.close(std::move(socket), uid);
 }
 
 void Server::reapHungUp() {

@@ -25,6 +25,15 @@ namespace {
 // and owned here, and its owner decides where it is closed (FdCloser).
 constexpr size_t kMessageFds = 253;
 
+// recvmsg(2), again when a signal interrupted it.
+ssize_t receiveMessage(BorrowedFd socket, msghdr& msg, int flags) {
+    ssize_t n;
+    do {
+        n = ::recvmsg(socket.get(), &msg, flags);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
 // Has the peer of a connected socket shut down its sending side (or gone)?
 bool peerHungUp(BorrowedFd socket) {
     pollfd p{socket.get(), POLLRDHUP, 0};
@@ -53,11 +62,8 @@ Result<Datagram> receiveDatagram(BorrowedFd socket, size_t maxSize, int flags) {
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof control;
-    ssize_t n;
-    do {
-        // MSG_TRUNC: return the datagram's real length even when it was cut.
-        n = ::recvmsg(socket.get(), &msg, MSG_CMSG_CLOEXEC | MSG_TRUNC | flags);
-    } while (n < 0 && errno == EINTR);
+    // MSG_TRUNC: return the datagram's real length even when it was cut.
+    ssize_t n = receiveMessage(socket, msg, MSG_CMSG_CLOEXEC | MSG_TRUNC | flags);
     if (n < 0)
         return Error(errno, fmt::format("receiving: {}", std::strerror(errno)));
     // Take ownership of every fd before looking at anything else.
@@ -91,11 +97,36 @@ bool nextDatagramCarriesFds(BorrowedFd socket) {
     // when the datagram has fds, and drops the references it took for the
     // peek (scm_recv() in include/net/scm.h), never the datagram's own.
     msghdr msg{};
-    ssize_t n;
-    do {
-        n = ::recvmsg(socket.get(), &msg, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
-    } while (n < 0 && errno == EINTR);
+    ssize_t n = receiveMessage(socket, msg, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
     return n >= 0 && (msg.msg_flags & MSG_CTRUNC);
+}
+
+bool discardQueuedWithoutFds(BorrowedFd socket) {
+    // Every datagram carries its sender's credentials, which the kernel
+    // hands over with SO_PASSCRED (scm_recv() in include/net/scm.h): a
+    // peek that returns none found the queue empty, where the length alone
+    // cannot tell an empty queue of a shut-down socket from an empty
+    // datagram. Room for the credentials only: fds set MSG_CTRUNC.
+    int on = 1;
+    if (::setsockopt(socket.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0)
+        return false;
+    // The peer's send buffer (wmem_max at most) holds a few hundred datagrams.
+    for (int i = 0; i < 4096; ++i) {
+        alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+        msghdr msg{};
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        ssize_t n = receiveMessage(socket, msg, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+        if (n < 0 || (msg.msg_flags & MSG_CTRUNC))
+            return false;
+        if (msg.msg_controllen == 0)
+            return true;
+        // No fds: receiving it releases nothing.
+        char byte;
+        if (::recv(socket.get(), &byte, 1, MSG_DONTWAIT | MSG_TRUNC) < 0 && errno != EINTR)
+            return false;
+    }
+    return false;
 }
 
 Result<void> sendDatagram(BorrowedFd socket, std::span<const std::byte> bytes, std::span<const int> fds) {

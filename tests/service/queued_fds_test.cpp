@@ -242,5 +242,28 @@ TEST(QueuedFds, OnAConnectionTheDaemonStillHasWhenItStopsDoNotHoldUpItsStop) {
     EXPECT_TRUE(scene.lingering.drain()) << "the daemon never let go of the socket";
 }
 
+// Only a socket that holds fds is the closer's to close: the closer's
+// threads are few (16 for all uids) and a hostile uid's close can block
+// one, so a connection that ends with none queued (as every client's
+// does) is closed at once, whatever waits in the closer.
+TEST(QueuedFds, AConnectionThatEndsWithNoFdsQueuedIsClosedAtOnce) {
+    Scene scene;
+    UniqueFd blocker = scene.queueLingering(wire::Op::Import, {});
+    ASSERT_TRUE(scene.start());
+    EXPECT_EQ(replyError(blocker), EBADF) << "a socket is not a buffer: its close now blocks the uid's closer";
+    const size_t fds = test::openFdCount();
+    {
+        UniqueFd plain = test::connectRaw(scene.path);
+        // Datagrams it leaves unread, none with fds, one of them empty.
+        ASSERT_EQ(test::rawRequest(plain, wire::Op::ListHeaps, {}), 0);
+        ASSERT_TRUE(bool(sendDatagram(plain, header(wire::Op::ListHeaps, 0, 2), {})));
+        ASSERT_TRUE(bool(sendDatagram(plain, {}, {})));
+        ASSERT_TRUE(bool(sendDatagram(plain, header(wire::Op::ListHeaps, 0, 3), {})));
+    }
+    EXPECT_TRUE(scene.daemon->waitUntil([&] { return scene.daemon->server().connectionCount() == 1; }));
+    EXPECT_EQ(test::openFdCount(), fds) << "its socket waits behind the blocked close";
+    EXPECT_TRUE(scene.lingering.drain()) << "the daemon never let go of the socket";
+}
+
 } // namespace
 } // namespace cenalloc
