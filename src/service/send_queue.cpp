@@ -13,14 +13,50 @@
 
 namespace cenalloc {
 
+bool Server::queue(Connection& c, Reply& reply, size_t from) {
+    auto datagrams = replyDatagrams(reply);
+    size_t bytes = 0;
+    for (size_t i = from; i < datagrams.size(); ++i)
+        bytes += datagrams[i].size();
+    bool fits;
+    size_t queued; // the uid's, before this
+    {
+        std::lock_guard lock(mutex_);
+        size_t& uid = queuedBytes_[c.uid];
+        queued = uid;
+        fits = bytes <= options_.maxQueuedBytesPerUid - uid;
+        if (fits) {
+            uid += bytes;
+            c.queuedBytes += bytes;
+        } else if (uid == 0) {
+            queuedBytes_.erase(c.uid);
+        }
+    }
+    if (!fits) {
+        log(LogLevel::Warning,
+            fmt::format("client {}: dropping: uid {} has {} bytes of replies not taken, {} more would pass the most "
+                        "it may leave ({})",
+                        c.clientId, c.uid, queued, bytes, options_.maxQueuedBytesPerUid));
+        return false;
+    }
+    for (size_t i = from; i < datagrams.size(); ++i)
+        c.outbox.push_back({std::move(datagrams[i]), i == 0 ? std::move(reply.fd) : UniqueFd()});
+    return true;
+}
+
+void Server::unqueueLocked(Connection& c, size_t bytes) {
+    auto queued = queuedBytes_.find(c.uid);
+    queued->second -= bytes;
+    if (queued->second == 0)
+        queuedBytes_.erase(queued);
+    c.queuedBytes -= bytes;
+}
+
 bool Server::sendOrQueue(Connection& c, Reply reply) {
     if (!c.outbox.empty()) {
         // Behind what waits already, in order (a parked request's reply
         // after the events queued before it).
-        auto datagrams = replyDatagrams(reply);
-        for (size_t i = 0; i < datagrams.size(); ++i)
-            c.outbox.push_back({std::move(datagrams[i]), i == 0 ? std::move(reply.fd) : UniqueFd()});
-        return true;
+        return queue(c, reply, 0);
     }
     size_t sent = 0;
     auto ok = sendReply(c.socket, reply, &sent);
@@ -34,9 +70,8 @@ bool Server::sendOrQueue(Connection& c, Reply reply) {
     }
     // The client is not taking its replies: keep the rest, read nothing
     // more from it until it has them, and give it sendTimeoutMs.
-    auto datagrams = replyDatagrams(reply);
-    for (size_t i = sent; i < datagrams.size(); ++i)
-        c.outbox.push_back({std::move(datagrams[i]), i == 0 ? std::move(reply.fd) : UniqueFd()});
+    if (!queue(c, reply, sent))
+        return false;
     c.sendDeadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.sendTimeoutMs);
     c.worker->waiting.push_back(&c);
     log(LogLevel::Debug, fmt::format("client {}: not taking its replies: nothing more is read from it until it "
@@ -59,6 +94,10 @@ bool Server::flush(Connection& c) {
                 return true; // EPOLLOUT again later
             log(LogLevel::Debug, fmt::format("client {}: dropping: {}", c.clientId, ok.error().toString()));
             return false;
+        }
+        {
+            std::lock_guard lock(mutex_);
+            unqueueLocked(c, next.bytes.size());
         }
         c.outbox.pop_front();
         // It is taking them: slowly is not never.

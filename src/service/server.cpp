@@ -187,6 +187,7 @@ void Server::acceptAll() {
         auto peer = peerCredentials(socket.get());
         if (!peer) {
             log(LogLevel::Warning, fmt::format("refusing a client: {}", peer.error().toString()));
+            hangUp(std::move(socket), kUnknownUid);
             continue;
         }
         Result<std::unique_ptr<ServiceClient>> client =
@@ -201,6 +202,8 @@ void Server::acceptAll() {
             log(LogLevel::Warning,
                 fmt::format("refusing pid {} uid {}: {}", peer->pid, peer->uid, client.error().toString()));
             (void)sendReply(socket, errorReply(wire::Op::Handshake, 0, client.error()));
+            // It may have sent requests already, fds attached.
+            hangUp(std::move(socket), peer->uid);
             continue;
         }
         log(LogLevel::Debug, fmt::format("client {} connected (pid {}, uid {}, gid {})", (*client)->id(), peer->pid,
@@ -255,12 +258,16 @@ std::unique_ptr<Server::Connection> Server::unlink(Connection& c) {
         gone = std::move(*it);
         connections_.erase(it);
         c.worker->connections -= 1;
+        if (c.queuedBytes != 0)
+            unqueueLocked(c, c.queuedBytes);
     }
     // Outside mutex_: everything the client held goes now (the service's
-    // lock, never taken under mutex_); its socket and queued replies go
-    // with the connection. Once the client is gone from the service
-    // nothing posts to it: its mail can go.
+    // lock, never taken under mutex_); its queued replies go with the
+    // connection, its socket to the closer (what the client queued on it
+    // goes with it). Once the client is gone from the service nothing
+    // posts to it: its mail can go.
     gone->client.reset();
+    hangUp(std::move(gone->socket), gone->uid);
     if (c.parked) // then this is its worker
         std::erase(c.worker->parked, &c);
     {
@@ -269,6 +276,18 @@ std::unique_ptr<Server::Connection> Server::unlink(Connection& c) {
     }
     log(LogLevel::Debug, fmt::format("client {} disconnected", gone->clientId));
     return gone;
+}
+
+void Server::hangUp(UniqueFd socket, uint32_t uid) {
+    // The client sees the end now. Closing the socket releases whatever it
+    // queued there, fds in flight included, and a TCP socket with
+    // SO_LINGER among them blocks the thread that lets go of it last: a
+    // socket with fds queued is the closer's, charged to its uid. Any
+    // other closes here (the closer's threads are few, and a blocked one
+    // must not hold up every client's end).
+    ::shutdown(socket.get(), SHUT_RDWR);
+    if (!discardQueuedWithoutFds(socket))
+        closer_.close(std::move(socket), uid);
 }
 
 void Server::reapHungUp() {
@@ -302,7 +321,12 @@ void Server::shutdownConnections() {
         std::lock_guard lock(mutex_);
         all.swap(connections_);
     }
-    all.clear(); // each client's claims, then its socket
+    // Each client's claims, then its socket, as drop() does.
+    for (auto& c : all) {
+        c->client.reset();
+        hangUp(std::move(c->socket), c->uid);
+    }
+    all.clear();
 }
 
 } // namespace cenalloc

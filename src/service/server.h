@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <functional>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -48,6 +49,9 @@ struct ServerOptions {
     BorrowedFd stopFd;
     /// A client that does not take a reply for this long is disconnected.
     int sendTimeoutMs = 5000;
+    /// What the replies a uid's connections have not taken may add up to;
+    /// the connection whose reply would pass it is disconnected.
+    size_t maxQueuedBytesPerUid = 64 * 1024 * 1024;
 };
 
 /// cenallocd: a Service behind a SOCK_SEQPACKET Unix socket.
@@ -111,6 +115,7 @@ private:
         // Touched only by the connection's worker: replies not taken yet,
         // in order, and when the client must have taken them.
         std::deque<Outgoing> outbox;
+        size_t queuedBytes = 0; // the outbox's, in Server::queuedBytes_ (under mutex_)
         std::chrono::steady_clock::time_point sendDeadline;
         // The worker's own: a request the service parked (Reply::parked),
         // run again when woken or at parkDeadline; nothing more is read
@@ -149,6 +154,9 @@ private:
     // Fds that are not buffers a uid may have sent and the closer not closed
     // yet (a close that blocks: FdCloser) before its clients are cut off.
     static constexpr size_t kMaxUnclosedFdsPerUid = 64;
+    // The closer's uid for a socket whose peer is unknown ((uid_t)-1 names
+    // no user: setresuid(2) takes it as "unchanged").
+    static constexpr uint32_t kUnknownUid = UINT32_MAX;
     /// ServiceConfig::workers, or one per CPU up to a few.
     static size_t workerCountFor(const ServiceConfig& config);
 
@@ -162,6 +170,10 @@ private:
     // Each returns false when the connection is to be dropped.
     bool serveRequest(Connection& connection);
     bool sendOrQueue(Connection& connection, Reply reply);
+    /// Put @p reply's datagrams from @p from on in the outbox; false (and
+    /// nothing queued) when they would pass the uid's bound.
+    bool queue(Connection& connection, Reply& reply, size_t from);
+    void unqueueLocked(Connection& connection, size_t bytes);
     bool flush(Connection& connection);
     /// From any thread: @p event (when not null) for the connection, and
     /// (@p resume) its parked request may go on; its worker is woken.
@@ -185,6 +197,9 @@ private:
     /// What drop() does, for any thread: the connection is out of every
     /// list and the caller owns it.
     std::unique_ptr<Connection> unlink(Connection& connection);
+    /// End a client's connection (or one refused): shut down at once,
+    /// closed by the closer.
+    void hangUp(UniqueFd socket, uint32_t uid);
     void expireSends(Worker& worker);
     void reapHungUp();
     void shutdownConnections();
@@ -203,6 +218,7 @@ private:
 
     mutable std::mutex mutex_;
     std::vector<std::unique_ptr<Connection>> connections_; // guarded by mutex_
+    std::map<uint32_t, size_t> queuedBytes_;               // guarded by mutex_; by uid: their outboxes
 };
 
 } // namespace cenalloc

@@ -147,6 +147,16 @@ int Server::waitForWork(Worker& w, std::span<epoll_event> events) {
 }
 
 bool Server::serveRequest(Connection& c) {
+    // A uid whose fds the closer has not got rid of is given no more to
+    // hold: a request that carries fds is not received (up to 253 of them
+    // would be the daemon's), its connection goes, and what it queued goes
+    // with its socket, to the closer. Its other connections go on.
+    if (closer_.pending(c.uid) >= kMaxUnclosedFdsPerUid && nextDatagramCarriesFds(c.socket)) {
+        log(LogLevel::Warning, fmt::format("client {}: uid {} has {} fds that are not closed yet and sends more; "
+                                           "disconnecting it",
+                                           c.clientId, c.uid, closer_.pending(c.uid)));
+        return false;
+    }
     auto request = receiveDatagram(c.socket, wire::kMaxRequestSize, MSG_DONTWAIT);
     if (!request) {
         if (request.error().code() == EAGAIN)

@@ -171,11 +171,16 @@ void Service::dropClaimLocked(ClientState& client, uint64_t bufferId) {
     // Undo in the reverse order of doing: mappings, attachments, CPU access.
     for (uint64_t attachmentId : claim->second.attachments) {
         auto att = client.attachments.find(attachmentId);
-        for (uint64_t mappingId : att->second.mappings)
-            client.mappings.erase(mappingId); // unmaps
-        client.attachments.erase(att);        // detaches
+        for (uint64_t mappingId : att->second.mappings) {
+            auto mapping = client.mappings.find(mappingId);
+            client.mappedPieces -= mapping->second.pieces;
+            usage_[client.peer.uid].mappedPieces -= mapping->second.pieces;
+            client.mappings.erase(mapping); // unmaps
+        }
+        client.attachments.erase(att); // detaches
         settleLocked(client.id, attachmentId);
     }
+    client.cpuAccessOpen -= claim->second.cpuAccess.size();
     while (!claim->second.cpuAccess.empty())
         claim->second.cpuAccess.pop_back(); // ends the bracket
     client.claims.erase(claim);

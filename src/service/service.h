@@ -275,6 +275,7 @@ private:
         size_t clients = 0;
         uint64_t pendingMoves = 0; ///< migrations its clients asked for that wait
         uint64_t unackedMoves = 0; ///< Pending events its importers have not answered
+        uint64_t mappedPieces = 0; ///< what its clients' mappings hold (MappingRecord::pieces)
     };
     /// Importers sent a Pending event for a move: (client, attachment).
     using Told = std::set<std::pair<ClientId, uint64_t>>;

@@ -20,11 +20,20 @@ namespace cenalloc {
 
 namespace {
 
-// Open begin_cpu_access brackets one session may hold on one buffer.
+// Open begin_cpu_access brackets one session may hold on one buffer, and
+// on all its buffers together (it may claim every buffer it has an fd of).
 constexpr size_t kMaxOpenCpuAccess = 1024;
+constexpr size_t kMaxOpenCpuAccessPerSession = 4096;
 // Mappings one session may hold: each costs the daemon memory, and a
 // client that only ever maps must hit a limit (attachments: service_moves.cpp).
 constexpr size_t kMaxMappings = 4096;
+// And what they hold, which grows with the buffer: the device keeps every
+// segment of a mapping and the storage's chunks (DmaDevice::addMapping),
+// some 100 bytes each. A 1 GiB buffer of 1 MiB chunks on a device of 64 KiB
+// segments is 17408 of them. Per session, and per uid over all its
+// sessions (a uid has up to max_clients_per_uid of them).
+constexpr uint64_t kMaxMappedPieces = 65536;
+constexpr uint64_t kMaxMappedPiecesPerUid = 4 * kMaxMappedPieces;
 
 } // namespace
 
@@ -158,12 +167,25 @@ Result<SessionMapping> Service::map(ClientId clientId, uint64_t attachment, DmaD
     if (c->mappings.size() >= kMaxMappings)
         return Error(ENOSPC, fmt::format("this session holds {} mappings, the most it may", c->mappings.size()));
     Attachment::Mapping mapping = CENALLOC_TRY(record->attachment.map(direction));
+    // Known once mapped; a mapping past the bound is undone as it goes.
+    const uint64_t pieces = mapping.segments().size() + entries_.at(record->buffer)->buffer->chunks().size();
+    if (c->mappedPieces + pieces > kMaxMappedPieces)
+        return Error(ENOSPC, fmt::format("this session's mappings hold {} segments and chunks, {} more would pass "
+                                         "the most they may ({})",
+                                         c->mappedPieces, pieces, kMaxMappedPieces));
+    Usage& usage = usage_[c->peer.uid];
+    if (!c->trusted && usage.mappedPieces + pieces > kMaxMappedPiecesPerUid)
+        return Error(ENOSPC, fmt::format("the mappings of uid {} hold {} segments and chunks, {} more would pass the "
+                                         "most they may ({})",
+                                         c->peer.uid, usage.mappedPieces, pieces, kMaxMappedPiecesPerUid));
     SessionMapping out;
     out.id = c->nextMapping++;
     out.direction = direction;
     out.segments = mapping.segments();
     record->mappings.insert(out.id);
-    c->mappings.emplace(out.id, MappingRecord{attachment, std::move(mapping)});
+    c->mappings.emplace(out.id, MappingRecord{attachment, std::move(mapping), pieces});
+    c->mappedPieces += pieces;
+    usage.mappedPieces += pieces;
     // A demoted importer's live mappings hold the storage, as a static one's.
     if (record->demoted && !record->servicePin && record->attachment.pin())
         record->servicePin = true;
@@ -179,6 +201,8 @@ Result<void> Service::unmap(ClientId clientId, uint64_t mapping) {
     const uint64_t attachment = it->second.attachment;
     AttachmentRecord& record = c.attachments.at(attachment);
     record.mappings.erase(mapping);
+    c.mappedPieces -= it->second.pieces;
+    usage_[c.peer.uid].mappedPieces -= it->second.pieces;
     c.mappings.erase(it);
     if (!liveLocked(c, record)) {
         if (record.servicePin && record.attachment.unpin())
@@ -199,12 +223,16 @@ Result<void> Service::beginCpuAccess(ClientId clientId, BorrowedFd fd, SyncFlags
     if (brackets.size() >= kMaxOpenCpuAccess)
         return Error(EBUSY, fmt::format("{} cpu accesses are already open on buffer {} in this session",
                                         brackets.size(), entry->buffer->id()));
+    if (client->cpuAccessOpen >= kMaxOpenCpuAccessPerSession)
+        return Error(EBUSY, fmt::format("{} cpu accesses are already open in this session, the most it may",
+                                        client->cpuAccessOpen));
     // The service holds no fd of a host kernel dma-buf: the kernel does its
     // cache maintenance through the caller's.
     if (entry->buffer->inHostKernel() && !entry->buffer->bytesApart())
         CENALLOC_CHECK(syncDmaBuf(fd, DMA_BUF_SYNC_START | flags.bits()));
     CpuAccessGuard guard = CENALLOC_TRY(entry->buffer->beginCpuAccess(flags));
     brackets.emplace_back(flags.bits(), std::move(guard));
+    ++client->cpuAccessOpen;
     return {};
 }
 
@@ -219,6 +247,7 @@ Result<void> Service::endCpuAccess(ClientId clientId, BorrowedFd fd, SyncFlags f
         for (auto it = brackets.rbegin(); it != brackets.rend(); ++it) {
             if (it->first == flags.bits()) {
                 brackets.erase(std::next(it).base()); // ends the bracket
+                --client->cpuAccessOpen;
                 if (entry->buffer->inHostKernel() && !entry->buffer->bytesApart())
                     return syncDmaBuf(fd, DMA_BUF_SYNC_END | flags.bits());
                 return {};

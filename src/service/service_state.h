@@ -44,6 +44,9 @@ struct Service::Entry {
 struct Service::MappingRecord {
     uint64_t attachment = 0;
     Attachment::Mapping mapping;
+    /// What it costs the daemon: its segments and its storage's chunks
+    /// (ClientState::mappedPieces).
+    uint64_t pieces = 0;
 };
 
 struct Service::AttachmentRecord {
@@ -91,6 +94,10 @@ struct Service::ClientState {
     std::map<uint64_t, Claim> claims; // by buffer id
     std::map<uint64_t, AttachmentRecord> attachments;
     std::map<uint64_t, MappingRecord> mappings;
+    /// Open CPU-access brackets over all its claims.
+    size_t cpuAccessOpen = 0;
+    /// MappingRecord::pieces over all its mappings.
+    uint64_t mappedPieces = 0;
     uint64_t nextAttachment = 1;
     uint64_t nextMapping = 1;
     /// It asked for move events (handshake) or is in-process.

@@ -15,10 +15,24 @@ namespace cenalloc {
 
 namespace {
 
-// Room for a few more fds than any message may carry, so that a sender
-// attaching too many is told "fd count mismatch" rather than losing them
-// silently; anything beyond sets MSG_CTRUNC and the kernel closes the rest.
-constexpr size_t kControlFds = 8;
+// Room for every fd one message can carry: SCM_MAX_FD (253,
+// include/net/scm.h; scm_fp_copy() in net/core/scm.c refuses more, in one
+// control message or several). Fds that do not fit the receiver's buffer
+// the kernel releases itself, in the receiving thread (scm_detach_fds(),
+// then __scm_destroy(), net/core/scm.c): when that is a file's last
+// reference, the file's release runs in that thread as recvmsg returns,
+// and a TCP socket with SO_LINGER blocks it there. So every fd is received
+// and owned here, and its owner decides where it is closed (FdCloser).
+constexpr size_t kMessageFds = 253;
+
+// recvmsg(2), again when a signal interrupted it.
+ssize_t receiveMessage(BorrowedFd socket, msghdr& msg, int flags) {
+    ssize_t n;
+    do {
+        n = ::recvmsg(socket.get(), &msg, flags);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
 
 // Has the peer of a connected socket shut down its sending side (or gone)?
 bool peerHungUp(BorrowedFd socket) {
@@ -41,18 +55,15 @@ Result<Datagram> receiveDatagram(BorrowedFd socket, size_t maxSize, int flags) {
         scratch.reset(new std::byte[maxSize]);
         scratchSize = maxSize;
     }
-    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kControlFds)];
+    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMessageFds)];
     iovec iov{scratch.get(), maxSize};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof control;
-    ssize_t n;
-    do {
-        // MSG_TRUNC: return the datagram's real length even when it was cut.
-        n = ::recvmsg(socket.get(), &msg, MSG_CMSG_CLOEXEC | MSG_TRUNC | flags);
-    } while (n < 0 && errno == EINTR);
+    // MSG_TRUNC: return the datagram's real length even when it was cut.
+    ssize_t n = receiveMessage(socket, msg, MSG_CMSG_CLOEXEC | MSG_TRUNC | flags);
     if (n < 0)
         return Error(errno, fmt::format("receiving: {}", std::strerror(errno)));
     // Take ownership of every fd before looking at anything else.
@@ -81,6 +92,43 @@ Result<Datagram> receiveDatagram(BorrowedFd socket, size_t maxSize, int flags) {
     return dg;
 }
 
+bool nextDatagramCarriesFds(BorrowedFd socket) {
+    // Peeked without room for control data: the kernel says MSG_CTRUNC
+    // when the datagram has fds, and drops the references it took for the
+    // peek (scm_recv() in include/net/scm.h), never the datagram's own.
+    msghdr msg{};
+    ssize_t n = receiveMessage(socket, msg, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+    return n >= 0 && (msg.msg_flags & MSG_CTRUNC);
+}
+
+bool discardQueuedWithoutFds(BorrowedFd socket) {
+    // Every datagram carries its sender's credentials, which the kernel
+    // hands over with SO_PASSCRED (scm_recv() in include/net/scm.h): a
+    // peek that returns none found the queue empty, where the length alone
+    // cannot tell an empty queue of a shut-down socket from an empty
+    // datagram. Room for the credentials only: fds set MSG_CTRUNC.
+    int on = 1;
+    if (::setsockopt(socket.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0)
+        return false;
+    // The peer's send buffer (wmem_max at most) holds a few hundred datagrams.
+    for (int i = 0; i < 4096; ++i) {
+        alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+        msghdr msg{};
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        ssize_t n = receiveMessage(socket, msg, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+        if (n < 0 || (msg.msg_flags & MSG_CTRUNC))
+            return false;
+        if (msg.msg_controllen == 0)
+            return true;
+        // No fds: receiving it releases nothing.
+        char byte;
+        if (::recv(socket.get(), &byte, 1, MSG_DONTWAIT | MSG_TRUNC) < 0 && errno != EINTR)
+            return false;
+    }
+    return false;
+}
+
 Result<void> sendDatagram(BorrowedFd socket, std::span<const std::byte> bytes, std::span<const int> fds) {
     return sendDatagram(socket, bytes, {}, fds);
 }
@@ -93,12 +141,14 @@ Result<void> sendDatagram(BorrowedFd socket, std::span<const std::byte> head, st
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = body.empty() ? 1 : 2;
-    // Zeroed: the kernel copies the whole control buffer, padding after the
-    // fds included, and those bytes must not be whatever the stack held.
-    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kControlFds)] = {};
+    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMessageFds)];
     if (!fds.empty()) {
-        if (fds.size() > kControlFds)
-            return Error(EINVAL, fmt::format("{} fds in one message, at most {}", fds.size(), kControlFds));
+        if (fds.size() > kMessageFds)
+            return Error(EINVAL, fmt::format("{} fds in one message, at most {}", fds.size(), kMessageFds));
+        // Zeroed: the kernel copies the whole control message, padding
+        // after the fds included, and those bytes must not be whatever the
+        // stack held.
+        std::memset(control, 0, CMSG_SPACE(sizeof(int) * fds.size()));
         msg.msg_control = control;
         msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
         cmsghdr* c = CMSG_FIRSTHDR(&msg);

@@ -33,6 +33,18 @@ struct Datagram {
 /// recvmsg (EAGAIN for a timeout or a non-blocking socket).
 Result<Datagram> receiveDatagram(BorrowedFd socket, size_t maxSize, int flags = 0);
 
+/// Whether the next datagram queued on @p socket carries fds, without
+/// receiving it: they stay in the datagram, none is installed here nor
+/// released by this thread. False when none is queued (or on an error).
+bool nextDatagramCarriesFds(BorrowedFd socket);
+
+/// For a socket shut down for reading (nothing more can arrive): discard
+/// the datagrams queued on it that carry no fds, up to the first that
+/// does. True when none is left (its close then releases nothing a peer
+/// sent), false when fds are queued or it cannot tell. Bounded: the
+/// queue is the peer's send buffer.
+bool discardQueuedWithoutFds(BorrowedFd socket);
+
 /// Send one datagram with @p fds attached (SCM_RIGHTS), without SIGPIPE.
 /// Errors: errno of sendmsg (EPIPE when the peer is gone, EAGAIN on timeout).
 Result<void> sendDatagram(BorrowedFd socket, std::span<const std::byte> bytes, std::span<const int> fds = {});

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -306,6 +307,74 @@ TEST(LocalSession, OpenCpuAccessBracketsAreBounded) {
     // Ending one makes room for one more.
     ASSERT_TRUE(session->endCpuAccess(*fd, kSyncRead));
     EXPECT_TRUE(session->beginCpuAccess(*fd, kSyncRead));
+}
+
+TEST(LocalSession, OpenCpuAccessBracketsAreBoundedPerSessionNotOnlyPerBuffer) {
+    auto session = makeLocal();
+    // 1024 on one buffer is its bound; a session that spreads its brackets
+    // over many buffers (a uid may have 4096, and claim any it has an fd
+    // of) must hit a bound of its own too: 4096, as for mappings.
+    std::vector<UniqueFd> fds;
+    size_t begun = 0;
+    Result<void> r;
+    for (int buffer = 0; buffer < 8 && r; ++buffer) {
+        auto fd = session->allocate("system", 4096);
+        ASSERT_TRUE(fd);
+        fds.push_back(std::move(*fd));
+        for (size_t i = 0; i < 1024 && (r = session->beginCpuAccess(fds.back(), kSyncRead)); ++i)
+            ++begun;
+    }
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), EBUSY) << r.error().message();
+    EXPECT_EQ(begun, 4096u);
+    // Ending one anywhere makes room for one more anywhere; so does
+    // releasing a buffer, with every bracket on it.
+    ASSERT_TRUE(session->endCpuAccess(fds.front(), kSyncRead));
+    EXPECT_TRUE(session->beginCpuAccess(fds.back(), kSyncRead));
+    EXPECT_FALSE(session->beginCpuAccess(fds.back(), kSyncRead));
+    ASSERT_TRUE(session->release(fds.front())); // its 1023
+    auto another = session->allocate("system", 4096);
+    ASSERT_TRUE(another);
+    for (size_t i = 0; i < 1023; ++i)
+        ASSERT_TRUE(session->beginCpuAccess(*another, kSyncRead)) << i;
+    EXPECT_FALSE(session->beginCpuAccess(*another, kSyncRead));
+}
+
+TEST(LocalSession, WhatASessionsMappingsHoldIsBoundedNotOnlyTheirCount) {
+    auto session = makeLocal();
+    const auto baseline = baselineOf(*session);
+    // A mapping costs the daemon its segments and the storage's chunks
+    // (the device keeps both, for transfers and bufinfo): 1 GiB of 1 MiB
+    // chunks on a device of 64 KiB segments and no IOMMU is 16384 of one
+    // and 1024 of the other, some 2 MiB of the daemon's memory, for one
+    // request over memory no one ever touches. 4096 mappings of it must
+    // not be the only bound.
+    {
+        auto fd = session->allocate("system-dma32", 1 * GiB);
+        ASSERT_TRUE(fd) << fd.error().toString();
+        auto usb = session->attach(*fd, "usb");
+        ASSERT_TRUE(usb) << usb.error().toString();
+        std::vector<uint64_t> mapped;
+        Result<SessionMapping> m = Error(EINVAL, "none yet");
+        while (mapped.size() < 8 && (m = session->map(*usb, DmaDirection::ToDevice))) {
+            EXPECT_EQ(m->segments.size(), 16384u);
+            mapped.push_back(m->id);
+        }
+        ASSERT_FALSE(m) << "8 mappings of 16384 segments each";
+        EXPECT_EQ(m.error().code(), ENOSPC) << m.error().message();
+        EXPECT_EQ(mapped.size(), 65536u / (16384 + 1024)) << "65536 segments and chunks in all";
+        // Unmapping makes room; so does releasing the buffer, with every
+        // mapping of it.
+        ASSERT_TRUE(session->unmap(mapped.back()));
+        EXPECT_TRUE(session->map(*usb, DmaDirection::ToDevice));
+        ASSERT_TRUE(session->release(*fd));
+        auto again = session->attach(*fd, "usb");
+        ASSERT_TRUE(again);
+        for (size_t i = 0; i < mapped.size(); ++i)
+            EXPECT_TRUE(session->map(*again, DmaDirection::ToDevice)) << i;
+        ASSERT_TRUE(session->release(*fd));
+    }
+    expectBackTo(*session, baseline);
 }
 
 TEST(LocalSession, SetNameShowsInBufinfoAndIsLimitedLikeDmaBuf) {

@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include <cenalloc/session.h>
+#include <cenalloc/units.h>
 
 #include "service/operations.h"
 #include "service/protocol.h"
@@ -297,6 +298,79 @@ TEST(Workers, AnFdWhoseCloseBlocksStallsNoWorkerAndAUidThatSendsManyIsCutOff) {
     EXPECT_TRUE(bool(Session::connect(daemon.path())));
 }
 
+/// Allocate @p count buffers of a page, held by mappings (in @p held), not
+/// fds: thousands of fds could pass RLIMIT_NOFILE.
+void hold(Session& session, size_t count, std::vector<std::unique_ptr<test::Mapped>>& held) {
+    for (size_t i = 0; i < count; ++i) {
+        auto fd = session.allocate("system", 4096);
+        ASSERT_TRUE(fd) << fd.error().toString();
+        held.push_back(std::make_unique<test::Mapped>(fd->get(), 4096));
+        ASSERT_TRUE(held.back()->valid());
+    }
+}
+
+/// A new connection that has asked for bufinfo and read nothing yet.
+UniqueFd askBufinfo(const std::string& path) {
+    UniqueFd reader = connectRaw(path);
+    timeval patience{20, 0}; // a reply that never comes fails the test, not hangs it
+    ::setsockopt(reader.get(), SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
+    auto bytes = request(wire::Op::Bufinfo, 7);
+    EXPECT_EQ(::send(reader.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+    return reader;
+}
+
+/// Read a reply of any number of fragments: its payload's size, or -1 when
+/// the connection ended before its last fragment.
+ssize_t replyBytes(BorrowedFd socket) {
+    size_t total = 0;
+    for (;;) {
+        auto reply = receiveDatagram(socket, wire::kMaxFragmentSize);
+        wire::MessageHeader h;
+        if (!reply || reply->bytes.size() < sizeof h)
+            return -1;
+        std::memcpy(&h, reply->bytes.data(), sizeof h);
+        total += reply->bytes.size() - sizeof h;
+        if (!(h.flags & wire::kFlagMore))
+            return static_cast<ssize_t>(total);
+    }
+}
+
+TEST(Workers, RepliesAUidLeavesUntakenAreBoundedInBytesOverAllItsConnections) {
+    // One reply per connection waits in the daemon, but a reply can be
+    // large (bufinfo) and a uid has many connections: what they all leave
+    // untaken is bounded, past which the connection that adds to it goes.
+    constexpr size_t kBound = 1 * MiB;
+    ServerOptions options = oneWorker(600'000); // not the send timeout: the bound
+    options.maxQueuedBytesPerUid = kBound;
+    test::InProcessDaemon daemon(std::move(options));
+    ASSERT_TRUE(daemon.ok());
+    auto session = daemon.connect();
+    ASSERT_NE(session, nullptr);
+    // Bufinfo of about 3/4 of the bound: more than the socket buffer
+    // (wmem_default, some 200 KiB) takes, so most of it waits, and two of
+    // them do not fit the bound.
+    std::vector<std::unique_ptr<test::Mapped>> held;
+    hold(*session, 100, held);
+    UniqueFd probe = askBufinfo(daemon.path());
+    const ssize_t hundred = replyBytes(probe);
+    ASSERT_GT(hundred, 0);
+    hold(*session, kBound * 3 / 4 / (static_cast<size_t>(hundred) / 100) - 100, held);
+
+    UniqueFd first = askBufinfo(daemon.path());
+    ASSERT_TRUE(session->heaps()); // served after it, on the one worker
+    UniqueFd second = askBufinfo(daemon.path());
+    // Without reading (the daemon's socket buffer stays full): a hang-up.
+    EXPECT_TRUE(test::waitForEvents(second, 0)) << "its reply would have passed the bound";
+    EXPECT_EQ(replyBytes(second), -1) << "the end of it, no reply or part of one";
+    const ssize_t whole = replyBytes(first);
+    EXPECT_GT(whole, static_cast<ssize_t>(kBound / 2));
+    EXPECT_LT(whole, static_cast<ssize_t>(kBound));
+    // Once taken, the bound is free again.
+    UniqueFd third = askBufinfo(daemon.path());
+    ASSERT_TRUE(session->heaps());
+    EXPECT_EQ(replyBytes(third), whole);
+}
+
 TEST(Workers, RepliesLargerThanTheSocketTakesArriveWholeAndInOrder) {
     // A reply of many fragments (bufinfo of many buffers), more than the
     // daemon's socket buffer holds, to a client that reads slowly: the
@@ -305,20 +379,10 @@ TEST(Workers, RepliesLargerThanTheSocketTakesArriveWholeAndInOrder) {
     ASSERT_TRUE(daemon.ok());
     auto session = daemon.connect();
     ASSERT_NE(session, nullptr);
-    // Held by mappings, not fds: thousands of fds could pass RLIMIT_NOFILE.
     constexpr size_t kBuffers = 6000;
     std::vector<std::unique_ptr<test::Mapped>> held;
-    for (size_t i = 0; i < kBuffers; ++i) {
-        auto fd = session->allocate("system", 4096);
-        ASSERT_TRUE(fd) << fd.error().toString();
-        held.push_back(std::make_unique<test::Mapped>(fd->get(), 4096));
-        ASSERT_TRUE(held.back()->valid());
-    }
-    UniqueFd reader = connectRaw(daemon.path());
-    timeval patience{20, 0}; // a reply that never comes fails the test, not hangs it
-    ::setsockopt(reader.get(), SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
-    auto bytes = request(wire::Op::Bufinfo, 7);
-    ASSERT_EQ(::send(reader.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+    hold(*session, kBuffers, held);
+    UniqueFd reader = askBufinfo(daemon.path());
     std::vector<std::byte> payload;
     size_t fragments = 0;
     for (;;) {
@@ -356,7 +420,7 @@ TEST(Workers, RepliesLargerThanTheSocketTakesArriveWholeAndInOrder) {
     EXPECT_EQ(infos->size(), kBuffers);
     EXPECT_EQ(r.remaining(), 0u);
     // And the connection goes on, in order.
-    bytes = request(wire::Op::ListHeaps, 8);
+    auto bytes = request(wire::Op::ListHeaps, 8);
     ASSERT_EQ(::send(reader.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
     auto reply = receiveDatagram(reader, wire::kMaxFragmentSize);
     ASSERT_TRUE(reply) << reply.error().toString();

@@ -7,10 +7,12 @@
 #include <memory>
 #include <string>
 #include <unistd.h>
+#include <vector>
 
 #include <gtest/gtest.h>
 
 #include <cenalloc/memfd.h>
+#include <cenalloc/units.h>
 
 #include "support/daemon.h"
 #include "support/fds.h"
@@ -265,6 +267,47 @@ TEST(SessionOpsWithADaemon, DescribeClaimsNothing) {
     EXPECT_EQ(seen->id, own->id);
     // The other session saw the buffer through its fd, and holds no claim on it.
     EXPECT_EQ(other->release(*fd).error().code(), ENOENT);
+}
+
+// What a session's mappings hold is bounded (LocalSession tests), and so is
+// what all the sessions of one uid hold: four sessions' worth, so that 64
+// connections do not multiply it by 64.
+TEST(SessionOpsWithADaemon, WhatAUidsMappingsHoldIsBoundedOverAllItsSessions) {
+    test::InProcessDaemon daemon;
+    ASSERT_TRUE(daemon.ok());
+    auto owner = daemon.connect();
+    ASSERT_NE(owner, nullptr);
+    const test::Baseline baseline = test::baselineOf(*owner);
+    {
+        // 1 GiB of 1 MiB chunks on a device of 64 KiB segments: 16384
+        // segments and 1024 chunks a mapping, 3 to a session.
+        auto fd = owner->allocate("system-dma32", 1 * GiB);
+        ASSERT_TRUE(fd) << fd.error().toString();
+        std::vector<std::unique_ptr<Session>> sessions;
+        std::vector<size_t> mapped;
+        Result<SessionMapping> m = Error(EINVAL, "none yet");
+        for (int i = 0; i < 6; ++i) {
+            sessions.push_back(daemon.connect());
+            ASSERT_NE(sessions.back(), nullptr);
+            auto usb = sessions.back()->attach(*fd, "usb");
+            ASSERT_TRUE(usb) << usb.error().toString();
+            size_t n = 0;
+            while (n < 8 && (m = sessions.back()->map(*usb, DmaDirection::ToDevice)))
+                ++n;
+            ASSERT_FALSE(m);
+            EXPECT_EQ(m.error().code(), ENOSPC) << m.error().message();
+            mapped.push_back(n);
+        }
+        EXPECT_EQ(mapped, (std::vector<size_t>{3, 3, 3, 3, 3, 0})) << "262144 segments and chunks for the uid";
+        EXPECT_NE(m.error().message().find("uid"), std::string::npos) << m.error().message();
+        // A session that goes gives its share back.
+        sessions.front().reset();
+        ASSERT_TRUE(owner->heaps()); // the daemon sees clients that hung up before it lists heaps
+        auto usb = sessions.back()->attach(*fd, "usb");
+        ASSERT_TRUE(usb);
+        EXPECT_TRUE(sessions.back()->map(*usb, DmaDirection::ToDevice));
+    }
+    test::expectBackTo(*owner, baseline);
 }
 
 } // namespace
