@@ -129,16 +129,19 @@ double processCpuMicros() {
     return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
 }
 
-// Session::local with its pool of ready memory (pool:1, the default: small
-// buffers come from memfds made and watched ahead on the refill thread) or
-// without (pool:0: each made and watched on the request path). Reports the
-// process's CPU per allocate+free, the refill thread's included, and the
-// share of allocations the pool served.
+// Session::local without its pool of ready memory (pool:0: each buffer's
+// memfd made and watched on the request path), with it as configured by
+// default (pool:1: from 64 KiB), or serving every size (pool:2, min_bytes 0:
+// small buffers too come from memfds made and watched ahead on the refill
+// thread). Reports the process's CPU per allocate+free, the refill thread's
+// included, and the share of allocations the pool served.
 void BM_InProcess(benchmark::State& state) {
     const uint64_t size = static_cast<uint64_t>(state.range(0));
     ContextOptions options;
     if (state.range(1) == 0)
         options.readyPool.heapBytes = 0;
+    if (state.range(1) == 2)
+        options.readyPool.minBytes = 0;
     auto session = Session::local(defaultPlatform(), options);
     if (!session) {
         state.SkipWithError(session.error().toString().c_str());
@@ -336,7 +339,7 @@ void BM_DaemonClients(benchmark::State& state) {
 
 // Real time throughout: the daemon's share of the work is not this process's CPU time.
 BENCHMARK(BM_RawMemfd)->Arg(4 * KiB)->Arg(1 * MiB)->UseRealTime();
-BENCHMARK(BM_InProcess)->ArgsProduct({{4 * KiB, 1 * MiB}, {1, 0}})->ArgNames({"", "pool"})->UseRealTime();
+BENCHMARK(BM_InProcess)->ArgsProduct({{4 * KiB, 1 * MiB}, {1, 0, 2}})->ArgNames({"", "pool"})->UseRealTime();
 BENCHMARK(BM_Daemon)->Arg(4 * KiB)->Arg(1 * MiB)->UseRealTime();
 BENCHMARK(BM_KernelFloor)->ArgsProduct({{4 * KiB}, {0, 1}})->ArgNames({"", "poll"})->UseRealTime();
 BENCHMARK(BM_DaemonClients)->Arg(4 * KiB)->Threads(1)->Threads(4)->Threads(8)->UseRealTime();

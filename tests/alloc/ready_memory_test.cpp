@@ -209,7 +209,9 @@ TEST(ReadyMemory, NeverExceedsItsBudgets) {
 }
 
 TEST(ReadyMemory, SmallClassesAreMadeAheadWithoutTheirPages) {
-    auto context = makeContext();
+    ReadyPoolOptions options;
+    options.minBytes = 0; // every size served
+    auto context = makeContext(options);
     ASSERT_TRUE(context);
     for (uint64_t size : {4 * KiB, 60 * KiB, 64 * KiB, MiB}) {
         SCOPED_TRACE(size);
@@ -233,6 +235,7 @@ TEST(ReadyMemory, SmallClassesAreMadeAheadWithoutTheirPages) {
 
 TEST(ReadyMemory, KeepsItsClassDepthReadyOrOrdered) {
     ReadyPoolOptions options;
+    options.minBytes = 0;
     auto context = makeContext(options, 3);
     ASSERT_TRUE(context);
     // The first use orders three: one for itself and two for the depth.
@@ -260,6 +263,7 @@ TEST(ReadyMemory, KeepsItsClassDepthReadyOrOrdered) {
 
 TEST(ReadyMemory, HoldsNoMoreMemfdsThanItsCount) {
     ReadyPoolOptions options;
+    options.minBytes = 0;
     options.maxBuffers = 2;
     auto context = makeContext(options);
     ASSERT_TRUE(context);
@@ -315,6 +319,7 @@ struct RecordingPreparer final : MemfdPreparer {
 TEST(ReadyMemory, APreparerSeesEachMemfdMadeAndEachClosedUnused) {
     auto available = std::make_shared<std::atomic<uint64_t>>(4 * GiB);
     ReadyPoolOptions options;
+    options.minBytes = 0;
     options.memAvailable = [available]() -> std::optional<uint64_t> { return available->load(); };
     auto context = makeContext(options);
     ASSERT_TRUE(context);

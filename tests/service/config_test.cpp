@@ -106,7 +106,7 @@ TEST(ServiceConfig, ReadyMemoryBudgetsAreConfigurable) {
     ASSERT_TRUE(defaults);
     EXPECT_EQ(defaults->context.readyPool.heapBytes, 64 * MiB);
     EXPECT_EQ(defaults->context.readyPool.totalBytes, 128 * MiB);
-    EXPECT_EQ(defaults->context.readyPool.minBytes, 0u);
+    EXPECT_EQ(defaults->context.readyPool.minBytes, 64 * KiB);
     EXPECT_EQ(defaults->context.readyPool.populateBytes, 64 * KiB);
     EXPECT_EQ(defaults->context.readyPool.maxBuffers, 64u);
     EXPECT_EQ(defaults->context.readyPool.classDepth, 4u);

@@ -25,6 +25,7 @@ struct Fixture {
         config.context.kernelHeaps = false;
         config.context.readyPool.memAvailable = [a = available] { return std::optional<uint64_t>(a->load()); };
         config.context.readyPool.classDepth = 1; // one memfd per use: exact counts
+        config.context.readyPool.minBytes = 0;   // 4 KiB buffers served too
         auto made = Service::create(defaultPlatform(), config);
         EXPECT_TRUE(made) << made.error().toString();
         if (!made)
@@ -116,6 +117,7 @@ TEST(PreparedWatches, AreBoundedByThePoolsCountOfMemfds) {
     config.context.kernelHeaps = false;
     config.context.readyPool.maxBuffers = 3;
     config.context.readyPool.classDepth = 1;
+    config.context.readyPool.minBytes = 0;
     auto service = Service::create(defaultPlatform(), config);
     ASSERT_TRUE(service) << service.error().toString();
     auto client = (*service)->connect(Credentials{::getpid(), ::getuid(), ::getgid(), {}}, true);
