@@ -8,6 +8,7 @@
 #include <future>
 #include <mutex>
 #include <set>
+#include <string>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
@@ -64,10 +65,9 @@ bool allZero(Buffer& buffer) {
     return true;
 }
 
-// The entries of @p directory (threads in /proc/self/task, fds in
-// /proc/self/fd, whose own fd it counts too).
-int entries(const char* directory) {
-    DIR* dir = ::opendir(directory);
+// The threads of this process, from /proc/self/task.
+int threadCount() {
+    DIR* dir = ::opendir("/proc/self/task");
     if (!dir)
         return -1;
     int n = 0;
@@ -77,8 +77,21 @@ int entries(const char* directory) {
     return n;
 }
 
-int threadCount() {
-    return entries("/proc/self/task");
+// The memfds this process has open (buffers' and the pool's alike), from
+// /proc/self/fd: other fds come and go on other threads (the pool's thread
+// reads /proc/meminfo now and then).
+int memfdCount() {
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (!dir)
+        return -1;
+    int n = 0;
+    while (const dirent* entry = ::readdir(dir)) {
+        char link[64] = {};
+        const std::string path = fmt::format("/proc/self/fd/{}", entry->d_name);
+        n += ::readlink(path.c_str(), link, sizeof link - 1) > 0 && std::strncmp(link, "/memfd:", 7) == 0;
+    }
+    ::closedir(dir);
+    return n;
 }
 
 // Allocate a buffer of @p size from system and map it (its first use orders
@@ -271,7 +284,7 @@ TEST(ReadyMemory, HoldsNoMoreMemfdsThanItsCount) {
     auto first = context->allocate("system", 4 * KiB); // the thread starts with the first refill
     ASSERT_TRUE(first && (*first)->mmap());
     context->waitReadyPoolRefilled();
-    const int fds = entries("/proc/self/fd");
+    const int fds = memfdCount();
     // Each size its own class, each used: each orders a memfd of its own.
     for (uint64_t pages = 2; pages <= 9; ++pages) {
         SCOPED_TRACE(pages);
@@ -285,7 +298,7 @@ TEST(ReadyMemory, HoldsNoMoreMemfdsThanItsCount) {
     // The stock follows the newest classes; the process holds the buffers'
     // fds and at most one more memfd than before (the first's class went).
     EXPECT_EQ(statsOf(*context, "").readyBuffers, 2u);
-    EXPECT_LE(entries("/proc/self/fd"), fds + static_cast<int>(held.size()) + 1);
+    EXPECT_LE(memfdCount(), fds + static_cast<int>(held.size()) + 1);
     auto newest = context->allocate("system", 9 * 4 * KiB);
     ASSERT_TRUE(newest);
     EXPECT_EQ(statsOf(*context, "system").hits, 1u);
