@@ -3,6 +3,7 @@
 #include <cenalloc/context.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <fcntl.h>
 #include <future>
@@ -24,6 +25,7 @@
 
 #include "alloc/context_access.h"
 #include "alloc/ready_memory.h"
+#include "support/wait.h"
 
 namespace cenalloc {
 namespace {
@@ -550,7 +552,17 @@ TEST(ReadyMemory, ExitStopsTheRefillThreadOfAContextNeverDestroyed) {
         if (running <= alone)
             ::_exit(4); // the refill thread was started (TSan may start its own with it)
         ReadyMemory::stopAllThreads();
-        const int stopped = threadCount();
+        // Joined; the kernel lists a thread in /proc/self/task until it has
+        // finished exiting, a moment after the join returns: do_exit()
+        // (kernel/exit.c) wakes the joiner from exit_mm() (mm_release(),
+        // kernel/fork.c: clear_child_tid), before exit_notify() releases
+        // the thread.
+        const auto deadline = std::chrono::steady_clock::now() + test::kPatience;
+        int stopped = threadCount();
+        while (stopped != running - 1 && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            stopped = threadCount();
+        }
         if (stopped != running - 1)
             ::_exit(5);
         // After it, allocation still works and starts no thread.
