@@ -160,7 +160,7 @@ void Service::releaseUsageLocked(uint32_t uid) {
     // Kept while it counts anything, moves too: a count given back later
     // must find its entry.
     if (usage != usage_.end() && usage->second.clients == 0 && usage->second.bytes == 0 && usage->second.buffers == 0 &&
-        usage->second.pendingMoves == 0 && usage->second.unackedMoves == 0)
+        usage->second.pendingMoves == 0 && usage->second.unackedMoves == 0 && usage->second.mappedPieces == 0)
         usage_.erase(usage);
 }
 
