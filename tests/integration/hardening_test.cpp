@@ -401,8 +401,17 @@ namespace {
 
 // ------------------------------------------------------- defect 10
 
-TEST(Hardening, TheClientLibraryRunsCleanUnderValgrindMemcheck) {
+// GCC says a sanitizer build by these macros, clang by __has_feature.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define CENALLOC_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define CENALLOC_TEST_SANITIZED 1
+#endif
+#endif
+
+TEST(Hardening, TheClientLibraryRunsCleanUnderValgrindMemcheck) {
+#ifdef CENALLOC_TEST_SANITIZED
     GTEST_SKIP() << "a sanitizer build cannot run under Valgrind";
 #endif
     if (test::findProgram("valgrind").empty())
