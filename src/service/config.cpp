@@ -187,13 +187,18 @@ Result<ServiceConfig> readConfig(const yaml::Node& root, std::string_view source
     config.source = std::string(source);
     if (root.isNull())
         return config; // an empty file: the defaults
-    yaml::Map top =
-        CENALLOC_TRY(root.map({"max_clients", "max_clients_per_uid", "workers", "busy_poll_us", "quota", "clients",
-                               "heaps", "kernel_heaps", "max_buffers", "move_ack_timeout_ms", "ready_memory"}));
+    yaml::Map top = CENALLOC_TRY(
+        root.map({"max_clients", "max_clients_per_uid", "workers", "busy_poll_us", "quota", "clients", "heaps",
+                  "kernel_heaps", "max_buffers", "move_ack_timeout_ms", "ready_memory", "subordinate_uids"}));
     if (std::optional<yaml::Node> v = top.find("max_clients"))
         config.maxClients = CENALLOC_TRY(count(*v));
     if (std::optional<yaml::Node> v = top.find("max_clients_per_uid"))
         config.maxClientsPerUid = CENALLOC_TRY(count(*v));
+    if (std::optional<yaml::Node> v = top.find("subordinate_uids")) {
+        if (!v->isNull() && !v->isScalar())
+            return v->error(fmt::format("expected a file name, got {}", v->kind()));
+        config.subordinateUids = v->isNull() ? std::string() : v->text();
+    }
     if (std::optional<yaml::Node> v = top.find("max_buffers"))
         config.maxBuffers = CENALLOC_TRY(count(*v));
     // A bound, not a wait anyone may make long: at most a minute.

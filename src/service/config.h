@@ -92,6 +92,10 @@ struct ServiceConfig {
     /// `max_buffers` key): fs.inotify.max_user_watches. A sixteenth of them
     /// (at least 64, at most half) is kept for uid 0.
     uint64_t maxBuffers = 0;
+    /// subuid(5): a uid in a range it gives a user counts as that user for
+    /// every per-uid limit and rule (SubordinateIds); empty: none. YAML
+    /// `subordinate_uids: <file>` (`~` or "" for none).
+    std::string subordinateUids = "/etc/subuid";
     /// How long a migration waits for a dynamic importer's acknowledgement
     /// of its move event before it treats it as static (EBUSY naming it).
     uint64_t moveAckTimeoutMs = 1000;

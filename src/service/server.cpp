@@ -64,6 +64,8 @@ Result<std::unique_ptr<Server>> Server::create(const Platform& platform, ServerO
     std::unique_ptr<Server> server(new Server());
     server->options_ = std::move(options);
     server->service_ = std::move(*service);
+    if (!server->options_.config.subordinateUids.empty())
+        server->subordinateUids_.emplace(server->options_.config.subordinateUids);
 
     if (server->options_.listenFd.valid()) {
         server->listen_ = std::move(server->options_.listenFd);
@@ -174,6 +176,20 @@ size_t Server::connectionCount() const {
     return connections_.size();
 }
 
+void Server::chargeToOwner(Credentials& peer) {
+    if (!subordinateUids_)
+        return;
+    const std::optional<uint32_t> owner = subordinateUids_->ownerOf(peer.uid);
+    for (const std::string& problem : subordinateUids_->takeProblems())
+        log(LogLevel::Warning, fmt::format("subordinate uids: {}", problem));
+    if (!owner)
+        return;
+    // From here on the client is its owner's for every limit and rule: the
+    // owner controls the namespace its subordinate uids live in.
+    log(LogLevel::Debug, fmt::format("pid {}: uid {} is subordinate to uid {}", peer.pid, peer.uid, *owner));
+    peer.uid = *owner;
+}
+
 void Server::acceptAll() {
     for (;;) {
         UniqueFd socket(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
@@ -190,6 +206,7 @@ void Server::acceptAll() {
             hangUp(std::move(socket), kUnknownUid);
             continue;
         }
+        chargeToOwner(*peer);
         Result<std::unique_ptr<ServiceClient>> client =
             closer_.pending(peer->uid) >= kMaxUnclosedFdsPerUid
                 ? Error(EAGAIN, fmt::format("uid {} has sent {} fds that are not buffers and that the daemon has "

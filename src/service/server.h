@@ -25,6 +25,7 @@
 #include "service/config.h"
 #include "service/fd_closer.h"
 #include "service/poll_window.h"
+#include "service/subordinate_ids.h"
 #include "service/service.h"
 #include "service/socket_io.h"
 #include "service/systemd.h"
@@ -105,6 +106,8 @@ private:
         std::vector<std::byte> bytes;
         UniqueFd fd; ///< attached to this datagram
     };
+    // A peer whose uid is in a subuid(5) range: made its range's owner.
+    void chargeToOwner(Credentials& peer);
     struct Worker;
     struct Connection {
         UniqueFd socket; // non-blocking
@@ -215,6 +218,9 @@ private:
     bool ownsSocketPath_ = false;
     std::vector<std::unique_ptr<Worker>> workers_;
     FdCloser closer_;
+    // Whose subordinate uids are whose (config.subordinateUids): the
+    // accepting thread's own.
+    std::optional<SubordinateIdsFile> subordinateUids_;
 
     mutable std::mutex mutex_;
     std::vector<std::unique_ptr<Connection>> connections_; // guarded by mutex_

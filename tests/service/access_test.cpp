@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Tests of quotas, per-heap access control, client limits, visibility, and that a client touches only what it holds.
 #include <cerrno>
+#include <fcntl.h>
 #include <grp.h>
 #include <string>
 #include <sys/wait.h>
@@ -289,6 +290,67 @@ TEST(AsAnotherUid, GroupRulesUseTheSupplementaryGroups) {
                                 },
                                 {4242});
     EXPECT_EQ(status, 0);
+}
+
+// subuid(5): a user's subordinate uids (its user namespaces') are the user
+// for every limit, so one user does not get a budget per subordinate uid.
+TEST(AsAnotherUid, SubordinateUidsShareTheirOwnersQuota) {
+    if (::getuid() != 0)
+        GTEST_SKIP() << "needs root to act as other uids";
+    char subuid[] = "/tmp/cenalloc-subuid-XXXXXX";
+    const int fd = ::mkstemp(subuid);
+    ASSERT_GE(fd, 0);
+    const std::string ranges = "# owner:first:count\n4242:300000:1000\n";
+    ASSERT_EQ(::write(fd, ranges.data(), ranges.size()), static_cast<ssize_t>(ranges.size()));
+    ::close(fd);
+    const std::string config =
+        std::string("subordinate_uids: ") + subuid + "\nclients:\n  - uid: 4242\n    quota: {buffers: 1}\n";
+    test::DaemonProcess daemon(config.c_str());
+
+    // One subordinate uid holds the owner's only buffer...
+    int holding[2], release[2];
+    ASSERT_EQ(::pipe2(holding, O_CLOEXEC), 0);
+    ASSERT_EQ(::pipe2(release, O_CLOEXEC), 0);
+    const pid_t holder = test::forkChild([&] {
+        if (!test::becomeUid(300001, {}))
+            return 100;
+        auto session = Session::connect(daemon.path());
+        CHILD_CHECK(session);
+        auto buffer = (*session)->allocate("system", 4096);
+        CHILD_CHECK(buffer);
+        char byte = 1;
+        CHILD_CHECK(::write(holding[1], &byte, 1) == 1);
+        CHILD_CHECK(::read(release[0], &byte, 1) == 1);
+        return 0;
+    });
+    ::close(holding[1]);
+    ::close(release[0]);
+    char byte = 0;
+    ASSERT_EQ(::read(holding[0], &byte, 1), 1) << "the holder failed: " << test::reap(holder);
+    // ...so another of its subordinate uids, and the owner, have none left.
+    auto quotaIsUsed = [&] {
+        auto session = Session::connect(daemon.path());
+        CHILD_CHECK(session);
+        auto buffer = (*session)->allocate("system", 4096);
+        CHILD_CHECK(!buffer && buffer.error().code() == EDQUOT);
+        return 0;
+    };
+    EXPECT_EQ(runAsUid(300999, quotaIsUsed), 0) << "the range's last uid";
+    EXPECT_EQ(runAsUid(4242, quotaIsUsed), 0) << "the owner";
+    // A uid past the range is its own (the default quota).
+    EXPECT_EQ(runAsUid(301000,
+                       [&] {
+                           auto session = Session::connect(daemon.path());
+                           CHILD_CHECK(session);
+                           CHILD_CHECK((*session)->allocate("system", 4096));
+                           return 0;
+                       }),
+              0);
+    ASSERT_EQ(::write(release[1], &byte, 1), 1);
+    ::close(release[1]);
+    ::close(holding[0]);
+    EXPECT_EQ(test::reap(holder), 0);
+    ::unlink(subuid);
 }
 
 } // namespace
