@@ -18,6 +18,8 @@
 
 namespace cenalloc {
 
+class DmaSegmentIndex; // the library's own (core/dma_segment_index.h)
+
 enum class DmaFaultKind {
     Unmapped,       ///< no mapping of this device covers the address
     AfterUnmap,     ///< the address belonged to a mapping that was unmapped
@@ -81,7 +83,6 @@ public:
 private:
     // The mapping code (Buffer) tells the device what it may reach.
     friend class Buffer;
-    struct ActiveSegment;
     const std::shared_ptr<IommuDomain>& sharedDomain() const { return domain_; }
     // The library's own: not exported (cenalloc/export.h).
     CENALLOC_NO_EXPORT void addMapping(uint64_t mappingId, std::weak_ptr<Buffer> buffer, DmaDirection direction,
@@ -96,7 +97,8 @@ private:
     // The device's DMA state changes under const methods: a device is
     // shared read-only by attachments, its mappings and faults are its own.
     mutable std::mutex mutex_;
-    mutable std::vector<std::shared_ptr<ActiveSegment>> active_; // guarded by mutex_
+    // The segments of every mapping it holds, by mapping id and by address.
+    const std::unique_ptr<DmaSegmentIndex> active_; // its contents guarded by mutex_
     /// One mapping taken away: its segments, and why.
     struct Unmapped {
         SgTable ranges;

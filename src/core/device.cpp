@@ -11,6 +11,7 @@
 
 #include <cenalloc/units.h>
 
+#include "core/dma_segment_index.h"
 #include "iommu/iommu_domain.h"
 
 namespace cenalloc {
@@ -20,19 +21,6 @@ namespace {
 constexpr size_t kFaultHistory = 64;
 constexpr size_t kUnmapHistory = 64; // mappings, each with all its segments
 } // namespace
-
-/// One segment of a mapping the device holds, with what is needed to reach
-/// the buffer's bytes. Immutable once added.
-struct DmaDevice::ActiveSegment {
-    uint64_t mappingId = 0;
-    uint64_t start = 0;
-    uint64_t end = 0; // exclusive
-    DmaDirection direction = DmaDirection::Bidirectional;
-    std::weak_ptr<Buffer> buffer;
-    // Storage chunks with the buffer offset each one starts at, shared by
-    // every segment of one mapping.
-    std::shared_ptr<const std::vector<std::pair<PhysChunk, uint64_t>>> chunks;
-};
 
 const char* dmaFaultKindName(DmaFaultKind kind) {
     switch (kind) {
@@ -46,7 +34,7 @@ const char* dmaFaultKindName(DmaFaultKind kind) {
 }
 
 DmaDevice::DmaDevice(Device description, std::shared_ptr<IommuDomain> domain)
-    : desc_(std::move(description)), domain_(std::move(domain)) {}
+    : desc_(std::move(description)), domain_(std::move(domain)), active_(std::make_unique<DmaSegmentIndex>()) {}
 
 DmaDevice::~DmaDevice() = default;
 
@@ -64,38 +52,30 @@ void DmaDevice::addMapping(uint64_t mappingId, std::weak_ptr<Buffer> buffer, Dma
               [](const auto& a, const auto& b) { return a.first.address < b.first.address; });
     std::lock_guard lock(mutex_);
     for (const SgEntry& s : segments) {
-        auto seg = std::make_shared<ActiveSegment>();
+        auto seg = std::make_shared<DmaSegment>();
         seg->mappingId = mappingId;
         seg->start = s.dmaAddress;
         seg->end = s.dmaAddress + s.length;
         seg->direction = direction;
         seg->buffer = buffer;
         seg->chunks = table;
-        active_.push_back(std::move(seg));
+        active_->add(std::move(seg));
     }
 }
 
 void DmaDevice::removeMapping(uint64_t mappingId, UnmapCause cause) const {
     std::lock_guard lock(mutex_);
-    Unmapped gone{{}, cause};
-    for (const auto& seg : active_)
-        if (seg->mappingId == mappingId)
-            gone.ranges.push_back({seg->start, seg->end - seg->start});
+    Unmapped gone{active_->remove(mappingId), cause};
     if (gone.ranges.empty())
         return;
     if (recentlyUnmapped_.size() == kUnmapHistory)
         recentlyUnmapped_.pop_front();
     recentlyUnmapped_.push_back(std::move(gone));
-    std::erase_if(active_, [&](const auto& seg) { return seg->mappingId == mappingId; });
 }
 
 size_t DmaDevice::activeMappingCount() const {
     std::lock_guard lock(mutex_);
-    std::vector<uint64_t> ids;
-    for (const auto& seg : active_)
-        ids.push_back(seg->mappingId);
-    std::sort(ids.begin(), ids.end());
-    return static_cast<size_t>(std::unique(ids.begin(), ids.end()) - ids.begin());
+    return active_->mappingCount();
 }
 
 uint64_t DmaDevice::faultCount() const {
@@ -133,31 +113,22 @@ Result<void> DmaDevice::read(uint64_t dmaAddress, std::span<std::byte> out) cons
 Result<void> DmaDevice::transfer(uint64_t dmaAddress, std::byte* data, uint64_t length, bool write) const {
     if (length == 0)
         return {};
-    std::shared_ptr<ActiveSegment> seg;
+    std::shared_ptr<const DmaSegment> seg;
     std::vector<std::pair<uint64_t, uint64_t>> pieces; // (memfd offset, length)
     {
         std::lock_guard lock(mutex_);
-        // A device holds few mappings; a linear scan keeps add/remove trivial.
         // Several of its mappings can cover one address (the same buffer
         // mapped twice, or a shared IOVA mapping): the transfer is allowed
         // when one of them holds the whole range in the right direction, and
-        // otherwise faults the way the closest candidate says.
-        auto permits = [&](const ActiveSegment& s) {
+        // otherwise faults the way the closest candidate says (the earliest
+        // mapped among equally close ones).
+        auto permits = [&](const DmaSegment& s) {
             return s.direction == DmaDirection::Bidirectional ||
                    (write ? s.direction == DmaDirection::FromDevice : s.direction == DmaDirection::ToDevice);
         };
-        int best = -1; // 0: covers the start, 1: and the whole length, 2: and allows the direction
-        for (const auto& s : active_) {
-            if (dmaAddress < s->start || dmaAddress >= s->end)
-                continue;
-            int rank = length > s->end - dmaAddress ? 0 : (permits(*s) ? 2 : 1);
-            if (rank > best) {
-                best = rank;
-                seg = s;
-            }
-            if (best == 2)
-                break;
-        }
+        // 0: covers the start, 1: and the whole length, 2: and allows the direction
+        seg = active_->best(
+            dmaAddress, [&](const DmaSegment& s) { return length > s.end - dmaAddress ? 0 : (permits(s) ? 2 : 1); });
         if (!seg) {
             // The newest unmapping of the address says what happened to it.
             auto stale = std::find_if(recentlyUnmapped_.rbegin(), recentlyUnmapped_.rend(), [&](const Unmapped& u) {

@@ -117,6 +117,13 @@ bool discardQueuedWithoutFds(BorrowedFd socket) {
         msg.msg_control = control;
         msg.msg_controllen = sizeof control;
         ssize_t n = receiveMessage(socket, msg, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+        // A peer that closed with datagrams of ours unread left ECONNRESET
+        // pending on this socket (unix_release_sock() in net/unix/af_unix.c
+        // sets sk_err); the next receive reports it instead of a datagram
+        // and clears it (sock_error() in include/net/sock.h), and what the
+        // peer queued is still there: look again.
+        if (n < 0 && errno == ECONNRESET)
+            continue;
         if (n < 0 || (msg.msg_flags & MSG_CTRUNC))
             return false;
         if (msg.msg_controllen == 0)

@@ -2,12 +2,15 @@
 // Tests of the device DMA model: transfers through mappings, and faults that change nothing.
 #include <cenalloc/device.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <functional>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include <cenalloc/units.h>
 
 #include "support/core_board.h"
 
@@ -296,6 +299,90 @@ TEST(DeviceDma, DmaAfterTheBufferWasReleasedFaults) {
     ASSERT_FALSE(usb.recentFaults().empty());
     EXPECT_EQ(usb.recentFaults().back().kind, DmaFaultKind::AfterUnmap);
     EXPECT_FALSE(board.registry()->bugs().empty());
+}
+
+// Two mappings of one buffer on one device hold the same DMA addresses:
+// taking one away leaves the other's reachable, with its own direction.
+TEST(DeviceDma, TwoMappingsOfOneAddressRemovingOneKeepsTheOtherReachable) {
+    CoreBoard board;
+    const DmaDevice& usb = board.device("usb");
+    auto buffer = board.allocate("linux,cma", 64 * KiB);
+    ASSERT_TRUE(buffer);
+    auto cpu = (*buffer)->mmap();
+    ASSERT_TRUE(cpu);
+    auto attachment = (*buffer)->attach(usb);
+    ASSERT_TRUE(attachment);
+    auto toDevice = attachment->map(DmaDirection::ToDevice);
+    auto fromDevice = attachment->map(DmaDirection::FromDevice);
+    auto bidi = attachment->map(DmaDirection::Bidirectional);
+    ASSERT_TRUE(toDevice && fromDevice && bidi);
+    ASSERT_EQ(toDevice->segments(), fromDevice->segments()) << "direct: the physical addresses, both times";
+    ASSERT_EQ(toDevice->segments(), bidi->segments());
+    EXPECT_EQ(usb.activeMappingCount(), 3u);
+    const uint64_t address = bidi->segments().front().dmaAddress + 256;
+    const std::vector<std::byte> data = pattern(64, 9);
+    std::vector<std::byte> out(64);
+
+    bidi->unmap();
+    EXPECT_EQ(usb.activeMappingCount(), 2u);
+    ASSERT_TRUE(usb.write(address, data)) << "through the from-device mapping";
+    ASSERT_TRUE(usb.read(address, out)) << "through the to-device mapping";
+    EXPECT_EQ(out, data);
+
+    fromDevice->unmap();
+    EXPECT_EQ(usb.activeMappingCount(), 1u);
+    expectFault(usb, *cpu, DmaFaultKind::WrongDirection, EPERM, address, true,
+                [&] { return usb.write(address, data); });
+    ASSERT_TRUE(usb.read(address, out)) << "the to-device mapping is still there";
+    EXPECT_EQ(out, data);
+
+    toDevice->unmap();
+    EXPECT_EQ(usb.activeMappingCount(), 0u);
+    expectFault(usb, *cpu, DmaFaultKind::AfterUnmap, EFAULT, address, false, [&] { return usb.read(address, out); });
+}
+
+// Two buffers side by side in physical memory, each mapped on a direct
+// device: one transfer may not run from one's segment into the other's.
+TEST(DeviceDma, ATransferAcrossAdjacentSegmentsOfTwoMappingsFaults) {
+    CoreBoard board;
+    const DmaDevice& usb = board.device("usb");
+    auto first = board.allocate("linux,cma", 64 * KiB);
+    auto second = board.allocate("linux,cma", 64 * KiB);
+    ASSERT_TRUE(first && second);
+    ASSERT_EQ((*first)->chunks().size(), 1u);
+    ASSERT_EQ((*second)->chunks().size(), 1u);
+    const PhysChunk a = (*first)->chunks().front();
+    const PhysChunk b = (*second)->chunks().front();
+    ASSERT_TRUE(a.end() == b.address || b.end() == a.address) << "the CMA heap gave them side by side";
+    auto firstCpu = (*first)->mmap();
+    auto secondCpu = (*second)->mmap();
+    ASSERT_TRUE(firstCpu && secondCpu);
+    auto firstAttachment = (*first)->attach(usb);
+    auto secondAttachment = (*second)->attach(usb);
+    ASSERT_TRUE(firstAttachment && secondAttachment);
+    auto firstMapping = firstAttachment->map(DmaDirection::Bidirectional);
+    auto secondMapping = secondAttachment->map(DmaDirection::Bidirectional);
+    ASSERT_TRUE(firstMapping && secondMapping);
+    const uint64_t boundary = std::max(a.address, b.address);
+    const BufferMapping& lowCpu = a.address < b.address ? *firstCpu : *secondCpu;
+    const BufferMapping& highCpu = a.address < b.address ? *secondCpu : *firstCpu;
+
+    const std::vector<std::byte> data = pattern(64, 4);
+    std::vector<std::byte> out(64, std::byte{0x77});
+    const std::vector<std::byte> high = snapshot(highCpu);
+    expectFault(usb, lowCpu, DmaFaultKind::BeyondSegment, EFAULT, boundary - 16, true,
+                [&] { return usb.write(boundary - 16, data); });
+    EXPECT_EQ(snapshot(highCpu), high) << "the faulting write reached the next buffer";
+    EXPECT_NE(usb.recentFaults().back().message.find(formatAddress(boundary)), std::string::npos)
+        << usb.recentFaults().back().message;
+    expectFault(usb, lowCpu, DmaFaultKind::BeyondSegment, EFAULT, boundary - 16, false,
+                [&] { return usb.read(boundary - 16, out); });
+    EXPECT_EQ(out, std::vector<std::byte>(64, std::byte{0x77}));
+    // Each side on its own is fine.
+    ASSERT_TRUE(usb.write(boundary - 64, data));
+    ASSERT_TRUE(usb.write(boundary, data));
+    EXPECT_EQ(std::memcmp(lowCpu.bytes() + lowCpu.size() - 64, data.data(), 64), 0);
+    EXPECT_EQ(std::memcmp(highCpu.bytes(), data.data(), 64), 0);
 }
 
 TEST(DeviceDma, FaultHistoryIsBoundedButTheCountIsNot) {

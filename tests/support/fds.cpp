@@ -22,24 +22,25 @@ namespace {
 // open for a moment while its thread reads MemAvailable — or one closed
 // since the directory was read (readlink fails): another thread's, open
 // for a moment.
-bool uncounted(const char* name) {
+// Also left out: one that is @p except (a /proc link target), if given.
+bool uncounted(const char* name, std::string_view except) {
     char link[64] = {};
     const std::string path = std::string("/proc/self/fd/") + name;
     const ssize_t n = ::readlink(path.c_str(), link, sizeof link - 1);
     const std::string_view target(link, n > 0 ? static_cast<size_t>(n) : 0);
-    if (n <= 0 || target == "/proc/meminfo")
+    if (n <= 0 || target == "/proc/meminfo" || (!except.empty() && target == except))
         return true;
     return target == "/memfd:cenalloc (deleted)" && ::fcntl(std::atoi(name), F_GET_SEALS) == 0;
 }
 
-size_t countFds(pid_t pid, bool poolStock) {
+size_t countFds(pid_t pid, bool poolStock, std::string_view except = {}) {
     std::string path = pid ? "/proc/" + std::to_string(pid) + "/fd" : std::string("/proc/self/fd");
     DIR* dir = ::opendir(path.c_str());
     if (!dir)
         return 0;
     size_t n = 0;
     while (const dirent* e = ::readdir(dir))
-        if (e->d_name[0] != '.' && (pid || poolStock || !uncounted(e->d_name)))
+        if (e->d_name[0] != '.' && (pid || poolStock || !uncounted(e->d_name, except)))
             ++n;
     ::closedir(dir);
     return n - (pid ? 0 : 1); // not counting opendir's own fd
@@ -49,6 +50,10 @@ size_t countFds(pid_t pid, bool poolStock) {
 
 size_t openFdCount(pid_t pid) {
     return countFds(pid, false);
+}
+
+size_t openFdCountExcept(std::string_view target) {
+    return countFds(0, false, target);
 }
 
 size_t everyOpenFdCount() {

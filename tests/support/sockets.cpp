@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -70,6 +71,9 @@ LingeringSocket::LingeringSocket() {
     EXPECT_EQ(::listen(listener.get(), 1), 0);
     EXPECT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &length), 0);
     socket.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    struct stat st {};
+    EXPECT_EQ(::fstat(socket.get(), &st), 0);
+    target = "socket:[" + std::to_string(st.st_ino) + "]";
     ::setsockopt(socket.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
     EXPECT_EQ(::connect(socket.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
     peer.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));

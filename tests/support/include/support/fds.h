@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <sys/types.h>
 
 namespace cenalloc::test {
@@ -14,6 +15,10 @@ namespace cenalloc::test {
 /// moments a test cannot see, which become counted buffers when taken; and
 /// /proc/meminfo, open for a moment while that thread reads it).
 size_t openFdCount(pid_t pid = 0);
+/// openFdCount() of this process, without those open on @p target (what
+/// /proc/self/fd links them to, e.g. "socket:[1234]"): a count that one
+/// file, closed at a moment of its own, does not change.
+size_t openFdCountExcept(std::string_view target);
 /// Every open fd of this process, a ready pool's stock included.
 size_t everyOpenFdCount();
 

@@ -27,6 +27,9 @@ UniqueFd listenSeqpacket(const std::string& path, int backlog = 64);
 /// has read it all.
 struct LingeringSocket {
     UniqueFd listener, socket, peer;
+    /// What /proc/<pid>/fd links the socket to ("socket:[inode]"), in
+    /// whichever process holds it and after socket is reset.
+    std::string target;
 
     LingeringSocket();
     /// Read everything, until the other end is closed (its last close has
