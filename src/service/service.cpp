@@ -27,6 +27,14 @@ constexpr uint64_t kReapEvery = 32;
 // in kRootReserveDivisor, at least kMinRootReserve (when the limit allows).
 constexpr uint64_t kRootReserveDivisor = 16;
 constexpr uint64_t kMinRootReserve = 64;
+// The share of the daemon's connections kept for uid 0 the same way (at
+// least one when max_clients is 2 or more): the administrator's `cenalloc
+// stats` gets in while other users' clients fill the rest.
+constexpr size_t kRootClientDivisor = 16;
+
+size_t rootClientReserve(size_t maxClients) {
+    return std::min(std::max<size_t>(maxClients / kRootClientDivisor, 1), maxClients / 2);
+}
 
 // fs.inotify.max_user_watches: every buffer the daemon tracks is a watch.
 uint64_t kernelWatchLimit() {
@@ -109,14 +117,21 @@ Service::~Service() {
 
 Result<std::unique_ptr<ServiceClient>> Service::connect(const Credentials& peer, bool trusted) {
     std::lock_guard lock(mutex_);
-    Usage& usage = usage_[peer.uid];
     if (!trusted) {
-        if (clients_.size() >= config_.maxClients)
-            return Error(EUSERS, fmt::format("the daemon serves its maximum of {} clients", config_.maxClients));
-        if (usage.clients >= config_.maxClientsPerUid)
+        const size_t reserve = peer.uid == 0 ? 0 : rootClientReserve(config_.maxClients);
+        if (clients_.size() + reserve >= config_.maxClients)
+            return Error(EUSERS, reserve == 0 || clients_.size() >= config_.maxClients
+                                     ? fmt::format("the daemon serves its maximum of {} clients", config_.maxClients)
+                                     : fmt::format("the daemon serves {} clients; the last {} of its {} are kept "
+                                                   "for uid 0",
+                                                   clients_.size(), reserve, config_.maxClients));
+        // Looked up, not made: a refused uid leaves no entry behind.
+        auto usage = usage_.find(peer.uid);
+        if (usage != usage_.end() && usage->second.clients >= config_.maxClientsPerUid)
             return Error(EAGAIN,
                          fmt::format("uid {} has its maximum of {} clients", peer.uid, config_.maxClientsPerUid));
     }
+    Usage& usage = usage_[peer.uid];
     auto state = std::make_unique<ClientState>();
     state->id = nextClient_++;
     state->peer = peer;
@@ -348,6 +363,11 @@ Service::UidUsage Service::usageOf(uint32_t uid) const {
         return {};
     const Usage& u = it->second;
     return UidUsage{u.bytes, u.buffers, u.pendingMoves, u.unackedMoves};
+}
+
+size_t Service::uidsCounted() const {
+    std::lock_guard lock(mutex_);
+    return usage_.size();
 }
 
 Result<Service::ClientState*> Service::clientLocked(ClientId id) const {

@@ -93,7 +93,8 @@ public:
 
     /// A new client. A trusted client (the in-process session) is not
     /// subject to access control or quotas and sees every buffer.
-    /// Errors: EUSERS past config.maxClients, EAGAIN past maxClientsPerUid.
+    /// Errors: EUSERS past config.maxClients (for uids other than 0, past
+    /// all but the sixteenth kept for uid 0), EAGAIN past maxClientsPerUid.
     Result<std::unique_ptr<ServiceClient>> connect(const Credentials& peer, bool trusted = false);
 
     /// Drop what @p client holds (idempotent): its claims, attachments,
@@ -261,6 +262,8 @@ public:
         uint64_t unackedMoves = 0; ///< Pending events its importers have not answered (Quota::unackedMoves)
     };
     UidUsage usageOf(uint32_t uid) const;
+    /// Uids with a client, a charge or anything else counted (an entry each).
+    size_t uidsCounted() const;
 
 private:
     struct Claim;

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <fcntl.h>
 #include <grp.h>
+#include <memory>
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <cenalloc/units.h>
 
 #include "service/config.h"
+#include "service/service.h"
 #include "support/daemon.h"
 #include "support/process.h"
 #include "support/service.h"
@@ -180,6 +182,44 @@ TEST(ClientLimits, TooManyClientsAreRefusedWithAReason) {
     auto refused = Session::connect(global.path());
     ASSERT_FALSE(refused);
     EXPECT_EQ(refused.error().code(), EUSERS);
+}
+
+TEST(ClientLimits, TheLastSixteenthOfTheClientsIsKeptForRootAndRefusalsLeaveNoUidBehind) {
+    ServiceConfig config;
+    config.maxClients = 32; // two kept for uid 0
+    config.maxClientsPerUid = 64;
+    config.context.kernelHeaps = false;
+    auto service = Service::create(defaultPlatform(), config);
+    ASSERT_TRUE(service) << service.error().toString();
+    std::vector<std::unique_ptr<ServiceClient>> clients;
+    // Thirty uids other than root, one client each, fill all but the reserve.
+    for (uint32_t uid = 1000; uid < 1030; ++uid) {
+        auto client = (*service)->connect(Credentials{1, uid, uid, {}});
+        ASSERT_TRUE(client) << client.error().toString();
+        clients.push_back(std::move(*client));
+    }
+    auto refused = (*service)->connect(Credentials{1, 5000, 5000, {}});
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code(), EUSERS);
+    EXPECT_NE(refused.error().toString().find("the last 2 of its 32 are kept for uid 0"), std::string::npos)
+        << refused.error().toString();
+    EXPECT_EQ((*service)->uidsCounted(), 30u) << "a refused uid leaves no entry";
+    for (int i = 0; i < 2; ++i) {
+        auto root = (*service)->connect(Credentials{1, 0, 0, {}});
+        ASSERT_TRUE(root) << root.error().toString();
+        clients.push_back(std::move(*root));
+    }
+    auto full = (*service)->connect(Credentials{1, 0, 0, {}});
+    ASSERT_FALSE(full);
+    EXPECT_EQ(full.error().code(), EUSERS);
+    EXPECT_NE(full.error().toString().find("its maximum of 32 clients"), std::string::npos) << full.error().toString();
+    // Uid 0's clients count too: with 31 connected, one place is free and
+    // it is the reserve's.
+    clients.erase(clients.begin());
+    EXPECT_EQ((*service)->connect(Credentials{1, 5000, 5000, {}}).error().code(), EUSERS);
+    clients.pop_back();
+    clients.pop_back();
+    EXPECT_TRUE((*service)->connect(Credentials{1, 5000, 5000, {}})) << "29 connected: three free, two kept";
 }
 
 TEST(Isolation, AClientCannotTouchAttachmentsOrMappingsOfAnother) {
