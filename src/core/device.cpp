@@ -19,7 +19,28 @@ namespace cenalloc {
 namespace {
 // Bounded histories: enough to report and classify recent faults.
 constexpr size_t kFaultHistory = 64;
-constexpr size_t kUnmapHistory = 64; // mappings, each with all its segments
+constexpr size_t kUnmapHistory = 64; // mappings
+// ...and at most this many ranges in all, after merging a mapping's touching
+// segments (a device's max segment size cuts contiguous memory into many):
+// a client must not make the history, kept per device and scanned on every
+// fault at an address no mapping covers, as large as its mappings. Past it
+// the oldest unmappings are forgotten (their addresses then fault as
+// unmapped, EFAULT all the same).
+constexpr size_t kUnmapHistoryRanges = 4096;
+
+// @p ranges sorted, with those that overlap or touch made one.
+SgTable merged(SgTable ranges) {
+    std::sort(ranges.begin(), ranges.end(),
+              [](const SgEntry& a, const SgEntry& b) { return a.dmaAddress < b.dmaAddress; });
+    SgTable out;
+    for (const SgEntry& r : ranges) {
+        if (!out.empty() && r.dmaAddress <= out.back().end())
+            out.back().length = std::max(out.back().end(), r.end()) - out.back().dmaAddress;
+        else
+            out.push_back(r);
+    }
+    return out;
+}
 } // namespace
 
 const char* dmaFaultKindName(DmaFaultKind kind) {
@@ -65,11 +86,18 @@ void DmaDevice::addMapping(uint64_t mappingId, std::weak_ptr<Buffer> buffer, Dma
 
 void DmaDevice::removeMapping(uint64_t mappingId, UnmapCause cause) const {
     std::lock_guard lock(mutex_);
-    Unmapped gone{active_->remove(mappingId), cause};
+    Unmapped gone{merged(active_->remove(mappingId)), cause};
     if (gone.ranges.empty())
         return;
-    if (recentlyUnmapped_.size() == kUnmapHistory)
+    if (gone.ranges.size() > kUnmapHistoryRanges)
+        gone.ranges.resize(kUnmapHistoryRanges); // the rest is forgotten at once
+    size_t ranges = gone.ranges.size();
+    for (const Unmapped& u : recentlyUnmapped_)
+        ranges += u.ranges.size();
+    while (!recentlyUnmapped_.empty() && (recentlyUnmapped_.size() >= kUnmapHistory || ranges > kUnmapHistoryRanges)) {
+        ranges -= recentlyUnmapped_.front().ranges.size();
         recentlyUnmapped_.pop_front();
+    }
     recentlyUnmapped_.push_back(std::move(gone));
 }
 

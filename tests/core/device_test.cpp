@@ -341,6 +341,34 @@ TEST(DeviceDma, TwoMappingsOfOneAddressRemovingOneKeepsTheOtherReachable) {
     expectFault(usb, *cpu, DmaFaultKind::AfterUnmap, EFAULT, address, false, [&] { return usb.read(address, out); });
 }
 
+// The history remembers a mapping's touching segments as one range: every
+// address of the sixteen 64 KiB segments of a 1 MiB mapping on usb faults
+// as after-unmap once it is gone, and the first byte past it as unmapped.
+TEST(DeviceDma, AnUnmappedMappingOfManySegmentsIsRememberedWhole) {
+    CoreBoard board;
+    const DmaDevice& usb = board.device("usb");
+    auto buffer = board.allocate("linux,cma", MiB);
+    ASSERT_TRUE(buffer);
+    auto cpu = (*buffer)->mmap();
+    ASSERT_TRUE(cpu);
+    auto attachment = (*buffer)->attach(usb);
+    ASSERT_TRUE(attachment);
+    auto mapping = attachment->map(DmaDirection::Bidirectional);
+    ASSERT_TRUE(mapping);
+    ASSERT_EQ(mapping->segments().size(), 16u);
+    const uint64_t start = mapping->segments().front().dmaAddress;
+    ASSERT_EQ(mapping->segments().back().end(), start + MiB) << "one contiguous chunk";
+    mapping->unmap();
+    std::vector<std::byte> out(16);
+    for (uint64_t address : {start, start + 64 * KiB - 8, start + 64 * KiB, start + 500 * KiB, start + MiB - 16}) {
+        SCOPED_TRACE(address - start);
+        expectFault(usb, *cpu, DmaFaultKind::AfterUnmap, EFAULT, address, false,
+                    [&] { return usb.read(address, out); });
+    }
+    expectFault(usb, *cpu, DmaFaultKind::Unmapped, EFAULT, start + MiB, false,
+                [&] { return usb.read(start + MiB, out); });
+}
+
 // Two buffers side by side in physical memory, each mapped on a direct
 // device: one transfer may not run from one's segment into the other's.
 TEST(DeviceDma, ATransferAcrossAdjacentSegmentsOfTwoMappingsFaults) {
