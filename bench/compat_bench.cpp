@@ -11,7 +11,9 @@
 // with <mode> in-process or cenallocd (started by this program on a private
 // socket). Baselines: a raw sealed memfd, and the kernel's system heap when
 // the host has /dev/dma_heap/system.
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <chrono>
 #include <csignal>
@@ -409,6 +411,33 @@ void waitForRefills(Session& session, uint64_t refills) {
     }
 }
 
+// Until the daemon's refill thread has made nothing for a while (1.5 times
+// its mean time per memfd, at least 200 us): a take orders a refill that is
+// made only when its class runs low (ReadyPoolOptions::classDepth), so a
+// given take may be followed by none, and a wait for one more refill would
+// last its whole bound. Bounded by a second.
+void waitForQuietPool(Session& session) {
+    using Clock = std::chrono::steady_clock;
+    const auto until = Clock::now() + std::chrono::seconds(1);
+    uint64_t seen = UINT64_MAX;
+    auto changed = Clock::now();
+    while (Clock::now() < until) {
+        auto stats = session.stats(false);
+        if (!stats || stats->readyPools.empty())
+            return;
+        const auto& all = stats->readyPools.back();
+        const auto mean = std::chrono::nanoseconds(all.refills ? all.refillNanos / all.refills : 0);
+        const auto quiet = std::max<Clock::duration>(std::chrono::microseconds(200), mean * 3 / 2);
+        if (all.refills != seen) {
+            seen = all.refills;
+            changed = Clock::now();
+        } else if (Clock::now() - changed >= quiet) {
+            return;
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+}
+
 uint64_t refillsSoFar(Session& session) {
     auto stats = session.stats(false);
     return stats && !stats->readyPools.empty() ? stats->readyPools.back().refills : 0;
@@ -466,7 +495,6 @@ void BM_Ready_Shim(benchmark::State& state) {
     }
     waitForRefills(*session, refills + 1);
     const bool pooled = refillsSoFar(*session) > refills;
-    refills = refillsSoFar(*session);
     for (auto _ : state) {
         if (!cycle()) {
             state.SkipWithError("allocation or mmap failed");
@@ -474,7 +502,7 @@ void BM_Ready_Shim(benchmark::State& state) {
         }
         if (pooled) {
             state.PauseTiming();
-            waitForRefills(*session, ++refills);
+            waitForQuietPool(*session);
             state.ResumeTiming();
         }
     }

@@ -120,6 +120,45 @@ void BM_RawMemfd(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations());
 }
 
+// The kernel's part of a buffer whose end is observed, with no cenalloc
+// code: a raw sealed memfd, the inotify watch on /proc/self/fd/N that
+// Session::local adds for it (InodeWatcher::watch), its close (which then
+// queues IN_DELETE_SELF and IN_IGNORED and tears the watch down:
+// fsnotify_inoderemove() from dentry_unlink_inode(), fs/dcache.c) and the
+// events read every 32 buffers, as the service reaps. What Session::local
+// costs beyond this is cenalloc's own; the ratio of this to BM_RawMemfd is
+// the least any in-process session that learns of a buffer's end from the
+// kernel can reach on the host.
+void BM_LifetimeFloor(benchmark::State& state) {
+    const uint64_t size = static_cast<uint64_t>(state.range(0));
+    UniqueFd watcher(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    if (watcher.get() < 0) {
+        state.SkipWithError("inotify_init1");
+        return;
+    }
+    alignas(inotify_event) char events[16 * 1024];
+    uint64_t made = 0;
+    for (auto _ : state) {
+        auto fd = createSealedMemfd("bench", size);
+        struct stat st {};
+        char path[40];
+        if (!fd || ::fstat(fd->get(), &st) != 0) {
+            state.SkipWithError("memfd");
+            return;
+        }
+        std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd->get());
+        if (::inotify_add_watch(watcher.get(), path, IN_DELETE_SELF) < 0) {
+            state.SkipWithError("inotify_add_watch");
+            return;
+        }
+        fd->reset();
+        if (++made % 32 == 0)
+            while (::read(watcher.get(), events, sizeof events) > 0) {
+            }
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+
 // CPU time of this whole process (every thread: the ready pool's refill
 // thread too), in microseconds.
 double processCpuMicros() {
@@ -339,6 +378,7 @@ void BM_DaemonClients(benchmark::State& state) {
 
 // Real time throughout: the daemon's share of the work is not this process's CPU time.
 BENCHMARK(BM_RawMemfd)->Arg(4 * KiB)->Arg(1 * MiB)->UseRealTime();
+BENCHMARK(BM_LifetimeFloor)->Arg(4 * KiB)->UseRealTime();
 BENCHMARK(BM_InProcess)->ArgsProduct({{4 * KiB, 1 * MiB}, {1, 0, 2}})->ArgNames({"", "pool"})->UseRealTime();
 BENCHMARK(BM_Daemon)->Arg(4 * KiB)->Arg(1 * MiB)->UseRealTime();
 BENCHMARK(BM_KernelFloor)->ArgsProduct({{4 * KiB}, {0, 1}})->ArgNames({"", "poll"})->UseRealTime();
