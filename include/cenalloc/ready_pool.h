@@ -53,6 +53,19 @@ struct ReadyPoolOptions {
     /// thread makes them in batches (a wake-up per buffer costs more than a
     /// small buffer's memfd) and a burst finds some ready. At least 1.
     uint64_t classDepth = 4;
+    /// The most bytes of populated classes (populateBytes and up) the
+    /// background thread makes per second, on average, with bursts of up to
+    /// a second's worth and one memfd more; a refill beyond it is not made
+    /// (the class's next use orders it again, and finds it made once the
+    /// budget allows; meanwhile allocations of the class miss). Making a
+    /// populated memfd costs the thread the zeroing of its pages whoever
+    /// ordered it, so without a bound a client that allocates large buffers
+    /// and drops them untouched keeps the thread zeroing memory nobody uses,
+    /// a core of the daemon's for requests that cost it tens of microseconds
+    /// each. 1 GiB/s is 0.28-0.35 of a core where it was measured (the
+    /// thread's populated memfd: 275 µs per MiB at 1 MiB, 344 at 32 MiB;
+    /// bench/alloc_bench BM_Ready_Prepared, prep_populate). 0: no bound.
+    uint64_t refillBytesPerSecond = 1 * GiB;
     uint64_t lowMemoryBytes = 512 * MiB;
     /// Where MemAvailable is read (bytes; nothing when unknown, which never
     /// counts as pressure). Empty: /proc/meminfo. For tests.

@@ -39,6 +39,10 @@ struct ReadyMemory::Worker {
     std::chrono::steady_clock::time_point lastCheck{}; // guarded by mutex
     std::unique_ptr<std::thread> thread;               // guarded by mutex; set once, by startWorker
     std::atomic<bool> started{false};                  // thread was set: read without the lock
+    // The refill budget (ReadyPoolOptions::refillBytesPerSecond), used by the thread only: bytes it may still make
+    // (negative after a memfd larger than what was left), and when it was last topped up.
+    double budgetBytes = 0;
+    std::chrono::steady_clock::time_point budgetAt{};
 };
 
 namespace {
@@ -75,6 +79,14 @@ constexpr auto kIdleCheck = std::chrono::seconds(1);
 // kLowWater memfds ready or more.
 constexpr size_t kWakeBatch = 4;
 constexpr size_t kLowWater = 2;
+
+// The budget of populated bytes the refill thread may make now (ReadyPoolOptions::refillBytesPerSecond): what
+// was left at @p at, plus what @p rate gave since, up to a second's worth.
+double budgetNow(double left, std::chrono::steady_clock::time_point at, std::chrono::steady_clock::time_point now,
+                 uint64_t rate) {
+    const double perSecond = static_cast<double>(rate);
+    return std::min(perSecond, left + perSecond * std::chrono::duration<double>(now - at).count());
+}
 
 MemfdPoolLimits limitsOf(const ReadyPoolOptions& options) {
     return MemfdPoolLimits{options.heapBytes, options.totalBytes, options.minBytes, options.maxBuffers};
@@ -128,7 +140,10 @@ std::optional<uint64_t> readMemAvailable() {
 
 ReadyMemory::ReadyMemory(ReadyPoolOptions options)
     : options_(std::move(options)), pool_(limitsOf(options_)), owner_(thisProcess()),
-      worker_(std::make_unique<Worker>(owner_)) {}
+      worker_(std::make_unique<Worker>(owner_)) {
+    worker_->budgetBytes = static_cast<double>(options_.refillBytesPerSecond);
+    worker_->budgetAt = std::chrono::steady_clock::now();
+}
 
 ReadyMemory::~ReadyMemory() {
     if (thisProcess() != owner_) {
@@ -224,6 +239,20 @@ void ReadyMemory::setPreparer(std::shared_ptr<MemfdPreparer> preparer) {
     pool_.setPreparer(std::move(preparer));
 }
 
+bool ReadyMemory::withinBudget(uint64_t classBytes) {
+    const uint64_t rate = options_.refillBytesPerSecond;
+    if (rate == 0 || classBytes < options_.populateBytes)
+        return true; // no bound, or a memfd made without its pages: no zeroing to pay for
+    Worker& w = *worker_;
+    const auto now = std::chrono::steady_clock::now();
+    w.budgetBytes = budgetNow(w.budgetBytes, w.budgetAt, now, rate);
+    w.budgetAt = now;
+    if (w.budgetBytes <= 0)
+        return false;
+    w.budgetBytes -= static_cast<double>(classBytes);
+    return true;
+}
+
 void ReadyMemory::run() {
     Worker& w = *worker_;
     std::unique_lock lock(w.mutex);
@@ -240,6 +269,8 @@ void ReadyMemory::run() {
             std::optional<MemfdRefill> refill = pool_.takeRefill();
             if (refill && low) {
                 pool_.abandon(*refill); // short of memory: make nothing
+            } else if (refill && !withinBudget(refill->classBytes)) {
+                pool_.abandon(*refill); // the refill budget is spent: the class's next use orders it again
             } else if (refill) {
                 const auto start = std::chrono::steady_clock::now();
                 auto fd = makeReadyMemfd(refill->classBytes, refill->classBytes >= options_.populateBytes);

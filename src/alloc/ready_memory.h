@@ -93,6 +93,10 @@ public:
 private:
     void run();
     bool lowMemory();
+    /// Whether the refill thread may make a memfd of @p classBytes now
+    /// (ReadyPoolOptions::refillBytesPerSecond), taking it from the budget
+    /// if so. The refill thread only.
+    bool withinBudget(uint64_t classBytes);
     void startWorker();
 
     const ReadyPoolOptions options_;

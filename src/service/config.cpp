@@ -139,11 +139,11 @@ constexpr uint64_t kMaxReadyBuffers = 4096;
 constexpr uint64_t kMaxClassDepth = 64;
 
 // ready_memory: {heap_bytes, total_bytes, min_bytes, populate_bytes,
-// max_buffers, class_depth, low_memory_bytes}; what it does not say keeps its
-// value in @p r.
+// max_buffers, class_depth, refill_bytes_per_second, low_memory_bytes}; what
+// it does not say keeps its value in @p r.
 Result<ReadyPoolOptions> readReadyMemory(const yaml::Node& node, ReadyPoolOptions r) {
     yaml::Map m = CENALLOC_TRY(node.map({"heap_bytes", "total_bytes", "min_bytes", "populate_bytes", "max_buffers",
-                                         "class_depth", "low_memory_bytes"}));
+                                         "class_depth", "refill_bytes_per_second", "low_memory_bytes"}));
     CENALLOC_CHECK(m.read("heap_bytes", r.heapBytes, yaml::size));
     CENALLOC_CHECK(m.read("total_bytes", r.totalBytes, yaml::size));
     CENALLOC_CHECK(m.read("min_bytes", r.minBytes, yaml::size));
@@ -152,6 +152,7 @@ Result<ReadyPoolOptions> readReadyMemory(const yaml::Node& node, ReadyPoolOption
         r.maxBuffers = CENALLOC_TRY(bounded(*v, 0, kMaxReadyBuffers));
     if (std::optional<yaml::Node> v = m.find("class_depth"))
         r.classDepth = CENALLOC_TRY(bounded(*v, 1, kMaxClassDepth));
+    CENALLOC_CHECK(m.read("refill_bytes_per_second", r.refillBytesPerSecond, yaml::size));
     CENALLOC_CHECK(m.read("low_memory_bytes", r.lowMemoryBytes, yaml::size));
     for (auto [key, value] : {std::pair{"heap_bytes", r.heapBytes}, std::pair{"total_bytes", r.totalBytes}})
         if (value > kMaxReadyBytes)

@@ -276,6 +276,51 @@ TEST(ReadyMemory, KeepsItsClassDepthReadyOrOrdered) {
     EXPECT_EQ(statsOf(*small, "system").readyBuffers, 2u);
 }
 
+// A client that allocates large buffers and drops them untouched must not
+// keep the refill thread zeroing memory (ReadyPoolOptions::
+// refillBytesPerSecond): beyond the budget a populated refill is not made.
+// One byte per second: the first refill is made (the budget was not spent),
+// and then none for twelve days.
+TEST(ReadyMemory, TheRefillThreadZeroesNoMoreThanItsBudgetAllows) {
+    ReadyPoolOptions options;
+    options.minBytes = 0;
+    options.refillBytesPerSecond = 1;
+    auto context = makeContext(options);
+    ASSERT_TRUE(context);
+    warm(*context, MiB);
+    EXPECT_EQ(statsOf(*context, "system").refills, 1u);
+    for (int i = 0; i < 5; ++i) {
+        auto buffer = context->allocate("system", MiB);
+        ASSERT_TRUE(buffer && (*buffer)->mmap());
+        EXPECT_TRUE(allZero(**buffer));   // a miss is a buffer like any other
+        context->waitReadyPoolRefilled(); // returns: a refill not made is not pending
+    }
+    EXPECT_EQ(statsOf(*context, "system").refills, 1u);
+    EXPECT_EQ(statsOf(*context, "system").hits, 1u);
+    EXPECT_EQ(statsOf(*context, "system").misses, 5u);
+    EXPECT_EQ(statsOf(*context, "system").readyBuffers, 0u);
+    // Classes made without their pages cost no zeroing and are not bounded.
+    warm(*context, 8 * KiB);
+    for (int i = 0; i < 3; ++i) {
+        auto buffer = context->allocate("system", 8 * KiB);
+        ASSERT_TRUE(buffer && (*buffer)->mmap());
+        context->waitReadyPoolRefilled();
+    }
+    EXPECT_EQ(statsOf(*context, "system").refills, 5u);
+    // 0: no bound.
+    options.refillBytesPerSecond = 0;
+    auto unbounded = makeContext(options);
+    ASSERT_TRUE(unbounded);
+    warm(*unbounded, MiB);
+    for (int i = 0; i < 3; ++i) {
+        auto buffer = unbounded->allocate("system", MiB);
+        ASSERT_TRUE(buffer && (*buffer)->mmap());
+        unbounded->waitReadyPoolRefilled();
+    }
+    EXPECT_EQ(statsOf(*unbounded, "system").refills, 4u);
+    EXPECT_EQ(statsOf(*unbounded, "system").hits, 3u);
+}
+
 TEST(ReadyMemory, HoldsNoMoreMemfdsThanItsCount) {
     ReadyPoolOptions options;
     options.minBytes = 0;

@@ -110,8 +110,10 @@ TEST(ServiceConfig, ReadyMemoryBudgetsAreConfigurable) {
     EXPECT_EQ(defaults->context.readyPool.populateBytes, 64 * KiB);
     EXPECT_EQ(defaults->context.readyPool.maxBuffers, 64u);
     EXPECT_EQ(defaults->context.readyPool.classDepth, 4u);
+    EXPECT_EQ(defaults->context.readyPool.refillBytesPerSecond, GiB);
     auto config = parseServiceConfig("ready_memory: {heap_bytes: 32M, total_bytes: 1G, min_bytes: 4K, "
-                                     "populate_bytes: 1M, max_buffers: 16, class_depth: 2, low_memory_bytes: 2G}\n",
+                                     "populate_bytes: 1M, max_buffers: 16, class_depth: 2, "
+                                     "refill_bytes_per_second: 256M, low_memory_bytes: 2G}\n",
                                      "r.yaml");
     ASSERT_TRUE(config) << config.error().toString();
     const ReadyPoolOptions& r = config->context.readyPool;
@@ -121,7 +123,15 @@ TEST(ServiceConfig, ReadyMemoryBudgetsAreConfigurable) {
     EXPECT_EQ(r.populateBytes, MiB);
     EXPECT_EQ(r.maxBuffers, 16u);
     EXPECT_EQ(r.classDepth, 2u);
+    EXPECT_EQ(r.refillBytesPerSecond, 256 * MiB);
     EXPECT_EQ(r.lowMemoryBytes, 2 * GiB);
+    // 0: the refill thread's rate is not bounded.
+    auto unbounded = parseServiceConfig("ready_memory: {refill_bytes_per_second: 0}\n", "r.yaml");
+    ASSERT_TRUE(unbounded) << unbounded.error().toString();
+    EXPECT_EQ(unbounded->context.readyPool.refillBytesPerSecond, 0u);
+    auto rate = parseServiceConfig("ready_memory: {refill_bytes_per_second: fast}\n", "r.yaml");
+    ASSERT_FALSE(rate);
+    EXPECT_EQ(rate.error().code(), EINVAL);
     // The count of memfds held is bounded: each is an fd of the daemon.
     auto many = parseServiceConfig("ready_memory: {max_buffers: 100000}\n", "r.yaml");
     ASSERT_FALSE(many);
