@@ -130,6 +130,27 @@ TEST(DtbFacts, GpuMasksAreTheDriversNotABlanket32Bits) {
     EXPECT_TRUE(mentions(pvr.assumedFacts, "phys_bus_width")) << "the mask is assumed, and says why";
 }
 
+// Venus's mask is a limit address, not a number of bits:
+// drivers/media/platform/qcom/venus/core.c venus_probe calls
+// dma_set_mask_and_coherent(dev, core->res->dma_mask), and the resources of
+// SDM845 (v2), SC7180 and SM8250 set .dma_mask = 0xe0000000 - 1. It also
+// sets dma_set_max_seg_size(dev, UINT_MAX) and, through helpers.c
+// venus_helper_vb2_buf_init, takes one DMA address per buffer.
+TEST(DtbFacts, VenusMaskIsTheDriversLimitAddress) {
+    for (const char* compatible : {"qcom,sdm845-venus-v2", "qcom,sc7180-venus", "qcom,sm8250-venus"}) {
+        SCOPED_TRACE(compatible);
+        Result<Platform> p = loadNodes({{"video-codec@1000", compatible}});
+        ASSERT_TRUE(p) << p.error().toString();
+        const Device& d = device(*p, "video-codec");
+        EXPECT_EQ(d.constraints.dmaMask, 0xdfffffffu);
+        EXPECT_EQ(d.constraints.coherentDmaMask, 0xdfffffffu);
+        EXPECT_EQ(d.constraints.maxSegmentSize, 0xffffffffu);
+        EXPECT_EQ(d.constraints.maxSegmentCount, 1u);
+        EXPECT_NE(d.factSource.find("venus/core.c"), std::string::npos) << d.factSource;
+        EXPECT_TRUE(d.assumedFacts.empty()) << d.assumedFacts.front();
+    }
+}
+
 // An engine of a known class with no row gets its class's conservative
 // default, and the device says it was assumed.
 TEST(DtbFacts, ClassDefaultsAreConservativeAndMarkedAssumed) {
