@@ -62,7 +62,11 @@ constexpr CompatEntry kTable[] = {
     {"brcm,bcm2835-v3d", C::Gpu, 0, kAnySize, 1, 0,
      "drivers/gpu/drm/vc4/vc4_bo.c: vc4's V3D renders into drm_gem_dma (CMA) buffers"},
     {"brcm,2711-v3d", C::Gpu, 0, kAnySize, 0, 0,
-     "drivers/gpu/drm/v3d/v3d_mmu.c: v3d maps shmem pages page by page through its own MMU"},
+     "drivers/gpu/drm/v3d/v3d_drv.c: v3d_platform_drm_probe calls dma_set_max_seg_size(dev, UINT_MAX); "
+     "v3d_mmu.c maps shmem pages page by page through the GPU's own MMU",
+     0,
+     "reaches 32 bits of address: v3d sets dma_set_mask_and_coherent(DMA_BIT_MASK(30 + V3D_MMU_PA_WIDTH)) from "
+     "the GPU's V3D_MMU_DEBUG_INFO register, which cenalloc cannot read"},
     {"brcm,bcm2835-vchiq", C::Other, 32, 0, 0, 0,
      "drivers/staging/vc04_services/interface/vchiq_arm/vchiq_arm.c: vchiq_platform_init calls "
      "dma_set_mask_and_coherent(dev, DMA_BIT_MASK(32)); bulk transfers are dma_map_sg page lists"},

@@ -128,6 +128,18 @@ TEST(DtbFacts, GpuMasksAreTheDriversNotABlanket32Bits) {
     EXPECT_NE(pvr.description.find("GPU"), std::string::npos) << pvr.description;
     EXPECT_EQ(pvr.constraints.dmaMask, b32);
     EXPECT_TRUE(mentions(pvr.assumedFacts, "phys_bus_width")) << "the mask is assumed, and says why";
+    // The Raspberry Pi 4's V3D: drivers/gpu/drm/v3d/v3d_drv.c
+    // v3d_platform_drm_probe reads the mask from the GPU
+    // (DMA_BIT_MASK(30 + V3D_MMU_PA_WIDTH) of V3D_MMU_DEBUG_INFO), so the
+    // 32 bits are assumed and said to be; dma_set_max_seg_size(UINT_MAX).
+    Result<Platform> rpi = loadNodes({{"gpu@1000", "brcm,2711-v3d"}});
+    ASSERT_TRUE(rpi);
+    const Device& v3d = device(*rpi, "gpu");
+    EXPECT_EQ(v3d.constraints.dmaMask, b32);
+    EXPECT_EQ(v3d.constraints.maxSegmentSize, b32);
+    EXPECT_EQ(v3d.constraints.maxSegmentCount, 0u);
+    EXPECT_TRUE(mentions(v3d.assumedFacts, "V3D_MMU_PA_WIDTH")) << "the mask is assumed, and says why";
+    EXPECT_NE(v3d.factSource.find("v3d_drv.c"), std::string::npos) << v3d.factSource;
 }
 
 // Venus's mask is a limit address, not a number of bits:
