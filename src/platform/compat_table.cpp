@@ -11,10 +11,31 @@ namespace {
 
 using C = DeviceClass;
 constexpr uint64_t kAnySize = 0xffffffff; // dma_set_max_seg_size(dev, UINT_MAX)
+// drivers/media/platform/qcom/venus/core.c: the venus_resources of SDM845,
+// SC7180 and SM8250 set .dma_mask = 0xe0000000 - 1, which venus_probe
+// passes to dma_set_mask_and_coherent: the codec's addresses end below
+// 0xe0000000 (its firmware's upper bound of DMA addresses), not at 4 GiB.
+constexpr uint64_t kVenusDmaLimit = 0xe0000000 - 1;
 
 // A row that only names a class of DMA master, with the kernel's defaults.
 constexpr CompatEntry glob(std::string_view pattern, DeviceClass cls) {
     return {pattern, cls, 0, 0, 0, 0, {}};
+}
+
+// A Qualcomm Venus codec row (SDM845 v2, SC7180, SM8250): its mask is the
+// limit address kVenusDmaLimit, not a number of bits.
+constexpr CompatEntry venus(std::string_view compatible) {
+    CompatEntry e{compatible,
+                  C::VideoCodec,
+                  0,
+                  kAnySize,
+                  1,
+                  0,
+                  "drivers/media/platform/qcom/venus/core.c: venus_probe calls dma_set_mask_and_coherent(dev, "
+                  "res->dma_mask), 0xe0000000 - 1 for this SoC, and dma_set_max_seg_size(dev, UINT_MAX); helpers.c: "
+                  "venus_helper_vb2_buf_init programs the first DMA address of a buffer"};
+    e.dmaLimit = kVenusDmaLimit;
+    return e;
 }
 
 // Exact rows first: they carry what drivers ask for. Numbers are only given
@@ -41,7 +62,11 @@ constexpr CompatEntry kTable[] = {
     {"brcm,bcm2835-v3d", C::Gpu, 0, kAnySize, 1, 0,
      "drivers/gpu/drm/vc4/vc4_bo.c: vc4's V3D renders into drm_gem_dma (CMA) buffers"},
     {"brcm,2711-v3d", C::Gpu, 0, kAnySize, 0, 0,
-     "drivers/gpu/drm/v3d/v3d_mmu.c: v3d maps shmem pages page by page through its own MMU"},
+     "drivers/gpu/drm/v3d/v3d_drv.c: v3d_platform_drm_probe calls dma_set_max_seg_size(dev, UINT_MAX); "
+     "v3d_mmu.c maps shmem pages page by page through the GPU's own MMU",
+     0,
+     "reaches 32 bits of address: v3d sets dma_set_mask_and_coherent(DMA_BIT_MASK(30 + V3D_MMU_PA_WIDTH)) from "
+     "the GPU's V3D_MMU_DEBUG_INFO register, which cenalloc cannot read"},
     {"brcm,bcm2835-vchiq", C::Other, 32, 0, 0, 0,
      "drivers/staging/vc04_services/interface/vchiq_arm/vchiq_arm.c: vchiq_platform_init calls "
      "dma_set_mask_and_coherent(dev, DMA_BIT_MASK(32)); bulk transfers are dma_map_sg page lists"},
@@ -141,15 +166,9 @@ constexpr CompatEntry kTable[] = {
      "drivers/gpu/drm/msm/msm_drv.c: dma_set_max_seg_size(UINT_MAX); a plane is scanned out from one DMA address"},
     {"qcom,sm8250-mdss", C::Display, 0, kAnySize, 1, 0,
      "drivers/gpu/drm/msm/msm_drv.c: dma_set_max_seg_size(UINT_MAX); a plane is scanned out from one DMA address"},
-    {"qcom,sdm845-venus-v2", C::VideoCodec, 0, kAnySize, 1, 0,
-     "drivers/media/platform/qcom/venus/helpers.c: venus programs the first DMA address of a buffer "
-     "(venus_helper_vb2_buf_init) and sets dma_set_max_seg_size(DMA_BIT_MASK(32))"},
-    {"qcom,sc7180-venus", C::VideoCodec, 0, kAnySize, 1, 0,
-     "drivers/media/platform/qcom/venus/helpers.c: venus programs the first DMA address of a buffer "
-     "(venus_helper_vb2_buf_init) and sets dma_set_max_seg_size(DMA_BIT_MASK(32))"},
-    {"qcom,sm8250-venus", C::VideoCodec, 0, kAnySize, 1, 0,
-     "drivers/media/platform/qcom/venus/helpers.c: venus programs the first DMA address of a buffer "
-     "(venus_helper_vb2_buf_init) and sets dma_set_max_seg_size(DMA_BIT_MASK(32))"},
+    venus("qcom,sdm845-venus-v2"),
+    venus("qcom,sc7180-venus"),
+    venus("qcom,sm8250-venus"),
     {"qcom,sdm845-camss", C::Camera, 0, kAnySize, 1, 0,
      "drivers/media/platform/qcom/camss/camss-video.c: camss programs the first DMA address of each plane "
      "(video_buf_init): one contiguous DMA range per plane"},

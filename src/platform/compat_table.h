@@ -60,6 +60,10 @@ struct CompatEntry {
     /// in words (a mask the driver reads from the hardware at probe time);
     /// empty when the row states everything.
     std::string_view assumed{};
+    /// The driver's mask when it is a limit address rather than a number
+    /// of bits (dma_set_mask_and_coherent(dev, 0xe0000000 - 1)), for both
+    /// masks; 0: the masks dmaMaskBits and coherentMaskBits give.
+    uint64_t dmaLimit = 0;
 };
 
 /// What an engine of a class gets when no exact row describes it: the

@@ -422,6 +422,8 @@ std::optional<DmaConstraints> Interpreter::constraintsOf(const Master& m, const 
     unsigned bits = row && row->dmaMaskBits ? row->dmaMaskBits : kDefaultDriverMaskBits;
     unsigned coherentBits = row && row->coherentMaskBits ? row->coherentMaskBits : bits;
     uint64_t driverMask = maskOfBits(bits), driverCoherent = maskOfBits(coherentBits);
+    if (row && row->dmaLimit)
+        driverMask = driverCoherent = row->dmaLimit;
     if (row) {
         if (row->maxSegmentSize)
             c.maxSegmentSize = row->maxSegmentSize;

@@ -128,6 +128,39 @@ TEST(DtbFacts, GpuMasksAreTheDriversNotABlanket32Bits) {
     EXPECT_NE(pvr.description.find("GPU"), std::string::npos) << pvr.description;
     EXPECT_EQ(pvr.constraints.dmaMask, b32);
     EXPECT_TRUE(mentions(pvr.assumedFacts, "phys_bus_width")) << "the mask is assumed, and says why";
+    // The Raspberry Pi 4's V3D: drivers/gpu/drm/v3d/v3d_drv.c
+    // v3d_platform_drm_probe reads the mask from the GPU
+    // (DMA_BIT_MASK(30 + V3D_MMU_PA_WIDTH) of V3D_MMU_DEBUG_INFO), so the
+    // 32 bits are assumed and said to be; dma_set_max_seg_size(UINT_MAX).
+    Result<Platform> rpi = loadNodes({{"gpu@1000", "brcm,2711-v3d"}});
+    ASSERT_TRUE(rpi);
+    const Device& v3d = device(*rpi, "gpu");
+    EXPECT_EQ(v3d.constraints.dmaMask, b32);
+    EXPECT_EQ(v3d.constraints.maxSegmentSize, b32);
+    EXPECT_EQ(v3d.constraints.maxSegmentCount, 0u);
+    EXPECT_TRUE(mentions(v3d.assumedFacts, "V3D_MMU_PA_WIDTH")) << "the mask is assumed, and says why";
+    EXPECT_NE(v3d.factSource.find("v3d_drv.c"), std::string::npos) << v3d.factSource;
+}
+
+// Venus's mask is a limit address, not a number of bits:
+// drivers/media/platform/qcom/venus/core.c venus_probe calls
+// dma_set_mask_and_coherent(dev, core->res->dma_mask), and the resources of
+// SDM845 (v2), SC7180 and SM8250 set .dma_mask = 0xe0000000 - 1. It also
+// sets dma_set_max_seg_size(dev, UINT_MAX) and, through helpers.c
+// venus_helper_vb2_buf_init, takes one DMA address per buffer.
+TEST(DtbFacts, VenusMaskIsTheDriversLimitAddress) {
+    for (const char* compatible : {"qcom,sdm845-venus-v2", "qcom,sc7180-venus", "qcom,sm8250-venus"}) {
+        SCOPED_TRACE(compatible);
+        Result<Platform> p = loadNodes({{"video-codec@1000", compatible}});
+        ASSERT_TRUE(p) << p.error().toString();
+        const Device& d = device(*p, "video-codec");
+        EXPECT_EQ(d.constraints.dmaMask, 0xdfffffffu);
+        EXPECT_EQ(d.constraints.coherentDmaMask, 0xdfffffffu);
+        EXPECT_EQ(d.constraints.maxSegmentSize, 0xffffffffu);
+        EXPECT_EQ(d.constraints.maxSegmentCount, 1u);
+        EXPECT_NE(d.factSource.find("venus/core.c"), std::string::npos) << d.factSource;
+        EXPECT_TRUE(d.assumedFacts.empty()) << d.assumedFacts.front();
+    }
 }
 
 // An engine of a known class with no row gets its class's conservative
