@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <mutex>
 #include <numeric>
@@ -16,11 +17,15 @@
 
 #include <cenalloc/units.h>
 
+#include "alloc/constraint_work.h"
 #include "base/try.h"
 
 namespace cenalloc {
 
 namespace {
+
+// deviceContributionsWorkedOut(): a relaxed count, for tests.
+std::atomic<uint64_t> gContributions{0};
 
 // Row building blocks, parameterised by the field they act on, so each row
 // of the table below states its rule and nothing else.
@@ -209,6 +214,7 @@ struct DeviceContribution {
 };
 
 Result<DeviceContribution> contributionOf(const Device& device, const Platform& platform) {
+    gContributions.fetch_add(1, std::memory_order_relaxed);
     const Iommu* iommu = nullptr;
     if (device.iommu) {
         iommu = platform.findIommu(*device.iommu);
@@ -305,6 +311,10 @@ std::string describeMask(uint64_t mask) {
     if (mask == 0)
         return "0-bit mask";
     return fmt::format("address limit {:#x}", mask);
+}
+
+uint64_t deviceContributionsWorkedOut() {
+    return gContributions.load(std::memory_order_relaxed);
 }
 
 ConstraintSet::ConstraintSet() : physical_(unconstrained()) {}

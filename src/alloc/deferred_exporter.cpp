@@ -6,6 +6,7 @@
 #include <span>
 #include <cerrno>
 #include <linux/dma-buf.h>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -129,11 +130,20 @@ public:
     }
 
     void detach(Buffer& buffer, const DmaDevice& device) override {
-        (void)device;
-        // Recompute over the devices that remain: merging is order-free, so
-        // this equals the set the remaining devices would have built.
+        // Recompute over the devices that remain: merging is order-free and
+        // a device merged twice counts once, so this equals the set the
+        // remaining devices would have built, and nothing changes while
+        // another attachment of the same device remains. Each distinct
+        // device is merged once: a client that attached one device
+        // thousands of times must not make each of its detaches merge them
+        // all (quadratic in its attachments, under the service's lock).
+        std::vector<const DmaDevice*> remaining = BufferAccess::attachedDevicesLocked(buffer);
+        if (std::find(remaining.begin(), remaining.end(), &device) != remaining.end())
+            return;
+        std::sort(remaining.begin(), remaining.end());
+        remaining.erase(std::unique(remaining.begin(), remaining.end()), remaining.end());
         ConstraintSet set;
-        for (const DmaDevice* d : BufferAccess::attachedDevicesLocked(buffer))
+        for (const DmaDevice* d : remaining)
             if (auto merged = set.merge(d->description(), state_->platform))
                 set = std::move(*merged);
         attached_ = std::move(set);

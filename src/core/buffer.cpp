@@ -3,6 +3,7 @@
 #include "core/buffer_internal.h"
 
 #include <algorithm>
+#include <iterator>
 #include <cassert>
 #include <atomic>
 #include <cerrno>
@@ -458,7 +459,13 @@ void Buffer::detachLocked(AttachmentState& state) {
         teardownLocked(*record);
     state.mappings.clear();
     state.detached = true;
-    std::erase_if(attachments_, [&](const auto& s) { return s.get() == &state; });
+    // Looked for from the newest: attachments mostly go in the reverse order
+    // of coming (a session's end undoes them so), and then this is no scan
+    // of every other attachment of the buffer.
+    auto it =
+        std::find_if(attachments_.rbegin(), attachments_.rend(), [&](const auto& s) { return s.get() == &state; });
+    if (it != attachments_.rend())
+        attachments_.erase(std::next(it).base());
     ops_->detach(*this, *state.device);
 }
 

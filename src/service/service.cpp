@@ -175,7 +175,8 @@ void Service::releaseUsageLocked(uint32_t uid) {
     // Kept while it counts anything, moves too: a count given back later
     // must find its entry.
     if (usage != usage_.end() && usage->second.clients == 0 && usage->second.bytes == 0 && usage->second.buffers == 0 &&
-        usage->second.pendingMoves == 0 && usage->second.unackedMoves == 0 && usage->second.mappedPieces == 0)
+        usage->second.pendingMoves == 0 && usage->second.unackedMoves == 0 && usage->second.mappedPieces == 0 &&
+        usage->second.attachments == 0)
         usage_.erase(usage);
 }
 
@@ -183,8 +184,10 @@ void Service::dropClaimLocked(ClientState& client, uint64_t bufferId) {
     auto claim = client.claims.find(bufferId);
     if (claim == client.claims.end())
         return;
-    // Undo in the reverse order of doing: mappings, attachments, CPU access.
-    for (uint64_t attachmentId : claim->second.attachments) {
+    // Undo in the reverse order of doing: mappings, attachments (the newest
+    // first, as the buffer looks for them), CPU access.
+    for (auto id = claim->second.attachments.rbegin(); id != claim->second.attachments.rend(); ++id) {
+        const uint64_t attachmentId = *id;
         auto att = client.attachments.find(attachmentId);
         for (uint64_t mappingId : att->second.mappings) {
             auto mapping = client.mappings.find(mappingId);
@@ -193,6 +196,7 @@ void Service::dropClaimLocked(ClientState& client, uint64_t bufferId) {
             client.mappings.erase(mapping); // unmaps
         }
         client.attachments.erase(att); // detaches
+        usage_[client.peer.uid].attachments -= 1;
         settleLocked(client.id, attachmentId);
     }
     client.cpuAccessOpen -= claim->second.cpuAccess.size();
@@ -219,6 +223,8 @@ std::unique_ptr<Service::Entry> Service::unlinkEntryLocked(uint64_t bufferId) {
     }
     // The buffer is gone everywhere: so is its charge, unless a client may
     // still hold its storage file.
+    if (auto usage = usage_.find(entry->chargedUid); entry->charged && usage != usage_.end())
+        usage->second.chargedBuffers.erase(bufferId);
     if (entry->charged && !(entry->storageOut && lingerLocked(*entry)))
         releaseChargeLocked(entry->chargedUid, entry->chargedBytes);
     byInode_.erase(entry->key);
@@ -410,12 +416,43 @@ Service::Claim& Service::claimLocked(ClientState& client, Entry& entry) {
     return client.claims[entry.buffer->id()];
 }
 
-bool Service::visibleLocked(const ClientState& client, uint64_t bufferId) const {
-    if (client.trusted || client.peer.uid == 0 || client.claims.contains(bufferId))
-        return true;
-    // What its uid allocated, from whichever connection, while it lives.
-    auto entry = entries_.find(bufferId);
-    return entry != entries_.end() && entry->second->charged && entry->second->chargedUid == client.peer.uid;
+std::vector<std::shared_ptr<Buffer>> Service::visibleLocked(const ClientState& client) {
+    std::vector<std::shared_ptr<Buffer>> visible;
+    if (client.trusted || client.peer.uid == 0) {
+        visible.reserve(entries_.size());
+        for (const auto& [id, entry] : entries_)
+            visible.push_back(entry->buffer);
+        bufinfoVisits_ += entries_.size();
+        return visible;
+    }
+    // Its uid's charged buffers and its claims, both in id order, merged:
+    // a user's listing must not cost every other client a walk of every
+    // buffer of the daemon under the lock (up to max_buffers of them).
+    static const std::set<uint64_t> kNone;
+    auto usage = usage_.find(client.peer.uid);
+    const std::set<uint64_t>& charged = usage != usage_.end() ? usage->second.chargedBuffers : kNone;
+    auto mine = charged.begin();
+    auto claim = client.claims.begin();
+    while (mine != charged.end() || claim != client.claims.end()) {
+        uint64_t id = 0;
+        if (claim == client.claims.end() || (mine != charged.end() && *mine < claim->first)) {
+            id = *mine++;
+        } else {
+            id = claim->first;
+            if (mine != charged.end() && *mine == id)
+                ++mine;
+            ++claim;
+        }
+        ++bufinfoVisits_;
+        if (auto entry = entries_.find(id); entry != entries_.end())
+            visible.push_back(entry->second->buffer);
+    }
+    return visible;
+}
+
+uint64_t Service::bufinfoVisits() const {
+    std::lock_guard lock(mutex_);
+    return bufinfoVisits_;
 }
 
 Result<std::pair<Credentials, bool>> Service::peerOf(ClientId clientId) const {
@@ -533,6 +570,7 @@ Result<ServiceBuffer> Service::adopt(ClientId clientId, Reservation reservation,
     byInode_[key] = id;
     byWatch_[*wd] = id;
     Entry& e = *entries_.emplace(id, std::move(entry)).first->second;
+    usage_[e.chargedUid].chargedBuffers.insert(id);
     claimLocked(**client, e);
     return ServiceBuffer{std::move(*fd), id, size};
 }

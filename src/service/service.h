@@ -264,6 +264,9 @@ public:
     UidUsage usageOf(uint32_t uid) const;
     /// Uids with a client, a charge or anything else counted (an entry each).
     size_t uidsCounted() const;
+    /// Tracked buffers bufinfo looked at, by every call so far: what a
+    /// listing costs the others waiting for the service's lock.
+    uint64_t bufinfoVisits() const;
 
 private:
     struct Claim;
@@ -279,6 +282,10 @@ private:
         uint64_t pendingMoves = 0; ///< migrations its clients asked for that wait
         uint64_t unackedMoves = 0; ///< Pending events its importers have not answered
         uint64_t mappedPieces = 0; ///< what its clients' mappings hold (MappingRecord::pieces)
+        uint64_t attachments = 0;  ///< its clients' attachments
+        /// The live buffers charged to it, by id: what bufinfo lists for it
+        /// besides its claims, found without looking at anyone else's.
+        std::set<uint64_t> chargedBuffers;
     };
     /// Importers sent a Pending event for a move: (client, attachment).
     using Told = std::set<std::pair<ClientId, uint64_t>>;
@@ -356,7 +363,11 @@ private:
     };
     Result<AttachmentTarget> attachmentLocked(ClientId client, uint64_t attachment);
     Claim& claimLocked(ClientState& client, Entry& entry);
-    bool visibleLocked(const ClientState& client, uint64_t bufferId) const;
+    /// The buffers @p client may see, in id order: every buffer for a
+    /// trusted client or uid 0; else what its uid allocated (from any
+    /// connection, while it lives) and what it claimed, at a cost of those
+    /// alone (bufinfoVisits_).
+    std::vector<std::shared_ptr<Buffer>> visibleLocked(const ClientState& client);
     /// True every kReapEvery allocations.
     bool reapDue();
 
@@ -383,6 +394,7 @@ private:
     uint64_t watchLimit_ = kUnlimited;                         // set by create()
     uint64_t watchReserve_ = 0;                                // set by create(): for uid 0 only
     std::atomic<uint64_t> allocationsSinceReap_{0};
+    uint64_t bufinfoVisits_ = 0;            // guarded by mutex_; see bufinfoVisits()
     uint64_t nextClient_ = 1;               // guarded by mutex_
     std::map<uint64_t, PendingMove> moves_; // guarded by mutex_; by buffer id
     uint64_t nextTicket_ = 1;               // guarded by mutex_

@@ -21,8 +21,12 @@ namespace cenalloc {
 namespace {
 
 // Attachments one session may hold: each costs the daemon memory, and a
-// client that only ever attaches must hit a limit.
+// client that only ever attaches must hit a limit. Per uid over all its
+// sessions, four sessions' worth (as for what mappings hold): a uid has up
+// to max_clients_per_uid sessions, and every attachment of a buffer is one
+// more for each request on that buffer to look through.
 constexpr size_t kMaxAttachments = 4096;
+constexpr uint64_t kMaxAttachmentsPerUid = 4 * kMaxAttachments;
 
 std::string truncatedCause(std::string cause) {
     if (cause.size() > wire::kMaxEventCause)
@@ -127,6 +131,9 @@ Result<uint64_t> Service::attach(ClientId clientId, BorrowedFd fd, std::string_v
                                       "capability 0x1)");
     if (c.attachments.size() >= kMaxAttachments)
         return Error(ENOSPC, fmt::format("this session holds {} attachments, the most it may", c.attachments.size()));
+    if (const uint64_t held = usage_[c.peer.uid].attachments; !c.trusted && held >= kMaxAttachmentsPerUid)
+        return Error(ENOSPC,
+                     fmt::format("the sessions of uid {} hold {} attachments, the most they may", c.peer.uid, held));
     Buffer& buffer = *entry->buffer;
     const AttachForecast forecast = buffer.forecastAttach(*device);
     const bool moves = forecast.outcome == AttachForecast::Outcome::WouldMigrate;
@@ -163,6 +170,7 @@ Result<uint64_t> Service::attach(ClientId clientId, BorrowedFd fd, std::string_v
     record.device = std::string(deviceName);
     record.dynamic = dynamic;
     c.attachments.emplace(id, std::move(record));
+    usage_[c.peer.uid].attachments += 1;
     claim.attachments.insert(id);
     return id;
 }

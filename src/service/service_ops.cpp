@@ -143,6 +143,7 @@ Result<void> Service::detach(ClientId clientId, uint64_t attachment) {
     if (auto claim = c->claims.find(record->buffer); claim != c->claims.end())
         claim->second.attachments.erase(attachment);
     c->attachments.erase(attachment);
+    usage_[c->peer.uid].attachments -= 1;
     settleLocked(clientId, attachment);
     return {};
 }
@@ -309,9 +310,7 @@ Result<std::vector<BufferInfo>> Service::bufinfo(ClientId clientId) {
         std::lock_guard lock(mutex_);
         reapLocked();
         const ClientState& client = *CENALLOC_TRY(clientLocked(clientId));
-        for (const auto& [id, entry] : entries_)
-            if (visibleLocked(client, id))
-                visible.push_back(entry->buffer);
+        visible = visibleLocked(client);
     }
     std::vector<BufferInfo> out;
     out.reserve(visible.size());

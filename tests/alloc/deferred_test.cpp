@@ -13,6 +13,7 @@
 #include <cenalloc/memfd.h>
 #include <cenalloc/units.h>
 
+#include "alloc/constraint_work.h"
 #include "support/context.h"
 #include "support/core_board.h"
 
@@ -271,6 +272,38 @@ TEST(Deferred, AnAttachThatLeavesNoHeapIsRefusedAndChangesNothing) {
                 EXPECT_LE(chunk.end(), k1GiB);
         }
     }
+}
+
+// A client may attach one device to one buffer thousands of times (a
+// daemon session: 4096). Each detach recomputes the intersection of what
+// remains, under the buffer's lock and the daemon's: merging every remaining
+// attachment made tearing them down quadratic (some 2 million device merges
+// for 2000 attachments, seconds of every other client's time).
+TEST(Deferred, ADetachMergesEachDistinctRemainingDeviceNotEachAttachment) {
+    auto context = makeContext();
+    ASSERT_TRUE(context);
+    auto buffer = context->create(kFrame);
+    ASSERT_TRUE(buffer);
+    auto display = (*buffer)->attach(deviceOf(*context, "display"));
+    ASSERT_TRUE(display) << display.error().toString();
+    constexpr size_t kAttachments = 2000;
+    std::vector<Attachment> gpus;
+    for (size_t i = 0; i < kAttachments; ++i) {
+        auto gpu = (*buffer)->attach(deviceOf(*context, "gpu"));
+        ASSERT_TRUE(gpu) << gpu.error().toString();
+        gpus.push_back(std::move(*gpu));
+    }
+    const uint64_t before = deviceContributionsWorkedOut();
+    // Oldest first, the order that is no help to finding them either.
+    for (Attachment& gpu : gpus)
+        gpu.detach();
+    const uint64_t merged = deviceContributionsWorkedOut() - before;
+    EXPECT_LE(merged, 2u) << "the display, once, when the last gpu went";
+    // What remains is the display's alone: contiguous storage.
+    EXPECT_EQ((*buffer)->info().attachedDevices, std::vector<std::string>{"display"});
+    auto mapping = display->map(DmaDirection::Bidirectional);
+    ASSERT_TRUE(mapping) << mapping.error().toString();
+    EXPECT_EQ((*buffer)->heapName(), "linux,cma");
 }
 
 TEST(Deferred, DetachRecomputesTheIntersection) {

@@ -393,5 +393,50 @@ TEST(AsAnotherUid, SubordinateUidsShareTheirOwnersQuota) {
     ::unlink(subuid);
 }
 
+// bufinfo shows a user its own buffers and claims only, and it must cost
+// no more than those: it runs under the service's lock, and walking every
+// buffer of the daemon (up to max_buffers) on each call made one user's
+// listings every other client's wait.
+TEST(AsAnotherUid, BufinfoLooksAtTheCallersBuffersOnlyNotEveryBufferOfTheDaemon) {
+    if (::getuid() != 0)
+        GTEST_SKIP() << "needs root to act as other uids";
+    test::InProcessDaemon daemon;
+    ASSERT_TRUE(daemon.ok());
+    auto root = daemon.connect();
+    ASSERT_NE(root, nullptr);
+    std::vector<UniqueFd> others;
+    for (int i = 0; i < 1000; ++i) {
+        auto fd = root->allocate("system", 4096);
+        ASSERT_TRUE(fd) << fd.error().toString();
+        others.push_back(std::move(*fd));
+    }
+    // A buffer of root's the user is given (and claims) it may list too.
+    auto given = root->allocate("system", 4096);
+    ASSERT_TRUE(given);
+    const uint64_t before = daemon.server().service().bufinfoVisits();
+    constexpr int kListings = 10;
+    const int rc = runAsUid(12345, [&] {
+        auto session = Session::connect(daemon.path());
+        CHILD_CHECK(session);
+        Session& s = **session;
+        auto a = s.allocate("system", 4096);
+        auto b = s.create(4096);
+        CHILD_CHECK(a && b);
+        CHILD_CHECK(s.import(*given));
+        for (int i = 0; i < kListings; ++i) {
+            auto info = s.bufinfo();
+            CHILD_CHECK(info && info->size() == 3);
+        }
+        return 0;
+    });
+    EXPECT_EQ(rc, 0);
+    const uint64_t visits = daemon.server().service().bufinfoVisits() - before;
+    EXPECT_EQ(visits, 3u * kListings) << "its three buffers, for each listing";
+    // Root still sees every buffer: its own (the user's went with it).
+    auto all = root->bufinfo();
+    ASSERT_TRUE(all);
+    EXPECT_EQ(all->size(), 1001u);
+}
+
 } // namespace
 } // namespace cenalloc

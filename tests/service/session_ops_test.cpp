@@ -310,5 +310,41 @@ TEST(SessionOpsWithADaemon, WhatAUidsMappingsHoldIsBoundedOverAllItsSessions) {
     test::expectBackTo(*owner, baseline);
 }
 
+// So are the attachments of all the sessions of one uid: four sessions'
+// worth. Without it one uid's 64 connections held 262144 of them, each
+// costing the daemon memory, and all of them on one buffer were what every
+// request on that buffer looked through.
+TEST(SessionOpsWithADaemon, AUidsAttachmentsAreBoundedOverAllItsSessions) {
+    test::InProcessDaemon daemon;
+    ASSERT_TRUE(daemon.ok());
+    auto owner = daemon.connect();
+    ASSERT_NE(owner, nullptr);
+    const test::Baseline baseline = test::baselineOf(*owner);
+    {
+        auto fd = owner->create(64 * KiB);
+        ASSERT_TRUE(fd) << fd.error().toString();
+        std::vector<std::unique_ptr<Session>> sessions;
+        std::vector<size_t> attached;
+        Result<uint64_t> a = Error(EINVAL, "none yet");
+        for (int i = 0; i < 5; ++i) {
+            sessions.push_back(daemon.connect());
+            ASSERT_NE(sessions.back(), nullptr);
+            size_t n = 0;
+            while (n <= 4096 && (a = sessions.back()->attach(*fd, "gpu")))
+                ++n;
+            ASSERT_FALSE(a);
+            EXPECT_EQ(a.error().code(), ENOSPC) << a.error().message();
+            attached.push_back(n);
+        }
+        EXPECT_EQ(attached, (std::vector<size_t>{4096, 4096, 4096, 4096, 0})) << "16384 attachments for the uid";
+        EXPECT_NE(a.error().message().find("uid"), std::string::npos) << a.error().message();
+        // A session that goes gives its share back.
+        sessions.front().reset();
+        ASSERT_TRUE(owner->heaps()); // the daemon sees clients that hung up before it lists heaps
+        EXPECT_TRUE(sessions.back()->attach(*fd, "gpu"));
+    }
+    test::expectBackTo(*owner, baseline);
+}
+
 } // namespace
 } // namespace cenalloc
