@@ -282,6 +282,17 @@ TEST(ReadyMemory, KeepsItsClassDepthReadyOrOrdered) {
 // One byte per second: the first refill is made (the budget was not spent),
 // and then none for twelve days.
 TEST(ReadyMemory, TheRefillThreadZeroesNoMoreThanItsBudgetAllows) {
+    // Allocate and map @p times buffers of @p size, each (a hit or a miss) a
+    // zero-filled buffer like any other, and wait for the refills each
+    // orders: a refill not made is not pending, so the wait returns.
+    auto use = [](Context& context, uint64_t size, int times) {
+        for (int i = 0; i < times; ++i) {
+            auto buffer = context.allocate("system", size);
+            ASSERT_TRUE(buffer && (*buffer)->mmap());
+            EXPECT_TRUE(allZero(**buffer));
+            context.waitReadyPoolRefilled();
+        }
+    };
     ReadyPoolOptions options;
     options.minBytes = 0;
     options.refillBytesPerSecond = 1;
@@ -289,34 +300,21 @@ TEST(ReadyMemory, TheRefillThreadZeroesNoMoreThanItsBudgetAllows) {
     ASSERT_TRUE(context);
     warm(*context, MiB);
     EXPECT_EQ(statsOf(*context, "system").refills, 1u);
-    for (int i = 0; i < 5; ++i) {
-        auto buffer = context->allocate("system", MiB);
-        ASSERT_TRUE(buffer && (*buffer)->mmap());
-        EXPECT_TRUE(allZero(**buffer));   // a miss is a buffer like any other
-        context->waitReadyPoolRefilled(); // returns: a refill not made is not pending
-    }
+    use(*context, MiB, 5);
     EXPECT_EQ(statsOf(*context, "system").refills, 1u);
     EXPECT_EQ(statsOf(*context, "system").hits, 1u);
     EXPECT_EQ(statsOf(*context, "system").misses, 5u);
     EXPECT_EQ(statsOf(*context, "system").readyBuffers, 0u);
     // Classes made without their pages cost no zeroing and are not bounded.
     warm(*context, 8 * KiB);
-    for (int i = 0; i < 3; ++i) {
-        auto buffer = context->allocate("system", 8 * KiB);
-        ASSERT_TRUE(buffer && (*buffer)->mmap());
-        context->waitReadyPoolRefilled();
-    }
+    use(*context, 8 * KiB, 3);
     EXPECT_EQ(statsOf(*context, "system").refills, 5u);
     // 0: no bound.
     options.refillBytesPerSecond = 0;
     auto unbounded = makeContext(options);
     ASSERT_TRUE(unbounded);
     warm(*unbounded, MiB);
-    for (int i = 0; i < 3; ++i) {
-        auto buffer = unbounded->allocate("system", MiB);
-        ASSERT_TRUE(buffer && (*buffer)->mmap());
-        unbounded->waitReadyPoolRefilled();
-    }
+    use(*unbounded, MiB, 3);
     EXPECT_EQ(statsOf(*unbounded, "system").refills, 4u);
     EXPECT_EQ(statsOf(*unbounded, "system").hits, 3u);
 }
